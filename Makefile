@@ -1,0 +1,39 @@
+# Thin wrapper over CMake. `make run` and `make test` are the two commands of the README.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test test-asan test-neon node-deps clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+node-deps:
+	./scripts/node-deps.sh
+
+# Main job: install dependencies, build, serve the bundled default model.
+run: deps build
+	./$(BUILD)/pagellm serve $(ARGS)
+
+# The whole suite through CTest.
+test: deps node-deps build
+	cd $(BUILD) && ctest --output-on-failure -j 2
+
+test-asan:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DPL_SANITIZE=ON"
+
+# NEON kernels: cross-compile for aarch64 and run under qemu-user.
+test-neon:
+	./scripts/install-deps.sh --cross
+	./scripts/test-neon.sh
+
+clean:
+	rm -rf build build-asan build-neon

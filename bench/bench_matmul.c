@@ -1,0 +1,228 @@
+/* Matmul benchmark: GB/s of weights streamed and GFLOP/s for n = 1, 4, 16, 64 activation
+ * rows, per weight type, on a TinyLlama FFN-shaped matrix (ne0 = 2048 in, ne1 = 5632 out),
+ * with 1 and 2 threads, next to a measured DRAM read bandwidth. Enough copies of the matrix
+ * are cycled that every call streams its weights from DRAM, not from cache.
+ * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N]
+ *                     [--gemm]   (time pl_cpu_matmul, i.e. the OpenBLAS prefill path too,
+ *                                 for n up to 512, to locate the crossover) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/kern/kern.h"
+#include "util/alloc.h"
+#include "util/threadpool.h"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- read-bandwidth probe: each thread takes the max over its slice of a 512 MiB buffer -- */
+typedef struct {
+  const float *buf;
+  size_t n;
+  float out[64];
+} bw_job;
+
+static void bw_task(void *p, int ith, int nth) {
+  bw_job *j = p;
+  size_t per = j->n / (size_t)nth;
+  j->out[ith] = pl_vec_max_f32((int)per, j->buf + per * (size_t)ith);
+}
+
+static double read_bw(pl_threadpool *tp) {
+  size_t n = (size_t)128 << 20; /* floats: 512 MiB */
+  float *buf = pl_malloc(n * sizeof(float));
+  if (!buf)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    buf[i] = (float)(i & 1023);
+  bw_job j = {buf, n, {0}};
+  pl_threadpool_run(tp, bw_task, &j); /* warm up */
+  double best = 1e30;
+  for (int it = 0; it < 5; it++) {
+    double t0 = now();
+    pl_threadpool_run(tp, bw_task, &j);
+    double t = now() - t0;
+    best = t < best ? t : best;
+  }
+  pl_free(buf);
+  return (double)n * sizeof(float) / best / 1e9;
+}
+
+/* ---- matrices ------------------------------------------------------------------------------ */
+typedef struct {
+  pl_dtype t;
+  const char *name;
+} btype;
+static const btype TYPES[] = {
+    {PL_DT_F32, "F32"},   {PL_DT_F16, "F16"},   {PL_DT_BF16, "BF16"},     {PL_DT_Q8_0, "Q8_0"},
+    {PL_DT_Q4_0, "Q4_0"}, {PL_DT_Q4_K, "Q4_K"}, {PL_DT_Q6_K, "Q6_K"},     {PL_DT_MLX_Q4, "MLX_Q4"},
+    {PL_DT_MLX_Q8, "MLX_Q8"},
+};
+
+#define COLS 2048
+#define ROWS 5632
+#define MIN_BYTES ((size_t)400 << 20) /* cycle copies so the working set exceeds any cache */
+
+typedef struct {
+  int ncopy;
+  pl_tensor W[256];
+  void *mem[256];
+  size_t bytes; /* of one copy, incl. MLX scales/biases */
+} wset;
+
+static int make_set(wset *s, pl_dtype t) {
+  memset(s, 0, sizeof *s);
+  int mlx = t == PL_DT_MLX_Q4 || t == PL_DT_MLX_Q8;
+  size_t rb = mlx ? (size_t)COLS * (t == PL_DT_MLX_Q4 ? 4 : 8) / 8 : pl_dtype_row_bytes(t, COLS);
+  int gs = 64;
+  size_t sbb = mlx ? (size_t)ROWS * (COLS / gs) * 2 : 0;
+  s->bytes = rb * ROWS + 2 * sbb;
+  s->ncopy = (int)(MIN_BYTES / s->bytes) + 1;
+  if (s->ncopy > 256)
+    s->ncopy = 256;
+  float *row = pl_malloc(COLS * sizeof(float));
+  uint8_t *first = NULL;
+  for (int c = 0; c < s->ncopy; c++) {
+    uint8_t *m = pl_malloc(s->bytes);
+    if (!m)
+      return -1;
+    s->mem[c] = m;
+    if (!first) {
+      unsigned seed = 1;
+      for (int r = 0; r < ROWS; r++) {
+        if (mlx) {
+          for (size_t i = 0; i < rb; i++)
+            m[(size_t)r * rb + i] = (uint8_t)(seed = seed * 1103515245u + 12345u) >> 3;
+        } else {
+          for (int i = 0; i < COLS; i++)
+            row[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16) / 65536.0f - 0.5f;
+          pl_quant_row(t, row, m + (size_t)r * rb, COLS);
+        }
+      }
+      uint16_t *sb = (uint16_t *)(m + rb * ROWS);
+      for (size_t i = 0; i < 2 * sbb / 2; i++)
+        sb[i] = pl_f32_to_f16(0.01f);
+      first = m;
+    } else {
+      memcpy(m, first, s->bytes);
+    }
+    pl_tensor *W = &s->W[c];
+    snprintf(W->name, sizeof W->name, "w%d", c);
+    W->type = t;
+    W->n_dims = 2;
+    W->ne[0] = COLS;
+    W->ne[1] = ROWS;
+    W->ne[2] = W->ne[3] = 1;
+    W->data = m;
+    W->nbytes = rb * ROWS;
+    if (mlx) {
+      W->scales = m + rb * ROWS;
+      W->biases = m + rb * ROWS + sbb;
+      W->sb_type = PL_DT_F16;
+      W->group_size = gs;
+    }
+  }
+  pl_free(row);
+  return 0;
+}
+
+static void free_set(wset *s) {
+  for (int c = 0; c < s->ncopy; c++)
+    pl_free(s->mem[c]);
+}
+
+/* Seconds per call, best of a few ~0.25 s runs. */
+static double time_mm(pl_threadpool *tp, wset *s, int n, const float *x, float *y, void *work, int gemm) {
+  int copy = 0;
+  double best = 1e30;
+  for (int rep = 0; rep < 3; rep++) {
+    int iters = 0;
+    double t0 = now(), t;
+    do {
+      if (gemm)
+        pl_cpu_matmul(tp, y, x, n, &s->W[copy], work);
+      else
+        pl_kern_matmul(tp, y, x, n, &s->W[copy], work);
+      copy = (copy + 1) % s->ncopy;
+      iters++;
+      t = now() - t0;
+    } while (t < 0.25 || iters < 3);
+    best = t / iters < best ? t / iters : best;
+  }
+  return best;
+}
+
+int main(int argc, char **argv) {
+  const char *only = NULL;
+  int max_threads = 2, gemm = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+      const char *names[] = {"scalar", "neon", "avx2", "avx512"};
+      for (int k = 0; k < 4; k++)
+        if (!strcmp(argv[i + 1], names[k]) && pl_kern_set_isa((pl_isa)k) != 0)
+          fprintf(stderr, "isa %s not supported\n", names[k]);
+      i++;
+    } else if (!strcmp(argv[i], "--type") && i + 1 < argc) {
+      only = argv[++i];
+    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+      max_threads = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--gemm")) {
+      gemm = 1;
+    } else {
+      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--gemm]\n", argv[0]);
+      return 2;
+    }
+  }
+  printf("isa: %s%s   matrix: %d x %d (ne0 x ne1)\n", pl_kern_isa_name(pl_kern_isa()),
+         pl_kern_isa() == PL_ISA_AVX512 && pl_kern_has_vnni() ? "+vnni" : "", COLS, ROWS);
+  pl_threadpool *tps[8] = {0};
+  for (int t = 1; t <= max_threads && t <= 8; t++) {
+    if (pl_threadpool_create(t, &tps[t - 1]) != 0)
+      return 1;
+    printf("read bandwidth, %d thread%s: %.1f GB/s\n", t, t > 1 ? "s" : "", read_bw(tps[t - 1]));
+  }
+  static const int NS[] = {1, 4, 16, 64};
+  static const int NS_GEMM[] = {1, 4, 16, 32, 64, 96, 128, 192, 256, 512};
+  const int *ns = gemm ? NS_GEMM : NS;
+  int nns = gemm ? 10 : 4;
+  int nmax = ns[nns - 1];
+  float *x = pl_malloc(sizeof(float) * (size_t)nmax * COLS);
+  float *y = pl_malloc(sizeof(float) * (size_t)nmax * ROWS);
+  for (size_t i = 0; i < (size_t)nmax * COLS; i++)
+    x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+  printf("%-7s %3s %4s %10s %8s %9s\n", "type", "thr", "n", "ms/call", "GB/s", "GFLOP/s");
+  for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+    if (only && strcmp(only, TYPES[ti].name) != 0)
+      continue;
+    wset *s = pl_malloc(sizeof *s);
+    if (!s || make_set(s, TYPES[ti].t) != 0) {
+      fprintf(stderr, "out of memory\n");
+      return 1;
+    }
+    size_t wsz = gemm ? pl_cpu_matmul_work_size(&s->W[0], nmax) : pl_kern_matmul_work_size(&s->W[0], nmax);
+    void *work = pl_malloc(wsz + 64);
+    for (int t = 1; t <= max_threads && t <= 8; t++)
+      for (int k = 0; k < nns; k++) {
+        int n = ns[k];
+        double sec = time_mm(tps[t - 1], s, n, x, y, work, gemm);
+        printf("%-7s %3d %4d %10.3f %8.1f %9.1f\n", TYPES[ti].name, t, n, sec * 1e3,
+               (double)s->bytes / sec / 1e9, 2.0 * COLS * ROWS * n / sec / 1e9);
+        fflush(stdout);
+      }
+    pl_free(work);
+    free_set(s);
+    pl_free(s);
+  }
+  pl_free(x);
+  pl_free(y);
+  for (int t = 0; t < 8; t++)
+    pl_threadpool_destroy(tps[t]);
+  return 0;
+}

@@ -1,0 +1,112 @@
+/* Tokenizer throughput: MB/s of pl_tokenizer_encode on one long document, one core.
+ *
+ * The document is shared/README.md + shared/DESIGN.md + every tokenizer-vectors .inp file
+ * (English prose, code, whitespace runs, CJK, emoji), repeated to about 4 MB. Each vocabulary
+ * encodes it `reps` times; the best run is reported, with the ids/byte ratio.
+ *
+ * Usage: bench_tokenizer [SHARED_DIR] [MB]   (SHARED_DIR defaults to PL_SHARED_DIR)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model/tokenizer.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+#ifndef PL_SHARED_DIR
+#define PL_SHARED_DIR "../shared"
+#endif
+
+static int append_file(char **buf, size_t *n, size_t *cap, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return -1;
+  char tmp[65536];
+  size_t r;
+  while ((r = fread(tmp, 1, sizeof tmp, f)) > 0) {
+    if (*n + r > *cap) {
+      *cap = (*n + r) * 2;
+      *buf = realloc(*buf, *cap);
+    }
+    memcpy(*buf + *n, tmp, r);
+    *n += r;
+  }
+  fclose(f);
+  return 0;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+  const char *shared = argc > 1 ? argv[1] : (getenv("PL_SHARED_DIR") ? getenv("PL_SHARED_DIR") : PL_SHARED_DIR);
+  double mb = argc > 2 ? atof(argv[2]) : 4.0;
+  static const char *const inp[] = {"llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35", "gpt-2",
+                                    "deepseek-llm", "deepseek-coder", "falcon", "mpt", "starcoder", "refact"};
+  char path[1024];
+  char *seed = NULL;
+  size_t sn = 0, scap = 0;
+  snprintf(path, sizeof path, "%s/README.md", shared);
+  append_file(&seed, &sn, &scap, path);
+  snprintf(path, sizeof path, "%s/DESIGN.md", shared);
+  append_file(&seed, &sn, &scap, path);
+  for (size_t i = 0; i < sizeof inp / sizeof inp[0]; i++) {
+    snprintf(path, sizeof path, "%s/tokenizer-vectors/ggml-vocab-%s.gguf.inp", shared, inp[i]);
+    append_file(&seed, &sn, &scap, path);
+  }
+  if (sn == 0) {
+    fprintf(stderr, "no input text under %s\n", shared);
+    return 1;
+  }
+  size_t target = (size_t)(mb * 1024 * 1024), n = 0;
+  char *doc = malloc(target + sn);
+  while (n < target) {
+    memcpy(doc + n, seed, sn);
+    n += sn;
+  }
+  free(seed);
+
+  static const char *const vocabs[][2] = {
+      {"SPM  llama-spm", "tokenizer-vectors/ggml-vocab-llama-spm.gguf"},
+      {"BPE  llama-bpe (Llama 3)", "tokenizer-vectors/ggml-vocab-llama-bpe.gguf"},
+      {"BPE  qwen2", "tokenizer-vectors/ggml-vocab-qwen2.gguf"},
+      {"BPE  gpt-2", "tokenizer-vectors/ggml-vocab-gpt-2.gguf"},
+      {"BPE  deepseek-llm (6 regexes)", "tokenizer-vectors/ggml-vocab-deepseek-llm.gguf"},
+      {"BPE  qwen3 tokenizer.json (NFC)", "tokenizers/qwen3"},
+  };
+  printf("document: %.2f MB\n", n / 1048576.0);
+  for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
+    snprintf(path, sizeof path, "%s/%s", shared, vocabs[v][1]);
+    pl_tokenizer *t = NULL;
+    if (pl_tokenizer_load(path, &t) != 0) {
+      fprintf(stderr, "%s: %s\n", path, pl_last_error());
+      continue;
+    }
+    double best = 1e30;
+    size_t ntok = 0;
+    for (int rep = 0; rep < 3; rep++) {
+      pl_token_buf b = {0};
+      double t0 = now();
+      int rc = pl_tokenizer_encode(t, doc, n, 0, 0, &b);
+      double dt = now() - t0;
+      if (rc != 0) {
+        fprintf(stderr, "encode: %s\n", pl_last_error());
+        break;
+      }
+      ntok = b.n;
+      if (dt < best)
+        best = dt;
+      pl_token_buf_free(&b);
+    }
+    printf("%-34s %8.1f MB/s  (%.3f s, %zu tokens, %.2f bytes/token)\n", vocabs[v][0], n / 1048576.0 / best,
+           best, ntok, (double)n / (double)(ntok ? ntok : 1));
+    pl_tokenizer_free(t);
+  }
+  free(doc);
+  return 0;
+}

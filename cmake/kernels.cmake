@@ -1,0 +1,23 @@
+# CPU kernels live in src/backend/cpu/kern/. A file's suffix names its ISA and gets that
+# ISA's flags; the dispatcher (kern_dispatch.c) picks one at run time with cpuid, so one
+# binary runs on AVX2-only and AVX-512 x86. On aarch64 only generic + NEON files build.
+file(GLOB PL_KERN_GENERIC src/backend/cpu/kern/*.c)
+file(GLOB PL_KERN_AVX2 src/backend/cpu/kern/*_avx2.c)
+file(GLOB PL_KERN_AVX512 src/backend/cpu/kern/*_avx512.c)
+file(GLOB PL_KERN_NEON src/backend/cpu/kern/*_neon.c)
+list(REMOVE_ITEM PL_KERN_GENERIC ${PL_KERN_AVX2} ${PL_KERN_AVX512} ${PL_KERN_NEON} "")
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  set_source_files_properties(${PL_KERN_AVX2} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
+  set_source_files_properties(${PL_KERN_AVX512} PROPERTIES COMPILE_OPTIONS
+    "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx2;-mfma;-mf16c")
+  set(PL_KERNEL_SRC ${PL_KERN_GENERIC} ${PL_KERN_AVX2} ${PL_KERN_AVX512})
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
+  set(PL_KERNEL_SRC ${PL_KERN_GENERIC} ${PL_KERN_NEON})
+else()
+  set(PL_KERNEL_SRC ${PL_KERN_GENERIC})
+endif()
+# The kernel-only build (PL_NEON_ONLY) has no src/backend glob; the kernels need the dtype
+# tables of tensor.c.
+if(PL_NEON_ONLY)
+  list(APPEND PL_KERNEL_SRC ${CMAKE_SOURCE_DIR}/src/backend/tensor.c)
+endif()

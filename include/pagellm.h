@@ -1,0 +1,168 @@
+/* pagellm — public C API.
+ *
+ * Conventions: opaque handles; every function that can fail returns pl_status (0 = PL_OK,
+ * negative = error) and sets a thread-local message readable with pl_last_error(). Constructors
+ * take an out-parameter. Library code never calls exit(). Unless a prototype says otherwise, a
+ * handle is not thread-safe: use it from one thread at a time.
+ */
+#ifndef PAGELLM_H
+#define PAGELLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X-macro list of status codes: name, value, description. */
+#define PL_STATUS_LIST(X)                                             \
+  X(PL_OK, 0, "ok")                                                   \
+  X(PL_EINVAL, -1, "invalid argument")                                \
+  X(PL_ENOMEM, -2, "out of memory")                                   \
+  X(PL_EIO, -3, "I/O error")                                          \
+  X(PL_EFORMAT, -4, "malformed or unsupported file")                  \
+  X(PL_EUNSUPPORTED, -5, "unsupported feature")                       \
+  X(PL_ENOTFOUND, -6, "not found")                                    \
+  X(PL_ERANGE, -7, "value out of range")                              \
+  X(PL_ENOSPACE, -8, "no room (KV blocks)")                           \
+  X(PL_ETOOLONG, -9, "input longer than the context")                 \
+  X(PL_EBUSY, -10, "busy (queue full)")                               \
+  X(PL_ESTATE, -11, "invalid state")                                  \
+  X(PL_ETEMPLATE, -12, "chat template error")                         \
+  X(PL_EINTERNAL, -13, "internal error")
+
+typedef enum {
+#define PL_X_ENUM(name, val, desc) name = val,
+  PL_STATUS_LIST(PL_X_ENUM)
+#undef PL_X_ENUM
+} pl_status;
+
+/* Static description of a status code. Thread-safe. */
+const char *pl_strerror(int status);
+
+/* The detailed message of the last error on the calling thread (e.g. "model.gguf: tensor
+ * 'blk.0.attn_q.weight' data out of range"). Valid until the next failing call on this thread.
+ * Thread-safe (thread-local). Never NULL. */
+const char *pl_last_error(void);
+
+
+/* ======================================================================================
+ * Engine: a continuous-batching inference engine over one model (one replica, no global
+ * state). Single-threaded: one thread calls add/abort/step/poll (the server runs it on its
+ * own thread behind a queue). Outputs are per-request events read with pl_engine_poll().
+ * ==================================================================================== */
+typedef struct pl_engine pl_engine;
+
+typedef enum { PL_KV_PAGED = 0, PL_KV_STATIC = 1 } pl_kv_alloc;
+
+typedef struct pl_engine_params {
+  const char *model_path;     /* .gguf file or safetensors directory (required) */
+  const char *chat_template;  /* Jinja text overriding the model's; NULL = model's own */
+  int n_threads;              /* compute threads; 0 = number of cores */
+  size_t kv_cache_bytes;      /* KV pool size; 0 = a share of free memory (logged) */
+  int max_model_len;          /* tokens per sequence; 0 = the model's context length */
+  int block_size;             /* tokens per KV block; 0 = 16 */
+  int max_num_seqs;           /* sequences per step; 0 = 256 */
+  int max_num_batched_tokens; /* tokens per step; 0 = 2048 */
+  int max_waiting;            /* waiting-queue bound (add fails with PL_EBUSY); 0 = 1024 */
+  pl_kv_alloc kv_alloc;       /* PL_KV_STATIC reserves max_model_len per request */
+  int enable_prefix_caching;  /* 1 = on (default) */
+  uint64_t seed;              /* base seed for requests without one */
+} pl_engine_params;
+
+/* Fill with defaults (all 0/auto, prefix caching on). */
+void pl_engine_params_default(pl_engine_params *p);
+
+/* Load the model and size every pool. Errors: PL_EIO/PL_EFORMAT (model file), PL_ENOMEM,
+ * PL_EINVAL (parameters; e.g. max_model_len that not even one sequence fits). On error
+ * *out is NULL. The caller owns the engine and frees it with pl_engine_destroy. */
+int pl_engine_create(const pl_engine_params *p, pl_engine **out);
+void pl_engine_destroy(pl_engine *e); /* NULL ok; aborts everything in flight */
+
+typedef struct pl_sampling_params {
+  float temperature;          /* 0 = greedy (default 1.0) */
+  float top_p;                /* (0,1], default 1 */
+  int top_k;                  /* <= 0 = off */
+  float min_p;                /* [0,1], default 0 */
+  float repetition_penalty;   /* > 0, default 1 (HF/vLLM semantics, prompt + output) */
+  float presence_penalty;     /* [-2,2], default 0 (OpenAI semantics, output tokens) */
+  float frequency_penalty;    /* [-2,2], default 0 */
+  int64_t seed;               /* < 0 = derive from the engine seed and request id */
+  int max_tokens;             /* > 0; default 16; capped by max_model_len - prompt */
+  int min_tokens;             /* >= 0: EOS/stop ignored before this many tokens */
+  int ignore_eos;
+  const char *const *stop;    /* stop strings (not included in the output) */
+  int n_stop;
+  const int32_t *stop_token_ids;
+  int n_stop_token_ids;
+  const int32_t *logit_bias_ids; /* [n_logit_bias] token ids */
+  const float *logit_bias;       /* [n_logit_bias] added to the logits */
+  int n_logit_bias;
+  int logprobs;               /* -1 = none; k >= 0 = sampled token's logprob + top k */
+  int n;                      /* parallel samples sharing the prompt's blocks; default 1 */
+  int priority;               /* lower value = scheduled first (vLLM); default 0 */
+} pl_sampling_params;
+
+void pl_sampling_params_default(pl_sampling_params *sp);
+
+/* Queue a request. Exactly one of prompt (UTF-8 text, tokenized with BOS as the model says)
+ * or prompt_ids must be given. Copies everything it needs. Errors (request not queued):
+ * PL_EINVAL (bad parameter; message names it), PL_ETOOLONG (prompt + max_tokens cannot fit
+ * max_model_len), PL_EBUSY (waiting queue full). */
+int pl_engine_add_request(pl_engine *e, const char *prompt, const int32_t *prompt_ids,
+                          int n_prompt_ids, const pl_sampling_params *sp, uint64_t *out_id);
+
+/* Abort a request (queued or running): frees its blocks now; a final event with
+ * PL_FINISH_ABORT follows. Returns PL_ENOTFOUND for an unknown/finished id. */
+int pl_engine_abort(pl_engine *e, uint64_t id);
+
+/* Run one step: schedule, forward, sample, emit events. Returns the number of tokens
+ * processed (0 when idle) or a negative status for an engine-wide failure. */
+int pl_engine_step(pl_engine *e);
+int pl_engine_has_unfinished(const pl_engine *e);
+
+typedef enum {
+  PL_FINISH_NONE = 0, PL_FINISH_STOP, PL_FINISH_LENGTH, PL_FINISH_ABORT, PL_FINISH_ERROR
+} pl_finish_reason;
+
+typedef struct pl_top_logprob { int32_t token; float logprob; } pl_top_logprob;
+
+/* One output event: new text/tokens of one sample (index < n) of one request. All pointers
+ * are owned by the engine and valid until the next call of pl_engine_step/poll/abort. */
+typedef struct pl_output_event {
+  uint64_t request_id;
+  int index;                   /* which of the n samples */
+  const char *text;            /* new UTF-8 text (never a broken sequence; may be empty) */
+  size_t text_len;
+  const int32_t *tokens;       /* new token ids */
+  int n_tokens;
+  const float *logprobs;       /* [n_tokens] sampled tokens' logprobs, or NULL */
+  const pl_top_logprob *top;   /* [n_tokens][n_top] or NULL */
+  int n_top;
+  pl_finish_reason finish;     /* != NONE on the sample's last event */
+  const char *error;           /* message when finish == PL_FINISH_ERROR */
+  int prompt_tokens;           /* usage, filled on every event */
+  int completion_tokens;       /* tokens generated so far by this sample */
+  int cached_tokens;           /* prompt tokens served from the prefix cache */
+} pl_output_event;
+
+/* Take the next pending event; returns 1 and fills *ev, or 0 when none is pending. */
+int pl_engine_poll(pl_engine *e, pl_output_event *ev);
+
+typedef struct pl_engine_stats {
+  int num_running, num_waiting;
+  int64_t blocks_total, blocks_used, blocks_cached_free;
+  double kv_usage;                 /* used / total, [0,1] */
+  int64_t prefix_queries_tokens, prefix_hits_tokens;
+  int64_t num_preemptions, cow_copies, evictions;
+  int64_t prompt_tokens_total, generation_tokens_total;
+  int block_size, max_model_len;
+  int64_t kv_tokens_capacity;
+} pl_engine_stats;
+void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,275 @@
+/* The CPU backend: the op table of backend.h over host memory, multi-threaded with one
+ * persistent pool. Matmuls go to gemm.c (SIMD kernels / OpenBLAS), attention to
+ * attention_cpu.c; the small elementwise ops split rows across threads only when there is
+ * enough work to pay for the wake-up. */
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/cpu/backend_cpu.h"
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/kern/kern.h"
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define CPU(be) ((pl_cpu_backend *)(be))
+#define PAR_MIN_ELEMS 16384 /* below this, threading costs more than it saves */
+
+static void *cpu_alloc(pl_backend *be, size_t bytes) { return pl_malloc(bytes ? bytes : 1); }
+static void cpu_free(pl_backend *be, void *p) { pl_free(p); }
+
+static void cpu_destroy(pl_backend *be) {
+  if (!be)
+    return;
+  pl_cpu_backend *c = CPU(be);
+  pl_threadpool_destroy(c->tp);
+  pl_free(c->k_cache);
+  pl_free(c->v_cache);
+  pl_free(c->attn_scratch);
+  pl_free(c->mm_work);
+  pl_free(c);
+}
+
+static int cpu_kv_init(pl_backend *be, const pl_kv_spec *s) {
+  pl_cpu_backend *c = CPU(be);
+  if (s->n_layer <= 0 || s->n_kv_head <= 0 || s->head_dim <= 0 || s->block_size <= 0 ||
+      s->n_blocks < 2 || s->n_head < s->n_kv_head)
+    return pl_fail(PL_EINVAL, "bad KV cache spec");
+  pl_free(c->k_cache);
+  pl_free(c->v_cache);
+  pl_free(c->attn_scratch);
+  c->kv = *s;
+  c->layer_stride = (size_t)s->n_blocks * s->n_kv_head * s->block_size * s->head_dim;
+  size_t total = c->layer_stride * (size_t)s->n_layer;
+  c->k_cache = pl_calloc(total, sizeof(float));
+  c->v_cache = pl_calloc(total, sizeof(float));
+  int g = s->n_head / s->n_kv_head;
+  c->scratch_per_thread = (size_t)g * s->head_dim + 2 * (size_t)g + (size_t)s->block_size + 16;
+  c->scratch_per_thread = (c->scratch_per_thread + 15) & ~(size_t)15; /* keep 64-byte rows */
+  c->attn_scratch = pl_malloc(c->scratch_per_thread * (size_t)c->n_threads * sizeof(float));
+  if (!c->k_cache || !c->v_cache || !c->attn_scratch) {
+    pl_free(c->k_cache);
+    pl_free(c->v_cache);
+    pl_free(c->attn_scratch);
+    c->k_cache = c->v_cache = c->attn_scratch = NULL;
+    return pl_fail(PL_ENOMEM, "cannot allocate %.1f MiB of KV cache",
+                   2.0 * (double)total * sizeof(float) / (1 << 20));
+  }
+  return 0;
+}
+
+static size_t cpu_kv_bytes(const pl_backend *be) {
+  const pl_cpu_backend *c = (const pl_cpu_backend *)be;
+  return 2 * c->layer_stride * (size_t)c->kv.n_layer * sizeof(float);
+}
+
+static void cpu_embed(pl_backend *be, float *x, const pl_tensor *t, const int32_t *ids, int n) {
+  int64_t d = t->ne[0];
+  size_t rb = pl_dtype_row_bytes(t->type, d);
+  for (int i = 0; i < n; i++) {
+    const uint8_t *row = (const uint8_t *)t->data + (size_t)ids[i] * rb;
+    if (t->type == PL_DT_MLX_Q4 || t->type == PL_DT_MLX_Q8) {
+      size_t ng = (size_t)(d / t->group_size), sbs = t->sb_type == PL_DT_F32 ? 4 : 2;
+      pl_dequant_row_mlx(t->type, row, (const uint8_t *)t->scales + (size_t)ids[i] * ng * sbs,
+                         (const uint8_t *)t->biases + (size_t)ids[i] * ng * sbs, t->sb_type,
+                         t->group_size, x + (size_t)i * d, d);
+    } else {
+      pl_dequant_row(t->type, row, x + (size_t)i * d, d);
+    }
+  }
+}
+
+/* ---- row-parallel elementwise ops ---- */
+typedef struct {
+  int kind;
+  float *y;
+  const float *x, *w, *u;
+  const float *cs;
+  const pl_rope_spec *rs;
+  int n, d, n_heads;
+  float eps;
+} rows_job;
+
+enum { JOB_RMSNORM, JOB_ROPE, JOB_SWIGLU, JOB_ADD };
+
+static void rope_row(float *x, const float *cs, int n_heads, const pl_rope_spec *rs) {
+  int half = rs->rope_dim / 2;
+  for (int h = 0; h < n_heads; h++) {
+    float *v = x + (size_t)h * rs->head_dim;
+    for (int i = 0; i < half; i++) {
+      float c = cs[i], s = cs[half + i];
+      int a = rs->neox ? i : 2 * i, b = rs->neox ? i + half : 2 * i + 1;
+      float x0 = v[a], x1 = v[b];
+      v[a] = x0 * c - x1 * s;
+      v[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+static void rows_task(void *ctx, int ith, int nth) {
+  rows_job *j = ctx;
+  int per = (j->n + nth - 1) / nth, r0 = ith * per, r1 = r0 + per < j->n ? r0 + per : j->n;
+  for (int r = r0; r < r1; r++) {
+    size_t o = (size_t)r * j->d;
+    switch (j->kind) {
+    case JOB_RMSNORM: pl_vec_rmsnorm_f32(j->d, j->y + o, j->x + o, j->w, j->eps); break;
+    case JOB_ROPE: rope_row(j->y + o, j->cs + (size_t)r * j->rs->rope_dim, j->n_heads, j->rs); break;
+    case JOB_SWIGLU: pl_vec_swiglu_f32(j->d, j->y + o, j->x + o, j->u + o); break;
+    case JOB_ADD: pl_vec_mad_f32(j->d, j->y + o, j->x + o, 1.0f); break;
+    }
+  }
+}
+
+static void run_rows(pl_cpu_backend *c, rows_job *j) {
+  if ((size_t)j->n * (size_t)j->d < PAR_MIN_ELEMS || j->n < 2)
+    rows_task(j, 0, 1);
+  else
+    pl_threadpool_run(c->tp, rows_task, j);
+}
+
+static void cpu_rmsnorm(pl_backend *be, float *y, const float *x, const float *w, int n, int d,
+                        float eps) {
+  rows_job j = {.kind = JOB_RMSNORM, .y = y, .x = x, .w = w, .n = n, .d = d, .eps = eps};
+  run_rows(CPU(be), &j);
+}
+
+static void cpu_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
+                     const pl_rope_spec *rs) {
+  rows_job j = {.kind = JOB_ROPE, .y = x, .cs = cs, .rs = rs, .n = n,
+                .d = n_heads * rs->head_dim, .n_heads = n_heads};
+  run_rows(CPU(be), &j);
+}
+
+/* Elementwise ops on flat arrays: view them as rows of 1024 (+ a tail row). */
+static void flat_op(pl_cpu_backend *c, int kind, float *y, const float *x, const float *u,
+                    size_t n) {
+  size_t rows = n / 1024, tail = n % 1024;
+  if (rows) {
+    rows_job j = {.kind = kind, .y = y, .x = x, .u = u, .n = (int)rows, .d = 1024};
+    run_rows(c, &j);
+  }
+  if (tail) {
+    size_t o = rows * 1024;
+    rows_job j = {.kind = kind, .y = y + o, .x = x + o, .u = u ? u + o : NULL, .n = 1,
+                  .d = (int)tail};
+    rows_task(&j, 0, 1);
+  }
+}
+
+static void cpu_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
+  flat_op(CPU(be), JOB_SWIGLU, y, g, u, n);
+}
+
+static void cpu_add(pl_backend *be, float *y, const float *x, size_t n) {
+  flat_op(CPU(be), JOB_ADD, y, x, NULL, n);
+}
+
+static void cpu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
+                       const float *bias) {
+  pl_cpu_backend *c = CPU(be);
+  size_t need = pl_cpu_matmul_work_size(W, n);
+  if (need > c->mm_work_size) {
+    /* Grows to the largest (weight, batch) pair seen; the runner warms it up at creation so
+     * the steady-state loop never allocates. */
+    void *w = pl_malloc(need);
+    if (!w) {
+      PL_ERROR("out of memory for matmul scratch (%zu bytes)", need);
+      memset(y, 0, (size_t)n * (size_t)W->ne[1] * sizeof(float));
+      return;
+    }
+    pl_free(c->mm_work);
+    c->mm_work = w;
+    c->mm_work_size = need;
+  }
+  pl_cpu_matmul(c->tp, y, x, n, W, c->mm_work);
+  if (bias) {
+    int64_t d = W->ne[1];
+    for (int i = 0; i < n; i++)
+      pl_vec_mad_f32((int)d, y + (size_t)i * d, bias, 1.0f);
+  }
+}
+
+static void cpu_kv_write(pl_backend *be, int layer, const float *k, const float *v,
+                         const int32_t *slots, int n) {
+  pl_cpu_backend *c = CPU(be);
+  const pl_kv_spec *s = &c->kv;
+  size_t hd = (size_t)s->head_dim, row = (size_t)s->n_kv_head * hd;
+  float *K = c->k_cache + (size_t)layer * c->layer_stride;
+  float *V = c->v_cache + (size_t)layer * c->layer_stride;
+  for (int t = 0; t < n; t++) {
+    int32_t slot = slots[t];
+    if (slot < 0)
+      continue; /* padding token: nothing to store */
+    size_t b = (size_t)slot / (size_t)s->block_size, off = (size_t)slot % (size_t)s->block_size;
+    for (int h = 0; h < s->n_kv_head; h++) {
+      size_t dst = ((b * (size_t)s->n_kv_head + (size_t)h) * (size_t)s->block_size + off) * hd;
+      memcpy(K + dst, k + (size_t)t * row + (size_t)h * hd, hd * sizeof(float));
+      memcpy(V + dst, v + (size_t)t * row + (size_t)h * hd, hd * sizeof(float));
+    }
+  }
+}
+
+static void cpu_get_rows(pl_backend *be, float *dst, const float *src, const int32_t *rows,
+                         int n, int d) {
+  for (int i = 0; i < n; i++)
+    memcpy(dst + (size_t)i * d, src + (size_t)rows[i] * d, (size_t)d * sizeof(float));
+}
+
+static void cpu_copy_blocks(pl_backend *be, const int32_t *src, const int32_t *dst, int n) {
+  pl_cpu_backend *c = CPU(be);
+  const pl_kv_spec *s = &c->kv;
+  size_t blk = (size_t)s->n_kv_head * s->block_size * s->head_dim;
+  for (int l = 0; l < s->n_layer; l++) {
+    float *K = c->k_cache + (size_t)l * c->layer_stride;
+    float *V = c->v_cache + (size_t)l * c->layer_stride;
+    for (int i = 0; i < n; i++) {
+      memcpy(K + (size_t)dst[i] * blk, K + (size_t)src[i] * blk, blk * sizeof(float));
+      memcpy(V + (size_t)dst[i] * blk, V + (size_t)src[i] * blk, blk * sizeof(float));
+    }
+  }
+}
+
+static void cpu_copy(pl_backend *be, void *dst, const void *src, size_t bytes) {
+  memcpy(dst, src, bytes);
+}
+
+static const pl_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .kv_init = cpu_kv_init,
+    .kv_bytes = cpu_kv_bytes,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .rope = cpu_rope,
+    .kv_write = cpu_kv_write,
+    .attention = pl_cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .get_rows = cpu_get_rows,
+    .copy_blocks = cpu_copy_blocks,
+    .download = cpu_copy,
+    .upload = cpu_copy,
+};
+
+int pl_backend_cpu_create(int n_threads, pl_backend **out) {
+  *out = NULL;
+  if (n_threads <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    n_threads = n > 0 ? (int)n : 1;
+  }
+  pl_cpu_backend *c = pl_calloc(1, sizeof *c);
+  if (!c)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  c->base.ops = &cpu_ops;
+  c->n_threads = n_threads;
+  int rc = pl_threadpool_create(n_threads, &c->tp);
+  if (rc < 0) {
+    pl_free(c);
+    return rc;
+  }
+  *out = &c->base;
+  return PL_OK;
+}

@@ -1,0 +1,64 @@
+/* CPU compute kernels with run-time ISA dispatch (AVX-512 > AVX2+FMA+F16C > NEON > scalar).
+ * Everything here is pure computation on host memory: no allocation in the hot paths, no
+ * OpenBLAS (this folder also builds for aarch64 under qemu). Multi-threaded entry points take
+ * a pl_threadpool (NULL = single thread).
+ *
+ * Tolerances: every kernel is tested against a float64 reference in tests/kernels/. */
+#ifndef PL_KERN_H
+#define PL_KERN_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/tensor.h"
+#include "util/threadpool.h"
+
+/* ---- ISA selection ------------------------------------------------------------------ */
+typedef enum { PL_ISA_SCALAR, PL_ISA_NEON, PL_ISA_AVX2, PL_ISA_AVX512 } pl_isa;
+pl_isa pl_kern_isa(void);              /* the ISA in use (detected once) */
+const char *pl_kern_isa_name(pl_isa isa);
+/* Force an ISA for tests/benchmarks (must be supported by the CPU; returns 0 or -1).
+ * PAGELLM_ISA=scalar|avx2|avx512|neon in the environment does the same at first use. */
+int pl_kern_set_isa(pl_isa isa);
+/* AVX-512 VNNI (vpdpbusd) is used when the CPU has it; tests turn it off to cover the
+ * AVX-512BW integer path too. set_vnni rebuilds the tables for the current ISA. */
+int pl_kern_has_vnni(void);
+void pl_kern_set_vnni(int allowed);
+
+/* ---- conversions -------------------------------------------------------------------- */
+float pl_f16_to_f32(uint16_t h);
+uint16_t pl_f32_to_f16(float f);       /* round to nearest even */
+float pl_bf16_to_f32(uint16_t h);
+uint16_t pl_f32_to_bf16(float f);      /* round to nearest even */
+
+/* Dequantize one row of n elements (n multiple of the block size) of type t into y. For
+ * MLX types pass the row's scales/biases pointers (already offset to that row). */
+void pl_dequant_row(pl_dtype t, const void *row, float *y, int64_t n);
+void pl_dequant_row_mlx(pl_dtype t, const void *row, const void *scales, const void *biases,
+                        pl_dtype sb_type, int group_size, float *y, int64_t n);
+/* Reference quantizers (round-to-nearest as ggml's reference quantize_row_*), used by
+ * `pagellm model-gen` and tests. Return bytes written (= pl_dtype_row_bytes). */
+size_t pl_quant_row(pl_dtype t, const float *x, void *row, int64_t n);
+
+/* ---- linear layers ------------------------------------------------------------------ */
+/* y[i][r] = sum_c W[r][c] * x[i][c] for i < n_rows_x, r < W->ne[1], c < W->ne[0].
+ * x: [n][W->ne[0]] f32, y: [n][W->ne[1]] f32. Any weight type of tensor.h. Uses integer dot
+ * products for quantized types (activations quantized to 8 bits per block on the fly) and a
+ * register-tiled path that reuses each weight row across up to several x rows, so batched
+ * decode reads the weights once per tile of tokens. `work` is scratch of at least
+ * pl_kern_matmul_work_size(W, n) bytes (64-byte aligned), shared by all threads. */
+size_t pl_kern_matmul_work_size(const pl_tensor *W, int n);
+void pl_kern_matmul(pl_threadpool *tp, float *y, const float *x, int n, const pl_tensor *W,
+                    void *work);
+
+/* ---- vector helpers (single thread; used by attention, norms, sampling) --------------- */
+float pl_vec_dot_f32(int n, const float *a, const float *b);
+void pl_vec_mad_f32(int n, float *y, const float *x, float s);    /* y += s * x */
+void pl_vec_scale_f32(int n, float *y, float s);                  /* y *= s */
+float pl_vec_max_f32(int n, const float *x);
+/* RMSNorm: y = x / sqrt(mean(x^2) + eps) * w   (y may alias x) */
+void pl_vec_rmsnorm_f32(int n, float *y, const float *x, const float *w, float eps);
+/* SwiGLU: y = silu(g) * u */
+void pl_vec_swiglu_f32(int n, float *y, const float *g, const float *u);
+/* In-place softmax over n values; returns the sum before normalisation (for checks). */
+float pl_vec_softmax_f32(int n, float *x);
+#endif

@@ -1,0 +1,152 @@
+/* Run-time ISA selection. The first call detects the CPU (cpuid through the compiler's
+ * __builtin_cpu_supports on x86; NEON is baseline on aarch64, dotprod from HWCAP) and builds
+ * the ops table: scalar slots first, then each ISA overwrites what it implements, so a
+ * kernel missing on one ISA falls back to the next lower one. PAGELLM_ISA forces a path.
+ * Switching ISA (tests/benchmarks) is not thread-safe with concurrent kernel calls. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kern/kern_impl.h"
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+
+static pl_kern_ops g_ops;
+static pl_isa g_isa;
+static int g_vnni_allowed = 1;
+static atomic_int g_ready;
+
+static int cpu_has(pl_isa isa) {
+  switch (isa) {
+  case PL_ISA_SCALAR: return 1;
+#if defined(__x86_64__) || defined(__i386__)
+  case PL_ISA_AVX2:
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+  case PL_ISA_AVX512:
+    return cpu_has(PL_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+#endif
+#if defined(__aarch64__)
+  case PL_ISA_NEON: return 1;
+#endif
+  default: return 0;
+  }
+}
+
+int pl_kern_has_vnni(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return cpu_has(PL_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+#else
+  return 0;
+#endif
+}
+
+#if defined(__aarch64__)
+static int has_dotprod(void) {
+#if defined(__linux__)
+  if (getenv("PAGELLM_NO_DOTPROD"))
+    return 0;
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+  return 1; /* every Apple Silicon core has dotprod */
+#else
+  return 0;
+#endif
+}
+#endif
+
+static void build(pl_isa isa) {
+  pl_kern_ops o;
+  pl_kern_fill_scalar(&o);
+#if defined(__x86_64__) || defined(__i386__)
+  if (isa >= PL_ISA_AVX2)
+    pl_kern_fill_avx2(&o);
+  if (isa >= PL_ISA_AVX512)
+    pl_kern_fill_avx512(&o, g_vnni_allowed && pl_kern_has_vnni());
+#endif
+#if defined(__aarch64__)
+  if (isa == PL_ISA_NEON)
+    pl_kern_fill_neon(&o, has_dotprod());
+#endif
+  g_ops = o;
+  g_isa = isa;
+}
+
+static pl_isa best_isa(void) {
+  const char *e = getenv("PAGELLM_ISA");
+  if (e && *e) {
+    static const char *names[] = {"scalar", "neon", "avx2", "avx512"};
+    for (int i = 0; i < 4; i++)
+      if (strcmp(e, names[i]) == 0 && cpu_has((pl_isa)i))
+        return (pl_isa)i;
+    fprintf(stderr, "pagellm: PAGELLM_ISA=%s not supported here, using auto\n", e);
+  }
+  if (cpu_has(PL_ISA_AVX512))
+    return PL_ISA_AVX512;
+  if (cpu_has(PL_ISA_AVX2))
+    return PL_ISA_AVX2;
+  if (cpu_has(PL_ISA_NEON))
+    return PL_ISA_NEON;
+  return PL_ISA_SCALAR;
+}
+
+const pl_kern_ops *pl_kern_ops_get(void) {
+  if (!atomic_load_explicit(&g_ready, memory_order_acquire)) {
+    /* Racing first calls build identical tables; last store wins harmlessly. */
+    build(best_isa());
+    atomic_store_explicit(&g_ready, 1, memory_order_release);
+  }
+  return &g_ops;
+}
+
+pl_isa pl_kern_isa(void) {
+  pl_kern_ops_get();
+  return g_isa;
+}
+
+const char *pl_kern_isa_name(pl_isa isa) {
+  switch (isa) {
+  case PL_ISA_SCALAR: return "scalar";
+  case PL_ISA_NEON: return "neon";
+  case PL_ISA_AVX2: return "avx2";
+  case PL_ISA_AVX512: return "avx512";
+  }
+  return "?";
+}
+
+int pl_kern_set_isa(pl_isa isa) {
+  if (!cpu_has(isa))
+    return -1;
+  build(isa);
+  atomic_store_explicit(&g_ready, 1, memory_order_release);
+  return 0;
+}
+
+void pl_kern_set_vnni(int allowed) {
+  g_vnni_allowed = allowed;
+  pl_kern_ops_get();
+  build(g_isa);
+}
+
+int pl_mmt_of(pl_dtype t) {
+  switch (t) {
+  case PL_DT_F32: return PL_MMT_F32;
+  case PL_DT_F16: return PL_MMT_F16;
+  case PL_DT_BF16: return PL_MMT_BF16;
+  case PL_DT_Q8_0: return PL_MMT_Q8_0;
+  case PL_DT_Q4_0: return PL_MMT_Q4_0;
+  case PL_DT_Q4_K: return PL_MMT_Q4_K;
+  case PL_DT_Q6_K: return PL_MMT_Q6_K;
+  case PL_DT_MLX_Q4: return PL_MMT_MLX4;
+  case PL_DT_MLX_Q8: return PL_MMT_MLX8;
+  }
+  return -1;
+}

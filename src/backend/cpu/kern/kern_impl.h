@@ -1,0 +1,157 @@
+/* Internal contract between the matmul driver (kern_matmul.c), the dispatcher
+ * (kern_dispatch.c) and the per-ISA kernel files (kern_scalar.c, *_avx2.c, *_avx512.c,
+ * *_neon.c). Not a public header.
+ *
+ * Quantized weights are multiplied with activations quantized once per call to 8-bit blocks
+ * of PL_QK=32 ("qx" rows). A qx row of `cols` values is, each part 64-byte aligned:
+ *
+ *   qs [cols]     int8   q = nearbyint(x * 127/amax), |q| <= 127 (never -128)
+ *   d  [nb]       f32    amax/127 of each block of 32      (x ~= d * q)
+ *   s  [nb]       f32    d * sum(q) of each block           (for bias/min terms)
+ *   zs [cols/4]   int32  -z * (q[4k]+q[4k+1]+q[4k+2]+q[4k+3])  (only when z != 0)
+ *
+ * zs lets x86 kernels that multiply *unsigned* weight codes u (u8 x s8: maddubs / vpdpbusd,
+ * whose int32 lane k covers elements 4k..4k+3) get sum((u - z) * q) exactly by starting the
+ * lane accumulator at zs[k]. Every ISA fills qs/d/s identically (same float ops, round to
+ * nearest even), so tests can reproduce the activations bit for bit. */
+#ifndef PL_KERN_IMPL_H
+#define PL_KERN_IMPL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/cpu/kern/kern.h"
+
+#define PL_QK 32
+
+/* Internal weight-type index of the matmul tables. */
+typedef enum {
+  PL_MMT_F32, PL_MMT_F16, PL_MMT_BF16, PL_MMT_Q8_0, PL_MMT_Q4_0, PL_MMT_Q4_K, PL_MMT_Q6_K,
+  PL_MMT_MLX4, PL_MMT_MLX8, PL_MMT_COUNT
+} pl_mmt;
+
+static inline size_t pl_align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Byte offsets inside one qx row and the row stride. */
+typedef struct {
+  int64_t cols, nb;
+  size_t off_d, off_s, off_zs, stride;
+} pl_qx_layout;
+
+static inline pl_qx_layout pl_qx_layout_for(int64_t cols) {
+  pl_qx_layout l;
+  l.cols = cols;
+  l.nb = cols / PL_QK;
+  l.off_d = pl_align64((size_t)cols);
+  l.off_s = l.off_d + pl_align64((size_t)l.nb * 4);
+  l.off_zs = l.off_s + pl_align64((size_t)l.nb * 4);
+  l.stride = l.off_zs + pl_align64((size_t)cols);
+  return l;
+}
+
+/* One matmul call as the row kernels see it. */
+typedef struct {
+  const pl_tensor *W;
+  int64_t rows, cols;  /* W->ne[1], W->ne[0] */
+  size_t wrb;          /* bytes of one weight row */
+  int n;               /* activation rows */
+  const float *x;      /* [n][cols] f32 (float weight types) */
+  const uint8_t *qx;   /* n qx rows (quantized weight types) */
+  pl_qx_layout ql;
+  float *y;            /* [n][rows] */
+} pl_mm_ctx;
+
+/* Computes y[j][r] for all j < n and r0 <= r < r1. */
+typedef void (*pl_mm_rows_fn)(const pl_mm_ctx *c, int64_t r0, int64_t r1);
+/* Quantize `n` activation rows into qx rows (layout l), zero point z for zs. */
+typedef void (*pl_quant_x_fn)(const float *x, int64_t cols, int z, uint8_t *qxrow,
+                              const pl_qx_layout *l);
+typedef void (*pl_dequant_fn)(const void *row, float *y, int64_t n);
+
+typedef struct {
+  pl_mm_rows_fn mm[PL_MMT_COUNT];
+  int qx_z[PL_MMT_COUNT];      /* zero point the mm kernel wants in zs (0 = none) */
+  int mm_rows_align[PL_MMT_COUNT]; /* preferred row-chunk multiple for thread splits */
+  pl_quant_x_fn quant_x;
+  pl_dequant_fn dequant[PL_MMT_COUNT]; /* non-MLX types; NULL = generic scalar */
+  float (*dot)(int n, const float *a, const float *b);
+  void (*mad)(int n, float *y, const float *x, float s);
+  void (*scale)(int n, float *y, float s);
+  float (*max)(int n, const float *x);
+  void (*rmsnorm)(int n, float *y, const float *x, const float *w, float eps);
+  void (*swiglu)(int n, float *y, const float *g, const float *u);
+  float (*softmax)(int n, float *x);
+} pl_kern_ops;
+
+/* The active table (after dispatch). */
+const pl_kern_ops *pl_kern_ops_get(void);
+int pl_mmt_of(pl_dtype t); /* -1 if unknown */
+
+/* Cache-blocked tile loop shared by the SIMD row kernels: weight rows go in blocks of about
+ * 16 KiB (kept in L1/L2) and each block meets every tile of up to NX activation rows, so a
+ * tile's activations are reused across the block's rows and each weight byte comes from DRAM
+ * once per call. TILE(c, r, j0, nx) computes y[j0 .. j0+nx)[r]. */
+#define PL_MM_LOOP(c, r0, r1, NX, TILE)                                                  \
+  do {                                                                                   \
+    int64_t rb_ = (int64_t)(16384 / ((c)->wrb ? (c)->wrb : 1));                          \
+    if (rb_ < 1)                                                                         \
+      rb_ = 1;                                                                           \
+    for (int64_t rs_ = (r0); rs_ < (r1); rs_ += rb_) {                                   \
+      int64_t re_ = rs_ + rb_ < (r1) ? rs_ + rb_ : (r1);                                 \
+      for (int j0_ = 0; j0_ < (c)->n; j0_ += (NX)) {                                     \
+        int nx_ = (c)->n - j0_ < (NX) ? (c)->n - j0_ : (NX);                             \
+        for (int64_t r_ = rs_; r_ < re_; r_++)                                           \
+          TILE((c), r_, j0_, nx_);                                                       \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
+
+#define PL_QX_QS(c, j) ((const int8_t *)((c)->qx + (size_t)(j) * (c)->ql.stride))
+#define PL_QX_D(c, j) ((const float *)((c)->qx + (size_t)(j) * (c)->ql.stride + (c)->ql.off_d))
+#define PL_QX_S(c, j) ((const float *)((c)->qx + (size_t)(j) * (c)->ql.stride + (c)->ql.off_s))
+#define PL_QX_ZS(c, j) ((const int32_t *)((c)->qx + (size_t)(j) * (c)->ql.stride + (c)->ql.off_zs))
+#define PL_Y(c, j, r) ((c)->y[(size_t)(j) * (size_t)(c)->rows + (size_t)(r)])
+#define PL_WROW(c, r) ((const uint8_t *)(c)->W->data + (size_t)(r) * (c)->wrb)
+
+/* Fillers: each overwrites the slots its ISA implements. */
+void pl_kern_fill_scalar(pl_kern_ops *o);
+#if defined(__x86_64__) || defined(__i386__)
+void pl_kern_fill_avx2(pl_kern_ops *o);
+void pl_kern_fill_avx512(pl_kern_ops *o, int vnni);
+#endif
+#if defined(__aarch64__)
+void pl_kern_fill_neon(pl_kern_ops *o, int dotprod);
+#endif
+
+/* Scalar helpers shared by kernels (kern_quant.c). */
+void pl_quant_x_scalar(const float *x, int64_t cols, int z, uint8_t *qxrow,
+                       const pl_qx_layout *l);
+float pl_sb_to_f32(const void *p, pl_dtype sb_type, int64_t i); /* MLX scale/bias */
+static inline void pl_q4k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+/* ggml block structs (byte-exact; fp16 fields as raw uint16). */
+typedef struct { uint16_t d; int8_t qs[32]; } pl_blk_q8_0;          /* 34 B */
+typedef struct { uint16_t d; uint8_t qs[16]; } pl_blk_q4_0;         /* 18 B */
+typedef struct {
+  uint16_t d, dmin;
+  uint8_t scales[12]; /* 8 x (6-bit scale, 6-bit min), see pl_q4k_scale_min */
+  uint8_t qs[128];    /* 64-element chunks: low nibbles = first 32, high = next 32 */
+} pl_blk_q4_k;        /* 144 B */
+typedef struct {
+  uint8_t ql[128];    /* low 4 bits */
+  uint8_t qh[64];     /* high 2 bits */
+  int8_t scales[16];  /* per 16 elements */
+  uint16_t d;
+} pl_blk_q6_k;        /* 210 B */
+_Static_assert(sizeof(pl_blk_q8_0) == 34, "q8_0");
+_Static_assert(sizeof(pl_blk_q4_0) == 18, "q4_0");
+_Static_assert(sizeof(pl_blk_q4_k) == 144, "q4_K");
+_Static_assert(sizeof(pl_blk_q6_k) == 210, "q6_K");
+#endif

@@ -1,0 +1,622 @@
+/* Continuous-batching scheduler (see scheduler.h for the policy and the contracts).
+ *
+ * Queues: `running` is an array in admission order (at most max_num_seqs, one kv slot each);
+ * `waiting` and `failed` are intrusive doubly linked lists. A request is in exactly one of
+ * them. During schedule() the chosen (request, n_new) pairs collect in `sched`; the plan is
+ * built from them at the end, so a request preempted after it was chosen simply leaves the
+ * list and gives its tokens back to the budget. */
+#include "core/scheduler.h"
+
+#include <string.h>
+
+#include "util/alloc.h"
+#include "util/error.h"
+
+typedef struct req_list {
+  pl_sched_req *head, *tail;
+  int n;
+} req_list;
+
+struct pl_scheduler {
+  pl_sched_params prm;
+  pl_kv_cache *kv;
+  int usable_blocks;         /* pool blocks minus the null block */
+  pl_sched_req **running;    /* [max_num_seqs] admission order */
+  int n_running;
+  req_list waiting, failed;
+  pl_sched_req **snap;       /* [max_num_seqs] running snapshot for iteration */
+  pl_sched_req **sched;      /* [max_num_seqs] requests chosen in this call, in order */
+  int n_sched;
+  pl_sched_output out;       /* arrays below are owned here */
+  uint64_t next_arrival;
+  int peak_running;
+  int64_t n_preemptions, n_failed, n_steps, n_finished, n_aborted;
+  int64_t prompt_computed, decode_computed;
+};
+
+/* ---- lists ------------------------------------------------------------------------------ */
+
+static void list_unlink(req_list *l, pl_sched_req *r) {
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    l->head = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  else
+    l->tail = r->prev;
+  r->prev = r->next = NULL;
+  l->n--;
+}
+
+static void list_insert_before(req_list *l, pl_sched_req *pos, pl_sched_req *r) {
+  /* pos == NULL appends. */
+  r->next = pos;
+  r->prev = pos ? pos->prev : l->tail;
+  if (r->prev)
+    r->prev->next = r;
+  else
+    l->head = r;
+  if (pos)
+    pos->prev = r;
+  else
+    l->tail = r;
+  l->n++;
+}
+
+/* Priority order: smaller (priority, arrival) first. */
+static int before(const pl_sched_req *a, const pl_sched_req *b) {
+  if (a->priority != b->priority)
+    return a->priority < b->priority;
+  return a->arrival < b->arrival;
+}
+
+/* New arrivals: FCFS appends; PRIORITY inserts in order (scan from the tail: new arrivals
+ * usually belong there). Preempted requests: FCFS puts them at the head (vLLM); PRIORITY
+ * re-inserts them in order, which is the head among equals since they arrived earlier. */
+static void waiting_insert(pl_scheduler *s, pl_sched_req *r, int preempted) {
+  r->status = PL_REQ_WAITING;
+  if (s->prm.policy == PL_SCHED_FCFS) {
+    list_insert_before(&s->waiting, preempted ? s->waiting.head : NULL, r);
+    return;
+  }
+  pl_sched_req *pos = NULL; /* insert before pos; NULL = tail */
+  for (pl_sched_req *q = s->waiting.tail; q && before(r, q); q = q->prev)
+    pos = q;
+  list_insert_before(&s->waiting, pos, r);
+}
+
+static void running_remove(pl_scheduler *s, pl_sched_req *r) {
+  int k = 0;
+  for (int i = 0; i < s->n_running; i++)
+    if (s->running[i] != r)
+      s->running[k++] = s->running[i];
+  s->n_running = k;
+}
+
+static void running_push(pl_scheduler *s, pl_sched_req *r) {
+  r->status = PL_REQ_RUNNING;
+  s->running[s->n_running++] = r;
+  if (s->n_running > s->peak_running)
+    s->peak_running = s->n_running;
+}
+
+static void sched_remove(pl_scheduler *s, pl_sched_req *r) {
+  int k = 0;
+  for (int i = 0; i < s->n_sched; i++)
+    if (s->sched[i] != r)
+      s->sched[k++] = s->sched[i];
+  s->n_sched = k;
+  r->n_sched = 0;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
+
+int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
+  *out = NULL;
+  if (p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->max_model_len < 1 ||
+      p->block_size < 1 || p->num_blocks < 2 || p->max_prefill_chunk < 0 ||
+      (p->kv_alloc != PL_KV_PAGED && p->kv_alloc != PL_KV_STATIC) ||
+      (p->policy != PL_SCHED_FCFS && p->policy != PL_SCHED_PRIORITY))
+    return pl_fail(PL_EINVAL, "scheduler: bad parameters (seqs %d, batched tokens %d, "
+                   "max_model_len %d, block_size %d, blocks %d, chunk %d)", p->max_num_seqs,
+                   p->max_num_batched_tokens, p->max_model_len, p->block_size, p->num_blocks,
+                   p->max_prefill_chunk);
+  if ((int64_t)p->num_blocks * p->block_size > INT32_MAX)
+    return pl_fail(PL_EINVAL, "scheduler: %d blocks x %d tokens overflow int32 slots",
+                   p->num_blocks, p->block_size);
+  pl_scheduler *s = pl_calloc(1, sizeof *s);
+  if (!s)
+    return pl_fail(PL_ENOMEM, "scheduler: out of memory");
+  s->prm = *p;
+  pl_kv_cache_params kp = {.num_blocks = p->num_blocks, .block_size = p->block_size,
+                           .max_seqs = p->max_num_seqs, .max_model_len = p->max_model_len,
+                           .enable_prefix_caching = p->enable_prefix_caching};
+  int rc = pl_kv_cache_create(&kp, &s->kv);
+  if (rc < 0) {
+    pl_sched_destroy(s);
+    return rc;
+  }
+  s->usable_blocks = pl_kv_cache_usable_blocks(s->kv);
+  const size_t nt = (size_t)p->max_num_batched_tokens, ns = (size_t)p->max_num_seqs;
+  const size_t bps = (size_t)pl_kv_cache_max_blocks_per_seq(s->kv);
+  pl_step_plan *pl = &s->out.plan;
+  pl->block_size = p->block_size;
+  s->running = pl_calloc(ns, sizeof *s->running);
+  s->snap = pl_calloc(ns, sizeof *s->snap);
+  s->sched = pl_calloc(ns, sizeof *s->sched);
+  s->out.seq_reqs = pl_calloc(ns, sizeof *s->out.seq_reqs);
+  s->out.logits_reqs = pl_calloc(ns, sizeof *s->out.logits_reqs);
+  s->out.preempted = pl_calloc(ns, sizeof *s->out.preempted);
+  s->out.failed = pl_calloc(2 * ns, sizeof *s->out.failed);
+  pl->token_ids = pl_calloc(nt, sizeof(int32_t));
+  pl->positions = pl_calloc(nt, sizeof(int32_t));
+  pl->slot_mapping = pl_calloc(nt, sizeof(int32_t));
+  pl->query_start_loc = pl_calloc(ns + 1, sizeof(int32_t));
+  pl->seq_lens = pl_calloc(ns, sizeof(int32_t));
+  pl->block_tables = pl_calloc(ns * bps, sizeof(int32_t));
+  pl->logits_rows = pl_calloc(ns, sizeof(int32_t));
+  pl->copy_src = pl_calloc(ns, sizeof(int32_t));
+  pl->copy_dst = pl_calloc(ns, sizeof(int32_t));
+  if (!s->running || !s->snap || !s->sched || !s->out.seq_reqs || !s->out.logits_reqs ||
+      !s->out.preempted || !s->out.failed || !pl->token_ids || !pl->positions ||
+      !pl->slot_mapping || !pl->query_start_loc || !pl->seq_lens || !pl->block_tables ||
+      !pl->logits_rows || !pl->copy_src || !pl->copy_dst) {
+    pl_sched_destroy(s);
+    return pl_fail(PL_ENOMEM, "scheduler: out of memory for the step plan");
+  }
+  *out = s;
+  return PL_OK;
+}
+
+static void req_free(pl_sched_req *r) {
+  if (!r)
+    return;
+  pl_free(r->tokens);
+  pl_free(r);
+}
+
+void pl_sched_destroy(pl_scheduler *s) {
+  if (!s)
+    return;
+  for (int i = 0; i < s->n_running; i++)
+    req_free(s->running[i]);
+  for (req_list *l = &s->waiting; l; l = (l == &s->waiting) ? &s->failed : NULL)
+    for (pl_sched_req *r = l->head, *nx; r; r = nx) {
+      nx = r->next;
+      req_free(r);
+    }
+  pl_kv_cache_destroy(s->kv);
+  pl_step_plan *pl = &s->out.plan;
+  pl_free(s->running);
+  pl_free(s->snap);
+  pl_free(s->sched);
+  pl_free(s->out.seq_reqs);
+  pl_free(s->out.logits_reqs);
+  pl_free(s->out.preempted);
+  pl_free(s->out.failed);
+  pl_free(pl->token_ids);
+  pl_free(pl->positions);
+  pl_free(pl->slot_mapping);
+  pl_free(pl->query_start_loc);
+  pl_free(pl->seq_lens);
+  pl_free(pl->block_tables);
+  pl_free(pl->logits_rows);
+  pl_free(pl->copy_src);
+  pl_free(pl->copy_dst);
+  pl_free(s);
+}
+
+/* A request record with room for max_tokens tokens, the first n copied from tokens. */
+static int req_new(pl_sched_req **out, const int32_t *tokens, int n, int max_tokens) {
+  *out = NULL;
+  pl_sched_req *r = pl_calloc(1, sizeof *r);
+  if (!r)
+    return pl_fail(PL_ENOMEM, "scheduler: out of memory for a request");
+  r->tokens = pl_malloc((size_t)max_tokens * sizeof *r->tokens);
+  if (!r->tokens) {
+    pl_free(r);
+    return pl_fail(PL_ENOMEM, "scheduler: out of memory for %d tokens", max_tokens);
+  }
+  memcpy(r->tokens, tokens, (size_t)n * sizeof *r->tokens);
+  r->num_tokens = n;
+  r->max_tokens = max_tokens;
+  r->num_cached_tokens = -1;
+  r->kv_seq = -1;
+  *out = r;
+  return PL_OK;
+}
+
+int pl_sched_add(pl_scheduler *s, const pl_sched_req_params *rp, pl_sched_req **out) {
+  *out = NULL;
+  if (!rp->prompt || rp->n_prompt < 1 || rp->max_tokens < rp->n_prompt)
+    return pl_fail(PL_EINVAL, "scheduler: request %llu: %d prompt tokens, capacity %d",
+                   (unsigned long long)rp->id, rp->n_prompt, rp->max_tokens);
+  if (rp->max_tokens > s->prm.max_model_len)
+    return pl_fail(PL_ETOOLONG, "scheduler: request %llu: %d tokens exceed max_model_len %d",
+                   (unsigned long long)rp->id, rp->max_tokens, s->prm.max_model_len);
+  pl_sched_req *r;
+  PL_TRY(req_new(&r, rp->prompt, rp->n_prompt, rp->max_tokens));
+  r->id = rp->id;
+  r->user = rp->user;
+  r->num_prompt_tokens = rp->n_prompt;
+  r->priority = rp->priority;
+  r->extra_key = rp->extra_key;
+  r->arrival = s->next_arrival++;
+  waiting_insert(s, r, 0);
+  *out = r;
+  return PL_OK;
+}
+
+/* ---- scheduling --------------------------------------------------------------------------- */
+
+static int reserve_tokens(const pl_scheduler *s) {
+  return s->prm.kv_alloc == PL_KV_STATIC ? s->prm.max_model_len : 0;
+}
+
+/* Blocks a request's table needs to hold `tokens` tokens (with the static reservation). */
+static int64_t table_blocks(const pl_scheduler *s, int64_t tokens) {
+  int64_t r = reserve_tokens(s);
+  if (r > tokens)
+    tokens = r;
+  return (tokens + s->prm.block_size - 1) / s->prm.block_size;
+}
+
+static void preempt(pl_scheduler *s, pl_sched_req *r) {
+  if (r->n_sched)
+    sched_remove(s, r);
+  pl_kv_seq_free(s->kv, r->kv_seq);
+  r->kv_seq = -1;
+  r->num_computed_tokens = 0;
+  r->num_preemptions++;
+  s->n_preemptions++;
+  running_remove(s, r);
+  waiting_insert(s, r, 1);
+  s->out.preempted[s->out.n_preempted++] = r;
+}
+
+/* r (running or waiting) can never fit the pool: release its blocks and park it as failed. */
+static void fail_req(pl_scheduler *s, pl_sched_req *r) {
+  if (r->status == PL_REQ_RUNNING) {
+    if (r->n_sched)
+      sched_remove(s, r);
+    pl_kv_seq_free(s->kv, r->kv_seq);
+    r->kv_seq = -1;
+    running_remove(s, r);
+  } else {
+    list_unlink(&s->waiting, r);
+  }
+  r->num_computed_tokens = 0;
+  r->status = PL_REQ_FAILED;
+  r->fail_status = PL_ENOSPACE;
+  list_insert_before(&s->failed, NULL, r);
+  s->out.failed[s->out.n_failed++] = r;
+  s->n_failed++;
+}
+
+/* The running request to preempt: lowest priority (largest value; PRIORITY policy only),
+ * then latest arrival. */
+static pl_sched_req *pick_victim(const pl_scheduler *s) {
+  pl_sched_req *v = NULL;
+  for (int i = 0; i < s->n_running; i++) {
+    pl_sched_req *r = s->running[i];
+    if (!v)
+      v = r;
+    else if (s->prm.policy == PL_SCHED_PRIORITY ? before(v, r) : v->arrival < r->arrival)
+      v = r;
+  }
+  return v;
+}
+
+enum { SCHED_OK, SCHED_FAILED, SCHED_SELF_PREEMPTED };
+
+/* Give running request r n more tokens, preempting others until its blocks fit. */
+static int schedule_running(pl_scheduler *s, pl_sched_req *r, int n, int *budget) {
+  if (table_blocks(s, (int64_t)r->num_computed_tokens + n) > s->usable_blocks) {
+    fail_req(s, r);
+    return SCHED_FAILED;
+  }
+  for (;;) {
+    int rc = pl_kv_allocate_slots(s->kv, r->kv_seq, r->tokens, n, reserve_tokens(s));
+    if (rc == PL_OK)
+      break;
+    if (rc != PL_ENOSPACE)
+      return rc;
+    pl_sched_req *v = pick_victim(s);
+    if (v == r) {
+      if (s->n_running == 1) { /* nobody left to make room: cannot ever fit */
+        fail_req(s, r);
+        return SCHED_FAILED;
+      }
+      preempt(s, r);
+      return SCHED_SELF_PREEMPTED;
+    }
+    if (v->n_sched)
+      *budget += v->n_sched;
+    preempt(s, v);
+  }
+  r->n_sched = n;
+  s->sched[s->n_sched++] = r;
+  *budget -= n;
+  return SCHED_OK;
+}
+
+static int chunk_limit(const pl_scheduler *s, int remaining, int budget) {
+  int n = remaining < budget ? remaining : budget;
+  if (s->prm.max_prefill_chunk > 0 && n > s->prm.max_prefill_chunk)
+    n = s->prm.max_prefill_chunk;
+  return n;
+}
+
+/* Admit waiting requests in queue order while budget, sequence slots and blocks allow. */
+static int admit_waiting(pl_scheduler *s, int *budget) {
+  const int fail_cap = 2 * s->prm.max_num_seqs;
+  while (s->waiting.head && *budget > 0 && s->n_running < s->prm.max_num_seqs &&
+         s->out.n_failed < fail_cap) {
+    pl_sched_req *r = s->waiting.head;
+    if (table_blocks(s, r->num_tokens) > s->usable_blocks) {
+      fail_req(s, r);
+      continue;
+    }
+    int seq;
+    PL_TRY(pl_kv_seq_open(s->kv, r->extra_key, &seq)); /* a slot per running request */
+    int hit = pl_kv_lookup_prefix(s->kv, seq, r->tokens, r->num_tokens);
+    if (hit < 0) {
+      pl_kv_seq_free(s->kv, seq);
+      return hit;
+    }
+    int n = chunk_limit(s, r->num_tokens - hit, *budget);
+    int rc = pl_kv_allocate_slots(s->kv, seq, r->tokens, n, reserve_tokens(s));
+    if (rc < 0) {
+      pl_kv_seq_free(s->kv, seq);
+      if (rc == PL_ENOSPACE)
+        break; /* the head waits for blocks; later requests wait behind it */
+      return rc;
+    }
+    list_unlink(&s->waiting, r);
+    r->kv_seq = seq;
+    r->num_computed_tokens = hit;
+    if (r->num_cached_tokens < 0)
+      r->num_cached_tokens = hit;
+    running_push(s, r);
+    r->n_sched = n;
+    s->sched[s->n_sched++] = r;
+    *budget -= n;
+  }
+  return PL_OK;
+}
+
+/* Fill the plan from the chosen (request, n_sched) pairs and advance computed tokens. */
+static int build_plan(pl_scheduler *s) {
+  pl_step_plan *pl = &s->out.plan;
+  const int bs = s->prm.block_size;
+  int stride = 1;
+  for (int i = 0; i < s->n_sched; i++) {
+    const pl_sched_req *r = s->sched[i];
+    int nb = (r->num_computed_tokens + r->n_sched + bs - 1) / bs;
+    if (nb > stride)
+      stride = nb;
+  }
+  pl->max_blocks_per_seq = stride;
+  pl->n_seqs = s->n_sched;
+  int t = 0, nl = 0;
+  for (int i = 0; i < s->n_sched; i++) {
+    pl_sched_req *r = s->sched[i];
+    const int32_t *table = pl_kv_seq_blocks(s->kv, r->kv_seq);
+    const int start = r->num_computed_tokens, len = start + r->n_sched;
+    pl->query_start_loc[i] = t;
+    for (int pos = start; pos < len; pos++, t++) {
+      pl->token_ids[t] = r->tokens[pos];
+      pl->positions[t] = pos;
+      pl->slot_mapping[t] = table[pos / bs] * bs + pos % bs;
+    }
+    pl->seq_lens[i] = len;
+    int32_t *brow = pl->block_tables + (size_t)i * (size_t)stride;
+    int nb = (len + bs - 1) / bs;
+    memcpy(brow, table, (size_t)nb * sizeof *brow);
+    memset(brow + nb, 0, (size_t)(stride - nb) * sizeof *brow); /* null block padding */
+    if (len == r->num_tokens) { /* the sequence is complete: its last token gets logits */
+      pl->logits_rows[nl] = t - 1;
+      s->out.logits_reqs[nl++] = r;
+    }
+    int prompt_part = r->num_prompt_tokens > start
+                          ? (r->num_prompt_tokens < len ? r->num_prompt_tokens : len) - start
+                          : 0;
+    s->prompt_computed += prompt_part;
+    s->decode_computed += r->n_sched - prompt_part;
+    s->out.seq_reqs[i] = r;
+    r->num_computed_tokens = len;
+    r->n_sched = 0;
+  }
+  pl->query_start_loc[s->n_sched] = t;
+  pl->n_tokens = t;
+  pl->n_logits = nl;
+  int nc = pl_kv_take_copies(s->kv, pl->copy_src, pl->copy_dst, s->prm.max_num_seqs);
+  if (nc < 0)
+    return nc;
+  pl->n_copies = nc;
+  return t;
+}
+
+int pl_sched_schedule(pl_scheduler *s, const pl_sched_output **out) {
+  *out = &s->out;
+  s->out.n_preempted = 0;
+  s->out.n_failed = 0;
+  s->n_sched = 0;
+  int budget = s->prm.max_num_batched_tokens;
+  int stop = 0;
+  /* Pass 0: decodes (one token left). Pass 1: prefill / recompute chunks. */
+  for (int pass = 0; pass < 2 && !stop; pass++) {
+    int n = s->n_running;
+    memcpy(s->snap, s->running, (size_t)n * sizeof *s->snap);
+    for (int i = 0; i < n && !stop; i++) {
+      pl_sched_req *r = s->snap[i];
+      if (r->status != PL_REQ_RUNNING || r->n_sched)
+        continue; /* preempted or failed meanwhile */
+      int remaining = r->num_tokens - r->num_computed_tokens;
+      if (remaining <= 0 || (pass == 0) != (remaining == 1))
+        continue;
+      if (budget <= 0) {
+        stop = 1;
+        break;
+      }
+      int rc = schedule_running(s, r, chunk_limit(s, remaining, budget), &budget);
+      if (rc < 0)
+        return rc;
+      if (rc == SCHED_SELF_PREEMPTED)
+        stop = 1;
+    }
+  }
+  /* vLLM: no admissions in a step that had to preempt (the pool is under pressure). */
+  if (s->out.n_preempted == 0)
+    PL_TRY(admit_waiting(s, &budget));
+  int n = build_plan(s);
+  if (n > 0)
+    s->n_steps++;
+  return n;
+}
+
+int pl_sched_append_token(pl_scheduler *s, pl_sched_req *r, int32_t token) {
+  (void)s;
+  if (r->status != PL_REQ_RUNNING || r->num_computed_tokens != r->num_tokens)
+    return pl_fail(PL_ESTATE, "scheduler: request %llu was not sampled (%d of %d computed)",
+                   (unsigned long long)r->id, r->num_computed_tokens, r->num_tokens);
+  if (r->num_tokens >= r->max_tokens)
+    return pl_fail(PL_ERANGE, "scheduler: request %llu is full (%d tokens)",
+                   (unsigned long long)r->id, r->max_tokens);
+  r->tokens[r->num_tokens++] = token;
+  return PL_OK;
+}
+
+int pl_sched_fork(pl_scheduler *s, pl_sched_req *parent, uint64_t child_id, void *child_user,
+                  pl_sched_req **child) {
+  *child = NULL;
+  if (parent->status == PL_REQ_FAILED)
+    return pl_fail(PL_ESTATE, "scheduler: fork of failed request %llu",
+                   (unsigned long long)parent->id);
+  pl_sched_req *c;
+  PL_TRY(req_new(&c, parent->tokens, parent->num_tokens, parent->max_tokens));
+  c->id = child_id;
+  c->user = child_user;
+  c->num_prompt_tokens = parent->num_prompt_tokens;
+  c->num_cached_tokens = parent->num_cached_tokens;
+  c->priority = parent->priority;
+  c->extra_key = parent->extra_key;
+  c->arrival = s->next_arrival++;
+  int seq = -1;
+  if (parent->status == PL_REQ_RUNNING && s->n_running < s->prm.max_num_seqs &&
+      pl_kv_seq_open(s->kv, c->extra_key, &seq) == PL_OK) {
+    int rc = pl_kv_fork(s->kv, parent->kv_seq, seq);
+    if (rc < 0) { /* contract violation inside the scheduler */
+      pl_kv_seq_free(s->kv, seq);
+      req_free(c);
+      return rc;
+    }
+    c->kv_seq = seq;
+    c->num_computed_tokens = parent->num_computed_tokens;
+    running_push(s, c);
+  } else {
+    waiting_insert(s, c, 0);
+  }
+  *child = c;
+  return PL_OK;
+}
+
+static void retire(pl_scheduler *s, pl_sched_req *r) {
+  switch (r->status) {
+  case PL_REQ_RUNNING:
+    pl_kv_seq_free(s->kv, r->kv_seq);
+    running_remove(s, r);
+    break;
+  case PL_REQ_WAITING:
+    list_unlink(&s->waiting, r);
+    break;
+  case PL_REQ_FAILED:
+    list_unlink(&s->failed, r);
+    break;
+  }
+  req_free(r);
+}
+
+void pl_sched_finish(pl_scheduler *s, pl_sched_req *r) {
+  s->n_finished++;
+  retire(s, r);
+}
+
+void pl_sched_abort(pl_scheduler *s, pl_sched_req *r) {
+  s->n_aborted++;
+  retire(s, r);
+}
+
+int pl_sched_num_running(const pl_scheduler *s) { return s->n_running; }
+int pl_sched_num_waiting(const pl_scheduler *s) { return s->waiting.n; }
+int pl_sched_has_unfinished(const pl_scheduler *s) { return s->n_running + s->waiting.n > 0; }
+const pl_kv_cache *pl_sched_kv(const pl_scheduler *s) { return s->kv; }
+pl_kv_cache *pl_sched_kv_mut(pl_scheduler *s) { return s->kv; }
+
+void pl_sched_get_stats(const pl_scheduler *s, pl_sched_stats *st) {
+  memset(st, 0, sizeof *st);
+  st->num_running = s->n_running;
+  st->num_waiting = s->waiting.n;
+  st->peak_running = s->peak_running;
+  st->num_preemptions = s->n_preemptions;
+  st->num_failed = s->n_failed;
+  st->num_steps = s->n_steps;
+  st->num_finished = s->n_finished;
+  st->num_aborted = s->n_aborted;
+  st->prompt_tokens_computed = s->prompt_computed;
+  st->decode_tokens_computed = s->decode_computed;
+  pl_kv_cache_get_stats(s->kv, &st->kv);
+}
+
+static int check_list(const pl_scheduler *s, const req_list *l, pl_req_status want,
+                      const char *name) {
+  int n = 0;
+  const pl_sched_req *prev = NULL;
+  for (const pl_sched_req *r = l->head; r; prev = r, r = r->next) {
+    if (++n > l->n)
+      return pl_fail(PL_EINTERNAL, "scheduler: %s list longer than its count %d", name, l->n);
+    if (r->prev != prev)
+      return pl_fail(PL_EINTERNAL, "scheduler: %s list broken at request %llu", name,
+                     (unsigned long long)r->id);
+    if (r->status != want || r->kv_seq != -1 || r->num_computed_tokens != 0 || r->n_sched)
+      return pl_fail(PL_EINTERNAL, "scheduler: %s request %llu: status %d, kv seq %d, "
+                     "computed %d", name, (unsigned long long)r->id, (int)r->status, r->kv_seq,
+                     r->num_computed_tokens);
+    if (want == PL_REQ_WAITING && s->prm.policy == PL_SCHED_PRIORITY && prev &&
+        before(r, prev))
+      return pl_fail(PL_EINTERNAL, "scheduler: waiting request %llu out of priority order",
+                     (unsigned long long)r->id);
+  }
+  if (n != l->n || prev != l->tail)
+    return pl_fail(PL_EINTERNAL, "scheduler: %s list has %d requests, count %d", name, n, l->n);
+  return PL_OK;
+}
+
+int pl_sched_check(const pl_scheduler *s) {
+  if (s->n_running < 0 || s->n_running > s->prm.max_num_seqs)
+    return pl_fail(PL_EINTERNAL, "scheduler: %d running", s->n_running);
+  int open = 0;
+  for (int q = 0; q < s->prm.max_num_seqs; q++)
+    open += pl_kv_seq_is_open(s->kv, q);
+  if (open != s->n_running)
+    return pl_fail(PL_EINTERNAL, "scheduler: %d kv sequences open, %d running", open,
+                   s->n_running);
+  for (int i = 0; i < s->n_running; i++) {
+    const pl_sched_req *r = s->running[i];
+    for (int j = 0; j < i; j++)
+      if (s->running[j] == r || s->running[j]->kv_seq == r->kv_seq)
+        return pl_fail(PL_EINTERNAL, "scheduler: running entries %d and %d collide", j, i);
+    if (r->status != PL_REQ_RUNNING || !pl_kv_seq_is_open(s->kv, r->kv_seq) || r->n_sched)
+      return pl_fail(PL_EINTERNAL, "scheduler: running request %llu: status %d, kv seq %d",
+                     (unsigned long long)r->id, (int)r->status, r->kv_seq);
+    if (r->num_computed_tokens > r->num_tokens || r->num_tokens > r->max_tokens ||
+        pl_kv_seq_num_tokens(s->kv, r->kv_seq) != r->num_computed_tokens)
+      return pl_fail(PL_EINTERNAL, "scheduler: request %llu: computed %d, tokens %d, kv %d",
+                     (unsigned long long)r->id, r->num_computed_tokens, r->num_tokens,
+                     pl_kv_seq_num_tokens(s->kv, r->kv_seq));
+  }
+  PL_TRY(check_list(s, &s->waiting, PL_REQ_WAITING, "waiting"));
+  PL_TRY(check_list(s, &s->failed, PL_REQ_FAILED, "failed"));
+  return pl_kv_cache_check(s->kv);
+}

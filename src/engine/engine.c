@@ -1,0 +1,197 @@
+/* The engine: request lifecycle and the step loop (DESIGN.md "One step, end to end").
+ *
+ *   add_request ─► scheduler (waiting) ─► step(): schedule → runner forward → sample each
+ *   logits row with its request's own RNG → append → detokenize → stop checks → events;
+ *   finished samples free their blocks (full blocks stay in the prefix cache).
+ *
+ * A request with n > 1 is a group of n samples. Sample 0 is the scheduler request created at
+ * add time; when its prompt's logits arrive, the other n-1 are forked from it (they share every
+ * prompt block; the partial last block is copied on first write) and all n sample from those
+ * same logits, each with its own RNG. Single-threaded: see pagellm.h. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+
+#include "backend/backend.h"
+#include "core/scheduler.h"
+#include "engine/engine_internal.h"
+#include "engine/engine_impl.h"
+#include "engine/sampler.h"
+#include "model/runner.h"
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+void pl_engine_params_default(pl_engine_params *p) {
+  memset(p, 0, sizeof *p);
+  p->enable_prefix_caching = 1;
+  p->seed = 0x5EED;
+}
+
+void pl_sampling_params_default(pl_sampling_params *sp) {
+  memset(sp, 0, sizeof *sp);
+  sp->temperature = 1.0f;
+  sp->top_p = 1.0f;
+  sp->repetition_penalty = 1.0f;
+  sp->seed = -1;
+  sp->max_tokens = 16;
+  sp->logprobs = -1;
+  sp->n = 1;
+}
+
+/* ---- creation ------------------------------------------------------------------------- */
+
+static size_t default_kv_bytes(void) {
+  struct sysinfo si;
+  if (sysinfo(&si) != 0)
+    return (size_t)1 << 30;
+  /* a quarter of free memory, at most 8 GiB: weights and activations need the rest */
+  size_t freeb = (size_t)si.freeram * si.mem_unit + (size_t)si.bufferram * si.mem_unit;
+  size_t b = freeb / 4;
+  return b > ((size_t)8 << 30) ? ((size_t)8 << 30) : b;
+}
+
+int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
+  *out = NULL;
+  if (!pin || !pin->model_path)
+    return pl_fail(PL_EINVAL, "model_path is required");
+  pl_engine *e = pl_calloc(1, sizeof *e);
+  if (!e)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  e->p = *pin;
+  e->next_id = 1;
+  int rc = pl_model_load(pin->model_path, &e->model);
+  if (rc < 0)
+    goto fail;
+  const pl_hparams *hp = &e->model->hp;
+  rc = pl_engine_load_text(e); /* tokenizer + chat template (engine_text.c) */
+  if (rc < 0)
+    goto fail;
+
+  pl_engine_params *p = &e->p;
+  if (p->block_size <= 0) p->block_size = 16;
+  if (p->max_num_seqs <= 0) p->max_num_seqs = 256;
+  if (p->max_num_batched_tokens <= 0) p->max_num_batched_tokens = 2048;
+  if (p->max_waiting <= 0) p->max_waiting = 1024;
+  if (p->max_model_len <= 0) p->max_model_len = hp->n_ctx_train;
+  if (p->block_size > 1024 || p->max_num_seqs > 65536 || p->max_num_batched_tokens > (1 << 20) ||
+      p->max_model_len > (1 << 24)) {
+    rc = pl_fail(PL_EINVAL, "engine parameters out of range (block size %d, seqs %d, batched "
+                 "tokens %d, max model len %d)", p->block_size, p->max_num_seqs,
+                 p->max_num_batched_tokens, p->max_model_len);
+    goto fail;
+  }
+  size_t kv_tok = pl_model_kv_bytes_per_token(e->model);
+  size_t kv_bytes = p->kv_cache_bytes;
+  if (!kv_bytes) {
+    /* default: a share of free memory, but never more than every sequence slot at full
+     * length could use */
+    size_t cap = (size_t)p->max_num_seqs * (size_t)p->max_model_len * kv_tok;
+    kv_bytes = default_kv_bytes();
+    if (kv_bytes > cap)
+      kv_bytes = cap;
+  }
+  long long n_blocks = (long long)(kv_bytes / (kv_tok * (size_t)p->block_size));
+  if (n_blocks > (1 << 24))
+    n_blocks = 1 << 24;
+  long long need = (p->max_model_len + p->block_size - 1) / p->block_size;
+  if (n_blocks < need) {
+    rc = pl_fail(PL_EINVAL,
+                 "KV cache of %.1f MiB holds %lld blocks of %d tokens (%zu bytes per token), but "
+                 "one sequence of max_model_len %d needs %lld: raise --kv-cache-memory or lower "
+                 "--max-model-len",
+                 kv_bytes / 1048576.0, n_blocks, p->block_size, kv_tok, p->max_model_len, need);
+    goto fail;
+  }
+  n_blocks += 1; /* the null block */
+  if (p->max_num_batched_tokens < p->max_num_seqs)
+    p->max_num_batched_tokens = p->max_num_seqs; /* every running seq must be able to decode */
+  pl_sched_params sp = {.num_blocks = (int)n_blocks, .block_size = p->block_size,
+                        .max_model_len = p->max_model_len, .max_num_seqs = p->max_num_seqs,
+                        .max_num_batched_tokens = p->max_num_batched_tokens,
+                        .kv_alloc = p->kv_alloc,
+                        .enable_prefix_caching = p->enable_prefix_caching,
+                        .policy = PL_SCHED_PRIORITY};
+  if ((rc = pl_sched_create(&sp, &e->sched)) < 0)
+    goto fail;
+  if ((rc = pl_backend_cpu_create(p->n_threads, &e->be)) < 0)
+    goto fail;
+  pl_runner_params rp = {.max_tokens = p->max_num_batched_tokens, .max_logits = p->max_num_seqs,
+                         .block_size = p->block_size, .n_blocks = (int)n_blocks};
+  if ((rc = pl_runner_create(e->model, e->be, &rp, &e->runner)) < 0)
+    goto fail;
+  e->logits = pl_malloc((size_t)p->max_num_seqs * hp->n_vocab * sizeof(float));
+  if (!e->logits) {
+    rc = pl_fail(PL_ENOMEM, "out of memory for logits");
+    goto fail;
+  }
+  if ((rc = pl_sampler_init(&e->sampler, hp->n_vocab)) < 0)
+    goto fail;
+  e->n_blocks = (int)n_blocks;
+  e->kv_bytes = (size_t)(n_blocks - 1) * kv_tok * (size_t)p->block_size;
+  PL_INFO("model %s: %s, %.1f M params, %.1f MiB weights", e->model->name,
+          pl_arch_name(hp->arch), e->model->n_params / 1e6, e->model->weight_bytes / 1048576.0);
+  PL_INFO("KV cache: %lld blocks x %d tokens = %lld tokens (%.1f MiB, %s); max_model_len %d -> "
+          "%lld sequences at full length",
+          n_blocks - 1, p->block_size, (n_blocks - 1) * p->block_size, e->kv_bytes / 1048576.0,
+          p->kv_alloc == PL_KV_STATIC ? "static reservation" : "paged",
+          p->max_model_len, (n_blocks - 1) / need);
+  *out = e;
+  return PL_OK;
+fail:
+  pl_engine_destroy(e);
+  return rc;
+}
+
+void pl_engine_destroy(pl_engine *e) {
+  if (!e)
+    return;
+  while (e->groups)
+    pl_engine_group_free(e, e->groups);
+  pl_engine_events_clear(e);
+  pl_free(e->events);
+  pl_sched_destroy(e->sched);
+  pl_runner_free(e->runner);
+  if (e->be)
+    e->be->ops->destroy(e->be);
+  pl_free(e->logits);
+  pl_sampler_free(&e->sampler);
+  pl_engine_unload_text(e);
+  pl_model_free(e->model);
+  pl_free(e);
+}
+
+/* ---- accessors -------------------------------------------------------------------------- */
+const struct pl_tokenizer *pl_engine_tokenizer(const pl_engine *e) { return e->tok; }
+const struct pl_chat_template *pl_engine_chat_template(const pl_engine *e) { return e->tmpl; }
+const char *pl_engine_bos_text(const pl_engine *e) { return e->bos_text ? e->bos_text : ""; }
+const char *pl_engine_eos_text(const pl_engine *e) { return e->eos_text ? e->eos_text : ""; }
+const struct pl_model *pl_engine_model(const pl_engine *e) { return e->model; }
+const char *pl_engine_model_name(const pl_engine *e) { return e->model->name; }
+int pl_engine_max_model_len(const pl_engine *e) { return e->p.max_model_len; }
+int pl_engine_has_unfinished(const pl_engine *e) {
+  return e->groups != NULL || e->n_events > e->ev_read;
+}
+
+void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st) {
+  pl_sched_stats ss;
+  pl_sched_get_stats(e->sched, &ss);
+  memset(st, 0, sizeof *st);
+  st->num_running = ss.num_running;
+  st->num_waiting = ss.num_waiting;
+  st->blocks_total = ss.kv.blocks_total;
+  st->blocks_used = ss.kv.blocks_used;
+  st->blocks_cached_free = ss.kv.blocks_cached_free;
+  st->kv_usage = ss.kv.usage;
+  st->prefix_queries_tokens = ss.kv.prefix_queries_tokens;
+  st->prefix_hits_tokens = ss.kv.prefix_hits_tokens;
+  st->num_preemptions = ss.num_preemptions;
+  st->cow_copies = ss.kv.cow_copies;
+  st->evictions = ss.kv.evictions;
+  st->prompt_tokens_total = e->prompt_tokens_total;
+  st->generation_tokens_total = e->generation_tokens_total;
+  st->block_size = e->p.block_size;
+  st->max_model_len = e->p.max_model_len;
+  st->kv_tokens_capacity = (int64_t)(e->n_blocks - 1) * e->p.block_size;
+}

@@ -1,0 +1,25 @@
+/* Accessors the in-tree layers above the engine (server/, cli/) use beyond the public API in
+ * include/pagellm.h. Same thread rule: call from the engine's thread, or before the engine
+ * thread starts / after it stops (the returned objects are immutable after load, so reading
+ * them from other threads concurrently with pl_engine_step is safe). */
+#ifndef PL_ENGINE_INTERNAL_H
+#define PL_ENGINE_INTERNAL_H
+#include "pagellm.h"
+
+struct pl_tokenizer;     /* src/model/tokenizer.h */
+struct pl_chat_template; /* src/model/chat_template.h */
+struct pl_model;         /* src/model/model.h */
+
+/* The model's tokenizer (never NULL once created). Immutable: safe from any thread. */
+const struct pl_tokenizer *pl_engine_tokenizer(const pl_engine *e);
+/* The parsed chat template: the --chat-template override, else the model's own; NULL when the
+ * model has none (chat requests must then fail with a clear 400). Immutable. */
+const struct pl_chat_template *pl_engine_chat_template(const pl_engine *e);
+/* BOS/EOS token text for template rendering ("" when undefined). Immutable. */
+const char *pl_engine_bos_text(const pl_engine *e);
+const char *pl_engine_eos_text(const pl_engine *e);
+const struct pl_model *pl_engine_model(const pl_engine *e);
+/* The model's name (file stem) for /v1/models when --served-model-name is absent. */
+const char *pl_engine_model_name(const pl_engine *e);
+int pl_engine_max_model_len(const pl_engine *e);
+#endif

@@ -1,0 +1,54 @@
+/* The engine's text side: the tokenizer (GGUF metadata or the HF tokenizer.json beside a
+ * safetensors model), end-of-generation ids, BOS/EOS text and the chat template. */
+#include <string.h>
+
+#include "engine/engine_impl.h"
+#if __has_include("model/chat_template.h")
+#include "model/chat_template.h"
+#define PL_HAVE_TMPL 1
+#endif
+#include "model/tokenizer.h"
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+int pl_engine_load_text(pl_engine *e) {
+  int rc = e->model->gguf ? pl_tokenizer_load_gguf(e->model->gguf, &e->tok)
+                          : pl_tokenizer_load_hf(e->model->hf_dir, &e->tok);
+  if (rc < 0)
+    return pl_fail_prefix(rc, "tokenizer");
+  if (pl_tokenizer_n_vocab(e->tok) > e->model->hp.n_vocab)
+    return pl_fail(PL_EFORMAT, "%s: tokenizer has %d tokens but the model only %d embeddings",
+                   e->model->path, pl_tokenizer_n_vocab(e->tok), e->model->hp.n_vocab);
+  e->eog_ids = pl_tokenizer_eog_ids(e->tok, &e->n_eog);
+  e->bos_text = pl_strdup(pl_tokenizer_bos_text(e->tok) ? pl_tokenizer_bos_text(e->tok) : "");
+  e->eos_text = pl_strdup(pl_tokenizer_eos_text(e->tok) ? pl_tokenizer_eos_text(e->tok) : "");
+  if (!e->bos_text || !e->eos_text)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  const char *src = e->p.chat_template ? e->p.chat_template : pl_tokenizer_chat_template(e->tok);
+#ifdef PL_HAVE_TMPL
+  if (src && *src) {
+    rc = pl_chat_template_parse(src, &e->tmpl);
+    if (rc < 0) {
+      if (e->p.chat_template)
+        return pl_fail_prefix(rc, "chat template");
+      /* the model's own template: chat is unavailable, completions still work */
+      PL_WARN("the model's chat template cannot be used (%s); chat requests will be refused "
+              "unless --chat-template gives one", pl_last_error());
+      e->tmpl = NULL;
+    }
+  }
+#else
+  (void)src;
+#endif
+  return 0;
+}
+
+void pl_engine_unload_text(pl_engine *e) {
+#ifdef PL_HAVE_TMPL
+  pl_chat_template_free(e->tmpl);
+#endif
+  pl_tokenizer_free(e->tok);
+  pl_free(e->bos_text);
+  pl_free(e->eos_text);
+}

@@ -1,0 +1,238 @@
+/* Sampling. All work happens in the engine-wide scratch (no allocation per token). Ties in
+ * greedy decoding go to the lowest token id, as llama.cpp and HF argmax do. */
+#include "engine/sampler.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/alloc.h"
+#include "util/error.h"
+
+/* ---- xoshiro256** (seeded through splitmix64) ---- */
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+void pl_rng_seed(pl_rng *r, uint64_t seed) {
+  for (int i = 0; i < 4; i++)
+    r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t pl_rng_next(pl_rng *r) {
+  uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return res;
+}
+
+double pl_rng_uniform(pl_rng *r) { return (double)(pl_rng_next(r) >> 11) * 0x1.0p-53; }
+
+int pl_sampler_init(pl_sampler *s, int n_vocab) {
+  memset(s, 0, sizeof *s);
+  s->n_vocab = n_vocab;
+  s->work = pl_malloc((size_t)n_vocab * sizeof(float));
+  s->idx = pl_malloc((size_t)n_vocab * sizeof(int32_t));
+  s->stamp = pl_calloc((size_t)n_vocab, sizeof(uint32_t));
+  if (!s->work || !s->idx || !s->stamp) {
+    pl_sampler_free(s);
+    return pl_fail(PL_ENOMEM, "out of memory for the sampler");
+  }
+  return 0;
+}
+
+void pl_sampler_free(pl_sampler *s) {
+  pl_free(s->work);
+  pl_free(s->idx);
+  pl_free(s->stamp);
+  memset(s, 0, sizeof *s);
+}
+
+static uint32_t next_stamp(pl_sampler *s) {
+  if (++s->cur_stamp == 0) { /* wrapped: clear the marks once every 2^32 uses */
+    memset(s->stamp, 0, (size_t)s->n_vocab * sizeof(uint32_t));
+    s->cur_stamp = 1;
+  }
+  return s->cur_stamp;
+}
+
+static void apply_penalties(pl_sampler *s, const pl_sample_ctx *c, float *x) {
+  const pl_sampling_params *sp = c->sp;
+  int V = s->n_vocab;
+  if (sp->repetition_penalty != 1.0f) {
+    uint32_t st = next_stamp(s);
+    for (int pass = 0; pass < 2; pass++) {
+      const int32_t *t = pass ? c->output : c->prompt;
+      int n = pass ? c->n_output : c->n_prompt;
+      for (int i = 0; i < n; i++) {
+        int32_t id = t[i];
+        if (id < 0 || id >= V || s->stamp[id] == st)
+          continue;
+        s->stamp[id] = st;
+        x[id] = x[id] > 0 ? x[id] / sp->repetition_penalty : x[id] * sp->repetition_penalty;
+      }
+    }
+  }
+  if (sp->frequency_penalty != 0.0f || sp->presence_penalty != 0.0f) {
+    uint32_t st = next_stamp(s);
+    for (int i = 0; i < c->n_output; i++) {
+      int32_t id = c->output[i];
+      if (id < 0 || id >= V)
+        continue;
+      x[id] -= sp->frequency_penalty;
+      if (s->stamp[id] != st) {
+        s->stamp[id] = st;
+        x[id] -= sp->presence_penalty;
+      }
+    }
+  }
+}
+
+/* Raw log-softmax values for the reported logprobs. */
+static void raw_logprobs(const pl_sampling_params *sp, const float *logits, int V,
+                         pl_sample_result *out) {
+  float mx = -FLT_MAX;
+  for (int i = 0; i < V; i++)
+    mx = logits[i] > mx ? logits[i] : mx;
+  double sum = 0;
+  for (int i = 0; i < V; i++)
+    sum += exp((double)logits[i] - mx);
+  double lse = mx + log(sum);
+  out->logprob = (float)(logits[out->token] - lse);
+  int k = sp->logprobs > 20 ? 20 : sp->logprobs;
+  out->n_top = 0;
+  /* top-k by insertion into a small sorted array (k <= 20) */
+  for (int i = 0; i < V && k > 0; i++) {
+    float lp = (float)(logits[i] - lse);
+    if (out->n_top == k && lp <= out->top[k - 1].logprob)
+      continue;
+    int j = out->n_top < k ? out->n_top++ : k - 1;
+    while (j > 0 && out->top[j - 1].logprob < lp) {
+      out->top[j] = out->top[j - 1];
+      j--;
+    }
+    out->top[j].token = i;
+    out->top[j].logprob = lp;
+  }
+}
+
+static int cmp_desc(const void *a, const void *b, void *ctx) {
+  const float *w = ctx;
+  float x = w[*(const int32_t *)a], y = w[*(const int32_t *)b];
+  if (x != y)
+    return x < y ? 1 : -1;
+  return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out) {
+  const pl_sampling_params *sp = c->sp;
+  int V = s->n_vocab;
+  float *x = s->work;
+  memcpy(x, logits, (size_t)V * sizeof(float));
+  for (int i = 0; i < sp->n_logit_bias; i++) {
+    int32_t id = sp->logit_bias_ids[i];
+    if (id >= 0 && id < V)
+      x[id] += sp->logit_bias[i];
+  }
+  if (c->n_output < sp->min_tokens) {
+    for (int i = 0; i < c->n_eog; i++)
+      if (c->eog_ids[i] >= 0 && c->eog_ids[i] < V)
+        x[c->eog_ids[i]] = -INFINITY;
+    for (int i = 0; i < sp->n_stop_token_ids; i++)
+      if (sp->stop_token_ids[i] >= 0 && sp->stop_token_ids[i] < V)
+        x[sp->stop_token_ids[i]] = -INFINITY;
+  }
+  apply_penalties(s, c, x);
+
+  int32_t chosen = 0;
+  if (sp->temperature <= 0.0f) {
+    float best = -INFINITY;
+    for (int i = 0; i < V; i++)
+      if (x[i] > best) {
+        best = x[i];
+        chosen = i;
+      }
+  } else {
+    float inv_t = 1.0f / sp->temperature;
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) {
+      x[i] *= inv_t;
+      mx = x[i] > mx ? x[i] : mx;
+    }
+    /* candidates: everything, or the top-k / nucleus after a sort */
+    int n = 0;
+    for (int i = 0; i < V; i++)
+      if (x[i] > -INFINITY)
+        s->idx[n++] = i;
+    int need_sort = (sp->top_k > 0 && sp->top_k < n) || sp->top_p < 1.0f;
+    if (need_sort) {
+      if (sp->top_k > 0 && sp->top_k < n) {
+        /* keep the k largest before sorting them: nth-element by a threshold search */
+        qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
+        n = sp->top_k;
+      } else {
+        qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
+      }
+    }
+    /* probabilities of the candidates (x reused in place) */
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+      int32_t id = s->idx[i];
+      x[id] = expf(x[id] - mx);
+      sum += x[id];
+    }
+    if (sp->top_p < 1.0f) {
+      double cum = 0, lim = sp->top_p * sum;
+      int keep = n;
+      for (int i = 0; i < n; i++) {
+        cum += x[s->idx[i]];
+        if (cum >= lim) {
+          keep = i + 1;
+          break;
+        }
+      }
+      n = keep;
+      sum = 0;
+      for (int i = 0; i < n; i++)
+        sum += x[s->idx[i]];
+    }
+    if (sp->min_p > 0.0f) {
+      float pmax = 0;
+      for (int i = 0; i < n; i++)
+        pmax = x[s->idx[i]] > pmax ? x[s->idx[i]] : pmax;
+      float lim = sp->min_p * pmax;
+      int m = 0;
+      sum = 0;
+      for (int i = 0; i < n; i++)
+        if (x[s->idx[i]] >= lim) {
+          s->idx[m++] = s->idx[i];
+          sum += x[s->idx[i]];
+        }
+      n = m;
+    }
+    double u = pl_rng_uniform(c->rng) * sum, cum = 0;
+    chosen = s->idx[n - 1];
+    for (int i = 0; i < n; i++) {
+      cum += x[s->idx[i]];
+      if (u < cum) {
+        chosen = s->idx[i];
+        break;
+      }
+    }
+  }
+  out->token = chosen;
+  out->n_top = 0;
+  out->logprob = 0;
+  if (sp->logprobs >= 0)
+    raw_logprobs(sp, logits, V, out);
+}

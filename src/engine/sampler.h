@@ -1,0 +1,56 @@
+/* Per-request sampling: logit processors, then greedy or random choice, with per-request RNG
+ * state so a request's tokens never depend on which other requests share the batch.
+ *
+ * Order (vLLM semantics): logit_bias → min_tokens (EOS/stop ids masked) → repetition penalty
+ * (prompt + output, HF rule: positive logits divided, negative multiplied) → presence and
+ * frequency penalties (output tokens, OpenAI rule) → temperature → top-k → top-p → min-p →
+ * sample. Logprobs are reported from the raw model logits (before any processing), as vLLM v1
+ * does by default. */
+#ifndef PL_ENGINE_SAMPLER_H
+#define PL_ENGINE_SAMPLER_H
+#include <stdint.h>
+
+#include "pagellm.h"
+
+typedef struct pl_rng {
+  uint64_t s[4]; /* xoshiro256** state */
+} pl_rng;
+
+void pl_rng_seed(pl_rng *r, uint64_t seed);
+uint64_t pl_rng_next(pl_rng *r);
+double pl_rng_uniform(pl_rng *r); /* [0, 1) with 53 random bits */
+
+/* Scratch shared by all requests of an engine, sized once for the vocabulary. */
+typedef struct pl_sampler {
+  int n_vocab;
+  float *work;        /* [n_vocab] processed logits / probabilities */
+  int32_t *idx;       /* [n_vocab] candidate ids */
+  uint32_t *stamp;    /* [n_vocab] "seen in this call" marks for penalties */
+  uint32_t cur_stamp;
+} pl_sampler;
+
+int pl_sampler_init(pl_sampler *s, int n_vocab);
+void pl_sampler_free(pl_sampler *s);
+
+/* What the sampler needs to know about the request. */
+typedef struct pl_sample_ctx {
+  const pl_sampling_params *sp;
+  const int32_t *prompt;      /* [n_prompt] */
+  int n_prompt;
+  const int32_t *output;      /* [n_output] generated so far */
+  int n_output;
+  const int32_t *eog_ids;     /* [n_eog] end-of-generation ids (masked before min_tokens) */
+  int n_eog;
+  pl_rng *rng;
+} pl_sample_ctx;
+
+typedef struct pl_sample_result {
+  int32_t token;
+  float logprob;              /* raw log-softmax of the chosen token */
+  int n_top;
+  pl_top_logprob top[20];     /* raw top alternatives when sp->logprobs > 0 (at most 20) */
+} pl_sample_result;
+
+/* Sample one token from logits[n_vocab] (not modified). Never allocates. */
+void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out);
+#endif

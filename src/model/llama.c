@@ -1,0 +1,202 @@
+/* The Llama-family forward pass (llama, mistral, qwen2, qwen3), top to bottom:
+ *
+ *   x = embed(tokens)
+ *   per layer:  h = rmsnorm(x)·attn_norm
+ *               q,k,v = h·Wq (+bq), h·Wk (+bk), h·Wv (+bv)      [qwen2 has biases]
+ *               q,k = rmsnorm per head (q_norm, k_norm)           [qwen3]
+ *               q,k = rope(q,k, positions)
+ *               cache[slot_mapping] = k,v
+ *               x += attention(q, cache via block tables) · Wo
+ *               h = rmsnorm(x)·ffn_norm
+ *               x += (silu(h·Wgate) * (h·Wup)) · Wdown
+ *   logits = rmsnorm(x[logits_rows])·output_norm · Wout
+ *
+ * Every op goes through the backend table; this file owns only the activation buffers. */
+#include <math.h>
+#include <string.h>
+
+#include "model/runner.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+struct pl_runner {
+  const pl_model *m;
+  pl_backend *be;
+  pl_runner_params p;
+  pl_rope_spec rs;
+  /* activations, backend memory; T = max_tokens, L = max_logits */
+  float *x;      /* [T][n_embd] residual stream */
+  float *h;      /* [T][n_embd] normed input / projection output */
+  float *q;      /* [T][n_head*head_dim] */
+  float *k, *v;  /* [T][n_head_kv*head_dim] */
+  float *attn;   /* [T][n_head*head_dim] */
+  float *g, *u;  /* [T][n_ff] */
+  float *cs;     /* [T][rope_dim] cos|sin per token */
+  float *hl;     /* [L][n_embd] hidden states of the logits rows */
+  float *logits; /* [L][n_vocab] */
+  float *cs_host;/* [T][rope_dim] host staging */
+  size_t bytes;
+};
+
+static void *bal(pl_runner *r, size_t n_floats, int *ok) {
+  void *p = r->be->ops->alloc(r->be, n_floats * sizeof(float));
+  if (!p)
+    *ok = 0;
+  r->bytes += n_floats * sizeof(float);
+  return p;
+}
+
+void pl_runner_free(pl_runner *r) {
+  if (!r)
+    return;
+  float *bufs[] = {r->x, r->h, r->q, r->k, r->v, r->attn, r->g, r->u, r->cs, r->hl, r->logits};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+    if (bufs[i])
+      r->be->ops->free(r->be, bufs[i]);
+  pl_free(r->cs_host);
+  pl_free(r);
+}
+
+int pl_runner_create(const pl_model *m, pl_backend *be, const pl_runner_params *p,
+                     pl_runner **out) {
+  *out = NULL;
+  const pl_hparams *hp = &m->hp;
+  if (p->max_tokens <= 0 || p->max_logits <= 0 || p->block_size <= 0 || p->n_blocks < 2)
+    return pl_fail(PL_EINVAL, "runner: bad sizes (tokens %d, logits %d, block %d, blocks %d)",
+                   p->max_tokens, p->max_logits, p->block_size, p->n_blocks);
+  pl_runner *r = pl_calloc(1, sizeof *r);
+  if (!r)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  r->m = m;
+  r->be = be;
+  r->p = *p;
+  r->rs = (pl_rope_spec){hp->head_dim, hp->rope_dim, hp->rope_style == PL_ROPE_NEOX};
+  size_t T = (size_t)p->max_tokens, L = (size_t)p->max_logits;
+  size_t Q = (size_t)hp->n_head * hp->head_dim, K = (size_t)hp->n_head_kv * hp->head_dim;
+  int ok = 1;
+  r->x = bal(r, T * hp->n_embd, &ok);
+  r->h = bal(r, T * (hp->n_embd > (int)Q ? (size_t)hp->n_embd : Q), &ok);
+  r->q = bal(r, T * Q, &ok);
+  r->k = bal(r, T * K, &ok);
+  r->v = bal(r, T * K, &ok);
+  r->attn = bal(r, T * Q, &ok);
+  r->g = bal(r, T * hp->n_ff, &ok);
+  r->u = bal(r, T * hp->n_ff, &ok);
+  r->cs = bal(r, T * hp->rope_dim, &ok);
+  r->hl = bal(r, L * hp->n_embd, &ok);
+  r->logits = bal(r, L * hp->n_vocab, &ok);
+  r->cs_host = pl_malloc(T * hp->rope_dim * sizeof(float));
+  if (!ok || !r->cs_host) {
+    pl_runner_free(r);
+    return pl_fail(PL_ENOMEM, "runner: cannot allocate activations for %d tokens", p->max_tokens);
+  }
+  pl_kv_spec kv = {hp->n_layer, hp->n_head_kv, hp->head_dim, hp->n_head, p->block_size,
+                   p->n_blocks};
+  int rc = be->ops->kv_init(be, &kv);
+  if (rc < 0) {
+    pl_runner_free(r);
+    return rc;
+  }
+  r->bytes += be->ops->kv_bytes(be);
+  *out = r;
+  return PL_OK;
+}
+
+size_t pl_runner_memory(const pl_runner *r) { return r->bytes; }
+
+/* Reject plans that would index outside the buffers or the pool. */
+static int check_plan(const pl_runner *r, const pl_step_plan *pl) {
+  const pl_hparams *hp = &r->m->hp;
+  if (pl->n_tokens <= 0 || pl->n_tokens > r->p.max_tokens || pl->n_logits < 0 ||
+      pl->n_logits > r->p.max_logits || pl->n_seqs <= 0 || pl->block_size != r->p.block_size ||
+      pl->query_start_loc[0] != 0 || pl->query_start_loc[pl->n_seqs] != pl->n_tokens)
+    return pl_fail(PL_EINVAL, "step plan does not fit the runner (%d tokens, %d logits, %d seqs)",
+                   pl->n_tokens, pl->n_logits, pl->n_seqs);
+  int64_t slots = (int64_t)r->p.n_blocks * r->p.block_size;
+  for (int t = 0; t < pl->n_tokens; t++)
+    if (pl->token_ids[t] < 0 || pl->token_ids[t] >= hp->n_vocab || pl->slot_mapping[t] >= slots ||
+        pl->positions[t] < 0)
+      return pl_fail(PL_EINVAL, "step plan token %d out of range (id %d, slot %d)", t,
+                     pl->token_ids[t], pl->slot_mapping[t]);
+  for (int s = 0; s < pl->n_seqs; s++) {
+    int q0 = pl->query_start_loc[s], q1 = pl->query_start_loc[s + 1];
+    if (q1 < q0 || pl->seq_lens[s] > pl->max_blocks_per_seq * pl->block_size)
+      return pl_fail(PL_EINVAL, "step plan sequence %d inconsistent", s);
+    for (int t = q0; t < q1; t++)
+      if (pl->positions[t] >= pl->seq_lens[s])
+        return pl_fail(PL_EINVAL, "step plan: position beyond the sequence length");
+    int nb = (pl->seq_lens[s] + pl->block_size - 1) / pl->block_size;
+    for (int b = 0; b < nb; b++) {
+      int32_t blk = pl->block_tables[(size_t)s * pl->max_blocks_per_seq + b];
+      if (blk <= 0 || blk >= r->p.n_blocks)
+        return pl_fail(PL_EINVAL, "step plan: sequence %d block %d = %d out of range", s, b, blk);
+    }
+  }
+  for (int i = 0; i < pl->n_logits; i++)
+    if (pl->logits_rows[i] < 0 || pl->logits_rows[i] >= pl->n_tokens)
+      return pl_fail(PL_EINVAL, "step plan: logits row out of range");
+  for (int i = 0; i < pl->n_copies; i++)
+    if (pl->copy_src[i] <= 0 || pl->copy_src[i] >= r->p.n_blocks || pl->copy_dst[i] <= 0 ||
+        pl->copy_dst[i] >= r->p.n_blocks)
+      return pl_fail(PL_EINVAL, "step plan: copy-on-write block out of range");
+  return 0;
+}
+
+int pl_runner_forward(pl_runner *r, const pl_step_plan *pl, float *logits_out) {
+  PL_TRY(check_plan(r, pl));
+  const pl_model *m = r->m;
+  const pl_hparams *hp = &m->hp;
+  const pl_backend_ops *o = r->be->ops;
+  pl_backend *be = r->be;
+  int n = pl->n_tokens, E = hp->n_embd, hd = hp->head_dim;
+  size_t Q = (size_t)hp->n_head * hd;
+
+  if (pl->n_copies)
+    o->copy_blocks(be, pl->copy_src, pl->copy_dst, pl->n_copies);
+  o->embed(be, r->x, &m->tok_embd, pl->token_ids, n);
+
+  /* cos/sin of every token's angles, shared by all heads and layers */
+  int half = hp->rope_dim / 2;
+  for (int t = 0; t < n; t++) {
+    float *c = r->cs_host + (size_t)t * hp->rope_dim;
+    for (int i = 0; i < half; i++) {
+      double th = (double)pl->positions[t] * m->rope_inv_freq[i];
+      c[i] = (float)cos(th);
+      c[half + i] = (float)sin(th);
+    }
+  }
+  o->upload(be, r->cs, r->cs_host, (size_t)n * hp->rope_dim * sizeof(float));
+
+  float scale = 1.0f / sqrtf((float)hd);
+  for (int l = 0; l < hp->n_layer; l++) {
+    const pl_layer *L = &m->layers[l];
+    o->rmsnorm(be, r->h, r->x, L->attn_norm.data, n, E, hp->rms_eps);
+    o->matmul(be, r->q, r->h, n, &L->wq, L->bq.data);
+    o->matmul(be, r->k, r->h, n, &L->wk, L->bk.data);
+    o->matmul(be, r->v, r->h, n, &L->wv, L->bv.data);
+    if (L->q_norm.data) {
+      o->rmsnorm(be, r->q, r->q, L->q_norm.data, n * hp->n_head, hd, hp->rms_eps);
+      o->rmsnorm(be, r->k, r->k, L->k_norm.data, n * hp->n_head_kv, hd, hp->rms_eps);
+    }
+    o->rope(be, r->q, r->cs, n, hp->n_head, &r->rs);
+    o->rope(be, r->k, r->cs, n, hp->n_head_kv, &r->rs);
+    o->kv_write(be, l, r->k, r->v, pl->slot_mapping, n);
+    o->attention(be, l, r->attn, r->q, hp->n_head, pl, scale);
+    o->matmul(be, r->h, r->attn, n, &L->wo, NULL);
+    o->add(be, r->x, r->h, (size_t)n * E);
+    o->rmsnorm(be, r->h, r->x, L->ffn_norm.data, n, E, hp->rms_eps);
+    o->matmul(be, r->g, r->h, n, &L->w_gate, NULL);
+    o->matmul(be, r->u, r->h, n, &L->w_up, NULL);
+    o->swiglu(be, r->g, r->g, r->u, (size_t)n * hp->n_ff);
+    o->matmul(be, r->h, r->g, n, &L->w_down, NULL);
+    o->add(be, r->x, r->h, (size_t)n * E);
+  }
+  (void)Q;
+  if (pl->n_logits == 0)
+    return 0;
+  o->get_rows(be, r->hl, r->x, pl->logits_rows, pl->n_logits, E);
+  o->rmsnorm(be, r->hl, r->hl, m->output_norm.data, pl->n_logits, E, hp->rms_eps);
+  o->matmul(be, r->logits, r->hl, pl->n_logits, &m->output, NULL);
+  o->download(be, logits_out, r->logits, (size_t)pl->n_logits * hp->n_vocab * sizeof(float));
+  return 0;
+}

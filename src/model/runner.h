@@ -1,0 +1,32 @@
+/* The model runner: one forward pass of a Llama-family model over a step plan (a flat batch
+ * of prefill chunks and decode tokens from many sequences), reading and writing K/V only
+ * through the plan's slot mapping and block tables. Activations are sized once at creation
+ * for max_tokens tokens; forward() never allocates. Not thread-safe. */
+#ifndef PL_MODEL_RUNNER_H
+#define PL_MODEL_RUNNER_H
+#include "backend/backend.h"
+#include "core/step_plan.h"
+#include "model/model.h"
+
+typedef struct pl_runner pl_runner;
+
+typedef struct pl_runner_params {
+  int max_tokens;  /* tokens per step (max_num_batched_tokens) */
+  int max_logits;  /* logits rows per step (>= max sequences per step) */
+  int block_size;  /* tokens per KV block */
+  int n_blocks;    /* KV blocks in the pool, including the null block 0 */
+} pl_runner_params;
+
+/* The model and backend must outlive the runner. Allocates activations and the KV pool. */
+int pl_runner_create(const pl_model *m, pl_backend *be, const pl_runner_params *p,
+                     pl_runner **out);
+void pl_runner_free(pl_runner *r); /* NULL ok */
+
+/* Run the step: copy-on-write block copies, then the forward pass; writes
+ * logits[plan->n_logits][n_vocab] (host memory). Errors: PL_EINVAL when the plan exceeds the
+ * sizes given at creation or references out-of-range blocks/tokens. */
+int pl_runner_forward(pl_runner *r, const pl_step_plan *plan, float *logits);
+
+/* Bytes of activations + KV pool the runner holds. */
+size_t pl_runner_memory(const pl_runner *r);
+#endif
