@@ -181,7 +181,7 @@ int main(int argc, char **argv) {
     }
   }
   printf("isa: %s%s   matrix: %d x %d (ne0 x ne1)\n", pl_kern_isa_name(pl_kern_isa()),
-         pl_kern_isa() == PL_ISA_AVX512 && pl_kern_has_vnni() ? "+vnni" : "", COLS, ROWS);
+         pl_kern_isa() == PL_ISA_AVX512 && pl_kern_has_dotext() ? "+vnni" : "", COLS, ROWS);
   pl_threadpool *tps[8] = {0};
   for (int t = 1; t <= max_threads && t <= 8; t++) {
     if (pl_threadpool_create(t, &tps[t - 1]) != 0)

@@ -81,12 +81,15 @@ int pl_cmd_generate(int argc, char **argv) {
       if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return 2;
       sp.seed = s;
       i++;
+    } else if (!strcmp(a, "--logprobs")) {
+      if (pl_cli_int(a, v, 0, 20, &sp.logprobs)) return 2;
+      i++;
     } else if (!strcmp(a, "--ids")) print_ids = 1;
     else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
     else if (!strcmp(a, "--help")) {
       printf("usage: pagellm generate [-m MODEL] (-p TEXT | --prompt-ids 1,2,3) [-n N] [--temp T]\n"
              "       [--seed S] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
-             "       [--ids] [--ignore-eos] [engine options]\n\n%s",
+             "       [--ids] [--ignore-eos] [--logprobs K] [engine options]\n\n%s",
              pl_engine_opts_help());
       return 0;
     } else {
@@ -146,9 +149,17 @@ int pl_cmd_generate(int argc, char **argv) {
       if (!t_first)
         t_first = now_s();
       prompt_tokens = ev.prompt_tokens;
-      for (int k = 0; k < ev.n_tokens; k++, n_out++)
+      for (int k = 0; k < ev.n_tokens; k++, n_out++) {
         if (print_ids)
           printf(n_out ? " %d" : "%d", ev.tokens[k]);
+        if (ev.logprobs) { /* one line per token on stderr: "top: id:logprob ..." */
+          fprintf(stderr, "top:");
+          for (int j = 0; j < ev.n_top; j++)
+            fprintf(stderr, " %d:%.7g", ev.top[(size_t)k * ev.n_top + j].token,
+                    ev.top[(size_t)k * ev.n_top + j].logprob);
+          fprintf(stderr, "\n");
+        }
+      }
       if (!print_ids)
         fwrite(ev.text, 1, ev.text_len, stdout);
       fflush(stdout);

@@ -228,8 +228,9 @@ typedef struct alloc_plan {
   int n_free_hits; /* pending hit blocks currently in the free list */
 } alloc_plan;
 
+/* unshare_tail: also treat a partially written last block as written to (copy it now). */
 static int make_plan(const pl_kv_cache *kv, int seq, int n_new, int reserve_tokens,
-                     alloc_plan *ap) {
+                     int unshare_tail, alloc_plan *ap) {
   const pl_kv_seq *s = get_seq(kv, seq);
   if (!s)
     return pl_fail(PL_ESTATE, "kv cache: sequence %d is not open", seq);
@@ -259,14 +260,16 @@ static int make_plan(const pl_kv_cache *kv, int seq, int n_new, int reserve_toke
   int last = (int)((end + bs - 1) / bs); /* write range blocks [t0 / bs, last) */
   if (last > ap->base_blocks)
     last = ap->base_blocks;
-  for (int j = ap->t0 / bs; j < last && n_new > 0; j++)
+  /* With n_new == 0, [t0 / bs, last) is the partial block at t0 if any: only unshare_tail
+   * writes to it. */
+  for (int j = ap->t0 / bs; j < last && (n_new > 0 || unshare_tail); j++)
     ap->n_cow += pl_block_pool_get(kv->pool, t[j])->ref_cnt > 1;
   return PL_OK;
 }
 
 int pl_kv_blocks_needed(const pl_kv_cache *kv, int seq, int n_new, int reserve_tokens) {
   alloc_plan ap;
-  if (make_plan(kv, seq, n_new, reserve_tokens, &ap) < 0)
+  if (make_plan(kv, seq, n_new, reserve_tokens, 0, &ap) < 0)
     return -1;
   return ap.n_grow + ap.n_cow + ap.n_free_hits;
 }
@@ -285,10 +288,10 @@ static void cache_full_blocks(pl_kv_cache *kv, int seq, const int32_t *tokens) {
   }
 }
 
-int pl_kv_allocate_slots(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
-                         int reserve_tokens) {
+static int allocate(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
+                    int reserve_tokens, int unshare_tail) {
   alloc_plan ap;
-  PL_TRY(make_plan(kv, seq, n_new, reserve_tokens, &ap));
+  PL_TRY(make_plan(kv, seq, n_new, reserve_tokens, unshare_tail, &ap));
   int need = ap.n_grow + ap.n_cow + ap.n_free_hits;
   int nfree = pl_block_pool_num_free(kv->pool);
   if (need > nfree)
@@ -311,7 +314,7 @@ int pl_kv_allocate_slots(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_
     s->pending = 0;
     s->n_pending = 0;
   }
-  if (ap.n_cow > 0) {
+  if (ap.n_cow > 0) { /* same range as make_plan counted */
     int end = ap.t0 + n_new;
     int last = (end + bs - 1) / bs < s->n_blocks ? (end + bs - 1) / bs : s->n_blocks;
     for (int j = ap.t0 / bs; j < last; j++) {
@@ -342,6 +345,19 @@ int pl_kv_allocate_slots(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_
   if (used > kv->peak_used)
     kv->peak_used = used;
   return PL_OK;
+}
+
+int pl_kv_allocate_slots(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
+                         int reserve_tokens) {
+  return allocate(kv, seq, tokens, n_new, reserve_tokens, 0);
+}
+
+int pl_kv_reserve(pl_kv_cache *kv, int seq, int reserve_tokens) {
+  const pl_kv_seq *s = get_seq(kv, seq);
+  if (!s || s->pending)
+    return pl_fail(PL_ESTATE, "kv cache: reserve on sequence %d (closed or pending hits)", seq);
+  /* n_new == 0: nothing becomes full, so no tokens are needed for hashing. */
+  return allocate(kv, seq, NULL, 0, reserve_tokens, 1);
 }
 
 int pl_kv_fork(pl_kv_cache *kv, int parent, int child) {

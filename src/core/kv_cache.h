@@ -104,6 +104,12 @@ int pl_kv_lookup_prefix(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_t
 int pl_kv_allocate_slots(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
                          int reserve_tokens);
 
+/* Grow seq's table to cover reserve_tokens and give it a private copy of its partially
+ * written last block now if that block is shared (recording the copy), so that it needs no
+ * further block until it writes past reserve_tokens (static mode after a fork). All or
+ * nothing like allocate_slots: PL_ENOSPACE, PL_ERANGE, PL_ESTATE. */
+int pl_kv_reserve(pl_kv_cache *kv, int seq, int reserve_tokens);
+
 /* Free blocks allocate_slots would consume now (new blocks + copy-on-write blocks + pending
  * hit blocks that are currently free), or -1 when it would fail with PL_ERANGE/PL_ESTATE.
  * No state change. */

@@ -156,8 +156,9 @@ int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
   pl->seq_lens = pl_calloc(ns, sizeof(int32_t));
   pl->block_tables = pl_calloc(ns * bps, sizeof(int32_t));
   pl->logits_rows = pl_calloc(ns, sizeof(int32_t));
-  pl->copy_src = pl_calloc(ns, sizeof(int32_t));
-  pl->copy_dst = pl_calloc(ns, sizeof(int32_t));
+  /* Copies: one per scheduled sequence, or (static mode) one per fork since the last step. */
+  pl->copy_src = pl_calloc(2 * ns, sizeof(int32_t));
+  pl->copy_dst = pl_calloc(2 * ns, sizeof(int32_t));
   if (!s->running || !s->snap || !s->sched || !s->out.seq_reqs || !s->out.logits_reqs ||
       !s->out.preempted || !s->out.failed || !pl->token_ids || !pl->positions ||
       !pl->slot_mapping || !pl->query_start_loc || !pl->seq_lens || !pl->block_tables ||
@@ -431,7 +432,7 @@ static int build_plan(pl_scheduler *s) {
   pl->query_start_loc[s->n_sched] = t;
   pl->n_tokens = t;
   pl->n_logits = nl;
-  int nc = pl_kv_take_copies(s->kv, pl->copy_src, pl->copy_dst, s->prm.max_num_seqs);
+  int nc = pl_kv_take_copies(s->kv, pl->copy_src, pl->copy_dst, 2 * s->prm.max_num_seqs);
   if (nc < 0)
     return nc;
   pl->n_copies = nc;
@@ -507,17 +508,26 @@ int pl_sched_fork(pl_scheduler *s, pl_sched_req *parent, uint64_t child_id, void
   if (parent->status == PL_REQ_RUNNING && s->n_running < s->prm.max_num_seqs &&
       pl_kv_seq_open(s->kv, c->extra_key, &seq) == PL_OK) {
     int rc = pl_kv_fork(s->kv, parent->kv_seq, seq);
-    if (rc < 0) { /* contract violation inside the scheduler */
+    /* Static mode: a running child holds its own full reservation, like any admitted
+     * request (so static mode never preempts); without room it waits instead. */
+    if (rc == PL_OK && reserve_tokens(s) > 0)
+      rc = pl_kv_reserve(s->kv, seq, reserve_tokens(s));
+    if (rc < 0 && rc != PL_ENOSPACE) { /* contract violation inside the scheduler */
       pl_kv_seq_free(s->kv, seq);
       req_free(c);
       return rc;
     }
-    c->kv_seq = seq;
-    c->num_computed_tokens = parent->num_computed_tokens;
-    running_push(s, c);
-  } else {
-    waiting_insert(s, c, 0);
+    if (rc == PL_OK) {
+      c->kv_seq = seq;
+      c->num_computed_tokens = parent->num_computed_tokens;
+      running_push(s, c);
+    } else {
+      pl_kv_seq_free(s->kv, seq);
+      seq = -1;
+    }
   }
+  if (seq < 0)
+    waiting_insert(s, c, 0);
   *child = c;
   return PL_OK;
 }

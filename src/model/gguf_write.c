@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util/alloc.h"
 #include "util/error.h"
@@ -38,6 +39,7 @@ struct pl_gguf_writer {
   /* streaming */
   FILE *fp;
   char *path;
+  int removable;   /* the output is a regular file: remove it if the write fails */
   int64_t cur;     /* tensor being streamed */
   uint64_t cur_pos; /* bytes of it written so far */
 };
@@ -58,7 +60,7 @@ static void pl_gw_close_stream(pl_gguf_writer *w, int remove_file) {
   if (w->fp) {
     fclose(w->fp);
     w->fp = NULL;
-    if (remove_file && w->path)
+    if (remove_file && w->path && w->removable)
       remove(w->path);
   }
   pl_free(w->path);
@@ -394,6 +396,8 @@ int pl_gguf_stream_begin(pl_gguf_writer *w, const char *path) {
     w->path = NULL;
     return pl_fail(PL_EIO, "%s: cannot create: %s", path, strerror(e));
   }
+  struct stat st;
+  w->removable = fstat(fileno(w->fp), &st) == 0 && S_ISREG(st.st_mode); /* never a device */
   w->state = PL_GW_STREAMING;
   setvbuf(w->fp, NULL, _IOFBF, 1 << 20);
 
@@ -467,7 +471,8 @@ int pl_gguf_stream_end(pl_gguf_writer *w) {
   if (fclose(fp) != 0) {
     int e = errno;
     w->state = PL_GW_FAILED;
-    remove(w->path);
+    if (w->removable)
+      remove(w->path);
     int rc = pl_fail(PL_EIO, "%s: close failed: %s", w->path, e ? strerror(e) : "error");
     pl_gw_close_stream(w, 0);
     return rc;

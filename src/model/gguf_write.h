@@ -83,7 +83,7 @@ int pl_gguf_write_file(pl_gguf_writer *w, const char *path);
  * and closes. Tensors declared with data are written from it when the stream reaches them.
  * After an error the stream is dead: destroy the writer (which removes the partial file).
  * Errors: PL_EIO, PL_ESTATE (order of calls), PL_EINVAL (more bytes than declared, or end with
- * bytes missing). */
+ * bytes missing). Only a regular file is ever removed (never a device such as /dev/full). */
 int pl_gguf_stream_begin(pl_gguf_writer *w, const char *path);
 int pl_gguf_stream_write(pl_gguf_writer *w, const void *bytes, size_t n);
 int pl_gguf_stream_end(pl_gguf_writer *w);

@@ -79,6 +79,25 @@ int pl_jinja_undef_error(pl_jctx *c, pl_jv u);
 int pl_jinja_method(pl_jctx *c, pl_jv self, const char *name, pl_jv *out, int *found);
 int pl_jinja_install_globals(pl_jctx *c, pl_jframe *g);
 
+/* Run a parsed template body in frame f (jinja_eval.c). */
+int pl_jinja_exec(pl_jctx *c, const pl_jnode *root, pl_jframe *f);
+
+/* Python string formatting (jinja_format.c): `fmt % args` and str.format(). */
+int pl_jinja_percent_format(pl_jctx *c, pl_jv fmt, pl_jv args, pl_jv *out);
+int pl_jinja_str_format(pl_jctx *c, pl_jv fmt, const pl_jargs *a, pl_jv *out);
+
+/* Python str operations (jinja_strops.c), shared by filters and str methods. */
+enum { PL_JCASE_UPPER, PL_JCASE_LOWER, PL_JCASE_TITLE, PL_JCASE_CAPITALIZE, PL_JCASE_SWAP,
+       PL_JCASE_JINJA_TITLE };
+int pl_jstr_case(pl_jctx *c, pl_jv s, int mode, pl_jv *out);
+/* strip/lstrip/rstrip: chars = UNDEF/NONE strips whitespace, else any of chars' code points. */
+int pl_jstr_strip(pl_jctx *c, pl_jv s, pl_jv chars, int left, int right, pl_jv *out);
+int pl_jstr_replace(pl_jctx *c, pl_jv s, pl_jv old, pl_jv rep, int64_t count, pl_jv *out);
+/* split/rsplit: sep UNDEF/NONE = runs of whitespace; maxsplit < 0 = all. */
+int pl_jstr_split(pl_jctx *c, pl_jv s, pl_jv sep, int64_t maxsplit, int from_right, pl_jv *out);
+/* Python str predicates: "isdigit", "isalpha", "isalnum", "isspace", "islower", "isupper". */
+int pl_jstr_is(pl_jv s, const char *what);
+
 /* String helpers shared by filters and methods. */
 int pl_jstr_make(pl_jctx *c, pl_jbuf *b, pl_jv *out); /* buffer -> arena str; frees b */
 int pl_jv_str_of(pl_jctx *c, pl_jv v, pl_jv *out);    /* Python str(v) */

@@ -347,6 +347,11 @@ int pl_tok_finalize(pl_tokenizer *t) {
         id = pl_tok_lookup(t, &one, 1);
       }
     }
+    /* only a token that decodes to exactly this byte can stand for it (DeepSeek spells the
+     * never-valid bytes C0 C1 F5..FF with user-defined tokens whose text is raw) */
+    if (id >= 0 && !(t->piece_off[id + 1] - t->piece_off[id] == 1 &&
+                     (unsigned char)t->piece_pool[t->piece_off[id]] == (unsigned char)b))
+      id = -1;
     t->byte_tok[b] = id;
   }
 

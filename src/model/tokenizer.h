@@ -13,10 +13,12 @@
  * USER_DEFINED tokens (HF added tokens with special=false) are always recognised, as llama.cpp
  * and HF do. Matching is leftmost-longest.
  *
- * Invalid UTF-8 in the input (policy, deterministic and lossless): each byte that does not
- * start a well-formed UTF-8 sequence is a separate one-byte piece that encodes to its byte
- * token (BPE: the byte-level token of that byte; SPM: <0xNN>). It never joins a regex word,
- * so decode(encode(x)) == x holds for any byte string on byte-level and byte-fallback vocabs.
+ * Invalid UTF-8 in the input (policy, deterministic, lossless where the vocabulary allows):
+ * each byte that does not start a well-formed UTF-8 sequence is a separate one-byte piece that
+ * encodes to its byte token (BPE: the byte-level token of that byte; SPM: <0xNN>). It never
+ * joins a regex word, so decode(encode(x)) == x for any byte string on byte-level and
+ * byte-fallback vocabularies. Where the vocabulary has no token decoding to exactly that byte
+ * (DeepSeek lacks C0 C1 F5..FF), the byte encodes as U+FFFD (SPM: the unknown token).
  *
  * Lifetime and threads: a pl_tokenizer is immutable after loading. Every function taking a
  * `const pl_tokenizer *` may be called from several threads at once (encode keeps its

@@ -2,7 +2,8 @@
  *
  * Pipeline for a fragment of raw text (special tokens already taken out):
  *   1. cut into maximal well-formed UTF-8 runs and single ill-formed bytes; an ill-formed byte
- *      becomes its byte token (the documented invalid-input policy);
+ *      becomes its byte token (the documented invalid-input policy), or the tokens of U+FFFD
+ *      when the vocabulary has no token that decodes to exactly that byte;
  *   2. a run is normalized when the tokenizer asks (HF NFC/NFKC, via utf8proc into our own
  *      buffers), then split into words by the pre-tokenizer regex chain;
  *   3. each word starts as one symbol per byte (the token of that byte's GPT-2 character) and
@@ -235,12 +236,12 @@ int pl_bpe_encode(pl_tok_ctx *c, const char *text, size_t len) {
       else
         PL_TRY(bpe_word(c, run, rn));
     }
-    if (j < len) { /* one ill-formed byte: its own byte token */
+    if (j < len) { /* one ill-formed byte: its own byte token, else U+FFFD */
       int32_t id = t->byte_tok[s[j]];
-      if (id < 0)
-        id = t->unk;
       if (id >= 0)
         PL_TRY(pl_tok_emit(c, id));
+      else
+        PL_TRY(bpe_word(c, "\xef\xbf\xbd", 3));
       j++;
     }
     i = j;

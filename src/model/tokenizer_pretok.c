@@ -185,7 +185,8 @@ int pl_pretok_create(const char *const *patterns, int n, pl_pretok **out) {
     if (!code) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof msg);
-      rc = pl_fail(PL_EFORMAT, "pre-tokenizer regex %d: %s at offset %zu", i, (const char *)msg, (size_t)erroff);
+      rc = pl_fail(err == PCRE2_ERROR_HEAP_FAILED ? PL_ENOMEM : PL_EFORMAT, "pre-tokenizer regex %d: %s at offset %zu",
+                   i, (const char *)msg, (size_t)erroff);
       break;
     }
     p->code[p->n++] = code;

@@ -26,28 +26,28 @@ static inline float kt_gauss(kt_rng *r) {
   return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
 }
 
-/* ISAs to test: every one the CPU supports, plus AVX-512 without VNNI when VNNI exists. */
+/* ISAs to test: every one the CPU supports; AVX-512 and NEON twice, with and without the
+ * integer dot extension (VNNI / dotprod) when the CPU has it. */
 typedef struct {
   pl_isa isa;
-  int vnni;
+  int dotext;
   const char *name;
 } kt_isa;
 
 static inline int kt_isas(kt_isa *out) {
   int n = 0;
-  pl_kern_set_vnni(1);
   for (int i = PL_ISA_SCALAR; i <= PL_ISA_AVX512; i++) {
     if (pl_kern_set_isa((pl_isa)i) != 0)
       continue;
     out[n].isa = (pl_isa)i;
-    out[n].vnni = 0;
+    out[n].dotext = 0;
     out[n].name = pl_kern_isa_name((pl_isa)i);
     n++;
-    if (i == PL_ISA_AVX512 && pl_kern_has_vnni()) {
-      out[n - 1].name = "avx512-novnni";
-      out[n].isa = PL_ISA_AVX512;
-      out[n].vnni = 1;
-      out[n].name = "avx512-vnni";
+    if ((i == PL_ISA_AVX512 || i == PL_ISA_NEON) && pl_kern_has_dotext()) {
+      out[n - 1].name = i == PL_ISA_AVX512 ? "avx512-novnni" : "neon-nodotprod";
+      out[n].isa = (pl_isa)i;
+      out[n].dotext = 1;
+      out[n].name = i == PL_ISA_AVX512 ? "avx512-vnni" : "neon-dotprod";
       n++;
     }
   }
@@ -55,7 +55,7 @@ static inline int kt_isas(kt_isa *out) {
 }
 static inline void kt_use(const kt_isa *k) {
   pl_kern_set_isa(k->isa);
-  pl_kern_set_vnni(k->vnni);
+  pl_kern_set_dotext(k->dotext);
 }
 
 /* ---- independent float64 decoders ------------------------------------------------------ */

@@ -535,6 +535,7 @@ static void test_errors(void) {
     CHECK_EQ_INT(pl_gguf_add_tensor(w, "big", PL_DT_F32, 1, ne_big, big), PL_OK);
     CHECK_EQ_INT(pl_gguf_write_file(w, "/dev/full"), PL_EIO);
     pl_gguf_writer_destroy(w);
+    CHECK(access("/dev/full", F_OK) == 0, "a failed write must never remove a device node");
   }
 }
 

@@ -361,6 +361,29 @@ static void test_static_reserve_and_stale_hits(void) {
   CHECK_EQ_INT(pl_kv_seq_num_blocks(kv, sc), 8);
   CHECK_EQ_INT(pl_kv_num_pending_copies(kv), 1); /* its partial block 6 was shared */
   CK(kv);
+  /* pl_kv_reserve: reservation plus a private tail right away (static fork). */
+  int32_t src[4], dst[4];
+  pl_kv_take_copies(kv, src, dst, 4);
+  pl_kv_seq_free(kv, sc);
+  sc = open_seq(kv, 0);
+  CHECK_EQ_INT(pl_kv_fork(kv, sa, sc), PL_OK);
+  int32_t shared = pl_kv_seq_blocks(kv, sa)[6];
+  CHECK_EQ_INT(pl_kv_cache_num_free_blocks(kv), 12);
+  CHECK_EQ_INT(pl_kv_reserve(kv, sc, 64), PL_ERANGE);
+  CHECK_EQ_INT(pl_kv_reserve(kv, sc, 32), PL_OK);
+  CHECK_EQ_INT(pl_kv_cache_num_free_blocks(kv), 10); /* tail copy + the 8th block */
+  CHECK_EQ_INT(pl_kv_seq_num_blocks(kv, sc), 8);
+  CHECK_EQ_INT(pl_kv_seq_num_tokens(kv, sc), 25);
+  CHECK_EQ_INT(ref(kv, shared), 1);
+  CHECK_EQ_INT(pl_kv_take_copies(kv, src, dst, 4), 1);
+  CHECK(src[0] == shared && dst[0] == pl_kv_seq_blocks(kv, sc)[6], "tail copied");
+  CHECK_EQ_INT(pl_kv_allocate_slots(kv, sc, p, 7, 32), PL_OK);
+  CHECK_EQ_INT(pl_kv_allocate_slots(kv, sa, p, 7, 32), PL_OK);
+  CHECK_EQ_INT(pl_kv_cache_num_free_blocks(kv), 10); /* nobody needed another block */
+  CHECK_EQ_INT(pl_kv_num_pending_copies(kv), 0);
+  CHECK_EQ_INT(pl_kv_reserve(kv, sc, 0), PL_OK); /* private already: no-op */
+  CHECK_EQ_INT(pl_kv_cache_num_free_blocks(kv), 10);
+  CK(kv);
   /* Stale pending hits: another allocation may have evicted them. */
   pl_kv_seq_free(kv, sc);
   int sd = open_seq(kv, 0);

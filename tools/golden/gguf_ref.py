@@ -189,6 +189,17 @@ def forward(g, ids, cache=None):
 
 if __name__ == "__main__":
     g = GGUF(sys.argv[1])
+    if sys.argv[2:3] == ["--meta"]:
+        for k, v in g.meta.items():
+            if isinstance(v, list):
+                v = "[%d] %s ..." % (len(v), v[:6])
+            elif isinstance(v, str) and len(v) > 200:
+                v = v[:200] + "..."
+            print("%-45s %s" % (k, v))
+        for n in g.tensor_names[:12] + ["..."] + g.tensor_names[-3:]:
+            if n in g.tinfo:
+                print("%-30s type %d dims %s" % (n, g.tinfo[n][0], g.tinfo[n][1]))
+        sys.exit(0)
     ids = [int(a) for a in sys.argv[2:]] or [0]
     lg = forward(g, ids)
     top = np.argsort(-lg[-1])[:5]

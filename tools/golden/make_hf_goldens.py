@@ -205,6 +205,8 @@ def write_goldens(d, name, model, prompts, meta, checks):
         "greedy_file": "greedy.i32",
         "greedy_shape": [len(prompts), N_NEW],
         "greedy_min_top2_margin": mins,
+        "prompt_selection": "per length, the first numpy default_rng(seed) prompt whose greedy "
+                            "steps all have a top-2 margin >= %g" % MIN_MARGIN,
         "checks": checks,
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
@@ -222,9 +224,22 @@ def gguf_check(gguf_path, prompts, logits):
     return worst
 
 
-def make_prompts(vocab, seed):
+MIN_MARGIN = 2e-3
+
+
+def make_prompts(model, vocab, seed):
+    """For each length, the first random prompt (numpy default_rng(seed)) whose greedy
+    continuation has a top-2 logit margin >= MIN_MARGIN at every step, so that a float32
+    engine with another summation order cannot flip a near-tie."""
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, vocab, n).tolist() for n in PROMPT_LENS]
+    out = []
+    for n in PROMPT_LENS:
+        for _ in range(64):
+            p = rng.integers(0, vocab, n).tolist()
+            if min(greedy(model, p, N_NEW)[1]) >= MIN_MARGIN:
+                break
+        out.append(p)
+    return out
 
 
 def main():
@@ -253,7 +268,7 @@ def main():
             if s["tie"]:
                 assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
             save(model, d)
-            prompts = make_prompts(s["vocab"], a.seed + k)
+            prompts = make_prompts(model, s["vocab"], a.seed + k)
             mem = run_prompts(model, prompts)
             orig_cfg = add_legacy_rope_keys(d, s)
             legacy = True
@@ -275,6 +290,11 @@ def main():
                     "config_has_legacy_rope_keys": legacy, "vocab_size": s["vocab"], "seed": a.seed}
             logits, man = write_goldens(d, name, re, prompts, meta, checks)
             checks["gguf_numpy_ref_max_abs_diff"] = gguf_check(os.path.join(d, "model.gguf"), prompts, logits)
+            if s.get("scaling"):
+                g = R.GGUF(os.path.join(d, "model.gguf"))
+                del g.tinfo["rope_freqs.weight"]
+                checks["logits_max_abs_diff_if_rope_scaling_ignored"] = float(
+                    np.abs(R.forward(g, prompts[-1]) - logits[-1]).max())
             json.dump(man, open(os.path.join(d, "golden.json"), "w"), indent=1)
             models[name] = (s, re, prompts, k)
             index.append({"name": name, "note": s["note"]})
@@ -296,7 +316,7 @@ def main():
             save(low, d)
             add_legacy_rope_keys(d, s)
             re = from_pretrained(d)
-            prompts = make_prompts(s["vocab"], a.seed + 100 + k)
+            prompts = make_prompts(re, s["vocab"], a.seed + 100 + k)
             C.convert(d, os.path.join(d, "model.gguf"), outtype="auto", name=name)
             meta = {"arch_hf": s["model_type"], "note": "%s with weights rounded to %s" % (src, gt),
                     "hf_dir": ".", "hf_dtype": str(dt).replace("torch.", ""), "gguf": "model.gguf",
@@ -323,7 +343,7 @@ def main():
             with torch.no_grad():
                 for n_, t in deq.items():
                     sd[n_].copy_(torch.from_numpy(t))
-            prompts = make_prompts(s["vocab"], a.seed + 200 + bits)
+            prompts = make_prompts(model, s["vocab"], a.seed + 200 + bits)
             meta = {"arch_hf": "llama", "note": "llama, MLX affine %d-bit, group size %d; goldens "
                     "from the float32 dequantized weights (scales*q+biases)" % (bits, gs),
                     "hf_dir": ".", "mlx_bits": bits, "mlx_group_size": gs, "vocab_size": s["vocab"],

@@ -137,7 +137,9 @@ for (const m of MODELS) {
     console.log(`${outPath}: ${old.cases.length} cases checked`);
   } else {
     mkdirSync(args.out, { recursive: true });
-    writeFileSync(outPath, JSON.stringify(doc, null, 1) + "\n");
+    // one line per id array, so diffs stay readable
+    const text = JSON.stringify(doc, null, 1).replace(/\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]/g, (_, xs) => `[${xs.split(/,\s*/).join(", ")}]`);
+    writeFileSync(outPath, text + "\n");
     console.log(`wrote ${outPath} (${cases.length} cases x ${N} tokens)`);
   }
 }

@@ -12,7 +12,8 @@ STAGE receives, in the repository's layout:
   models/pagellm-default.tokenizer.json the Hugging Face tokenizer (tokenizers library)
   tests/golden/default-model/*          goldens computed with transformers' LlamaForCausalLM
                                         in float32 on the exported (F16-rounded) weights
-  docs/train-loss.png, docs/train-loss.csv, docs/train-report.json
+  docs/train-loss.png                   loss curve (tests/golden/default-model/train-loss.csv,
+                                        train-report.json: the numbers, hyper-parameters, timings)
 
 Needs torch, tokenizers, transformers, regex, matplotlib, numpy (all on the GPU machine).
 Everything is seeded (--seed); cuDNN/cuBLAS kernels may still make the bf16 training run
@@ -280,10 +281,14 @@ def main():
     ap.add_argument("--min-lr-frac", type=float, default=0.1)
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=150)
-    ap.add_argument("--max-steps", type=int, default=2500)
-    ap.add_argument("--time-budget", type=float, default=300.0, help="seconds of training")
-    ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--patience", type=int, default=5, help="evals without improvement")
+    ap.add_argument("--max-steps", type=int, default=3000, help="cosine length of explore runs")
+    ap.add_argument("--sweep-dropout", type=float, nargs="+", default=[0.1, 0.2, 0.3])
+    ap.add_argument("--explore-time", type=float, default=60.0, help="seconds cap per explore run")
+    ap.add_argument("--anneal-mult", type=float, default=1.15,
+                    help="annealed run length = best explore step x this")
+    ap.add_argument("--anneal-time", type=float, default=80.0)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--patience", type=int, default=4, help="evals without improvement")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--name", default="pagellm-default")
     a = ap.parse_args()
@@ -306,7 +311,13 @@ def main():
     # ---------------- data + tokenizer
     def load(split):
         return [json.loads(l) for l in open(os.path.join(a.corpus, split + ".jsonl"), encoding="utf-8")]
+    import zlib
     train_docs, valid_docs = load("train"), load("valid")
+    # dev split (early stopping / model selection) carved from train, so that the valid split
+    # (the reported held-out perplexity) is used for nothing else
+    is_dev = [zlib.crc32(("%s/%s" % (d["src"], d["id"])).encode()) % 50 == 1 for d in train_docs]
+    dev_docs = [d for d, k in zip(train_docs, is_dev) if k]
+    train_docs = [d for d, k in zip(train_docs, is_dev) if not k]
     t0 = time.time()
     tok_path = os.path.join(hf_dir, "tokenizer.json")
     tok = train_tokenizer([d["text"] for d in train_docs], a.vocab, tok_path)
@@ -323,116 +334,149 @@ def main():
             ids.extend(e.ids)
         ids.append(eot)
         return torch.tensor(ids, dtype=torch.int32)
-    train_ids, val_ids = stream(train_docs), stream(valid_docs)
+    train_ids, dev_ids, val_ids = stream(train_docs), stream(dev_docs), stream(valid_docs)
+    report["dev_tokens"] = len(dev_ids)
     report["train_tokens"] = len(train_ids)
     report["valid_tokens"] = len(val_ids)
     report["bytes_per_token_train"] = sum(len(d["text"].encode()) for d in train_docs) / len(train_ids)
     print("tokenizer %.1fs; train %d tokens, valid %d tokens, %.2f bytes/token" % (
         report["tokenizer_train_s"], len(train_ids), len(val_ids), report["bytes_per_token_train"]), flush=True)
 
-    # ---------------- model
+    # ---------------- model: a small sweep over dropout, then one annealed run
     a.vocab = tok.get_vocab_size()
-    raw = Llama(a).to(dev)
-    n_params = sum(p.numel() for p in raw.parameters())
-    report["n_params"] = n_params
-    print("params %.2fM" % (n_params / 1e6), flush=True)
-    decay = [p for n, p in raw.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in raw.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=(dev == "cuda"))
-    model = raw
-    if a.compile:
-        try:
-            model = torch.compile(raw)
-        except Exception as e:  # noqa: BLE001
-            print("torch.compile failed, running eager:", e)
-            model = raw
     data = train_ids.to(dev)
-    gen = torch.Generator(device="cpu").manual_seed(a.seed)
     ar = torch.arange(a.ctx + 1, device=dev)
 
-    def batch():
-        off = torch.randint(0, len(data) - a.ctx - 1, (a.batch,), generator=gen).to(dev)
-        w = data[off[:, None] + ar[None, :]].long()
-        return w[:, :-1], w[:, 1:]
+    def run(tag, dropout, max_steps, time_cap):
+        """One training run; early-stops on the dev split; returns the best-dev checkpoint."""
+        torch.manual_seed(a.seed)
+        ra = argparse.Namespace(**vars(a))
+        ra.dropout, ra.max_steps = dropout, max_steps
+        raw = Llama(ra).to(dev)
+        decay = [p for n, p in raw.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in raw.named_parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=(dev == "cuda"))
+        model = raw
+        if a.compile:
+            try:
+                model = torch.compile(raw)
+            except Exception as e:  # noqa: BLE001
+                print("torch.compile failed, running eager:", e)
+        gen = torch.Generator(device="cpu").manual_seed(a.seed)
 
-    rows, best, best_step, best_state, bad = [], float("inf"), -1, None, 0
-    t_train = time.time()
-    acc, acc_n, step = 0.0, 0, 0
-    raw.train()
-    while step < a.max_steps:
-        lr = lr_at(step, a)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, y = batch()
-        with amp(dev == "cuda"):
-            lg = model(x)
-        loss = F.cross_entropy(lg.float().view(-1, lg.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
-        opt.step()
-        acc += loss.detach()
-        acc_n += 1
-        step += 1
-        if step == 1:
-            t_first = time.time() - t_train
-            print("first step %.1fs (compile/warm-up)" % t_first, flush=True)
-            report["first_step_s"] = t_first
-        last = step == a.max_steps or time.time() - t_train > a.time_budget
-        if step % 10 == 0 or last:
-            tl = (acc / acc_n).item()
-            acc, acc_n = 0.0, 0
-            row = {"step": step, "tokens": step * a.batch * a.ctx, "lr": lr, "train_loss": tl,
-                   "val_loss": None, "elapsed_s": time.time() - t_train}
-            if step % a.eval_every == 0 or last:
-                vl = eval_loss(model, val_ids, a.ctx, dev)
-                row["val_loss"] = vl
-                if vl < best:
-                    best, best_step, bad = vl, step, 0
-                    best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
-                else:
-                    bad += 1
-                print("step %5d  lr %.2e  train %.4f  val %.4f  best %.4f@%d  %.0fs" % (
-                    step, lr, tl, vl, best, best_step, row["elapsed_s"]), flush=True)
-            rows.append(row)
-            if bad > a.patience:
-                print("early stop: no improvement in %d evals" % bad)
+        def batch():
+            off = torch.randint(0, len(data) - a.ctx - 1, (a.batch,), generator=gen).to(dev)
+            w = data[off[:, None] + ar[None, :]].long()
+            return w[:, :-1], w[:, 1:]
+
+        rows, best, best_step, best_state, bad = [], float("inf"), -1, None, 0
+        t0 = time.time()
+        t_steady = t0
+        acc, acc_n, step = 0.0, 0, 0
+        raw.train()
+        while step < max_steps:
+            lr = lr_at(step, ra)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, y = batch()
+            with amp(dev == "cuda"):
+                lg = model(x)
+            loss = F.cross_entropy(lg.float().view(-1, lg.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
+            opt.step()
+            acc += loss.detach()
+            acc_n += 1
+            step += 1
+            if step == 1:
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                t_first = time.time() - t0
+                t_steady = time.time()
+            last = step == max_steps or time.time() - t_steady > time_cap
+            if step % 10 == 0 or last:
+                tl = (acc / acc_n).item()
+                acc, acc_n = 0.0, 0
+                row = {"step": step, "tokens": step * a.batch * a.ctx, "lr": lr, "train_loss": tl,
+                       "dev_loss": None, "elapsed_s": time.time() - t0}
+                if step % a.eval_every == 0 or last:
+                    vl = eval_loss(raw, dev_ids, a.ctx, dev)
+                    row["dev_loss"] = vl
+                    if vl < best:
+                        best, best_step, bad = vl, step, 0
+                        best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+                    else:
+                        bad += 1
+                    if step % (4 * a.eval_every) == 0 or last or bad > a.patience:
+                        print("[%s] step %5d  lr %.2e  train %.4f  dev %.4f  best %.4f@%d  %.0fs" % (
+                            tag, step, lr, tl, vl, best, best_step, row["elapsed_s"]), flush=True)
+                rows.append(row)
+                if bad > a.patience:
+                    break
+            if last:
                 break
-        if last:
-            break
-    train_s = time.time() - t_train
-    report.update({"steps": step, "train_s": train_s, "best_val_loss_bf16": best,
-                   "best_step": best_step, "tokens_seen": step * a.batch * a.ctx,
-                   "epochs": step * a.batch * a.ctx / len(train_ids),
-                   "tokens_per_s": step * a.batch * a.ctx / train_s})
+        st = {"tag": tag, "dropout": dropout, "max_steps": max_steps, "steps": step,
+              "best_dev_loss": best, "best_step": best_step, "first_step_s": t_first,
+              "run_s": time.time() - t0,
+              "tokens_per_s_after_first_step": (step - 1) * a.batch * a.ctx / max(1e-9, time.time() - t_steady),
+              "early_stopped": bad > a.patience}
+        print("[%s] done: %s" % (tag, json.dumps(st)), flush=True)
+        del model, opt
+        return best, best_state, rows, st
+
+    runs = []
+    for dp in a.sweep_dropout:
+        runs.append(run("explore-dropout-%.2f" % dp, dp, a.max_steps, a.explore_time))
+    bi = min(range(len(runs)), key=lambda i: runs[i][0])
+    best_dp, best_step = runs[bi][3]["dropout"], runs[bi][3]["best_step"]
+    n_final = max(a.warmup + 100, int(round(best_step * a.anneal_mult)))
+    runs.append(run("anneal-dropout-%.2f" % best_dp, best_dp, n_final, a.anneal_time))
+    ki = min(range(len(runs)), key=lambda i: runs[i][0])
+    best, best_state, rows, kept = runs[ki]
+    report["runs"] = [r[3] for r in runs]
+    report["kept_run"] = kept["tag"]
+    report["best_dev_loss_bf16"] = best
+    report["train_s_total"] = sum(r[3]["run_s"] for r in runs)
+    print("kept %s (dev loss %.4f at step %d)" % (kept["tag"], best, kept["best_step"]), flush=True)
+    a.dropout = kept["dropout"]
+    raw = Llama(a).to(dev)
     raw.load_state_dict(best_state)
     raw.eval()
+    n_params = sum(p.numel() for p in raw.parameters())
+    report["n_params"] = n_params
+    best_step = kept["best_step"]
 
-    # ---------------- loss curve
-    with open(os.path.join(docs_dir, "train-loss.csv"), "w") as f:
-        f.write("step,tokens,lr,train_loss,val_loss,elapsed_s\n")
-        for r in rows:
-            f.write("%d,%d,%.6g,%.5f,%s,%.1f\n" % (r["step"], r["tokens"], r["lr"], r["train_loss"],
-                                                   "" if r["val_loss"] is None else "%.5f" % r["val_loss"],
-                                                   r["elapsed_s"]))
+    # ---------------- loss curves (all runs; CSV + PNG)
+    with open(os.path.join(dm_dir, "train-loss.csv"), "w") as f:
+        f.write("run,step,tokens,lr,train_loss,dev_loss,elapsed_s\n")
+        for r_ in runs:
+            for r in r_[2]:
+                f.write("%s,%d,%d,%.6g,%.5f,%s,%.1f\n" % (
+                    r_[3]["tag"], r["step"], r["tokens"], r["lr"], r["train_loss"],
+                    "" if r["dev_loss"] is None else "%.5f" % r["dev_loss"], r["elapsed_s"]))
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        ax.plot([r["step"] for r in rows], [r["train_loss"] for r in rows], label="train (dropout on)", lw=1)
-        ev = [r for r in rows if r["val_loss"] is not None]
-        ax.plot([r["step"] for r in ev], [r["val_loss"] for r in ev], "o-", ms=3, label="held-out")
-        ax.axvline(best_step, color="gray", ls=":", lw=1, label="kept checkpoint (step %d)" % best_step)
-        ax.set_xlabel("step (%d sequences x %d tokens)" % (a.batch, a.ctx))
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+        for i, r_ in enumerate(runs):
+            rr, st_ = r_[2], r_[3]
+            c = "C%d" % i
+            ev = [r for r in rr if r["dev_loss"] is not None]
+            ax.plot([r["step"] for r in rr], [r["train_loss"] for r in rr], color=c, lw=0.8, alpha=0.55)
+            ax.plot([r["step"] for r in ev], [r["dev_loss"] for r in ev], "o-", color=c, ms=2.5, lw=1.2,
+                    label="%s (dev best %.3f%s)" % (st_["tag"], st_["best_dev_loss"],
+                                                    ", kept" if st_["tag"] == kept["tag"] else ""))
+        ax.set_xlabel("step (%d sequences x %d tokens); thin lines: train loss (dropout on)" % (a.batch, a.ctx))
         ax.set_ylabel("cross-entropy (nats/token)")
-        ax.set_title("%s: %.1fM params, %s" % (a.name, n_params / 1e6, report["device"]))
-        ax.set_ylim(bottom=max(0.0, min(r["train_loss"] for r in rows) - 0.3),
-                    top=min(10.0, max(r["train_loss"] for r in rows[2:] or rows) + 0.2))
+        ax.set_title("%s: %.1fM params, trained on %s" % (a.name, n_params / 1e6, report["device"]))
+        allr = [r for r_ in runs for r in r_[2]]
+        ax.set_ylim(bottom=max(0.0, min(r["train_loss"] for r in allr) - 0.2), top=6.5)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(os.path.join(docs_dir, "train-loss.png"))
     except Exception as e:  # noqa: BLE001
@@ -479,7 +523,8 @@ def main():
     mine.load_state_dict({k: torch.from_numpy(np.asarray(v[1], np.float32)) for k, v in st.items()})
     mine.eval()
     W = 512
-    held = val_ids[:4 * W].long()
+    starts = [int(i * (len(val_ids) - W) / 4) for i in range(4)]   # spread over the sources
+    held = torch.cat([val_ids[s_:s_ + W] for s_ in starts]).long()
     with torch.no_grad():
         x = held.view(4, W)
         l_hf = hf(input_ids=x).logits.float()
@@ -491,7 +536,9 @@ def main():
     nll.numpy().astype("<f4").tofile(os.path.join(dm_dir, "heldout_nll.f32"))
     ppl = {"windows": 4, "window_tokens": W,
            "note": "each window is evaluated on its own from position 0 (no BOS added); token t+1 "
-                   "of a window is predicted from tokens 0..t of the same window",
+                   "of a window is predicted from tokens 0..t of the same window. Windows are "
+                   "taken at token offsets window_starts of the held-out split (valid.jsonl)",
+           "window_starts": starts,
            "tokens_file": "heldout_tokens.i32", "tokens_shape": [4, W],
            "nll_file": "heldout_nll.f32", "nll_shape": [4, W - 1],
            "mean_nll": float(nll.mean()), "ppl": float(torch.exp(nll.mean())),
@@ -590,7 +637,7 @@ def main():
             samples.append({"prompt": ptxt, "text": tok.decode(ids)})
     report["samples_t0.8_k40"] = samples
     report["total_s"] = time.time() - t_start
-    json.dump(report, open(os.path.join(docs_dir, "train-report.json"), "w"), indent=1, ensure_ascii=False)
+    json.dump(report, open(os.path.join(dm_dir, "train-report.json"), "w"), indent=1, ensure_ascii=False)
     print("done in %.0fs" % report["total_s"])
 
 

@@ -19,10 +19,11 @@ const char *pl_kern_isa_name(pl_isa isa);
 /* Force an ISA for tests/benchmarks (must be supported by the CPU; returns 0 or -1).
  * PAGELLM_ISA=scalar|avx2|avx512|neon in the environment does the same at first use. */
 int pl_kern_set_isa(pl_isa isa);
-/* AVX-512 VNNI (vpdpbusd) is used when the CPU has it; tests turn it off to cover the
- * AVX-512BW integer path too. set_vnni rebuilds the tables for the current ISA. */
-int pl_kern_has_vnni(void);
-void pl_kern_set_vnni(int allowed);
+/* Integer dot-product extension: AVX-512 VNNI (vpdpbusd) on x86, dotprod (sdot) on ARM.
+ * Used when the CPU has it; tests turn it off to cover the fallback integer paths too.
+ * set_dotext rebuilds the tables for the current ISA. */
+int pl_kern_has_dotext(void);
+void pl_kern_set_dotext(int allowed);
 
 /* ---- conversions -------------------------------------------------------------------- */
 float pl_f16_to_f32(uint16_t h);

@@ -74,7 +74,8 @@ AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint1
       PL_Y(c, j0 + j, r) = hsum8(_mm256_add_ps(acc[j][0], acc[j][1])) + t;                \
     }                                                                                     \
   }                                                                                       \
-  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int j0, int nx) {                \
+  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {                \
+    (void)nr; /* RW = 1 */                                                                              \
     switch (nx) {                                                                         \
     case 4: NAME##_body(c, r, j0, 4); break;                                              \
     case 3: NAME##_body(c, r, j0, 3); break;                                              \
@@ -82,7 +83,7 @@ AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint1
     default: NAME##_body(c, r, j0, 1); break;                                             \
     }                                                                                     \
   }                                                                                       \
-  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, NX, NAME##_tile); }
+  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, 1, NX, NAME##_tile); }
 
 FLOAT_KERNEL(mm_f32, ld_f32, sc_f32)
 FLOAT_KERNEL(mm_f16, ld_f16, sc_f16)
@@ -90,7 +91,8 @@ FLOAT_KERNEL(mm_bf16, ld_bf16, sc_bf16)
 
 /* Tile boilerplate for the quantized kernels: NAME##_body(c, r, j0, nx) with constant nx. */
 #define QUANT_TILE(NAME)                                                                  \
-  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int j0, int nx) {                \
+  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {                \
+    (void)nr; /* RW = 1 */                                                                              \
     switch (nx) {                                                                         \
     case 4: NAME##_body(c, r, j0, 4); break;                                              \
     case 3: NAME##_body(c, r, j0, 3); break;                                              \
@@ -98,7 +100,7 @@ FLOAT_KERNEL(mm_bf16, ld_bf16, sc_bf16)
     default: NAME##_body(c, r, j0, 1); break;                                             \
     }                                                                                     \
   }                                                                                       \
-  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, NX, NAME##_tile); }
+  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, 1, NX, NAME##_tile); }
 
 #define QX_SETUP()                                                                        \
   const int8_t *xq[NX];                                                                   \

@@ -19,7 +19,7 @@
 
 static pl_kern_ops g_ops;
 static pl_isa g_isa;
-static int g_vnni_allowed = 1;
+static int g_dotext_allowed = 1;
 static atomic_int g_ready;
 
 static int cpu_has(pl_isa isa) {
@@ -41,13 +41,6 @@ static int cpu_has(pl_isa isa) {
   }
 }
 
-int pl_kern_has_vnni(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  return cpu_has(PL_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
-#else
-  return 0;
-#endif
-}
 
 #if defined(__aarch64__)
 static int has_dotprod(void) {
@@ -70,11 +63,11 @@ static void build(pl_isa isa) {
   if (isa >= PL_ISA_AVX2)
     pl_kern_fill_avx2(&o);
   if (isa >= PL_ISA_AVX512)
-    pl_kern_fill_avx512(&o, g_vnni_allowed && pl_kern_has_vnni());
+    pl_kern_fill_avx512(&o, g_dotext_allowed && pl_kern_has_dotext());
 #endif
 #if defined(__aarch64__)
   if (isa == PL_ISA_NEON)
-    pl_kern_fill_neon(&o, has_dotprod());
+    pl_kern_fill_neon(&o, g_dotext_allowed && has_dotprod());
 #endif
   g_ops = o;
   g_isa = isa;
@@ -130,8 +123,18 @@ int pl_kern_set_isa(pl_isa isa) {
   return 0;
 }
 
-void pl_kern_set_vnni(int allowed) {
-  g_vnni_allowed = allowed;
+int pl_kern_has_dotext(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return cpu_has(PL_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+#elif defined(__aarch64__)
+  return has_dotprod();
+#else
+  return 0;
+#endif
+}
+
+void pl_kern_set_dotext(int allowed) {
+  g_dotext_allowed = allowed;
   pl_kern_ops_get();
   build(g_isa);
 }

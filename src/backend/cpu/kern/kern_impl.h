@@ -89,18 +89,21 @@ int pl_mmt_of(pl_dtype t); /* -1 if unknown */
 /* Cache-blocked tile loop shared by the SIMD row kernels: weight rows go in blocks of about
  * 16 KiB (kept in L1/L2) and each block meets every tile of up to NX activation rows, so a
  * tile's activations are reused across the block's rows and each weight byte comes from DRAM
- * once per call. TILE(c, r, j0, nx) computes y[j0 .. j0+nx)[r]. */
-#define PL_MM_LOOP(c, r0, r1, NX, TILE)                                                  \
+ * once per call. TILE(c, r, nr, j0, nx) computes y[j0 .. j0+nx)[r .. r+nr) with nr <= RW.
+ *
+ *     rows r0..r1 ─┬─ block of ~16 KiB of weight rows ──┬─ x tile 0: RW rows at a time
+ *                  │                                    ├─ x tile 1 ...
+ *                  └─ next block ...                    └─ ...                         */
+#define PL_MM_LOOP(c, r0, r1, RW, NX, TILE)                                              \
   do {                                                                                   \
     int64_t rb_ = (int64_t)(16384 / ((c)->wrb ? (c)->wrb : 1));                          \
-    if (rb_ < 1)                                                                         \
-      rb_ = 1;                                                                           \
+    rb_ = rb_ < (RW) ? (RW) : rb_ / (RW) * (RW);                                         \
     for (int64_t rs_ = (r0); rs_ < (r1); rs_ += rb_) {                                   \
       int64_t re_ = rs_ + rb_ < (r1) ? rs_ + rb_ : (r1);                                 \
       for (int j0_ = 0; j0_ < (c)->n; j0_ += (NX)) {                                     \
         int nx_ = (c)->n - j0_ < (NX) ? (c)->n - j0_ : (NX);                             \
-        for (int64_t r_ = rs_; r_ < re_; r_++)                                           \
-          TILE((c), r_, j0_, nx_);                                                       \
+        for (int64_t r_ = rs_; r_ < re_; r_ += (RW))                                     \
+          TILE((c), r_, (int)(re_ - r_ < (RW) ? re_ - r_ : (RW)), j0_, nx_);             \
       }                                                                                  \
     }                                                                                    \
   } while (0)

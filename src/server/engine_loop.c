@@ -1,0 +1,857 @@
+/* The engine thread, its command queue and the per-job output queues (see engine_loop.h).
+ *
+ * Locks: loop->mu guards the command queue, the accepting/stopping flags and n_live_jobs;
+ * job->mu guards a job's submit state, its event queue and its cancelled/engine_done flags.
+ * Never hold loop->mu while taking job->mu in the other order (the code takes job->mu alone,
+ * or loop->mu alone). The id -> (job, prompt) map and the engine are touched only by the
+ * engine thread. */
+#include "server/engine_loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+enum { CMD_ADD, CMD_ABORT };
+typedef struct cmd {
+  struct cmd *next;
+  int type;
+  pl_srv_job *job;
+} cmd;
+
+struct pl_srv_job {
+  atomic_int refs;
+  pthread_mutex_t mu;
+  int wake_rd, wake_wr; /* eventfd (the same fd twice) or a pipe */
+  int peer_watch;       /* 0 once a non-Linux peek saw pipelined bytes on the socket */
+
+  /* inputs: immutable after create */
+  int n_prompts, n, n_choices;
+  int32_t **ids;
+  int *lens, *max_tokens;
+  pl_sampling_params sp; /* deep copy; pointers below */
+  char **stop;
+  int32_t *stop_ids, *bias_ids;
+  float *bias;
+
+  /* shared, under mu */
+  int submit_state, submit_status;
+  char submit_msg[512];
+  pl_srv_event *head, *tail;
+  int cancelled, submitted, engine_done;
+
+  /* engine thread only */
+  uint64_t *engine_id;            /* [n_prompts] */
+  int *prompt_live;               /* [n_prompts] samples not finished yet */
+  pl_finish_reason *last_reason;  /* [n_prompts] */
+  double *t_first;                /* [n_prompts] first token time, 0 = none yet */
+  double *t_last;                 /* [n_choices] last token time */
+  unsigned char *choice_done;     /* [n_choices] */
+  int live_prompts;
+  double t_arrival; /* set by pl_srv_submit before the ADD is queued */
+
+  cmd add_cmd, abort_cmd; /* intrusive: a job is in the queue at most once per kind */
+};
+
+typedef struct slot {
+  uint64_t id;
+  pl_srv_job *job;
+  int prompt;
+  int used;
+} slot;
+
+struct pl_srv_loop {
+  pl_engine *e;
+  pl_srv_metrics *m;
+  pthread_t thr;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;      /* commands or stop for the engine thread */
+  pthread_cond_t idle_cv; /* n_live_jobs reached 0 (drain) */
+  cmd *head, *tail;
+  int n_pending_adds, max_pending;
+  int accepting, stopping, joined;
+  int n_live_jobs;
+  atomic_int healthy;
+  /* engine thread only: open addressing, linear probing, backward-shift deletion */
+  slot *map;
+  size_t map_cap, map_n;
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- wake-up fd -------------------------------------------------------------------------- */
+
+static int wake_open(pl_srv_job *j) {
+#ifdef __linux__
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0)
+    return pl_fail(PL_EIO, "eventfd: %s", strerror(errno));
+  j->wake_rd = j->wake_wr = fd;
+#else
+  int p[2];
+  if (pipe(p) < 0)
+    return pl_fail(PL_EIO, "pipe: %s", strerror(errno));
+  for (int i = 0; i < 2; i++) {
+    fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
+    fcntl(p[i], F_SETFD, FD_CLOEXEC);
+  }
+  j->wake_rd = p[0];
+  j->wake_wr = p[1];
+#endif
+  return 0;
+}
+
+static void wake(pl_srv_job *j) {
+#ifdef __linux__
+  uint64_t one = 1;
+  ssize_t r = write(j->wake_wr, &one, sizeof one);
+#else
+  char one = 1;
+  ssize_t r = write(j->wake_wr, &one, 1); /* a full pipe is already readable: fine */
+#endif
+  (void)r;
+}
+
+static void wake_drain(pl_srv_job *j) {
+  char buf[64];
+  while (read(j->wake_rd, buf, sizeof buf) > 0) {
+  }
+}
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+static pl_srv_event *event_copy(const pl_output_event *ev, int choice, int prompt) {
+  size_t n_tok = ev->n_tokens > 0 ? (size_t)ev->n_tokens : 0;
+  size_t n_top = ev->top && ev->n_top > 0 ? (size_t)ev->n_top : 0;
+  size_t err_len = ev->finish == PL_FINISH_ERROR && ev->error ? strlen(ev->error) + 1 : 0;
+  size_t off_tokens = align8(sizeof(pl_srv_event));
+  size_t off_lp = align8(off_tokens + n_tok * sizeof(int32_t));
+  size_t off_top = align8(off_lp + (ev->logprobs ? n_tok * sizeof(float) : 0));
+  size_t off_text = off_top + n_tok * n_top * sizeof(pl_top_logprob);
+  size_t off_err = off_text + ev->text_len + 1;
+  char *mem = pl_malloc(off_err + err_len);
+  if (!mem)
+    return NULL;
+  pl_srv_event *c = (pl_srv_event *)mem;
+  memset(c, 0, sizeof *c);
+  c->choice = choice;
+  c->prompt_index = prompt;
+  c->tokens = (int32_t *)(mem + off_tokens);
+  c->n_tokens = (int)n_tok;
+  if (n_tok)
+    memcpy(c->tokens, ev->tokens, n_tok * sizeof(int32_t));
+  if (ev->logprobs && n_tok) {
+    c->logprobs = (float *)(mem + off_lp);
+    memcpy(c->logprobs, ev->logprobs, n_tok * sizeof(float));
+  }
+  if (n_top && n_tok) {
+    c->top = (pl_top_logprob *)(mem + off_top);
+    c->n_top = (int)n_top;
+    memcpy(c->top, ev->top, n_tok * n_top * sizeof(pl_top_logprob));
+  }
+  c->text = mem + off_text;
+  if (ev->text_len)
+    memcpy(c->text, ev->text, ev->text_len);
+  c->text[ev->text_len] = '\0';
+  c->text_len = ev->text_len;
+  c->finish = ev->finish;
+  if (err_len) {
+    memcpy(mem + off_err, ev->error, err_len);
+    c->error = mem + off_err;
+  } else if (ev->finish == PL_FINISH_ERROR) {
+    c->error = "engine error";
+  }
+  c->prompt_tokens = ev->prompt_tokens;
+  c->completion_tokens = ev->completion_tokens;
+  c->cached_tokens = ev->cached_tokens;
+  return c;
+}
+
+void pl_srv_event_free_list(pl_srv_event *ev) {
+  while (ev) {
+    pl_srv_event *next = ev->next;
+    pl_free(ev);
+    ev = next;
+  }
+}
+
+/* ---- jobs ------------------------------------------------------------------------------- */
+
+static void job_free(pl_srv_job *j) {
+  if (j->wake_rd >= 0)
+    close(j->wake_rd);
+  if (j->wake_wr >= 0 && j->wake_wr != j->wake_rd)
+    close(j->wake_wr);
+  pl_srv_event_free_list(j->head);
+  if (j->ids)
+    for (int p = 0; p < j->n_prompts; p++)
+      pl_free(j->ids[p]);
+  pl_free(j->ids);
+  pl_free(j->lens);
+  pl_free(j->max_tokens);
+  if (j->stop)
+    for (int i = 0; i < j->sp.n_stop; i++)
+      pl_free(j->stop[i]);
+  pl_free(j->stop);
+  pl_free(j->stop_ids);
+  pl_free(j->bias_ids);
+  pl_free(j->bias);
+  pl_free(j->engine_id);
+  pl_free(j->prompt_live);
+  pl_free(j->last_reason);
+  pl_free(j->t_first);
+  pl_free(j->t_last);
+  pl_free(j->choice_done);
+  pthread_mutex_destroy(&j->mu);
+  pl_free(j);
+}
+
+static void job_ref(pl_srv_job *j) { atomic_fetch_add(&j->refs, 1); }
+
+static void job_unref(pl_srv_job *j) {
+  if (atomic_fetch_sub(&j->refs, 1) == 1)
+    job_free(j);
+}
+
+void pl_srv_job_retain(pl_srv_job *j) { job_ref(j); }
+
+void pl_srv_job_release(pl_srv_job *j) {
+  if (j)
+    job_unref(j);
+}
+
+int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
+  *out = NULL;
+  if (p->n_prompts <= 0 || !p->sp || p->sp->n <= 0)
+    return pl_fail(PL_EINVAL, "job: no prompts");
+  pl_srv_job *j = pl_calloc(1, sizeof *j);
+  if (!j)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  atomic_init(&j->refs, 1);
+  pthread_mutex_init(&j->mu, NULL);
+  j->wake_rd = j->wake_wr = -1;
+  j->peer_watch = 1;
+  j->n_prompts = p->n_prompts;
+  j->n = p->sp->n;
+  j->n_choices = j->n_prompts * j->n;
+  j->sp = *p->sp;
+  size_t np = (size_t)j->n_prompts, nc = (size_t)j->n_choices;
+  j->ids = pl_calloc(np, sizeof *j->ids);
+  j->lens = pl_calloc(np, sizeof *j->lens);
+  j->max_tokens = pl_calloc(np, sizeof *j->max_tokens);
+  j->engine_id = pl_calloc(np, sizeof *j->engine_id);
+  j->prompt_live = pl_calloc(np, sizeof *j->prompt_live);
+  j->last_reason = pl_calloc(np, sizeof *j->last_reason);
+  j->t_first = pl_calloc(np, sizeof *j->t_first);
+  j->t_last = pl_calloc(nc, sizeof *j->t_last);
+  j->choice_done = pl_calloc(nc, 1);
+  int ok = j->ids && j->lens && j->max_tokens && j->engine_id && j->prompt_live &&
+           j->last_reason && j->t_first && j->t_last && j->choice_done;
+  for (size_t i = 0; ok && i < np; i++) {
+    j->lens[i] = p->prompt_lens[i];
+    j->max_tokens[i] = p->max_tokens[i];
+    j->ids[i] = pl_malloc((size_t)p->prompt_lens[i] * sizeof(int32_t) + 1);
+    ok = j->ids[i] != NULL;
+    if (ok && p->prompt_lens[i] > 0)
+      memcpy(j->ids[i], p->prompt_ids[i], (size_t)p->prompt_lens[i] * sizeof(int32_t));
+  }
+  /* deep copy of the sampling parameters' arrays */
+  const pl_sampling_params *sp = p->sp;
+  if (ok && sp->n_stop > 0) {
+    j->stop = pl_calloc((size_t)sp->n_stop, sizeof *j->stop);
+    ok = j->stop != NULL;
+    for (int i = 0; ok && i < sp->n_stop; i++)
+      ok = (j->stop[i] = pl_strdup(sp->stop[i])) != NULL;
+    j->sp.stop = (const char *const *)j->stop;
+  }
+  if (ok && sp->n_stop_token_ids > 0) {
+    j->stop_ids = pl_malloc((size_t)sp->n_stop_token_ids * sizeof(int32_t));
+    ok = j->stop_ids != NULL;
+    if (ok)
+      memcpy(j->stop_ids, sp->stop_token_ids, (size_t)sp->n_stop_token_ids * sizeof(int32_t));
+    j->sp.stop_token_ids = j->stop_ids;
+  }
+  if (ok && sp->n_logit_bias > 0) {
+    j->bias_ids = pl_malloc((size_t)sp->n_logit_bias * sizeof(int32_t));
+    j->bias = pl_malloc((size_t)sp->n_logit_bias * sizeof(float));
+    ok = j->bias_ids && j->bias;
+    if (ok) {
+      memcpy(j->bias_ids, sp->logit_bias_ids, (size_t)sp->n_logit_bias * sizeof(int32_t));
+      memcpy(j->bias, sp->logit_bias, (size_t)sp->n_logit_bias * sizeof(float));
+    }
+    j->sp.logit_bias_ids = j->bias_ids;
+    j->sp.logit_bias = j->bias;
+  }
+  if (!ok) {
+    j->sp.n_stop = j->stop ? j->sp.n_stop : 0;
+    job_free(j);
+    return pl_fail(PL_ENOMEM, "out of memory");
+  }
+  int rc = wake_open(j);
+  if (rc < 0) {
+    job_free(j);
+    return rc;
+  }
+  j->add_cmd.type = CMD_ADD;
+  j->add_cmd.job = j;
+  j->abort_cmd.type = CMD_ABORT;
+  j->abort_cmd.job = j;
+  *out = j;
+  return 0;
+}
+
+int pl_srv_job_wait(pl_srv_job *j, int sock_fd, int timeout_ms) {
+  struct pollfd fds[2];
+  int n = 1;
+  fds[0].fd = j->wake_rd;
+  fds[0].events = POLLIN;
+  fds[0].revents = 0;
+  if (sock_fd >= 0 && j->peer_watch) {
+    fds[1].fd = sock_fd;
+#ifdef POLLRDHUP
+    fds[1].events = POLLRDHUP; /* the peer's FIN; never set by pipelined request bytes */
+#else
+    fds[1].events = POLLIN;
+#endif
+    fds[1].revents = 0;
+    n = 2;
+  }
+  int rc;
+  do {
+    rc = poll(fds, (nfds_t)n, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc <= 0)
+    return PL_SRV_WAIT_TIMEOUT;
+  if (n == 2 && fds[1].revents) {
+#ifdef POLLRDHUP
+    if (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+      return PL_SRV_WAIT_PEER_GONE;
+#else
+    if (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL))
+      return PL_SRV_WAIT_PEER_GONE;
+    char b;
+    ssize_t r = recv(sock_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      return PL_SRV_WAIT_PEER_GONE;
+    if (r > 0)
+      j->peer_watch = 0; /* pipelined bytes: we cannot see a hang-up behind them */
+#endif
+  }
+  if (fds[0].revents)
+    wake_drain(j);
+  return PL_SRV_WAIT_WOKEN;
+}
+
+int pl_srv_job_submit_state(pl_srv_job *j, int *status, char *msg, size_t msg_cap) {
+  pthread_mutex_lock(&j->mu);
+  int s = j->submit_state;
+  if (status)
+    *status = j->submit_status;
+  if (msg && msg_cap)
+    snprintf(msg, msg_cap, "%s", j->submit_msg);
+  pthread_mutex_unlock(&j->mu);
+  return s;
+}
+
+pl_srv_event *pl_srv_job_take(pl_srv_job *j, int *all_done) {
+  pthread_mutex_lock(&j->mu);
+  pl_srv_event *ev = j->head;
+  j->head = j->tail = NULL;
+  if (all_done)
+    *all_done = j->engine_done;
+  pthread_mutex_unlock(&j->mu);
+  return ev;
+}
+
+/* ---- the id map (engine thread) ------------------------------------------------------- */
+
+static size_t map_hash(uint64_t id, size_t cap) {
+  id ^= id >> 33;
+  id *= 0xff51afd7ed558ccdULL;
+  id ^= id >> 33;
+  return (size_t)id & (cap - 1);
+}
+
+static slot *map_get(pl_srv_loop *l, uint64_t id) {
+  if (!l->map_cap)
+    return NULL;
+  for (size_t i = map_hash(id, l->map_cap);; i = (i + 1) & (l->map_cap - 1)) {
+    if (!l->map[i].used)
+      return NULL;
+    if (l->map[i].id == id)
+      return &l->map[i];
+  }
+}
+
+static int map_put(pl_srv_loop *l, uint64_t id, pl_srv_job *j, int prompt) {
+  if ((l->map_n + 1) * 2 > l->map_cap) {
+    size_t cap = l->map_cap ? l->map_cap * 2 : 256;
+    slot *m = pl_calloc(cap, sizeof *m);
+    if (!m)
+      return PL_ENOMEM;
+    for (size_t k = 0; k < l->map_cap; k++) {
+      if (!l->map[k].used)
+        continue;
+      size_t i = map_hash(l->map[k].id, cap);
+      while (m[i].used)
+        i = (i + 1) & (cap - 1);
+      m[i] = l->map[k];
+    }
+    pl_free(l->map);
+    l->map = m;
+    l->map_cap = cap;
+  }
+  size_t i = map_hash(id, l->map_cap);
+  while (l->map[i].used)
+    i = (i + 1) & (l->map_cap - 1);
+  l->map[i] = (slot){id, j, prompt, 1};
+  l->map_n++;
+  return 0;
+}
+
+static void map_del(pl_srv_loop *l, slot *s) {
+  size_t mask = l->map_cap - 1, i = (size_t)(s - l->map);
+  l->map[i].used = 0;
+  l->map_n--;
+  /* backward shift: pull later entries of the probe run into the hole */
+  for (size_t k = (i + 1) & mask; l->map[k].used; k = (k + 1) & mask) {
+    size_t home = map_hash(l->map[k].id, l->map_cap);
+    int movable = (i <= k) ? (home <= i || home > k) : (home <= i && home > k);
+    if (movable) {
+      l->map[i] = l->map[k];
+      l->map[k].used = 0;
+      i = k;
+    }
+  }
+}
+
+/* ---- engine-thread side of jobs --------------------------------------------------------- */
+
+/* The engine side lets go of a job: no more events will come. */
+static void engine_release(pl_srv_loop *l, pl_srv_job *j) {
+  pthread_mutex_lock(&j->mu);
+  j->engine_done = 1;
+  pthread_mutex_unlock(&j->mu);
+  wake(j);
+  pthread_mutex_lock(&l->mu);
+  if (--l->n_live_jobs == 0)
+    pthread_cond_broadcast(&l->idle_cv);
+  pthread_mutex_unlock(&l->mu);
+  job_unref(j);
+}
+
+static void push_event(pl_srv_job *j, pl_srv_event *c) {
+  pthread_mutex_lock(&j->mu);
+  if (j->tail)
+    j->tail->next = c;
+  else
+    j->head = c;
+  j->tail = c;
+  pthread_mutex_unlock(&j->mu);
+  wake(j);
+}
+
+static void prompt_finished(pl_srv_loop *l, slot *s, double now) {
+  pl_srv_job *j = s->job;
+  int p = s->prompt;
+  pl_srv_metrics_e2e(l->m, now - j->t_arrival);
+  pl_srv_metrics_finished(l->m, j->last_reason[p]);
+  map_del(l, s);
+  if (--j->live_prompts == 0)
+    engine_release(l, j);
+}
+
+/* Final events for every sample of a prompt that has none yet (aborts and failures the
+ * engine did not report per sample); finishes the prompt. */
+static void finish_rest(pl_srv_loop *l, slot *s, pl_finish_reason why, const char *msg) {
+  pl_srv_job *j = s->job;
+  int p = s->prompt;
+  for (int k = 0; k < j->n; k++) {
+    int c = p * j->n + k;
+    if (j->choice_done[c])
+      continue;
+    j->choice_done[c] = 1;
+    pl_output_event ev = {.request_id = s->id, .index = k, .text = "", .finish = why,
+                          .error = msg};
+    pl_srv_event *copy = event_copy(&ev, c, p);
+    if (copy)
+      push_event(j, copy);
+  }
+  j->prompt_live[p] = 0;
+  j->last_reason[p] = why;
+  prompt_finished(l, s, now_s());
+}
+
+static void route(pl_srv_loop *l, const pl_output_event *ev) {
+  slot *s = map_get(l, ev->request_id);
+  if (!s)
+    return; /* a request we already finished (e.g. after a synthetic failure) */
+  pl_srv_job *j = s->job;
+  int p = s->prompt;
+  if (ev->index < 0 || ev->index >= j->n) {
+    PL_WARN("engine event for request %llu has sample index %d (n = %d); ignored",
+            (unsigned long long)ev->request_id, ev->index, j->n);
+    return;
+  }
+  int c = p * j->n + ev->index;
+  if (j->choice_done[c])
+    return;
+  double now = now_s();
+  if (ev->n_tokens > 0) {
+    if (j->t_first[p] == 0) {
+      j->t_first[p] = now;
+      pl_srv_metrics_ttft(l->m, now - j->t_arrival);
+    }
+    if (j->t_last[c] > 0)
+      for (int k = 0; k < ev->n_tokens; k++)
+        pl_srv_metrics_itl(l->m, (now - j->t_last[c]) / ev->n_tokens);
+    j->t_last[c] = now;
+  }
+  pl_srv_event *copy = event_copy(ev, c, p);
+  if (!copy) {
+    /* Cannot deliver: end the whole prompt with an error rather than lose a final event. */
+    PL_ERROR("out of memory copying an output event; failing request %llu",
+             (unsigned long long)ev->request_id);
+    pl_engine_abort(l->e, ev->request_id);
+    finish_rest(l, s, PL_FINISH_ERROR, "out of memory");
+    return;
+  }
+  push_event(j, copy);
+  if (ev->finish == PL_FINISH_NONE)
+    return;
+  j->choice_done[c] = 1;
+  j->last_reason[p] = ev->finish;
+  if (ev->finish == PL_FINISH_ABORT) {
+    finish_rest(l, s, PL_FINISH_ABORT, NULL); /* one abort ends every sample */
+    return;
+  }
+  if (--j->prompt_live[p] == 0)
+    prompt_finished(l, s, now);
+}
+
+static void route_all(pl_srv_loop *l) {
+  pl_output_event ev;
+  while (pl_engine_poll(l->e, &ev))
+    route(l, &ev);
+}
+
+static void set_submit(pl_srv_job *j, int state, int status, const char *msg) {
+  pthread_mutex_lock(&j->mu);
+  j->submit_state = state;
+  j->submit_status = status;
+  snprintf(j->submit_msg, sizeof j->submit_msg, "%s", msg ? msg : "");
+  pthread_mutex_unlock(&j->mu);
+  wake(j);
+}
+
+static void do_add(pl_srv_loop *l, pl_srv_job *j, int stopping) {
+  pthread_mutex_lock(&j->mu);
+  int cancelled = j->cancelled;
+  pthread_mutex_unlock(&j->mu);
+  if (stopping || cancelled) {
+    set_submit(j, PL_SRV_SUBMIT_REJECTED, stopping ? PL_EBUSY : PL_ESTATE,
+               stopping ? "the server is shutting down" : "cancelled by the client");
+    engine_release(l, j);
+    return;
+  }
+  int rc = 0;
+  char msg[512] = "";
+  for (int p = 0; p < j->n_prompts; p++) {
+    pl_sampling_params sp = j->sp;
+    sp.max_tokens = j->max_tokens[p];
+    uint64_t id = 0;
+    rc = pl_engine_add_request(l->e, NULL, j->ids[p], j->lens[p], &sp, &id);
+    if (rc < 0) {
+      snprintf(msg, sizeof msg, "%s", pl_last_error());
+      break;
+    }
+    if (map_put(l, id, j, p) < 0) {
+      pl_engine_abort(l->e, id);
+      rc = PL_ENOMEM;
+      snprintf(msg, sizeof msg, "out of memory");
+      break;
+    }
+    j->engine_id[p] = id;
+    j->prompt_live[p] = j->n;
+    j->live_prompts++;
+  }
+  if (rc == 0) {
+    set_submit(j, PL_SRV_SUBMIT_ACCEPTED, 0, NULL);
+    return;
+  }
+  /* Undo the prompts already added; their abort events finish them (and release the job). */
+  for (int p = 0; p < j->n_prompts; p++) {
+    slot *s = j->prompt_live[p] ? map_get(l, j->engine_id[p]) : NULL;
+    if (s && pl_engine_abort(l->e, j->engine_id[p]) < 0)
+      finish_rest(l, s, PL_FINISH_ABORT, NULL);
+  }
+  set_submit(j, PL_SRV_SUBMIT_REJECTED, rc, msg);
+  if (j->live_prompts == 0)
+    engine_release(l, j);
+}
+
+static void do_abort(pl_srv_loop *l, pl_srv_job *j) {
+  for (int p = 0; p < j->n_prompts; p++) {
+    if (!j->prompt_live[p])
+      continue;
+    slot *s = map_get(l, j->engine_id[p]);
+    if (!s)
+      continue;
+    /* PL_ENOTFOUND: the engine already forgot it without telling us; finish it here. */
+    if (pl_engine_abort(l->e, j->engine_id[p]) < 0)
+      finish_rest(l, s, PL_FINISH_ABORT, NULL);
+  }
+}
+
+static slot *first_slot(pl_srv_loop *l) {
+  for (size_t i = 0; i < l->map_cap; i++)
+    if (l->map[i].used)
+      return &l->map[i];
+  return NULL;
+}
+
+/* Every live request ends with `why` now (engine failure or shutdown). */
+static void finish_all(pl_srv_loop *l, pl_finish_reason why, const char *msg) {
+  slot *s;
+  while ((s = first_slot(l)) != NULL) {
+    uint64_t id = s->id;
+    finish_rest(l, s, why, msg);
+    pl_engine_abort(l->e, id);
+  }
+  pl_output_event ev;
+  while (pl_engine_poll(l->e, &ev)) {
+  } /* their abort events: nobody to route them to */
+}
+
+static void publish_stats(pl_srv_loop *l, int pending) {
+  pl_engine_stats st;
+  pl_engine_get_stats(l->e, &st);
+  pl_srv_metrics_set_engine(l->m, &st, pending);
+}
+
+static void *loop_main(void *arg) {
+  pl_srv_loop *l = arg;
+  for (;;) {
+    int busy = pl_engine_has_unfinished(l->e);
+    pthread_mutex_lock(&l->mu);
+    while (!l->head && !l->stopping && !busy)
+      pthread_cond_wait(&l->cv, &l->mu);
+    cmd *c = l->head;
+    l->head = l->tail = NULL;
+    l->n_pending_adds = 0;
+    int stopping = l->stopping;
+    pthread_mutex_unlock(&l->mu);
+
+    while (c) {
+      cmd *next = c->next;
+      c->next = NULL;
+      pl_srv_job *j = c->job;
+      if (c->type == CMD_ADD) {
+        do_add(l, j, stopping);
+      } else {
+        do_abort(l, j);
+        job_unref(j); /* the queued ABORT's reference */
+      }
+      c = next;
+    }
+    route_all(l); /* abort finals of the commands above */
+    if (stopping)
+      break;
+
+    if (pl_engine_has_unfinished(l->e)) {
+      int rc = pl_engine_step(l->e);
+      if (rc < 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "engine failure: %s", pl_last_error());
+        PL_ERROR("%s; failing every request in flight", msg);
+        atomic_store(&l->healthy, 0);
+        route_all(l);
+        finish_all(l, PL_FINISH_ERROR, msg);
+      } else {
+        atomic_store(&l->healthy, 1);
+        route_all(l);
+        if (rc == 0) {
+          /* Unfinished work but no progress (should not happen): back off briefly rather
+           * than spin, waking early for new commands. */
+          struct timespec ts;
+          clock_gettime(CLOCK_REALTIME, &ts);
+          ts.tv_nsec += 2000000;
+          if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+          }
+          pthread_mutex_lock(&l->mu);
+          if (!l->head && !l->stopping)
+            pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+          pthread_mutex_unlock(&l->mu);
+        }
+      }
+    }
+    pthread_mutex_lock(&l->mu);
+    int pending = l->n_pending_adds;
+    pthread_mutex_unlock(&l->mu);
+    publish_stats(l, pending);
+  }
+  /* Shutdown: abort what is left; waiting HTTP threads get abort finals. */
+  for (size_t i = 0; i < l->map_cap; i++)
+    if (l->map[i].used)
+      pl_engine_abort(l->e, l->map[i].id);
+  route_all(l);
+  finish_all(l, PL_FINISH_ABORT, NULL);
+  publish_stats(l, 0);
+  return NULL;
+}
+
+/* ---- public loop API ------------------------------------------------------------------- */
+
+int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, pl_srv_loop **out) {
+  *out = NULL;
+  pl_srv_loop *l = pl_calloc(1, sizeof *l);
+  if (!l)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  l->e = e;
+  l->m = m;
+  l->max_pending = max_pending > 0 ? max_pending : 1024;
+  l->accepting = 1;
+  atomic_init(&l->healthy, 1);
+  pthread_mutex_init(&l->mu, NULL);
+  pthread_cond_init(&l->cv, NULL);
+  pthread_cond_init(&l->idle_cv, NULL);
+  publish_stats(l, 0);
+  int rc = pthread_create(&l->thr, NULL, loop_main, l);
+  if (rc != 0) {
+    pthread_cond_destroy(&l->cv);
+    pthread_cond_destroy(&l->idle_cv);
+    pthread_mutex_destroy(&l->mu);
+    pl_free(l);
+    return pl_fail(PL_EINTERNAL, "cannot start the engine thread: %s", strerror(rc));
+  }
+  *out = l;
+  return 0;
+}
+
+int pl_srv_submit(pl_srv_loop *l, pl_srv_job *j) {
+  pthread_mutex_lock(&l->mu);
+  if (!l->accepting || l->stopping) {
+    pthread_mutex_unlock(&l->mu);
+    return pl_fail(PL_EBUSY, "the server is shutting down");
+  }
+  if (l->n_pending_adds >= l->max_pending) {
+    int n = l->n_pending_adds;
+    pthread_mutex_unlock(&l->mu);
+    return pl_fail(PL_EBUSY, "the server is overloaded: %d requests are already queued; retry "
+                   "later", n);
+  }
+  j->t_arrival = now_s();
+  job_ref(j); /* the engine side's reference, dropped by engine_release */
+  pthread_mutex_lock(&j->mu);
+  j->submitted = 1;
+  pthread_mutex_unlock(&j->mu);
+  cmd *c = &j->add_cmd;
+  c->next = NULL;
+  if (l->tail)
+    l->tail->next = c;
+  else
+    l->head = c;
+  l->tail = c;
+  l->n_pending_adds++;
+  l->n_live_jobs++;
+  pthread_cond_signal(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+  return 0;
+}
+
+void pl_srv_cancel(pl_srv_loop *l, pl_srv_job *j) {
+  if (!j)
+    return;
+  pthread_mutex_lock(&j->mu);
+  int need = !j->cancelled && j->submitted && !j->engine_done;
+  j->cancelled = 1;
+  pthread_mutex_unlock(&j->mu);
+  if (!need || !l)
+    return;
+  pthread_mutex_lock(&l->mu);
+  if (!l->stopping) { /* a stopping loop aborts everything itself */
+    job_ref(j);
+    cmd *c = &j->abort_cmd;
+    c->next = NULL;
+    if (l->tail)
+      l->tail->next = c;
+    else
+      l->head = c;
+    l->tail = c;
+    pthread_cond_signal(&l->cv);
+  }
+  pthread_mutex_unlock(&l->mu);
+}
+
+int pl_srv_loop_drain(pl_srv_loop *l, int timeout_ms, volatile int *force) {
+  pthread_mutex_lock(&l->mu);
+  l->accepting = 0;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (l->n_live_jobs > 0 && !(force && *force)) {
+    struct timespec now, ts;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double waited = (double)(now.tv_sec - t0.tv_sec) * 1e3 + (now.tv_nsec - t0.tv_nsec) / 1e6;
+    if (timeout_ms >= 0 && waited >= timeout_ms)
+      break;
+    /* short slices so *force (set from a signal thread) is seen promptly */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&l->idle_cv, &l->mu, &ts);
+  }
+  int left = l->n_live_jobs;
+  pthread_mutex_unlock(&l->mu);
+  return left;
+}
+
+void pl_srv_loop_stop(pl_srv_loop *l) {
+  if (!l)
+    return;
+  pthread_mutex_lock(&l->mu);
+  int joined = l->joined;
+  l->accepting = 0;
+  l->stopping = 1;
+  l->joined = 1;
+  pthread_cond_signal(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+  if (!joined)
+    pthread_join(l->thr, NULL);
+}
+
+void pl_srv_loop_free(pl_srv_loop *l) {
+  if (!l)
+    return;
+  pl_srv_loop_stop(l);
+  pl_free(l->map);
+  pthread_cond_destroy(&l->cv);
+  pthread_cond_destroy(&l->idle_cv);
+  pthread_mutex_destroy(&l->mu);
+  pl_free(l);
+}
+
+int pl_srv_loop_healthy(pl_srv_loop *l) { return atomic_load(&l->healthy); }

@@ -1,0 +1,485 @@
+/* HTTP plumbing of `pagellm serve`: the libmicrohttpd daemon, routing, authentication, body
+ * and header limits, the small GET endpoints, and shutdown.
+ *
+ * Threading: MHD runs one thread per connection, so an endpoint may block its own thread
+ * while the engine works (it sleeps in poll() on the job's eventfd and the client socket;
+ * see engine_loop.h). The access handler is called first with the headers (route, auth and
+ * Content-Length are checked there so a bad request never uploads its body), then with the
+ * body in pieces, then once more with *upload_data_size == 0 to answer. */
+#include "server/server.h"
+
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/engine_internal.h"
+#include "server/server_impl.h"
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#ifndef PL_VERSION
+#define PL_VERSION "0.1.0"
+#endif
+
+void pl_server_config_default(pl_server_config *c) {
+  memset(c, 0, sizeof *c);
+  c->host = "127.0.0.1";
+  c->port = 8000;
+  c->max_body_bytes = 8u << 20;
+  c->max_header_bytes = 32u << 10;
+  c->timeout_s = 60;
+  c->keepalive_s = 5;
+  c->max_connections = 1024;
+  c->max_pending = 1024;
+}
+
+const char *pl_server_model_name(const pl_server *s) {
+  if (s->served_name && *s->served_name)
+    return s->served_name;
+  if (atomic_load(&s->state) != PL_SRV_LOADING && s->engine)
+    return pl_engine_model_name(s->engine);
+  return "pagellm";
+}
+
+/* ---- responses ------------------------------------------------------------------------- */
+
+enum MHD_Result pl_http_respond(pl_server *s, struct MHD_Connection *c, int status,
+                                const char *content_type, const char *body, size_t len) {
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+  if (!r)
+    return MHD_NO;
+  if (content_type)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  if (status == 401)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+  enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
+  MHD_destroy_response(r);
+  pl_srv_metrics_http(s->metrics, status);
+  return ok;
+}
+
+enum MHD_Result pl_http_json(pl_server *s, struct MHD_Connection *c, int status,
+                             const pl_strbuf *body) {
+  return pl_http_respond(s, c, status, "application/json", body->data, body->len);
+}
+
+enum MHD_Result pl_http_error(pl_server *s, struct MHD_Connection *c, const pl_oai_error *e) {
+  pl_strbuf b = {0};
+  if (pl_oai_error_json(e, &b) < 0) {
+    pl_strbuf_free(&b);
+    static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
+                              "\"param\":null,\"code\":null}}";
+    return pl_http_respond(s, c, 500, "application/json", oom, sizeof oom - 1);
+  }
+  enum MHD_Result r = pl_http_json(s, c, e->status, &b);
+  pl_strbuf_free(&b);
+  return r;
+}
+
+static enum MHD_Result errorf(pl_server *s, struct MHD_Connection *c, int status, const char *code,
+                              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static enum MHD_Result errorf(pl_server *s, struct MHD_Connection *c, int status, const char *code,
+                              const char *fmt, ...) {
+  pl_oai_error e;
+  pl_oai_errorf(&e, status, NULL, "%s", "");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e.message, sizeof e.message, fmt, ap);
+  va_end(ap);
+  e.code = code;
+  return pl_http_error(s, c, &e);
+}
+
+int pl_api_check_model(pl_server *s, const pl_oai_request *req, pl_oai_error *err) {
+  if (!req->model || !strcmp(req->model, pl_server_model_name(s)))
+    return 0;
+  pl_oai_errorf(err, 404, "model", "The model `%s` does not exist.", req->model);
+  err->code = "model_not_found";
+  return PL_ENOTFOUND;
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
+
+enum {
+  R_NONE = 0, R_BAD_METHOD, R_HEALTH, R_METRICS, R_VERSION, R_MODELS, R_MODEL, R_COMPLETIONS,
+  R_CHAT, R_TOKENIZE, R_DETOKENIZE,
+};
+
+static int route_of(const char *method, const char *url) {
+  static const struct {
+    const char *path;
+    const char *method;
+    int route;
+  } table[] = {
+      {"/health", "GET", R_HEALTH},           {"/metrics", "GET", R_METRICS},
+      {"/version", "GET", R_VERSION},         {"/v1/models", "GET", R_MODELS},
+      {"/v1/completions", "POST", R_COMPLETIONS}, {"/v1/chat/completions", "POST", R_CHAT},
+      {"/tokenize", "POST", R_TOKENIZE},      {"/detokenize", "POST", R_DETOKENIZE},
+  };
+  int path_known = 0;
+  for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+    if (strcmp(url, table[i].path) != 0)
+      continue;
+    path_known = 1;
+    if (!strcmp(method, table[i].method) ||
+        (!strcmp(method, "HEAD") && !strcmp(table[i].method, "GET")))
+      return table[i].route;
+  }
+  if (!strncmp(url, "/v1/models/", 11) && url[11]) {
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+      return R_MODEL;
+    path_known = 1;
+  }
+  return path_known ? R_BAD_METHOD : R_NONE;
+}
+
+static int needs_auth(int route) {
+  return route == R_MODELS || route == R_MODEL || route == R_COMPLETIONS || route == R_CHAT ||
+         route == R_TOKENIZE || route == R_DETOKENIZE;
+}
+
+/* Constant-time comparison: the time depends only on the length of the key we hold. */
+static int key_equal(const char *given, size_t given_len, const char *key) {
+  size_t n = strlen(key);
+  unsigned diff = (unsigned)(given_len != n);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char g = given_len ? (unsigned char)given[i < given_len ? i : 0] : 0;
+    diff |= (unsigned)(g ^ (unsigned char)key[i]);
+  }
+  return diff == 0;
+}
+
+static int auth_ok(pl_server *s, struct MHD_Connection *c, const char **why) {
+  if (!s->api_key || !*s->api_key)
+    return 1;
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  if (!h) {
+    *why = "Missing API key: send 'Authorization: Bearer <key>'.";
+    return 0;
+  }
+  if (strncasecmp(h, "Bearer ", 7) != 0) {
+    *why = "Invalid authorization header: expected 'Bearer <key>'.";
+    return 0;
+  }
+  h += 7;
+  while (*h == ' ')
+    h++;
+  if (!key_equal(h, strlen(h), s->api_key)) {
+    *why = "Incorrect API key provided.";
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- small endpoints ------------------------------------------------------------------- */
+
+static enum MHD_Result handle_health(pl_server *s, struct MHD_Connection *c) {
+  int st = atomic_load(&s->state);
+  if (st == PL_SRV_LOADING)
+    return errorf(s, c, 503, NULL, "the model is still loading");
+  if (st == PL_SRV_STOPPING)
+    return errorf(s, c, 503, NULL, "the server is shutting down");
+  if (!pl_srv_loop_healthy(s->loop))
+    return errorf(s, c, 503, NULL, "the engine failed its last step");
+  return pl_http_respond(s, c, 200, NULL, "", 0); /* vLLM: 200 with an empty body */
+}
+
+static enum MHD_Result handle_metrics(pl_server *s, struct MHD_Connection *c) {
+  pl_strbuf b = {0};
+  if (pl_srv_metrics_render(s->metrics, pl_server_model_name(s), &b) < 0) {
+    pl_strbuf_free(&b);
+    return errorf(s, c, 500, NULL, "out of memory");
+  }
+  enum MHD_Result r =
+      pl_http_respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+  pl_strbuf_free(&b);
+  return r;
+}
+
+static json_t *model_card(pl_server *s) {
+  int max_len = atomic_load(&s->state) == PL_SRV_READY ? pl_engine_max_model_len(s->engine) : 0;
+  return json_pack("{s:s,s:s,s:I,s:s,s:s,s:n,s:i}", "id", pl_server_model_name(s), "object",
+                   "model", "created", (json_int_t)s->start_time, "owned_by", "pagellm", "root",
+                   s->model_path ? s->model_path : pl_server_model_name(s), "parent",
+                   "max_model_len", max_len);
+}
+
+static enum MHD_Result send_json_value(pl_server *s, struct MHD_Connection *c, json_t *v) {
+  pl_strbuf b = {0};
+  if (!v || pl_oai_dump(v, &b) < 0) {
+    json_decref(v);
+    pl_strbuf_free(&b);
+    return errorf(s, c, 500, NULL, "out of memory");
+  }
+  json_decref(v);
+  enum MHD_Result r = pl_http_json(s, c, 200, &b);
+  pl_strbuf_free(&b);
+  return r;
+}
+
+static enum MHD_Result handle_models(pl_server *s, struct MHD_Connection *c) {
+  json_t *card = model_card(s);
+  return send_json_value(s, c, card ? json_pack("{s:s,s:[o]}", "object", "list", "data", card)
+                                    : NULL);
+}
+
+static enum MHD_Result handle_model(pl_server *s, struct MHD_Connection *c, const char *url) {
+  const char *id = url + strlen("/v1/models/");
+  if (strcmp(id, pl_server_model_name(s)) != 0) {
+    pl_oai_error e;
+    pl_oai_errorf(&e, 404, "model", "The model `%s` does not exist.", id);
+    e.code = "model_not_found";
+    return pl_http_error(s, c, &e);
+  }
+  return send_json_value(s, c, model_card(s));
+}
+
+/* ---- MHD callbacks --------------------------------------------------------------------- */
+
+static enum MHD_Result dispatch(pl_server *s, struct MHD_Connection *c, pl_http_req *h,
+                                const char *url) {
+  switch (h->route) {
+  case R_HEALTH: return handle_health(s, c);
+  case R_METRICS: return handle_metrics(s, c);
+  case R_VERSION: return send_json_value(s, c, json_pack("{s:s}", "version", PL_VERSION));
+  default: break;
+  }
+  int st = atomic_load(&s->state);
+  if (st == PL_SRV_LOADING)
+    return errorf(s, c, 503, NULL, "the model is still loading; retry shortly");
+  if (st == PL_SRV_STOPPING)
+    return errorf(s, c, 503, NULL, "the server is shutting down");
+  switch (h->route) {
+  case R_MODELS: return handle_models(s, c);
+  case R_MODEL: return handle_model(s, c, url);
+  case R_COMPLETIONS: return pl_api_generate(s, c, h, PL_OAI_COMPLETIONS);
+  case R_CHAT: return pl_api_generate(s, c, h, PL_OAI_CHAT);
+  case R_TOKENIZE: return pl_api_tokenize(s, c, h);
+  case R_DETOKENIZE: return pl_api_detokenize(s, c, h);
+  default: return errorf(s, c, 500, NULL, "unrouted request");
+  }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+  (void)version;
+  pl_server *s = cls;
+  pl_http_req *h = *con_cls;
+  if (!h) {
+    /* Headers are in: reject early, before any body is read. */
+    h = pl_calloc(1, sizeof *h);
+    if (!h)
+      return MHD_NO;
+    *con_cls = h;
+    h->route = route_of(method, url);
+    if (h->route == R_NONE)
+      return errorf(s, c, 404, "not_found", "Not Found: %s %s", method, url);
+    if (h->route == R_BAD_METHOD)
+      return errorf(s, c, 405, "method_not_allowed", "Method Not Allowed: %s %s", method, url);
+    const char *why = NULL;
+    if (needs_auth(h->route) && !auth_ok(s, c, &why)) {
+      pl_oai_error e;
+      pl_oai_errorf(&e, 401, NULL, "%s", why);
+      e.code = "invalid_api_key";
+      return pl_http_error(s, c, &e);
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body_bytes)
+      return errorf(s, c, 413, "request_too_large",
+                    "The request body (%s bytes) exceeds the limit of %zu bytes.", cl,
+                    s->cfg.max_body_bytes);
+    return MHD_YES;
+  }
+  if (*upload_data_size) {
+    /* Chunked bodies have no Content-Length: stop storing past the limit, answer at the end. */
+    if (!h->too_big) {
+      if (h->body.len + *upload_data_size > s->cfg.max_body_bytes) {
+        h->too_big = 1;
+        pl_strbuf_free(&h->body);
+      } else if (pl_strbuf_append(&h->body, upload_data, *upload_data_size) < 0) {
+        *upload_data_size = 0;
+        return MHD_NO;
+      }
+    }
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  if (h->too_big)
+    return errorf(s, c, 413, "request_too_large", "The request body exceeds the limit of %zu "
+                  "bytes.", s->cfg.max_body_bytes);
+  return dispatch(s, c, h, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)c;
+  (void)toe;
+  pl_server *s = cls;
+  pl_http_req *h = *con_cls;
+  if (!h)
+    return;
+  if (h->job) {
+    /* Finished, or the client went away (disconnect, timeout): free its blocks now. */
+    pl_srv_cancel(s->loop, h->job);
+    pl_srv_job_release(h->job);
+  }
+  pl_strbuf_free(&h->body);
+  pl_free(h);
+  *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  if (!pl_log_enabled(PL_LOG_DEBUG))
+    return;
+  char line[512];
+  vsnprintf(line, sizeof line, fmt, ap);
+  size_t n = strlen(line);
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+    line[--n] = '\0';
+  PL_DEBUG("http: %s", line);
+}
+
+/* ---- life cycle -------------------------------------------------------------------------- */
+
+static char *dup_or_null(const char *s) { return s && *s ? pl_strdup(s) : NULL; }
+
+int pl_server_start(const pl_server_config *cfg, pl_server **out) {
+  *out = NULL;
+  pl_server *s = pl_calloc(1, sizeof *s);
+  if (!s)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  s->cfg = *cfg;
+  s->host = pl_strdup(cfg->host && *cfg->host ? cfg->host : "127.0.0.1");
+  s->api_key = dup_or_null(cfg->api_key);
+  s->served_name = dup_or_null(cfg->served_model_name);
+  s->model_path = dup_or_null(cfg->model_path);
+  s->cfg.host = s->host;
+  s->cfg.api_key = s->api_key;
+  s->cfg.served_model_name = s->served_name;
+  s->cfg.model_path = s->model_path;
+  s->start_time = (long long)time(NULL);
+  atomic_init(&s->state, PL_SRV_LOADING);
+  if (!s->host || pl_srv_metrics_create(&s->metrics) < 0) {
+    pl_server_destroy(s);
+    return pl_fail(PL_ENOMEM, "out of memory");
+  }
+
+  /* Resolve the bind address (numeric or a name such as "localhost"). */
+  struct addrinfo hints = {0}, *ai = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  int gai = getaddrinfo(s->host, NULL, &hints, &ai);
+  if (gai != 0 || !ai) {
+    int rc = pl_fail(PL_EIO, "cannot resolve host '%s': %s", s->host, gai_strerror(gai));
+    pl_server_destroy(s);
+    return rc;
+  }
+  struct sockaddr_storage addr;
+  memset(&addr, 0, sizeof addr);
+  memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+  int v6 = ai->ai_family == AF_INET6;
+  freeaddrinfo(ai);
+  if (v6)
+    ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)cfg->port);
+  else
+    ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)cfg->port);
+
+  /* Each connection needs its socket and (while generating) an eventfd: keep within the
+   * process's file descriptor limit. */
+  int max_conn = cfg->max_connections > 0 ? cfg->max_connections : 1024;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    long fit = ((long)rl.rlim_cur - 64) / 2;
+    if (fit < max_conn) {
+      PL_WARN("file descriptor limit %ld allows only %ld connections (asked %d)",
+              (long)rl.rlim_cur, fit > 1 ? fit : 1, max_conn);
+      max_conn = fit > 1 ? (int)fit : 1;
+    }
+  }
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                   MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+  if (v6)
+    flags |= MHD_USE_IPv6;
+  s->d = MHD_start_daemon(
+      flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s > 0 ? cfg->timeout_s : 0),
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)(cfg->max_header_bytes ? cfg->max_header_bytes : 32u << 10),
+      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_END);
+  if (!s->d) {
+    int rc = pl_fail(PL_EIO, "cannot listen on %s:%d (address in use, or not an address of "
+                     "this machine?)", s->host, cfg->port);
+    pl_server_destroy(s);
+    return rc;
+  }
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = di && di->port ? di->port : cfg->port;
+  snprintf(s->url, sizeof s->url, v6 ? "http://[%s]:%d" : "http://%s:%d", s->host, s->port);
+  *out = s;
+  return 0;
+}
+
+int pl_server_port(const pl_server *s) { return s->port; }
+const char *pl_server_url(const pl_server *s) { return s->url; }
+
+int pl_server_attach_engine(pl_server *s, pl_engine *e) {
+  if (atomic_load(&s->state) != PL_SRV_LOADING)
+    return pl_fail(PL_ESTATE, "the server already has an engine");
+  int max_pending = s->cfg.max_pending > 0 ? s->cfg.max_pending : 1024;
+  PL_TRY(pl_srv_loop_start(e, s->metrics, max_pending, &s->loop));
+  s->engine = e;
+  atomic_store(&s->state, PL_SRV_READY); /* publishes engine and loop to HTTP threads */
+  return 0;
+}
+
+int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force) {
+  if (s->shut)
+    return 0;
+  s->shut = 1;
+  int was = atomic_exchange(&s->state, PL_SRV_STOPPING);
+  /* Stop accepting new connections; requests on open connections get 503. */
+  if (s->d) {
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+      close(fd);
+  }
+  int left = 0;
+  if (was != PL_SRV_LOADING && s->loop) {
+    left = pl_srv_loop_drain(s->loop, drain_ms, force);
+    pl_srv_loop_stop(s->loop); /* aborts the rest; their connections finish their responses */
+  }
+  if (s->d) {
+    MHD_stop_daemon(s->d); /* joins every connection thread */
+    s->d = NULL;
+  }
+  pl_srv_loop_free(s->loop); /* no HTTP thread can touch it any more */
+  s->loop = NULL;
+  return left;
+}
+
+void pl_server_destroy(pl_server *s) {
+  if (!s)
+    return;
+  pl_server_shutdown(s, 0, NULL);
+  pl_srv_metrics_destroy(s->metrics);
+  pl_free(s->host);
+  pl_free(s->api_key);
+  pl_free(s->served_name);
+  pl_free(s->model_path);
+  pl_free(s);
+}

@@ -1,0 +1,47 @@
+/* `pagellm serve`: the OpenAI-compatible HTTP server (libmicrohttpd, thread per connection).
+ *
+ * Life cycle: pl_server_start binds and listens at once (so /health answers 503 while the
+ * model loads), pl_server_attach_engine makes it ready, pl_server_shutdown stops accepting,
+ * lets in-flight requests finish (bounded), aborts the rest and joins every thread.
+ *
+ * Routes: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; GET /v1/models,
+ * /v1/models/{id}, /health, /metrics, /version. With an API key every /v1 route plus
+ * /tokenize and /detokenize needs "Authorization: Bearer KEY" (compared in constant time);
+ * /health, /metrics and /version stay open for probes and scrapers. */
+#ifndef PL_SERVER_SERVER_H
+#define PL_SERVER_SERVER_H
+#include <stddef.h>
+
+#include "pagellm.h"
+
+typedef struct pl_server_config {
+  const char *host;              /* bind address; default "127.0.0.1" */
+  int port;                      /* default 8000; 0 = any free port (see pl_server_port) */
+  const char *api_key;           /* NULL or "" = no authentication */
+  const char *served_model_name; /* NULL = the engine's model name */
+  const char *model_path;        /* for /v1/models "root" */
+  size_t max_body_bytes;         /* request body limit (413 above); default 8 MiB */
+  size_t max_header_bytes;       /* per-connection header memory; default 32 KiB */
+  int timeout_s;                 /* idle/slow client timeout; default 60 */
+  int keepalive_s;               /* SSE ": keep-alive" interval while no data; default 5 */
+  int max_connections;           /* default 1024 (also bounded by the fd limit) */
+  int max_pending;               /* requests queued for the engine thread; default 1024 */
+} pl_server_config;
+
+typedef struct pl_server pl_server;
+
+void pl_server_config_default(pl_server_config *c);
+
+/* Bind and listen. PL_EIO (message says why: address in use, bad host, ...). */
+int pl_server_start(const pl_server_config *c, pl_server **out);
+int pl_server_port(const pl_server *s); /* the bound port */
+const char *pl_server_url(const pl_server *s); /* "http://127.0.0.1:8000" */
+/* Serve e from now on (starts the engine thread). The server does not own e. */
+int pl_server_attach_engine(pl_server *s, pl_engine *e);
+/* Stop accepting connections, wait up to drain_ms for in-flight requests (or until *force
+ * becomes non-zero), abort what is left, stop every thread. Returns the number of requests
+ * that had to be aborted. Idempotent. */
+int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force);
+/* Frees the server (shuts it down first if needed). Destroy the engine only after this. */
+void pl_server_destroy(pl_server *s);
+#endif

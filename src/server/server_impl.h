@@ -1,0 +1,57 @@
+/* Internals shared by the server's files: the server object, the per-request HTTP context and
+ * the response helpers. Not for use outside src/server/. */
+#ifndef PL_SERVER_SERVER_IMPL_H
+#define PL_SERVER_SERVER_IMPL_H
+#include <microhttpd.h>
+#include <stdatomic.h>
+
+#include "server/engine_loop.h"
+#include "server/metrics.h"
+#include "server/openai_req.h"
+#include "server/server.h"
+#include "server/strbuf.h"
+
+enum { PL_SRV_LOADING = 0, PL_SRV_READY = 1, PL_SRV_STOPPING = 2 };
+
+struct pl_server {
+  pl_server_config cfg; /* strings point at the owned copies below */
+  char *host, *api_key, *served_name, *model_path;
+  char url[320];
+  int port;
+  struct MHD_Daemon *d;
+  atomic_int state;      /* PL_SRV_*; engine and loop are valid once READY is seen */
+  pl_engine *engine;
+  pl_srv_loop *loop;
+  pl_srv_metrics *metrics;
+  long long start_time;  /* Unix seconds, for /v1/models "created" */
+  int shut;              /* pl_server_shutdown ran */
+};
+
+/* One HTTP request (MHD's con_cls): lives from the first access-handler call until MHD's
+ * request-completed callback. */
+typedef struct pl_http_req {
+  int route;
+  pl_strbuf body;
+  int too_big;
+  pl_srv_job *job; /* our reference while a generation runs (cancelled on completion) */
+} pl_http_req;
+
+/* The name clients must use in "model" (served name, else the engine's). */
+const char *pl_server_model_name(const pl_server *s);
+
+/* Queue a response with a copy of body. */
+enum MHD_Result pl_http_respond(pl_server *s, struct MHD_Connection *c, int status,
+                                const char *content_type, const char *body, size_t len);
+enum MHD_Result pl_http_json(pl_server *s, struct MHD_Connection *c, int status,
+                             const pl_strbuf *body);
+enum MHD_Result pl_http_error(pl_server *s, struct MHD_Connection *c, const pl_oai_error *e);
+
+/* Endpoints (api_generate.c, api_tokenize.c). Called once the body is complete. */
+enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_req *h,
+                                pl_oai_kind kind);
+enum MHD_Result pl_api_tokenize(pl_server *s, struct MHD_Connection *c, pl_http_req *h);
+enum MHD_Result pl_api_detokenize(pl_server *s, struct MHD_Connection *c, pl_http_req *h);
+
+/* A 404 naming the model when req->model is given and is not ours; 0 otherwise. */
+int pl_api_check_model(pl_server *s, const pl_oai_request *req, pl_oai_error *err);
+#endif
