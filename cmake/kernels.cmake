@@ -21,3 +21,7 @@ endif()
 if(PL_NEON_ONLY)
   list(APPEND PL_KERNEL_SRC ${CMAKE_SOURCE_DIR}/src/backend/tensor.c)
 endif()
+# Tests that need the full library (OpenBLAS, gemm.c) skip themselves in that build.
+if(PL_NEON_ONLY)
+  add_compile_definitions(PL_KERNELS_ONLY=1)
+endif()

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Cross-compiles the kernel library and tests/kernels for aarch64 (PL_NEON_ONLY build) and
-# runs every kernel test under qemu user emulation, once with the dotprod extension and
-# once without (PAGELLM_NO_DOTPROD hides it from the dispatcher).
+# runs every kernel test under qemu user emulation. qemu's default CPU has dotprod; the tests
+# themselves run each kernel with and without it (pl_kern_set_dotext).
 # Needs: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 #        (scripts/install-deps.sh --cross).
 # Usage: scripts/test-neon.sh [build-dir]   (default: build-neon)

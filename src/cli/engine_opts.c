@@ -1,119 +1,212 @@
-/* Parsing of the engine options every engine-running command accepts. */
+/* Engine options shared by the model-running commands (see engine_opts.h). Each option takes
+ * "--opt VALUE" or "--opt=VALUE"; errors name the option and print one line. */
 #include "cli/engine_opts.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "util/alloc.h"
+
+static char *template_text; /* --chat-template contents (reachable: not a leak) */
+
+/* The value of option argv[*i] ("--x=V" or "--x V"); NULL (printed) when missing. */
+static const char *value(int argc, char **argv, int *i, const char *name) {
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (!strncmp(a, name, n) && a[n] == '=')
+    return a + n + 1;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "pagellm: %s needs a value\n", name);
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+static int is_opt(const char *arg, const char *name) {
+  size_t n = strlen(name);
+  return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+static int int_value(const char *name, const char *v, long lo, long hi, int *out) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || end == v || *end || x < lo || x > hi) {
+    fprintf(stderr, "pagellm: %s expects an integer in [%ld, %ld], got '%s'\n", name, lo, hi, v);
+    return -1;
+  }
+  *out = (int)x;
+  return 1;
+}
 
 static char *read_file(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f)
     return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  if (n < 0 || n > (16 << 20)) {
-    fclose(f);
-    return NULL;
+  size_t cap = 4096, len = 0;
+  char *buf = pl_malloc(cap);
+  while (buf) {
+    len += fread(buf + len, 1, cap - len - 1, f);
+    if (len < cap - 1) {
+      if (ferror(f)) {
+        pl_free(buf);
+        buf = NULL;
+      }
+      break;
+    }
+    char *nb = cap > (64u << 20) ? NULL : pl_realloc(buf, cap * 2);
+    if (!nb) {
+      pl_free(buf);
+      buf = NULL;
+      break;
+    }
+    buf = nb;
+    cap *= 2;
   }
-  char *b = malloc((size_t)n + 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-    free(b);
-    b = NULL;
-  }
-  if (b)
-    b[n] = 0;
   fclose(f);
-  return b;
+  if (buf)
+    buf[len] = '\0';
+  return buf;
 }
 
-int pl_engine_opts_parse(pl_engine_params *p, int argc, char **argv, int *i) {
-  const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-#define TAKE_INT(name, field, lo, hi)                   \
-  if (!strcmp(a, name)) {                               \
-    if (pl_cli_int(a, v, lo, hi, &p->field) < 0)        \
-      return -1;                                        \
-    (*i)++;                                             \
-    return 1;                                           \
-  }
-  if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-    if (!v) {
-      fprintf(stderr, "pagellm: %s needs a path\n", a);
+int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
+  const char *a = argv[*i], *v;
+  if (!strcmp(a, "-m") || is_opt(a, "--model")) {
+    if (!(v = value(argc, argv, i, !strcmp(a, "-m") ? "-m" : "--model")))
       return -1;
-    }
-    p->model_path = v;
-    (*i)++;
+    ep->model_path = v;
     return 1;
   }
-  TAKE_INT("--threads", n_threads, 1, 1024)
-  TAKE_INT("-t", n_threads, 1, 1024)
-  TAKE_INT("--max-model-len", max_model_len, 1, 1 << 24)
-  TAKE_INT("--block-size", block_size, 1, 1024)
-  TAKE_INT("--max-num-seqs", max_num_seqs, 1, 65536)
-  TAKE_INT("--max-num-batched-tokens", max_num_batched_tokens, 1, 1 << 20)
-  TAKE_INT("--max-waiting", max_waiting, 1, 1 << 20)
-#undef TAKE_INT
-  if (!strcmp(a, "--kv-cache-memory")) {
-    long long b = v ? pl_cli_parse_size(v) : -1;
+  if (is_opt(a, "--chat-template")) {
+    if (!(v = value(argc, argv, i, "--chat-template")))
+      return -1;
+    errno = 0;
+    char *text = read_file(v);
+    if (!text) {
+      fprintf(stderr, "pagellm: cannot read --chat-template file '%s': %s\n", v,
+              strerror(errno ? errno : ENOMEM));
+      return -1;
+    }
+    pl_free(template_text);
+    template_text = text;
+    ep->chat_template = text;
+    return 1;
+  }
+  if (is_opt(a, "--kv-cache-memory")) {
+    if (!(v = value(argc, argv, i, "--kv-cache-memory")))
+      return -1;
+    long long b = pl_cli_parse_size(v);
     if (b <= 0) {
-      fprintf(stderr, "pagellm: --kv-cache-memory expects a size like 512MiB or 2GiB, got '%s'\n",
-              v ? v : "(nothing)");
+      fprintf(stderr, "pagellm: --kv-cache-memory expects a size such as 2GiB or 512MiB, got "
+              "'%s'\n", v);
       return -1;
     }
-    p->kv_cache_bytes = (size_t)b;
-    (*i)++;
+    ep->kv_cache_bytes = (size_t)b;
     return 1;
   }
-  if (!strcmp(a, "--kv-alloc")) {
-    if (v && !strcmp(v, "paged")) p->kv_alloc = PL_KV_PAGED;
-    else if (v && !strcmp(v, "static")) p->kv_alloc = PL_KV_STATIC;
-    else {
-      fprintf(stderr, "pagellm: --kv-alloc expects 'paged' or 'static'\n");
+  static const struct {
+    const char *name;
+    long lo, hi;
+    size_t off;
+  } ints[] = {
+      {"--max-model-len", 1, 1 << 24, offsetof(pl_engine_params, max_model_len)},
+      {"--block-size", 1, 1024, offsetof(pl_engine_params, block_size)},
+      {"--max-num-seqs", 1, 1 << 20, offsetof(pl_engine_params, max_num_seqs)},
+      {"--max-num-batched-tokens", 1, 1 << 24,
+       offsetof(pl_engine_params, max_num_batched_tokens)},
+      {"--threads", 0, 4096, offsetof(pl_engine_params, n_threads)},
+      {"--max-waiting", 1, 1 << 24, offsetof(pl_engine_params, max_waiting)},
+  };
+  for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
+    int short_t = !strcmp(ints[k].name, "--threads") && !strcmp(a, "-t");
+    if (!short_t && !is_opt(a, ints[k].name))
+      continue;
+    if (!(v = value(argc, argv, i, short_t ? "-t" : ints[k].name)))
+      return -1;
+    return int_value(ints[k].name, v, ints[k].lo, ints[k].hi,
+                     (int *)((char *)ep + ints[k].off));
+  }
+  if (is_opt(a, "--kv-alloc")) {
+    if (!(v = value(argc, argv, i, "--kv-alloc")))
+      return -1;
+    if (!strcmp(v, "paged")) {
+      ep->kv_alloc = PL_KV_PAGED;
+    } else if (!strcmp(v, "static")) {
+      ep->kv_alloc = PL_KV_STATIC;
+    } else {
+      fprintf(stderr, "pagellm: --kv-alloc expects 'paged' or 'static', got '%s'\n", v);
       return -1;
     }
-    (*i)++;
     return 1;
   }
-  if (!strcmp(a, "--no-prefix-caching")) {
-    p->enable_prefix_caching = 0;
+  if (!strcmp(a, "--no-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching")) {
+    ep->enable_prefix_caching = 0;
     return 1;
   }
-  if (!strcmp(a, "--chat-template")) {
-    char *t = v ? read_file(v) : NULL;
-    if (!t) {
-      fprintf(stderr, "pagellm: --chat-template: cannot read '%s'\n", v ? v : "(nothing)");
-      return -1;
-    }
-    p->chat_template = t;
-    (*i)++;
-    return 1;
-  }
-  if (!strcmp(a, "--engine-seed")) {
-    int s;
-    if (pl_cli_int(a, v, 0, 0x7fffffff, &s) < 0)
-      return -1;
-    p->seed = (uint64_t)s;
-    (*i)++;
+  if (!strcmp(a, "--enable-prefix-caching")) {
+    ep->enable_prefix_caching = 1;
     return 1;
   }
   return 0;
 }
 
+void pl_engine_opts_cleanup(void) {
+  pl_free(template_text);
+  template_text = NULL;
+}
+
+static int try_path(char *buf, size_t cap, const char *dir, const char *rel) {
+  snprintf(buf, cap, "%s/%s", dir, rel);
+  return access(buf, R_OK) == 0;
+}
+
+const char *pl_engine_opts_default_model(void) {
+  static char buf[4400];
+  const char *env = getenv("PAGELLM_MODEL");
+  if (env && *env)
+    return env;
+  if (PL_DEFAULT_MODEL[0] == '/')
+    return access(PL_DEFAULT_MODEL, R_OK) == 0 ? PL_DEFAULT_MODEL : NULL;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      if (try_path(buf, sizeof buf, exe, PL_DEFAULT_MODEL))
+        return buf;
+      char parent[4200];
+      snprintf(parent, sizeof parent, "%s/..", exe);
+      if (try_path(buf, sizeof buf, parent, PL_DEFAULT_MODEL))
+        return buf;
+    }
+  }
+#ifdef PL_SOURCE_DIR
+  if (try_path(buf, sizeof buf, PL_SOURCE_DIR, PL_DEFAULT_MODEL))
+    return buf;
+#endif
+  if (access(PL_DEFAULT_MODEL, R_OK) == 0)
+    return PL_DEFAULT_MODEL;
+  return NULL;
+}
+
 const char *pl_engine_opts_help(void) {
-  return "engine options:\n"
-         "  -m, --model PATH              .gguf file or safetensors directory (default: the\n"
-         "                                bundled model, or $PAGELLM_MODEL)\n"
-         "  -t, --threads N               compute threads (default: all cores)\n"
-         "  --kv-cache-memory SIZE        KV pool, e.g. 512MiB, 2GiB (default: 1/4 of free RAM)\n"
-         "  --max-model-len N             tokens per sequence (default: the model's context)\n"
-         "  --block-size N                tokens per KV block (default 16)\n"
-         "  --max-num-seqs N              sequences per step (default 256)\n"
-         "  --max-num-batched-tokens N    tokens per step (default 2048)\n"
-         "  --max-waiting N               waiting-queue bound (default 1024)\n"
-         "  --kv-alloc paged|static       static reserves max-model-len per request\n"
-         "  --no-prefix-caching           disable automatic prefix caching\n"
-         "  --chat-template FILE          Jinja chat template overriding the model's\n"
-         "  --engine-seed N               base seed for requests without a seed\n";
+  return "model and engine options:\n"
+         "  -m, --model PATH            .gguf file or safetensors directory (default: the\n"
+         "                              bundled " PL_DEFAULT_MODEL ")\n"
+         "  --chat-template FILE        Jinja chat template overriding the model's\n"
+         "  --kv-cache-memory SIZE      KV cache pool, e.g. 2GiB, 512MiB (default: auto)\n"
+         "  --max-model-len N           tokens per sequence (default: the model's context)\n"
+         "  --block-size N              tokens per KV block (default 16)\n"
+         "  --max-num-seqs N            sequences per step (default 256)\n"
+         "  --max-num-batched-tokens N  tokens per step (default 2048)\n"
+         "  --kv-alloc paged|static     static reserves max-model-len per request\n"
+         "  --no-prefix-caching         disable automatic prefix caching\n"
+         "  -t, --threads N             compute threads (default: all cores)\n"
+         "  --max-waiting N             waiting-queue bound; beyond it requests get 503\n";
 }

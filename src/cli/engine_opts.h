@@ -1,15 +1,31 @@
-/* Engine options shared by serve, generate, chat and bench: -m/--model, --threads,
- * --kv-cache-memory, --max-model-len, --block-size, --max-num-seqs, --max-num-batched-tokens,
- * --max-waiting, --kv-alloc paged|static, --no-prefix-caching, --chat-template FILE, --seed.
- * (Written by the lead; the server may extend it.) */
+/* Engine options shared by the commands that run a model (`serve`, `bench`, `generate`, ...):
+ * -m MODEL plus every pl_engine_params knob, parsed the same way everywhere.
+ *
+ * Usage: pl_engine_params_default(&ep); in the argv loop call
+ * pl_engine_opts_parse(&ep, argc, argv, &i) first: 1 = it was an engine option (i advanced
+ * past its value), 0 = not an engine option, -1 = bad value (already printed). Then, when
+ * ep.model_path is still NULL, use pl_engine_opts_default_model().
+ *
+ * --chat-template FILE is read at parse time; ep.chat_template points at the text, which
+ * stays valid until pl_engine_opts_cleanup() (process lifetime otherwise). Per-request
+ * knobs (--seed, sampling) belong to each command, not here. */
 #ifndef PL_CLI_ENGINE_OPTS_H
 #define PL_CLI_ENGINE_OPTS_H
+#include <stddef.h>
+
 #include "pagellm.h"
 
-/* If argv[*i] is an engine option, parse it (and its value, advancing *i) into p and return
- * 1; return 0 if it is not one; print a clear error and return -1 on a bad value. Strings
- * point into argv, except the chat template (file contents, malloc'd, kept for the process). */
-int pl_engine_opts_parse(pl_engine_params *p, int argc, char **argv, int *i);
-/* Help text for those options. */
+/* The bundled model used when -m is not given, relative to the binary's folder (and its
+ * parent) or the source tree; an absolute path is used as is. $PAGELLM_MODEL overrides it. */
+#ifndef PL_DEFAULT_MODEL
+#define PL_DEFAULT_MODEL "models/pagellm-default.gguf"
+#endif
+
+int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i);
+/* Help lines for the options above (static text). */
 const char *pl_engine_opts_help(void);
+/* The default model's path, or NULL when not found. Static buffer: not thread-safe. */
+const char *pl_engine_opts_default_model(void);
+/* Free the --chat-template text (ep.chat_template becomes dangling). */
+void pl_engine_opts_cleanup(void);
 #endif

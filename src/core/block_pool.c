@@ -262,6 +262,21 @@ uint64_t pl_block_pool_cache(pl_block_pool *p, int32_t id, uint64_t hash, uint64
   return b->cid;
 }
 
+void pl_block_pool_uncache(pl_block_pool *p, int32_t id) {
+  if (p->blocks[id].cid == 0)
+    return;
+  if (p->blocks[id].ref_cnt == 0)
+    p->num_cached_free--;
+  uncache(p, id);
+}
+
+void pl_block_pool_uncache_all(pl_block_pool *p) {
+  for (int id = 1; id < p->num_blocks; id++)
+    if (p->blocks[id].cid != 0)
+      uncache(p, id);
+  p->num_cached_free = 0;
+}
+
 int pl_block_pool_free_list(const pl_block_pool *p, int32_t *out, int cap) {
   int n = 0;
   for (int32_t id = p->free_head; id != PL_BLOCK_NIL && n < p->num_blocks;

@@ -84,6 +84,14 @@ int32_t pl_block_pool_lookup(const pl_block_pool *p, uint64_t hash, uint64_t par
 uint64_t pl_block_pool_cache(pl_block_pool *p, int32_t id, uint64_t hash, uint64_t parent_cid,
                              uint64_t extra_key, const int32_t *tokens);
 
+/* Remove block id from the cache now (no-op if it is not cached): its K/V will never be
+ * written after all. Its ref count and free-list place are unchanged. */
+void pl_block_pool_uncache(pl_block_pool *p, int32_t id);
+
+/* Evict every cached block from the map (referenced ones stay allocated, just uncached).
+ * For a KV whose contents can no longer be trusted, e.g. after a failed forward pass. */
+void pl_block_pool_uncache_all(pl_block_pool *p);
+
 /* Copy up to cap ids of the free list, head (next to be allocated) first; returns the length
  * of the list. For tests and debugging. */
 int pl_block_pool_free_list(const pl_block_pool *p, int32_t *out, int cap);

@@ -109,6 +109,14 @@ void pl_kv_cache_destroy(pl_kv_cache *kv) {
   pl_free(kv);
 }
 
+void pl_kv_cache_reset_prefix_cache(pl_kv_cache *kv) {
+  pl_block_pool_uncache_all(kv->pool);
+  /* Pending hits name blocks that are no longer cached. */
+  for (int q = 0; q < kv->max_seqs; q++)
+    if (kv->seqs[q].open && kv->seqs[q].pending)
+      kv->seqs[q].pending = kv->seqs[q].n_pending = 0;
+}
+
 int pl_kv_cache_set_hash_fn(pl_kv_cache *kv, pl_kv_hash_fn fn) {
   if (pl_block_pool_num_cached(kv->pool) != 0)
     return pl_fail(PL_ESTATE, "kv cache: hash function changed while blocks are cached");
@@ -181,6 +189,19 @@ void pl_kv_seq_free(pl_kv_cache *kv, int seq) {
   }
   memset(s, 0, sizeof *s);
   kv->free_slots[kv->n_free_slots++] = seq;
+}
+
+void pl_kv_seq_discard(pl_kv_cache *kv, int seq, int n_written) {
+  pl_kv_seq *s = get_seq(kv, seq);
+  if (!s)
+    return;
+  const int32_t *t = row(kv, seq);
+  /* Blocks from the one holding position n_written on were not full before, so if cached
+   * now they were cached by this sequence's latest allocation and are its alone. */
+  for (int j = n_written / kv->block_size; j < s->n_blocks; j++)
+    if (pl_block_pool_get(kv->pool, t[j])->ref_cnt == 1)
+      pl_block_pool_uncache(kv->pool, t[j]);
+  pl_kv_seq_free(kv, seq);
 }
 
 int pl_kv_lookup_prefix(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_tokens) {
@@ -279,6 +300,8 @@ static void cache_full_blocks(pl_kv_cache *kv, int seq, const int32_t *tokens) {
   pl_kv_seq *s = &kv->seqs[seq];
   const int bs = kv->block_size;
   const int32_t *t = row(kv, seq);
+  if (!tokens) /* pl_kv_reserve: writes nothing, so no block can have become full */
+    return;
   for (int j = s->n_hashed; j < s->n_tokens / bs; j++) {
     const int32_t *tok = tokens + (size_t)j * (size_t)bs;
     uint64_t h = kv->hash_fn(s->last_hash, tok, bs, s->extra_key);

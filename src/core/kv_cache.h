@@ -64,6 +64,11 @@ typedef struct pl_kv_stats {
 int pl_kv_cache_create(const pl_kv_cache_params *p, pl_kv_cache **out);
 void pl_kv_cache_destroy(pl_kv_cache *kv); /* NULL ok */
 
+/* Forget every cached block (they stay allocated to their sequences, just no longer shared
+ * with new ones). For when the K/V contents cannot be trusted: the runner failed to execute a
+ * plan whose newly full blocks were already offered to the cache. */
+void pl_kv_cache_reset_prefix_cache(pl_kv_cache *kv);
+
 /* Test hook: replace the block hash (NULL restores the default). Only while no block is
  * cached (fresh cache), else PL_ESTATE. */
 int pl_kv_cache_set_hash_fn(pl_kv_cache *kv, pl_kv_hash_fn fn);
@@ -84,6 +89,11 @@ int pl_kv_seq_open(pl_kv_cache *kv, uint64_t extra_key, int *out_seq);
  * blocks stay cached) and close the slot. Drops pending copies into freed blocks and pending
  * prefix hits. */
 void pl_kv_seq_free(pl_kv_cache *kv, int seq);
+
+/* pl_kv_seq_free for a sequence whose tokens from n_written on got slots but will never be
+ * written (preempted in the very step that scheduled them): blocks completed by those tokens
+ * were offered to the prefix cache and leave it first, so no one hits unwritten K/V. */
+void pl_kv_seq_discard(pl_kv_cache *kv, int seq, int n_written);
 
 /* For an open, empty seq: find the longest cached prefix of tokens[0..n_tokens) in whole
  * blocks, leaving at least one token to compute. Returns the hit length in tokens (a multiple
@@ -128,7 +138,8 @@ const int32_t *pl_kv_seq_blocks(const pl_kv_cache *kv, int seq); /* [num_blocks]
 int pl_kv_seq_is_open(const pl_kv_cache *kv, int seq);
 
 /* Move the pending copy-on-write copies (accumulated since the last take) into src/dst and
- * clear them. Each allocate_slots records at most one copy, so cap >= max_seqs is enough for
+ * clear them. The runner applies them in list order before the step's K/V writes (a block
+ * freed during scheduling can be the source of one copy and the destination of a later one). Each allocate_slots records at most one copy, so cap >= max_seqs is enough for
  * one call per sequence per step. Returns the count, or PL_ERANGE if cap is too small
  * (nothing taken). */
 int pl_kv_take_copies(pl_kv_cache *kv, int32_t *src, int32_t *dst, int cap);

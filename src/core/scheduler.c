@@ -263,11 +263,20 @@ static int64_t table_blocks(const pl_scheduler *s, int64_t tokens) {
   return (tokens + s->prm.block_size - 1) / s->prm.block_size;
 }
 
-static void preempt(pl_scheduler *s, pl_sched_req *r) {
-  if (r->n_sched)
+/* Release r's blocks. If r was already scheduled in this step, the tokens it was given will
+ * not be written: blocks they completed must leave the prefix cache. */
+static void release_blocks(pl_scheduler *s, pl_sched_req *r) {
+  if (r->n_sched) {
     sched_remove(s, r);
-  pl_kv_seq_free(s->kv, r->kv_seq);
+    pl_kv_seq_discard(s->kv, r->kv_seq, r->num_computed_tokens);
+  } else {
+    pl_kv_seq_free(s->kv, r->kv_seq);
+  }
   r->kv_seq = -1;
+}
+
+static void preempt(pl_scheduler *s, pl_sched_req *r) {
+  release_blocks(s, r);
   r->num_computed_tokens = 0;
   r->num_preemptions++;
   s->n_preemptions++;
@@ -279,10 +288,7 @@ static void preempt(pl_scheduler *s, pl_sched_req *r) {
 /* r (running or waiting) can never fit the pool: release its blocks and park it as failed. */
 static void fail_req(pl_scheduler *s, pl_sched_req *r) {
   if (r->status == PL_REQ_RUNNING) {
-    if (r->n_sched)
-      sched_remove(s, r);
-    pl_kv_seq_free(s->kv, r->kv_seq);
-    r->kv_seq = -1;
+    release_blocks(s, r);
     running_remove(s, r);
   } else {
     list_unlink(&s->waiting, r);
@@ -557,6 +563,8 @@ void pl_sched_abort(pl_scheduler *s, pl_sched_req *r) {
   s->n_aborted++;
   retire(s, r);
 }
+
+void pl_sched_reset_prefix_cache(pl_scheduler *s) { pl_kv_cache_reset_prefix_cache(s->kv); }
 
 int pl_sched_num_running(const pl_scheduler *s) { return s->n_running; }
 int pl_sched_num_waiting(const pl_scheduler *s) { return s->waiting.n; }

@@ -21,7 +21,12 @@
  * logits row and appends it with pl_sched_append_token().
  *
  * Static mode (PL_KV_STATIC): identical, except that every admitted request reserves blocks for
- * max_model_len tokens up front (the pre-paging baseline).
+ * max_model_len tokens up front (the pre-paging baseline); a fork takes its own reservation
+ * (and a private copy of the shared partial block) at once, or waits. So it never preempts.
+ *
+ * Differences from vLLM v1, on purpose: decodes are scheduled before prefill chunks of
+ * running requests (vLLM walks the running list in order, so an older long prefill can take
+ * the whole budget); a request too large for the whole pool fails instead of looping.
  *
  * Ownership: the scheduler allocates each pl_sched_req (pl_sched_add / pl_sched_fork) and
  * frees it in pl_sched_finish / pl_sched_abort (or pl_sched_destroy). The engine keeps the
@@ -48,7 +53,7 @@ typedef struct pl_sched_req {
   uint64_t id;             /* the engine's request id (not interpreted) */
   void *user;              /* the engine's per-request pointer (not interpreted) */
   pl_req_status status;
-  int32_t *tokens;         /* [max_tokens] prompt then generated tokens, [0, num_tokens) valid */
+  int32_t *tokens;         /* [max_tokens] prompt, then generated; [0, num_tokens) valid */
   int num_tokens;          /* prompt + generated so far */
   int max_tokens;          /* capacity of tokens: prompt + max new tokens (<= max_model_len) */
   int num_prompt_tokens;
@@ -82,7 +87,7 @@ typedef struct pl_sched_req_params {
   void *user;
   const int32_t *prompt;   /* [n_prompt] copied */
   int n_prompt;            /* >= 1 */
-  int max_tokens;          /* total capacity: n_prompt <= max_tokens <= max_model_len */
+  int max_tokens;          /* TOTAL capacity (not new tokens): n_prompt <= it <= max_model_len */
   int priority;
   uint64_t extra_key;
 } pl_sched_req_params;
@@ -144,10 +149,18 @@ int pl_sched_fork(pl_scheduler *s, pl_sched_req *parent, uint64_t child_id, void
                   pl_sched_req **child);
 
 /* Retire a request in any state: free its blocks (full blocks stay in the prefix cache),
- * drop it from its queue, free it. The pointer dies. finish is a normal end, abort a
- * cancelled one (counted apart). Between schedule() calls only. */
+ * drop it from its queue, free it. The pointer dies (including in the latest output's
+ * arrays). finish is a normal end, abort a cancelled one (counted apart).
+ * Timing: a request in the latest plan may be retired only after the runner has executed
+ * that plan: blocks that become full in a step are offered to the prefix cache when it is
+ * scheduled, so their K/V must really be written. (Failed requests are never in the plan.) */
 void pl_sched_finish(pl_scheduler *s, pl_sched_req *r);
 void pl_sched_abort(pl_scheduler *s, pl_sched_req *r);
+
+/* The runner could not execute the latest plan (engine-wide failure): forget the prefix
+ * cache, whose newest blocks may hold unwritten K/V. The requests of that plan assumed it ran
+ * (their computed tokens advanced): abort them too. */
+void pl_sched_reset_prefix_cache(pl_scheduler *s);
 
 int pl_sched_num_running(const pl_scheduler *s);
 int pl_sched_num_waiting(const pl_scheduler *s);

@@ -194,4 +194,13 @@ void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st) {
   st->block_size = e->p.block_size;
   st->max_model_len = e->p.max_model_len;
   st->kv_tokens_capacity = (int64_t)(e->n_blocks - 1) * e->p.block_size;
+  st->kv_allocated_tokens = st->blocks_used * e->p.block_size;
+  st->peak_running = ss.peak_running;
+  st->peak_blocks_used = ss.kv.blocks_peak_used;
+  for (const pl_group *g = e->groups; g; g = g->next)
+    for (int i = 0; i < g->sp.n; i++) {
+      const pl_sched_req *r = g->samples[i].sr;
+      if (r && r->status == PL_REQ_RUNNING)
+        st->kv_live_tokens += r->num_computed_tokens;
+    }
 }

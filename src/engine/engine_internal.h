@@ -22,4 +22,14 @@ const struct pl_model *pl_engine_model(const pl_engine *e);
 /* The model's name (file stem) for /v1/models when --served-model-name is absent. */
 const char *pl_engine_model_name(const pl_engine *e);
 int pl_engine_max_model_len(const pl_engine *e);
+
+/* Render a chat with the engine's template (BOS/EOS text filled in, generation prompt on
+ * when add_generation_prompt). messages/tools/extra are jansson values (json_t *; extra: an
+ * object of template variables like enable_thinking, or NULL). *out is pl_malloc'd.
+ * Errors: PL_ENOTFOUND (no template: the caller answers 400), PL_ETEMPLATE (the template
+ * raised or cannot run; message says why), PL_ENOMEM. Thread-safe (read-only engine state). */
+struct json_t;
+int pl_engine_render_chat(const pl_engine *e, const struct json_t *messages,
+                          const struct json_t *tools, const struct json_t *extra,
+                          int add_generation_prompt, char **out, size_t *out_len);
 #endif

@@ -1,12 +1,10 @@
 /* The engine's text side: the tokenizer (GGUF metadata or the HF tokenizer.json beside a
  * safetensors model), end-of-generation ids, BOS/EOS text and the chat template. */
+#include <jansson.h>
 #include <string.h>
 
 #include "engine/engine_impl.h"
-#if __has_include("model/chat_template.h")
 #include "model/chat_template.h"
-#define PL_HAVE_TMPL 1
-#endif
 #include "model/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -26,7 +24,6 @@ int pl_engine_load_text(pl_engine *e) {
   if (!e->bos_text || !e->eos_text)
     return pl_fail(PL_ENOMEM, "out of memory");
   const char *src = e->p.chat_template ? e->p.chat_template : pl_tokenizer_chat_template(e->tok);
-#ifdef PL_HAVE_TMPL
   if (src && *src) {
     rc = pl_chat_template_parse(src, &e->tmpl);
     if (rc < 0) {
@@ -38,17 +35,30 @@ int pl_engine_load_text(pl_engine *e) {
       e->tmpl = NULL;
     }
   }
-#else
-  (void)src;
-#endif
   return 0;
 }
 
 void pl_engine_unload_text(pl_engine *e) {
-#ifdef PL_HAVE_TMPL
   pl_chat_template_free(e->tmpl);
-#endif
   pl_tokenizer_free(e->tok);
   pl_free(e->bos_text);
   pl_free(e->eos_text);
+}
+
+int pl_engine_render_chat(const pl_engine *e, const json_t *messages, const json_t *tools,
+                          const json_t *extra, int add_generation_prompt, char **out,
+                          size_t *out_len) {
+  if (!e->tmpl)
+    return pl_fail(PL_ENOTFOUND,
+                   "this model has no usable chat template; start the server with "
+                   "--chat-template FILE (or use /v1/completions)");
+  pl_chat_render_params rp;
+  pl_chat_render_params_default(&rp);
+  rp.messages = messages;
+  rp.tools = tools;
+  rp.extra = extra;
+  rp.add_generation_prompt = add_generation_prompt;
+  rp.bos_token = e->bos_text;
+  rp.eos_token = e->eos_text;
+  return pl_chat_template_render(e->tmpl, &rp, out, out_len);
 }

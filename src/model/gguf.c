@@ -159,10 +159,14 @@ static int parse(pl_gguf *g) {
   RD(&c, uint64_t, &nt, "tensor count");
   RD(&c, uint64_t, &nkv, "metadata count");
   /* Each kv needs >= 12 bytes and each tensor info >= 24: bound counts by the file size. */
-  if (nkv > GGUF_MAX_COUNT || nkv * 12 > g->size)
-    return pl_fail(PL_EFORMAT, "%s: absurd metadata count %llu", g->path, (unsigned long long)nkv);
-  if (nt > GGUF_MAX_COUNT || nt * 24 > g->size)
-    return pl_fail(PL_EFORMAT, "%s: absurd tensor count %llu", g->path, (unsigned long long)nt);
+  if (nkv > GGUF_MAX_COUNT || nt > GGUF_MAX_COUNT)
+    return pl_fail(PL_EFORMAT, "%s: absurd %s count %llu", g->path,
+                   nkv > GGUF_MAX_COUNT ? "metadata" : "tensor",
+                   (unsigned long long)(nkv > GGUF_MAX_COUNT ? nkv : nt));
+  if (nkv * 12 + nt * 24 > g->size)
+    return pl_fail(PL_EFORMAT, "%s: truncated or corrupt: %llu keys and %llu tensors cannot fit "
+                   "in %zu bytes", g->path, (unsigned long long)nkv, (unsigned long long)nt,
+                   g->size);
   g->n_kv = (int64_t)nkv;
   g->n_tensors = (int64_t)nt;
   g->kv = pl_calloc(nkv ? nkv : 1, sizeof *g->kv);

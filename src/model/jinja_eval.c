@@ -782,7 +782,7 @@ static int compare_op(pl_jctx *c, int op, pl_jv a, pl_jv b, int *res) {
     return PL_OK;
   default:
     if (pl_jv_compare(a, b, &cmp) < 0)
-      return pl_fail_prefix(PL_ETEMPLATE, "template");
+      return pl_jerr(c, "%s", pl_last_error());
     if (cmp == 2) { /* NaN */
       *res = 0;
       return PL_OK;

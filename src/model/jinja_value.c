@@ -314,7 +314,7 @@ void pl_jv_fmt_float(double f, char out[40]) {
     for (int i = 1; i < nd; i++)
       *o++ = digits[i];
   }
-  snprintf(o, 12, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+  snprintf(o, 16, "e%c%02d", e < 0 ? '-' : '+', (e < 0 ? -e : e) % 1000);
 }
 
 int pl_jv_write_str_repr(pl_jbuf *b, const char *s, size_t n) {

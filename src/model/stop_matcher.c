@@ -65,14 +65,14 @@ static int is_prefix(const pl_stop_matcher *m, const char *s, size_t n) {
 }
 
 int pl_stop_matcher_feed(pl_stop_matcher *m, const char *text, size_t len, pl_stop_result *r) {
-  r->text = m->buf;
+  r->text = m->buf ? m->buf : ""; /* never NULL, even before the first allocation */
   r->len = 0;
   r->stop = -1;
   r->stop_at = 0;
   if (m->stopped >= 0)
     return PL_OK;
   if (m->n == 0) { /* pass-through */
-    r->text = text;
+    r->text = text ? text : "";
     r->len = len;
     m->emitted += len;
     return PL_OK;
@@ -83,6 +83,8 @@ int pl_stop_matcher_feed(pl_stop_matcher *m, const char *text, size_t len, pl_st
     m->off = 0;
   }
   size_t total = m->held + len;
+  if (total == 0)
+    return PL_OK;
   if (total > m->cap) {
     size_t nc = total * 2 > 256 ? total * 2 : 256;
     char *p = pl_realloc(m->buf, nc);
@@ -91,7 +93,8 @@ int pl_stop_matcher_feed(pl_stop_matcher *m, const char *text, size_t len, pl_st
     m->buf = p;
     m->cap = nc;
   }
-  memcpy(m->buf + m->held, text, len);
+  if (len)
+    memcpy(m->buf + m->held, text, len);
   r->text = m->buf;
 
   /* earliest occurrence of any stop string (ties: the longest) */
@@ -132,7 +135,7 @@ int pl_stop_matcher_feed(pl_stop_matcher *m, const char *text, size_t len, pl_st
 }
 
 void pl_stop_matcher_flush(pl_stop_matcher *m, pl_stop_result *r) {
-  r->text = m->buf ? m->buf + m->off : NULL;
+  r->text = m->buf ? m->buf + m->off : "";
   r->len = m->stopped >= 0 ? 0 : m->held;
   r->stop = -1;
   r->stop_at = 0;

@@ -4,6 +4,7 @@
 #include "server/metrics.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util/alloc.h"

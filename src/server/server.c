@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "engine/engine_internal.h"
+#include "server/openai_resp.h"
 #include "server/server_impl.h"
 #include "util/alloc.h"
 #include "util/error.h"

@@ -432,6 +432,52 @@ static void test_caching_off_and_stats(void) {
   CHECK(k2 == NULL, "out cleared");
 }
 
+static void test_discard(void) {
+  pl_kv_cache *kv = make(17, 2, 3, 32, 1);
+  int32_t p[16];
+  seq_tokens(p, 16, 1);
+  int sa = open_seq(kv, 0);
+  CHECK_EQ_INT(pl_kv_allocate_slots(kv, sa, p, 3, 0), PL_OK); /* [1 2] cached, [3 .] */
+  CHECK_EQ_INT(pl_kv_allocate_slots(kv, sa, p, 6, 0), PL_OK); /* completes 4 more blocks */
+  CHECK_EQ_INT(pl_block_pool_num_cached(pl_kv_cache_pool(kv)), 4);
+  int sb = open_seq(kv, 0);
+  CHECK_EQ_INT(pl_kv_fork(kv, sa, sb), PL_OK); /* shares blocks: they stay cached */
+  pl_kv_seq_free(kv, sb);
+  /* The 6 tokens from position 3 on were never written: blocks 1..3 leave the cache. */
+  pl_kv_seq_discard(kv, sa, 3);
+  CHECK_EQ_INT(pl_block_pool_num_cached(pl_kv_cache_pool(kv)), 1);
+  CHECK_EQ_INT(pl_kv_cache_num_free_blocks(kv), 16);
+  CK(kv);
+  int sc = open_seq(kv, 0);
+  CHECK_EQ_INT(pl_kv_lookup_prefix(kv, sc, p, 10), 2);
+  pl_kv_seq_free(kv, sc);
+  pl_kv_cache_destroy(kv);
+}
+
+static void test_reset_prefix_cache(void) {
+  pl_kv_cache *kv = make(9, 2, 3, 16, 1);
+  int32_t p[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  int sa = open_seq(kv, 0);
+  CHECK_EQ_INT(pl_kv_allocate_slots(kv, sa, p, 8, 0), PL_OK);
+  int sb = open_seq(kv, 0);
+  CHECK_EQ_INT(pl_kv_allocate_slots(kv, sb, p, 4, 0), PL_OK); /* duplicates: uncached */
+  pl_kv_seq_free(kv, sb);
+  int sc = open_seq(kv, 0);
+  CHECK_EQ_INT(pl_kv_lookup_prefix(kv, sc, p, 8), 6); /* pending hits ... */
+  pl_kv_cache_reset_prefix_cache(kv);                 /* ... dropped with the cache */
+  CHECK_EQ_INT(pl_block_pool_num_cached(pl_kv_cache_pool(kv)), 0);
+  CHECK_EQ_INT(pl_kv_seq_num_blocks(kv, sa), 4); /* still allocated */
+  CK(kv);
+  CHECK_EQ_INT(pl_kv_allocate_slots(kv, sc, p, 8, 0), PL_OK); /* no hits taken */
+  CHECK_EQ_INT(pl_kv_seq_num_tokens(kv, sc), 8);
+  CHECK(pl_kv_seq_blocks(kv, sc)[0] != pl_kv_seq_blocks(kv, sa)[0], "nothing shared");
+  CK(kv);
+  pl_kv_seq_free(kv, sa);
+  pl_kv_seq_free(kv, sc);
+  CK(kv);
+  pl_kv_cache_destroy(kv);
+}
+
 /* The checker must notice a table entry the pool does not count. */
 static void test_checker_detects(void) {
   pl_kv_cache *kv = make(9, 2, 2, 16, 1);
@@ -459,6 +505,8 @@ int main(void) {
   test_fork_cow();
   test_static_reserve_and_stale_hits();
   test_caching_off_and_stats();
+  test_discard();
+  test_reset_prefix_cache();
   test_checker_detects();
   CHECK_EQ_INT(pl_alloc_live_bytes(), live0);
   return check_summary("test_kv_cache");

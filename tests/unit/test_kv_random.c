@@ -208,6 +208,14 @@ static void sh_free(shadow *h, int q) {
   h->pend = 0;
 }
 
+static void sh_discard(shadow *h, int q, int n_written) {
+  sseq *s = &h->s[q];
+  for (int j = n_written / h->bs; j < s->n_blocks; j++)
+    if (h->b[s->table[j]].ref == 1)
+      h->b[s->table[j]].cached = 0;
+  sh_free(h, q);
+}
+
 static void sh_fork(shadow *h, int p, int c) {
   sseq *ps = &h->s[p], *cs = &h->s[c];
   int n = (ps->n_tokens + h->bs - 1) / h->bs;
@@ -386,8 +394,14 @@ static void run(int nb, int bs, int max_seqs, int max_len, int caching, uint64_t
       int q = pick_open(&h, 1);
       if (q < 0)
         continue;
-      pl_kv_seq_free(kv, q);
-      sh_free(&h, q);
+      if (rnd(4) == 0) { /* preempted in the step that scheduled its last tokens */
+        int n_written = h.s[q].n_tokens - (int)rnd((uint32_t)h.s[q].n_tokens + 1);
+        pl_kv_seq_discard(kv, q, n_written);
+        sh_discard(&h, q, n_written);
+      } else {
+        pl_kv_seq_free(kv, q);
+        sh_free(&h, q);
+      }
     } else { /* the step runs: take the copies, in order */
       int32_t src[MAXN], dst[MAXN];
       int n = pl_kv_take_copies(kv, src, dst, MAXN);

@@ -182,9 +182,9 @@ static void append_all(env *e) {
   }
 }
 
-static pl_sched_req *add(env *e, uint64_t id, const int32_t *prompt, int n, int max_tokens,
+static pl_sched_req *add(env *e, uint64_t id, const int32_t *prompt, int n, int cap,
                          int prio) {
-  pl_sched_req_params rp = {.id = id, .prompt = prompt, .n_prompt = n, .max_tokens = max_tokens,
+  pl_sched_req_params rp = {.id = id, .prompt = prompt, .n_prompt = n, .max_tokens = cap,
                             .priority = prio};
   pl_sched_req *r = NULL;
   CHECK_EQ_INT(pl_sched_add(e->s, &rp, &r), PL_OK);
@@ -437,6 +437,64 @@ static void test_preemption_priority(void) {
         "priority then arrival: %d %d %d", row_of(e.o, w2), row_of(e.o, w3), row_of(e.o, w1));
   CHECK_EQ_INT(r0->status, PL_REQ_RUNNING);
   CHECK_EQ_INT(row_of(e.o, r0), 3);
+  env_done(&e);
+}
+
+/* vLLM's rule: a step that had to preempt admits nothing (the pool is under pressure). */
+static void test_no_admission_after_preemption(void) {
+  pl_sched_params p = params(8, 2, 32, 4, 64); /* 7 usable blocks of 2 */
+  p.policy = PL_SCHED_PRIORITY;
+  env e;
+  env_init(&e, &p);
+  int32_t a[3] = {1, 2, 3}, b[3] = {4, 5, 6}, c[5] = {7, 8, 9, 10, 11}, w[1] = {42};
+  pl_sched_req *r0 = add(&e, 0, a, 3, 20, 0), *r1 = add(&e, 1, b, 3, 20, 0),
+               *r2 = add(&e, 2, c, 5, 20, 9);
+  step(&e); /* 2 + 2 + 3 blocks: the pool is full */
+  append_all(&e);
+  pl_sched_req *wr = add(&e, 3, w, 1, 4, 0);
+  step(&e); /* everyone writes inside a partial block; wr finds no block */
+  CHECK_EQ_INT(wr->status, PL_REQ_WAITING);
+  append_all(&e);
+  step(&e); /* r0 needs a block: r2 (priority 9) goes; one block is left over */
+  CHECK_EQ_INT(e.o->n_preempted, 1);
+  CHECK(e.o->preempted[0] == r2, "lowest priority preempted");
+  CHECK_EQ_INT(pl_kv_cache_num_free_blocks(pl_sched_kv(e.s)), 1);
+  CHECK_EQ_INT(wr->status, PL_REQ_WAITING);
+  append_all(&e);
+  step(&e);
+  CHECK_EQ_INT(wr->status, PL_REQ_RUNNING);
+  CHECK(n_new_of(e.o, r0) == 1 && n_new_of(e.o, r1) == 1, "decodes continue");
+  env_done(&e);
+}
+
+/* A victim preempted after it was scheduled in the same step never writes that step's
+ * tokens: blocks its chunk filled must not stay in the prefix cache (a later hit would read
+ * K/V nobody wrote; the fake KV would catch it). */
+static void test_preempted_chunk_not_cached(void) {
+  pl_sched_params p = params(9, 2, 32, 4, 8); /* 8 usable blocks of 2 */
+  p.policy = PL_SCHED_PRIORITY;
+  p.max_prefill_chunk = 4;
+  env e;
+  env_init(&e, &p);
+  int32_t lo[16], hi[6] = {90, 91, 92, 93, 94, 95}, q[13];
+  ramp(lo, 16, 300);
+  pl_sched_req *rl = add(&e, 1, lo, 16, 20, 5);
+  CHECK_EQ_INT(step(&e), 4); /* rl: positions 0..3 */
+  pl_sched_req *rh = add(&e, 2, hi, 6, 10, 0);
+  CHECK_EQ_INT(step(&e), 8); /* rl 4..7 (running first), rh 0..3: 6 blocks used */
+  step(&e); /* rl 8..11 takes 2 blocks; rh needs 1: rl (priority 5) is preempted */
+  CHECK_EQ_INT(e.o->n_preempted, 1);
+  CHECK(e.o->preempted[0] == rl, "rl preempted");
+  CHECK_EQ_INT(row_of(e.o, rl), -1);
+  CHECK_EQ_INT(n_new_of(e.o, rh), 2);
+  pl_sched_finish(e.s, rh);
+  /* A prompt sharing rl's first 12 tokens may hit only what rl really wrote (0..7). */
+  memcpy(q, lo, 12 * sizeof *q);
+  q[12] = 1;
+  pl_sched_req *r3 = add(&e, 3, q, 13, 16, 0);
+  step(&e);
+  CHECK_EQ_INT(r3->status, PL_REQ_RUNNING);
+  CHECK_EQ_INT(r3->num_cached_tokens, 8);
   env_done(&e);
 }
 
@@ -801,15 +859,18 @@ int main(void) {
   test_max_num_seqs();
   test_preemption_fcfs();
   test_preemption_priority();
+  test_no_admission_after_preemption();
+  test_preempted_chunk_not_cached();
   test_self_preemption();
   test_never_fits();
   test_static_admits_fewer();
   test_prefix_hits();
   test_fork();
   test_abort_and_errors();
-  for (uint64_t seed = 1; seed <= 2; seed++) {
+  for (uint64_t seed = 1; seed <= 4; seed++) {
     soak(PL_SCHED_FCFS, PL_KV_PAGED, 1, 4, 17, 0, seed);
     soak(PL_SCHED_PRIORITY, PL_KV_PAGED, 1, 2, 30, 5, seed);
+    soak(PL_SCHED_PRIORITY, PL_KV_PAGED, 1, 1, 40, 6, seed); /* some requests never fit */
     soak(PL_SCHED_FCFS, PL_KV_PAGED, 0, 3, 20, 0, seed);
     soak(PL_SCHED_PRIORITY, PL_KV_STATIC, 1, 4, 40, 0, seed);
   }

@@ -1,0 +1,288 @@
+/* pagellm bench decode | throughput | serve
+ *
+ * decode      single-stream prefill and decode speed, and the effective weight bandwidth of
+ *             decode (weight bytes read per token x tok/s) next to the machine's measured
+ *             read bandwidth: decode at batch 1 is bound by that roofline.
+ * throughput  offline, in-process (like `vllm bench throughput`): N requests of a named
+ *             workload all queued at once, ignore_eos; requests/s, output and total tok/s,
+ *             peak concurrency, peak KV blocks, preemptions and the KV memory utilisation
+ *             (live tokens / allocated tokens, averaged over steps).
+ * serve       HTTP load generator for any OpenAI-compatible server (cmd_bench_serve.c). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/cpu/membw.h"
+#include "cli/cli.h"
+#include "cli/engine_opts.h"
+#include "cli/workload.h"
+#include "engine/engine_internal.h"
+#include "model/model.h"
+#include "pagellm.h"
+#include "util/threadpool.h"
+
+int pl_cmd_bench_serve(int argc, char **argv);
+#pragma weak pl_cmd_bench_serve
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+  pl_engine_params ep;
+  int json, n, input_len, output_len, prefix_len, prompt_len, gen_len, reps;
+  const char *workload;
+  uint64_t seed;
+} bench_opts;
+
+static int parse(bench_opts *o, int argc, char **argv, const char *usage) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int used = pl_engine_opts_parse(&o->ep, argc, argv, &i);
+    if (used < 0) return -1;
+    if (used) continue;
+    if (!strcmp(a, "--json")) o->json = 1;
+    else if (!strcmp(a, "--num-prompts")) { if (pl_cli_int(a, v, 1, 1 << 20, &o->n)) return -1; i++; }
+    else if (!strcmp(a, "--input-len")) { if (pl_cli_int(a, v, 1, 1 << 24, &o->input_len)) return -1; i++; }
+    else if (!strcmp(a, "--output-len")) { if (pl_cli_int(a, v, 1, 1 << 24, &o->output_len)) return -1; i++; }
+    else if (!strcmp(a, "--prefix-len")) { if (pl_cli_int(a, v, 1, 1 << 24, &o->prefix_len)) return -1; i++; }
+    else if (!strcmp(a, "--prompt-len")) { if (pl_cli_int(a, v, 1, 1 << 24, &o->prompt_len)) return -1; i++; }
+    else if (!strcmp(a, "--gen-len")) { if (pl_cli_int(a, v, 2, 1 << 24, &o->gen_len)) return -1; i++; }
+    else if (!strcmp(a, "--repeats")) { if (pl_cli_int(a, v, 1, 100, &o->reps)) return -1; i++; }
+    else if (!strcmp(a, "--workload")) { if (!v) return -1; o->workload = v; i++; }
+    else if (!strcmp(a, "--seed")) { int s; if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return -1; o->seed = (uint64_t)s; i++; }
+    else if (!strcmp(a, "--help")) { printf("%s\n%s", usage, pl_engine_opts_help()); return 1; }
+    else { fprintf(stderr, "pagellm bench: unknown option '%s'\n", a); return -1; }
+  }
+  if (!o->ep.model_path)
+    o->ep.model_path = pl_cli_default_model();
+  if (!o->ep.model_path) {
+    fprintf(stderr, "pagellm bench: -m MODEL is required\n");
+    return -1;
+  }
+  return 0;
+}
+
+/* Run every queued request to completion; fills timing and KV statistics. */
+typedef struct {
+  double seconds, ttft_first;
+  int64_t out_tokens, in_tokens;
+  double util_sum;
+  int util_steps;
+  pl_engine_stats end;
+} run_stats;
+
+static int drain(pl_engine *e, run_stats *rs, double t0) {
+  while (pl_engine_has_unfinished(e)) {
+    int n = pl_engine_step(e);
+    if (n < 0) {
+      fprintf(stderr, "pagellm bench: %s\n", pl_last_error());
+      return -1;
+    }
+    pl_engine_stats st;
+    pl_engine_get_stats(e, &st);
+    if (st.kv_allocated_tokens > 0) {
+      rs->util_sum += (double)st.kv_live_tokens / (double)st.kv_allocated_tokens;
+      rs->util_steps++;
+    }
+    pl_output_event ev;
+    while (pl_engine_poll(e, &ev)) {
+      if (!rs->ttft_first && ev.n_tokens)
+        rs->ttft_first = now_s() - t0;
+      rs->out_tokens += ev.n_tokens;
+      if (ev.finish == PL_FINISH_ERROR) {
+        fprintf(stderr, "pagellm bench: request failed: %s\n", ev.error ? ev.error : "?");
+        return -1;
+      }
+    }
+  }
+  rs->seconds = now_s() - t0;
+  pl_engine_get_stats(e, &rs->end);
+  return 0;
+}
+
+static int bench_decode(int argc, char **argv) {
+  bench_opts o = {.prompt_len = 128, .gen_len = 128, .reps = 3, .seed = 1};
+  pl_engine_params_default(&o.ep);
+  int rc = parse(&o, argc, argv,
+                 "usage: pagellm bench decode -m MODEL [--prompt-len 128] [--gen-len 128] "
+                 "[--repeats 3] [--json]");
+  if (rc)
+    return rc < 0 ? 2 : 0;
+  if (!o.ep.max_num_seqs) o.ep.max_num_seqs = 1;
+  if (!o.ep.kv_cache_bytes) o.ep.kv_cache_bytes = 0;
+  pl_engine *e;
+  if (pl_engine_create(&o.ep, &e) < 0) {
+    fprintf(stderr, "pagellm bench: %s\n", pl_last_error());
+    return 1;
+  }
+  const pl_model *m = pl_engine_model(e);
+  int vocab = m->hp.n_vocab;
+  double best_pre = 0, best_dec = 0;
+  for (int rep = 0; rep < o.reps; rep++) {
+    pl_wl_spec ws = {.name = "fixed", .n = 1, .input_len = o.prompt_len, .output_len = o.gen_len,
+                     .seed = o.seed + (uint64_t)rep, .n_vocab = vocab, .bos = 1,
+                     .max_model_len = pl_engine_max_model_len(e)};
+    pl_wl_req *w = pl_workload_make(&ws);
+    pl_sampling_params sp;
+    pl_sampling_params_default(&sp);
+    sp.temperature = 0;
+    sp.ignore_eos = 1;
+    sp.max_tokens = w[0].max_tokens;
+    double t0 = now_s();
+    uint64_t id;
+    if (pl_engine_add_request(e, NULL, w[0].prompt, w[0].n_prompt, &sp, &id) < 0) {
+      fprintf(stderr, "pagellm bench: %s\n", pl_last_error());
+      pl_workload_free(w, 1);
+      pl_engine_destroy(e);
+      return 1;
+    }
+    run_stats rs = {0};
+    if (drain(e, &rs, t0) < 0)
+      return 1;
+    double pre = w[0].n_prompt / rs.ttft_first;
+    double dec = (rs.out_tokens - 1) / (rs.seconds - rs.ttft_first);
+    best_pre = pre > best_pre ? pre : best_pre;
+    best_dec = dec > best_dec ? dec : best_dec;
+    pl_workload_free(w, 1);
+  }
+  /* bytes read per decoded token: every matrix once (the embedding table only if tied,
+   * since it is then also the output projection) */
+  double bytes = (double)m->weight_bytes - (m->hp.tied_embeddings ? 0 : (double)m->tok_embd.nbytes);
+  pl_threadpool *tp;
+  int nt = o.ep.n_threads;
+  if (nt <= 0) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    nt = c > 0 ? (int)c : 1;
+  }
+  double bw = 0;
+  if (pl_threadpool_create(nt, &tp) == 0) {
+    bw = pl_cpu_read_bandwidth(tp, 0);
+    pl_threadpool_destroy(tp);
+  }
+  double eff = bytes * best_dec / 1e9;
+  if (o.json) {
+    json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f}", "model", o.ep.model_path,
+                          "threads", nt, "prompt_len", o.prompt_len, "gen_len", o.gen_len,
+                          "prefill_tok_s", best_pre, "decode_tok_s", best_dec,
+                          "weight_bytes_per_token", bytes, "effective_gb_s", eff,
+                          "read_bandwidth_gb_s", bw, "fraction_of_bandwidth", bw > 0 ? eff / bw : 0);
+    char *s = json_dumps(j, JSON_INDENT(1));
+    printf("%s\n", s);
+    free(s);
+    json_decref(j);
+  } else {
+    printf("model            %s (%.1f MiB weights read per token)\n", o.ep.model_path, bytes / 1048576.0);
+    printf("threads          %d\n", nt);
+    printf("prefill          %.1f tok/s (%d-token prompt)\n", best_pre, o.prompt_len);
+    printf("decode           %.2f tok/s (%d tokens)\n", best_dec, o.gen_len);
+    printf("effective        %.2f GB/s of weights\n", eff);
+    printf("read bandwidth   %.2f GB/s measured (%d threads) -> decode at %.0f%% of roofline\n", bw,
+           nt, bw > 0 ? 100 * eff / bw : 0);
+  }
+  pl_engine_destroy(e);
+  return 0;
+}
+
+static int bench_throughput(int argc, char **argv) {
+  bench_opts o = {.n = 100, .workload = "sharegpt-like", .input_len = 128, .output_len = 128,
+                  .seed = 1};
+  pl_engine_params_default(&o.ep);
+  int rc = parse(&o, argc, argv,
+                 "usage: pagellm bench throughput -m MODEL --num-prompts N --workload NAME\n"
+                 "       [--input-len I --output-len O] [--prefix-len P] [--seed S] [--json]\n"
+                 "workloads: sharegpt-like, alpaca-like, shared-prefix, long-context, fixed");
+  if (rc)
+    return rc < 0 ? 2 : 0;
+  pl_engine *e;
+  if (pl_engine_create(&o.ep, &e) < 0) {
+    fprintf(stderr, "pagellm bench: %s\n", pl_last_error());
+    return 1;
+  }
+  pl_wl_spec ws = {.name = o.workload, .n = o.n, .input_len = o.input_len,
+                   .output_len = o.output_len, .prefix_len = o.prefix_len, .seed = o.seed,
+                   .n_vocab = pl_engine_model(e)->hp.n_vocab, .bos = 1,
+                   .max_model_len = pl_engine_max_model_len(e)};
+  pl_wl_req *w = pl_workload_make(&ws);
+  if (!w) {
+    pl_engine_destroy(e);
+    return 2;
+  }
+  run_stats rs = {0};
+  double t0 = now_s();
+  for (int i = 0; i < o.n; i++) {
+    pl_sampling_params sp;
+    pl_sampling_params_default(&sp);
+    sp.temperature = 0;
+    sp.ignore_eos = 1;
+    sp.max_tokens = w[i].max_tokens;
+    uint64_t id;
+    if (pl_engine_add_request(e, NULL, w[i].prompt, w[i].n_prompt, &sp, &id) < 0) {
+      fprintf(stderr, "pagellm bench: request %d: %s\n", i, pl_last_error());
+      pl_workload_free(w, o.n);
+      pl_engine_destroy(e);
+      return 1;
+    }
+    rs.in_tokens += w[i].n_prompt;
+  }
+  rc = drain(e, &rs, t0);
+  pl_engine_stats *st = &rs.end;
+  if (rc == 0) {
+    double util = rs.util_steps ? rs.util_sum / rs.util_steps : 0;
+    json_t *j = json_pack(
+        "{s:s,s:s,s:s,s:i,s:f,s:f,s:f,s:f,s:I,s:I,s:i,s:I,s:I,s:I,s:f,s:I,s:I,s:i,s:i}",
+        "model", o.ep.model_path, "workload", o.workload, "kv_alloc",
+        o.ep.kv_alloc == PL_KV_STATIC ? "static" : "paged", "num_prompts", o.n,
+        "elapsed_s", rs.seconds, "requests_per_s", o.n / rs.seconds, "output_tok_s",
+        rs.out_tokens / rs.seconds, "total_tok_s", (rs.out_tokens + rs.in_tokens) / rs.seconds,
+        "input_tokens", (json_int_t)rs.in_tokens, "output_tokens", (json_int_t)rs.out_tokens,
+        "peak_running", st->peak_running, "peak_blocks_used", (json_int_t)st->peak_blocks_used,
+        "blocks_total", (json_int_t)st->blocks_total, "preemptions",
+        (json_int_t)st->num_preemptions, "kv_utilization", util, "prefix_hit_tokens",
+        (json_int_t)st->prefix_hits_tokens, "prefix_query_tokens",
+        (json_int_t)st->prefix_queries_tokens, "block_size", st->block_size, "max_model_len",
+        st->max_model_len);
+    if (o.json) {
+      char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+      printf("%s\n", s);
+      free(s);
+    } else {
+      printf("workload         %s, %d requests (%lld in / %lld out tokens)\n", o.workload, o.n,
+             (long long)rs.in_tokens, (long long)rs.out_tokens);
+      printf("kv               %s, %lld blocks x %d tokens\n",
+             o.ep.kv_alloc == PL_KV_STATIC ? "static" : "paged", (long long)st->blocks_total,
+             st->block_size);
+      printf("elapsed          %.2f s\n", rs.seconds);
+      printf("throughput       %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
+             o.n / rs.seconds, rs.out_tokens / rs.seconds,
+             (rs.out_tokens + rs.in_tokens) / rs.seconds);
+      printf("concurrency      peak %d running, peak %lld blocks used\n", st->peak_running,
+             (long long)st->peak_blocks_used);
+      printf("kv utilisation   %.1f%% of allocated KV holds live tokens (mean over steps)\n",
+             100 * util);
+      printf("preemptions      %lld\n", (long long)st->num_preemptions);
+      printf("prefix cache     %lld of %lld prompt tokens hit\n",
+             (long long)st->prefix_hits_tokens, (long long)st->prefix_queries_tokens);
+    }
+    json_decref(j);
+  }
+  pl_workload_free(w, o.n);
+  pl_engine_destroy(e);
+  return rc ? 1 : 0;
+}
+
+int pl_cmd_bench(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "decode"))
+    return bench_decode(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "throughput"))
+    return bench_throughput(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "serve") && pl_cmd_bench_serve)
+    return pl_cmd_bench_serve(argc - 1, argv + 1);
+  fprintf(stderr, "usage: pagellm bench decode|throughput|serve [options] (--help for each)\n");
+  return 2;
+}

@@ -1,0 +1,123 @@
+/* POST /tokenize and /detokenize in vLLM's shapes:
+ *   /tokenize   {"prompt": "text"} or {"messages": [...], "add_generation_prompt": true}
+ *               -> {"count": n, "max_model_len": L, "tokens": [...], "token_strs": null|[...]}
+ *   /detokenize {"tokens": [...]} -> {"prompt": "text"}
+ * A text prompt gets BOS as the model says unless add_special_tokens is false; a chat prompt
+ * is rendered by the template and tokenized without adding special tokens (like chat
+ * completions), so the ids match what generation would see. */
+#include <microhttpd.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "server/openai_resp.h"
+#include "server/server_impl.h"
+#include "server/srv_text.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+static enum MHD_Result reply(pl_server *s, struct MHD_Connection *c, json_t *v) {
+  pl_strbuf b = {0};
+  pl_oai_error err;
+  enum MHD_Result r;
+  if (!v || pl_oai_dump(v, &b) < 0) {
+    pl_oai_errorf(&err, 500, NULL, "out of memory");
+    r = pl_http_error(s, c, &err);
+  } else {
+    r = pl_http_json(s, c, 200, &b);
+  }
+  json_decref(v);
+  pl_strbuf_free(&b);
+  return r;
+}
+
+enum MHD_Result pl_api_tokenize(pl_server *s, struct MHD_Connection *c, pl_http_req *h) {
+  pl_oai_request req;
+  pl_oai_error err;
+  if (pl_oai_parse(PL_OAI_TOKENIZE, h->body.data, h->body.len, &req, &err) < 0)
+    return pl_http_error(s, c, &err);
+  pl_engine *e = s->engine;
+  int32_t *ids = NULL;
+  int n = 0, owned = 0, rc = 0;
+  if (pl_api_check_model(s, &req, &err) < 0 ||
+      pl_oai_check_token_ids(&req, pl_srv_vocab_size(e), &err) < 0)
+    goto fail;
+  if (req.messages) {
+    if (!pl_srv_has_chat_template(e)) {
+      pl_oai_errorf(&err, 400, NULL, "This model has no chat template; start the server with "
+                    "--chat-template FILE to tokenize messages.");
+      err.code = "chat_template_missing";
+      goto fail;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    rc = pl_srv_render_chat(e, &req, &text, &len);
+    if (rc < 0) {
+      pl_oai_errorf(&err, rc == PL_ENOMEM ? 500 : 400, "messages",
+                    "the chat template failed on these messages: %s", pl_last_error());
+      goto fail;
+    }
+    rc = pl_srv_tokenize(e, text, len, req.add_special_tokens == 1, &ids, &n);
+    pl_free(text);
+    owned = 1;
+  } else if (req.prompts[0].text) {
+    rc = pl_srv_tokenize(e, req.prompts[0].text, req.prompts[0].text_len,
+                         req.add_special_tokens != 0, &ids, &n);
+    owned = 1;
+  } else {
+    ids = req.prompts[0].ids;
+    n = req.prompts[0].n_ids;
+  }
+  if (rc < 0) {
+    pl_oai_errorf(&err, 500, NULL, "tokenization failed: %s", pl_last_error());
+    goto fail;
+  }
+  json_t *tokens = json_array(), *strs = req.return_token_strs ? json_array() : json_null();
+  for (int i = 0; i < n && tokens && strs; i++) {
+    json_array_append_new(tokens, json_integer(ids[i]));
+    if (req.return_token_strs) {
+      size_t len = 0;
+      const char *t = pl_srv_token_text(e, ids[i], &len);
+      json_array_append_new(strs, pl_oai_lossy_string(t ? t : "", t ? len : 0));
+    }
+  }
+  json_t *v = tokens && strs ? json_pack("{s:i,s:i,s:o,s:o}", "count", n, "max_model_len",
+                                         pl_engine_max_model_len(e), "tokens", tokens,
+                                         "token_strs", strs)
+                             : NULL;
+  if (!v) {
+    json_decref(tokens);
+    json_decref(strs);
+  }
+  if (owned)
+    pl_free(ids);
+  pl_oai_request_free(&req);
+  return reply(s, c, v);
+fail:
+  if (owned)
+    pl_free(ids);
+  pl_oai_request_free(&req);
+  return pl_http_error(s, c, &err);
+}
+
+enum MHD_Result pl_api_detokenize(pl_server *s, struct MHD_Connection *c, pl_http_req *h) {
+  pl_oai_request req;
+  pl_oai_error err;
+  if (pl_oai_parse(PL_OAI_DETOKENIZE, h->body.data, h->body.len, &req, &err) < 0)
+    return pl_http_error(s, c, &err);
+  if (pl_api_check_model(s, &req, &err) < 0 ||
+      pl_oai_check_token_ids(&req, pl_srv_vocab_size(s->engine), &err) < 0) {
+    pl_oai_request_free(&req);
+    return pl_http_error(s, c, &err);
+  }
+  char *text = NULL;
+  size_t len = 0;
+  int rc = pl_srv_detokenize(s->engine, req.prompts[0].ids, req.prompts[0].n_ids, &text, &len);
+  pl_oai_request_free(&req);
+  if (rc < 0) {
+    pl_oai_errorf(&err, 500, NULL, "detokenization failed: %s", pl_last_error());
+    return pl_http_error(s, c, &err);
+  }
+  json_t *v = json_pack("{s:o}", "prompt", pl_oai_lossy_string(text, len));
+  pl_free(text);
+  return reply(s, c, v);
+}

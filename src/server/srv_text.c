@@ -1,0 +1,62 @@
+/* Text services for the server (see srv_text.h): thin wrappers over the engine's tokenizer
+ * and chat template that keep the server's files free of model details. */
+#include "server/srv_text.h"
+
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "model/tokenizer.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+int pl_srv_tokenize(const pl_engine *e, const char *text, size_t len, int add_special,
+                    int32_t **ids, int *n) {
+  pl_token_buf b = {0};
+  int rc = pl_tokenizer_encode(pl_engine_tokenizer(e), text, len, add_special, 1, &b);
+  if (rc < 0) {
+    pl_token_buf_free(&b);
+    return rc;
+  }
+  if (b.n > (size_t)INT32_MAX) {
+    pl_token_buf_free(&b);
+    return pl_fail(PL_ETOOLONG, "text too long");
+  }
+  if (!b.ids) { /* zero tokens: still hand back an allocation */
+    b.ids = pl_malloc(sizeof(int32_t));
+    if (!b.ids)
+      return pl_fail(PL_ENOMEM, "out of memory");
+  }
+  *ids = b.ids;
+  *n = (int)b.n;
+  return 0;
+}
+
+int pl_srv_detokenize(const pl_engine *e, const int32_t *ids, int n, char **text, size_t *len) {
+  if (n <= 0) {
+    *text = pl_strdup("");
+    *len = 0;
+    return *text ? 0 : pl_fail(PL_ENOMEM, "out of memory");
+  }
+  return pl_tokenizer_decode(pl_engine_tokenizer(e), ids, (size_t)n, PL_DECODE_STRIP_SPACE, text,
+                             len);
+}
+
+const char *pl_srv_token_bytes(void *engine, int32_t id, size_t *len) {
+  return pl_tokenizer_piece(pl_engine_tokenizer(engine), id, len);
+}
+
+const char *pl_srv_token_text(const pl_engine *e, int32_t id, size_t *len) {
+  return pl_tokenizer_token_text(pl_engine_tokenizer(e), id, len);
+}
+
+int pl_srv_vocab_size(const pl_engine *e) { return pl_tokenizer_n_vocab(pl_engine_tokenizer(e)); }
+
+int pl_srv_has_chat_template(const pl_engine *e) { return pl_engine_chat_template(e) != NULL; }
+
+int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, char **out, size_t *len) {
+  (void)e;
+  (void)req;
+  (void)out;
+  (void)len;
+  return pl_fail(PL_EUNSUPPORTED, "chat templates are not available in this build yet");
+}
