@@ -52,6 +52,7 @@ typedef struct pl_group {
   int cached_tokens;
   pl_sample_state *samples;  /* [sp.n] */
   char *error;               /* set when the whole request failed */
+  int unfit_tokens;          /* > 0: the scheduler found it can never fit the pool */
 } pl_group;
 
 /* An event as stored by the engine (text owned). */

@@ -91,38 +91,7 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r)
   pl_engine_emit(e, g, s, text, len);
 }
 
-int pl_engine_step(pl_engine *e) {
-  /* drop groups that finished in the previous step */
-  for (pl_group *g = e->groups, *nx; g; g = nx) {
-    nx = g->next;
-    if (g->n_live == 0)
-      pl_engine_group_free(e, g);
-  }
-  const pl_sched_output *o;
-  int n = pl_sched_schedule(e->sched, &o);
-  if (n < 0)
-    return n;
-  for (int i = 0; i < (n >= 0 ? o->n_failed : 0); i++) {
-    pl_sample_state *s = o->failed[i]->user;
-    char msg[256];
-    snprintf(msg, sizeof msg,
-             "request needs %d tokens of KV cache, more than the whole pool holds: raise "
-             "--kv-cache-memory or lower max_tokens", o->failed[i]->max_tokens);
-    fail_group(e, s->g, msg);
-  }
-  if (n == 0) {
-    for (pl_group *g = e->groups, *nx; g; g = nx) {
-      nx = g->next;
-      if (g->n_live == 0)
-        pl_engine_group_free(e, g);
-    }
-    return 0;
-  }
-  int rc = pl_runner_forward(e->runner, &o->plan, e->logits);
-  if (rc < 0) {
-    PL_ERROR("forward failed: %s", pl_last_error());
-    return rc;
-  }
+static void sample_all(pl_engine *e, const pl_sched_output *o) {
   int V = e->model->hp.n_vocab;
   for (int i = 0; i < o->plan.n_logits; i++) {
     pl_sched_req *sr = o->logits_reqs[i];
@@ -153,5 +122,52 @@ int pl_engine_step(pl_engine *e) {
       advance(e, ss, &r);
     }
   }
+}
+
+int pl_engine_step(pl_engine *e) {
+  /* drop groups that finished in the previous step */
+  for (pl_group *g = e->groups, *nx; g; g = nx) {
+    nx = g->next;
+    if (g->n_live == 0)
+      pl_engine_group_free(e, g);
+  }
+  const pl_sched_output *o;
+  int n = pl_sched_schedule(e->sched, &o);
+  if (n < 0)
+    return n;
+  if (n > 0) {
+    int rc = pl_runner_forward(e->runner, &o->plan, e->logits);
+    if (rc < 0) {
+      /* an internal error: the plan's blocks may be cached without K/V, so drop the cache and
+       * fail every request of the plan; the engine keeps serving the rest */
+      char msg[512];
+      snprintf(msg, sizeof msg, "internal error in the forward pass: %s", pl_last_error());
+      PL_ERROR("%s", msg);
+      pl_sched_reset_prefix_cache(e->sched);
+      for (int i = 0; i < o->plan.n_seqs; i++) {
+        pl_sample_state *s = o->seq_reqs[i]->user;
+        if (s->finish == PL_FINISH_NONE)
+          fail_group(e, s->g, msg);
+      }
+      n = 0;
+    }
+  }
+  if (n > 0)
+    sample_all(e, o);
+  /* requests that can never fit the pool: retired after the forward, since a sibling sample
+   * of theirs may have been part of this step's plan */
+  for (int i = 0; i < o->n_failed; i++) { /* mark first: failing frees the requests */
+    pl_sample_state *s = o->failed[i]->user;
+    s->g->unfit_tokens = o->failed[i]->max_tokens;
+  }
+  for (pl_group *g = e->groups; g && o->n_failed; g = g->next)
+    if (g->unfit_tokens) {
+      char msg[256];
+      snprintf(msg, sizeof msg,
+               "request needs %d tokens of KV cache, more than the whole pool holds: raise "
+               "--kv-cache-memory or lower max_tokens", g->unfit_tokens);
+      fail_group(e, g, msg);
+      g->unfit_tokens = 0;
+    }
   return n;
 }

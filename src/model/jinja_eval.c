@@ -14,6 +14,9 @@
 
 #include "util/error.h"
 
+/* Keep per-kind helpers out of the recursive functions' frames (see "expressions"). */
+#define NOINLINE __attribute__((noinline))
+
 #define JX_BREAK 1
 #define JX_CONTINUE 2
 
@@ -414,7 +417,7 @@ static int capture(pl_jctx *c, const pl_jnode *body, pl_jframe *f, pl_jv *out) {
   return rc;
 }
 
-static int call_macro(pl_jctx *c, const pl_jfunc *fn, const pl_jargs *a, pl_jv *out) {
+static NOINLINE int call_macro(pl_jctx *c, const pl_jfunc *fn, const pl_jargs *a, pl_jv *out) {
   const pl_jnode *m = fn->node;
   if (c->calls >= c->max_calls)
     return pl_jerr(c, "macro calls nested too deeply (limit %d)", c->max_calls);
@@ -504,7 +507,7 @@ static int eval_args(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jargs *a,
   return PL_OK;
 }
 
-static int eval_call(pl_jctx *c, const pl_jnode *n, pl_jframe *f, const pl_jv *caller,
+static NOINLINE int eval_call(pl_jctx *c, const pl_jnode *n, pl_jframe *f, const pl_jv *caller,
                      pl_jv *out) {
   pl_jv fn;
   PL_TRY(eval(c, n->a, f, &fn));
@@ -534,7 +537,7 @@ int pl_jinja_apply_test(pl_jctx *c, const char *name, pl_jv in, const pl_jargs *
 }
 
 /* A FILTER node; in a block chain (chain_in set) the innermost input is *chain_in. */
-static int eval_filter(pl_jctx *c, const pl_jnode *n, pl_jframe *f, const pl_jv *chain_in,
+static NOINLINE int eval_filter(pl_jctx *c, const pl_jnode *n, pl_jframe *f, const pl_jv *chain_in,
                        pl_jv *out) {
   pl_jv in;
   if (!n->a)
@@ -794,6 +797,153 @@ static int compare_op(pl_jctx *c, int op, pl_jv a, pl_jv b, int *res) {
 }
 
 /* ---- expressions ------------------------------------------------------------------------ */
+/* Each node kind with locals of its own lives in a separate non-inlined function, so a deep
+ * expression costs only the frames of the kinds on its path (the evaluator recurses). */
+
+static NOINLINE int ev_seq(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jlist *l = pl_jlist_new(&c->arena, n->nkids);
+  if (!l)
+    return pl_jv_oom(&c->arena);
+  for (size_t i = 0; i < n->nkids; i++)
+    PL_TRY(eval(c, n->kids[i], f, &l->v[l->n++]));
+  *out = pl_jv_list(l, n->kind == PL_JN_TUPLE);
+  return PL_OK;
+}
+
+static NOINLINE int ev_dict(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jdict *d = pl_jdict_new(&c->arena, n->nkids);
+  if (!d)
+    return pl_jv_oom(&c->arena);
+  for (size_t i = 0; i < n->nkids; i++) {
+    pl_jv k, v;
+    PL_TRY(eval(c, n->kids[i], f, &k));
+    PL_TRY(eval(c, n->kw[i], f, &v));
+    PL_TRY(pl_jdict_set(&c->arena, d, k, v));
+  }
+  *out = pl_jv_dict(d);
+  return PL_OK;
+}
+
+static NOINLINE int ev_attr(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv obj;
+  PL_TRY(eval(c, n->a, f, &obj));
+  c->line = n->line;
+  return pl_jinja_getattr(c, obj, n->name, out);
+}
+
+static NOINLINE int ev_item(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv obj, key;
+  PL_TRY(eval(c, n->a, f, &obj));
+  PL_TRY(eval(c, n->b, f, &key));
+  c->line = n->line;
+  return pl_jinja_getitem(c, obj, key, out);
+}
+
+static NOINLINE int ev_slice(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv obj, s = pl_jv_none(), e = pl_jv_none(), st = pl_jv_none();
+  PL_TRY(eval(c, n->a, f, &obj));
+  if (n->b)
+    PL_TRY(eval(c, n->b, f, &s));
+  if (n->c)
+    PL_TRY(eval(c, n->c, f, &e));
+  if (n->d)
+    PL_TRY(eval(c, n->d, f, &st));
+  c->line = n->line;
+  return do_slice(c, obj, s, e, st, out);
+}
+
+static NOINLINE int ev_test(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv in;
+  PL_TRY(eval(c, n->a, f, &in));
+  pl_jargs a;
+  PL_TRY(eval_args(c, n, f, &a, NULL));
+  int res = 0;
+  c->line = n->line;
+  PL_TRY(((pl_jtest_fn)n->impl)(c, in, &a, &res));
+  *out = pl_jv_bool(n->flag ? !res : res);
+  return PL_OK;
+}
+
+static NOINLINE int ev_unary(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv v;
+  PL_TRY(eval(c, n->a, f, &v));
+  if (n->kind == PL_JN_NOT) {
+    *out = pl_jv_bool(!pl_jv_truthy(v));
+    return PL_OK;
+  }
+  c->line = n->line;
+  if (!pl_jv_isnum(v)) {
+    if (v.type == PL_JV_UNDEF)
+      return pl_jinja_undef_error(c, v);
+    return pl_jerr(c, "bad operand type for unary %s: '%s'", n->kind == PL_JN_NEG ? "-" : "+",
+                   pl_jv_type_name(v));
+  }
+  if (n->kind == PL_JN_POS) {
+    *out = v.type == PL_JV_BOOL ? pl_jv_int(v.u.b) : v;
+  } else if (v.type == PL_JV_FLOAT) {
+    *out = pl_jv_float(-v.u.f);
+  } else {
+    int64_t i = as_i64(v);
+    if (i == INT64_MIN)
+      return pl_jerr(c, "integer overflow");
+    *out = pl_jv_int(-i);
+  }
+  return PL_OK;
+}
+
+static NOINLINE int ev_binop(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv a, b;
+  PL_TRY(eval(c, n->a, f, &a));
+  PL_TRY(eval(c, n->b, f, &b));
+  c->line = n->line;
+  return arith(c, n->op, a, b, out);
+}
+
+static NOINLINE int ev_concat(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jbuf b;
+  pl_jbuf_init(&b, c->max_output);
+  for (size_t i = 0; i < n->nkids; i++) {
+    pl_jv v;
+    int rc = eval(c, n->kids[i], f, &v);
+    if (rc == PL_OK)
+      rc = pl_jv_write_str(&b, v);
+    if (rc) {
+      pl_jbuf_free(&b);
+      return rc;
+    }
+  }
+  return pl_jstr_make(c, &b, out);
+}
+
+static NOINLINE int ev_compare(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv left;
+  PL_TRY(eval(c, n->a, f, &left));
+  for (size_t i = 0; i < n->nkids; i++) {
+    pl_jv right;
+    int res;
+    PL_TRY(eval(c, n->kids[i], f, &right));
+    c->line = n->line;
+    PL_TRY(compare_op(c, n->ops[i], left, right, &res));
+    if (!res) {
+      *out = pl_jv_bool(0);
+      return PL_OK;
+    }
+    left = right;
+  }
+  *out = pl_jv_bool(1);
+  return PL_OK;
+}
+
+static NOINLINE int ev_cond(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
+  pl_jv t;
+  PL_TRY(eval(c, n->b, f, &t));
+  if (pl_jv_truthy(t))
+    return eval(c, n->a, f, out);
+  if (n->c)
+    return eval(c, n->c, f, out);
+  *out = pl_jv_undef(NULL);
+  return PL_OK;
+}
 
 static int eval_inner(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
   switch (n->kind) {
@@ -806,155 +956,40 @@ static int eval_inner(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
     return PL_OK;
   }
   case PL_JN_LIST:
-  case PL_JN_TUPLE: {
-    pl_jlist *l = pl_jlist_new(&c->arena, n->nkids);
-    if (!l)
-      return pl_jv_oom(&c->arena);
-    for (size_t i = 0; i < n->nkids; i++)
-      PL_TRY(eval(c, n->kids[i], f, &l->v[l->n++]));
-    *out = pl_jv_list(l, n->kind == PL_JN_TUPLE);
-    return PL_OK;
-  }
-  case PL_JN_DICT: {
-    pl_jdict *d = pl_jdict_new(&c->arena, n->nkids);
-    if (!d)
-      return pl_jv_oom(&c->arena);
-    for (size_t i = 0; i < n->nkids; i++) {
-      pl_jv k, v;
-      PL_TRY(eval(c, n->kids[i], f, &k));
-      PL_TRY(eval(c, n->kw[i], f, &v));
-      PL_TRY(pl_jdict_set(&c->arena, d, k, v));
-    }
-    *out = pl_jv_dict(d);
-    return PL_OK;
-  }
-  case PL_JN_ATTR: {
-    pl_jv obj;
-    PL_TRY(eval(c, n->a, f, &obj));
-    c->line = n->line;
-    return pl_jinja_getattr(c, obj, n->name, out);
-  }
-  case PL_JN_ITEM: {
-    pl_jv obj, key;
-    PL_TRY(eval(c, n->a, f, &obj));
-    PL_TRY(eval(c, n->b, f, &key));
-    c->line = n->line;
-    return pl_jinja_getitem(c, obj, key, out);
-  }
-  case PL_JN_SLICE: {
-    pl_jv obj, s = pl_jv_none(), e = pl_jv_none(), st = pl_jv_none();
-    PL_TRY(eval(c, n->a, f, &obj));
-    if (n->b)
-      PL_TRY(eval(c, n->b, f, &s));
-    if (n->c)
-      PL_TRY(eval(c, n->c, f, &e));
-    if (n->d)
-      PL_TRY(eval(c, n->d, f, &st));
-    c->line = n->line;
-    return do_slice(c, obj, s, e, st, out);
-  }
+  case PL_JN_TUPLE:
+    return ev_seq(c, n, f, out);
+  case PL_JN_DICT:
+    return ev_dict(c, n, f, out);
+  case PL_JN_ATTR:
+    return ev_attr(c, n, f, out);
+  case PL_JN_ITEM:
+    return ev_item(c, n, f, out);
+  case PL_JN_SLICE:
+    return ev_slice(c, n, f, out);
   case PL_JN_CALL:
     return eval_call(c, n, f, NULL, out);
   case PL_JN_FILTER:
     return eval_filter(c, n, f, NULL, out);
-  case PL_JN_TEST: {
-    pl_jv in;
-    PL_TRY(eval(c, n->a, f, &in));
-    pl_jargs a;
-    PL_TRY(eval_args(c, n, f, &a, NULL));
-    int res = 0;
-    c->line = n->line;
-    PL_TRY(((pl_jtest_fn)n->impl)(c, in, &a, &res));
-    *out = pl_jv_bool(n->flag ? !res : res);
-    return PL_OK;
-  }
+  case PL_JN_TEST:
+    return ev_test(c, n, f, out);
   case PL_JN_NEG:
-  case PL_JN_POS: {
-    pl_jv v;
-    PL_TRY(eval(c, n->a, f, &v));
-    c->line = n->line;
-    if (!pl_jv_isnum(v)) {
-      if (v.type == PL_JV_UNDEF)
-        return pl_jinja_undef_error(c, v);
-      return pl_jerr(c, "bad operand type for unary %s: '%s'", n->kind == PL_JN_NEG ? "-" : "+",
-                     pl_jv_type_name(v));
-    }
-    if (n->kind == PL_JN_POS) {
-      *out = v.type == PL_JV_BOOL ? pl_jv_int(v.u.b) : v;
-    } else if (v.type == PL_JV_FLOAT) {
-      *out = pl_jv_float(-v.u.f);
-    } else {
-      int64_t i = as_i64(v);
-      if (i == INT64_MIN)
-        return pl_jerr(c, "integer overflow");
-      *out = pl_jv_int(-i);
-    }
-    return PL_OK;
-  }
-  case PL_JN_NOT: {
-    pl_jv v;
-    PL_TRY(eval(c, n->a, f, &v));
-    *out = pl_jv_bool(!pl_jv_truthy(v));
-    return PL_OK;
-  }
+  case PL_JN_POS:
+  case PL_JN_NOT:
+    return ev_unary(c, n, f, out);
   case PL_JN_AND:
-  case PL_JN_OR: {
+  case PL_JN_OR:
     PL_TRY(eval(c, n->a, f, out));
-    int t = pl_jv_truthy(*out);
-    if (n->kind == PL_JN_AND ? !t : t)
+    if (n->kind == PL_JN_AND ? !pl_jv_truthy(*out) : pl_jv_truthy(*out))
       return PL_OK;
     return eval(c, n->b, f, out);
-  }
-  case PL_JN_BINOP: {
-    pl_jv a, b;
-    PL_TRY(eval(c, n->a, f, &a));
-    PL_TRY(eval(c, n->b, f, &b));
-    c->line = n->line;
-    return arith(c, n->op, a, b, out);
-  }
-  case PL_JN_CONCAT: {
-    pl_jbuf b;
-    pl_jbuf_init(&b, c->max_output);
-    for (size_t i = 0; i < n->nkids; i++) {
-      pl_jv v;
-      int rc = eval(c, n->kids[i], f, &v);
-      if (rc == PL_OK)
-        rc = pl_jv_write_str(&b, v);
-      if (rc) {
-        pl_jbuf_free(&b);
-        return rc;
-      }
-    }
-    return pl_jstr_make(c, &b, out);
-  }
-  case PL_JN_COMPARE: {
-    pl_jv left;
-    PL_TRY(eval(c, n->a, f, &left));
-    for (size_t i = 0; i < n->nkids; i++) {
-      pl_jv right;
-      int res;
-      PL_TRY(eval(c, n->kids[i], f, &right));
-      c->line = n->line;
-      PL_TRY(compare_op(c, n->ops[i], left, right, &res));
-      if (!res) {
-        *out = pl_jv_bool(0);
-        return PL_OK;
-      }
-      left = right;
-    }
-    *out = pl_jv_bool(1);
-    return PL_OK;
-  }
-  case PL_JN_COND: {
-    pl_jv t;
-    PL_TRY(eval(c, n->b, f, &t));
-    if (pl_jv_truthy(t))
-      return eval(c, n->a, f, out);
-    if (n->c)
-      return eval(c, n->c, f, out);
-    *out = pl_jv_undef(NULL);
-    return PL_OK;
-  }
+  case PL_JN_BINOP:
+    return ev_binop(c, n, f, out);
+  case PL_JN_CONCAT:
+    return ev_concat(c, n, f, out);
+  case PL_JN_COMPARE:
+    return ev_compare(c, n, f, out);
+  case PL_JN_COND:
+    return ev_cond(c, n, f, out);
   default:
     return pl_jerr(c, "statement used as an expression");
   }
@@ -1007,7 +1042,7 @@ static int bind_targets(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv v) {
   return PL_OK;
 }
 
-static int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+static NOINLINE int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   pl_jv it;
   PL_TRY(eval(c, n->a, f, &it));
   c->line = n->line;
@@ -1037,21 +1072,20 @@ static int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
     }
     return PL_OK;
   }
+  /* One loop object per loop, advanced each iteration (iterations allocate nothing). */
+  pl_jloop *lp = pl_jalloc(c, sizeof *lp);
+  if (!lp)
+    return pl_jv_oom(&c->arena);
+  lp->items = items;
+  lp->depth = 1; /* loop.depth counts recursive-loop levels only; nested loops are all 1 */
+  pl_jv lv = {.type = PL_JV_LOOP};
+  lv.u.loop = lp;
   c->loop_depth++;
   int rc = PL_OK;
   for (size_t i = 0; i < items->n; i++) {
     /* A fresh scope per iteration: sets inside the body start from the outer values. */
     frame->n = 0;
-    pl_jloop *lp = pl_jalloc(c, sizeof *lp);
-    if (!lp) {
-      rc = pl_jv_oom(&c->arena);
-      break;
-    }
-    lp->items = items;
     lp->index0 = i;
-    lp->depth = c->loop_depth;
-    pl_jv lv = {.type = PL_JV_LOOP};
-    lv.u.loop = lp;
     if ((rc = bind_targets(c, n, frame, items->v[i])) < 0 ||
         (rc = pl_jframe_set(c, frame, "loop", lv)) < 0)
       break;
@@ -1068,6 +1102,80 @@ static int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   return rc;
 }
 
+static NOINLINE int ex_output(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  pl_jv v;
+  PL_TRY(eval(c, n->a, f, &v));
+  return emit(c, v);
+}
+
+static NOINLINE int ex_if(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  pl_jv t;
+  PL_TRY(eval(c, n->a, f, &t));
+  if (pl_jv_truthy(t))
+    return exec(c, n->b, f);
+  return n->c ? exec(c, n->c, f) : PL_OK;
+}
+
+static NOINLINE int ex_set(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  pl_jv v;
+  PL_TRY(eval(c, n->a, f, &v));
+  return bind_targets(c, n, f, v);
+}
+
+static NOINLINE int ex_set_ns(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  const pl_jv *ns = pl_jframe_lookup(f, n->names[0]);
+  if (!ns || ns->type != PL_JV_NS)
+    return pl_jerr(c, "cannot assign attribute on non-namespace object '%s'", n->names[0]);
+  pl_jv v;
+  PL_TRY(eval(c, n->a, f, &v));
+  return pl_jdict_set(&c->arena, ns->u.d, pl_jv_str(n->name, strlen(n->name)), v);
+}
+
+/* {% set x %}...{% endset %} and {% filter f %}...{% endfilter %}: capture, then filter. */
+static NOINLINE int ex_capture(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  pl_jframe *inner = pl_jframe_new(c, f);
+  if (!inner)
+    return pl_jv_oom(&c->arena);
+  pl_jv body, v;
+  PL_TRY(capture(c, n->b, inner, &body));
+  if (n->a)
+    PL_TRY(eval_filter(c, n->a, f, &body, &v));
+  else
+    v = body;
+  if (n->kind == PL_JN_SET_BLOCK)
+    return pl_jframe_set(c, f, n->names[0], v);
+  return emit(c, v);
+}
+
+static NOINLINE int ex_macro(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  pl_jfunc *fn = pl_jarena_calloc(&c->arena, sizeof *fn);
+  if (!fn)
+    return pl_jv_oom(&c->arena);
+  fn->name = n->kind == PL_JN_MACRO ? n->name : "caller";
+  fn->node = n;
+  fn->closure = f;
+  pl_jv v = {.type = PL_JV_FUNC};
+  v.u.fn = fn;
+  if (n->kind == PL_JN_MACRO)
+    return pl_jframe_set(c, f, n->name, v);
+  /* {% call m(...) %}body{% endcall %}: m gets `caller`, a macro running body here. */
+  pl_jv res;
+  PL_TRY(eval_call(c, n->a, f, &v, &res));
+  return emit(c, res);
+}
+
+static NOINLINE int ex_with(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  pl_jframe *inner = pl_jframe_new(c, f);
+  if (!inner)
+    return pl_jv_oom(&c->arena);
+  for (size_t i = 0; i < n->nnames; i++) {
+    pl_jv v;
+    PL_TRY(eval(c, n->kids[i], f, &v));
+    PL_TRY(pl_jframe_set(c, inner, n->names[i], v));
+  }
+  return exec(c, n->b, inner);
+}
+
 static int exec_inner(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   switch (n->kind) {
   case PL_JN_BODY:
@@ -1079,88 +1187,24 @@ static int exec_inner(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
     return PL_OK;
   case PL_JN_TEXT:
     return pl_jbuf_put(c->out, n->lit.u.s.p, n->lit.u.s.n);
-  case PL_JN_OUTPUT: {
-    pl_jv v;
-    PL_TRY(eval(c, n->a, f, &v));
-    return emit(c, v);
-  }
-  case PL_JN_IF: {
-    pl_jv t;
-    PL_TRY(eval(c, n->a, f, &t));
-    if (pl_jv_truthy(t))
-      return exec(c, n->b, f);
-    return n->c ? exec(c, n->c, f) : PL_OK;
-  }
+  case PL_JN_OUTPUT:
+    return ex_output(c, n, f);
+  case PL_JN_IF:
+    return ex_if(c, n, f);
   case PL_JN_FOR:
     return exec_for(c, n, f);
-  case PL_JN_SET: {
-    pl_jv v;
-    PL_TRY(eval(c, n->a, f, &v));
-    return bind_targets(c, n, f, v);
-  }
-  case PL_JN_SET_NS: {
-    const pl_jv *ns = pl_jframe_lookup(f, n->names[0]);
-    if (!ns || ns->type != PL_JV_NS)
-      return pl_jerr(c, "cannot assign attribute on non-namespace object '%s'", n->names[0]);
-    pl_jv v;
-    PL_TRY(eval(c, n->a, f, &v));
-    return pl_jdict_set(&c->arena, ns->u.d, pl_jv_str(n->name, strlen(n->name)), v);
-  }
-  case PL_JN_SET_BLOCK: {
-    pl_jframe *inner = pl_jframe_new(c, f);
-    if (!inner)
-      return pl_jv_oom(&c->arena);
-    pl_jv body, v;
-    PL_TRY(capture(c, n->b, inner, &body));
-    if (n->a)
-      PL_TRY(eval_filter(c, n->a, f, &body, &v));
-    else
-      v = body;
-    return pl_jframe_set(c, f, n->names[0], v);
-  }
-  case PL_JN_MACRO: {
-    pl_jfunc *fn = pl_jarena_calloc(&c->arena, sizeof *fn);
-    if (!fn)
-      return pl_jv_oom(&c->arena);
-    fn->name = n->name;
-    fn->node = n;
-    fn->closure = f;
-    pl_jv v = {.type = PL_JV_FUNC};
-    v.u.fn = fn;
-    return pl_jframe_set(c, f, n->name, v);
-  }
-  case PL_JN_CALL_BLOCK: {
-    pl_jfunc *fn = pl_jarena_calloc(&c->arena, sizeof *fn);
-    if (!fn)
-      return pl_jv_oom(&c->arena);
-    fn->name = "caller";
-    fn->node = n;
-    fn->closure = f;
-    pl_jv caller = {.type = PL_JV_FUNC}, v;
-    caller.u.fn = fn;
-    PL_TRY(eval_call(c, n->a, f, &caller, &v));
-    return emit(c, v);
-  }
-  case PL_JN_FILTER_BLOCK: {
-    pl_jframe *inner = pl_jframe_new(c, f);
-    if (!inner)
-      return pl_jv_oom(&c->arena);
-    pl_jv body, v;
-    PL_TRY(capture(c, n->b, inner, &body));
-    PL_TRY(eval_filter(c, n->a, f, &body, &v));
-    return emit(c, v);
-  }
-  case PL_JN_WITH: {
-    pl_jframe *inner = pl_jframe_new(c, f);
-    if (!inner)
-      return pl_jv_oom(&c->arena);
-    for (size_t i = 0; i < n->nnames; i++) {
-      pl_jv v;
-      PL_TRY(eval(c, n->kids[i], f, &v));
-      PL_TRY(pl_jframe_set(c, inner, n->names[i], v));
-    }
-    return exec(c, n->b, inner);
-  }
+  case PL_JN_SET:
+    return ex_set(c, n, f);
+  case PL_JN_SET_NS:
+    return ex_set_ns(c, n, f);
+  case PL_JN_SET_BLOCK:
+  case PL_JN_FILTER_BLOCK:
+    return ex_capture(c, n, f);
+  case PL_JN_MACRO:
+  case PL_JN_CALL_BLOCK:
+    return ex_macro(c, n, f);
+  case PL_JN_WITH:
+    return ex_with(c, n, f);
   case PL_JN_BREAK:
     return JX_BREAK;
   case PL_JN_CONTINUE:

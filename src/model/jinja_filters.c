@@ -215,9 +215,15 @@ static int f_indent(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   int rc = PL_OK;
   if (first)
     rc = pl_jbuf_put(&b, ind.u.s.p, ind.u.s.n);
-  /* Lines split like str.splitlines() on \n, \r\n and \r; "a\n" has one line. */
-  const char *p = s.u.s.p;
-  size_t n = s.u.s.n, i = 0;
+  /* Jinja appends "\n" and then splits like str.splitlines() (on \n, \r\n and \r here), so
+   * a trailing newline survives: "a\n" -> lines "a", "". */
+  char *text = pl_jalloc(c, s.u.s.n + 1);
+  if (!text)
+    return pl_jv_oom(&c->arena);
+  memcpy(text, s.u.s.p, s.u.s.n);
+  text[s.u.s.n] = '\n';
+  const char *p = text;
+  size_t n = s.u.s.n + 1, i = 0;
   int line_no = 0;
   while (rc == PL_OK && i < n) {
     size_t st = i;

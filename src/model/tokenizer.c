@@ -486,8 +486,6 @@ pl_tok_heap_ent pl_tok_heap_pop(pl_tok_ctx *c) {
   return top;
 }
 
-void pl_tok_wcache_free(pl_tok_ctx *c); /* tokenizer_bpe.c */
-
 static void ctx_free(pl_tok_ctx *c) {
   pl_free(c->sym);
   pl_free(c->heap);

@@ -9,12 +9,10 @@
  *   3. each word starts as one symbol per byte (the token of that byte's GPT-2 character) and
  *      adjacent symbols merge by the lowest merge rank, ties to the leftmost pair, in id space
  *      ((left id, right id) -> (rank, merged id)): no strings are built while merging.
- * Long inputs get a bounded per-call cache of short words -> ids (4096 direct-mapped slots),
- * since natural text repeats words; it never grows.
+ * Long inputs use the bounded per-call word cache (tokenizer_wcache.c).
  */
 #include <string.h>
 #include <utf8proc.h>
-#include <xxhash.h>
 
 #include "model/tokenizer_impl.h"
 #include "util/alloc.h"
@@ -44,26 +42,6 @@ int pl_bpe_cp_to_byte(uint32_t cp) {
   if (cp == 323)
     return 173;
   return -1;
-}
-
-/* ---- bounded word cache ---- */
-#define WC_SLOTS 4096
-#define WC_MAXW 22
-#define WC_MAXT 8
-typedef struct {
-  uint64_t h;
-  uint8_t wlen, nt;
-  char w[WC_MAXW];
-  int32_t ids[WC_MAXT];
-} wc_ent;
-struct pl_tok_wcache {
-  wc_ent e[WC_SLOTS];
-};
-#define WC_MIN_INPUT 8192 /* inputs shorter than this do not pay for a cache */
-
-void pl_tok_wcache_free(pl_tok_ctx *c) {
-  pl_free(c->wcache);
-  c->wcache = NULL;
 }
 
 /* ---- one word ---- */
@@ -129,30 +107,16 @@ static int bpe_word(pl_tok_ctx *c, const char *word, size_t n) {
     if (id >= 0)
       return pl_tok_emit(c, id);
   }
-  wc_ent *ce = NULL;
-  uint64_t h = 0;
-  if (c->wcache && n <= WC_MAXW) {
-    h = XXH3_64bits(w, n);
-    ce = &c->wcache->e[h & (WC_SLOTS - 1)];
-    if (ce->h == h && ce->wlen == n && memcmp(ce->w, w, n) == 0) {
-      for (int i = 0; i < ce->nt; i++)
-        PL_TRY(pl_tok_emit(c, ce->ids[i]));
-      return PL_OK;
-    }
-  }
+  pl_tok_wslot slot;
+  int hit = pl_tok_wcache_get(c, word, n, &slot);
+  if (hit)
+    return hit > 0 ? PL_OK : PL_ENOMEM;
   PL_TRY(bpe_merge_word(c, w, (int32_t)n));
   size_t first = c->out->n;
   for (int32_t i = 0; i != -1; i = c->sym[i].next)
     if (c->sym[i].id >= 0) /* a byte with no token (broken vocab) is dropped, like llama.cpp */
       PL_TRY(pl_tok_emit(c, c->sym[i].id));
-  size_t nt = c->out->n - first;
-  if (ce && nt <= WC_MAXT) {
-    ce->h = h;
-    ce->wlen = (uint8_t)n;
-    ce->nt = (uint8_t)nt;
-    memcpy(ce->w, w, n);
-    memcpy(ce->ids, c->out->ids + first, nt * sizeof(int32_t));
-  }
+  pl_tok_wcache_put(c, &slot, word, n, first);
   return PL_OK;
 }
 
@@ -206,11 +170,7 @@ static int normalize(pl_tok_ctx *c, const char *s, size_t n, const char **out, s
 
 int pl_bpe_encode(pl_tok_ctx *c, const char *text, size_t len) {
   const pl_tokenizer *t = c->t;
-  if (!c->wcache && len >= WC_MIN_INPUT) {
-    c->wcache = pl_calloc(1, sizeof *c->wcache);
-    if (!c->wcache)
-      return pl_fail(PL_ENOMEM, "tokenizer: out of memory (word cache)");
-  }
+  PL_TRY(pl_tok_wcache_ensure(c, len));
   const unsigned char *s = (const unsigned char *)text;
   size_t i = 0;
   while (i < len) {

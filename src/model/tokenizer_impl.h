@@ -159,6 +159,19 @@ static inline int pl_utf8_len(const unsigned char *s, size_t n) {
   return 0;
 }
 
+/* ---- tokenizer_wcache.c: bounded per-call word cache ---- */
+#define PL_WCACHE_MIN_INPUT 8192 /* inputs shorter than this do not pay for a cache */
+typedef struct pl_tok_wslot {
+  void *e;    /* the slot a miss will fill, NULL when the word cannot be cached */
+  uint64_t h;
+} pl_tok_wslot;
+int pl_tok_wcache_ensure(pl_tok_ctx *c, size_t input_len);
+void pl_tok_wcache_free(pl_tok_ctx *c);
+/* 1: hit, ids emitted; 0: miss (slot says where to store); -1: out of memory emitting. */
+int pl_tok_wcache_get(pl_tok_ctx *c, const char *w, size_t n, pl_tok_wslot *slot);
+/* Remember the ids emitted since out->n == first for word w. */
+void pl_tok_wcache_put(pl_tok_ctx *c, const pl_tok_wslot *slot, const char *w, size_t n, size_t first);
+
 /* ---- tokenizer_spm.c ---- */
 /* Encode one raw-text fragment (no special tokens in it). `prefix`: prepend the "▁". */
 int pl_spm_encode(pl_tok_ctx *c, const char *text, size_t len, int prefix);

@@ -39,6 +39,11 @@ static void try_pair(pl_tok_ctx *c, const char *buf, int32_t l, int32_t r) {
 static int merge_span(pl_tok_ctx *c, const char *buf, size_t from, size_t to) {
   const pl_tokenizer *t = c->t;
   pl_tok_sym *s = c->sym;
+  pl_tok_wslot slot;
+  int hit = pl_tok_wcache_get(c, buf + from, to - from, &slot);
+  if (hit)
+    return hit > 0 ? PL_OK : PL_ENOMEM;
+  size_t first = c->out->n;
   int32_t ns = 0;
   for (size_t i = from; i < to;) {
     int l = pl_utf8_len((const unsigned char *)buf + i, to - i);
@@ -87,6 +92,7 @@ static int merge_span(pl_tok_ctx *c, const char *buf, size_t from, size_t to) {
     for (k = 0; k < s[i].len; k++)
       PL_TRY(pl_tok_emit(c, t->byte_tok[(unsigned char)buf[s[i].start + k]]));
   }
+  pl_tok_wcache_put(c, &slot, buf + from, to - from, first);
   return PL_OK;
 }
 
@@ -115,6 +121,7 @@ int pl_spm_encode(pl_tok_ctx *c, const char *text, size_t len, int prefix) {
   if (!t->spm_word_split)
     return merge_span(c, buf, 0, n);
   /* word by word: cut before each "▁" that follows another character */
+  PL_TRY(pl_tok_wcache_ensure(c, len));
   size_t w = 0;
   for (size_t i = 3; i + 3 <= n; i++) {
     if (memcmp(buf + i, SPACE, 3) == 0 && memcmp(buf + i - 3, SPACE, 3) != 0) {

@@ -221,7 +221,7 @@ test("model-gen: bad arguments are refused", { skip: !bin }, () => {
 
 test("pagellm info --json reads a generated file", { skip: !bin }, async (t) => {
   const f = join(dir, "info.gguf");
-  assert.equal(gen(f, ["--arch", "qwen3", "--type", "q8_0"]).status, 0);
+  assert.equal(gen(f, ["--arch", "qwen3", "--type", "q8_0", "--head-dim", "128", "--tied"]).status, 0);
   const r = runPl(["info", "-m", f, "--json"]);
   if (r.status !== 0 && /unknown|usage|not (yet )?implemented|command/i.test(r.stderr + r.stdout) && !r.stdout.trim().startsWith("{")) {
     t.skip(`info not available yet: ${(r.stderr || r.stdout).split("\n")[0]}`);
@@ -229,7 +229,14 @@ test("pagellm info --json reads a generated file", { skip: !bin }, async (t) => 
   }
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  const text = JSON.stringify(j);
-  assert.match(text, /qwen3/);
-  assert.match(text, /Q8_0|q8_0/);
+  assert.equal(j.architecture, "qwen3");
+  const want = { n_layer: 2, n_embd: 256, n_head: 4, n_head_kv: 2, head_dim: 128, n_ff: 512, n_vocab: 384, n_ctx_train: 128 };
+  for (const [k, v] of Object.entries(want)) if (k in j) assert.equal(j[k], v, k);
+  if ("tied_embeddings" in j) assert.equal(j.tied_embeddings, true);
+  if ("n_params" in j) {
+    const info = await readGgufFileInfo(f, { readTensorInfo: true });
+    const n = info.tensorInfo.reduce((s, x) => s + x.dimensions.reduce((p, d) => p * Number(d), 1), 0);
+    assert.equal(j.n_params, n, "n_params = sum of tensor elements");
+  }
+  assert.match(JSON.stringify(j), /Q8_0|q8_0/);
 });

@@ -2,10 +2,10 @@
 """Train pagellm's bundled default model: a byte-level BPE tokenizer and a small Llama
 (RMSNorm, RoPE, SwiGLU, GQA, tied embeddings) on public-domain / BSD English text from
 Debian packages, then export GGUF (F16) with full tokenizer metadata and the golden files
-the C tests compare against. One GPU run (about 6 minutes on an H100).
+the C tests compare against. One GPU run (about 4.5 minutes on an H100).
 
     sh tools/train/get_corpus.sh && python3 tools/train/build_corpus.py      # here (stdlib)
-    python3 tools/train/train.py --corpus .devcarry/corpus --out STAGE      # GPU machine
+    python3 tools/train/train.py --corpus .devcarry/corpus --out STAGE --compile   # GPU
 
 STAGE receives, in the repository's layout:
   models/pagellm-default.gguf           GGUF v3, 2-D weights F16, norms F32, gpt2 tokenizer

@@ -1,0 +1,190 @@
+/* The bundled default model (models/pagellm-default.gguf, F16, trained by tools/train/) against
+ * PyTorch/transformers outputs on its exported weights (tests/golden/default-model):
+ *  - held-out perplexity: per-token NLL of 4 windows of 512 tokens within 2e-3 (mean within
+ *    1e-4 relative) — the engine computes these from its own logits;
+ *  - prompt 0's logits within 2e-3 (logits are O(10), F16 weights, float32 math both sides);
+ *  - greedy continuations of 6 text prompts, 64 tokens, token for token through the engine
+ *    (text prompt → our tokenizer → ids must equal the golden prompt ids);
+ *  - the 58 tokenizer cases of the model's own byte-level BPE vocabulary. */
+#include <math.h>
+
+#include "check.h"
+#include "golden_io.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "pagellm.h"
+#include "util/alloc.h"
+
+#define GD "tests/golden/default-model/"
+
+static void perplexity(const pl_model *m) {
+  json_error_t je;
+  json_t *pj = json_load_file(src_path(GD "perplexity.json"), 0, &je);
+  CHECK(pj != NULL, "%s", je.text);
+  int W = (int)json_integer_value(json_object_get(pj, "windows"));
+  int T = (int)json_integer_value(json_object_get(pj, "window_tokens"));
+  int32_t *toks = read_all(src_path(GD "heldout_tokens.i32"), NULL);
+  float *nll = read_all(src_path(GD "heldout_nll.f32"), NULL);
+  int V = m->hp.n_vocab;
+  pl_backend *be;
+  CHECK(pl_backend_cpu_create(2, &be) == 0);
+  float *lg = malloc(sizeof(float) * (size_t)T * V);
+  double sum = 0, ref_sum = 0, maxd = 0;
+  for (int w = 0; w < W; w++) {
+    seq_runner s;
+    CHECK(seq_init(&s, m, be, T, 16) == 0, "%s", pl_last_error());
+    /* two chunks: the second half attends to the first through the cache */
+    CHECK(seq_feed(&s, toks + (size_t)w * T, T / 2, lg) == 0);
+    CHECK(seq_feed(&s, toks + (size_t)w * T + T / 2, T - T / 2, lg + (size_t)(T / 2) * V) == 0);
+    for (int t = 0; t + 1 < T; t++) {
+      const float *x = lg + (size_t)t * V;
+      double mx = x[0], z = 0;
+      for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+      for (int v = 0; v < V; v++) z += exp(x[v] - mx);
+      double l = mx + log(z) - x[toks[(size_t)w * T + t + 1]];
+      double r = nll[(size_t)w * (T - 1) + t];
+      maxd = fabs(l - r) > maxd ? fabs(l - r) : maxd;
+      sum += l;
+      ref_sum += r;
+    }
+    seq_free(&s);
+  }
+  int n = W * (T - 1);
+  printf("held-out: mean NLL %.6f (PyTorch %.6f), perplexity %.3f (PyTorch %.3f), max per-token "
+         "|diff| %.2g\n", sum / n, ref_sum / n, exp(sum / n), exp(ref_sum / n), maxd);
+  CHECK(fabs(sum - ref_sum) / n <= 1e-4 * fabs(ref_sum / n), "mean NLL differs");
+  CHECK(maxd <= 2e-3, "per-token NLL differs by %g", maxd);
+  free(lg);
+  free(toks);
+  free(nll);
+  be->ops->destroy(be);
+  json_decref(pj);
+}
+
+static void greedy_and_logits(const char *model_path) {
+  json_error_t je;
+  json_t *gj = json_load_file(src_path(GD "greedy.json"), 0, &je);
+  CHECK(gj != NULL, "%s", je.text);
+  pl_engine_params ep;
+  pl_engine_params_default(&ep);
+  ep.model_path = model_path;
+  ep.n_threads = 2;
+  ep.kv_cache_bytes = 64 << 20;
+  pl_engine *e;
+  CHECK(pl_engine_create(&ep, &e) == 0, "%s", pl_last_error());
+  if (!e)
+    return;
+  json_t *cases = json_object_get(gj, "cases");
+  uint64_t ids[16];
+  size_t nc = json_array_size(cases);
+  int32_t out[16][128];
+  int n_out[16] = {0};
+  for (size_t i = 0; i < nc && i < 16; i++) {
+    json_t *c = json_array_get(cases, i);
+    pl_sampling_params sp;
+    pl_sampling_params_default(&sp);
+    sp.temperature = 0;
+    sp.ignore_eos = 1;
+    sp.max_tokens = (int)json_array_size(json_object_get(c, "generated_ids"));
+    /* the text prompt through our tokenizer (BOS added as the metadata says) */
+    CHECK(pl_engine_add_request(e, json_string_value(json_object_get(c, "prompt")), NULL, 0, &sp,
+                                &ids[i]) == 0, "%s", pl_last_error());
+  }
+  /* all prompts at once: batched decode must give the same tokens */
+  while (pl_engine_has_unfinished(e)) {
+    CHECK(pl_engine_step(e) >= 0);
+    pl_output_event ev;
+    while (pl_engine_poll(e, &ev)) {
+      int i = (int)(ev.request_id - ids[0]);
+      CHECK_EQ_INT(ev.prompt_tokens, json_array_size(json_object_get(json_array_get(cases, (size_t)i), "prompt_ids")));
+      for (int k = 0; k < ev.n_tokens && n_out[i] < 128; k++)
+        out[i][n_out[i]++] = ev.tokens[k];
+    }
+  }
+  for (size_t i = 0; i < nc && i < 16; i++) {
+    json_t *g = json_object_get(json_array_get(cases, i), "generated_ids");
+    int first = -1;
+    for (size_t k = 0; k < json_array_size(g); k++)
+      if ((int)k >= n_out[i] || out[i][k] != json_integer_value(json_array_get(g, k))) {
+        first = (int)k;
+        break;
+      }
+    CHECK(first < 0, "case %zu: first difference at token %d", i, first);
+  }
+  printf("greedy: %zu prompts x 64 tokens identical to PyTorch\n", nc);
+  pl_engine_destroy(e);
+  json_decref(gj);
+}
+
+static void prompt0_logits(const pl_model *m) {
+  json_error_t je;
+  json_t *gj = json_load_file(src_path(GD "greedy.json"), 0, &je);
+  json_t *p = json_object_get(json_array_get(json_object_get(gj, "cases"), 0), "prompt_ids");
+  int n = (int)json_array_size(p), V = m->hp.n_vocab;
+  int32_t ids[64];
+  for (int i = 0; i < n && i < 64; i++)
+    ids[i] = (int32_t)json_integer_value(json_array_get(p, (size_t)i));
+  float *ref = read_all(src_path(GD "prompt0_logits.f32"), NULL);
+  float *lg = malloc(sizeof(float) * (size_t)n * V);
+  pl_backend *be;
+  CHECK(pl_backend_cpu_create(1, &be) == 0);
+  seq_runner s;
+  CHECK(seq_init(&s, m, be, n, 16) == 0);
+  CHECK(seq_feed(&s, ids, n, lg) == 0);
+  double maxd = 0;
+  for (size_t k = 0; k < (size_t)n * V; k++)
+    maxd = fabs(lg[k] - ref[k]) > maxd ? fabs(lg[k] - ref[k]) : maxd;
+  printf("prompt 0 logits: max |diff| %.3g\n", maxd);
+  CHECK(maxd <= 2e-3, "logits differ by %g", maxd);
+  seq_free(&s);
+  be->ops->destroy(be);
+  free(lg);
+  free(ref);
+  json_decref(gj);
+}
+
+static void tokenizer_cases(const pl_model *m) {
+  json_error_t je;
+  json_t *tj = json_load_file(src_path(GD "tokenizer.json"), 0, &je);
+  CHECK(tj != NULL, "%s", je.text);
+  pl_tokenizer *t;
+  CHECK(pl_tokenizer_load_gguf(m->gguf, &t) == 0, "%s", pl_last_error());
+  json_t *cases = json_object_get(tj, "cases");
+  int bad = 0;
+  for (size_t i = 0; i < json_array_size(cases); i++) {
+    json_t *c = json_array_get(cases, i);
+    const char *text = json_string_value(json_object_get(c, "text"));
+    json_t *want = json_object_get(c, "ids");
+    pl_token_buf b = {0};
+    CHECK(pl_tokenizer_encode(t, text, strlen(text), 0, 1, &b) == 0);
+    int ok = b.n == json_array_size(want);
+    for (size_t k = 0; ok && k < b.n; k++)
+      ok = b.ids[k] == json_integer_value(json_array_get(want, k));
+    if (!ok) {
+      bad++;
+      fprintf(stderr, "tokenizer case %zu differs: %s\n", i, text);
+    }
+    pl_token_buf_free(&b);
+  }
+  CHECK_EQ_INT(bad, 0);
+  printf("tokenizer: %zu cases identical to HF tokenizers\n", json_array_size(cases));
+  pl_tokenizer_free(t);
+  json_decref(tj);
+}
+
+int main(void) {
+  size_t live0 = pl_alloc_live_bytes();
+  char path[1024];
+  snprintf(path, sizeof path, "%s", src_path("models/pagellm-default.gguf"));
+  pl_model *m;
+  CHECK(pl_model_load(path, &m) == 0, "%s", pl_last_error());
+  if (m) {
+    tokenizer_cases(m);
+    prompt0_logits(m);
+    perplexity(m);
+    pl_model_free(m);
+  }
+  greedy_and_logits(path);
+  CHECK_EQ_INT(pl_alloc_live_bytes(), live0);
+  return check_summary("test_default_model");
+}
