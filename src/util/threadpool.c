@@ -7,6 +7,7 @@
 #include "util/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -56,6 +57,9 @@ static void *worker_main(void *p) {
            !atomic_load_explicit(&tp->stop, memory_order_relaxed)) {
       if (++spins < PL_TP_SPIN) {
         PL_CPU_RELAX();
+        /* Oversubscribed or busy machine: let whoever waits for a core run. */
+        if ((spins & 1023) == 0)
+          sched_yield();
         continue;
       }
       /* Sleep. Re-check gen under the mutex: the publisher bumps gen and then takes the
@@ -161,6 +165,12 @@ void pl_threadpool_run(pl_threadpool *tp, pl_task_fn fn, void *ctx) {
     pthread_mutex_unlock(&tp->mu);
   }
   fn(ctx, 0, tp->n);
-  while (atomic_load_explicit(&tp->done, memory_order_acquire) < tp->n - 1)
-    PL_CPU_RELAX();
+  /* Wait for the other shares: spin first (they usually finish within microseconds), then
+   * yield so a worker that lost its core (more threads than cores, busy machine) can run. */
+  for (int spins = 0; atomic_load_explicit(&tp->done, memory_order_acquire) < tp->n - 1; spins++) {
+    if (spins < 4096)
+      PL_CPU_RELAX();
+    else
+      sched_yield();
+  }
 }

@@ -69,7 +69,7 @@ int main(void) {
 
   /* truncation at every offset in the header region, then strided through the data */
   int fails = 0, loads = 0;
-  for (size_t cut = 0; cut < orig_len; cut += cut < 24000 ? 7 : 997) {
+  for (size_t cut = 0; cut < orig_len; cut += cut < 24000 ? 11 : 1999) {
     write_file(orig, cut);
     if (try_load("truncated") < 0) fails++; else loads++;
   }
@@ -80,7 +80,7 @@ int main(void) {
       {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, {0, 0, 0, 0, 0, 0, 0, 0},
       {0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}, {0x01, 0, 0, 0, 0, 0, 0, 0x40}};
   int n_corrupt = 0;
-  for (size_t off = 0; off < 24000 && off < orig_len; off += 13) {
+  for (size_t off = 0; off < 24000 && off < orig_len; off += 23) {
     for (int p = 0; p < 4; p++) {
       memcpy(b, orig, orig_len);
       size_t w = (p == 3) ? 1 : (off % 3 == 0 ? 8 : 4);

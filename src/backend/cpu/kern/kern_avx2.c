@@ -427,8 +427,9 @@ static void deq_q8_0(const void *row, float *y, int64_t n) {
 /* ---- vector helpers ------------------------------------------------------------------------- */
 
 /* exp(x) for x in [-87.3, 88.7]; ~2 ulp. Range reduction x = n*ln2 + r, |r| <= ln2/2, then a
- * degree-6 polynomial; inputs below the range flush to 0, above saturate near FLT_MAX. */
+ * degree-6 polynomial; inputs below the range (and NaN) give 0, above saturate near FLT_MAX. */
 AI __m256 exp8(__m256 x) {
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_GE_OQ); /* else flush to 0 */
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33f)), _mm256_set1_ps(88.72f));
   __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -447,7 +448,7 @@ AI __m256 exp8(__m256 x) {
   __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
   __m256 s2 = _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
-  return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  return _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(p, s1), s2), keep);
 }
 
 static float v_dot(int n, const float *a, const float *b) {
