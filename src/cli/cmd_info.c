@@ -56,7 +56,7 @@ int pl_cmd_info(int argc, char **argv) {
     if (counts[t])
       json_object_set_new(types, pl_dtype_name((pl_dtype)t), json_integer(counts[t]));
   json_t *o = json_pack(
-      "{s:s,s:s,s:s,s:I,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:s,s:b,s:b,s:I,s:I,s:O}",
+      "{s:s,s:s,s:s,s:I,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:s,s:b,s:b,s:I,s:I,s:o}",
       "path", path, "format", m->format, "architecture", pl_arch_name(hp->arch), "n_params",
       (json_int_t)m->n_params, "n_vocab", hp->n_vocab, "n_embd", hp->n_embd, "n_layer",
       hp->n_layer, "n_head", hp->n_head, "n_head_kv", hp->n_head_kv, "head_dim", hp->head_dim,

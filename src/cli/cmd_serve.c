@@ -1,9 +1,11 @@
 /* `pagellm serve`: parse options, listen at once (/health says 503 while the model loads),
  * load the engine, print the model and the KV plan, serve until SIGINT/SIGTERM, then shut down
  * gracefully: stop accepting, let in-flight requests finish (--shutdown-timeout), abort the
- * rest, exit 0. A second signal skips the wait. Signals are taken by one thread with
- * sigwait() (blocked everywhere else), so no handler runs inside library code. */
+ * rest, exit 0. A second signal skips the wait. The signal handler only writes the signal
+ * number to a pipe (async-signal-safe; it may run on any thread, including threads that
+ * libraries such as OpenBLAS start before main); a signal thread reads the pipe and acts. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,12 +51,26 @@ static struct {
   int loading, done;
 } sig = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1, 0};
 
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int signo) {
+  int saved = errno;
+  unsigned char b = (unsigned char)signo;
+  ssize_t r = write(sig_pipe[1], &b, 1);
+  (void)r;
+  errno = saved;
+}
+
 static void *signal_thread(void *arg) {
-  sigset_t *set = arg;
+  (void)arg;
   for (;;) {
-    int s = 0;
-    if (sigwait(set, &s) != 0)
+    unsigned char b;
+    ssize_t r = read(sig_pipe[0], &b, 1);
+    if (r < 0 && errno == EINTR)
       continue;
+    if (r <= 0)
+      return NULL;
+    int s = b;
     pthread_mutex_lock(&sig.mu);
     if (sig.done) {
       pthread_mutex_unlock(&sig.mu);
@@ -73,6 +89,22 @@ static void *signal_thread(void *arg) {
     fprintf(stderr, "pagellm: %s: %s\n", strsignal(s),
             sig.force ? "aborting in-flight requests" : "shutting down (again to force)");
   }
+}
+
+static int install_signals(void) {
+  if (pipe(sig_pipe) < 0)
+    return -1;
+  for (int i = 0; i < 2; i++)
+    fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+    return -1;
+  signal(SIGPIPE, SIG_IGN); /* a client hanging up must not kill us */
+  return 0;
 }
 
 static void raise_fd_limit(void) {
@@ -210,16 +242,9 @@ int pl_cmd_serve(int argc, char **argv) {
   }
   cfg.model_path = ep.model_path;
 
-  /* Signals go to the signal thread only: block them before any thread starts. */
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-  signal(SIGPIPE, SIG_IGN); /* a client hanging up must not kill us */
   raise_fd_limit();
   pthread_t sig_thr;
-  if (pthread_create(&sig_thr, NULL, signal_thread, &set) != 0) {
+  if (install_signals() < 0 || pthread_create(&sig_thr, NULL, signal_thread, NULL) != 0) {
     fprintf(stderr, "pagellm: cannot start the signal thread\n");
     pl_engine_opts_cleanup();
     return 1;
@@ -272,7 +297,10 @@ out:
   pthread_mutex_lock(&sig.mu);
   sig.done = 1;
   pthread_mutex_unlock(&sig.mu);
-  pthread_kill(sig_thr, SIGTERM); /* wakes sigwait; the thread sees done and returns */
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  close(sig_pipe[1]); /* the signal thread reads EOF and returns */
   pthread_join(sig_thr, NULL);
+  close(sig_pipe[0]);
   return exit_code;
 }

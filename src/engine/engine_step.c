@@ -135,6 +135,12 @@ int pl_engine_step(pl_engine *e) {
   int n = pl_sched_schedule(e->sched, &o);
   if (n < 0)
     return n;
+  for (int i = 0; i < o->n_preempted; i++) {
+    const pl_sched_req *r = o->preempted[i];
+    PL_INFO("request %llu preempted (KV cache full; %d time%s), will recompute %d tokens",
+            (unsigned long long)r->id, r->num_preemptions, r->num_preemptions == 1 ? "" : "s",
+            r->num_tokens);
+  }
   if (n > 0) {
     int rc = pl_runner_forward(e->runner, &o->plan, e->logits);
     if (rc < 0) {

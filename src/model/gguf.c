@@ -27,7 +27,7 @@ typedef struct {
   const uint8_t *val;      /* value bytes (for arrays: after the array header) */
   pl_gguf_type arr_type;   /* arrays only */
   uint64_t arr_n;          /* arrays only */
-  uint64_t *str_offsets;   /* string arrays: offset of each element from val (lazy) */
+  uint64_t *str_offsets;   /* string arrays: offset of each element from val (built at open) */
 } gguf_kv;
 
 typedef struct {
@@ -111,8 +111,17 @@ static int skip_value(cursor *c, pl_gguf_type t, gguf_kv *kv) {
     kv->arr_n = n;
     kv->val = c->p;
     if (at == PL_GGUF_STRING) {
+      /* index every element now (each needs >= 8 bytes, so n is bounded by the file) */
+      if (n > (uint64_t)(c->end - c->p) / 8)
+        return pl_fail(PL_EFORMAT, "%s: string array of %llu elements for key '%.*s' exceeds "
+                       "the file", c->path, (unsigned long long)n, (int)kv->key.len, kv->key.ptr);
+      kv->str_offsets = pl_malloc((n ? n : 1) * sizeof *kv->str_offsets);
+      if (!kv->str_offsets)
+        return pl_fail(PL_ENOMEM, "%s: out of memory indexing '%.*s'", c->path,
+                       (int)kv->key.len, kv->key.ptr);
       for (uint64_t i = 0; i < n; i++) {
         pl_gguf_str s;
+        kv->str_offsets[i] = (uint64_t)(c->p - kv->val);
         PL_TRY(rd_str(c, &s, "string array element"));
       }
       return 0;
@@ -421,25 +430,12 @@ int pl_gguf_arr_str(const pl_gguf *g, const char *key, uint64_t i, pl_gguf_str *
   int64_t k = pl_gguf_find_key(g, key);
   if (k < 0)
     return PL_ENOTFOUND;
-  gguf_kv *kv = &((pl_gguf *)g)->kv[k]; /* lazy index: logically const */
+  const gguf_kv *kv = &g->kv[k];
   if (kv->type != PL_GGUF_ARRAY || kv->arr_type != PL_GGUF_STRING)
     return pl_fail(PL_EFORMAT, "%s: key '%s' is not a string array", g->path, key);
   if (i >= kv->arr_n)
     return pl_fail(PL_ERANGE, "%s: index %llu out of range for '%s'", g->path,
                    (unsigned long long)i, key);
-  if (!kv->str_offsets) {
-    uint64_t *offs = pl_malloc(kv->arr_n * sizeof *offs);
-    if (!offs)
-      return pl_fail(PL_ENOMEM, "out of memory indexing '%s'", key);
-    uint64_t o = 0;
-    for (uint64_t j = 0; j < kv->arr_n; j++) {
-      uint64_t len;
-      offs[j] = o;
-      memcpy(&len, kv->val + o, 8);
-      o += 8 + len; /* validated at open */
-    }
-    kv->str_offsets = offs;
-  }
   const uint8_t *p = kv->val + kv->str_offsets[i];
   memcpy(&out->len, p, 8);
   out->ptr = (const char *)p + 8;

@@ -43,8 +43,8 @@ int pl_gguf_get_f32(const pl_gguf *g, const char *key, float *out);
 int pl_gguf_get_bool(const pl_gguf *g, const char *key, int *out);
 int pl_gguf_get_str(const pl_gguf *g, const char *key, pl_gguf_str *out);
 /* Arrays: element type, length, and a pointer to the packed elements (for non-string types).
- * String arrays are read element by element with pl_gguf_arr_str (O(1) after open: offsets
- * are indexed once, lazily). */
+ * String arrays are read element by element with pl_gguf_arr_str (O(1): offsets are indexed
+ * at open, so concurrent readers are safe). */
 int pl_gguf_get_arr(const pl_gguf *g, const char *key, pl_gguf_type *elem_type, uint64_t *n,
                     const void **data);
 int pl_gguf_arr_str(const pl_gguf *g, const char *key, uint64_t i, pl_gguf_str *out);

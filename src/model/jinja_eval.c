@@ -358,8 +358,10 @@ static int do_slice(pl_jctx *c, pl_jv obj, pl_jv vs, pl_jv ve, pl_jv vst, pl_jv 
     }
     return pl_jstr_make(c, &buf, out);
   }
-  *out = pl_jv_undef(NULL);
-  return PL_OK;
+  /* Jinja compiles a slice to a plain Python subscript: other types raise TypeError. */
+  if (obj.type == PL_JV_DICT)
+    return pl_jerr(c, "unhashable type: 'slice'");
+  return pl_jerr(c, "'%s' object is not subscriptable", pl_jv_type_name(obj));
 }
 
 /* ---- iteration -------------------------------------------------------------------------- */
@@ -618,8 +620,6 @@ static void float_divmod(double x, double y, double *div, double *mod) {
   *mod = m;
 }
 
-int pl_jinja_percent_format(pl_jctx *c, pl_jv fmt, pl_jv args, pl_jv *out);
-
 static int arith(pl_jctx *c, int op, pl_jv a, pl_jv b, pl_jv *out) {
   int num = pl_jv_isnum(a) && pl_jv_isnum(b);
   int ints = num && a.type != PL_JV_FLOAT && b.type != PL_JV_FLOAT;
@@ -758,6 +758,10 @@ static int contains(pl_jctx *c, pl_jv container, pl_jv item, int *res) {
       *res = pl_jv_equal(container.u.l->v[i], item);
     return PL_OK;
   case PL_JV_DICT:
+    if (item.type == PL_JV_LIST && !item.tuple)
+      return pl_jerr(c, "unhashable type: 'list'");
+    if (item.type == PL_JV_DICT || item.type == PL_JV_NS)
+      return pl_jerr(c, "unhashable type: '%s'", pl_jv_type_name(item));
     *res = pl_jdict_get(container.u.d, item) != NULL;
     return PL_OK;
   case PL_JV_UNDEF:
@@ -1222,7 +1226,6 @@ static int exec(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   return rc;
 }
 
-int pl_jinja_exec(pl_jctx *c, const pl_jnode *root, pl_jframe *f);
 int pl_jinja_exec(pl_jctx *c, const pl_jnode *root, pl_jframe *f) {
   int rc = exec(c, root, f);
   return rc > 0 ? PL_OK : rc;

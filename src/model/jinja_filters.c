@@ -153,8 +153,8 @@ static int f_string(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 
 static int f_safe(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   PL_TRY(no_args(c, "safe", a));
-  *out = in; /* no autoescaping, so "safe" changes nothing */
-  return PL_OK;
+  /* Markup(str(value)): a string; nothing is escaped here anyway (no autoescaping). */
+  return pl_jv_str_of(c, in, out);
 }
 
 static int f_escape(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
@@ -190,9 +190,12 @@ static int f_replace(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 }
 
 static int f_indent(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
-  pl_jv v[3] = {pl_jv_int(4), pl_jv_bool(0), pl_jv_bool(0)}, s;
+  pl_jv v[3] = {pl_jv_int(4), pl_jv_bool(0), pl_jv_bool(0)}, s = in;
   BIND("indent", "width", "first", "blank");
-  PL_TRY(pl_jv_str_of(c, in, &s));
+  if (in.type != PL_JV_STR) /* Jinja does `s += "\n"`: only strings work */
+    return in.type == PL_JV_UNDEF ? pl_jinja_undef_error(c, in)
+                                  : pl_jerr(c, "indent: expected a string, got '%s'",
+                                            pl_jv_type_name(in));
   pl_jv ind;
   if (v[0].type == PL_JV_STR) {
     ind = v[0];
@@ -461,6 +464,8 @@ static int f_int(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   int64_t base;
   PL_TRY(want_int(c, v[1], "int base", &base));
   switch (in.type) {
+  case PL_JV_UNDEF: /* Undefined.__int__ raises */
+    return pl_jinja_undef_error(c, in);
   case PL_JV_INT:
     *out = in;
     return PL_OK;
@@ -503,6 +508,8 @@ static int f_float(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[1] = {pl_jv_float(0.0)};
   BIND("float", "default");
   double d;
+  if (in.type == PL_JV_UNDEF) /* Undefined.__float__ raises */
+    return pl_jinja_undef_error(c, in);
   if (in.type == PL_JV_FLOAT)
     *out = in;
   else if (in.type == PL_JV_INT || in.type == PL_JV_BOOL)
@@ -747,6 +754,8 @@ static int f_unique(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
     if (v[1].type != PL_JV_NONE)
       PL_TRY(attr_get(c, k, v[1], &k));
     PL_TRY(fold(c, k, pl_jv_truthy(v[0]), &k));
+    if ((k.type == PL_JV_LIST && !k.tuple) || k.type == PL_JV_DICT || k.type == PL_JV_NS)
+      return pl_jerr(c, "unique: unhashable type: '%s'", pl_jv_type_name(k));
     int dup = 0;
     for (size_t j = 0; j < seen->n && !dup; j++)
       dup = pl_jv_equal(seen->v[j], k);
@@ -919,8 +928,12 @@ static int select_common(pl_jctx *c, pl_jv in, const pl_jargs *a, int by_attr, i
                     .npos = a->npos > off + 1 ? a->npos - off - 1 : 0,
                     .kwn = a->kwn, .kwv = a->kwv, .nkw = a->nkw};
   pl_jlist *l, *r;
-  PL_TRY(to_list(c, in, &l));
   PL_TRY(new_list(c, 0, &r));
+  if (!pl_jv_truthy(in)) { /* Jinja: `if value:` before iterating */
+    *out = pl_jv_list(r, 0);
+    return PL_OK;
+  }
+  PL_TRY(to_list(c, in, &l));
   for (size_t i = 0; i < l->n; i++) {
     pl_jv x = l->v[i];
     if (by_attr)
@@ -951,6 +964,11 @@ static int f_rejectattr(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 
 static int f_map(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jlist *l, *r;
+  if (!pl_jv_truthy(in)) { /* Jinja: `if value:` before iterating */
+    PL_TRY(new_list(c, 0, &r));
+    *out = pl_jv_list(r, 0);
+    return PL_OK;
+  }
   PL_TRY(to_list(c, in, &l));
   PL_TRY(new_list(c, l->n, &r));
   if (a->npos == 0) {

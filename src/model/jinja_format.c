@@ -478,9 +478,11 @@ static int percent_into(pl_jctx *c, pl_jbuf *b, pl_jv fmt, pl_jv args) {
       sp.align = sp.zero ? 0 : '>';
     PL_TRY(format_number(c, b, v, &sp));
   }
-  if (!mapping && used < nitems && !(nitems == 1 && args.type != PL_JV_LIST))
-    return pl_jerr(c, "not all arguments converted during string formatting");
-  if (!mapping && nitems == 1 && used == 0 && !(args.type == PL_JV_LIST && args.tuple))
+  /* Python: leftover arguments are an error, except for a single argument that supports
+   * item access (a list or dict), which may go unused. */
+  int is_tuple = args.type == PL_JV_LIST && args.tuple;
+  int exempt = !is_tuple && (args.type == PL_JV_LIST || args.type == PL_JV_UNDEF || mapping);
+  if (!exempt && used < nitems)
     return pl_jerr(c, "not all arguments converted during string formatting");
   return PL_OK;
 }

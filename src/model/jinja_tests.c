@@ -46,8 +46,20 @@ TYPE_TEST(t_sequence, "sequence",
               v.type == PL_JV_UNDEF)
 TYPE_TEST(t_callable, "callable", v.type == PL_JV_FUNC)
 TYPE_TEST(t_escaped, "escaped", 0)
-TYPE_TEST(t_lower, "lower", pl_jstr_is(v, "islower"))
-TYPE_TEST(t_upper, "upper", pl_jstr_is(v, "isupper"))
+/* lower / upper: str(value).islower() / .isupper() */
+static int case_test(pl_jctx *c, pl_jv v, const char *name, const pl_jargs *a, int *res) {
+  PL_TRY(no_arg(c, name, a));
+  pl_jv s;
+  PL_TRY(pl_jv_str_of(c, v, &s));
+  *res = pl_jstr_is(s, name[0] == 'l' ? "islower" : "isupper");
+  return PL_OK;
+}
+static int t_lower(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
+  return case_test(c, v, "lower", a, res);
+}
+static int t_upper(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
+  return case_test(c, v, "upper", a, res);
+}
 
 static int parity(pl_jctx *c, pl_jv v, const char *name, const pl_jargs *a, int odd, int *res) {
   PL_TRY(no_arg(c, name, a));
@@ -59,6 +71,12 @@ static int parity(pl_jctx *c, pl_jv v, const char *name, const pl_jargs *a, int 
     if (m < 0)
       m += 2.0;
     *res = odd ? m == 1.0 : m == 0.0;
+  } else if (v.type == PL_JV_STR) {
+    /* Jinja computes `value % 2 == 1`: for a str that is %-formatting, never equal to a
+     * number (or a formatting error). */
+    pl_jv tmp;
+    PL_TRY(pl_jinja_percent_format(c, v, pl_jv_int(2), &tmp));
+    *res = 0;
   } else {
     return pl_jerr(c, "test '%s' needs a number, got '%s'", name, pl_jv_type_name(v));
   }

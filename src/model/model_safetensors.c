@@ -356,11 +356,11 @@ static int build(pl_model *m, st_index *ix) {
   } else {
     hp->tied_embeddings = 0;
   }
-  m->layers = pl_calloc((size_t)(hp->n_layer > 0 ? hp->n_layer : 1), sizeof *m->layers);
-  if (!m->layers)
-    return pl_fail(PL_ENOMEM, "out of memory");
   if (hp->n_layer <= 0 || hp->n_layer > 1024)
     return pl_fail(PL_EFORMAT, "%s: absurd num_hidden_layers %d", m->path, hp->n_layer);
+  m->layers = pl_calloc((size_t)hp->n_layer, sizeof *m->layers);
+  if (!m->layers)
+    return pl_fail(PL_ENOMEM, "%s: out of memory", m->path);
   for (int l = 0; l < hp->n_layer; l++) {
     pl_layer *L = &m->layers[l];
     char n[128];

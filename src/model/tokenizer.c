@@ -286,13 +286,12 @@ static int add_eog(pl_tokenizer *t, int32_t id) {
 /* Token texts that end a turn or the text (llama.cpp's list, which follows the models). */
 static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>",
-    "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
+    "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "</s>",
     "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", NULL};
 static const char *const eot_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
     "<EOT>", "_<EOT>", "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", NULL};
 
-int pl_tok_add_eog_id(pl_tokenizer *t, int32_t id); /* used by the HF loader */
 int pl_tok_add_eog_id(pl_tokenizer *t, int32_t id) { return add_eog(t, id); }
 
 int pl_tok_finalize(pl_tokenizer *t) {
@@ -523,11 +522,13 @@ static int32_t match_special(const pl_tokenizer *t, const unsigned char *s, size
 
 static int is_ws(char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); }
 
-static int encode_text(pl_tok_ctx *c, const char *s, size_t n, int prev_special) {
+/* One maximal run of text between special tokens. Each run starts the input or follows a
+ * special token, so SPM gives every run the "▁" prefix (llama.cpp's is_prev_special). */
+static int encode_text(pl_tok_ctx *c, const char *s, size_t n) {
   if (n == 0)
     return PL_OK;
   if (c->t->kind == PL_TOK_SPM)
-    return pl_spm_encode(c, s, n, c->t->add_space_prefix && prev_special);
+    return pl_spm_encode(c, s, n, c->t->add_space_prefix);
   return pl_bpe_encode(c, s, n);
 }
 
@@ -541,7 +542,6 @@ int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int
   if (add_special && t->add_bos)
     rc = pl_token_buf_push(out, t->bos);
   const unsigned char *s = (const unsigned char *)text;
-  int prev_special = 1; /* SPM: the text start gets the "▁" prefix like text after a special */
   size_t frag = 0, p = 0;
   while (rc == PL_OK && p < len) {
     if (!t->special_first[s[p]]) {
@@ -558,12 +558,9 @@ int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int
     if (t->attr[id] & PL_TOKATTR_LSTRIP)
       while (end > frag && is_ws(text[end - 1]))
         end--;
-    rc = encode_text(&c, text + frag, end - frag, prev_special);
-    if (end > frag)
-      prev_special = 0;
+    rc = encode_text(&c, text + frag, end - frag);
     if (rc == PL_OK)
       rc = pl_token_buf_push(out, id);
-    prev_special = 1;
     p += ml;
     if (t->attr[id] & PL_TOKATTR_RSTRIP)
       while (p < len && is_ws(text[p]))
@@ -571,7 +568,7 @@ int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int
     frag = p;
   }
   if (rc == PL_OK)
-    rc = encode_text(&c, text + frag, len - frag, prev_special);
+    rc = encode_text(&c, text + frag, len - frag);
   if (rc == PL_OK && add_special && t->add_eos)
     rc = pl_token_buf_push(out, t->eos);
   ctx_free(&c);

@@ -55,10 +55,12 @@ enum {
 int pl_tokenizer_load_gguf(const pl_gguf *g, pl_tokenizer **out);
 
 /* Build from Hugging Face files: `path` is a tokenizer.json or a directory holding one;
- * tokenizer_config.json (and generation_config.json for extra EOS ids) are read from the same
- * directory when present. Supports model.type BPE with a ByteLevel pre-tokenizer/decoder
- * (optionally after Split regexes and an NFC/NFKC normalizer). Errors: PL_EIO, PL_EFORMAT,
- * PL_EUNSUPPORTED, PL_ENOMEM. */
+ * tokenizer_config.json (BOS/EOS text, add_bos_token, chat_template), chat_template.jinja and
+ * generation_config.json (extra EOS ids) are read from the same directory when present.
+ * Supports model.type BPE with byte-level spelling (ByteLevel pre-tokenizer or decoder),
+ * Split/Digits/ByteLevel pre-tokenizers, NF(K)C/NF(K)D normalizers. SentencePiece-style
+ * tokenizer.json (byte_fallback BPE, Metaspace) is refused: use the GGUF. Errors: PL_EIO,
+ * PL_EFORMAT, PL_EUNSUPPORTED, PL_ENOMEM. */
 int pl_tokenizer_load_hf(const char *path, pl_tokenizer **out);
 
 /* Dispatch on the path: *.gguf -> open it and pl_tokenizer_load_gguf; a directory or any
@@ -81,8 +83,11 @@ void pl_token_buf_free(pl_token_buf *b);
 /* Tokenize text[0..len) (any bytes; see the invalid UTF-8 policy above) and append the ids to
  * out. add_special: add BOS / EOS as the vocabulary says (pl_tokenizer_add_bos/_eos).
  * parse_special: recognise CONTROL token text (e.g. "<|im_start|>") as that token; otherwise
- * it is plain text. On error (PL_ENOMEM, PL_EINTERNAL for a regex engine failure) out->n is
- * restored to its value on entry. */
+ * it is plain text. With add_special=0, parse_special=0 the ids are llama_tokenize's; with
+ * parse_special=1 they are HF encode(add_special_tokens=False)'s. Cost: O(n log n), about
+ * 20-50 MB/s on one core; inputs >= 8 KiB use a bounded (230 KiB) per-call word cache.
+ * Errors (out->n is then restored to its value on entry): PL_ENOMEM, PL_ERANGE (a fragment over
+ * 512 MiB), PL_EINTERNAL (regex engine failure). */
 int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int add_special,
                         int parse_special, pl_token_buf *out);
 
@@ -111,7 +116,8 @@ enum {
 
 /* Concatenate the pieces of ids[0..n) into a pl_malloc'd NUL-terminated string (*out, length
  * *out_len, raw bytes: may hold invalid UTF-8 when byte tokens split a character; pl_detok
- * gives the sanitized stream). Errors: PL_EINVAL (id out of range), PL_ENOMEM. */
+ * gives the sanitized stream). No clean_up_tokenization_spaces: decoding stays lossless.
+ * Errors: PL_EINVAL (id out of range), PL_ENOMEM. */
 int pl_tokenizer_decode(const pl_tokenizer *t, const int32_t *ids, size_t n, int flags,
                         char **out, size_t *out_len);
 

@@ -128,8 +128,9 @@ static int normalize(pl_tok_ctx *c, const char *s, size_t n, const char **out, s
   int need = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char b = (unsigned char)s[i];
-    /* NFC/NFD leave text below U+0300 (lead bytes < 0xCC) as it is; the K forms do not */
-    if (b >= 0x80 && (nm == PL_NORM_NFKC || nm == PL_NORM_NFKD || b >= 0xCC)) {
+    /* NFC leaves text below U+0300 (lead bytes < 0xCC) as it is: nothing there decomposes
+     * for NFC, and every second half of a composition is >= U+0300. NFD/NFK* change é, ² ... */
+    if (b >= 0x80 && (nm != PL_NORM_NFC || b >= 0xCC)) {
       need = 1;
       break;
     }

@@ -21,8 +21,6 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
-int pl_tok_add_eog_id(pl_tokenizer *t, int32_t id); /* tokenizer.c */
-
 typedef struct {
   const char *pats[PL_PRETOK_MAX];
   char *owned[PL_PRETOK_MAX];

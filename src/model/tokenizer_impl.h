@@ -119,6 +119,7 @@ int pl_tok_add_merge(pl_tokenizer *t, const char *a, size_t alen, const char *b,
  * special trie, EOG list. */
 int pl_tok_finalize(pl_tokenizer *t);
 int32_t pl_tok_lookup(const pl_tokenizer *t, const char *s, size_t n);
+int pl_tok_add_eog_id(pl_tokenizer *t, int32_t id); /* extra EOG ids (HF generation_config) */
 int pl_tok_merge_get(const pl_tokenizer *t, int32_t l, int32_t r, int32_t *rank, int32_t *res);
 int pl_tok_set_str(char **dst, const char *s, size_t n);
 

@@ -642,9 +642,12 @@ static void finish_all(pl_srv_loop *l, pl_finish_reason why, const char *msg) {
   } /* their abort events: nobody to route them to */
 }
 
-static void publish_stats(pl_srv_loop *l, int pending) {
+static void publish_stats(pl_srv_loop *l) {
   pl_engine_stats st;
   pl_engine_get_stats(l->e, &st);
+  pthread_mutex_lock(&l->mu);
+  int pending = l->n_pending_adds;
+  pthread_mutex_unlock(&l->mu);
   pl_srv_metrics_set_engine(l->m, &st, pending);
 }
 
@@ -673,11 +676,12 @@ static void *loop_main(void *arg) {
       }
       c = next;
     }
-    route_all(l); /* abort finals of the commands above */
     if (stopping)
       break;
 
+    int stepped = 0;
     if (pl_engine_has_unfinished(l->e)) {
+      stepped = 1;
       int rc = pl_engine_step(l->e);
       if (rc < 0) {
         char msg[512];
@@ -686,8 +690,10 @@ static void *loop_main(void *arg) {
         atomic_store(&l->healthy, 0);
         route_all(l);
         finish_all(l, PL_FINISH_ERROR, msg);
+        publish_stats(l);
       } else {
         atomic_store(&l->healthy, 1);
+        publish_stats(l); /* before waking anyone: clients then see up-to-date metrics */
         route_all(l);
         if (rc == 0) {
           /* Unfinished work but no progress (should not happen): back off briefly rather
@@ -706,18 +712,19 @@ static void *loop_main(void *arg) {
         }
       }
     }
-    pthread_mutex_lock(&l->mu);
-    int pending = l->n_pending_adds;
-    pthread_mutex_unlock(&l->mu);
-    publish_stats(l, pending);
+    if (!stepped) { /* commands only (adds, aborts) */
+      publish_stats(l);
+      route_all(l);
+    }
   }
   /* Shutdown: abort what is left; waiting HTTP threads get abort finals. */
   for (size_t i = 0; i < l->map_cap; i++)
     if (l->map[i].used)
       pl_engine_abort(l->e, l->map[i].id);
+  publish_stats(l);
   route_all(l);
   finish_all(l, PL_FINISH_ABORT, NULL);
-  publish_stats(l, 0);
+  publish_stats(l);
   return NULL;
 }
 
@@ -736,7 +743,7 @@ int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, pl_srv_l
   pthread_mutex_init(&l->mu, NULL);
   pthread_cond_init(&l->cv, NULL);
   pthread_cond_init(&l->idle_cv, NULL);
-  publish_stats(l, 0);
+  publish_stats(l);
   int rc = pthread_create(&l->thr, NULL, loop_main, l);
   if (rc != 0) {
     pthread_cond_destroy(&l->cv);

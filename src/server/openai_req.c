@@ -242,6 +242,9 @@ static int parse_prompt(pl_oai_request *r, const char *key, pl_oai_error *err) {
       snprintf(param, sizeof param, "%s[%zu]", key, i);
     else
       snprintf(param, sizeof param, "%s", key);
+    if (batch && json_typeof(item) != json_typeof(json_array_get(p, 0)))
+      return pl_oai_errorf(err, 400, param, "'%s' must be all strings or all token id arrays, "
+                           "got %s", key, type_name(item));
     if (json_is_string(item)) {
       r->prompts[i].text = json_string_value(item);
       r->prompts[i].text_len = json_string_length(item);

@@ -5,12 +5,15 @@
  * conversation's tools or None, and strftime_now fixed at 2024-07-26 00:00:00 -- and compared
  * byte for byte with expected/<name>.<conv>.<gen|nogen>[.<variant>].txt. For .error.txt cases
  * the render must fail with PL_ETEMPLATE and a message containing the template's error text.
- * Also: the built-in templates, string tool-call arguments, parameter validation, and that every
- * byte allocated through pl_alloc is freed. */
+ * Also: the built-in templates, string tool-call arguments, parameter validation, that every
+ * byte allocated through pl_alloc is freed, and `pagellm template` end to end (when the CLI has
+ * been built: $PL_BUILD_DIR/pagellm). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "model/chat_template.h"
@@ -264,12 +267,121 @@ static void validation(void) {
   pl_chat_template_free(NULL);
 }
 
+
+/* Run a shell command, capture stdout (+stderr when asked); returns the exit status. */
+static int run_capture(const char *cmd, char **out, size_t *len) {
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return -1;
+  size_t cap = 1 << 16, n = 0, k;
+  char *buf = malloc(cap);
+  while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+    n += k;
+    if (n + 1 >= cap)
+      buf = realloc(buf, cap *= 2);
+  }
+  buf[n] = 0;
+  *out = buf;
+  *len = n;
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *write_temp(const json_t *j) {
+  char *path = strdup("/tmp/pl_tmpl_XXXXXX");
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    free(path);
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "w");
+  json_dumpf(j, f, 0);
+  fclose(f);
+  return path;
+}
+
+static void cli(void) {
+  const char *dir = getenv("PL_BUILD_DIR");
+  char bin[1024];
+  snprintf(bin, sizeof bin, "%s/pagellm", dir ? dir : ".");
+  if (!dir || access(bin, X_OK) != 0) {
+    printf("cli: %s not built, end-to-end check skipped\n", bin);
+    return;
+  }
+  json_t *convs = json_load_file(shared_path("chat-templates/conversations.json"), 0, NULL);
+  json_t *conv = json_object_get(json_object_get(convs, "conversations"), "tool_call_roundtrip");
+  json_t *su = json_object_get(json_object_get(convs, "conversations"), "system_user");
+  char *msgs = write_temp(json_object_get(conv, "messages"));
+  char *tools = write_temp(json_object_get(conv, "tools"));
+  char *whole = write_temp(conv); /* {"messages": ..., "tools": ...} form */
+  char *sys_msgs = write_temp(json_object_get(su, "messages"));
+  CHECK(msgs && tools && whole && sys_msgs, "temp files");
+  char cmd[4096], *out = NULL;
+  size_t len = 0, exp_len = 0;
+
+  snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s --tools %s --eos '<|im_end|>'",
+           bin, shared_path("chat-templates/qwen3.jinja"), msgs, tools);
+  char *want = read_file(shared_path("chat-templates/expected/qwen3.tool_call_roundtrip.gen.txt"), &exp_len);
+  int st = run_capture(cmd, &out, &len);
+  CHECK(st == 0 && want && len == exp_len && !memcmp(out, want, len), "cli qwen3: status %d", st);
+  free(out);
+  free(want);
+
+  snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s --no-generation-prompt "
+           "--bos '<|begin_of_text|>' --eos '<|eot_id|>' --now 1721952000",
+           bin, shared_path("chat-templates/llama-3.2-instruct.jinja"), whole);
+  want = read_file(shared_path("chat-templates/expected/llama-3.2-instruct.tool_call_roundtrip.nogen.txt"), &exp_len);
+  st = run_capture(cmd, &out, &len);
+  CHECK(st == 0 && want && len == exp_len && !memcmp(out, want, len), "cli llama-3.2: status %d", st);
+  free(out);
+  free(want);
+
+  snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s --kwargs '{\"enable_thinking\": false}'",
+           bin, shared_path("chat-templates/qwen3.jinja"), sys_msgs);
+  want = read_file(shared_path("chat-templates/expected/qwen3.system_user.gen.nothink.txt"), &exp_len);
+  st = run_capture(cmd, &out, &len);
+  CHECK(st == 0 && want && len == exp_len && !memcmp(out, want, len), "cli qwen3 nothink: status %d", st);
+  free(out);
+  free(want);
+
+  snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s 2>&1", bin,
+           shared_path("chat-templates/gemma-2-it.jinja"), sys_msgs);
+  st = run_capture(cmd, &out, &len);
+  CHECK(st == 1 && strstr(out, "System role not supported"), "cli gemma error: %d %s", st, out);
+  free(out);
+
+  snprintf(cmd, sizeof cmd, "'%s' template --builtin chatml --messages %s --no-generation-prompt", bin, sys_msgs);
+  st = run_capture(cmd, &out, &len);
+  CHECK(st == 0 && !strcmp(out, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                                "<|im_start|>user\nHello! What is the capital of France?<|im_end|>\n"),
+        "cli builtin: %d [%s]", st, out);
+  free(out);
+
+  snprintf(cmd, sizeof cmd, "'%s' template --messages %s 2>&1 --template /nonexistent.jinja", bin, sys_msgs);
+  st = run_capture(cmd, &out, &len);
+  CHECK(st == 1 && strstr(out, "nonexistent"), "cli missing file: %d %s", st, out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "'%s' template --bogus 2>&1", bin);
+  st = run_capture(cmd, &out, &len);
+  CHECK(st == 2, "cli bad option: %d", st);
+  free(out);
+
+  char *files[] = {msgs, tools, whole, sys_msgs};
+  for (int i = 0; i < 4; i++) {
+    if (files[i])
+      unlink(files[i]);
+    free(files[i]);
+  }
+  json_decref(convs);
+}
+
 int main(void) {
   size_t live0 = pl_alloc_live_bytes();
   golden();
   builtins();
   string_arguments();
   validation();
+  cli();
   CHECK(pl_alloc_live_bytes() == live0, "leaked %zu bytes", pl_alloc_live_bytes() - live0);
   return check_summary("test_chat_template");
 }

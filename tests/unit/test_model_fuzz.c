@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -47,6 +48,101 @@ static void expect_msg(const unsigned char *b, size_t n, const char *needle) {
   int rc = try_load(needle);
   CHECK(rc < 0, "expected failure: %s", needle);
   CHECK(strstr(pl_last_error(), needle) != NULL, "message '%s' lacks '%s'", pl_last_error(), needle);
+}
+
+/* ---- safetensors directories: a copy of tests/golden/hf/llama, corrupted ---- */
+static char st_dir[256];
+
+static void put(const char *name, const void *b, size_t n) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", st_dir, name);
+  FILE *f = fopen(p, "wb");
+  fwrite(b, 1, n, f);
+  fclose(f);
+}
+
+static int load_dir(const char *what) {
+  size_t live = pl_alloc_live_bytes();
+  pl_model *m = NULL;
+  int rc = pl_model_load(st_dir, &m);
+  if (rc == 0)
+    pl_model_free(m);
+  else
+    CHECK(strstr(pl_last_error(), st_dir) != NULL, "%s: message does not name the model: %s",
+          what, pl_last_error());
+  CHECK_EQ_INT(pl_alloc_live_bytes(), live);
+  return rc;
+}
+
+static void *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  void *b = malloc(*n + 1);
+  if (fread(b, 1, *n, f) != *n) *n = 0;
+  fclose(f);
+  return b;
+}
+
+static void safetensors_fuzz(void) {
+  snprintf(st_dir, sizeof st_dir, "/tmp/pl_fuzz_st_%d", (int)getpid());
+  mkdir(st_dir, 0700);
+  char src[1024];
+  size_t ns, nc;
+  snprintf(src, sizeof src, "%s/tests/golden/hf/llama/model.safetensors", PL_SOURCE_DIR);
+  unsigned char *st = slurp(src, &ns);
+  snprintf(src, sizeof src, "%s/tests/golden/hf/llama/config.json", PL_SOURCE_DIR);
+  char *cfg = slurp(src, &nc);
+  CHECK(st && cfg);
+  if (!st || !cfg)
+    return;
+  put("config.json", cfg, nc);
+  put("model.safetensors", st, ns);
+  CHECK_EQ_INT(load_dir("intact"), 0);
+  uint64_t hlen;
+  memcpy(&hlen, st, 8);
+  int rejected = 0, total = 0;
+  for (size_t cut = 0; cut < ns; cut += cut < hlen + 8 ? 5 : 4099) {
+    put("model.safetensors", st, cut);
+    rejected += load_dir("truncated") < 0;
+    total++;
+  }
+  CHECK_EQ_INT(rejected, total);
+  unsigned char *b = malloc(ns);
+  for (size_t off = 0; off < hlen + 8; off += 3) {
+    memcpy(b, st, ns);
+    b[off] = (unsigned char)(off % 2 ? '9' : 0xff);
+    put("model.safetensors", b, ns);
+    load_dir("corrupted header");
+  }
+  put("model.safetensors", st, ns);
+  const char *bad_cfgs[] = {
+      "{\"model_type\": \"gpt2\"}", "not json", "{\"model_type\": \"llama\"}",
+      "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_hidden_layers\": 2000000000, "
+      "\"num_attention_heads\": 4, \"intermediate_size\": 128, \"vocab_size\": 320}",
+      "{\"model_type\": \"llama\", \"hidden_size\": 96, \"num_hidden_layers\": 2, "
+      "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 128, "
+      "\"vocab_size\": 320}"};
+  const char *want[] = {"not supported", "config.json", "num_attention_heads", "absurd", "expected"};
+  for (int i = 0; i < 5; i++) {
+    put("config.json", bad_cfgs[i], strlen(bad_cfgs[i]));
+    CHECK(load_dir(bad_cfgs[i]) < 0, "%s", bad_cfgs[i]);
+    CHECK(strstr(pl_last_error(), want[i]) != NULL, "'%s' lacks '%s'", pl_last_error(), want[i]);
+  }
+  printf("safetensors: %d truncations rejected, %zu header corruptions without a crash\n", rejected,
+         (size_t)(hlen + 8) / 3);
+  char p[512];
+  snprintf(p, sizeof p, "%s/config.json", st_dir);
+  remove(p);
+  snprintf(p, sizeof p, "%s/model.safetensors", st_dir);
+  remove(p);
+  rmdir(st_dir);
+  free(b);
+  free(st);
+  free(cfg);
 }
 
 int main(void) {
@@ -120,5 +216,6 @@ int main(void) {
   remove(tmp_path);
   free(b);
   free(orig);
+  safetensors_fuzz();
   return check_summary("test_model_fuzz");
 }

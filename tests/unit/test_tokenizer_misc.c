@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <utf8proc.h>
 
 #include "check.h"
 #include "model/gguf.h"
@@ -270,6 +272,152 @@ static void nfc(void) {
   pl_tokenizer_free(gg);
 }
 
+/* Qwen3 (NFC normalizer): encoding any text equals encoding utf8proc's own NFC of it (also
+ * covers the "nothing below U+0300 changes" shortcut). */
+static void nfc_random(void) {
+  pl_tokenizer *t = load("tokenizers/qwen3");
+  if (!t)
+    return;
+  static const char *const pal[] = {"a", "e", "\xc3\xa9", "\xc3\x85", "\xc5\x93", "\xc7\x84", "\xca\xb0", "\xcb\x86",
+                                    "\xcc\x81", "\xcc\x88", "\xcc\xa3", "\xcd\x82", "\xe1\x84\x80", "\xe1\x85\xa1",
+                                    "\xe1\x86\xa8", "\xea\xb0\x80", "\xe2\x84\xab", "\xe2\x84\xa6", "\xef\xac\x81",
+                                    " ", "\xc2\xb2", "\xe0\xa4\x95\xe0\xa4\xbc", "A"};
+  int ok = 0;
+  for (int iter = 0; iter < 400; iter++) {
+    char s[400];
+    size_t sn = 0;
+    for (int k = rnd() % 30; k > 0; k--) {
+      const char *p = pal[rnd() % (sizeof pal / sizeof pal[0])];
+      memcpy(s + sn, p, strlen(p));
+      sn += strlen(p);
+    }
+    s[sn] = 0;
+    utf8proc_uint8_t *nfc_s = utf8proc_NFC((const utf8proc_uint8_t *)s);
+    pl_token_buf a = {0}, b = {0};
+    enc(t, s, sn, 0, 0, &a);
+    enc(t, (const char *)nfc_s, strlen((const char *)nfc_s), 0, 0, &b);
+    int same = same_ids(&a, &b);
+    CHECK(same, "NFC case %d", iter);
+    ok += same;
+    free(nfc_s); /* utf8proc's own malloc */
+    pl_token_buf_free(&a);
+    pl_token_buf_free(&b);
+  }
+  printf("qwen3 encode(x) == encode(utf8proc_NFC(x)): %d/400\n", ok);
+  pl_tokenizer_free(t);
+}
+
+/* GPT-2's byte alphabet, written out independently of the library. */
+static void put_byte_char(FILE *f, int b) {
+  int self = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+  int cp = b;
+  if (!self) {
+    int k = 0;
+    for (int x = 0; x < b; x++)
+      k += !((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174);
+    cp = 256 + k;
+  }
+  if (cp == '"' || cp == '\\')
+    fprintf(f, "\\%c", cp);
+  else if (cp < 0x80)
+    fputc(cp, f);
+  else
+    fprintf(f, "%c%c", 0xC0 | (cp >> 6), 0x80 | (cp & 0x3F));
+}
+
+/* A synthetic tokenizer.json for the loader branches the three real files do not take. */
+static void synthetic_hf(void) {
+  char dir[] = "/tmp/pl_tok_XXXXXX";
+  if (!mkdtemp(dir)) {
+    CHECK(0, "mkdtemp");
+    return;
+  }
+  char p[256];
+  snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+  FILE *f = fopen(p, "w");
+  fprintf(f, "{\"version\":\"1.0\",\"added_tokens\":["
+             "{\"id\":259,\"content\":\"<bos>\",\"special\":true,\"lstrip\":false,\"rstrip\":false},"
+             "{\"id\":260,\"content\":\"<eos>\",\"special\":true},"
+             "{\"id\":261,\"content\":\"<tool>\",\"special\":false,\"lstrip\":true,\"rstrip\":true}],"
+             "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFD\"}]},"
+             "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+             "{\"type\":\"Split\",\"pattern\":{\"String\":\".\"},\"behavior\":\"Isolated\",\"invert\":false},"
+             "{\"type\":\"Digits\",\"individual_digits\":true},"
+             "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},"
+             "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":["
+             "{\"SpecialToken\":{\"id\":\"<bos>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},"
+             "{\"SpecialToken\":{\"id\":\"<eos>\",\"type_id\":0}}]},"
+             "\"decoder\":{\"type\":\"ByteLevel\"},"
+             "\"model\":{\"type\":\"BPE\",\"vocab\":{");
+  for (int b = 0; b < 256; b++) {
+    fputc('"', f);
+    put_byte_char(f, b);
+    fprintf(f, "\":%d,", b);
+  }
+  fprintf(f, "\"he\":256,\"ll\":257,\"hell\":258},\"merges\":[\"h e\",[\"l\",\"l\"],\"he ll\"]}}");
+  fclose(f);
+  snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+  f = fopen(p, "w");
+  fprintf(f, "{\"eos_token\":{\"content\":\"<eos>\"},\"bos_token\":\"<bos>\",\"model_max_length\":1e30,"
+             "\"chat_template\":[{\"name\":\"tool_use\",\"template\":\"T\"},{\"name\":\"default\",\"template\":\"D\"}]}");
+  fclose(f);
+  snprintf(p, sizeof p, "%s/generation_config.json", dir);
+  f = fopen(p, "w");
+  fprintf(f, "{\"eos_token_id\":[260,261]}");
+  fclose(f);
+
+  pl_tokenizer *t = NULL;
+  int rc = pl_tokenizer_load(dir, &t);
+  CHECK(rc == 0, "synthetic load: %s", pl_last_error());
+  if (t) {
+    pl_token_buf b = {0};
+    CHECK(pl_tokenizer_add_bos(t) && pl_tokenizer_add_eos(t) && pl_tokenizer_bos(t) == 259 && pl_tokenizer_eos(t) == 260,
+          "TemplateProcessing BOS/EOS");
+    CHECK(pl_tokenizer_chat_template(t) && !strcmp(pl_tokenizer_chat_template(t), "D"), "default chat template");
+    CHECK(pl_tokenizer_is_eog(t, 261) && pl_tokenizer_is_eog(t, 260), "generation_config eos list");
+    enc(t, "hello", 5, 1, 0, &b);
+    CHECK(b.n == 4 && b.ids[0] == 259 && b.ids[1] == 258 && b.ids[2] == 'o' && b.ids[3] == 260, "merges");
+    enc(t, "hell.o", 6, 0, 0, &b);
+    CHECK(b.n == 3 && b.ids[0] == 258 && b.ids[1] == '.' && b.ids[2] == 'o', "Split String isolates '.'");
+    enc(t, "ll12", 4, 0, 0, &b);
+    CHECK(b.n == 3 && b.ids[0] == 257 && b.ids[1] == '1' && b.ids[2] == '2', "Digits");
+    enc(t, "\xc3\xa9", 2, 0, 0, &b);
+    CHECK(b.n == 3 && b.ids[0] == 'e' && b.ids[1] == 0xCC && b.ids[2] == 0x81, "NFD decomposes");
+    enc(t, "a  <tool>\t b", 12, 0, 0, &b);
+    CHECK(b.n == 3 && b.ids[0] == 'a' && b.ids[1] == 261 && b.ids[2] == 'b', "lstrip/rstrip added token");
+    enc(t, "<bos>", 5, 0, 0, &b);
+    CHECK(b.n == 5, "special text stays text without parse_special");
+    char *s = NULL;
+    int32_t ids[] = {259, 258, 'o', 261, 260};
+    pl_tokenizer_decode(t, ids, 5, PL_DECODE_SKIP_SPECIAL, &s, NULL);
+    CHECK(s && !strcmp(s, "hello<tool>"), "decode '%s'", s ? s : "");
+    pl_free(s);
+    pl_token_buf_free(&b);
+    pl_tokenizer_free(t);
+  }
+  /* unsupported shapes are refused, not mis-tokenized */
+  snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+  f = fopen(p, "w");
+  fprintf(f, "{\"model\":{\"type\":\"Unigram\",\"vocab\":[]},\"added_tokens\":[]}");
+  fclose(f);
+  CHECK(pl_tokenizer_load(dir, &t) == PL_EUNSUPPORTED && t == NULL, "Unigram refused");
+  f = fopen(p, "w");
+  fprintf(f, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Metaspace\"}}");
+  fclose(f);
+  CHECK(pl_tokenizer_load(dir, &t) == PL_EUNSUPPORTED, "Metaspace refused");
+  f = fopen(p, "w");
+  fprintf(f, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[}");
+  fclose(f);
+  CHECK(pl_tokenizer_load(dir, &t) == PL_EFORMAT, "broken JSON");
+  const char *names[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+  CHECK(pl_tokenizer_load(dir, &t) == PL_EIO, "missing directory");
+}
+
 /* SPM word-by-word merging is an optimisation that must not change any result. */
 static void spm_split_equivalence(void) {
   pl_tokenizer *t = load("tokenizer-vectors/ggml-vocab-llama-spm.gguf");
@@ -379,6 +527,8 @@ int main(void) {
   random_roundtrip();
   specials();
   nfc();
+  nfc_random();
+  synthetic_hf();
   nel_is_whitespace();
   spm_split_equivalence();
   alloc_failures("models/tinystories-280K.gguf", 1);

@@ -237,6 +237,19 @@ case("{% for x in 5 %}{% endfor %}", err="not iterable")
 case("{% set a, b = [1] %}", err="unpack")
 case("{% set x = 1 %}{% set x.y = 2 %}", err="namespace")
 
+# --- corners found by differential testing against Jinja2 --------------------------------------
+case("{{ 0|select|list }}{{ none|reject|list }}{{ ''|map('upper')|list }}{{ none|selectattr('a')|list }}")
+case("{{ (1, 'x') is lower }}{{ {'k': 1} is lower }}{{ [1] is upper }}{{ '%s' is odd }}{{ '%s' is even }}")
+case("{{ 'abc' % l }}|{{ 'abc' % d }}|{{ s % missing }}|{{ (x|safe) ~ '' }}|{{ (false|safe) and 'truthy' }}", {"l": [1], "d": {"a": 1}, "s": "plain", "x": 5})
+case("{{ missing|int }}", err="missing")
+case("{{ missing|float }}", err="missing")
+case("{{ y[:2] }}", {"y": 1.5}, err="not subscriptable")
+case("{{ d[1:] }}", {"d": {"a": 1}}, err="slice")
+case("{{ [] in {} }}", err="unhashable")
+case("{{ [[1], [1]]|unique|list }}", err="unhashable")
+case("{{ x|indent }}", {"x": 5}, err="indent")
+case("{{ 'abc' % 5 }}", err="not all arguments converted")
+
 # --- parse errors (Jinja2 raises TemplateSyntaxError too) -----------------------------------
 case("{% if x %}unclosed", err="endif")
 case("{% for x in y %}", err="endfor")

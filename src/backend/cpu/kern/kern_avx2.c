@@ -1,7 +1,8 @@
 /* AVX2 + FMA + F16C kernels (built with -mavx2 -mfma -mf16c; only called after cpuid says
- * so). Matmul tiles: one weight row x up to NX=4 activation rows; each weight block is loaded
- * and decoded once and reused for every activation row of the tile (register tiling), and
- * two accumulators per row (even/odd blocks) hide FMA latency at n=1.
+ * so). Quantized tiles: one weight row x up to NX=4 activation rows; each weight block is
+ * loaded and decoded once and reused for every activation row of the tile (register tiling),
+ * and two accumulators per row (even/odd blocks) hide FMA latency at n=1. Float tiles: two
+ * weight rows x up to 4 activation rows.
  * Integer dots: signed codes use the sign trick (|w| as u8 x sign(x,w) as s8 -> maddubs),
  * so pair sums stay <= 2*128*127 and never saturate; unsigned 4-bit codes go straight in. */
 #include <immintrin.h>
@@ -45,45 +46,55 @@ AI float sc_f32(const void *w, int64_t i) { return ((const float *)w)[i]; }
 AI float sc_f16(const void *w, int64_t i) { return h2f(((const uint16_t *)w)[i]); }
 AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint16_t *)w)[i]); }
 
+/* Float tiles: RWF=2 weight rows x up to NX activation rows, 8 columns per step, one
+ * accumulator per (row, activation row) pair: 8 accumulators, 2 weight vectors and one
+ * activation vector fit the 16 ymm registers. At n=1 the two rows give two FMA chains. */
+#define RWF 2
 #define FLOAT_KERNEL(NAME, LD, SC)                                                        \
-  AI void NAME##_body(const pl_mm_ctx *c, int64_t r, int j0, const int nx) {              \
-    const void *w = PL_WROW(c, r);                                                        \
+  AI void NAME##_body(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) { \
     const int64_t cols = c->cols;                                                         \
-    const float *x = c->x + (size_t)j0 * cols;                                            \
-    __m256 acc[NX][2];                                                                    \
-    PL_UNROLL for (int j = 0; j < nx; j++)                                                          \
-      acc[j][0] = acc[j][1] = _mm256_setzero_ps();                                        \
-    int64_t i = 0;                                                                        \
-    for (; i + 16 <= cols; i += 16) {                                                     \
-      __m256 w0 = LD(w, i), w1 = LD(w, i + 8);                                            \
-      PL_UNROLL for (int j = 0; j < nx; j++) {                                                      \
-        acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + j * cols + i), acc[j][0]);    \
-        acc[j][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + j * cols + i + 8), acc[j][1]); \
+    const void *w[RWF];                                                                   \
+    const float *x[NX];                                                                   \
+    PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i);                      \
+    PL_UNROLL for (int j = 0; j < nx; j++) x[j] = c->x + (size_t)(j0 + j) * cols;         \
+    __m256 acc[RWF][NX];                                                                  \
+    PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++)         \
+        acc[i][j] = _mm256_setzero_ps();                                                  \
+    int64_t k = 0;                                                                        \
+    for (; k + 8 <= cols; k += 8) {                                                       \
+      __m256 wv[RWF];                                                                     \
+      PL_UNROLL for (int i = 0; i < nr; i++) wv[i] = LD(w[i], k);                         \
+      PL_UNROLL for (int j = 0; j < nx; j++) {                                            \
+        __m256 xv = _mm256_loadu_ps(x[j] + k);                                            \
+        PL_UNROLL for (int i = 0; i < nr; i++) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]); \
       }                                                                                   \
     }                                                                                     \
-    if (i + 8 <= cols) {                                                                  \
-      __m256 w0 = LD(w, i);                                                               \
-      PL_UNROLL for (int j = 0; j < nx; j++)                                                        \
-        acc[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + j * cols + i), acc[j][0]);    \
-      i += 8;                                                                             \
-    }                                                                                     \
-    PL_UNROLL for (int j = 0; j < nx; j++) {                                                        \
+    PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++) {       \
       float t = 0;                                                                        \
-      for (int64_t k = i; k < cols; k++)                                                  \
-        t += SC(w, k) * x[j * cols + k];                                                  \
-      PL_Y(c, j0 + j, r) = hsum8(_mm256_add_ps(acc[j][0], acc[j][1])) + t;                \
+      for (int64_t q = k; q < cols; q++)                                                  \
+        t += SC(w[i], q) * x[j][q];                                                       \
+      PL_Y(c, j0 + j, r + i) = hsum8(acc[i][j]) + t;                                      \
     }                                                                                     \
   }                                                                                       \
-  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {                \
-    (void)nr; /* RW = 1 */                                                                              \
-    switch (nx) {                                                                         \
-    case 4: NAME##_body(c, r, j0, 4); break;                                              \
-    case 3: NAME##_body(c, r, j0, 3); break;                                              \
-    case 2: NAME##_body(c, r, j0, 2); break;                                              \
-    default: NAME##_body(c, r, j0, 1); break;                                             \
+  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {        \
+    if (nr == RWF) {                                                                      \
+      switch (nx) {                                                                       \
+      case 4: NAME##_body(c, r, RWF, j0, 4); break;                                       \
+      case 3: NAME##_body(c, r, RWF, j0, 3); break;                                       \
+      case 2: NAME##_body(c, r, RWF, j0, 2); break;                                       \
+      default: NAME##_body(c, r, RWF, j0, 1); break;                                      \
+      }                                                                                   \
+      return;                                                                             \
     }                                                                                     \
+    for (int i = 0; i < nr; i++)                                                          \
+      switch (nx) {                                                                       \
+      case 4: NAME##_body(c, r + i, 1, j0, 4); break;                                     \
+      case 3: NAME##_body(c, r + i, 1, j0, 3); break;                                     \
+      case 2: NAME##_body(c, r + i, 1, j0, 2); break;                                     \
+      default: NAME##_body(c, r + i, 1, j0, 1); break;                                    \
+      }                                                                                   \
   }                                                                                       \
-  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, 1, NX, NAME##_tile); }
+  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, RWF, NX, NAME##_tile); }
 
 FLOAT_KERNEL(mm_f32, ld_f32, sc_f32)
 FLOAT_KERNEL(mm_f16, ld_f16, sc_f16)
@@ -424,6 +435,90 @@ static void deq_q8_0(const void *row, float *y, int64_t n) {
   }
 }
 
+/* 8 int8 codes -> floats (sign-extended) */
+AI __m256 i8x8_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+static void deq_bf16(const void *row, float *y, int64_t n) {
+  const uint16_t *h = row;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, ld_bf16(h, i));
+  for (; i < n; i++)
+    y[i] = pl_bf16_to_f32(h[i]);
+}
+
+/* The dequantizers below use the scalar code's operation order (d*q; (d*sc)*q; d1*q - m1,
+ * no FMA), so every ISA decodes bit-identically (test_quant, test_ggml_xcheck). */
+static void deq_q4_0(const void *row, float *y, int64_t n) {
+  const pl_blk_q4_0 *b = row;
+  const __m128i m4 = _mm_set1_epi8(15), k8 = _mm_set1_epi8(8);
+  for (int64_t i = 0; i < n / 32; i++, y += 32) {
+    __m256 d = _mm256_set1_ps(h2f(b[i].d));
+    __m128i v = _mm_loadu_si128((const __m128i *)b[i].qs);
+    __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), k8), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), k8);
+    _mm256_storeu_ps(y, _mm256_mul_ps(d, i8x8_ps(lo)));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, i8x8_ps(_mm_srli_si128(lo, 8))));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, i8x8_ps(hi)));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, i8x8_ps(_mm_srli_si128(hi, 8))));
+  }
+}
+
+static void deq_q4_k(const void *row, float *y, int64_t n) {
+  const pl_blk_q4_k *b = row;
+  const __m256i m4 = _mm256_set1_epi8(15);
+  for (int64_t i = 0; i < n / 256; i++) {
+    float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    for (int c = 0; c < 4; c++, y += 64) {
+      int sc0, m0, sc1, m1;
+      pl_q4k_scale_min(2 * c, b[i].scales, &sc0, &m0);
+      pl_q4k_scale_min(2 * c + 1, b[i].scales, &sc1, &m1);
+      __m256 d0 = _mm256_set1_ps(d * (float)sc0), n0 = _mm256_set1_ps(dmin * (float)m0);
+      __m256 d1 = _mm256_set1_ps(d * (float)sc1), n1 = _mm256_set1_ps(dmin * (float)m1);
+      __m256i v = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * c));
+      __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      for (int k = 0; k < 4; k++) {
+        __m128i l8 = k < 2 ? _mm256_castsi256_si128(lo) : _mm256_extracti128_si256(lo, 1);
+        __m128i h8 = k < 2 ? _mm256_castsi256_si128(hi) : _mm256_extracti128_si256(hi, 1);
+        if (k & 1) {
+          l8 = _mm_srli_si128(l8, 8);
+          h8 = _mm_srli_si128(h8, 8);
+        }
+        _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d0, i8x8_ps(l8)), n0));
+        _mm256_storeu_ps(y + 32 + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d1, i8x8_ps(h8)), n1));
+      }
+    }
+  }
+}
+
+static void deq_q6_k(const void *row, float *y, int64_t n) {
+  const pl_blk_q6_k *b = row;
+  const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+  for (int64_t i = 0; i < n / 256; i++) {
+    float d = h2f(b[i].d);
+    for (int h = 0; h < 2; h++, y += 128) {
+      __m256i qa = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h));
+      __m256i qb = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h + 32));
+      __m256i qh = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+      q[1] = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_and_si256(qh, m30));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+      for (int u = 0; u < 4; u++) {
+        __m256i v = _mm256_sub_epi8(q[u], k32);
+        const int8_t *sc = b[i].scales + 8 * h + 2 * u;
+        __m256 s0 = _mm256_set1_ps(d * (float)sc[0]), s1 = _mm256_set1_ps(d * (float)sc[1]);
+        __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+        _mm256_storeu_ps(y + 32 * u, _mm256_mul_ps(s0, i8x8_ps(lo)));
+        _mm256_storeu_ps(y + 32 * u + 8, _mm256_mul_ps(s0, i8x8_ps(_mm_srli_si128(lo, 8))));
+        _mm256_storeu_ps(y + 32 * u + 16, _mm256_mul_ps(s1, i8x8_ps(hi)));
+        _mm256_storeu_ps(y + 32 * u + 24, _mm256_mul_ps(s1, i8x8_ps(_mm_srli_si128(hi, 8))));
+      }
+    }
+  }
+}
+
 /* ---- vector helpers ------------------------------------------------------------------------- */
 
 /* exp(x) for x in [-87.3, 88.7]; ~2 ulp. Range reduction x = n*ln2 + r, |r| <= ln2/2, then a
@@ -551,11 +646,17 @@ void pl_kern_fill_avx2(pl_kern_ops *o) {
   o->mm[PL_MMT_Q6_K] = mm_q6_k;
   o->mm[PL_MMT_MLX4] = mm_mlx4;
   o->mm[PL_MMT_MLX8] = mm_mlx8;
-  for (int t = 0; t < PL_MMT_COUNT; t++)
+  for (int t = 0; t < PL_MMT_COUNT; t++) {
     o->qx_z[t] = 0;
+    o->mm_rows_align[t] = t <= PL_MMT_BF16 ? RWF : 4;
+  }
   o->quant_x = quant_x;
   o->dequant[PL_MMT_F16] = deq_f16;
   o->dequant[PL_MMT_Q8_0] = deq_q8_0;
+  o->dequant[PL_MMT_BF16] = deq_bf16;
+  o->dequant[PL_MMT_Q4_0] = deq_q4_0;
+  o->dequant[PL_MMT_Q4_K] = deq_q4_k;
+  o->dequant[PL_MMT_Q6_K] = deq_q6_k;
   o->dot = v_dot;
   o->mad = v_mad;
   o->scale = v_scale;
