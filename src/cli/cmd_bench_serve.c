@@ -827,12 +827,14 @@ static int write_json(const char *path, const bs_opts *o, const char *url, const
   json_object_set_new(j, "first_error", first_error ? json_string(first_error) : json_null());
   /* per request, in workload order; failed requests hold null timings (seconds) */
   json_t *ok = json_array(), *il = json_array(), *ol = json_array(), *tt = json_array(),
-         *lat = json_array(), *st = json_array(), *itls = json_array(), *errs = json_array();
+         *lat = json_array(), *st = json_array(), *itls = json_array(), *errs = json_array(),
+         *mt = json_array();
   for (int i = 0; i < run->n; i++) {
     const bs_req *q = &run->reqs[i];
     int good = q->ok;
     json_array_append_new(ok, json_boolean(good));
     json_array_append_new(il, json_integer(q->usage_in >= 0 ? q->usage_in : w[i].n_prompt));
+    json_array_append_new(mt, json_integer(w[i].max_tokens));
     json_array_append_new(ol, json_integer(!good ? 0 : q->usage_out >= 0 ? q->usage_out : q->n_chunks));
     json_array_append_new(tt, json_num_or_null(good, q->t_first - q->t_start));
     json_array_append_new(lat, json_num_or_null(good, q->t_last - q->t_start));
@@ -846,6 +848,7 @@ static int write_json(const char *path, const bs_opts *o, const char *url, const
   json_object_set_new(j, "success", ok);
   json_object_set_new(j, "input_lens", il);
   json_object_set_new(j, "output_lens", ol);
+  json_object_set_new(j, "expected_output_lens", mt); /* max_tokens sent */
   json_object_set_new(j, "ttfts", tt);
   json_object_set_new(j, "latencies", lat);
   json_object_set_new(j, "start_times", st);

@@ -108,7 +108,7 @@ static json_t *parsed_arguments(const json_t *call) {
 /* Messages with string arguments parsed; a new reference (a copy only when needed). */
 static json_t *normalize_messages(const json_t *messages) {
   int needed = 0;
-  size_t i, k;
+  size_t i = 0, k = 0;
   json_t *m;
   json_array_foreach((json_t *)messages, i, m) {
     json_t *calls = json_object_get(m, "tool_calls");

@@ -83,7 +83,7 @@ static int m_rstrip(pl_jctx *c, pl_jv self, const pl_jargs *a, pl_jv *out) {
 static int split_common(pl_jctx *c, pl_jv self, const pl_jargs *a, int right, pl_jv *out) {
   pl_jv v[2] = {pl_jv_none(), pl_jv_int(-1)};
   BIND(right ? "rsplit" : "split", "sep", "maxsplit");
-  int64_t maxsplit;
+  int64_t maxsplit = -1;
   PL_TRY(get_int(c, v[1], "maxsplit", &maxsplit));
   return pl_jstr_split(c, self, v[0], maxsplit, right, out);
 }
@@ -119,7 +119,7 @@ static int m_splitlines(pl_jctx *c, pl_jv self, const pl_jargs *a, pl_jv *out) {
 static int affix_common(pl_jctx *c, pl_jv self, const pl_jargs *a, int suffix, pl_jv *out) {
   pl_jv v[3] = {pl_jv_undef("prefix"), pl_jv_none(), pl_jv_none()};
   BIND(suffix ? "endswith" : "startswith", "prefix", "start", "end");
-  size_t b, e;
+  size_t b = 0, e = 0;
   PL_TRY(sub_range(c, self, v[1], v[2], &b, &e));
   const pl_jv *cands = &v[0];
   size_t nc = 1;
@@ -176,7 +176,7 @@ IS_METHOD(m_isupper, "isupper")
 static int m_replace(pl_jctx *c, pl_jv self, const pl_jargs *a, pl_jv *out) {
   pl_jv v[3] = {pl_jv_undef("old"), pl_jv_undef("new"), pl_jv_int(-1)};
   BIND("replace", "old", "new", "count");
-  int64_t count;
+  int64_t count = 0;
   PL_TRY(get_int(c, v[2], "count", &count));
   return pl_jstr_replace(c, self, v[0], v[1], count, out);
 }
@@ -351,7 +351,7 @@ static int pad_common(pl_jctx *c, pl_jv self, const pl_jargs *a, int kind, pl_jv
     static const char *const params2[] = {"width", "fillchar"};
     PL_TRY(pl_jargs_bind(c, names[kind], a, params2, 2, v, NULL));
   }
-  int64_t w;
+  int64_t w = 0;
   PL_TRY(get_int(c, v[0], "width", &w));
   if (v[1].type != PL_JV_STR || pl_utf8_count(v[1].u.s.p, v[1].u.s.n) != 1)
     return pl_jerr(c, "the fill character must be exactly one character long");

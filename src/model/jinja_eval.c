@@ -205,7 +205,7 @@ int pl_jinja_getitem(pl_jctx *c, pl_jv obj, pl_jv key, pl_jv *out) {
     return pl_jinja_undef_error(c, obj);
   int is_int = key.type == PL_JV_INT || key.type == PL_JV_BOOL;
   int64_t ki = key.type == PL_JV_BOOL ? key.u.b : key.u.i;
-  size_t idx;
+  size_t idx = 0;
   switch (obj.type) {
   case PL_JV_DICT: {
     const pl_jv *v = pl_jdict_get(obj.u.d, key);
@@ -301,7 +301,7 @@ static int slice_arg(pl_jctx *c, pl_jv v, int *has, int64_t *out) {
 static int do_slice(pl_jctx *c, pl_jv obj, pl_jv vs, pl_jv ve, pl_jv vst, pl_jv *out) {
   if (obj.type == PL_JV_UNDEF)
     return pl_jinja_undef_error(c, obj);
-  int hs, he, hst;
+  int hs = 0, he = 0, hst = 0;
   int64_t s = 0, e = 0, st = 1;
   PL_TRY(slice_arg(c, vs, &hs, &s));
   PL_TRY(slice_arg(c, ve, &he, &e));
@@ -311,7 +311,7 @@ static int do_slice(pl_jctx *c, pl_jv obj, pl_jv vs, pl_jv ve, pl_jv vst, pl_jv 
   if (st == 0)
     return pl_jerr(c, "slice step cannot be zero");
   if (obj.type == PL_JV_LIST) {
-    int64_t a, b;
+    int64_t a = 0, b = 0;
     slice_bounds(hs, s, he, e, st, (int64_t)obj.u.l->n, &a, &b);
     pl_jlist *l = pl_jlist_new(&c->arena, 0);
     if (!l)
@@ -324,7 +324,7 @@ static int do_slice(pl_jctx *c, pl_jv obj, pl_jv vs, pl_jv ve, pl_jv vst, pl_jv 
   if (obj.type == PL_JV_STR) {
     const char *p = obj.u.s.p;
     size_t n = obj.u.s.n, ncp = pl_utf8_count(p, n);
-    int64_t a, b;
+    int64_t a = 0, b = 0;
     slice_bounds(hs, s, he, e, st, (int64_t)ncp, &a, &b);
     if (st == 1) { /* contiguous: a view */
       if (b <= a) {
@@ -511,7 +511,7 @@ static int eval_args(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jargs *a,
 
 static NOINLINE int eval_call(pl_jctx *c, const pl_jnode *n, pl_jframe *f, const pl_jv *caller,
                      pl_jv *out) {
-  pl_jv fn;
+  pl_jv fn = {0};
   PL_TRY(eval(c, n->a, f, &fn));
   pl_jargs a;
   PL_TRY(eval_args(c, n, f, &a, caller));
@@ -541,7 +541,7 @@ int pl_jinja_apply_test(pl_jctx *c, const char *name, pl_jv in, const pl_jargs *
 /* A FILTER node; in a block chain (chain_in set) the innermost input is *chain_in. */
 static NOINLINE int eval_filter(pl_jctx *c, const pl_jnode *n, pl_jframe *f, const pl_jv *chain_in,
                        pl_jv *out) {
-  pl_jv in;
+  pl_jv in = {0};
   if (!n->a)
     in = chain_in ? *chain_in : pl_jv_undef(NULL);
   else if (chain_in)
@@ -608,7 +608,7 @@ static void float_divmod(double x, double y, double *div, double *mod) {
   } else {
     m = copysign(0.0, y);
   }
-  double fd;
+  double fd = 0;
   if (d != 0) {
     fd = floor(d);
     if (d - fd > 0.5)
@@ -713,7 +713,7 @@ static int arith(pl_jctx *c, int op, pl_jv a, pl_jv b, pl_jv *out) {
     } else {
       if (fy == 0)
         return pl_jerr(c, "float division or modulo by zero");
-      double d, m;
+      double d = 0, m = 0;
       float_divmod(fx, fy, &d, &m);
       *out = pl_jv_float(op == PL_JOP_FLOORDIV ? d : m);
     }
@@ -773,7 +773,7 @@ static int contains(pl_jctx *c, pl_jv container, pl_jv item, int *res) {
 }
 
 static int compare_op(pl_jctx *c, int op, pl_jv a, pl_jv b, int *res) {
-  int cmp;
+  int cmp = 0;
   switch (op) {
   case PL_JOP_EQ:
     *res = pl_jv_equal(a, b);
@@ -819,7 +819,7 @@ static NOINLINE int ev_dict(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *
   if (!d)
     return pl_jv_oom(&c->arena);
   for (size_t i = 0; i < n->nkids; i++) {
-    pl_jv k, v;
+    pl_jv k = {0}, v = {0};
     PL_TRY(eval(c, n->kids[i], f, &k));
     PL_TRY(eval(c, n->kw[i], f, &v));
     PL_TRY(pl_jdict_set(&c->arena, d, k, v));
@@ -829,14 +829,14 @@ static NOINLINE int ev_dict(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *
 }
 
 static NOINLINE int ev_attr(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
-  pl_jv obj;
+  pl_jv obj = {0};
   PL_TRY(eval(c, n->a, f, &obj));
   c->line = n->line;
   return pl_jinja_getattr(c, obj, n->name, out);
 }
 
 static NOINLINE int ev_item(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
-  pl_jv obj, key;
+  pl_jv obj = {0}, key = {0};
   PL_TRY(eval(c, n->a, f, &obj));
   PL_TRY(eval(c, n->b, f, &key));
   c->line = n->line;
@@ -857,7 +857,7 @@ static NOINLINE int ev_slice(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv 
 }
 
 static NOINLINE int ev_test(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
-  pl_jv in;
+  pl_jv in = {0};
   PL_TRY(eval(c, n->a, f, &in));
   pl_jargs a;
   PL_TRY(eval_args(c, n, f, &a, NULL));
@@ -869,7 +869,7 @@ static NOINLINE int ev_test(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *
 }
 
 static NOINLINE int ev_unary(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
-  pl_jv v;
+  pl_jv v = {0};
   PL_TRY(eval(c, n->a, f, &v));
   if (n->kind == PL_JN_NOT) {
     *out = pl_jv_bool(!pl_jv_truthy(v));
@@ -896,7 +896,7 @@ static NOINLINE int ev_unary(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv 
 }
 
 static NOINLINE int ev_binop(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
-  pl_jv a, b;
+  pl_jv a = {0}, b = {0};
   PL_TRY(eval(c, n->a, f, &a));
   PL_TRY(eval(c, n->b, f, &b));
   c->line = n->line;
@@ -907,7 +907,7 @@ static NOINLINE int ev_concat(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv
   pl_jbuf b;
   pl_jbuf_init(&b, c->max_output);
   for (size_t i = 0; i < n->nkids; i++) {
-    pl_jv v;
+    pl_jv v = {0};
     int rc = eval(c, n->kids[i], f, &v);
     if (rc == PL_OK)
       rc = pl_jv_write_str(&b, v);
@@ -920,11 +920,11 @@ static NOINLINE int ev_concat(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv
 }
 
 static NOINLINE int ev_compare(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
-  pl_jv left;
+  pl_jv left = {0};
   PL_TRY(eval(c, n->a, f, &left));
   for (size_t i = 0; i < n->nkids; i++) {
-    pl_jv right;
-    int res;
+    pl_jv right = {0};
+    int res = 0;
     PL_TRY(eval(c, n->kids[i], f, &right));
     c->line = n->line;
     PL_TRY(compare_op(c, n->ops[i], left, right, &res));
@@ -939,7 +939,7 @@ static NOINLINE int ev_compare(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_j
 }
 
 static NOINLINE int ev_cond(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv *out) {
-  pl_jv t;
+  pl_jv t = {0};
   PL_TRY(eval(c, n->b, f, &t));
   if (pl_jv_truthy(t))
     return eval(c, n->a, f, out);
@@ -1047,7 +1047,7 @@ static int bind_targets(pl_jctx *c, const pl_jnode *n, pl_jframe *f, pl_jv v) {
 }
 
 static NOINLINE int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
-  pl_jv it;
+  pl_jv it = {0};
   PL_TRY(eval(c, n->a, f, &it));
   c->line = n->line;
   pl_jlist *items;
@@ -1062,7 +1062,7 @@ static NOINLINE int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
     for (size_t i = 0; i < items->n; i++) {
       frame->n = 0;
       PL_TRY(bind_targets(c, n, frame, items->v[i]));
-      pl_jv t;
+      pl_jv t = {0};
       PL_TRY(eval(c, n->b, frame, &t));
       if (pl_jv_truthy(t))
         PL_TRY(pl_jlist_push(&c->arena, kept, items->v[i]));
@@ -1107,13 +1107,13 @@ static NOINLINE int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
 }
 
 static NOINLINE int ex_output(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
-  pl_jv v;
+  pl_jv v = {0};
   PL_TRY(eval(c, n->a, f, &v));
   return emit(c, v);
 }
 
 static NOINLINE int ex_if(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
-  pl_jv t;
+  pl_jv t = {0};
   PL_TRY(eval(c, n->a, f, &t));
   if (pl_jv_truthy(t))
     return exec(c, n->b, f);
@@ -1121,7 +1121,7 @@ static NOINLINE int ex_if(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
 }
 
 static NOINLINE int ex_set(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
-  pl_jv v;
+  pl_jv v = {0};
   PL_TRY(eval(c, n->a, f, &v));
   return bind_targets(c, n, f, v);
 }
@@ -1130,7 +1130,7 @@ static NOINLINE int ex_set_ns(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   const pl_jv *ns = pl_jframe_lookup(f, n->names[0]);
   if (!ns || ns->type != PL_JV_NS)
     return pl_jerr(c, "cannot assign attribute on non-namespace object '%s'", n->names[0]);
-  pl_jv v;
+  pl_jv v = {0};
   PL_TRY(eval(c, n->a, f, &v));
   return pl_jdict_set(&c->arena, ns->u.d, pl_jv_str(n->name, strlen(n->name)), v);
 }
@@ -1140,7 +1140,7 @@ static NOINLINE int ex_capture(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   pl_jframe *inner = pl_jframe_new(c, f);
   if (!inner)
     return pl_jv_oom(&c->arena);
-  pl_jv body, v;
+  pl_jv body = {0}, v = {0};
   PL_TRY(capture(c, n->b, inner, &body));
   if (n->a)
     PL_TRY(eval_filter(c, n->a, f, &body, &v));
@@ -1163,7 +1163,7 @@ static NOINLINE int ex_macro(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   if (n->kind == PL_JN_MACRO)
     return pl_jframe_set(c, f, n->name, v);
   /* {% call m(...) %}body{% endcall %}: m gets `caller`, a macro running body here. */
-  pl_jv res;
+  pl_jv res = {0};
   PL_TRY(eval_call(c, n->a, f, &v, &res));
   return emit(c, res);
 }
@@ -1173,7 +1173,7 @@ static NOINLINE int ex_with(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   if (!inner)
     return pl_jv_oom(&c->arena);
   for (size_t i = 0; i < n->nnames; i++) {
-    pl_jv v;
+    pl_jv v = {0};
     PL_TRY(eval(c, n->kids[i], f, &v));
     PL_TRY(pl_jframe_set(c, inner, n->names[i], v));
   }

@@ -55,7 +55,7 @@ static int attr_get(pl_jctx *c, pl_jv item, pl_jv attr, pl_jv *out) {
     int digits = n > 0;
     for (size_t i = 0; i < n; i++)
       digits &= p[i] >= '0' && p[i] <= '9';
-    pl_jv key;
+    pl_jv key = {0};
     if (digits && n < 18)
       key = pl_jv_int(strtoll(p, NULL, 10));
     else
@@ -89,7 +89,7 @@ static int merge_sort(pl_jctx *c, pl_jv *items, pl_jv *keys, size_t n, int rever
       size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
       size_t i = lo, j = mid, k = lo;
       while (i < mid && j < hi) {
-        int cmp;
+        int cmp = 0;
         if (pl_jv_compare(keys[j], keys[i], &cmp) < 0)
           return pl_jerr(c, "sort: %s", pl_last_error());
         /* take from the right only when strictly before (stability); reverse flips order */
@@ -129,7 +129,7 @@ static int f_trim(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 static int case_filter(pl_jctx *c, const char *name, pl_jv in, const pl_jargs *a, int mode,
                        pl_jv *out) {
   PL_TRY(no_args(c, name, a));
-  pl_jv s;
+  pl_jv s = {0};
   PL_TRY(pl_jv_str_of(c, in, &s));
   return pl_jstr_case(c, s, mode, out);
 }
@@ -159,7 +159,7 @@ static int f_safe(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 
 static int f_escape(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   PL_TRY(no_args(c, "escape", a));
-  pl_jv s;
+  pl_jv s = {0};
   PL_TRY(pl_jv_str_of(c, in, &s));
   pl_jbuf b;
   pl_jbuf_init(&b, c->max_output);
@@ -196,11 +196,11 @@ static int f_indent(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
     return in.type == PL_JV_UNDEF ? pl_jinja_undef_error(c, in)
                                   : pl_jerr(c, "indent: expected a string, got '%s'",
                                             pl_jv_type_name(in));
-  pl_jv ind;
+  pl_jv ind = {0};
   if (v[0].type == PL_JV_STR) {
     ind = v[0];
   } else {
-    int64_t w;
+    int64_t w = 4;
     PL_TRY(want_int(c, v[0], "indent width", &w));
     if (w < 0)
       w = 0;
@@ -254,7 +254,7 @@ static int f_indent(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 static int f_center(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[1] = {pl_jv_int(80)}, s;
   BIND("center", "width");
-  int64_t w;
+  int64_t w = 0;
   PL_TRY(want_int(c, v[0], "center width", &w));
   PL_TRY(pl_jv_str_of(c, in, &s));
   int64_t len = (int64_t)pl_utf8_count(s.u.s.p, s.u.s.n);
@@ -284,7 +284,7 @@ static int f_center(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 static int f_truncate(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[4] = {pl_jv_int(255), pl_jv_bool(0), pl_jv_str("...", 3), pl_jv_none()}, s, end;
   BIND("truncate", "length", "killwords", "end", "leeway");
-  int64_t length, leeway = 5;
+  int64_t length = 255, leeway = 5;
   PL_TRY(want_int(c, v[0], "truncate length", &length));
   if (v[3].type != PL_JV_NONE)
     PL_TRY(want_int(c, v[3], "truncate leeway", &leeway));
@@ -323,7 +323,7 @@ static int f_truncate(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 
 static int f_wordcount(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   PL_TRY(no_args(c, "wordcount", a));
-  pl_jv s;
+  pl_jv s = {0};
   PL_TRY(pl_jv_str_of(c, in, &s));
   int64_t words = 0;
   int inword = 0;
@@ -340,11 +340,11 @@ static int f_wordcount(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 }
 
 static int f_format(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
-  pl_jv s;
+  pl_jv s = {0};
   PL_TRY(pl_jv_str_of(c, in, &s));
   if (a->npos && a->nkw)
     return pl_jerr(c, "format: can't handle positional and keyword arguments at the same time");
-  pl_jv args;
+  pl_jv args = {0};
   if (a->nkw) {
     pl_jdict *d = pl_jdict_new(&c->arena, a->nkw);
     if (!d)
@@ -461,7 +461,7 @@ static int parse_py_float(pl_jv s, double *out) {
 static int f_int(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[2] = {pl_jv_int(0), pl_jv_int(10)};
   BIND("int", "default", "base");
-  int64_t base;
+  int64_t base = 0;
   PL_TRY(want_int(c, v[1], "int base", &base));
   switch (in.type) {
   case PL_JV_UNDEF: /* Undefined.__int__ raises */
@@ -480,7 +480,7 @@ static int f_int(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
     *out = pl_jv_int((int64_t)in.u.f);
     return PL_OK;
   case PL_JV_STR: {
-    int64_t i;
+    int64_t i = 0;
     int r = parse_py_int(in, (int)base, &i);
     if (r == 0) {
       *out = pl_jv_int(i);
@@ -507,7 +507,7 @@ static int f_int(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 static int f_float(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[1] = {pl_jv_float(0.0)};
   BIND("float", "default");
-  double d;
+  double d = 0;
   if (in.type == PL_JV_UNDEF) /* Undefined.__float__ raises */
     return pl_jinja_undef_error(c, in);
   if (in.type == PL_JV_FLOAT)
@@ -524,7 +524,7 @@ static int f_float(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 static int f_round(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[2] = {pl_jv_int(0), pl_jv_str("common", 6)};
   BIND("round", "precision", "method");
-  int64_t prec;
+  int64_t prec = 0;
   PL_TRY(want_int(c, v[0], "round precision", &prec));
   if (!pl_jv_isnum(in))
     return pl_jerr(c, "round: expected a number, got '%s'", pl_jv_type_name(in));
@@ -553,7 +553,7 @@ static int f_round(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
     }
     if (2 * r > p10 || (2 * r == p10 && (q & 1)))
       q += 1;
-    int64_t res;
+    int64_t res = 0;
     if (__builtin_mul_overflow(q, p10, &res))
       return pl_jerr(c, "integer overflow");
     *out = pl_jv_int(res);
@@ -817,7 +817,7 @@ static int f_sum(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
     if (acc.type == PL_JV_FLOAT || x.type == PL_JV_FLOAT) {
       acc = pl_jv_float(pl_jv_as_double(acc) + pl_jv_as_double(x));
     } else {
-      int64_t s;
+      int64_t s = 0;
       if (__builtin_add_overflow(acc.type == PL_JV_BOOL ? acc.u.b : acc.u.i,
                                  x.type == PL_JV_BOOL ? x.u.b : x.u.i, &s))
         return pl_jerr(c, "integer overflow");
@@ -831,7 +831,7 @@ static int f_sum(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 static int f_batch(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[2] = {pl_jv_undef("linecount"), pl_jv_none()};
   BIND("batch", "linecount", "fill_with");
-  int64_t n;
+  int64_t n = 0;
   PL_TRY(want_int(c, v[0], "batch linecount", &n));
   if (n < 1)
     return pl_jerr(c, "batch: linecount must be at least 1");
@@ -860,7 +860,7 @@ static int f_batch(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
 static int f_slice(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
   pl_jv v[2] = {pl_jv_undef("slices"), pl_jv_none()};
   BIND("slice", "slices", "fill_with");
-  int64_t k;
+  int64_t k = 0;
   PL_TRY(want_int(c, v[0], "slice count", &k));
   if (k < 1 || k > 100000)
     return pl_jerr(c, "slice: bad number of slices");
@@ -938,7 +938,7 @@ static int select_common(pl_jctx *c, pl_jv in, const pl_jargs *a, int by_attr, i
     pl_jv x = l->v[i];
     if (by_attr)
       PL_TRY(attr_get(c, x, attr, &x));
-    int res;
+    int res = 0;
     if (test)
       PL_TRY(pl_jinja_apply_test(c, test, x, &targs, &res));
     else
@@ -987,7 +987,7 @@ static int f_map(pl_jctx *c, pl_jv in, const pl_jargs *a, pl_jv *out) {
     if (!has_attr)
       return pl_jerr(c, "map requires a filter argument");
     for (size_t i = 0; i < l->n; i++) {
-      pl_jv x;
+      pl_jv x = {0};
       PL_TRY(attr_get(c, l->v[i], attr, &x));
       r->v[r->n++] = x.type == PL_JV_UNDEF ? dflt : x;
     }

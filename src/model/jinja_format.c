@@ -204,7 +204,7 @@ static int format_value(pl_jctx *c, pl_jbuf *b, pl_jv v, const char *s, size_t n
   if (sp.type && sp.type != 's')
     return pl_jerr(c, "unknown format code '%c' for object of type '%s'", sp.type,
                    pl_jv_type_name(v));
-  pl_jv str;
+  pl_jv str = {0};
   PL_TRY(pl_jv_str_of(c, v, &str));
   size_t len = str.u.s.n;
   if (sp.prec >= 0)
@@ -316,7 +316,7 @@ static int str_format_into(pl_jctx *c, pl_jbuf *b, pl_jv fmt, const pl_jargs *a)
     if (i >= n)
       return pl_jerr(c, "format: expected '}' before end of string");
     size_t name_end = bang ? bang : colon ? colon : i;
-    pl_jv v;
+    pl_jv v = {0};
     PL_TRY(field_value(c, p + st, name_end - st, a, &auto_idx, &v));
     if (bang) {
       char conv = bang + 1 < i ? p[bang + 1] : 0;
@@ -376,7 +376,7 @@ static int percent_into(pl_jctx *c, pl_jbuf *b, pl_jv fmt, pl_jv args) {
     }
     if (++i >= n)
       return pl_jerr(c, "format: incomplete format");
-    pl_jv v;
+    pl_jv v = {0};
     int have_v = 0;
     if (p[i] == '(') {
       size_t st = ++i;
@@ -437,7 +437,7 @@ static int percent_into(pl_jctx *c, pl_jbuf *b, pl_jv fmt, pl_jv args) {
     if (sp.zero && sp.align == '<')
       sp.zero = 0;
     if (conv == 's' || conv == 'r' || conv == 'a') {
-      pl_jv s;
+      pl_jv s = {0};
       if (conv == 's') {
         PL_TRY(pl_jv_str_of(c, v, &s));
       } else {

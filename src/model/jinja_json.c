@@ -109,7 +109,7 @@ static int sorted_order(jw *w, const pl_jdict *d, size_t *idx) {
     size_t cur = i;
     idx[i] = i;
     while (cur > 0) {
-      int cmp;
+      int cmp = 0;
       if (pl_jv_compare(d->k[idx[cur - 1]], d->k[idx[cur]], &cmp) < 0)
         return pl_jerr(w->c, "tojson(sort_keys=True): %s", pl_last_error());
       if (cmp <= 0)

@@ -80,7 +80,7 @@ static size_t space_at(const lx *x, size_t i) {
 }
 
 static size_t skip_space(const lx *x, size_t i) {
-  size_t k;
+  size_t k = 0;
   while ((k = space_at(x, i)) > 0)
     i += k;
   return i;

@@ -331,7 +331,7 @@ static int parse_subscript(ps *p, pl_jnode **node) {
   while (!is_op(cur(p), PL_JOP_RBRACKET)) {
     if (args.n)
       PL_TRY(expect_op(p, PL_JOP_COMMA));
-    pl_jnode *e;
+    pl_jnode *e = NULL;
     PL_TRY(parse_subscribed(p, &e));
     PL_TRY(vpush(p, &args, e));
   }
@@ -621,7 +621,7 @@ static int parse_compare(ps *p, pl_jnode **out) {
   vec operands = {0}, ops = {0};
   for (;;) {
     const pl_jtok *t = cur(p);
-    int op;
+    int op = 0;
     if (t->type == PL_JT_OP && t->op >= PL_JOP_EQ && t->op <= PL_JOP_LE) {
       op = t->op;
       adv(p);

@@ -53,7 +53,7 @@ static int bind_vars(pl_jctx *c, pl_jframe *f, const json_t *vars) {
     char *name = pl_jarena_strndup(&c->arena, key, strlen(key));
     if (!name)
       return pl_jv_oom(&c->arena);
-    pl_jv v;
+    pl_jv v = {0};
     PL_TRY(pl_jv_from_json(&c->arena, val, &v));
     PL_TRY(pl_jframe_set(c, f, name, v));
   }

@@ -49,7 +49,7 @@ TYPE_TEST(t_escaped, "escaped", 0)
 /* lower / upper: str(value).islower() / .isupper() */
 static int case_test(pl_jctx *c, pl_jv v, const char *name, const pl_jargs *a, int *res) {
   PL_TRY(no_arg(c, name, a));
-  pl_jv s;
+  pl_jv s = {0};
   PL_TRY(pl_jv_str_of(c, v, &s));
   *res = pl_jstr_is(s, name[0] == 'l' ? "islower" : "isupper");
   return PL_OK;
@@ -74,7 +74,7 @@ static int parity(pl_jctx *c, pl_jv v, const char *name, const pl_jargs *a, int 
   } else if (v.type == PL_JV_STR) {
     /* Jinja computes `value % 2 == 1`: for a str that is %-formatting, never equal to a
      * number (or a formatting error). */
-    pl_jv tmp;
+    pl_jv tmp = {0};
     PL_TRY(pl_jinja_percent_format(c, v, pl_jv_int(2), &tmp));
     *res = 0;
   } else {
@@ -90,7 +90,7 @@ static int t_even(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
 }
 
 static int t_divisibleby(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
-  pl_jv d;
+  pl_jv d = {0};
   PL_TRY(one_arg(c, "divisibleby", a, &d));
   if (!pl_jv_isnum(v) || !pl_jv_isnum(d))
     return pl_jerr(c, "test 'divisibleby' needs numbers");
@@ -109,21 +109,21 @@ static int t_divisibleby(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
 }
 
 static int t_eq(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
-  pl_jv o;
+  pl_jv o = {0};
   PL_TRY(one_arg(c, "eq", a, &o));
   *res = pl_jv_equal(v, o);
   return PL_OK;
 }
 static int t_ne(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
-  pl_jv o;
+  pl_jv o = {0};
   PL_TRY(one_arg(c, "ne", a, &o));
   *res = !pl_jv_equal(v, o);
   return PL_OK;
 }
 
 static int ordered(pl_jctx *c, pl_jv v, const char *name, const pl_jargs *a, int want, int *res) {
-  pl_jv o;
-  int cmp;
+  pl_jv o = {0};
+  int cmp = 0;
   PL_TRY(one_arg(c, name, a, &o));
   if (pl_jv_compare(v, o, &cmp) < 0)
     return pl_jerr(c, "%s", pl_last_error());
@@ -153,7 +153,7 @@ static int t_ge(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
 }
 
 static int t_in(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
-  pl_jv seq;
+  pl_jv seq = {0};
   PL_TRY(one_arg(c, "in", a, &seq));
   switch (seq.type) {
   case PL_JV_STR:
@@ -179,7 +179,7 @@ static int t_in(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
 }
 
 static int t_sameas(pl_jctx *c, pl_jv v, const pl_jargs *a, int *res) {
-  pl_jv o;
+  pl_jv o = {0};
   PL_TRY(one_arg(c, "sameas", a, &o));
   if (v.type != o.type) {
     *res = 0;

@@ -327,7 +327,7 @@ int pl_jv_write_str_repr(pl_jbuf *b, const char *s, size_t n) {
     size_t start = i;
     uint32_t cp;
     i = pl_utf8_next(s, n, i, &cp);
-    int rc;
+    int rc = 0;
     if (cp == (uint32_t)q || cp == '\\') {
       char e[2] = {'\\', (char)cp};
       rc = pl_jbuf_put(b, e, 2);
@@ -469,7 +469,7 @@ static int from_json(pl_jarena *a, const json_t *j, pl_jv *out, int depth) {
     json_t *val;
     /* jansson iterates in insertion order, which is the order Python's json module keeps. */
     json_object_foreach((json_t *)j, key, val) {
-      pl_jv k, v;
+      pl_jv k = {0}, v = {0};
       PL_TRY(pl_jv_str_dup(a, key, strlen(key), &k));
       PL_TRY(from_json(a, val, &v, depth + 1));
       d->k[d->n] = k;

@@ -113,7 +113,6 @@ static inline pl_jv pl_jv_dict(pl_jdict *d) {
   v.u.d = d;
   return v;
 }
-static inline int pl_jv_is_str(pl_jv v, const char *s); /* below */
 static inline int pl_jv_isnum(pl_jv v) {
   return v.type == PL_JV_BOOL || v.type == PL_JV_INT || v.type == PL_JV_FLOAT;
 }

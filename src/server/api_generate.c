@@ -367,6 +367,7 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
     goto fail;
   }
   h->job = job; /* on_completed cancels it if the client goes away */
+  pl_server_active_add(s, 1);
   int sock = conn_fd(c);
 
   /* Wait for the engine's verdict before committing to a status code. */

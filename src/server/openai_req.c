@@ -18,12 +18,8 @@
 
 int pl_oai_errorf(pl_oai_error *e, int status, const char *param, const char *fmt, ...) {
   e->status = status;
-  e->type = status == 401   ? "authentication_error"
-            : status == 404 ? "not_found_error"
-            : status >= 500 ? (status == 503 ? "service_unavailable_error" : "server_error")
-                            : "invalid_request_error";
-  if (status == 400 || status == 413)
-    e->type = "invalid_request_error";
+  /* OpenAI's types: every client error is an invalid_request_error (the code tells which). */
+  e->type = status >= 500 ? "server_error" : "invalid_request_error";
   e->code = NULL;
   snprintf(e->param, sizeof e->param, "%s", param ? param : "");
   va_list ap;

@@ -40,7 +40,7 @@ typedef enum {
 
 typedef struct pl_oai_error {
   int status;       /* HTTP status: 400, 401, 404, 413, 500, 503 */
-  const char *type; /* "invalid_request_error", "authentication_error", "server_error", ... */
+  const char *type; /* "invalid_request_error" (4xx) or "server_error" (5xx), as OpenAI */
   const char *code; /* NULL or e.g. "model_not_found", "context_length_exceeded" */
   char param[96];   /* "" = null */
   char message[640];

@@ -86,6 +86,31 @@ enum MHD_Result pl_http_error(pl_server *s, struct MHD_Connection *c, const pl_o
   return r;
 }
 
+void pl_server_active_add(pl_server *s, int delta) {
+  pthread_mutex_lock(&s->active_mu);
+  s->active += delta;
+  if (s->active == 0)
+    pthread_cond_broadcast(&s->active_cv);
+  pthread_mutex_unlock(&s->active_mu);
+}
+
+/* Wait until no generation response is being written, at most ms. */
+static void wait_responses(pl_server *s, int ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&s->active_mu);
+  while (s->active > 0)
+    if (pthread_cond_timedwait(&s->active_cv, &s->active_mu, &ts) != 0)
+      break;
+  pthread_mutex_unlock(&s->active_mu);
+}
+
 static enum MHD_Result errorf(pl_server *s, struct MHD_Connection *c, int status, const char *code,
                               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static enum MHD_Result errorf(pl_server *s, struct MHD_Connection *c, int status, const char *code,
@@ -335,6 +360,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     /* Finished, or the client went away (disconnect, timeout): free its blocks now. */
     pl_srv_cancel(s->loop, h->job);
     pl_srv_job_release(h->job);
+    pl_server_active_add(s, -1);
   }
   pl_strbuf_free(&h->body);
   pl_free(h);
@@ -373,6 +399,8 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
   s->cfg.model_path = s->model_path;
   s->start_time = (long long)time(NULL);
   atomic_init(&s->state, PL_SRV_LOADING);
+  pthread_mutex_init(&s->active_mu, NULL);
+  pthread_cond_init(&s->active_cv, NULL);
   if (!s->host || pl_srv_metrics_create(&s->metrics) < 0) {
     pl_server_destroy(s);
     return pl_fail(PL_ENOMEM, "out of memory");
@@ -463,6 +491,7 @@ int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force) {
   if (was != PL_SRV_LOADING && s->loop) {
     left = pl_srv_loop_drain(s->loop, drain_ms, force);
     pl_srv_loop_stop(s->loop); /* aborts the rest; their connections finish their responses */
+    wait_responses(s, 5000);   /* let them write their last frames (bounded: slow readers) */
   }
   if (s->d) {
     MHD_stop_daemon(s->d); /* joins every connection thread */
@@ -478,6 +507,8 @@ void pl_server_destroy(pl_server *s) {
     return;
   pl_server_shutdown(s, 0, NULL);
   pl_srv_metrics_destroy(s->metrics);
+  pthread_cond_destroy(&s->active_cv);
+  pthread_mutex_destroy(&s->active_mu);
   pl_free(s->host);
   pl_free(s->api_key);
   pl_free(s->served_name);

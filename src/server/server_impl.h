@@ -3,6 +3,7 @@
 #ifndef PL_SERVER_SERVER_IMPL_H
 #define PL_SERVER_SERVER_IMPL_H
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "server/engine_loop.h"
@@ -25,7 +26,15 @@ struct pl_server {
   pl_srv_metrics *metrics;
   long long start_time;  /* Unix seconds, for /v1/models "created" */
   int shut;              /* pl_server_shutdown ran */
+  /* Generation responses still being written (a job attached to an HTTP request); shutdown
+   * waits for them so aborted streams still end with their final frames and [DONE]. */
+  pthread_mutex_t active_mu;
+  pthread_cond_t active_cv;
+  int active;
 };
+
+/* Count a generation response in / out (see pl_server.active). */
+void pl_server_active_add(pl_server *s, int delta);
 
 /* One HTTP request (MHD's con_cls): lives from the first access-handler call until MHD's
  * request-completed callback. */

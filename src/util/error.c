@@ -31,7 +31,14 @@ int pl_fail(int status, const char *fmt, ...) {
 
 int pl_fail_prefix(int status, const char *prefix) {
   char tmp[sizeof pl_errmsg];
-  snprintf(tmp, sizeof tmp, "%s: %s", prefix, pl_errmsg);
+  size_t n = strlen(prefix);
+  if (n > sizeof tmp / 2)
+    n = sizeof tmp / 2;
+  memcpy(tmp, prefix, n);
+  memcpy(tmp + n, ": ", 2);
+  size_t rest = strnlen(pl_errmsg, sizeof tmp - n - 3);
+  memcpy(tmp + n + 2, pl_errmsg, rest);
+  tmp[n + 2 + rest] = 0;
   memcpy(pl_errmsg, tmp, sizeof pl_errmsg);
   return status;
 }

@@ -7,7 +7,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { startServer, post, curl, metrics, waitMetrics } from "./lib/server.mjs";
+import { spawnSync } from "node:child_process";
+import { startServer, post, curl, waitMetrics } from "./lib/server.mjs";
+import { makeTempDir, runPl, spawnPl } from "./lib/util.mjs";
 
 const MODEL = "tinystories-280K";
 let srv;
@@ -219,6 +221,60 @@ test("a full waiting queue answers 503 (overloaded), never a crash", async () =>
     const m = await waitMetrics(s.url, (m) => m["pagellm:num_requests_running"] === 0 && m["pagellm:kv_blocks_used"] === 0);
     assert.equal(m["pagellm:num_requests_waiting"], 0);
     assert.equal(m["pagellm:kv_blocks_used"], 0);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("binds 127.0.0.1 by default", () => {
+  assert.match(srv.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+});
+
+test("/health and /v1 answer 503 while the model is loading; a signal then exits", async () => {
+  // A FIFO as the model file: opening it blocks until a writer appears, so the server stays
+  // observably "loading" for as long as the test needs.
+  const fifo = makeTempDir("pagellm-fifo-") + "/model.gguf";
+  assert.equal(spawnSync("mkfifo", [fifo]).status, 0);
+  const proc = spawnPl(["serve", "-m", fifo, "--port", "0"]);
+  const exited = new Promise((r) => proc.on("exit", (code, signal) => r({ code, signal })));
+  let out = "";
+  const url = await new Promise((resolve, reject) => {
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    exited.then(() => reject(new Error("exited early: " + out)));
+  });
+  const h = await fetch(url + "/health");
+  assert.equal(h.status, 503);
+  assert.match((await h.json()).error.message, /loading/);
+  const c = await post(url + "/v1/completions", { prompt: "x" });
+  assert.equal(c.status, 503);
+  assert.equal((await fetch(url + "/metrics")).status, 200);
+  proc.kill("SIGTERM");
+  const r = await exited;
+  assert.ok(r.code === 143 || r.signal === "SIGTERM", JSON.stringify(r));
+});
+
+test("a model that cannot be loaded exits 1 with a clear message", async () => {
+  const r = runPl(["serve", "-m", "/nonexistent/model.gguf", "--port", "0"], { timeoutMs: 30_000 });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot load the model/);
+  const u = runPl(["serve", "--bogus-flag"], { timeoutMs: 30_000 });
+  assert.equal(u.status, 2);
+  assert.match(u.stderr, /unknown option/);
+});
+
+test("--served-model-name renames the model; the file stem is then unknown", async () => {
+  const s = await startServer({ args: ["--served-model-name", "my-model"] });
+  try {
+    const models = await (await fetch(s.url + "/v1/models")).json();
+    assert.deepEqual(models.data.map((m) => m.id), ["my-model"]);
+    assertError(await post(s.url + "/v1/completions", { model: MODEL, prompt: "x" }), 404, "model");
+    const ok = await post(s.url + "/v1/completions", { model: "my-model", prompt: "x", max_tokens: 2 });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.json.model, "my-model");
   } finally {
     assert.equal((await s.stop()).code, 0);
   }

@@ -14,6 +14,8 @@
 // Other knobs: tokensPerChunk, crlf (CRLF line ends), fragment (split each event into writes
 // of this many bytes, so lines straddle HTTP chunks), closeDelimited (no chunked encoding: the
 // body ends when the connection closes), models (the /v1/models answer).
+// state.requests records each request and when its chunks were actually written, so tests can
+// compare a client's measurements with what really happened even when timers run late.
 import http from "node:http";
 
 export async function startFakeOpenAI(opts = {}) {
@@ -49,6 +51,7 @@ export async function startFakeOpenAI(opts = {}) {
 
   function stream(req, res, i, body, chat, how) {
     const t0 = performance.now();
+    const rec = state.requests[i];
     const maxTokens = body.max_tokens ?? 16;
     const nChunks = Math.ceil(maxTokens / o.tokensPerChunk);
     const wantUsage = o.usage && body.stream_options?.include_usage === true;
@@ -71,6 +74,7 @@ export async function startFakeOpenAI(opts = {}) {
         ? { index: 0, delta: { content: text }, finish_reason: last ? "length" : null }
         : { index: 0, text, finish_reason: last ? "length" : null };
       writeEvent(res, { id, object: chat ? "chat.completion.chunk" : "text_completion", model: o.model, choices: [choice], usage: null });
+      rec.chunkTimes.push(performance.now());
       sent++;
       if (!last) {
         later(t0 + o.ttftMs + sent * o.itlMs - performance.now(), next);
@@ -110,7 +114,8 @@ export async function startFakeOpenAI(opts = {}) {
         return;
       }
       const i = state.requests.length;
-      state.requests.push({ i, url, headers: req.headers, body, t: performance.now() });
+      // t: when the body arrived; chunkTimes: when each content chunk was written (ms)
+      state.requests.push({ i, url, headers: req.headers, body, t: performance.now(), chunkTimes: [] });
       state.inFlight++;
       state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
       let counted = true;

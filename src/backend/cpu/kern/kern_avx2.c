@@ -7,6 +7,7 @@
  * so pair sums stay <= 2*128*127 and never saturate; unsigned 4-bit codes go straight in. */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/kern/kern_impl.h"
 
@@ -203,17 +204,14 @@ AI void mm_q4_k_body(const pl_mm_ctx *c, int64_t r, int j0, const int nx) {
     acc[j][0] = acc[j][1] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(15);
   for (int64_t b = 0; b < nsb; b++) {
-    float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
-    float ds[8];
-    int mi[8];
-    for (int k = 0; k < 8; k++) {
-      int sc;
-      pl_q4k_scale_min(k, w[b].scales, &sc, &mi[k]);
-      ds[k] = d * (float)sc;
-    }
+    uint8_t scb[8], mb[8];
+    pl_q4k_unpack(w[b].scales, scb, mb);
+    _Alignas(32) float ds[8];
+    _mm256_store_ps(ds, _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d)),
+                                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scb)))));
     /* min term: sum_k dmin*m_k * s_k, folded lane-wise into acc[.][0] */
-    __m256 M = _mm256_mul_ps(_mm256_set1_ps(dmin),
-                             _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mi)));
+    __m256 M = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].dmin)),
+                             _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb))));
     PL_UNROLL for (int j = 0; j < nx; j++)
       acc[j][0] = _mm256_fnmadd_ps(M, _mm256_load_ps(xs[j] + 8 * b), acc[j][0]);
     for (int q = 0; q < 4; q++) {
@@ -294,7 +292,27 @@ AI __m256i mlx4_codes(const uint8_t *p) { /* 32 unsigned codes in element order 
   return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
 }
 
-#define MLX_CHUNK 256 /* activation blocks whose scales/biases are expanded at once */
+#define MLX_CHUNK 256 /* groups whose scales/biases are converted at once */
+
+/* MLX scales/biases [i0, i0+n) of one tensor as floats */
+static void sb_row(const void *p, pl_dtype t, int64_t i0, int64_t n, float *out) {
+  int64_t i = 0;
+  if (t == PL_DT_F16) {
+    const uint16_t *h = (const uint16_t *)p + i0;
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(out + i, ld_f16(h, i));
+    for (; i < n; i++)
+      out[i] = h2f(h[i]);
+  } else if (t == PL_DT_BF16) {
+    const uint16_t *h = (const uint16_t *)p + i0;
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(out + i, ld_bf16(h, i));
+    for (; i < n; i++)
+      out[i] = pl_bf16_to_f32(h[i]);
+  } else {
+    memcpy(out, (const float *)p + i0, (size_t)n * sizeof(float));
+  }
+}
 
 #define MLX_STEP(XB, SB, K)                                                                  \
   do {                                                                                       \
@@ -313,48 +331,47 @@ AI __m256i mlx4_codes(const uint8_t *p) { /* 32 unsigned codes in element order 
     }                                                                                        \
   } while (0)
 
-/* w = s*q + b per group: sum = sum_blocks s*d_x*isum + b*s_x. 8-bit codes are recentred to
- * q-128 (signed, for the sign trick), which moves 128*s into the bias. */
+/* w = s*q + b per group: sum = sum_blocks s*d_x*isum + sum_groups b*(sum of s_x over the
+ * group). 8-bit codes are recentred to q-128 (signed, for the sign trick), which moves
+ * 128*s into the bias. */
 AI void mm_mlx_body(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const int bits) {
   const pl_tensor *W = c->W;
   const uint8_t *w = PL_WROW(c, r);
   const int bpg = W->group_size / 32;
-  const int64_t nb = c->ql.nb, ng = c->cols / W->group_size;
+  const int64_t ng = c->cols / W->group_size;
   QX_SETUP();
+  const float *xg[NX]; /* per-group activation sums (kern_impl.h) */
+  PL_UNROLL for (int j = 0; j < nx; j++) xg[j] = (const float *)PL_QX_ZS(c, j0 + j);
   __m256 acc[NX][2];
   float accb[NX];
   PL_UNROLL for (int j = 0; j < nx; j++) {
     acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     accb[j] = 0;
   }
-  _Alignas(32) float sb[MLX_CHUNK], bb[MLX_CHUNK];
-  for (int64_t c0 = 0; c0 < nb; c0 += MLX_CHUNK) {
-    const int64_t cn = nb - c0 < MLX_CHUNK ? nb - c0 : MLX_CHUNK;
-    for (int64_t g = c0 / bpg; g < (c0 + cn) / bpg; g++) {
-      float s = pl_sb_to_f32(W->scales, W->sb_type, r * ng + g);
-      float bi = pl_sb_to_f32(W->biases, W->sb_type, r * ng + g);
-      if (bits == 8)
-        bi += 128.0f * s;
-      for (int k = 0; k < bpg; k++) {
-        sb[g * bpg + k - c0] = s;
-        bb[g * bpg + k - c0] = bi;
-      }
-    }
+  _Alignas(32) float sg[MLX_CHUNK], bg[MLX_CHUNK];
+  for (int64_t g0 = 0; g0 < ng; g0 += MLX_CHUNK) {
+    const int64_t gn = ng - g0 < MLX_CHUNK ? ng - g0 : MLX_CHUNK;
+    sb_row(W->scales, W->sb_type, r * ng + g0, gn, sg);
+    sb_row(W->biases, W->sb_type, r * ng + g0, gn, bg);
+    if (bits == 8)
+      for (int64_t k = 0; k < gn; k++)
+        bg[k] += 128.0f * sg[k];
     int64_t k = 0;
-    for (; k + 8 <= cn; k += 8) {
-      __m256 bv = _mm256_load_ps(bb + k);
+    for (; k + 8 <= gn; k += 8) {
+      __m256 bv = _mm256_load_ps(bg + k);
       PL_UNROLL for (int j = 0; j < nx; j++)
-        acc[j][1] = _mm256_fmadd_ps(bv, _mm256_loadu_ps(xs[j] + c0 + k), acc[j][1]);
+        acc[j][1] = _mm256_fmadd_ps(bv, _mm256_loadu_ps(xg[j] + g0 + k), acc[j][1]);
     }
-    for (; k < cn; k++)
-      PL_UNROLL for (int j = 0; j < nx; j++)
-        accb[j] += bb[k] * xs[j][c0 + k];
-    for (k = 0; k + 2 <= cn; k += 2) {
-      MLX_STEP(c0 + k, sb[k], 0);
-      MLX_STEP(c0 + k + 1, sb[k + 1], 1);
+    for (; k < gn; k++)
+      PL_UNROLL for (int j = 0; j < nx; j++) accb[j] += bg[k] * xg[j][g0 + k];
+    const int64_t b0 = g0 * bpg, b1 = (g0 + gn) * bpg;
+    int64_t xb = b0;
+    for (; xb + 2 <= b1; xb += 2) {
+      MLX_STEP(xb, sg[(xb - b0) / bpg], 0);
+      MLX_STEP(xb + 1, sg[(xb + 1 - b0) / bpg], 1);
     }
-    if (k < cn)
-      MLX_STEP(c0 + k, sb[k], 0);
+    if (xb < b1)
+      MLX_STEP(xb, sg[(xb - b0) / bpg], 0);
   }
   PL_UNROLL for (int j = 0; j < nx; j++)
     PL_Y(c, j0 + j, r) = hsum8(_mm256_add_ps(acc[j][0], acc[j][1])) + accb[j];

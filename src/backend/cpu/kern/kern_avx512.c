@@ -5,6 +5,7 @@
  * activation rows, 64 codes per vector. Vector helpers and the activation quantizer come
  * from the AVX2 file (they are not the bottleneck). */
 #include <immintrin.h>
+#include <string.h>
 
 #include "backend/cpu/kern/kern_impl.h"
 
@@ -24,6 +25,27 @@ AI __m512 pair_h(uint16_t h0, uint16_t h1) {
   __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | ((uint32_t)h1 << 16))));
   return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
                                _mm512_castps128_ps512(f));
+}
+
+/* MLX scales/biases [i0, i0+n) of one tensor as floats */
+static void sb_row(const void *p, pl_dtype t, int64_t i0, int64_t n, float *out) {
+  int64_t i = 0;
+  if (t == PL_DT_F16) {
+    const uint16_t *h = (const uint16_t *)p + i0;
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+    for (; i < n; i++)
+      out[i] = h2f(h[i]);
+  } else if (t == PL_DT_BF16) {
+    const uint16_t *h = (const uint16_t *)p + i0;
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                    _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + i))), 16)));
+    for (; i < n; i++)
+      out[i] = pl_bf16_to_f32(h[i]);
+  } else {
+    memcpy(out, (const float *)p + i0, (size_t)n * sizeof(float));
+  }
 }
 
 /* ---- float weights: 4 rows x up to 4 activation rows ------------------------------------ */

@@ -160,17 +160,15 @@ AI void FN(q4_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const
   __m512 sw[RWQ];
   const __m256i m4 = _mm256_set1_epi8(15);
   for (int64_t b = 0; b < nsb; b++) {
-    float ds[RWQ][8];
+    __m512 D[RWQ];
     PL_UNROLL for (int i = 0; i < nr; i++) {
-      float d = h2f(w[i][b].d), dmin = h2f(w[i][b].dmin);
-      int mi[8];
-      for (int k = 0; k < 8; k++) {
-        int sc;
-        pl_q4k_scale_min(k, w[i][b].scales, &sc, &mi[k]);
-        ds[i][k] = d * (float)sc;
-      }
+      uint8_t scb[8], mb[8];
+      pl_q4k_unpack(w[i][b].scales, scb, mb);
+      __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scb)));
+      __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb)));
+      D[i] = _mm512_zextps256_ps512(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i][b].d)), scf));
       /* min term, lane-wise: acc -= (dmin*m_k) * s_k over the 8 sub-blocks */
-      __m256 M = _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mi)));
+      __m256 M = _mm256_mul_ps(_mm256_set1_ps(h2f(w[i][b].dmin)), mf);
       PL_UNROLL for (int j = 0; j < nx; j++)
         acc[i][j] = _mm512_fnmadd_ps(_mm512_zextps256_ps512(M),
                                      _mm512_zextps256_ps512(_mm256_load_ps(xs[j] + 8 * b)), acc[i][j]);
@@ -180,7 +178,9 @@ AI void FN(q4_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const
         __m256i v = _mm256_loadu_si256((const __m256i *)(w[i][b].qs + 32 * q));
         wv[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
                                    _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
-        sw[i] = pair_bcast(&ds[i][2 * q]);
+        sw[i] = _mm512_permutexvar_ps(_mm512_setr_epi32(2 * q, 2 * q, 2 * q, 2 * q, 2 * q, 2 * q, 2 * q, 2 * q,
+                                                        2 * q + 1, 2 * q + 1, 2 * q + 1, 2 * q + 1, 2 * q + 1,
+                                                        2 * q + 1, 2 * q + 1, 2 * q + 1), D[i]);
       }
       FN(pair_step)(nr, nx, KU, acc, wv, NULL, sw, xq, xd, xz, 8 * b + 2 * q, 0);
     }
@@ -222,49 +222,47 @@ AI void FN(q6_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const
   QSTORE(0.0f)
 }
 
-/* ---- MLX affine: scales/biases expanded per activation block, bias term vectorised ------ */
+/* ---- MLX affine: per chunk of groups, scales/biases converted once per row; the bias term
+ * is sum_g bias_g * (group sum of the activation block sums), 16 groups per FMA. ---------- */
 AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx, const int bits) {
   const pl_tensor *W = c->W;
   const uint8_t *w[RWQ];
   PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i);
   const int bpg = W->group_size / 32;
-  const int64_t nb = c->ql.nb, ng = c->cols / W->group_size;
+  const int64_t ng = c->cols / W->group_size;
   /* 8-bit codes: VNNI takes them as u8 directly; BW recentres to q-128 (signed) and moves
    * 128*s into the bias. */
   const int kind = bits == 4 ? KU : VNNI ? KU : KS;
   const float boff = (bits == 8 && !VNNI) ? 128.0f : 0.0f;
   QSETUP();
+  const float *xg[NXQ]; /* per-group activation sums (kern_impl.h) */
+  PL_UNROLL for (int j = 0; j < nx; j++) xg[j] = (const float *)xz[j];
   float accb[RWQ][NXQ];
   PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++) accb[i][j] = 0;
-  _Alignas(64) float sbuf[RWQ][MLX_CHUNK + 16], bbuf[RWQ][MLX_CHUNK + 16];
+  _Alignas(64) float sg[RWQ][MLX_CHUNK], bg[RWQ][MLX_CHUNK];
   __m512i wv[RWQ];
   __mmask64 neg[RWQ];
   __m512 sw[RWQ];
   const __m512i lo4 = _mm512_set1_epi16(0x000F), hi4 = _mm512_set1_epi16(0x0F00);
-  for (int64_t c0 = 0; c0 < nb; c0 += MLX_CHUNK) {
-    const int64_t cn = nb - c0 < MLX_CHUNK ? nb - c0 : MLX_CHUNK;
+  for (int64_t g0 = 0; g0 < ng; g0 += MLX_CHUNK) {
+    const int64_t gn = ng - g0 < MLX_CHUNK ? ng - g0 : MLX_CHUNK;
     PL_UNROLL for (int i = 0; i < nr; i++) {
-      for (int64_t g = c0 / bpg; g < (c0 + cn) / bpg; g++) {
-        float s = pl_sb_to_f32(W->scales, W->sb_type, (r + i) * ng + g);
-        float bi = pl_sb_to_f32(W->biases, W->sb_type, (r + i) * ng + g) + boff * s;
-        for (int k = 0; k < bpg; k++) {
-          sbuf[i][g * bpg + k - c0] = s;
-          bbuf[i][g * bpg + k - c0] = bi;
-        }
-      }
-      sbuf[i][cn] = 0; /* the tail pair reads one past the end */
+      sb_row(W->scales, W->sb_type, (r + i) * ng + g0, gn, sg[i]);
+      sb_row(W->biases, W->sb_type, (r + i) * ng + g0, gn, bg[i]);
       int64_t k = 0;
-      for (; k + 16 <= cn; k += 16) {
-        __m512 bv = _mm512_load_ps(&bbuf[i][k]);
+      for (; k + 16 <= gn; k += 16) {
+        __m512 bv = _mm512_load_ps(&bg[i][k]);
+        if (boff != 0)
+          bv = _mm512_fmadd_ps(_mm512_set1_ps(boff), _mm512_load_ps(&sg[i][k]), bv);
         PL_UNROLL for (int j = 0; j < nx; j++)
-          acc[i][j] = _mm512_fmadd_ps(bv, _mm512_loadu_ps(xs[j] + c0 + k), acc[i][j]);
+          acc[i][j] = _mm512_fmadd_ps(bv, _mm512_loadu_ps(xg[j] + g0 + k), acc[i][j]);
       }
-      for (; k < cn; k++)
-        PL_UNROLL for (int j = 0; j < nx; j++) accb[i][j] += bbuf[i][k] * xs[j][c0 + k];
+      for (; k < gn; k++)
+        PL_UNROLL for (int j = 0; j < nx; j++) accb[i][j] += (bg[i][k] + boff * sg[i][k]) * xg[j][g0 + k];
     }
-    int64_t k = 0;
-    for (; k + 2 <= cn; k += 2) {
-      const int64_t xb = c0 + k;
+    const int64_t b0 = g0 * bpg, b1 = (g0 + gn) * bpg;
+    int64_t xb = b0;
+    for (; xb + 2 <= b1; xb += 2) {
       PL_UNROLL for (int i = 0; i < nr; i++) {
         if (bits == 4) {
           __m512i t = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(w[i] + 16 * xb)));
@@ -278,12 +276,12 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const 
           }
           wv[i] = v;
         }
-        sw[i] = pair_bcast(&sbuf[i][k]);
+        /* a pair lies in one group unless groups are a single block */
+        sw[i] = bpg == 1 ? pair_bcast(&sg[i][xb - b0]) : _mm512_set1_ps(sg[i][(xb - b0) / bpg]);
       }
       FN(pair_step)(nr, nx, kind, acc, wv, neg, sw, xq, xd, xz, xb, 0);
     }
-    if (k < cn) {
-      const int64_t xb = c0 + k;
+    if (xb < b1) { /* odd number of blocks (group_size 32, odd group count) */
       PL_UNROLL for (int i = 0; i < nr; i++) {
         if (bits == 4) {
           __m256i t = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w[i] + 16 * xb)));
@@ -293,13 +291,13 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const 
         } else {
           __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(w[i] + 32 * xb)));
           if (kind == KS) {
-            v = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)); /* upper: 0x80 ^ .. x 0 = 0 */
+            v = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)); /* upper: |-128| x 0 = 0 */
             neg[i] = _mm512_movepi8_mask(v);
             v = _mm512_abs_epi8(v);
           }
           wv[i] = v;
         }
-        sw[i] = _mm512_set1_ps(sbuf[i][k]);
+        sw[i] = _mm512_set1_ps(sg[i][(xb - b0) / bpg]);
       }
       FN(pair_step)(nr, nx, kind, acc, wv, neg, sw, xq, xd, xz, xb, 1);
     }

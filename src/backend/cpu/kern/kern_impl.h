@@ -9,6 +9,8 @@
  *   d  [nb]       f32    amax/127 of each block of 32      (x ~= d * q)
  *   s  [nb]       f32    d * sum(q) of each block           (for bias/min terms)
  *   zs [cols/4]   int32  -z * (q[4k]+q[4k+1]+q[4k+2]+q[4k+3])  (only when z != 0)
+ *                 For MLX weights (z = 0) the same space instead holds f32 per-group sums
+ *                 of s (one per group_size elements), for the bias term of every row.
  *
  * zs lets x86 kernels that multiply *unsigned* weight codes u (u8 x s8: maddubs / vpdpbusd,
  * whose int32 lane k covers elements 4k..4k+3) get sum((u - z) * q) exactly by starting the
@@ -18,6 +20,7 @@
 #define PL_KERN_IMPL_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/cpu/kern/kern.h"
 
@@ -137,6 +140,23 @@ static inline void pl_q4k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
     *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
   }
+}
+
+/* All 8 scales and 8 mins of a Q4_K block at once, with 32-bit word operations (same result
+ * as pl_q4k_scale_min for j = 0..7). Bytes A=s[0..3], B=s[4..7], C=s[8..11]:
+ *   sc[0..3] = A & 63          m[0..3] = B & 63
+ *   sc[4..7] = (C & 15) | (A >> 6) << 4     m[4..7] = (C >> 4) | (B >> 6) << 4   (per byte) */
+static inline void pl_q4k_unpack(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+  uint32_t a, b, c, v[4];
+  memcpy(&a, s, 4);
+  memcpy(&b, s + 4, 4);
+  memcpy(&c, s + 8, 4);
+  v[0] = a & 0x3f3f3f3fu;
+  v[1] = (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4);
+  v[2] = b & 0x3f3f3f3fu;
+  v[3] = ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4);
+  memcpy(sc, v, 8);
+  memcpy(m, v + 2, 8);
 }
 
 /* ggml block structs (byte-exact; fp16 fields as raw uint16). */

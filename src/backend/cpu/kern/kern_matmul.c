@@ -29,9 +29,23 @@ typedef struct {
 static void quant_task(void *p, int ith, int nth) {
   mm_job *jb = p;
   pl_mm_ctx *c = &jb->c;
-  for (int j = ith; j < c->n; j += nth)
-    jb->qfn(c->x + (size_t)j * c->cols, c->cols, jb->z, (uint8_t *)c->qx + (size_t)j * c->ql.stride,
-            &c->ql);
+  const pl_tensor *W = c->W;
+  int mlx = W->type == PL_DT_MLX_Q4 || W->type == PL_DT_MLX_Q8;
+  for (int j = ith; j < c->n; j += nth) {
+    uint8_t *row = (uint8_t *)c->qx + (size_t)j * c->ql.stride;
+    jb->qfn(c->x + (size_t)j * c->cols, c->cols, jb->z, row, &c->ql);
+    if (mlx) { /* per-group activation sums for the bias term (kern_impl.h) */
+      const float *s = (const float *)(row + c->ql.off_s);
+      float *gs = (float *)(row + c->ql.off_zs);
+      int bpg = W->group_size / PL_QK;
+      for (int64_t g = 0; g < c->cols / W->group_size; g++) {
+        float t = 0;
+        for (int k = 0; k < bpg; k++)
+          t += s[g * bpg + k];
+        gs[g] = t;
+      }
+    }
+  }
 }
 
 static void mm_task(void *p, int ith, int nth) {

@@ -74,7 +74,28 @@ FLOAT_KERNEL(mm_f32, ld_f32, sc_f32)
 FLOAT_KERNEL(mm_f16, ld_f16, sc_f16)
 FLOAT_KERNEL(mm_bf16, ld_bf16, sc_bf16)
 
+/* MLX scales/biases [i0, i0+n) of one tensor as floats */
+static void sb_row(const void *p, pl_dtype t, int64_t i0, int64_t n, float *out) {
+  int64_t i = 0;
+  if (t == PL_DT_F16) {
+    const uint16_t *h = (const uint16_t *)p + i0;
+    for (; i + 4 <= n; i += 4)
+      vst1q_f32(out + i, ld_f16(h, i));
+    for (; i < n; i++)
+      out[i] = h2f(h[i]);
+  } else if (t == PL_DT_BF16) {
+    const uint16_t *h = (const uint16_t *)p + i0;
+    for (; i + 4 <= n; i += 4)
+      vst1q_f32(out + i, ld_bf16(h, i));
+    for (; i < n; i++)
+      out[i] = pl_bf16_to_f32(h[i]);
+  } else {
+    memcpy(out, (const float *)p + i0, (size_t)n * sizeof(float));
+  }
+}
+
 /* ---- quantized weights ------------------------------------------------------------------ */
+#define MLX_CHUNK 256
 #define DOTPROD 0
 #define FN(x) x##_nodot
 #include "backend/cpu/kern/kern_neon_q.h"

@@ -89,12 +89,12 @@ AI void FN(q4_k_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx) {
   NQSETUP();
   for (int64_t b = 0; b < nsb; b++) {
     float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
+    uint8_t scb[8], mb[8];
+    pl_q4k_unpack(w[b].scales, scb, mb);
     float ds[8], mf[8];
     for (int k = 0; k < 8; k++) {
-      int sc, m;
-      pl_q4k_scale_min(k, w[b].scales, &sc, &m);
-      ds[k] = d * (float)sc;
-      mf[k] = dmin * (float)m;
+      ds[k] = d * (float)scb[k];
+      mf[k] = dmin * (float)mb[k];
     }
     float32x4_t M0 = vld1q_f32(mf), M1 = vld1q_f32(mf + 4);
     PL_UNROLL for (int j = 0; j < nx; j++) {
@@ -151,7 +151,8 @@ AI void FN(q6_k_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx) {
   NQSTORE(0.0f)
 }
 
-/* MLX affine: w = s*q + b; 8-bit codes recentred to q-128 (bias absorbs 128*s). */
+/* MLX affine: w = s*q + b; scales/biases converted per chunk of groups; the bias term uses
+ * the per-group activation sums; 8-bit codes recentred to q-128 (bias absorbs 128*s). */
 AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const int bits) {
   const pl_tensor *W = c->W;
   const uint8_t *w = PL_WROW(c, r);
@@ -159,15 +160,26 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const 
   const int64_t ng = c->cols / W->group_size;
   const uint8x16_t m4 = vdupq_n_u8(15), x80 = vdupq_n_u8(0x80);
   NQSETUP();
-  float accb[NXN];
-  PL_UNROLL for (int j = 0; j < nx; j++) accb[j] = 0;
-  for (int64_t g = 0; g < ng; g++) {
-    float s = pl_sb_to_f32(W->scales, W->sb_type, r * ng + g);
-    float bi = pl_sb_to_f32(W->biases, W->sb_type, r * ng + g);
-    if (bits == 8)
-      bi += 128.0f * s;
-    for (int k = 0; k < bpg; k++) {
-      const int64_t xb = g * bpg + k;
+  const float *xg[NXN];
+  PL_UNROLL for (int j = 0; j < nx; j++) xg[j] = (const float *)PL_QX_ZS(c, j0 + j);
+  float sg[MLX_CHUNK], bg[MLX_CHUNK];
+  for (int64_t g0 = 0; g0 < ng; g0 += MLX_CHUNK) {
+    const int64_t gn = ng - g0 < MLX_CHUNK ? ng - g0 : MLX_CHUNK;
+    sb_row(W->scales, W->sb_type, r * ng + g0, gn, sg);
+    sb_row(W->biases, W->sb_type, r * ng + g0, gn, bg);
+    int64_t k = 0;
+    for (; k + 4 <= gn; k += 4) {
+      float32x4_t bv = vld1q_f32(bg + k);
+      if (bits == 8)
+        bv = vfmaq_n_f32(bv, vld1q_f32(sg + k), 128.0f);
+      PL_UNROLL for (int j = 0; j < nx; j++) acc[j][1] = vfmaq_f32(acc[j][1], bv, vld1q_f32(xg[j] + g0 + k));
+    }
+    for (; k < gn; k++) {
+      float bb = bg[k] + (bits == 8 ? 128.0f * sg[k] : 0.0f);
+      PL_UNROLL for (int j = 0; j < nx; j++) acc[j][0] = vsetq_lane_f32(vgetq_lane_f32(acc[j][0], 0) + bb * xg[j][g0 + k], acc[j][0], 0);
+    }
+    for (int64_t xb = g0 * bpg; xb < (g0 + gn) * bpg; xb++) {
+      const float s = sg[xb / bpg - g0];
       int8x16_t w0, w1;
       if (bits == 4) {
         uint8x16_t v = vld1q_u8(w + 16 * xb);
@@ -178,15 +190,14 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const 
         w0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(w + 32 * xb), x80));
         w1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(w + 32 * xb + 16), x80));
       }
-      if (k & 1) {
+      if (xb & 1) {
         NQ_BLOCK(w0, w1, s, xb, 1)
       } else {
         NQ_BLOCK(w0, w1, s, xb, 0)
       }
-      PL_UNROLL for (int j = 0; j < nx; j++) accb[j] += bi * xs[j][xb];
     }
   }
-  NQSTORE(accb[j])
+  NQSTORE(0.0f)
 }
 AI void FN(mlx4_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx) { FN(mlx_body)(c, r, j0, nx, 4); }
 AI void FN(mlx8_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx) { FN(mlx_body)(c, r, j0, nx, 8); }
