@@ -20,6 +20,4 @@ long long pl_cli_parse_size(const char *s);
 /* Parse an int with range check; prints an error naming `opt` and returns -1 on failure. */
 int pl_cli_int(const char *opt, const char *val, long lo, long hi, int *out);
 int pl_cli_float(const char *opt, const char *val, double lo, double hi, float *out);
-/* The bundled default model path when -m is not given (NULL if not found). */
-const char *pl_cli_default_model(void);
 #endif

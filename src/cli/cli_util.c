@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -51,33 +50,4 @@ int pl_cli_float(const char *opt, const char *val, double lo, double hi, float *
   }
   *out = (float)v;
   return 0;
-}
-
-const char *pl_cli_default_model(void) {
-  static char buf[4096];
-  const char *env = getenv("PAGELLM_MODEL");
-  if (env && *env)
-    return env;
-  /* next to the binary (build/pagellm → ../models), then the source tree */
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = 0;
-      snprintf(buf, sizeof buf, "%s/../models/pagellm-default.gguf", exe);
-      if (access(buf, R_OK) == 0)
-        return buf;
-      snprintf(buf, sizeof buf, "%s/models/pagellm-default.gguf", exe);
-      if (access(buf, R_OK) == 0)
-        return buf;
-    }
-  }
-#ifdef PL_SOURCE_DIR
-  snprintf(buf, sizeof buf, "%s/models/pagellm-default.gguf", PL_SOURCE_DIR);
-  if (access(buf, R_OK) == 0)
-    return buf;
-#endif
-  return NULL;
 }

@@ -60,7 +60,7 @@ static int parse(bench_opts *o, int argc, char **argv, const char *usage) {
     else { fprintf(stderr, "pagellm bench: unknown option '%s'\n", a); return -1; }
   }
   if (!o->ep.model_path)
-    o->ep.model_path = pl_cli_default_model();
+    o->ep.model_path = pl_engine_opts_default_model();
   if (!o->ep.model_path) {
     fprintf(stderr, "pagellm bench: -m MODEL is required\n");
     return -1;

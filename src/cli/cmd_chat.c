@@ -95,7 +95,7 @@ int pl_cmd_chat(int argc, char **argv) {
     }
   }
   if (!ep.model_path)
-    ep.model_path = pl_cli_default_model();
+    ep.model_path = pl_engine_opts_default_model();
   if (!ep.model_path) {
     fprintf(stderr, "pagellm chat: no model: give -m MODEL\n");
     return 2;

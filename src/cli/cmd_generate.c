@@ -113,7 +113,7 @@ int pl_cmd_generate(int argc, char **argv) {
     return 2;
   }
   if (!ep.model_path)
-    ep.model_path = pl_cli_default_model();
+    ep.model_path = pl_engine_opts_default_model();
   if (!ep.model_path) {
     fprintf(stderr, "pagellm generate: no model: give -m MODEL\n");
     free(ids);

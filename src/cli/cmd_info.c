@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/engine_opts.h"
 #include "model/model.h"
 #include "pagellm.h"
 
@@ -37,7 +38,7 @@ int pl_cmd_info(int argc, char **argv) {
     }
   }
   if (!path)
-    path = pl_cli_default_model();
+    path = pl_engine_opts_default_model();
   if (!path) {
     fprintf(stderr, "pagellm info: -m MODEL is required\n");
     return 2;

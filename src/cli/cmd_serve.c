@@ -34,7 +34,7 @@ static void usage(FILE *f) {
           "  --max-body-size SIZE        request body limit (default 8MiB)\n"
           "  --timeout SECS              idle / slow client timeout (default 60)\n"
           "  --sse-keepalive SECS        ': keep-alive' interval on quiet streams (default 5)\n"
-          "  --max-connections N         concurrent connections (default 1024)\n"
+          "  --max-connections N         concurrent connections (default 2048)\n"
           "  --shutdown-timeout SECS     how long in-flight requests may finish on SIGTERM\n"
           "                              (default 30)\n"
           "  --seed N                    base seed for requests without one\n\n%s",
@@ -241,6 +241,8 @@ int pl_cmd_serve(int argc, char **argv) {
     return 2;
   }
   cfg.model_path = ep.model_path;
+  if (ep.max_waiting > 0)
+    cfg.max_pending = ep.max_waiting; /* the engine's bound is the one that matters */
 
   raise_fd_limit();
   pthread_t sig_thr;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/engine_opts.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "util/alloc.h"
@@ -158,7 +159,7 @@ static int parse_args(int argc, char **argv, opts *o) {
 static int get_template(const opts *o, pl_chat_template **t, pl_tokenizer **tok) {
   const char *model = o->model;
   if (!o->template_path && !o->builtin && !model)
-    model = pl_cli_default_model();
+    model = pl_engine_opts_default_model();
   /* The model supplies the template unless one was given, and BOS/EOS unless both were. */
   int need_model = model && (!(o->template_path || o->builtin) || !o->bos || !o->eos);
   if (need_model && pl_tokenizer_load(model, tok) != 0)

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/engine_opts.h"
 #include "model/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -40,7 +41,7 @@ static const char *detok_help =
 
 static int load(const char *model, pl_tokenizer **t) {
   if (!model)
-    model = pl_cli_default_model();
+    model = pl_engine_opts_default_model();
   if (!model) {
     fprintf(stderr, "pagellm: no model: pass -m MODEL\n");
     return -1;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/engine_opts.h"
 #include "pagellm.h"
 
 /* Commands are weak so a partial build (one layer missing) still links; every release
@@ -49,8 +50,11 @@ int main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   for (int i = 0; i < n; i++)
-    if (!strcmp(argv[1], cmds[i].name) && cmds[i].fn)
-      return cmds[i].fn(argc - 1, argv + 1);
+    if (!strcmp(argv[1], cmds[i].name) && cmds[i].fn) {
+      int rc = cmds[i].fn(argc - 1, argv + 1);
+      pl_engine_opts_cleanup(); /* the --chat-template text, if one was read */
+      return rc;
+    }
   fprintf(stderr, "pagellm: unknown command '%s'\n", argv[1]);
   usage(cmds, n);
   return 2;

@@ -38,7 +38,7 @@ void pl_server_config_default(pl_server_config *c) {
   c->max_header_bytes = 32u << 10;
   c->timeout_s = 60;
   c->keepalive_s = 5;
-  c->max_connections = 1024;
+  c->max_connections = 2048; /* default waiting (1024) + running (256) requests, with room */
   c->max_pending = 1024;
 }
 
@@ -429,7 +429,7 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
 
   /* Each connection needs its socket and (while generating) an eventfd: keep within the
    * process's file descriptor limit. */
-  int max_conn = cfg->max_connections > 0 ? cfg->max_connections : 1024;
+  int max_conn = cfg->max_connections > 0 ? cfg->max_connections : 2048;
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     long fit = ((long)rl.rlim_cur - 64) / 2;

@@ -24,7 +24,7 @@ typedef struct pl_server_config {
   size_t max_header_bytes;       /* per-connection header memory; default 32 KiB */
   int timeout_s;                 /* idle/slow client timeout; default 60 */
   int keepalive_s;               /* SSE ": keep-alive" interval while no data; default 5 */
-  int max_connections;           /* default 1024 (also bounded by the fd limit) */
+  int max_connections;           /* default 2048 (also bounded by the fd limit) */
   int max_pending;               /* requests queued for the engine thread; default 1024 */
 } pl_server_config;
 

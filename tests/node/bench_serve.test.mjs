@@ -78,8 +78,8 @@ test("timings and counts match the fake server's schedule", { skip }, async () =
     // and the server kept (roughly) to its schedule: first chunk at 50 ms, then one per 10 ms
     const e2e = ttft + (out - 1) * itl;
     within(j.mean_ttft_ms, ttft - 1, ttft + 100, "mean TTFT");
-    within(j.mean_itl_ms, itl - 0.5, itl + 5, "mean ITL");
-    within(j.mean_tpot_ms, itl - 0.5, itl + 5, "mean TPOT");
+    within(j.mean_itl_ms, itl - 3, itl + 5, "mean ITL");
+    within(j.mean_tpot_ms, itl - 3, itl + 5, "mean TPOT");
     assert.ok(j.p99_ttft_ms >= j.p90_ttft_ms && j.p90_ttft_ms >= j.p50_ttft_ms, "percentiles ordered");
     assert.equal(j.p50_itl_ms, j.median_itl_ms);
     // 24 requests in waves of 8: at least three back-to-back waves of ~240 ms; the duration
