@@ -397,6 +397,14 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* sweep events: |t| ascending, an end (negative) before a start at the same time */
+static int cmp_event(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  if (fabs(x) != fabs(y))
+    return fabs(x) < fabs(y) ? -1 : 1;
+  return (x < 0) == (y < 0) ? 0 : x < 0 ? -1 : 1;
+}
+
 /* numpy.percentile's default (linear interpolation between closest ranks) on sorted v */
 static double pct(const double *v, int n, double p) {
   if (n == 0)
@@ -474,12 +482,13 @@ static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *hea
     fprintf(stderr, "pagellm bench serve: out of memory\n");
     return -1;
   }
-  int n_active = 0, next = 0;
+  int n_active = 0, next = 0, fd_starved = 0;
   double t0 = run->t0 = now_s(), last_progress = 0;
   char err[512];
   while (run->completed + run->failed < n) {
     double now = now_s();
     /* launch every request whose arrival time has come, within the concurrency cap */
+    fd_starved = 0;
     while (next < n && t0 + R[next].t_arrival <= now && (!o->max_conc || n_active < o->max_conc)) {
       bs_req *r = &R[next];
       r->t_start = now_s();
@@ -488,6 +497,7 @@ static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *hea
                              strlen(bodies[next]), on_body, r, err, sizeof err)) {
         if ((errno == EMFILE || errno == ENFILE) && n_active > 0) {
           pl_sse_free(&r->sse);
+          fd_starved = 1;
           break; /* out of descriptors: retry when a request finishes */
         }
         req_finish(r, -1, err);
@@ -502,7 +512,7 @@ static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *hea
     }
     /* wait for I/O, the next arrival, a request deadline, or the progress tick */
     double wait = 0.1;
-    if (next < n && (!o->max_conc || n_active < o->max_conc)) {
+    if (next < n && !fd_starved && (!o->max_conc || n_active < o->max_conc)) {
       double until = t0 + R[next].t_arrival - now;
       if (until < wait)
         wait = until > 0 ? until : 0;
@@ -556,7 +566,7 @@ static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *hea
         active[w++] = active[k];
     }
     n_active = w;
-    if (show_progress && now - last_progress >= 0.1) {
+    if (show_progress && now - last_progress >= 0.1 && run->completed + run->failed < n) {
       progress(run, next, now, 0);
       last_progress = now;
     }
@@ -696,16 +706,8 @@ static void compute(const bs_run *run, const pl_wl_req *w, bs_result *res) {
       res->max_out_per_s = bucket[b] > res->max_out_per_s ? bucket[b] : res->max_out_per_s;
     free(bucket);
     /* peak concurrency over half-open [start, end): an end sorts before a start at the same
-     * instant, so sort by time, ends first */
-    for (int a = 1; a < 2 * n_ok; a++) { /* insertion sort on |t|, ends (negative) first */
-      double x = ev[a];
-      int b = a - 1;
-      while (b >= 0 && (fabs(ev[b]) > fabs(x) || (fabs(ev[b]) == fabs(x) && ev[b] > 0 && x < 0))) {
-        ev[b + 1] = ev[b];
-        b--;
-      }
-      ev[b + 1] = x;
-    }
+     * instant (ends are stored negated) */
+    qsort(ev, 2 * (size_t)n_ok, sizeof *ev, cmp_event);
     int cur = 0;
     for (int a = 0; a < 2 * n_ok; a++) {
       cur += ev[a] >= 0 ? 1 : -1;

@@ -5,8 +5,8 @@
  * cblas_sgemm  y[:, tile] = x . tile^T  (F32 weights skip the dequantization). OpenBLAS runs
  * with 1 thread: our pool is the only source of parallelism, so the two never fight over
  * the cores and dequantization overlaps across threads for free.
- * The crossover n per type was measured with bench/bench_matmul --gemm on the 2-core dev box
- * (AVX-512) and can be overridden with PAGELLM_GEMM_MIN_N (0 = never use BLAS). */
+ * The crossover n per type was measured on the 2-core dev box (AVX-512, see min_n_for) and
+ * can be overridden with PAGELLM_GEMM_MIN_N (0 = never use BLAS). */
 #include "backend/cpu/gemm.h"
 
 #include <cblas.h>
@@ -27,10 +27,13 @@ static int min_n_for(pl_dtype t) {
   }
   if (env >= 0)
     return env > 0 ? env : 1 << 30;
+  /* Measured single-threaded, 1024x2048 weights, AVX-512 dev box (GFLOP/s kernel / BLAS):
+   * F32 n=256 91/91, n=768 93/98, n=2048 93/97; F16 n=2048 108/94; Q4_K n=2048 109/92.
+   * OpenBLAS (Debian 0.3.21) only wins for F32 at large n here. Machines with faster sgemm
+   * (e.g. Intel AVX-512 kernels) may want lower values: PAGELLM_GEMM_MIN_N. */
   switch (t) {
-  case PL_DT_F32: return 16;
-  case PL_DT_F16: case PL_DT_BF16: return 32;
-  default: return 96; /* integer-dot kernels stay ahead longer */
+  case PL_DT_F32: return 512;
+  default: return 4096;
   }
 }
 

@@ -52,11 +52,11 @@ AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint1
  * activation vector fit the 16 ymm registers. At n=1 the two rows give two FMA chains. */
 #define RWF 2
 #define FLOAT_KERNEL(NAME, LD, SC)                                                        \
-  AI void NAME##_body(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) { \
+  AI void NAME##_body(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) { \
     const int64_t cols = c->cols;                                                         \
     const void *w[RWF];                                                                   \
     const float *x[NX];                                                                   \
-    PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i);                      \
+    PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i * rs);                      \
     PL_UNROLL for (int j = 0; j < nx; j++) x[j] = c->x + (size_t)(j0 + j) * cols;         \
     __m256 acc[RWF][NX];                                                                  \
     PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++)         \
@@ -74,25 +74,25 @@ AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint1
       float t = 0;                                                                        \
       for (int64_t q = k; q < cols; q++)                                                  \
         t += SC(w[i], q) * x[j][q];                                                       \
-      PL_Y(c, j0 + j, r + i) = hsum8(acc[i][j]) + t;                                      \
+      PL_Y(c, j0 + j, r + i * rs) = hsum8(acc[i][j]) + t;                                      \
     }                                                                                     \
   }                                                                                       \
-  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {        \
+  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int64_t rs, int j0, int nx) {        \
     if (nr == RWF) {                                                                      \
       switch (nx) {                                                                       \
-      case 4: NAME##_body(c, r, RWF, j0, 4); break;                                       \
-      case 3: NAME##_body(c, r, RWF, j0, 3); break;                                       \
-      case 2: NAME##_body(c, r, RWF, j0, 2); break;                                       \
-      default: NAME##_body(c, r, RWF, j0, 1); break;                                      \
+      case 4: NAME##_body(c, r, RWF, rs, j0, 4); break;                                       \
+      case 3: NAME##_body(c, r, RWF, rs, j0, 3); break;                                       \
+      case 2: NAME##_body(c, r, RWF, rs, j0, 2); break;                                       \
+      default: NAME##_body(c, r, RWF, rs, j0, 1); break;                                      \
       }                                                                                   \
       return;                                                                             \
     }                                                                                     \
     for (int i = 0; i < nr; i++)                                                          \
       switch (nx) {                                                                       \
-      case 4: NAME##_body(c, r + i, 1, j0, 4); break;                                     \
-      case 3: NAME##_body(c, r + i, 1, j0, 3); break;                                     \
-      case 2: NAME##_body(c, r + i, 1, j0, 2); break;                                     \
-      default: NAME##_body(c, r + i, 1, j0, 1); break;                                    \
+      case 4: NAME##_body(c, r + i * rs, 1, 1, j0, 4); break;                                     \
+      case 3: NAME##_body(c, r + i * rs, 1, 1, j0, 3); break;                                     \
+      case 2: NAME##_body(c, r + i * rs, 1, 1, j0, 2); break;                                     \
+      default: NAME##_body(c, r + i * rs, 1, 1, j0, 1); break;                                    \
       }                                                                                   \
   }                                                                                       \
   static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, RWF, NX, NAME##_tile); }
@@ -103,8 +103,9 @@ FLOAT_KERNEL(mm_bf16, ld_bf16, sc_bf16)
 
 /* Tile boilerplate for the quantized kernels: NAME##_body(c, r, j0, nx) with constant nx. */
 #define QUANT_TILE(NAME)                                                                  \
-  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {                \
-    (void)nr; /* RW = 1 */                                                                              \
+  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int64_t rs, int j0, int nx) {                \
+    (void)nr; /* RW = 1 */                                                              \
+    (void)rs;                                                                              \
     switch (nx) {                                                                         \
     case 4: NAME##_body(c, r, j0, 4); break;                                              \
     case 3: NAME##_body(c, r, j0, 3); break;                                              \
@@ -338,6 +339,8 @@ AI void mm_mlx_body(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const i
   const pl_tensor *W = c->W;
   const uint8_t *w = PL_WROW(c, r);
   const int bpg = W->group_size / 32;
+  const int gsh = (bpg & (bpg - 1)) == 0 ? __builtin_ctz((unsigned)bpg) : -1; /* block -> group */
+#define GIDX(k) (gsh >= 0 ? (k) >> gsh : (k) / bpg)
   const int64_t ng = c->cols / W->group_size;
   QX_SETUP();
   const float *xg[NX]; /* per-group activation sums (kern_impl.h) */
@@ -367,12 +370,13 @@ AI void mm_mlx_body(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const i
     const int64_t b0 = g0 * bpg, b1 = (g0 + gn) * bpg;
     int64_t xb = b0;
     for (; xb + 2 <= b1; xb += 2) {
-      MLX_STEP(xb, sg[(xb - b0) / bpg], 0);
-      MLX_STEP(xb + 1, sg[(xb + 1 - b0) / bpg], 1);
+      MLX_STEP(xb, sg[GIDX(xb - b0)], 0);
+      MLX_STEP(xb + 1, sg[GIDX(xb + 1 - b0)], 1);
     }
     if (xb < b1)
-      MLX_STEP(xb, sg[(xb - b0) / bpg], 0);
+      MLX_STEP(xb, sg[GIDX(xb - b0)], 0);
   }
+#undef GIDX
   PL_UNROLL for (int j = 0; j < nx; j++)
     PL_Y(c, j0 + j, r) = hsum8(_mm256_add_ps(acc[j][0], acc[j][1])) + accb[j];
 }
@@ -599,8 +603,15 @@ static void v_scale(int n, float *y, float s) {
 }
 
 static float v_max(int n, const float *x) {
-  __m256 m = _mm256_set1_ps(-INFINITY);
+  __m256 m = _mm256_set1_ps(-INFINITY), m1 = m, m2 = m, m3 = m;
   int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+    m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + i + 16));
+    m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + i + 24));
+  }
+  m = _mm256_max_ps(_mm256_max_ps(m, m1), _mm256_max_ps(m2, m3));
   for (; i + 8 <= n; i += 8)
     m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
   __m128 a = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));

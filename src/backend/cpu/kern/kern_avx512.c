@@ -70,11 +70,11 @@ AI __m512 ldm_bf16(const void *w, int64_t i, __mmask16 m) {
 }
 
 #define FLOAT_KERNEL(NAME, LD, LDM)                                                         \
-  AI void NAME##_body(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) {  \
+  AI void NAME##_body(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) {  \
     const int64_t cols = c->cols;                                                           \
     const void *w[RWF];                                                                     \
     const float *x[NXF];                                                                    \
-    PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i);                        \
+    PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i * rs);                        \
     PL_UNROLL for (int j = 0; j < nx; j++) x[j] = c->x + (size_t)(j0 + j) * cols;           \
     __m512 acc[RWF][NXF];                                                                   \
     PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++)           \
@@ -98,24 +98,24 @@ AI __m512 ldm_bf16(const void *w, int64_t i, __mmask16 m) {
       }                                                                                     \
     }                                                                                       \
     PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++)           \
-        PL_Y(c, j0 + j, r + i) = _mm512_reduce_add_ps(acc[i][j]);                           \
+        PL_Y(c, j0 + j, r + i * rs) = _mm512_reduce_add_ps(acc[i][j]);                           \
   }                                                                                         \
-  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {          \
+  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int64_t rs, int j0, int nx) {          \
     if (nr == RWF) {                                                                        \
       switch (nx) {                                                                         \
-      case 4: NAME##_body(c, r, RWF, j0, 4); break;                                         \
-      case 3: NAME##_body(c, r, RWF, j0, 3); break;                                         \
-      case 2: NAME##_body(c, r, RWF, j0, 2); break;                                         \
-      default: NAME##_body(c, r, RWF, j0, 1); break;                                        \
+      case 4: NAME##_body(c, r, RWF, rs, j0, 4); break;                                         \
+      case 3: NAME##_body(c, r, RWF, rs, j0, 3); break;                                         \
+      case 2: NAME##_body(c, r, RWF, rs, j0, 2); break;                                         \
+      default: NAME##_body(c, r, RWF, rs, j0, 1); break;                                        \
       }                                                                                     \
       return;                                                                               \
     }                                                                                       \
     for (int i = 0; i < nr; i++)                                                            \
       switch (nx) {                                                                         \
-      case 4: NAME##_body(c, r + i, 1, j0, 4); break;                                       \
-      case 3: NAME##_body(c, r + i, 1, j0, 3); break;                                       \
-      case 2: NAME##_body(c, r + i, 1, j0, 2); break;                                       \
-      default: NAME##_body(c, r + i, 1, j0, 1); break;                                      \
+      case 4: NAME##_body(c, r + i * rs, 1, 1, j0, 4); break;                                       \
+      case 3: NAME##_body(c, r + i * rs, 1, 1, j0, 3); break;                                       \
+      case 2: NAME##_body(c, r + i * rs, 1, 1, j0, 2); break;                                       \
+      default: NAME##_body(c, r + i * rs, 1, 1, j0, 1); break;                                      \
       }                                                                                     \
   }                                                                                         \
   static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, RWF, NXF, NAME##_tile); }

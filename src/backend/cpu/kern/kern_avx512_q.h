@@ -74,12 +74,12 @@ AI void FN(pair_step)(const int nr, const int nx, const int kind, __m512 acc[RWQ
 
 #define QSTORE(EXTRA)                                                                       \
   PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++)             \
-      PL_Y(c, j0 + j, r + i) = _mm512_reduce_add_ps(acc[i][j]) + (EXTRA);
+      PL_Y(c, j0 + j, r + i * rs) = _mm512_reduce_add_ps(acc[i][j]) + (EXTRA);
 
 /* ---- Q8_0 ------------------------------------------------------------------------------ */
-AI void FN(q8_0_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) {
+AI void FN(q8_0_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) {
   const pl_blk_q8_0 *w[RWQ];
-  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q8_0 *)PL_WROW(c, r + i);
+  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q8_0 *)PL_WROW(c, r + i * rs);
   const int64_t nb = c->ql.nb;
   const int kind = VNNI ? KUZ : KS;
   QSETUP();
@@ -118,9 +118,9 @@ AI void FN(q8_0_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const
 }
 
 /* ---- Q4_0 ------------------------------------------------------------------------------ */
-AI void FN(q4_0_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) {
+AI void FN(q4_0_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) {
   const pl_blk_q4_0 *w[RWQ];
-  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q4_0 *)PL_WROW(c, r + i);
+  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q4_0 *)PL_WROW(c, r + i * rs);
   const int64_t nb = c->ql.nb;
   QSETUP();
   __m512i wv[RWQ];
@@ -151,9 +151,9 @@ AI void FN(q4_0_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const
 }
 
 /* ---- Q4_K: a pair = one 64-element chunk (low nibbles: sub-block 2q, high: 2q+1) -------- */
-AI void FN(q4_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) {
+AI void FN(q4_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) {
   const pl_blk_q4_k *w[RWQ];
-  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q4_k *)PL_WROW(c, r + i);
+  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q4_k *)PL_WROW(c, r + i * rs);
   const int64_t nsb = c->cols / 256;
   QSETUP();
   __m512i wv[RWQ];
@@ -189,9 +189,9 @@ AI void FN(q4_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const
 }
 
 /* ---- Q6_K: a 128-element half = two pairs; lane scales [sc_k x4 | .. | sc_k+3 x4] * d ---- */
-AI void FN(q6_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) {
+AI void FN(q6_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) {
   const pl_blk_q6_k *w[RWQ];
-  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q6_k *)PL_WROW(c, r + i);
+  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = (const pl_blk_q6_k *)PL_WROW(c, r + i * rs);
   const int64_t nsb = c->cols / 256;
   QSETUP();
   __m512i wa[RWQ], wb[RWQ];
@@ -224,11 +224,12 @@ AI void FN(q6_k_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const
 
 /* ---- MLX affine: per chunk of groups, scales/biases converted once per row; the bias term
  * is sum_g bias_g * (group sum of the activation block sums), 16 groups per FMA. ---------- */
-AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx, const int bits) {
+AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx, const int bits) {
   const pl_tensor *W = c->W;
   const uint8_t *w[RWQ];
-  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i);
+  PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i * rs);
   const int bpg = W->group_size / 32;
+  const int gsh = (bpg & (bpg - 1)) == 0 ? __builtin_ctz((unsigned)bpg) : -1; /* block -> group */
   const int64_t ng = c->cols / W->group_size;
   /* 8-bit codes: VNNI takes them as u8 directly; BW recentres to q-128 (signed) and moves
    * 128*s into the bias. */
@@ -247,8 +248,8 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const 
   for (int64_t g0 = 0; g0 < ng; g0 += MLX_CHUNK) {
     const int64_t gn = ng - g0 < MLX_CHUNK ? ng - g0 : MLX_CHUNK;
     PL_UNROLL for (int i = 0; i < nr; i++) {
-      sb_row(W->scales, W->sb_type, (r + i) * ng + g0, gn, sg[i]);
-      sb_row(W->biases, W->sb_type, (r + i) * ng + g0, gn, bg[i]);
+      sb_row(W->scales, W->sb_type, (r + i * rs) * ng + g0, gn, sg[i]);
+      sb_row(W->biases, W->sb_type, (r + i * rs) * ng + g0, gn, bg[i]);
       int64_t k = 0;
       for (; k + 16 <= gn; k += 16) {
         __m512 bv = _mm512_load_ps(&bg[i][k]);
@@ -277,7 +278,8 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const 
           wv[i] = v;
         }
         /* a pair lies in one group unless groups are a single block */
-        sw[i] = bpg == 1 ? pair_bcast(&sg[i][xb - b0]) : _mm512_set1_ps(sg[i][(xb - b0) / bpg]);
+        sw[i] = bpg == 1 ? pair_bcast(&sg[i][xb - b0])
+                         : _mm512_set1_ps(sg[i][gsh >= 0 ? (xb - b0) >> gsh : (xb - b0) / bpg]);
       }
       FN(pair_step)(nr, nx, kind, acc, wv, neg, sw, xq, xd, xz, xb, 0);
     }
@@ -297,38 +299,38 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const 
           }
           wv[i] = v;
         }
-        sw[i] = _mm512_set1_ps(sg[i][(xb - b0) / bpg]);
+        sw[i] = _mm512_set1_ps(sg[i][gsh >= 0 ? (xb - b0) >> gsh : (xb - b0) / bpg]);
       }
       FN(pair_step)(nr, nx, kind, acc, wv, neg, sw, xq, xd, xz, xb, 1);
     }
   }
   QSTORE(accb[i][j])
 }
-AI void FN(mlx4_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) {
-  FN(mlx_body)(c, r, nr, j0, nx, 4);
+AI void FN(mlx4_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) {
+  FN(mlx_body)(c, r, nr, rs, j0, nx, 4);
 }
-AI void FN(mlx8_body)(const pl_mm_ctx *c, int64_t r, const int nr, int j0, const int nx) {
-  FN(mlx_body)(c, r, nr, j0, nx, 8);
+AI void FN(mlx8_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) {
+  FN(mlx_body)(c, r, nr, rs, j0, nx, 8);
 }
 
 /* Tile dispatch: full row tiles use nr = RWQ, a ragged end goes one row at a time. */
 #define QTILE(T)                                                                            \
-  static void FN(T##_tile)(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {         \
+  static void FN(T##_tile)(const pl_mm_ctx *c, int64_t r, int nr, int64_t rs, int j0, int nx) {         \
     if (nr == RWQ) {                                                                        \
       switch (nx) {                                                                         \
-      case 4: FN(T##_body)(c, r, RWQ, j0, 4); break;                                        \
-      case 3: FN(T##_body)(c, r, RWQ, j0, 3); break;                                        \
-      case 2: FN(T##_body)(c, r, RWQ, j0, 2); break;                                        \
-      default: FN(T##_body)(c, r, RWQ, j0, 1); break;                                       \
+      case 4: FN(T##_body)(c, r, RWQ, rs, j0, 4); break;                                        \
+      case 3: FN(T##_body)(c, r, RWQ, rs, j0, 3); break;                                        \
+      case 2: FN(T##_body)(c, r, RWQ, rs, j0, 2); break;                                        \
+      default: FN(T##_body)(c, r, RWQ, rs, j0, 1); break;                                       \
       }                                                                                     \
       return;                                                                               \
     }                                                                                       \
     for (int i = 0; i < nr; i++)                                                            \
       switch (nx) {                                                                         \
-      case 4: FN(T##_body)(c, r + i, 1, j0, 4); break;                                      \
-      case 3: FN(T##_body)(c, r + i, 1, j0, 3); break;                                      \
-      case 2: FN(T##_body)(c, r + i, 1, j0, 2); break;                                      \
-      default: FN(T##_body)(c, r + i, 1, j0, 1); break;                                     \
+      case 4: FN(T##_body)(c, r + i * rs, 1, 1, j0, 4); break;                                      \
+      case 3: FN(T##_body)(c, r + i * rs, 1, 1, j0, 3); break;                                      \
+      case 2: FN(T##_body)(c, r + i * rs, 1, 1, j0, 2); break;                                      \
+      default: FN(T##_body)(c, r + i * rs, 1, 1, j0, 1); break;                                     \
       }                                                                                     \
   }                                                                                         \
   static void FN(T)(const pl_mm_ctx *c, int64_t r0, int64_t r1) {                           \

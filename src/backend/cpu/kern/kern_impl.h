@@ -56,6 +56,7 @@ typedef struct {
   const pl_tensor *W;
   int64_t rows, cols;  /* W->ne[1], W->ne[0] */
   size_t wrb;          /* bytes of one weight row */
+  size_t xrb;          /* bytes of one activation row as the kernel reads it (f32 or qx) */
   int n;               /* activation rows */
   const float *x;      /* [n][cols] f32 (float weight types) */
   const uint8_t *qx;   /* n qx rows (quantized weight types) */
@@ -89,24 +90,43 @@ typedef struct {
 const pl_kern_ops *pl_kern_ops_get(void);
 int pl_mmt_of(pl_dtype t); /* -1 if unknown */
 
-/* Cache-blocked tile loop shared by the SIMD row kernels: weight rows go in blocks of about
- * 16 KiB (kept in L1/L2) and each block meets every tile of up to NX activation rows, so a
- * tile's activations are reused across the block's rows and each weight byte comes from DRAM
- * once per call. TILE(c, r, nr, j0, nx) computes y[j0 .. j0+nx)[r .. r+nr) with nr <= RW.
+/* Tile loop shared by the SIMD row kernels. TILE(c, r, nr, rs, j0, nx) computes
+ * y[j0 .. j0+nx)[r + i*rs] for i < nr <= RW.
  *
- *     rows r0..r1 ─┬─ block of ~16 KiB of weight rows ──┬─ x tile 0: RW rows at a time
- *                  │                                    ├─ x tile 1 ...
- *                  └─ next block ...                    └─ ...                         */
+ * Decode (n <= NX, one activation tile): the thread's rows are cut into RW contiguous
+ * sub-ranges and a tile takes one row from each, so the weights are read as RW long
+ * sequential streams. (Consecutive rows per tile made one stream jump every tile; the
+ * hardware prefetchers kept retraining and n=1 quantized kernels got only 5-8 GB/s.)
+ *
+ * Batched (n > NX), three cache levels:
+ *   x block: activation rows totalling <= ~384 KiB (stays in L2; all of them when n is small)
+ *   w block: weight rows totalling ~16 KiB (stays in L1/L2)
+ *   tile:    RW consecutive weight rows x NX activation rows in registers
+ * so each weight byte comes from DRAM once per x block and each activation tile is reused
+ * across the whole w block.   for x block: for w block: for x tile: for RW rows: TILE   */
 #define PL_MM_LOOP(c, r0, r1, RW, NX, TILE)                                              \
   do {                                                                                   \
+    if ((c)->n <= (NX)) {                                                                \
+      int64_t s_ = ((r1) - (r0)) / (RW);                                                 \
+      for (int64_t t_ = 0; t_ < s_; t_++)                                                \
+        TILE((c), (r0) + t_, (RW), s_, 0, (c)->n);                                       \
+      for (int64_t r_ = (r0) + s_ * (RW); r_ < (r1); r_++)                               \
+        TILE((c), r_, 1, 1, 0, (c)->n);                                                  \
+      break;                                                                             \
+    }                                                                                    \
     int64_t rb_ = (int64_t)(16384 / ((c)->wrb ? (c)->wrb : 1));                          \
     rb_ = rb_ < (RW) ? (RW) : rb_ / (RW) * (RW);                                         \
-    for (int64_t rs_ = (r0); rs_ < (r1); rs_ += rb_) {                                   \
-      int64_t re_ = rs_ + rb_ < (r1) ? rs_ + rb_ : (r1);                                 \
-      for (int j0_ = 0; j0_ < (c)->n; j0_ += (NX)) {                                     \
-        int nx_ = (c)->n - j0_ < (NX) ? (c)->n - j0_ : (NX);                             \
-        for (int64_t r_ = rs_; r_ < re_; r_ += (RW))                                     \
-          TILE((c), r_, (int)(re_ - r_ < (RW) ? re_ - r_ : (RW)), j0_, nx_);             \
+    int xbn_ = (int)(393216 / ((c)->xrb ? (c)->xrb : 1));                                \
+    xbn_ = xbn_ < (NX) ? (NX) : xbn_ / (NX) * (NX);                                      \
+    for (int xs_ = 0; xs_ < (c)->n; xs_ += xbn_) {                                       \
+      int xe_ = (c)->n - xs_ < xbn_ ? (c)->n : xs_ + xbn_;                               \
+      for (int64_t rs_ = (r0); rs_ < (r1); rs_ += rb_) {                                 \
+        int64_t re_ = rs_ + rb_ < (r1) ? rs_ + rb_ : (r1);                               \
+        for (int j0_ = xs_; j0_ < xe_; j0_ += (NX)) {                                    \
+          int nx_ = xe_ - j0_ < (NX) ? xe_ - j0_ : (NX);                                 \
+          for (int64_t r_ = rs_; r_ < re_; r_ += (RW))                                   \
+            TILE((c), r_, (int)(re_ - r_ < (RW) ? re_ - r_ : (RW)), 1, j0_, nx_);        \
+        }                                                                                \
       }                                                                                  \
     }                                                                                    \
   } while (0)

@@ -96,6 +96,7 @@ void pl_kern_matmul(pl_threadpool *tp, float *y, const float *x, int n, const pl
   jb.c.y = y;
   jb.c.qx = work;
   jb.c.ql = pl_qx_layout_for(cols);
+  jb.c.xrb = is_float_type(W->type) ? (size_t)cols * sizeof(float) : jb.c.ql.stride;
   jb.fn = o->mm[t];
   jb.qfn = o->quant_x;
   jb.z = o->qx_z[t];

@@ -59,8 +59,9 @@ AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint1
       PL_Y(c, j0 + j, r) = vaddvq_f32(s) + t;                                               \
     }                                                                                       \
   }                                                                                         \
-  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {          \
+  static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int64_t rs, int j0, int nx) {          \
     (void)nr;                                                                               \
+    (void)rs;                                                                               \
     switch (nx) {                                                                           \
     case 4: NAME##_body(c, r, j0, 4); break;                                                \
     case 3: NAME##_body(c, r, j0, 3); break;                                                \

@@ -157,6 +157,7 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const 
   const pl_tensor *W = c->W;
   const uint8_t *w = PL_WROW(c, r);
   const int bpg = W->group_size / 32;
+  const int gsh = (bpg & (bpg - 1)) == 0 ? __builtin_ctz((unsigned)bpg) : -1; /* block -> group */
   const int64_t ng = c->cols / W->group_size;
   const uint8x16_t m4 = vdupq_n_u8(15), x80 = vdupq_n_u8(0x80);
   NQSETUP();
@@ -179,7 +180,7 @@ AI void FN(mlx_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx, const 
       PL_UNROLL for (int j = 0; j < nx; j++) acc[j][0] = vsetq_lane_f32(vgetq_lane_f32(acc[j][0], 0) + bb * xg[j][g0 + k], acc[j][0], 0);
     }
     for (int64_t xb = g0 * bpg; xb < (g0 + gn) * bpg; xb++) {
-      const float s = sg[xb / bpg - g0];
+      const float s = sg[(gsh >= 0 ? xb >> gsh : xb / bpg) - g0];
       int8x16_t w0, w1;
       if (bits == 4) {
         uint8x16_t v = vld1q_u8(w + 16 * xb);
@@ -203,8 +204,9 @@ AI void FN(mlx4_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx) { FN(
 AI void FN(mlx8_body)(const pl_mm_ctx *c, int64_t r, int j0, const int nx) { FN(mlx_body)(c, r, j0, nx, 8); }
 
 #define NQTILE(T)                                                                           \
-  static void FN(T##_tile)(const pl_mm_ctx *c, int64_t r, int nr, int j0, int nx) {         \
+  static void FN(T##_tile)(const pl_mm_ctx *c, int64_t r, int nr, int64_t rs, int j0, int nx) {         \
     (void)nr;                                                                               \
+    (void)rs;                                                                               \
     switch (nx) {                                                                           \
     case 4: FN(T##_body)(c, r, j0, 4); break;                                               \
     case 3: FN(T##_body)(c, r, j0, 3); break;                                               \
