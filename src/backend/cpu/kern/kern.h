@@ -32,7 +32,8 @@ float pl_bf16_to_f32(uint16_t h);
 uint16_t pl_f32_to_bf16(float f);      /* round to nearest even */
 
 /* Dequantize one row of n elements (n multiple of the block size) of type t into y. For
- * MLX types pass the row's scales/biases pointers (already offset to that row). */
+ * MLX types use pl_dequant_row_mlx with the row's scales/biases pointers (already offset to
+ * that row); pl_dequant_row fills y with NaN for them. */
 void pl_dequant_row(pl_dtype t, const void *row, float *y, int64_t n);
 void pl_dequant_row_mlx(pl_dtype t, const void *row, const void *scales, const void *biases,
                         pl_dtype sb_type, int group_size, float *y, int64_t n);

@@ -3,7 +3,7 @@
  * the ops table: scalar slots first, then each ISA overwrites what it implements, so a
  * kernel missing on one ISA falls back to the next lower one. PAGELLM_ISA forces a path.
  * Switching ISA (tests/benchmarks) is not thread-safe with concurrent kernel calls. */
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +20,7 @@
 static pl_kern_ops g_ops;
 static pl_isa g_isa;
 static int g_dotext_allowed = 1;
-static atomic_int g_ready;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static int cpu_has(pl_isa isa) {
   switch (isa) {
@@ -91,12 +91,12 @@ static pl_isa best_isa(void) {
   return PL_ISA_SCALAR;
 }
 
+static void build_best(void) { build(best_isa()); }
+
+/* First use may come from several pool workers at once (vector helpers in attention):
+ * pthread_once makes exactly one of them build the table and the others wait for it. */
 const pl_kern_ops *pl_kern_ops_get(void) {
-  if (!atomic_load_explicit(&g_ready, memory_order_acquire)) {
-    /* Racing first calls build identical tables; last store wins harmlessly. */
-    build(best_isa());
-    atomic_store_explicit(&g_ready, 1, memory_order_release);
-  }
+  pthread_once(&g_once, build_best);
   return &g_ops;
 }
 
@@ -118,8 +118,8 @@ const char *pl_kern_isa_name(pl_isa isa) {
 int pl_kern_set_isa(pl_isa isa) {
   if (!cpu_has(isa))
     return -1;
+  pl_kern_ops_get(); /* consume the once, so a later first use cannot overwrite this */
   build(isa);
-  atomic_store_explicit(&g_ready, 1, memory_order_release);
   return 0;
 }
 
