@@ -71,6 +71,8 @@ static int parse(bench_opts *o, int argc, char **argv, const char *usage) {
 /* Run every queued request to completion; fills timing and KV statistics. */
 typedef struct {
   double seconds, ttft_first;
+  double all_started;       /* when every request had produced its first token */
+  int n_started, n_requests;
   int64_t out_tokens, in_tokens;
   double util_sum;
   int util_steps;
@@ -94,6 +96,8 @@ static int drain(pl_engine *e, run_stats *rs, double t0) {
     while (pl_engine_poll(e, &ev)) {
       if (!rs->ttft_first && ev.n_tokens)
         rs->ttft_first = now_s() - t0;
+      if (ev.n_tokens && ev.completion_tokens == ev.n_tokens && ++rs->n_started == rs->n_requests)
+        rs->all_started = now_s() - t0;
       rs->out_tokens += ev.n_tokens;
       if (ev.finish == PL_FINISH_ERROR) {
         fprintf(stderr, "pagellm bench: request failed: %s\n", ev.error ? ev.error : "?");
@@ -214,6 +218,7 @@ static int bench_throughput(int argc, char **argv) {
     return 2;
   }
   run_stats rs = {0};
+  rs.n_requests = o.n;
   double t0 = now_s();
   for (int i = 0; i < o.n; i++) {
     pl_sampling_params sp;
@@ -234,6 +239,10 @@ static int bench_throughput(int argc, char **argv) {
   pl_engine_stats *st = &rs.end;
   if (rc == 0) {
     double util = rs.util_steps ? rs.util_sum / rs.util_steps : 0;
+    /* decode-phase throughput: tokens after every request's first, over the time after it
+     * (meaningful when all requests start together, i.e. they all fit at once) */
+    double dec_s = rs.seconds - rs.all_started;
+    double dec_tok_s = rs.all_started > 0 && dec_s > 0 ? (rs.out_tokens - o.n) / dec_s : 0;
     json_t *j = json_pack(
         "{s:s,s:s,s:s,s:i,s:f,s:f,s:f,s:f,s:I,s:I,s:i,s:I,s:I,s:I,s:f,s:I,s:I,s:i,s:i}",
         "model", o.ep.model_path, "workload", o.workload, "kv_alloc",
@@ -247,6 +256,8 @@ static int bench_throughput(int argc, char **argv) {
         (json_int_t)st->prefix_hits_tokens, "prefix_query_tokens",
         (json_int_t)st->prefix_queries_tokens, "block_size", st->block_size, "max_model_len",
         st->max_model_len);
+    json_object_set_new(j, "decode_phase_tok_s", json_real(dec_tok_s));
+    json_object_set_new(j, "threads", json_integer(o.ep.n_threads));
     if (o.json) {
       char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
       printf("%s\n", s);

@@ -39,6 +39,7 @@ static int seq_of_token(const pl_step_plan *p, int t) {
 
 static void attn_item(const attn_job *j, int t, int h, float *scratch) {
   const pl_cpu_backend *c = j->c;
+  const float scale = j->scale;
   const pl_kv_spec *s = &c->kv;
   const pl_step_plan *p = j->plan;
   int hd = s->head_dim, bs = s->block_size, g = j->n_head / s->n_kv_head;
@@ -60,27 +61,11 @@ static void attn_item(const attn_job *j, int t, int h, float *scratch) {
     int nv = n_ctx - bi * bs < bs ? n_ctx - bi * bs : bs;
     size_t base = (size_t)bt[bi] * blk_stride + (size_t)h * bs * hd;
     const float *kb = K + base, *vb = V + base;
-    /* the next block is elsewhere in the pool, where the hardware prefetcher cannot guess:
-     * request its K and V rows a few at a time, spread over this block's keys below */
-    const float *nk = NULL, *nvp = NULL;
-    size_t pf_step = 0;
-    if (bi + 1 < n_blk) {
-      size_t nb = (size_t)bt[bi + 1] * blk_stride + (size_t)h * bs * hd;
-      nk = K + nb;
-      nvp = V + nb;
-      pf_step = ((size_t)bs * hd + (size_t)nv - 1) / (size_t)nv; /* floats per key */
-    }
     for (int k = 0; k < g; k++) {
       const float *qk = j->q + (size_t)t * j->n_head * hd + (size_t)(h * g + k) * hd;
       float mx = m[k];
       for (int o = 0; o < nv; o++) {
-        if (k == 0 && nk)
-          for (size_t f = (size_t)o * pf_step; f < (size_t)(o + 1) * pf_step && f < (size_t)bs * hd;
-               f += 16) {
-            __builtin_prefetch(nk + f);
-            __builtin_prefetch(nvp + f);
-          }
-        sc[o] = pl_vec_dot_f32(hd, qk, kb + (size_t)o * hd) * j->scale;
+        sc[o] = pl_vec_dot_f32(hd, qk, kb + (size_t)o * hd) * scale;
         if (sc[o] > mx)
           mx = sc[o];
       }
