@@ -40,7 +40,14 @@ run_decode() { # 1 + 5: single-stream decode vs bandwidth, and llama.cpp on the 
   done
 }
 
-run_paged() { # 2: paged vs static on one KV budget (64 MiB = 4096 tokens, max_model_len 2048)
+run_paged() { # 2: paged vs static on one KV budget
+  # TinyLlama-shaped Q8_0, max_model_len 2048, 320 MiB of KV (7280 tokens: 3 static slots)
+  for mode in paged static; do
+    $B bench throughput -m "$MODELS/tinyllama-q8_0.gguf" -t "$T" --workload sharegpt-like \
+      --num-prompts 32 --max-model-len 2048 --kv-cache-memory 320MiB --kv-alloc $mode \
+      --seed 1 --json > "$OUT/paged-vs-static-tinyllama-$mode.json"
+  done
+  # the 56M model, 64 MiB of KV (4096 tokens: 2 static slots)
   for mode in paged static; do
     $B bench throughput -m "$MODELS/small-q8_0.gguf" -t "$T" --workload sharegpt-like \
       --num-prompts 64 --max-model-len 2048 --kv-cache-memory 64MiB --kv-alloc $mode \
@@ -105,8 +112,7 @@ run_attention() { # 4 (kernel): paged vs contiguous decode attention
 }
 
 run_plots() {
-  node tools/bench/plot.mjs --out "$OUT" "$OUT"/concurrency-*.json "$OUT"/paged-vs-static-*.json \
-    "$OUT"/prefix-on.json "$OUT"/prefix-off.json
+  node tools/bench/plot.mjs --out "$OUT" "$OUT"/concurrency-*.json "$OUT"/paged-vs-static-*.json
 }
 
 case $WHAT in
