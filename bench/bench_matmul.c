@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/membw.h"
 #include "backend/cpu/kern/kern.h"
 #include "util/alloc.h"
 #include "util/threadpool.h"
@@ -20,40 +21,6 @@ static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* ---- read-bandwidth probe: each thread takes dot(a, a) over its slice of a 512 MiB buffer
- * (4 SIMD accumulators; both operands hit the same cache line, so bytes = slice size) ---- */
-typedef struct {
-  const float *buf;
-  size_t n;
-  float out[64];
-} bw_job;
-
-static void bw_task(void *p, int ith, int nth) {
-  bw_job *j = p;
-  size_t per = j->n / (size_t)nth;
-  j->out[ith] = pl_vec_dot_f32((int)per, j->buf + per * (size_t)ith, j->buf + per * (size_t)ith);
-}
-
-static double read_bw(pl_threadpool *tp) {
-  size_t n = (size_t)128 << 20; /* floats: 512 MiB */
-  float *buf = pl_malloc(n * sizeof(float));
-  if (!buf)
-    return 0;
-  for (size_t i = 0; i < n; i++)
-    buf[i] = (float)(i & 7);
-  bw_job j = {buf, n, {0}};
-  pl_threadpool_run(tp, bw_task, &j); /* warm up */
-  double best = 1e30;
-  for (int it = 0; it < 5; it++) {
-    double t0 = now();
-    pl_threadpool_run(tp, bw_task, &j);
-    double t = now() - t0;
-    best = t < best ? t : best;
-  }
-  pl_free(buf);
-  return (double)n * sizeof(float) / best / 1e9;
 }
 
 /* ---- matrices ------------------------------------------------------------------------------ */
@@ -187,7 +154,7 @@ int main(int argc, char **argv) {
   for (int t = 1; t <= max_threads && t <= 8; t++) {
     if (pl_threadpool_create(t, &tps[t - 1]) != 0)
       return 1;
-    printf("read bandwidth, %d thread%s: %.1f GB/s\n", t, t > 1 ? "s" : "", read_bw(tps[t - 1]));
+    printf("read bandwidth, %d thread%s: %.1f GB/s\n", t, t > 1 ? "s" : "", pl_cpu_read_bandwidth(tps[t - 1], 0));
   }
   static const int NS[] = {1, 4, 16, 64};
   static const int NS_GEMM[] = {1, 4, 16, 32, 64, 96, 128, 192, 256, 512};
