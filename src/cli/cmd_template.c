@@ -13,6 +13,7 @@
 #include "model/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/file.h"
 
 static const char *help =
     "usage: pagellm template (--template FILE | --builtin NAME | -m MODEL) --messages FILE\n"
@@ -33,45 +34,10 @@ static const char *help =
 
 /* Whole file (or stdin for "-") into a pl_malloc'd NUL-terminated buffer. */
 static char *slurp(const char *path, size_t *len) {
-  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-  if (!f) {
-    pl_fail(PL_EIO, "%s: cannot open", path);
-    return NULL;
-  }
-  size_t cap = 4096, n = 0;
-  char *buf = pl_malloc(cap);
-  while (buf) {
-    if (n + 1 >= cap) {
-      char *nb = pl_realloc(buf, cap * 2);
-      if (!nb) {
-        pl_free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-    size_t k = fread(buf + n, 1, cap - n - 1, f);
-    n += k;
-    if (k == 0)
-      break;
-  }
-  int err = ferror(f);
-  if (f != stdin)
-    fclose(f);
-  if (!buf) {
-    pl_fail(PL_ENOMEM, "%s: out of memory", path);
-    return NULL;
-  }
-  if (err) {
-    pl_free(buf);
-    pl_fail(PL_EIO, "%s: read error", path);
-    return NULL;
-  }
-  buf[n] = 0;
-  if (len)
-    *len = n;
-  return buf;
+  char *buf;
+  int rc = strcmp(path, "-") ? pl_read_file(path, (size_t)-1, &buf, len)
+                             : pl_read_stream(stdin, "stdin", (size_t)-1, &buf, len);
+  return rc < 0 ? NULL : buf;
 }
 
 static json_t *load_json(const char *path) {

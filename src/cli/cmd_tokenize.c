@@ -23,6 +23,7 @@
 #include "model/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/file.h"
 
 static const char *tok_help =
     "usage: pagellm tokenize -m MODEL [--no-special] [--parse-special] [--batch] [TEXT...]\n"
@@ -57,30 +58,6 @@ static void print_ids(const pl_token_buf *b, FILE *f) {
   for (size_t i = 0; i < b->n; i++)
     fprintf(f, i ? " %d" : "%d", (int)b->ids[i]);
   fputc('\n', f);
-}
-
-static char *read_all(FILE *f, size_t *n) {
-  size_t cap = 65536, len = 0;
-  char *buf = pl_malloc(cap);
-  if (!buf)
-    return NULL;
-  for (;;) {
-    if (len == cap) {
-      char *p = pl_realloc(buf, cap * 2);
-      if (!p) {
-        pl_free(buf);
-        return NULL;
-      }
-      buf = p;
-      cap *= 2;
-    }
-    size_t r = fread(buf + len, 1, cap - len, f);
-    len += r;
-    if (r == 0)
-      break;
-  }
-  *n = len;
-  return buf;
 }
 
 static int run_batch(const pl_tokenizer *t, int add, int parse) {
@@ -171,7 +148,8 @@ int pl_cmd_tokenize(int argc, char **argv) {
         }
       }
     } else {
-      text = read_all(stdin, &n);
+      if (pl_read_stream(stdin, "stdin", (size_t)-1, &text, &n) < 0)
+        text = NULL;
     }
     pl_token_buf b = {0};
     if (!text) {

@@ -2,7 +2,6 @@
  * "--opt VALUE" or "--opt=VALUE"; errors name the option and print one line. */
 #include "cli/engine_opts.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "util/alloc.h"
+#include "util/file.h"
 
 static char *template_text; /* --chat-template contents (reachable: not a leak) */
 
@@ -31,48 +31,6 @@ static int is_opt(const char *arg, const char *name) {
   return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
 }
 
-static int int_value(const char *name, const char *v, long lo, long hi, int *out) {
-  char *end;
-  errno = 0;
-  long x = strtol(v, &end, 10);
-  if (errno || end == v || *end || x < lo || x > hi) {
-    fprintf(stderr, "pagellm: %s expects an integer in [%ld, %ld], got '%s'\n", name, lo, hi, v);
-    return -1;
-  }
-  *out = (int)x;
-  return 1;
-}
-
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  size_t cap = 4096, len = 0;
-  char *buf = pl_malloc(cap);
-  while (buf) {
-    len += fread(buf + len, 1, cap - len - 1, f);
-    if (len < cap - 1) {
-      if (ferror(f)) {
-        pl_free(buf);
-        buf = NULL;
-      }
-      break;
-    }
-    char *nb = cap > (64u << 20) ? NULL : pl_realloc(buf, cap * 2);
-    if (!nb) {
-      pl_free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = nb;
-    cap *= 2;
-  }
-  fclose(f);
-  if (buf)
-    buf[len] = '\0';
-  return buf;
-}
-
 int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
   const char *a = argv[*i], *v;
   if (!strcmp(a, "-m") || is_opt(a, "--model")) {
@@ -84,11 +42,9 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
   if (is_opt(a, "--chat-template")) {
     if (!(v = value(argc, argv, i, "--chat-template")))
       return -1;
-    errno = 0;
-    char *text = read_file(v);
-    if (!text) {
-      fprintf(stderr, "pagellm: cannot read --chat-template file '%s': %s\n", v,
-              strerror(errno ? errno : ENOMEM));
+    char *text;
+    if (pl_read_file(v, (size_t)64 << 20, &text, NULL) < 0) {
+      fprintf(stderr, "pagellm: cannot read --chat-template file: %s\n", pl_last_error());
       return -1;
     }
     pl_free(template_text);
@@ -127,8 +83,8 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
       continue;
     if (!(v = value(argc, argv, i, short_t ? "-t" : ints[k].name)))
       return -1;
-    return int_value(ints[k].name, v, ints[k].lo, ints[k].hi,
-                     (int *)((char *)ep + ints[k].off));
+    return pl_cli_int(ints[k].name, v, ints[k].lo, ints[k].hi,
+                      (int *)((char *)ep + ints[k].off)) < 0 ? -1 : 1;
   }
   if (is_opt(a, "--kv-alloc")) {
     if (!(v = value(argc, argv, i, "--kv-alloc")))

@@ -20,6 +20,7 @@
 #include "model/tokenizer_impl.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/file.h"
 
 typedef struct {
   const char *pats[PL_PRETOK_MAX];
@@ -134,35 +135,6 @@ static const char *token_content(json_t *v) {
   if (json_is_object(v))
     return jstr(v, "content");
   return NULL;
-}
-
-static char *read_file(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      size_t nc = cap ? cap * 2 : 65536;
-      char *p = pl_realloc(buf, nc);
-      if (!p) {
-        pl_free(buf);
-        fclose(f);
-        return NULL;
-      }
-      buf = p;
-      cap = nc;
-    }
-    size_t r = fread(buf + len, 1, cap - len - 1, f);
-    len += r;
-    if (r == 0)
-      break;
-  }
-  fclose(f);
-  buf[len] = 0;
-  *n = len;
-  return buf;
 }
 
 typedef struct {
@@ -379,7 +351,9 @@ static int load_config(pl_tokenizer *t, const char *dir) {
     if ((rc = join_path(path, sizeof path, dir, "chat_template.jinja")) < 0)
       goto out;
     size_t n;
-    char *s = stat(path, &st) == 0 ? read_file(path, &n) : NULL;
+    char *s = NULL;
+    if (stat(path, &st) == 0 && pl_read_file(path, (size_t)-1, &s, &n) < 0)
+      s = NULL;
     if (s) {
       rc = pl_tok_set_str(&t->chat_template, s, n);
       pl_free(s);

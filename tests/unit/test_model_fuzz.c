@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "golden_io.h"
 #include "model/model.h"
 #include "pagellm.h"
 #include "util/alloc.h"
@@ -74,28 +75,15 @@ static int load_dir(const char *what) {
   return rc;
 }
 
-static void *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  fseek(f, 0, SEEK_END);
-  *n = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  void *b = malloc(*n + 1);
-  if (fread(b, 1, *n, f) != *n) *n = 0;
-  fclose(f);
-  return b;
-}
-
 static void safetensors_fuzz(void) {
   snprintf(st_dir, sizeof st_dir, "/tmp/pl_fuzz_st_%d", (int)getpid());
   mkdir(st_dir, 0700);
   char src[1024];
   size_t ns, nc;
   snprintf(src, sizeof src, "%s/tests/golden/hf/llama/model.safetensors", PL_SOURCE_DIR);
-  unsigned char *st = slurp(src, &ns);
+  unsigned char *st = read_all(src, &ns);
   snprintf(src, sizeof src, "%s/tests/golden/hf/llama/config.json", PL_SOURCE_DIR);
-  char *cfg = slurp(src, &nc);
+  char *cfg = read_all(src, &nc);
   CHECK(st && cfg);
   if (!st || !cfg)
     return;
@@ -147,16 +135,10 @@ static void safetensors_fuzz(void) {
 
 int main(void) {
   snprintf(tmp_path, sizeof tmp_path, "/tmp/pl_fuzz_%d.gguf", (int)getpid());
-  FILE *f = fopen(shared_path("models/tinystories-280K.gguf"), "rb");
-  CHECK(f != NULL);
-  if (!f)
+  orig = read_all(shared_path("models/tinystories-280K.gguf"), &orig_len);
+  CHECK(orig != NULL);
+  if (!orig)
     return check_summary("test_model_fuzz");
-  fseek(f, 0, SEEK_END);
-  orig_len = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  orig = malloc(orig_len);
-  CHECK(fread(orig, 1, orig_len, f) == orig_len);
-  fclose(f);
   unsigned char *b = malloc(orig_len);
 
   /* the intact file loads */
