@@ -58,7 +58,8 @@ int pl_engine_render_chat(const pl_engine *e, const json_t *messages, const json
   rp.tools = tools;
   rp.extra = extra;
   rp.add_generation_prompt = add_generation_prompt;
-  rp.bos_token = e->bos_text;
-  rp.eos_token = e->eos_text;
+  /* a vocabulary without BOS/EOS text leaves them undefined for the template */
+  rp.bos_token = e->bos_text[0] ? e->bos_text : NULL;
+  rp.eos_token = e->eos_text[0] ? e->eos_text : NULL;
   return pl_chat_template_render(e->tmpl, &rp, out, out_len);
 }

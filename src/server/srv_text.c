@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
-#include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -55,20 +54,11 @@ int pl_srv_vocab_size(const pl_engine *e) { return pl_tokenizer_n_vocab(pl_engin
 int pl_srv_has_chat_template(const pl_engine *e) { return pl_engine_chat_template(e) != NULL; }
 
 int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, char **out, size_t *len) {
-  const pl_chat_template *t = pl_engine_chat_template(e);
-  if (!t)
+  if (!pl_engine_chat_template(e))
     return pl_fail(PL_EUNSUPPORTED, "the model has no chat template");
-  pl_chat_render_params rp;
-  pl_chat_render_params_default(&rp);
-  rp.messages = req->messages;
-  rp.tools = req->tools;
-  rp.add_generation_prompt = req->add_generation_prompt;
-  const char *bos = pl_engine_bos_text(e), *eos = pl_engine_eos_text(e);
-  rp.bos_token = bos && *bos ? bos : NULL;
-  rp.eos_token = eos && *eos ? eos : NULL;
-  rp.extra = req->template_kwargs;
   size_t n = 0;
-  PL_TRY(pl_chat_template_render(t, &rp, out, &n));
+  PL_TRY(pl_engine_render_chat(e, req->messages, req->tools, req->template_kwargs,
+                               req->add_generation_prompt, out, &n));
   if (req->continue_final_message) {
     /* Like vLLM: render without a generation prompt, then cut everything after the final
      * message's content so the model continues that message. */
