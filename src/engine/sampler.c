@@ -174,16 +174,12 @@ void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sa
     for (int i = 0; i < V; i++)
       if (x[i] > -INFINITY)
         s->idx[n++] = i;
-    int need_sort = (sp->top_k > 0 && sp->top_k < n) || sp->top_p < 1.0f;
-    if (need_sort) {
-      if (sp->top_k > 0 && sp->top_k < n) {
-        /* keep the k largest before sorting them: nth-element by a threshold search */
-        qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
-        n = sp->top_k;
-      } else {
-        qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
-      }
-    }
+    /* top-k and top-p need the candidates in descending order (ties: lower id first) */
+    int cut_k = sp->top_k > 0 && sp->top_k < n;
+    if (cut_k || sp->top_p < 1.0f)
+      qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
+    if (cut_k)
+      n = sp->top_k;
     /* probabilities of the candidates (x reused in place) */
     double sum = 0;
     for (int i = 0; i < n; i++) {
