@@ -26,18 +26,19 @@ static void write_file(const unsigned char *b, size_t n) {
   fclose(f);
 }
 
-/* Load the file; returns the status. Checks the failure contract. */
-static int try_load(const char *what) {
+/* Load `path` (a GGUF file or a safetensors directory); returns the status after checking the
+ * failure contract: a format/IO status, no model, a message naming the path, nothing leaked. */
+static int load_at(const char *path, const char *what) {
   size_t live = pl_alloc_live_bytes();
   pl_model *m = NULL;
-  int rc = pl_model_load(tmp_path, &m);
+  int rc = pl_model_load(path, &m);
   if (rc == 0) {
     CHECK(m != NULL);
     pl_model_free(m);
   } else {
     CHECK(m == NULL, "%s", what);
     CHECK(rc == PL_EFORMAT || rc == PL_EIO || rc == PL_EUNSUPPORTED, "%s: status %d", what, rc);
-    CHECK(strstr(pl_last_error(), tmp_path) != NULL, "%s: message does not name the file: %s",
+    CHECK(strstr(pl_last_error(), path) != NULL, "%s: message does not name the model: %s",
           what, pl_last_error());
   }
   CHECK_EQ_INT(pl_alloc_live_bytes(), live);
@@ -46,7 +47,7 @@ static int try_load(const char *what) {
 
 static void expect_msg(const unsigned char *b, size_t n, const char *needle) {
   write_file(b, n);
-  int rc = try_load(needle);
+  int rc = load_at(tmp_path, needle);
   CHECK(rc < 0, "expected failure: %s", needle);
   CHECK(strstr(pl_last_error(), needle) != NULL, "message '%s' lacks '%s'", pl_last_error(), needle);
 }
@@ -62,18 +63,6 @@ static void put(const char *name, const void *b, size_t n) {
   fclose(f);
 }
 
-static int load_dir(const char *what) {
-  size_t live = pl_alloc_live_bytes();
-  pl_model *m = NULL;
-  int rc = pl_model_load(st_dir, &m);
-  if (rc == 0)
-    pl_model_free(m);
-  else
-    CHECK(strstr(pl_last_error(), st_dir) != NULL, "%s: message does not name the model: %s",
-          what, pl_last_error());
-  CHECK_EQ_INT(pl_alloc_live_bytes(), live);
-  return rc;
-}
 
 static void safetensors_fuzz(void) {
   snprintf(st_dir, sizeof st_dir, "/tmp/pl_fuzz_st_%d", (int)getpid());
@@ -89,13 +78,13 @@ static void safetensors_fuzz(void) {
     return;
   put("config.json", cfg, nc);
   put("model.safetensors", st, ns);
-  CHECK_EQ_INT(load_dir("intact"), 0);
+  CHECK_EQ_INT(load_at(st_dir, "intact"), 0);
   uint64_t hlen;
   memcpy(&hlen, st, 8);
   int rejected = 0, total = 0;
   for (size_t cut = 0; cut < ns; cut += cut < hlen + 8 ? 5 : 4099) {
     put("model.safetensors", st, cut);
-    rejected += load_dir("truncated") < 0;
+    rejected += load_at(st_dir, "truncated") < 0;
     total++;
   }
   CHECK_EQ_INT(rejected, total);
@@ -104,7 +93,7 @@ static void safetensors_fuzz(void) {
     memcpy(b, st, ns);
     b[off] = (unsigned char)(off % 2 ? '9' : 0xff);
     put("model.safetensors", b, ns);
-    load_dir("corrupted header");
+    load_at(st_dir, "corrupted header");
   }
   put("model.safetensors", st, ns);
   const char *bad_cfgs[] = {
@@ -117,7 +106,7 @@ static void safetensors_fuzz(void) {
   const char *want[] = {"not supported", "config.json", "num_attention_heads", "absurd", "expected"};
   for (int i = 0; i < 5; i++) {
     put("config.json", bad_cfgs[i], strlen(bad_cfgs[i]));
-    CHECK(load_dir(bad_cfgs[i]) < 0, "%s", bad_cfgs[i]);
+    CHECK(load_at(st_dir, bad_cfgs[i]) < 0, "%s", bad_cfgs[i]);
     CHECK(strstr(pl_last_error(), want[i]) != NULL, "'%s' lacks '%s'", pl_last_error(), want[i]);
   }
   printf("safetensors: %d truncations rejected, %zu header corruptions without a crash\n", rejected,
@@ -143,13 +132,13 @@ int main(void) {
 
   /* the intact file loads */
   write_file(orig, orig_len);
-  CHECK_EQ_INT(try_load("intact"), 0);
+  CHECK_EQ_INT(load_at(tmp_path, "intact"), 0);
 
   /* truncation at every offset in the header region, then strided through the data */
   int fails = 0, loads = 0;
   for (size_t cut = 0; cut < orig_len; cut += cut < 24000 ? 11 : 1999) {
     write_file(orig, cut);
-    if (try_load("truncated") < 0) fails++; else loads++;
+    if (load_at(tmp_path, "truncated") < 0) fails++; else loads++;
   }
   CHECK(loads == 0, "a truncated file loaded (%d times)", loads);
 
@@ -166,7 +155,7 @@ int main(void) {
         continue;
       memcpy(b + off, pats[p], w);
       write_file(b, orig_len);
-      try_load("corrupted");
+      load_at(tmp_path, "corrupted");
       n_corrupt++;
     }
   }
