@@ -169,8 +169,8 @@ static void cpu_matmul(pl_backend *be, float *y, const float *x, int n, const pl
   pl_cpu_backend *c = CPU(be);
   size_t need = pl_cpu_matmul_work_size(W, n);
   if (need > c->mm_work_size) {
-    /* Grows to the largest (weight, batch) pair seen; the runner warms it up at creation so
-     * the steady-state loop never allocates. */
+    /* Grows to the largest (weight, batch) pair seen so far: it allocates only the first time
+     * a step is larger than every earlier one, then never again. */
     void *w = pl_malloc(need);
     if (!w) {
       PL_ERROR("out of memory for matmul scratch (%zu bytes)", need);
