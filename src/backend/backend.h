@@ -1,5 +1,5 @@
 /* The fixed op set a backend implements (DESIGN.md "Backends"). The model runner
- * (model/llama.c) is written only in terms of these ops, so a CUDA backend plugs in by
+ * (model/runner.c) is written only in terms of these ops, so a CUDA backend plugs in by
  * providing the same table. Activation buffers are backend memory obtained from `alloc`;
  * weights are pl_tensor views (host memory on the CPU backend).
  *

@@ -11,7 +11,7 @@
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
 #include "engine/engine_internal.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "pagellm.h"
 #include "util/alloc.h"
 

@@ -9,8 +9,8 @@
 
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
-#include "model/chat_template.h"
-#include "model/tokenizer.h"
+#include "template/chat_template.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/file.h"

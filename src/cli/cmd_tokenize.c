@@ -20,7 +20,7 @@
 
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/file.h"

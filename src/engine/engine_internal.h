@@ -6,8 +6,8 @@
 #define PL_ENGINE_INTERNAL_H
 #include "pagellm.h"
 
-struct pl_tokenizer;     /* src/model/tokenizer.h */
-struct pl_chat_template; /* src/model/chat_template.h */
+struct pl_tokenizer;     /* src/tokenizer/tokenizer.h */
+struct pl_chat_template; /* src/template/chat_template.h */
 struct pl_model;         /* src/model/model.h */
 
 /* The model's tokenizer (never NULL once created). Immutable: safe from any thread. */

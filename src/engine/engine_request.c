@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

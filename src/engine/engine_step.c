@@ -4,7 +4,7 @@
 
 #include "engine/engine_impl.h"
 #include "model/runner.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
-#include "model/chat_template.h"
-#include "model/tokenizer.h"
+#include "template/chat_template.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"

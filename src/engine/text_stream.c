@@ -5,9 +5,9 @@
 
 #include <string.h>
 
-#include "model/detok.h"
-#include "model/stop_matcher.h"
-#include "model/tokenizer.h"
+#include "tokenizer/detok.h"
+#include "tokenizer/stop_matcher.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

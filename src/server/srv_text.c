@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "model/chat_template.h"
+#include "template/chat_template.h"
 #include "pagellm.h"
 #include "util/alloc.h"
 

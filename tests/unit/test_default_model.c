@@ -11,7 +11,7 @@
 #include "check.h"
 #include "golden_io.h"
 #include "model/model.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "pagellm.h"
 #include "util/alloc.h"
 

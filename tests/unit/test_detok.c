@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "model/detok.h"
-#include "model/tokenizer.h"
+#include "tokenizer/detok.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

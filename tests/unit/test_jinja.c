@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "check.h"
-#include "model/jinja.h"
+#include "template/jinja.h"
 #include "pagellm.h"
 #include "util/alloc.h"
 

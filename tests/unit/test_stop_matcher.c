@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "model/stop_matcher.h"
+#include "tokenizer/stop_matcher.h"
 #include "util/alloc.h"
 
 static uint64_t rng = 0x243F6A8885A308D3ull;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

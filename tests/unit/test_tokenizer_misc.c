@@ -16,8 +16,8 @@
 
 #include "check.h"
 #include "model/gguf.h"
-#include "model/tokenizer.h"
-#include "model/tokenizer_impl.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "model/tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

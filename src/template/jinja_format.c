@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/jinja_eval.h"
+#include "template/jinja_eval.h"
 #include "util/error.h"
 
 typedef struct spec {

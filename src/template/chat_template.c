@@ -2,11 +2,11 @@
  * transformers passes to apply_chat_template -- messages, tools, documents,
  * add_generation_prompt, bos_token, eos_token, plus any extra kwargs -- and the two built-in
  * fallback templates. */
-#include "model/chat_template.h"
+#include "template/chat_template.h"
 
 #include <string.h>
 
-#include "model/jinja.h"
+#include "template/jinja.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

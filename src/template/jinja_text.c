@@ -1,7 +1,7 @@
 /* UTF-8, Python character classes and the capped byte buffer (see jinja_text.h). Character
  * classes follow CPython's definitions on top of utf8proc's Unicode categories. Case mapping is
  * the simple (1:1) mapping; Python's full mapping (e.g. 'ß'.upper() == 'SS') is not modelled. */
-#include "model/jinja_text.h"
+#include "template/jinja_text.h"
 
 #include <stdarg.h>
 #include <stdio.h>

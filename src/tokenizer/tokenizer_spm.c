@@ -11,7 +11,7 @@
  */
 #include <string.h>
 
-#include "model/tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "util/error.h"
 
 /* Map a float to a uint32 with the same order. */

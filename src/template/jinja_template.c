@@ -3,8 +3,8 @@
  * the JSON variables, run the body, and hand back the output buffer. */
 #include <string.h>
 
-#include "model/jinja.h"
-#include "model/jinja_eval.h"
+#include "template/jinja.h"
+#include "template/jinja_eval.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "model/tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

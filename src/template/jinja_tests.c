@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/jinja_eval.h"
+#include "template/jinja_eval.h"
 #include "util/error.h"
 
 static int one_arg(pl_jctx *c, const char *name, const pl_jargs *a, pl_jv *arg) {

@@ -5,7 +5,7 @@
  * is*() predicates. Results that are sub-ranges of the input are views, not copies. */
 #include <string.h>
 
-#include "model/jinja_eval.h"
+#include "template/jinja_eval.h"
 #include "util/error.h"
 
 static int need_str(pl_jctx *c, pl_jv s, const char *what) {

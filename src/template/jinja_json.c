@@ -1,5 +1,5 @@
 /* json.dumps-compatible serializer (see jinja_json.h). */
-#include "model/jinja_json.h"
+#include "template/jinja_json.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Chunked bump allocator (see jinja_arena.h). Small requests share 64 KiB chunks; a request
  * larger than a quarter chunk gets a chunk of its own so big strings waste nothing. */
-#include "model/jinja_arena.h"
+#include "template/jinja_arena.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * earliest occurrence wins. Without a hit, the tail to keep is found by trying suffixes from
  * the longest possible (max stop length - 1) down. Cost per feed: O((held + len) * n_stops).
  */
-#include "model/stop_matcher.h"
+#include "tokenizer/stop_matcher.h"
 
 #include <string.h>
 

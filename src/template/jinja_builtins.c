@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/jinja_eval.h"
+#include "template/jinja_eval.h"
 #include "util/error.h"
 
 #define PL_JINJA_MAX_RANGE 100000

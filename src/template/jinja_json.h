@@ -5,7 +5,7 @@
  * in repr form, NaN/Infinity allowed, dict keys converted like Python (int/float/bool/None). */
 #ifndef PL_MODEL_JINJA_JSON_H
 #define PL_MODEL_JINJA_JSON_H
-#include "model/jinja_eval.h"
+#include "template/jinja_eval.h"
 
 typedef struct pl_jjson_opts {
   int ensure_ascii;

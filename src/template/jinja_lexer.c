@@ -4,13 +4,13 @@
  * tag, the end marker is only recognised while brackets are balanced (so `{{ {'a': {}} }}`
  * works); trim_blocks drops one newline after `%}` and `#}`. Newlines are normalised to \n and a
  * single trailing newline of the template is dropped (keep_trailing_newline=False). */
-#include "model/jinja_lexer.h"
+#include "template/jinja_lexer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/jinja_text.h"
+#include "template/jinja_text.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -1,7 +1,7 @@
 /* Value containers, Python truthiness / equality / ordering, str() and repr() formatting, and
  * the JSON -> value conversion (see jinja_value.h). Formatting follows CPython so that templates
  * printing lists, dicts, floats or booleans render byte-identically to Jinja2. */
-#include "model/jinja_value.h"
+#include "template/jinja_value.h"
 
 #include <math.h>
 #include <stdio.h>

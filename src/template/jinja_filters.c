@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/jinja_eval.h"
-#include "model/jinja_json.h"
+#include "template/jinja_eval.h"
+#include "template/jinja_json.h"
 #include "util/error.h"
 
 #define BIND(fname, ...)                                                                    \

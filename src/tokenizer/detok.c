@@ -5,7 +5,7 @@
  * bytes and is then read again as a fresh byte. pl_utf8_sanitize is an independent
  * whole-string implementation of the same policy, used as the reference in tests.
  */
-#include "model/detok.h"
+#include "tokenizer/detok.h"
 
 #include <string.h>
 

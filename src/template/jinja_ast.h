@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/jinja_arena.h"
-#include "model/jinja_lexer.h"
-#include "model/jinja_value.h"
+#include "template/jinja_arena.h"
+#include "template/jinja_lexer.h"
+#include "template/jinja_value.h"
 
 #define PL_JINJA_MAX_NEST 200
 

@@ -5,7 +5,7 @@
  * Invariants after pl_tok_finalize: text_off/piece_off are monotone with n_vocab + 1 entries;
  * every id in hash/trie/merges/byte_tok/eog is in [0, n_vocab); nothing is written again.
  */
-#include "model/tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 
 #include <ctype.h>
 #include <stdio.h>

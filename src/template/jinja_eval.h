@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/jinja_ast.h"
-#include "model/jinja_value.h"
+#include "template/jinja_ast.h"
+#include "template/jinja_value.h"
 
 typedef struct pl_jargs {
   const pl_jv *pos;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define PL_PRETOK_MAX 8 /* regexes in one pre-tokenizer chain */
 

@@ -4,8 +4,8 @@
  * pow -> unary -> primary, with postfix (. [] ()) and filter/test chains after each unary. */
 #include <string.h>
 
-#include "model/jinja_ast.h"
-#include "model/jinja_eval.h"
+#include "template/jinja_ast.h"
+#include "template/jinja_eval.h"
 #include "util/error.h"
 
 typedef struct ps {

@@ -14,7 +14,7 @@
 #include <pcre2.h>
 #include <string.h>
 
-#include "model/tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/jinja_arena.h"
-#include "model/jinja_text.h"
+#include "template/jinja_arena.h"
+#include "template/jinja_text.h"
 
 typedef enum {
   PL_JV_UNDEF = 0, PL_JV_NONE, PL_JV_BOOL, PL_JV_INT, PL_JV_FLOAT, PL_JV_STR,

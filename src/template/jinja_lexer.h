@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/jinja_arena.h"
+#include "template/jinja_arena.h"
 
 typedef enum {
   PL_JT_EOF, PL_JT_DATA, PL_JT_VAR_BEGIN, PL_JT_VAR_END, PL_JT_BLOCK_BEGIN, PL_JT_BLOCK_END,

@@ -5,7 +5,7 @@
  * one level of recursion; both are capped so hostile templates end in PL_ETEMPLATE. Statement
  * execution returns PL_OK, a negative status, or JX_BREAK / JX_CONTINUE travelling up to the
  * enclosing loop. */
-#include "model/jinja_eval.h"
+#include "template/jinja_eval.h"
 
 #include <math.h>
 #include <stdarg.h>
