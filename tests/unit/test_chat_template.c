@@ -1,6 +1,8 @@
-/* Golden test of the chat-template renderer against real Jinja2 (shared/chat-templates, see
- * shared/README.md section 4): every template x conversation x {gen, nogen} x variant listed in
- * templates.json is rendered the way transformers' apply_chat_template does -- the template's
+/* Golden test of the chat-template renderer against real Jinja2. chat-templates/ of the test
+ * data (scripts/test-data.py: real templates from llama.cpp's bundle and npm, our conversations,
+ * expected files rendered by Debian's python3-jinja2), and again the reference renderings in
+ * $PAGELLM_EXTRA_DATA/chat-templates when that is set: every template x conversation x
+ * {gen, nogen} x variant listed in templates.json is rendered the way transformers' apply_chat_template does -- the template's
  * special tokens as variables (null = not passed), the variant as extra kwargs, tools = the
  * conversation's tools or None, and strftime_now fixed at 2024-07-26 00:00:00 -- and compared
  * byte for byte with expected/<name>.<conv>.<gen|nogen>[.<variant>].txt. For .error.txt cases
@@ -46,19 +48,19 @@ static char *read_file(const char *path, size_t *len) {
 static int n_cases, n_pass;
 
 /* Render one case and compare with its expected file. */
-static void run_case(const char *name, const pl_chat_template *t, const json_t *tmpl,
+static void run_case(const char *dir, const char *name, const pl_chat_template *t, const json_t *tmpl,
                      const char *conv_name, const json_t *conv, int gen, const char *variant,
                      const json_t *variant_kwargs) {
-  char base[512], path[600];
-  snprintf(base, sizeof base, "chat-templates/expected/%s.%s.%s%s%s", name, conv_name,
+  char base[1200], path[1300];
+  snprintf(base, sizeof base, "%s/expected/%s.%s.%s%s%s", dir, name, conv_name,
            gen ? "gen" : "nogen", variant ? "." : "", variant ? variant : "");
   snprintf(path, sizeof path, "%s.txt", base);
   size_t exp_len = 0;
-  char *expected = read_file(shared_path(path), &exp_len);
+  char *expected = read_file(path, &exp_len);
   int want_error = 0;
   if (!expected) {
     snprintf(path, sizeof path, "%s.error.txt", base);
-    expected = read_file(shared_path(path), &exp_len);
+    expected = read_file(path, &exp_len);
     want_error = 1;
   }
   n_cases++;
@@ -121,19 +123,28 @@ static void run_case(const char *name, const pl_chat_template *t, const json_t *
   json_decref(extra);
 }
 
-static void golden(void) {
+/* Every case of DIR/templates.json against DIR/expected/. */
+static void golden(const char *dir) {
   json_error_t err;
-  json_t *templates = json_load_file(shared_path("chat-templates/templates.json"), 0, &err);
-  json_t *convs = json_load_file(shared_path("chat-templates/conversations.json"), 0, &err);
-  CHECK(templates && convs, "cannot load shared/chat-templates JSON: %s", err.text);
-  if (!templates || !convs)
+  char path[1024];
+  snprintf(path, sizeof path, "%s/templates.json", dir);
+  json_t *templates = json_load_file(path, 0, &err);
+  snprintf(path, sizeof path, "%s/conversations.json", dir);
+  json_t *convs = templates ? json_load_file(path, 0, &err) : NULL;
+  CHECK(templates && convs, "cannot load %s JSON: %s", dir, err.text);
+  if (!templates || !convs) {
+    json_decref(templates);
     return;
+  }
+  n_cases = n_pass = 0;
+  int want_cases = 0;
   const char *name;
   json_t *tmpl;
   json_object_foreach(json_object_get(templates, "templates"), name, tmpl) {
-    char path[512];
-    snprintf(path, sizeof path, "chat-templates/%s", json_string_value(json_object_get(tmpl, "file")));
-    char *src = read_file(shared_path(path), NULL);
+    want_cases += 2 * (int)json_array_size(json_object_get(tmpl, "conversations")) *
+                  (1 + (int)json_object_size(json_object_get(tmpl, "variants")));
+    snprintf(path, sizeof path, "%s/%s", dir, json_string_value(json_object_get(tmpl, "file")));
+    char *src = read_file(path, NULL);
     CHECK(src != NULL, "cannot read %s", path);
     if (!src)
       continue;
@@ -149,17 +160,18 @@ static void golden(void) {
       const char *cn = json_string_value(cname);
       const json_t *conv = json_object_get(json_object_get(convs, "conversations"), cn);
       for (int gen = 1; gen >= 0; gen--) {
-        run_case(name, t, tmpl, cn, conv, gen, NULL, NULL);
+        run_case(dir, name, t, tmpl, cn, conv, gen, NULL, NULL);
         const char *vname;
         json_t *kw;
         json_object_foreach(json_object_get(tmpl, "variants"), vname, kw)
-          run_case(name, t, tmpl, cn, conv, gen, vname, kw);
+          run_case(dir, name, t, tmpl, cn, conv, gen, vname, kw);
       }
     }
     pl_chat_template_free(t);
   }
-  printf("chat templates: %d/%d renderings match Jinja2\n", n_pass, n_cases);
-  CHECK(n_cases == 134, "expected 134 cases, ran %d", n_cases);
+  printf("chat templates (%s): %d/%d renderings match Jinja2\n", dir, n_pass, n_cases);
+  CHECK(n_cases > 0 && n_cases == want_cases, "templates.json lists %d cases, ran %d", want_cases,
+        n_cases);
   CHECK(n_pass == n_cases);
   json_decref(templates);
   json_decref(convs);
@@ -308,7 +320,7 @@ static void cli(void) {
     printf("cli: %s not built, end-to-end check skipped\n", bin);
     return;
   }
-  json_t *convs = json_load_file(shared_path("chat-templates/conversations.json"), 0, NULL);
+  json_t *convs = json_load_file(data_path("chat-templates/conversations.json"), 0, NULL);
   json_t *conv = json_object_get(json_object_get(convs, "conversations"), "tool_call_roundtrip");
   json_t *su = json_object_get(json_object_get(convs, "conversations"), "system_user");
   char *msgs = write_temp(json_object_get(conv, "messages"));
@@ -320,8 +332,8 @@ static void cli(void) {
   size_t len = 0, exp_len = 0;
 
   snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s --tools %s --eos '<|im_end|>'",
-           bin, shared_path("chat-templates/qwen3.jinja"), msgs, tools);
-  char *want = read_file(shared_path("chat-templates/expected/qwen3.tool_call_roundtrip.gen.txt"), &exp_len);
+           bin, data_path("chat-templates/qwen3.jinja"), msgs, tools);
+  char *want = read_file(data_path("chat-templates/expected/qwen3.tool_call_roundtrip.gen.txt"), &exp_len);
   int st = run_capture(cmd, &out, &len);
   CHECK(st == 0 && want && len == exp_len && !memcmp(out, want, len), "cli qwen3: status %d", st);
   free(out);
@@ -329,31 +341,31 @@ static void cli(void) {
 
   snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s --no-generation-prompt "
            "--bos '<|begin_of_text|>' --eos '<|eot_id|>' --now 1721952000",
-           bin, shared_path("chat-templates/llama-3.2-instruct.jinja"), whole);
-  want = read_file(shared_path("chat-templates/expected/llama-3.2-instruct.tool_call_roundtrip.nogen.txt"), &exp_len);
+           bin, data_path("chat-templates/llama-3.2-instruct.jinja"), whole);
+  want = read_file(data_path("chat-templates/expected/llama-3.2-instruct.tool_call_roundtrip.nogen.txt"), &exp_len);
   st = run_capture(cmd, &out, &len);
   CHECK(st == 0 && want && len == exp_len && !memcmp(out, want, len), "cli llama-3.2: status %d", st);
   free(out);
   free(want);
 
   snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s --kwargs '{\"enable_thinking\": false}'",
-           bin, shared_path("chat-templates/qwen3.jinja"), sys_msgs);
-  want = read_file(shared_path("chat-templates/expected/qwen3.system_user.gen.nothink.txt"), &exp_len);
+           bin, data_path("chat-templates/qwen3.jinja"), sys_msgs);
+  want = read_file(data_path("chat-templates/expected/qwen3.system_user.gen.nothink.txt"), &exp_len);
   st = run_capture(cmd, &out, &len);
   CHECK(st == 0 && want && len == exp_len && !memcmp(out, want, len), "cli qwen3 nothink: status %d", st);
   free(out);
   free(want);
 
   snprintf(cmd, sizeof cmd, "'%s' template --template '%s' --messages %s 2>&1", bin,
-           shared_path("chat-templates/gemma-2-it.jinja"), sys_msgs);
+           data_path("chat-templates/gemma-2-it.jinja"), sys_msgs);
   st = run_capture(cmd, &out, &len);
   CHECK(st == 1 && strstr(out, "System role not supported"), "cli gemma error: %d %s", st, out);
   free(out);
 
   snprintf(cmd, sizeof cmd, "'%s' template --builtin chatml --messages %s --no-generation-prompt", bin, sys_msgs);
   st = run_capture(cmd, &out, &len);
-  CHECK(st == 0 && !strcmp(out, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-                                "<|im_start|>user\nHello! What is the capital of France?<|im_end|>\n"),
+  CHECK(st == 0 && !strcmp(out, "<|im_start|>system\nYou answer in one sentence.<|im_end|>\n"
+                                "<|im_start|>user\nWhy is the sky blue?<|im_end|>\n"),
         "cli builtin: %d [%s]", st, out);
   free(out);
 
@@ -375,9 +387,26 @@ static void cli(void) {
   json_decref(convs);
 }
 
-int main(void) {
+/* `test_chat_template --extra` (CTest: extra_chat_templates): the same golden test on the
+ * reference renderings in $PAGELLM_EXTRA_DATA/chat-templates (16 templates, 134 cases);
+ * exit 77 (CTest: skipped) when the variable is unset. */
+int main(int argc, char **argv) {
   size_t live0 = pl_alloc_live_bytes();
-  golden();
+  char dir[1024];
+  if (argc > 1 && !strcmp(argv[1], "--extra")) {
+    const char *extra = extra_data_path("chat-templates/templates.json",
+                                        "chat templates against the reference renderings in ../shared");
+    if (!extra)
+      return 77;
+    snprintf(dir, sizeof dir, "%s", extra);
+    *strrchr(dir, '/') = 0;
+    golden(dir);
+    CHECK(pl_alloc_live_bytes() == live0, "leaked %zu bytes", pl_alloc_live_bytes() - live0);
+    return check_summary("test_chat_template --extra");
+  }
+  snprintf(dir, sizeof dir, "%s", data_path("chat-templates/templates.json"));
+  *strrchr(dir, '/') = 0;
+  golden(dir);
   builtins();
   string_arguments();
   validation();

@@ -105,7 +105,7 @@ static char *slurp(const char *path, size_t *n) {
 
 static void test_vocab(const char *label, const char *rel, const char *inp_name) {
   pl_tokenizer *t = NULL;
-  int rc = pl_tokenizer_load(shared_path(rel), &t);
+  int rc = pl_tokenizer_load(data_path(rel), &t);
   CHECK(rc == 0, "load %s: %s", rel, pl_last_error());
   if (rc)
     return;
@@ -117,7 +117,7 @@ static void test_vocab(const char *label, const char *rel, const char *inp_name)
   char p[512];
   snprintf(p, sizeof p, "tokenizer-vectors/ggml-vocab-%s.gguf.inp", inp_name);
   size_t ni;
-  char *inp = slurp(shared_path(p), &ni);
+  char *inp = slurp(data_path(p), &ni);
   CHECK(inp != NULL, "%s", p);
   const char *sep = "\n__ggml_vocab_test__\n";
   pl_detok d;
@@ -190,7 +190,7 @@ static void test_vocab(const char *label, const char *rel, const char *inp_name)
 /* SPM leading space: stripped only with PL_DECODE_STRIP_SPACE and only once. */
 static void leading_space(void) {
   pl_tokenizer *t = NULL;
-  CHECK(pl_tokenizer_load(shared_path("tokenizer-vectors/ggml-vocab-llama-spm.gguf"), &t) == 0, "load");
+  CHECK(pl_tokenizer_load(data_path("tokenizer-vectors/ggml-vocab-llama-spm.gguf"), &t) == 0, "load");
   if (!t)
     return;
   pl_token_buf b = {0};

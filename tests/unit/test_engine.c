@@ -35,7 +35,7 @@ static uint32_t rnd(void) {
   return (uint32_t)(rs >> 33);
 }
 
-static const char *model_path(void) { return shared_path("models/tinystories-280K.gguf"); }
+static const char *model_path(void) { return data_path("models/tinystories-280K.gguf"); }
 
 /* Run reqs[0..n) concurrently (all added up front) on `shared` or a fresh engine made from
  * ep; fills out/n_out and the stats after the run. */
@@ -118,7 +118,10 @@ static void batch_invariance(float temp) {
   ep.kv_cache_bytes = 64 << 20;
   /* alone, one at a time (one engine: its prefix cache does not change results either) */
   pl_engine *alone;
-  CHECK(pl_engine_create(&ep, &alone) == 0, "%s", pl_last_error());
+  int rc = pl_engine_create(&ep, &alone);
+  CHECK(rc == 0, "%s", pl_last_error());
+  if (rc)
+    return; /* nothing below can run without the engine */
   for (int i = 0; i < NREQ; i++) {
     run_all(&ep, alone, &ref[i], 1, NULL);
     CHECK_EQ_INT(ref[i].n_out, ref[i].max_tokens);
@@ -175,7 +178,10 @@ static void parallel_samples(void) {
   ep.kv_cache_bytes = 16 << 20;
   ep.enable_prefix_caching = 0;
   pl_engine *e;
-  CHECK(pl_engine_create(&ep, &e) == 0, "%s", pl_last_error());
+  if (pl_engine_create(&ep, &e) != 0) {
+    CHECK(0, "engine create: %s", pl_last_error());
+    return;
+  }
   int32_t prompt[200];
   prompt[0] = 1;
   for (int i = 1; i < 200; i++)
@@ -232,7 +238,10 @@ static void bad_requests(void) {
   ep.n_threads = 1;
   ep.kv_cache_bytes = 8 << 20;
   pl_engine *e;
-  CHECK(pl_engine_create(&ep, &e) == 0, "%s", pl_last_error());
+  if (pl_engine_create(&ep, &e) != 0) {
+    CHECK(0, "engine create: %s", pl_last_error());
+    return;
+  }
   pl_sampling_params sp;
   pl_sampling_params_default(&sp);
   int32_t p[300];

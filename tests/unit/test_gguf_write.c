@@ -649,7 +649,7 @@ static int copy_gguf(const pl_gguf *g, const char *out) {
 }
 
 static void test_rewrite_tinystories(const char *rel, const char *out_name) {
-  const char *src = shared_path(rel);
+  const char *src = data_path(rel);
   pl_gguf *g = NULL;
   int rc = pl_gguf_open(src, &g);
   CHECK_EQ_INT(rc, PL_OK);

@@ -216,15 +216,8 @@ static uint32_t rnd(void) {
   return (uint32_t)(rng >> 11);
 }
 
-static const char *const template_names[] = {
-    "chatml-openhermes-2.5", "deepseek-r1-distill-qwen", "deepseek-v3.1", "gemma-2-it",
-    "gemma-3-it", "gpt-oss", "hermes-2-pro-llama-3-tool-use", "llama-2-chat", "llama-3-instruct",
-    "llama-3.1-instruct", "llama-3.2-instruct", "mistral-7b-instruct-v0.2",
-    "mistral-nemo-instruct-2407", "phi-3.5-mini-instruct", "qwen2.5-instruct", "qwen3"};
-#define N_TEMPLATES (sizeof template_names / sizeof *template_names)
-
 static json_t *fuzz_vars(void) {
-  json_t *convs = json_load_file(shared_path("chat-templates/conversations.json"), 0, NULL);
+  json_t *convs = json_load_file(data_path("chat-templates/conversations.json"), 0, NULL);
   if (!convs)
     return NULL;
   json_t *conv = json_object_get(json_object_get(convs, "conversations"), "tool_call_roundtrip");
@@ -245,11 +238,16 @@ static void fuzz(void) {
   pl_jinja_render_opts o = {.vars = vars, .now = FIXED_NOW, .max_steps = 100000,
                             .max_output = 1 << 20, .max_memory = 32 << 20};
   long parsed = 0, rendered = 0, total = 0;
-  for (size_t k = 0; k < N_TEMPLATES; k++) {
+  /* every real template of the test data (chat-templates/templates.json) */
+  json_t *list = json_load_file(data_path("chat-templates/templates.json"), 0, NULL);
+  CHECK(json_object_size(json_object_get(list, "templates")) > 0, "fuzz: no templates");
+  const char *name;
+  json_t *tmpl;
+  json_object_foreach(json_object_get(list, "templates"), name, tmpl) {
     char path[256];
-    snprintf(path, sizeof path, "chat-templates/%s.jinja", template_names[k]);
+    snprintf(path, sizeof path, "chat-templates/%s", json_string_value(json_object_get(tmpl, "file")));
     size_t n = 0;
-    char *src = read_file(shared_path(path), &n);
+    char *src = read_file(data_path(path), &n);
     CHECK(src != NULL, "cannot read %s", path);
     if (!src)
       continue;
@@ -295,6 +293,7 @@ static void fuzz(void) {
     free(buf);
     free(src);
   }
+  json_decref(list);
   printf("fuzz: %ld mutants, %ld parsed, %ld rendered\n", total, parsed, rendered);
   json_decref(vars);
 }
@@ -303,7 +302,7 @@ static void fuzz(void) {
 
 static void alloc_failures(void) {
   size_t n = 0;
-  char *src = read_file(shared_path("chat-templates/qwen3.jinja"), &n);
+  char *src = read_file(data_path("chat-templates/qwen3.jinja"), &n);
   json_t *vars = fuzz_vars();
   CHECK(src && vars, "alloc_failures: inputs");
   if (!src || !vars)
@@ -368,7 +367,7 @@ static void *worker(void *arg) {
 
 static void concurrent(void) {
   size_t n = 0;
-  char *src = read_file(shared_path("chat-templates/gpt-oss.jinja"), &n);
+  char *src = read_file(data_path("chat-templates/gpt-oss.jinja"), &n);
   json_t *vars = fuzz_vars();
   pl_jinja_template *t = NULL;
   CHECK(src && vars && pl_jinja_template_parse(src, n, &t) == PL_OK);

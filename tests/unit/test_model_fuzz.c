@@ -124,7 +124,7 @@ static void safetensors_fuzz(void) {
 
 int main(void) {
   snprintf(tmp_path, sizeof tmp_path, "/tmp/pl_fuzz_%d.gguf", (int)getpid());
-  orig = read_all(shared_path("models/tinystories-280K.gguf"), &orig_len);
+  orig = read_all(data_path("models/tinystories-280K.gguf"), &orig_len);
   CHECK(orig != NULL);
   if (!orig)
     return check_summary("test_model_fuzz");

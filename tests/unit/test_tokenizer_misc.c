@@ -1,5 +1,5 @@
 /* Tokenizer behaviours beyond the reference vectors:
- *   - TinyStories: "Once upon a time" with BOS -> 1 403 407 261 378 (shared/README.md);
+ *   - TinyStories: "Once upon a time" with BOS -> 1 403 407 261 378 (tests/data/models/README.md);
  *   - invalid UTF-8 policy: each ill-formed byte is its own byte token, lossless, no crash;
  *   - random byte strings and random multi-script text round-trip on every GGUF vocabulary;
  *   - special tokens: CONTROL text only with parse_special, USER_DEFINED always, SPM space
@@ -31,7 +31,7 @@ static uint32_t rnd(void) {
 
 static pl_tokenizer *load(const char *rel) {
   pl_tokenizer *t = NULL;
-  int rc = pl_tokenizer_load(shared_path(rel), &t);
+  int rc = pl_tokenizer_load(data_path(rel), &t);
   CHECK(rc == 0, "load %s: %s", rel, pl_last_error());
   return t;
 }
@@ -454,7 +454,7 @@ static void spm_split_equivalence(void) {
 /* Inject a failure at every allocation of load + encode + decode in turn. */
 static void alloc_failures(const char *rel, int gguf) {
   pl_gguf *g = NULL;
-  if (gguf && pl_gguf_open(shared_path(rel), &g) != 0) {
+  if (gguf && pl_gguf_open(data_path(rel), &g) != 0) {
     CHECK(0, "open %s", rel);
     return;
   }
@@ -475,7 +475,7 @@ static void alloc_failures(const char *rel, int gguf) {
     size_t live0 = pl_alloc_live_bytes();
     pl_alloc_fail_after(k);
     pl_tokenizer *t = NULL;
-    int rc = gguf ? pl_tokenizer_load_gguf(g, &t) : pl_tokenizer_load(shared_path(rel), &t);
+    int rc = gguf ? pl_tokenizer_load_gguf(g, &t) : pl_tokenizer_load(data_path(rel), &t);
     pl_token_buf b = {0};
     char *s = NULL;
     if (rc == 0)

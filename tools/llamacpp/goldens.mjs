@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Greedy-decoding goldens from llama.cpp (prebuilt, through node-llama-cpp) for the TinyStories
-// GGUFs in ../shared/models: for each prompt (token ids, BOS included) the ids of N greedily
+// GGUFs in tests/data/models: for each prompt (token ids, BOS included) the ids of N greedily
 // generated tokens, plus the top raw logits of the first step. Written to
 // tests/golden/llamacpp/tinystories-{f32,f16}.json. See tests/golden/llamacpp/README.md.
 //
@@ -8,7 +8,7 @@
 // the whole prompt in one batch, then one token per step. Generation continues past EOS (id 2)
 // (ignore_eos), so every case has exactly N ids; `first_eos` gives the index of the first EOS.
 //
-// usage: node tools/llamacpp/goldens.mjs [--shared DIR] [--out DIR] [--n 200] [--check]
+// usage: node tools/llamacpp/goldens.mjs [--data DIR] [--out DIR] [--n 200] [--check]
 //   --check: regenerate and compare with the files in --out instead of writing them.
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
@@ -20,7 +20,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
 const { values: args } = parseArgs({
   options: {
-    shared: { type: "string", default: process.env.PL_SHARED_DIR || resolve(root, "../shared") },
+    data: { type: "string", default: join(root, "tests/data") },
     out: { type: "string", default: join(root, "tests/golden/llamacpp") },
     n: { type: "string", default: "200" },
     threads: { type: "string", default: "2" },
@@ -88,7 +88,7 @@ const versions = await llamaCppVersions();
 let failures = 0;
 let ids0 = null;
 for (const m of MODELS) {
-  const path = join(args.shared, m.file);
+  const path = join(args.data, m.file);
   const model = await loadModel(path);
   if (!ids0) ids0 = await promptIds(model);
   const cases = [];

@@ -3,10 +3,10 @@
 // running when the test process exits is killed. Also: a Prometheus text parser and a raw
 // curl runner for checking SSE framing byte by byte.
 import { spawn } from "node:child_process";
-import { spawnPl, sharedPath } from "./util.mjs";
+import { spawnPl, dataPath } from "./util.mjs";
 
-export const TINY_MODEL = sharedPath("models/tinystories-280K.gguf");
-export const CHATML_TEMPLATE = sharedPath("chat-templates/chatml-openhermes-2.5.jinja");
+export const TINY_MODEL = dataPath("models/tinystories-280K.gguf");
+export const CHATML_TEMPLATE = dataPath("chat-templates/chatml-openhermes-2.5.jinja");
 
 const live = new Set();
 process.on("exit", () => {

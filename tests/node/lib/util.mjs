@@ -1,4 +1,4 @@
-// Generic helpers for the node tests: paths from the CTest environment (PL_BIN, PL_SHARED_DIR,
+// Generic helpers for the node tests: paths from the CTest environment (PL_BIN, PL_TEST_DATA,
 // PL_SOURCE_DIR), running the pagellm binary, and temporary directories that are removed when
 // the test process exits.
 import { spawn, spawnSync } from "node:child_process";
@@ -11,12 +11,37 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** The project root (PL_SOURCE_DIR, else derived from this file's location). */
 export const sourceDir = process.env.PL_SOURCE_DIR || resolve(here, "../../..");
-/** The shared test data folder (PL_SHARED_DIR, else ../shared beside the checkout). */
-export const sharedDir = process.env.PL_SHARED_DIR || resolve(sourceDir, "../shared");
+/**
+ * Test inputs: $PL_TEST_DATA (what scripts/test-data.py builds from the npm packages; CTest sets
+ * it to build/testdata), then the committed tests/data/. Both have the same layout.
+ */
+export const testDataDir = process.env.PL_TEST_DATA || join(sourceDir, "build", "testdata");
 
-export function sharedPath(rel) {
-  return join(sharedDir, rel);
+/** Path of test input `rel`; throws naming the file and the script that makes it when missing. */
+export function dataPath(rel) {
+  for (const base of [testDataDir, join(sourceDir, "tests", "data")]) {
+    const p = join(base, rel);
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`missing test input ${rel} (looked in ${testDataDir} and tests/data/): it is made by ` +
+                  "scripts/test-data.py, which `make test` runs (after scripts/node-deps.sh)");
 }
+
+/**
+ * Extra reference data beside the repository ($PAGELLM_EXTRA_DATA, e.g. ../shared; CI sets it).
+ * Returns the path of `rel` there, or null after printing one "skipped: <what>" line when unset.
+ */
+export function extraDataPath(rel, what) {
+  const dir = process.env.PAGELLM_EXTRA_DATA;
+  if (!dir) {
+    console.log(`skipped: ${what} (set PAGELLM_EXTRA_DATA=../shared to run it)`);
+    return null;
+  }
+  const p = join(dir, rel);
+  if (!existsSync(p)) throw new Error(`PAGELLM_EXTRA_DATA=${dir} has no ${rel}`);
+  return p;
+}
+
 export function sourcePath(rel) {
   return join(sourceDir, rel);
 }
