@@ -4,7 +4,8 @@
 # Usage: scripts/install-deps.sh [--cross]   (--cross adds the aarch64 toolchain + qemu)
 set -eu
 PKGS="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
-libxxhash-dev libpcre2-dev libutf8proc-dev libcmocka-dev curl ca-certificates nodejs npm"
+libxxhash-dev libpcre2-dev libutf8proc-dev libcmocka-dev curl ca-certificates nodejs npm git \
+python3 python3-jinja2"
 if [ "${1:-}" = "--cross" ]; then
   PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
 fi
@@ -14,6 +15,8 @@ for p in $PKGS; do
   case $p in
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
     npm) command -v npm >/dev/null 2>&1 && continue ;;
+    # the test data script (scripts/test-data.py) needs Jinja2; any python3 that has it will do
+    python3|python3-jinja2) python3 -c 'import jinja2' >/dev/null 2>&1 && continue ;;
   esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done

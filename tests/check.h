@@ -74,7 +74,8 @@ static inline const char *data_path(const char *rel) {
   return p;
 }
 
-/* Extra reference data beside the repository ($PAGELLM_EXTRA_DATA, e.g. ../shared; CI sets it).
+/* Extra reference data beside the repository ($PAGELLM_EXTRA_DATA, e.g. ../shared, relative to
+ * the repository root; CI sets it).
  * Returns the path of REL there, or NULL after printing one visible "skipped: WHAT" line when
  * the variable is unset. A set variable with the file missing is a failure, not a skip. */
 static inline const char *extra_data_path(const char *rel, const char *what) {
@@ -86,7 +87,12 @@ static inline const char *extra_data_path(const char *rel, const char *what) {
     return NULL;
   }
   i = (i + 1) & 3;
-  snprintf(buf[i], sizeof buf[i], "%s/%s", dir, rel);
+#ifdef PL_SOURCE_DIR
+  if (dir[0] != '/') /* relative to the repository root, as in PAGELLM_EXTRA_DATA=../shared */
+    snprintf(buf[i], sizeof buf[i], "%s/%s/%s", PL_SOURCE_DIR, dir, rel);
+  else
+#endif
+    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, rel);
   if (access(buf[i], R_OK) != 0) {
     fprintf(stderr, "FAIL PAGELLM_EXTRA_DATA=%s has no %s\n", dir, rel);
     exit(1);

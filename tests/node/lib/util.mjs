@@ -37,7 +37,7 @@ export function extraDataPath(rel, what) {
     console.log(`skipped: ${what} (set PAGELLM_EXTRA_DATA=../shared to run it)`);
     return null;
   }
-  const p = join(dir, rel);
+  const p = resolve(sourceDir, dir, rel); // a relative dir is relative to the repository root
   if (!existsSync(p)) throw new Error(`PAGELLM_EXTRA_DATA=${dir} has no ${rel}`);
   return p;
 }
