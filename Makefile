@@ -27,8 +27,9 @@ run: deps build
 test: deps node-deps build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 
+# ASan+UBSan, with the invariant checkers after every engine step (PL_CHECKS)
 test-asan:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DPL_SANITIZE=ON"
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DPL_SANITIZE=ON -DPL_CHECKS=ON"
 
 # NEON kernels: cross-compile for aarch64 and run under qemu-user.
 test-neon:

@@ -175,5 +175,14 @@ int pl_engine_step(pl_engine *e) {
       fail_group(e, g, msg);
       g->unfit_tokens = 0;
     }
+#ifdef PL_CHECKS
+  /* cmake -DPL_CHECKS=ON (the ASan build of CI): the scheduler's, KV cache's and block pool's
+   * invariants after every step; a violation is an engine bug, reported as PL_EINTERNAL */
+  int bad = pl_sched_check(e->sched);
+  if (bad < 0) {
+    PL_ERROR("invariant check after a step failed: %s", pl_last_error());
+    return bad;
+  }
+#endif
   return n;
 }
