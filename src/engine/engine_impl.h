@@ -35,6 +35,8 @@ typedef struct pl_sample_state {
   pl_top_logprob ev_top[20];
   int ev_ntop;
   int has_event;
+  int finish_unsent;         /* its finish event could not be queued (out of memory): queued
+                              * again at the next step or poll; the group lives until then */
 } pl_sample_state;
 
 typedef struct pl_group {
@@ -92,4 +94,11 @@ void pl_engine_group_free(pl_engine *e, pl_group *g);
 void pl_engine_events_clear(pl_engine *e);
 int pl_engine_emit(pl_engine *e, pl_group *g, pl_sample_state *s, const char *text,
                    size_t len);
+/* pl_engine_emit for a finished sample (s->finish set) that never loses the event: when it
+ * cannot be queued now, s->finish_unsent keeps it for pl_engine_retry_unsent. */
+void pl_engine_emit_finish(pl_engine *e, pl_group *g, pl_sample_state *s);
+/* Queue the finish events that could not be queued before; called by step and poll. */
+void pl_engine_retry_unsent(pl_engine *e);
+/* 1 when a sample of g still has a finish event to queue (g must not be freed yet). */
+int pl_engine_group_unsent(const pl_group *g);
 #endif

@@ -202,9 +202,12 @@ int pl_engine_abort(pl_engine *e, uint64_t id) {
     }
     s->finish = PL_FINISH_ABORT;
     s->has_event = 0;
-    pl_engine_emit(e, g, s, "", 0);
+    pl_engine_emit_finish(e, g, s);
   }
-  pl_engine_group_free(e, g);
+  if (pl_engine_group_unsent(g))
+    g->n_live = 0; /* freed by a later step once its abort events are queued */
+  else
+    pl_engine_group_free(e, g);
   return 0;
 }
 
@@ -275,7 +278,31 @@ int pl_engine_emit(pl_engine *e, pl_group *g, pl_sample_state *s, const char *te
   return 0;
 }
 
+void pl_engine_emit_finish(pl_engine *e, pl_group *g, pl_sample_state *s) {
+  s->finish_unsent = pl_engine_emit(e, g, s, "", 0) < 0;
+}
+
+int pl_engine_group_unsent(const pl_group *g) {
+  for (int i = 0; i < g->sp.n; i++)
+    if (g->samples[i].finish_unsent)
+      return 1;
+  return 0;
+}
+
+void pl_engine_retry_unsent(pl_engine *e) {
+  for (pl_group *g = e->groups; g; g = g->next)
+    for (int i = 0; i < g->sp.n; i++) {
+      pl_sample_state *s = &g->samples[i];
+      if (s->finish_unsent) {
+        s->has_event = 0; /* its token, if any, went out with an earlier event or is lost */
+        pl_engine_emit_finish(e, g, s);
+      }
+    }
+}
+
 int pl_engine_poll(pl_engine *e, pl_output_event *ev) {
+  if (e->ev_read >= e->n_events)
+    pl_engine_retry_unsent(e);
   if (e->ev_read >= e->n_events)
     return 0;
   *ev = e->events[e->ev_read++].ev;

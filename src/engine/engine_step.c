@@ -29,7 +29,7 @@ static void fail_group(pl_engine *e, pl_group *g, const char *msg) {
       continue;
     finish_sample(e, s, PL_FINISH_ERROR);
     s->has_event = 0;
-    pl_engine_emit(e, g, s, "", 0);
+    pl_engine_emit_finish(e, g, s);
   }
 }
 
@@ -59,7 +59,7 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r)
   if (rc < 0) {
     PL_ERROR("request %llu: append failed: %s", (unsigned long long)g->id, pl_last_error());
     finish_sample(e, s, PL_FINISH_ERROR);
-    pl_engine_emit(e, g, s, "", 0);
+    pl_engine_emit_finish(e, g, s);
     return;
   }
   s->out[s->n_out++] = tok;
@@ -88,7 +88,17 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r)
   }
   if (why)
     finish_sample(e, s, why);
-  pl_engine_emit(e, g, s, text, len);
+  if (pl_engine_emit(e, g, s, text, len) < 0) {
+    /* out of memory queueing the event: its text is lost, so the sample fails; its finish
+     * event is queued by a later step or poll (never dropped) */
+    if (!g->error)
+      g->error = pl_strdup("out of memory queueing output");
+    if (s->finish == PL_FINISH_NONE)
+      finish_sample(e, s, PL_FINISH_ERROR);
+    else
+      s->finish = PL_FINISH_ERROR; /* finished this step, but its last text is lost */
+    s->finish_unsent = 1;
+  }
 }
 
 static void sample_all(pl_engine *e, const pl_sched_output *o) {
@@ -125,10 +135,11 @@ static void sample_all(pl_engine *e, const pl_sched_output *o) {
 }
 
 int pl_engine_step(pl_engine *e) {
-  /* drop groups that finished in the previous step */
+  pl_engine_retry_unsent(e);
+  /* drop groups that finished in the previous step (once every finish event is queued) */
   for (pl_group *g = e->groups, *nx; g; g = nx) {
     nx = g->next;
-    if (g->n_live == 0)
+    if (g->n_live == 0 && !pl_engine_group_unsent(g))
       pl_engine_group_free(e, g);
   }
   const pl_sched_output *o;

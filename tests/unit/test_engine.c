@@ -288,8 +288,60 @@ static void bad_requests(void) {
   pl_engine_destroy(e);
 }
 
+/* Out of memory while a sample's last output event is queued: the sample fails with a message
+ * and its finish event still arrives (at a later poll), exactly once, for every injected
+ * failure point of that decode step; the engine then serves the next request normally. */
+static void emit_oom(void) {
+  pl_engine_params ep;
+  pl_engine_params_default(&ep);
+  ep.model_path = model_path();
+  ep.n_threads = 1;
+  ep.kv_cache_bytes = 8 << 20;
+  pl_engine *e;
+  if (pl_engine_create(&ep, &e) != 0) {
+    CHECK(0, "engine create: %s", pl_last_error());
+    return;
+  }
+  int32_t prompt[] = {1, 403, 407, 261, 378};
+  int failed_at_emit = 0;
+  for (long k = 0; k < 8; k++) {
+    pl_sampling_params sp;
+    pl_sampling_params_default(&sp);
+    sp.max_tokens = 2; /* the failing step is the last one: its event is the finish event */
+    sp.ignore_eos = 1;
+    uint64_t id;
+    CHECK(pl_engine_add_request(e, NULL, prompt, 5, &sp, &id) == 0, "%s", pl_last_error());
+    pl_output_event ev;
+    int finishes = 0, steps = 0, errors = 0;
+    pl_engine_step(e); /* prefill + first token */
+    while (pl_engine_poll(e, &ev))
+      finishes += ev.finish != PL_FINISH_NONE;
+    pl_alloc_fail_after(k); /* the k-th allocation of the next step fails */
+    pl_engine_step(e);
+    pl_alloc_fail_after(-1);
+    while (pl_engine_has_unfinished(e) && steps++ < 50) {
+      while (pl_engine_poll(e, &ev)) {
+        if (ev.finish != PL_FINISH_NONE) {
+          finishes++;
+          if (ev.finish == PL_FINISH_ERROR) {
+            errors++;
+            CHECK(ev.error && strstr(ev.error, "out of memory"), "error: %s",
+                  ev.error ? ev.error : "(none)");
+          }
+        }
+      }
+      pl_engine_step(e);
+    }
+    CHECK_EQ_INT(finishes, 1);
+    failed_at_emit += errors;
+  }
+  CHECK(failed_at_emit > 0, "no injected failure hit an output event");
+  pl_engine_destroy(e);
+}
+
 int main(void) {
   size_t live0 = pl_alloc_live_bytes();
+  emit_oom();
   batch_invariance(0.0f);
   batch_invariance(0.9f);
   parallel_samples();
