@@ -68,6 +68,9 @@ typedef struct pl_engine_params {
   int max_waiting;            /* waiting-queue bound (add fails with PL_EBUSY); 0 = 1024 */
   pl_kv_alloc kv_alloc;       /* PL_KV_STATIC reserves max_model_len per request */
   int enable_prefix_caching;  /* 1 = on (default) */
+  int kv_admit_greedy;        /* paged: 1 = admit whatever fits now and preempt when the
+                                 pool runs out (vLLM); 0 (default) = admit only while every
+                                 running request can grow to its max_tokens (no thrash) */
   uint64_t seed;              /* base seed for requests without one */
 } pl_engine_params;
 

@@ -99,6 +99,17 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
     }
     return 1;
   }
+  if (is_opt(a, "--kv-admission")) {
+    if (!(v = value(argc, argv, i, "--kv-admission")))
+      return -1;
+    if (!strcmp(v, "reserve") || !strcmp(v, "greedy")) {
+      ep->kv_admit_greedy = !strcmp(v, "greedy");
+    } else {
+      fprintf(stderr, "pagellm: --kv-admission expects 'reserve' or 'greedy', got '%s'\n", v);
+      return -1;
+    }
+    return 1;
+  }
   if (!strcmp(a, "--no-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching")) {
     ep->enable_prefix_caching = 0;
     return 1;
@@ -162,6 +173,8 @@ const char *pl_engine_opts_help(void) {
          "  --max-num-seqs N            sequences per step (default 256)\n"
          "  --max-num-batched-tokens N  tokens per step (default 2048)\n"
          "  --kv-alloc paged|static     static reserves max-model-len per request\n"
+         "  --kv-admission reserve|greedy  paged: admit while all can grow to max_tokens\n"
+         "                              (default), or whatever fits now and preempt (vLLM)\n"
          "  --no-prefix-caching         disable automatic prefix caching\n"
          "  -t, --threads N             compute threads (default: all cores)\n"
          "  --max-waiting N             waiting-queue bound; beyond it requests get 503\n";

@@ -117,7 +117,8 @@ int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
   if (p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->max_model_len < 1 ||
       p->block_size < 1 || p->num_blocks < 2 || p->max_prefill_chunk < 0 ||
       (p->kv_alloc != PL_KV_PAGED && p->kv_alloc != PL_KV_STATIC) ||
-      (p->policy != PL_SCHED_FCFS && p->policy != PL_SCHED_PRIORITY))
+      (p->policy != PL_SCHED_FCFS && p->policy != PL_SCHED_PRIORITY) ||
+      (p->admission != PL_ADMIT_RESERVE && p->admission != PL_ADMIT_GREEDY))
     return pl_fail(PL_EINVAL, "scheduler: bad parameters (seqs %d, batched tokens %d, "
                    "max_model_len %d, block_size %d, blocks %d, chunk %d)", p->max_num_seqs,
                    p->max_num_batched_tokens, p->max_model_len, p->block_size, p->num_blocks,
@@ -355,6 +356,19 @@ static int chunk_limit(const pl_scheduler *s, int remaining, int budget) {
   return n;
 }
 
+/* Blocks the running requests still need to reach their max_tokens (the reserve admission
+ * keeps this many free so that running requests never have to preempt each other). */
+static int64_t committed_growth(const pl_scheduler *s) {
+  int64_t g = 0;
+  for (int i = 0; i < s->n_running; i++) {
+    const pl_sched_req *r = s->running[i];
+    int64_t need = table_blocks(s, r->max_tokens) - pl_kv_seq_num_blocks(s->kv, r->kv_seq);
+    if (need > 0)
+      g += need;
+  }
+  return g;
+}
+
 /* Admit waiting requests in queue order while budget, sequence slots and blocks allow. */
 static int admit_waiting(pl_scheduler *s, int *budget) {
   const int fail_cap = 2 * s->prm.max_num_seqs;
@@ -379,6 +393,14 @@ static int admit_waiting(pl_scheduler *s, int *budget) {
       if (rc == PL_ENOSPACE)
         break; /* the head waits for blocks; later requests wait behind it */
       return rc;
+    }
+    if (s->prm.admission == PL_ADMIT_RESERVE && s->n_running > 0 &&
+        committed_growth(s) + table_blocks(s, r->max_tokens) - pl_kv_seq_num_blocks(s->kv, seq) >
+            pl_kv_cache_num_free_blocks(s->kv)) {
+      /* Running it to max_tokens would, with the others, outgrow the pool: wait (nothing
+       * of this step is written, so the blocks it completed leave the prefix cache). */
+      pl_kv_seq_discard(s->kv, seq, hit);
+      break;
     }
     list_unlink(&s->waiting, r);
     r->kv_seq = seq;

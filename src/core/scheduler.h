@@ -14,7 +14,9 @@
  *      requester itself, no further running request is scheduled this step.
  *   2. if nothing was preempted: waiting requests in order (FCFS, or by priority then
  *      arrival), each first taking its cached prefix (hit tokens count as computed), until the
- *      budget, the sequence limit or the pool runs out (an unfit head blocks the queue).
+ *      budget, the sequence limit or the pool runs out (an unfit head blocks the queue); with
+ *      PL_ADMIT_RESERVE (the default) the pool "runs out" when the running requests' growth
+ *      to their max_tokens would no longer fit (see pl_sched_admission).
  * A request that alone can never fit the pool fails (status PL_REQ_FAILED, listed in the
  * output) instead of thrashing. num_computed_tokens advances inside schedule() for every
  * scheduled token, so after the runner's forward the engine samples one token for every
@@ -41,6 +43,17 @@
 #include "pagellm.h"
 
 typedef enum { PL_SCHED_FCFS = 0, PL_SCHED_PRIORITY = 1 } pl_sched_policy;
+
+/* Admission of waiting requests in paged mode.
+ * RESERVE (default): admit while the free blocks cover, besides the new request's own growth
+ *   to its max_tokens, what every running request still needs to reach its max_tokens. Blocks
+ *   are still taken lazily (a request that stops early frees what it never used), but
+ *   requests that run to max_tokens never preempt each other: no recompute thrash, and never
+ *   fewer running requests than static mode (which reserves max_model_len each). The first
+ *   request is always admitted. Only forks (which share blocks) can still preempt.
+ * GREEDY (vLLM): admit whatever fits now; when the admitted requests outgrow the pool,
+ *   preempt and recompute. */
+typedef enum { PL_ADMIT_RESERVE = 0, PL_ADMIT_GREEDY = 1 } pl_sched_admission;
 
 typedef enum {
   PL_REQ_WAITING = 0, /* in the waiting queue, holds no blocks, num_computed_tokens == 0 */
@@ -80,6 +93,7 @@ typedef struct pl_sched_params {
   pl_kv_alloc kv_alloc;       /* PL_KV_PAGED or PL_KV_STATIC */
   int enable_prefix_caching;
   pl_sched_policy policy;
+  pl_sched_admission admission; /* paged mode; static mode always reserves max_model_len */
 } pl_sched_params;
 
 typedef struct pl_sched_req_params {

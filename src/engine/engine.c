@@ -112,7 +112,8 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
                         .max_num_batched_tokens = p->max_num_batched_tokens,
                         .kv_alloc = p->kv_alloc,
                         .enable_prefix_caching = p->enable_prefix_caching,
-                        .policy = PL_SCHED_PRIORITY};
+                        .policy = PL_SCHED_PRIORITY,
+                        .admission = p->kv_admit_greedy ? PL_ADMIT_GREEDY : PL_ADMIT_RESERVE};
   if ((rc = pl_sched_create(&sp, &e->sched)) < 0)
     goto fail;
   if ((rc = pl_backend_cpu_create(p->n_threads, &e->be)) < 0)

@@ -149,6 +149,7 @@ static void batch_invariance(float temp) {
     if (cfgs[c].kv_blocks) {
       e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * 1280;
       e2.max_model_len = 160;
+      e2.kv_admit_greedy = 1; /* vLLM's admission: the pool runs out, requests preempt */
     }
     if (cfgs[c].kv_static) {
       e2.kv_alloc = PL_KV_STATIC;

@@ -137,7 +137,8 @@ static pl_sched_params params(int num_blocks, int bs, int max_len, int max_seqs,
   pl_sched_params p = {.num_blocks = num_blocks, .block_size = bs, .max_model_len = max_len,
                        .max_num_seqs = max_seqs, .max_num_batched_tokens = budget,
                        .max_prefill_chunk = 0, .kv_alloc = PL_KV_PAGED,
-                       .enable_prefix_caching = 1, .policy = PL_SCHED_FCFS};
+                       .enable_prefix_caching = 1, .policy = PL_SCHED_FCFS,
+                       .admission = PL_ADMIT_GREEDY}; /* most tests drive preemption */
   return p;
 }
 
@@ -600,6 +601,66 @@ static void test_static_admits_fewer(void) {
   CHECK(running[0] == 6 && running[1] == 2, "paged %d, static %d", running[0], running[1]);
 }
 
+/* The reserve admission (the engine's default): requests that run to max_tokens never
+ * preempt each other, and more run at once than static mode's max_model_len reservations. */
+static void test_reserve_admission(void) {
+  int32_t pr[8];
+  ramp(pr, 8, 1);
+  int64_t preempt[3];
+  int peak[3];
+  for (int mode = 0; mode < 3; mode++) { /* greedy, reserve, static */
+    /* 20 blocks of 4; each request grows 8 -> 24 tokens (6 blocks); max_model_len 40. */
+    pl_sched_params p = params(21, 4, 40, 8, 256);
+    p.admission = mode == 0 ? PL_ADMIT_GREEDY : PL_ADMIT_RESERVE;
+    p.kv_alloc = mode == 2 ? PL_KV_STATIC : PL_KV_PAGED;
+    p.enable_prefix_caching = 0;
+    env e;
+    env_init(&e, &p);
+    pl_sched_req *early = NULL;
+    for (int i = 0; i < 8; i++) {
+      pl_sched_req *r = add(&e, (uint64_t)i, pr, 8, 24, 0);
+      if (i == 0)
+        early = r;
+    }
+    step(&e);
+    if (mode == 1) {
+      /* 3 x 6 blocks fit in 20; a 4th would be owed 24 blocks. */
+      CHECK_EQ_INT(pl_sched_num_running(e.s), 3);
+      CHECK_EQ_INT(pl_sched_num_waiting(e.s), 5);
+    }
+    for (int k = 0; k < 400 && pl_sched_has_unfinished(e.s); k++) {
+      append_all(&e);
+      int early_done = 0;
+      for (int j = 0; j < e.o->plan.n_logits; j++) {
+        pl_sched_req *r = e.o->logits_reqs[j];
+        /* Request 0 stops early (EOS): its unused reserve goes to the next request. */
+        if (r == early && r->num_tokens == 10) {
+          early = NULL;
+          early_done = 1;
+          pl_sched_finish(e.s, r);
+        } else if (r->num_tokens == r->max_tokens) {
+          pl_sched_finish(e.s, r);
+        }
+      }
+      step(&e);
+      if (mode == 1 && early_done)
+        CHECK_EQ_INT(pl_sched_num_running(e.s), 3); /* the next one was admitted */
+      CHECK_EQ_INT(pl_sched_check(e.s), PL_OK);
+    }
+    CHECK(!pl_sched_has_unfinished(e.s), "all done (mode %d)", mode);
+    pl_sched_stats st;
+    pl_sched_get_stats(e.s, &st);
+    preempt[mode] = st.num_preemptions;
+    peak[mode] = st.peak_running;
+    env_done(&e);
+  }
+  CHECK(preempt[0] > 0, "greedy admission thrashes here (%lld preemptions)",
+        (long long)preempt[0]);
+  CHECK_EQ_INT(preempt[1], 0);
+  CHECK_EQ_INT(preempt[2], 0);
+  CHECK(peak[1] == 3 && peak[2] == 2, "peak running: reserve %d, static %d", peak[1], peak[2]);
+}
+
 static void test_prefix_hits(void) {
   pl_sched_params p = params(33, 4, 64, 4, 64);
   env e;
@@ -743,8 +804,8 @@ static uint32_t rnd(uint32_t n) {
   return (uint32_t)(rs >> 33) % n;
 }
 
-static void soak(int policy, pl_kv_alloc mode, int caching, int bs, int num_blocks, int chunk,
-                 uint64_t seed) {
+static void soak(int policy, pl_kv_alloc mode, pl_sched_admission admission, int forks,
+                 int caching, int bs, int num_blocks, int chunk, uint64_t seed) {
   enum { MAXR = 64 };
   rs = seed;
   size_t live0 = pl_alloc_live_bytes();
@@ -753,6 +814,7 @@ static void soak(int policy, pl_kv_alloc mode, int caching, int bs, int num_bloc
   p.kv_alloc = mode;
   p.enable_prefix_caching = caching;
   p.max_prefill_chunk = chunk;
+  p.admission = admission;
   env e;
   env_init(&e, &p);
   pl_sched_req *live[MAXR];
@@ -797,7 +859,7 @@ static void soak(int policy, pl_kv_alloc mode, int caching, int bs, int num_bloc
     /* Sample: maybe fork first (n > 1 right after the prompt), then append, maybe finish. */
     for (int j = 0; j < e.o->plan.n_logits; j++) {
       pl_sched_req *r = e.o->logits_reqs[j];
-      if (r->num_tokens == r->num_prompt_tokens && n_live < MAXR && rnd(4) == 0) {
+      if (forks && r->num_tokens == r->num_prompt_tokens && n_live < MAXR && rnd(4) == 0) {
         pl_sched_req *c;
         if (pl_sched_fork(e.s, r, next_id++, NULL, &c) == PL_OK) {
           live[n_live++] = c;
@@ -832,14 +894,16 @@ static void soak(int policy, pl_kv_alloc mode, int caching, int bs, int num_bloc
   CHECK_EQ_INT(allocs_in_loop, 0);
   pl_sched_stats st;
   pl_sched_get_stats(e.s, &st);
-  printf("  soak policy %d mode %d caching %d bs %d blocks %d chunk %d: %lld steps, "
-         "%lld preemptions, %lld failed, %lld hits, %lld copies, peak %d running\n", policy, mode,
-         caching, bs, num_blocks, chunk, (long long)st.num_steps, (long long)st.num_preemptions,
+  printf("  soak policy %d mode %d admission %d forks %d caching %d bs %d blocks %d chunk %d: "
+         "%lld steps, %lld preemptions, %lld failed, %lld hits, %lld copies, peak %d running\n",
+         policy, mode, admission, forks, caching, bs, num_blocks, chunk,
+         (long long)st.num_steps, (long long)st.num_preemptions,
          (long long)st.num_failed, (long long)st.kv.prefix_hits_tokens,
          (long long)st.kv.cow_copies, st.peak_running);
-  if (mode == PL_KV_PAGED)
+  if (mode == PL_KV_PAGED && admission == PL_ADMIT_GREEDY)
     CHECK(st.num_preemptions > 0, "the soak should preempt");
-  else /* every running request (forks included) holds its whole reservation */
+  else if (mode == PL_KV_STATIC || !forks) /* every running request holds or is owed its
+                                              growth to max_tokens (forks get no reserve) */
     CHECK_EQ_INT(st.num_preemptions, 0);
   while (n_live > 0)
     pl_sched_finish(e.s, live[--n_live]);
@@ -864,15 +928,21 @@ int main(void) {
   test_self_preemption();
   test_never_fits();
   test_static_admits_fewer();
+  test_reserve_admission();
   test_prefix_hits();
   test_fork();
   test_abort_and_errors();
   for (uint64_t seed = 1; seed <= 4; seed++) {
-    soak(PL_SCHED_FCFS, PL_KV_PAGED, 1, 4, 17, 0, seed);
-    soak(PL_SCHED_PRIORITY, PL_KV_PAGED, 1, 2, 30, 5, seed);
-    soak(PL_SCHED_PRIORITY, PL_KV_PAGED, 1, 1, 40, 6, seed); /* some requests never fit */
-    soak(PL_SCHED_FCFS, PL_KV_PAGED, 0, 3, 20, 0, seed);
-    soak(PL_SCHED_PRIORITY, PL_KV_STATIC, 1, 4, 40, 0, seed);
+    const pl_sched_admission G = PL_ADMIT_GREEDY, R = PL_ADMIT_RESERVE;
+    soak(PL_SCHED_FCFS, PL_KV_PAGED, G, 1, 1, 4, 17, 0, seed);
+    soak(PL_SCHED_PRIORITY, PL_KV_PAGED, G, 1, 1, 2, 30, 5, seed);
+    soak(PL_SCHED_PRIORITY, PL_KV_PAGED, G, 1, 1, 1, 40, 6, seed); /* some never fit */
+    soak(PL_SCHED_FCFS, PL_KV_PAGED, G, 1, 0, 3, 20, 0, seed);
+    soak(PL_SCHED_PRIORITY, PL_KV_STATIC, G, 1, 1, 4, 40, 0, seed);
+    soak(PL_SCHED_FCFS, PL_KV_PAGED, R, 1, 1, 4, 17, 0, seed);
+    soak(PL_SCHED_PRIORITY, PL_KV_PAGED, R, 0, 1, 2, 30, 5, seed);
+    soak(PL_SCHED_PRIORITY, PL_KV_PAGED, R, 0, 1, 1, 40, 6, seed);
+    soak(PL_SCHED_FCFS, PL_KV_PAGED, R, 0, 0, 3, 20, 0, seed);
   }
   CHECK_EQ_INT(pl_alloc_live_bytes(), live0);
   return check_summary("test_scheduler");

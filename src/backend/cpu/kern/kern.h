@@ -63,4 +63,26 @@ void pl_vec_rmsnorm_f32(int n, float *y, const float *x, const float *w, float e
 void pl_vec_swiglu_f32(int n, float *y, const float *g, const float *u);
 /* In-place softmax over n values; returns the sum before normalisation (for checks). */
 float pl_vec_softmax_f32(int n, float *x);
+
+/* ---- attention ------------------------------------------------------------------------ */
+/* One tile of at most PL_ATTN_TILE keys of attention for up to PL_ATTN_LANES query rows at
+ * once ("lanes": the query heads of one GQA group, or several tokens x heads of a prefill
+ * chunk, all reading the same K/V), updating an online softmax:
+ *
+ *   qt   [hd][PL_ATTN_LANES]  the lanes' queries transposed and already scaled (lane j's
+ *                             query is qt[d * PL_ATTN_LANES + j]); lanes >= nl are ignored
+ *   k, v [nv][hd]             keys / values of positions pos0 .. pos0 + nv - 1
+ *   lim  [PL_ATTN_LANES]      lane j sees keys at positions < lim[j] (causal mask); NULL =
+ *                             every lane sees all nv keys
+ *   m, l [PL_ATTN_LANES]      running max (start at -FLT_MAX) and sum of exp (start at 0)
+ *   acc  [nl][hd]             running sum of exp(score - m) * v (start at 0)
+ *
+ * After the last tile, lane j's output is acc[j] / l[j]. Scores are a small SIMD matmul
+ * (lanes across the vector, keys broadcast), exp is vectorised, and every key and value row
+ * is loaded once per tile for all lanes. 1 <= nl <= PL_ATTN_LANES, 1 <= nv <= PL_ATTN_TILE,
+ * hd >= 1. A lane must see at least one key before its output is read. */
+#define PL_ATTN_LANES 16
+#define PL_ATTN_TILE 16
+void pl_attn_tile_f32(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
+                      const float *k, const float *v, float *m, float *l, float *acc);
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/cpu/kern/kern_impl.h"
+#include "backend/cpu/kern/kern_x86_exp.h"
 
 #define AI static inline __attribute__((always_inline))
 #define PL_UNROLL _Pragma("GCC unroll 4")
@@ -542,31 +543,6 @@ static void deq_q6_k(const void *row, float *y, int64_t n) {
 
 /* ---- vector helpers ------------------------------------------------------------------------- */
 
-/* exp(x) for x in [-87.3, 88.7]; ~2 ulp. Range reduction x = n*ln2 + r, |r| <= ln2/2, then a
- * degree-6 polynomial; inputs below the range (and NaN) give 0, above saturate near FLT_MAX. */
-AI __m256 exp8(__m256 x) {
-  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_GE_OQ); /* else flush to 0 */
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33f)), _mm256_set1_ps(88.72f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  /* 2^n: n in [-126, 128]; split so that n = 128 does not overflow the exponent field */
-  __m256i ni = _mm256_cvtps_epi32(n);
-  __m256i h = _mm256_srai_epi32(ni, 1);
-  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
-  __m256 s2 = _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
-  return _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(p, s1), s2), keep);
-}
-
 static float v_dot(int n, const float *a, const float *b) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
   int i = 0;
@@ -692,4 +668,5 @@ void pl_kern_fill_avx2(pl_kern_ops *o) {
   o->rmsnorm = v_rmsnorm;
   o->swiglu = v_swiglu;
   o->softmax = v_softmax;
+  o->attn_tile = pl_attn_tile_avx2;
 }

@@ -183,4 +183,5 @@ void pl_kern_fill_avx512(pl_kern_ops *o, int vnni) {
   }
   o->qx_z[PL_MMT_Q4_0] = 8;
   o->qx_z[PL_MMT_Q6_K] = 32;
+  o->attn_tile = pl_attn_tile_avx512;
 }

@@ -84,6 +84,8 @@ typedef struct {
   void (*rmsnorm)(int n, float *y, const float *x, const float *w, float eps);
   void (*swiglu)(int n, float *y, const float *g, const float *u);
   float (*softmax)(int n, float *x);
+  void (*attn_tile)(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
+                    const float *k, const float *v, float *m, float *l, float *acc);
 } pl_kern_ops;
 
 /* The active table (after dispatch). */
@@ -140,12 +142,20 @@ int pl_mmt_of(pl_dtype t); /* -1 if unknown */
 
 /* Fillers: each overwrites the slots its ISA implements. */
 void pl_kern_fill_scalar(pl_kern_ops *o);
+void pl_attn_tile_scalar(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
+                         const float *k, const float *v, float *m, float *l, float *acc);
 #if defined(__x86_64__) || defined(__i386__)
 void pl_kern_fill_avx2(pl_kern_ops *o);
 void pl_kern_fill_avx512(pl_kern_ops *o, int vnni);
+void pl_attn_tile_avx2(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
+                       const float *k, const float *v, float *m, float *l, float *acc);
+void pl_attn_tile_avx512(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
+                         const float *k, const float *v, float *m, float *l, float *acc);
 #endif
 #if defined(__aarch64__)
 void pl_kern_fill_neon(pl_kern_ops *o, int dotprod);
+void pl_attn_tile_neon(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
+                       const float *k, const float *v, float *m, float *l, float *acc);
 #endif
 
 /* Scalar helpers shared by kernels (kern_quant.c). */

@@ -203,4 +203,5 @@ void pl_kern_fill_neon(pl_kern_ops *o, int dotprod) {
   o->scale = v_scale;
   o->max = v_max;
   o->rmsnorm = v_rmsnorm;
+  o->attn_tile = pl_attn_tile_neon;
 }

@@ -235,4 +235,5 @@ void pl_kern_fill_scalar(pl_kern_ops *o) {
   o->rmsnorm = s_rmsnorm;
   o->swiglu = s_swiglu;
   o->softmax = s_softmax;
+  o->attn_tile = pl_attn_tile_scalar;
 }
