@@ -32,7 +32,7 @@ let ha = null;
 let front = "";
 
 async function startReplica(port = 0) {
-  return startServer({ model: MODEL, args: ["--threads", "1", "--kv-cache-memory", "64MiB", "--port", `${port}`], timeoutMs: 120_000 });
+  return startServer({ model: MODEL, args: ["--threads", "1", "--kv-cache-memory", "64MiB", "--shutdown-timeout", "300", "--port", `${port}`], timeoutMs: 120_000 });
 }
 
 /** Start HAProxy on the shipped config with our ports; resolves once it answers. */
@@ -174,7 +174,7 @@ test("SIGTERM on a replica mid-load: it drains (503 + Retry-After), no request i
   const jobs = load(36, 48);
   const k = await busiest();
   const victim = replicas[k];
-  const exit = victim.stop("SIGTERM", 120_000);
+  const exit = victim.stop("SIGTERM", 300_000); // the drain may take long on a slow (sanitizer) build
   // during the drain the listener stays open: /health and new work get 503 + Retry-After
   await sleep(100);
   const h = await fetch(victim.url + "/health");
