@@ -37,6 +37,7 @@
 #include "cli/http_client.h"
 #include "cli/sse.h"
 #include "cli/workload.h"
+#include "cli/workload_conv.h"
 
 static const char USAGE[] =
     "usage: pagellm bench serve [--base-url URL | --host H --port P] [--model NAME] [options]\n"
@@ -54,7 +55,16 @@ static const char USAGE[] =
     "  --request-rate R       Poisson arrivals at R requests/s, or inf: all at once (default)\n"
     "  --max-concurrency C    at most C requests in flight (default: no limit)\n"
     "  --workload NAME        sharegpt-like (default), alpaca-like, shared-prefix,\n"
-    "                         long-context, fixed\n"
+    "                         long-context, fixed; on a chat endpoint also multi-turn\n"
+    "                         (each conversation's turns resend its history and the\n"
+    "                         actual answers) and many-system-prompts (K long system\n"
+    "                         prompts, users spread over them)\n"
+    "  --num-system-prompts K many-system-prompts: distinct system prompts (default 8)\n"
+    "  --system-prompt-len N  many-system-prompts: their length (default 512, at most\n"
+    "                         max_model_len / 2)\n"
+    "  --metrics-url URL      a server (or replica behind a balancer) whose /metrics\n"
+    "                         prefix-cache counters are read before and after the run;\n"
+    "                         repeat for each replica (at most 16); reports the hit rate\n"
     "  --input-len N, --output-len N   fixed workload lengths (default 128 / 128)\n"
     "  --prefix-len N         shared-prefix length (default 512)\n"
     "  --seed S               workload and arrival seed (default 1)\n"
@@ -80,6 +90,9 @@ typedef struct bs_opts {
   int ignore_eos, progress;
   double rate, timeout;
   uint64_t seed;
+  int n_system, system_len;
+  const char *metrics_url[16];
+  int n_metrics;
 } bs_opts;
 
 static int parse_double(const char *opt, const char *v, double lo, double *out) {
@@ -116,6 +129,15 @@ static int parse_opts(bs_opts *o, int argc, char **argv) {
     else if (!strcmp(a, "--api-key")) o->api_key = v;
     else if (!strcmp(a, "--workload")) o->workload = v;
     else if (!strcmp(a, "--json")) o->json_path = v;
+    else if (!strcmp(a, "--metrics-url")) {
+      if (o->n_metrics == 16) {
+        fprintf(stderr, "pagellm bench serve: at most 16 --metrics-url\n");
+        return -1;
+      }
+      o->metrics_url[o->n_metrics++] = v;
+    }
+    else if (!strcmp(a, "--num-system-prompts")) { if (pl_cli_int(a, v, 1, 1 << 20, &o->n_system)) return -1; }
+    else if (!strcmp(a, "--system-prompt-len")) { if (pl_cli_int(a, v, 1, 1 << 24, &o->system_len)) return -1; }
     else if (!strcmp(a, "--label")) o->label = v;
     else if (!strcmp(a, "--num-prompts")) { if (pl_cli_int(a, v, 1, 1 << 20, &o->n)) return -1; }
     else if (!strcmp(a, "--max-concurrency")) { if (pl_cli_int(a, v, 1, 1 << 20, &o->max_conc)) return -1; }
@@ -136,9 +158,15 @@ static int parse_opts(bs_opts *o, int argc, char **argv) {
     }
     i += takes;
   }
-  if (!pl_workload_known(o->workload)) {
+  if (!pl_workload_known(o->workload) && !pl_conv_known(o->workload)) {
     fprintf(stderr, "pagellm bench serve: unknown workload '%s' (sharegpt-like, alpaca-like, "
-                    "shared-prefix, long-context, fixed)\n", o->workload);
+                    "shared-prefix, long-context, fixed, multi-turn, many-system-prompts)\n",
+            o->workload);
+    return -1;
+  }
+  if (pl_conv_known(o->workload) && !strstr(o->endpoint, "chat/completions")) {
+    fprintf(stderr, "pagellm bench serve: --workload %s needs --endpoint "
+                    "/v1/chat/completions\n", o->workload);
     return -1;
   }
   if (o->endpoint[0] != '/') {
@@ -181,6 +209,10 @@ typedef struct bs_req {
   int done_marker;           /* data: [DONE] seen */
   int finished;              /* a choice with a non-null finish_reason seen */
   int ok;                    /* completed successfully (valid once RQ_DONE) */
+  int dep;                   /* request that must finish first (previous turn), or -1 */
+  int keep_answer;           /* collect the streamed text (a later turn resends it) */
+  char *answer;              /* the streamed content so far (malloc'd) when keep_answer */
+  size_t answer_len, answer_cap;
   char *err;                 /* why it failed (malloc'd), or NULL */
   char errbody[2048];        /* body of a non-200 answer (truncated) */
   size_t errbody_len;
@@ -257,8 +289,22 @@ static void on_event(void *ud, const char *data, size_t len) {
       if (!text || !*text) /* reasoning models stream their thinking here */
         text = json_string_value(json_object_get(delta, "reasoning_content"));
     }
-    if (text && *text)
+    if (text && *text) {
       content = 1;
+      size_t tl = strlen(text);
+      if (r->keep_answer && r->answer_len + tl + 1 > r->answer_cap) {
+        size_t cap = (r->answer_len + tl + 1) * 2;
+        char *p = realloc(r->answer, cap);
+        if (p) {
+          r->answer = p;
+          r->answer_cap = cap;
+        }
+      }
+      if (r->keep_answer && r->answer_len + tl + 1 <= r->answer_cap) {
+        memcpy(r->answer + r->answer_len, text, tl + 1);
+        r->answer_len += tl;
+      }
+    }
     json_t *fr = json_object_get(c, "finish_reason");
     if (fr && !json_is_null(fr))
       r->finished = 1;
@@ -345,36 +391,39 @@ static const char *const WORDS[64] = {
     "cold", "rain", "snow", "wind", "star", "moon", "road", "hill", "lake", "farm", "cow",
     "pig", "hen", "egg", "cake"};
 
-static char *make_body(const bs_opts *o, const char *model, const pl_wl_req *w, int chat) {
-  json_t *j = json_object();
-  json_object_set_new(j, "model", json_string(model));
-  if (chat) {
-    size_t cap = (size_t)w->n_prompt * 6 + 1, n = 0;
-    char *text = malloc(cap);
-    if (!text) {
-      json_decref(j);
-      return NULL;
-    }
-    for (int i = 0; i < w->n_prompt; i++) {
-      const char *wd = WORDS[(uint32_t)w->prompt[i] % 64];
-      size_t l = strlen(wd);
-      if (i)
-        text[n++] = ' ';
-      memcpy(text + n, wd, l);
-      n += l;
-    }
-    text[n] = 0;
-    json_t *msgs = json_array();
-    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", text));
-    free(text);
-    json_object_set_new(j, "messages", msgs);
-  } else {
-    json_t *ids = json_array();
-    for (int i = 0; i < w->n_prompt; i++)
-      json_array_append_new(ids, json_integer(w->prompt[i]));
-    json_object_set_new(j, "prompt", ids);
+/* The ids as words (malloc'd, NUL-terminated), or NULL when out of memory. */
+static char *words_text(const int32_t *ids, int n) {
+  size_t cap = (size_t)n * 6 + 1, len = 0;
+  char *text = malloc(cap);
+  if (!text)
+    return NULL;
+  for (int i = 0; i < n; i++) {
+    const char *wd = WORDS[(uint32_t)ids[i] % 64];
+    size_t l = strlen(wd);
+    if (i)
+      text[len++] = ' ';
+    memcpy(text + len, wd, l);
+    len += l;
   }
-  json_object_set_new(j, "max_tokens", json_integer(w->max_tokens));
+  text[len] = 0;
+  return text;
+}
+
+/* Append {"role": role, "content": the ids as words, or text}; -1 when out of memory. */
+static int add_message(json_t *msgs, const char *role, const int32_t *ids, int n,
+                       const char *text) {
+  char *words = text ? NULL : words_text(ids, n);
+  if (!text && !words)
+    return -1;
+  int rc = json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", role, "content",
+                                                 text ? text : words));
+  free(words);
+  return rc;
+}
+
+/* The fields every request shares; consumes j. */
+static char *finish_body(const bs_opts *o, json_t *j, int max_tokens) {
+  json_object_set_new(j, "max_tokens", json_integer(max_tokens));
   json_object_set_new(j, "temperature", json_real(0.0));
   json_object_set_new(j, "stream", json_true());
   json_object_set_new(j, "stream_options", json_pack("{s:b}", "include_usage", 1));
@@ -383,6 +432,61 @@ static char *make_body(const bs_opts *o, const char *model, const pl_wl_req *w, 
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   return s;
+}
+
+static char *make_body(const bs_opts *o, const char *model, const pl_wl_req *w, int chat) {
+  json_t *j = json_object();
+  json_object_set_new(j, "model", json_string(model));
+  if (chat) {
+    json_t *msgs = json_array();
+    if (add_message(msgs, "user", w->prompt, w->n_prompt, NULL) < 0) {
+      json_decref(msgs);
+      json_decref(j);
+      return NULL;
+    }
+    json_object_set_new(j, "messages", msgs);
+  } else {
+    json_t *ids = json_array();
+    for (int i = 0; i < w->n_prompt; i++)
+      json_array_append_new(ids, json_integer(w->prompt[i]));
+    json_object_set_new(j, "prompt", ids);
+  }
+  return finish_body(o, j, w->max_tokens);
+}
+
+/* Request i of a conversation workload: its system prompt, every earlier turn of its
+ * conversation (user message and the answer the server actually streamed), its own user
+ * message. Built when it is sent, since it needs the earlier answers. */
+static char *make_conv_body(const bs_opts *o, const char *model, const pl_conv_set *cs,
+                            const bs_req *R, int i) {
+  const pl_conv_req *q = &cs->req[i];
+  int n_prev = 0;
+  for (int k = q->dep; k >= 0; k = cs->req[k].dep)
+    n_prev++;
+  int *prev = malloc(sizeof *prev * (size_t)(n_prev + 1));
+  json_t *j = json_object(), *msgs = json_array();
+  int rc = prev && j && msgs ? 0 : -1;
+  for (int k = q->dep, a = n_prev - 1; rc == 0 && k >= 0; k = cs->req[k].dep)
+    prev[a--] = k;
+  if (rc == 0 && q->system >= 0)
+    rc = add_message(msgs, "system", cs->system[q->system], cs->system_len[q->system], NULL);
+  for (int a = 0; rc == 0 && a < n_prev; a++) {
+    const pl_conv_req *p = &cs->req[prev[a]];
+    rc = add_message(msgs, "user", p->user, p->n_user, NULL);
+    if (rc == 0)
+      rc = add_message(msgs, "assistant", NULL, 0, R[prev[a]].answer ? R[prev[a]].answer : "");
+  }
+  if (rc == 0)
+    rc = add_message(msgs, "user", q->user, q->n_user, NULL);
+  free(prev);
+  if (rc < 0) {
+    json_decref(msgs);
+    json_decref(j);
+    return NULL;
+  }
+  json_object_set_new(j, "model", json_string(model));
+  json_object_set_new(j, "messages", msgs);
+  return finish_body(o, j, q->max_tokens);
 }
 
 /* ---- statistics --------------------------------------------------------------------------- */
@@ -468,8 +572,23 @@ static void raise_fd_limit(void) {
   }
 }
 
+/* Whether request i may be sent now as far as its conversation goes: 1 yes, 0 not yet (its
+ * previous turn runs), -1 never (its previous turn failed). */
+static int dep_ready(const bs_req *R, int i) {
+  int d = R[i].dep;
+  if (d < 0)
+    return 1;
+  if (R[d].state != RQ_DONE)
+    return 0;
+  return R[d].ok ? 1 : -1;
+}
+
+/* Send requests in index order as their arrival times come; a later turn of a conversation
+ * also waits for the previous turn (requests behind it may go first), and its body is built
+ * then (cs, model) because it resends the answers. */
 static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *headers,
-                    char **bodies, bs_run *run, int show_progress) {
+                    char **bodies, const pl_conv_set *cs, const char *model, bs_run *run,
+                    int show_progress) {
   int n = run->n;
   bs_req *R = run->reqs;
   struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
@@ -489,12 +608,32 @@ static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *hea
     double now = now_s();
     /* launch every request whose arrival time has come, within the concurrency cap */
     fd_starved = 0;
-    while (next < n && t0 + R[next].t_arrival <= now && (!o->max_conc || n_active < o->max_conc)) {
-      bs_req *r = &R[next];
+    while (next < n && R[next].state != RQ_WAITING)
+      next++;
+    int has_dep = 0; /* a waiting request blocked only by its conversation */
+    for (int i = next; i < n && (!o->max_conc || n_active < o->max_conc); i++) {
+      bs_req *r = &R[i];
+      if (r->state != RQ_WAITING)
+        continue;
+      if (t0 + r->t_arrival > now)
+        break; /* arrivals are in index order */
+      int dr = dep_ready(R, i);
+      if (dr == 0) {
+        has_dep = 1;
+        continue;
+      }
+      if (dr < 0 || (!bodies[i] && !(bodies[i] = make_conv_body(o, model, cs, R, i)))) {
+        req_fail(r, dr < 0 ? "an earlier turn of this conversation failed" : "out of memory");
+        req_finish(r, -1, r->err);
+        run->failed++;
+        if (!run->first_error)
+          run->first_error = r->err;
+        continue;
+      }
       r->t_start = now_s();
       pl_sse_init(&r->sse, on_event, r);
-      if (pl_http_conn_start(&r->conn, tgt, "POST", o->endpoint, headers, bodies[next],
-                             strlen(bodies[next]), on_body, r, err, sizeof err)) {
+      if (pl_http_conn_start(&r->conn, tgt, "POST", o->endpoint, headers, bodies[i],
+                             strlen(bodies[i]), on_body, r, err, sizeof err)) {
         if ((errno == EMFILE || errno == ENFILE) && n_active > 0) {
           pl_sse_free(&r->sse);
           fd_starved = 1;
@@ -504,15 +643,16 @@ static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *hea
         run->failed++;
         if (!run->first_error)
           run->first_error = r->err;
-        next++;
         continue;
       }
       r->state = RQ_ACTIVE;
-      active[n_active++] = next++;
+      active[n_active++] = i;
     }
+    while (next < n && R[next].state != RQ_WAITING)
+      next++;
     /* wait for I/O, the next arrival, a request deadline, or the progress tick */
     double wait = 0.1;
-    if (next < n && !fd_starved && (!o->max_conc || n_active < o->max_conc)) {
+    if (next < n && !fd_starved && !has_dep && (!o->max_conc || n_active < o->max_conc)) {
       double until = t0 + R[next].t_arrival - now;
       if (until < wait)
         wait = until > 0 ? until : 0;
@@ -567,13 +707,13 @@ static int run_load(const bs_opts *o, const pl_http_target *tgt, const char *hea
     }
     n_active = w;
     if (show_progress && now - last_progress >= 0.1 && run->completed + run->failed < n) {
-      progress(run, next, now, 0);
+      progress(run, run->completed + run->failed + n_active, now, 0);
       last_progress = now;
     }
   }
   run->duration = now_s() - t0;
   if (show_progress)
-    progress(run, next, now_s(), 1);
+    progress(run, run->completed + run->failed + n_active, now_s(), 1);
   free(pfd);
   free(pidx);
   free(active);
@@ -632,6 +772,54 @@ static int discover(const pl_http_target *t, const char *endpoint, const char *h
   return rc;
 }
 
+/* ---- prefix-cache counters (--metrics-url) ------------------------------------------------- */
+
+typedef struct bs_prefix {
+  double queries, hits; /* tokens */
+} bs_prefix;
+
+/* Sum the samples of every series whose name ends in `suffix` (pagellm: and vllm: both). */
+static double metric_sum(const char *text, const char *suffix) {
+  double sum = 0;
+  size_t sl = strlen(suffix);
+  for (const char *line = text; line && *line;) {
+    const char *eol = strchr(line, '\n');
+    size_t len = eol ? (size_t)(eol - line) : strlen(line);
+    size_t name_len = strcspn(line, "{ ");
+    if (line[0] != '#' && name_len <= len && name_len >= sl &&
+        !memcmp(line + name_len - sl, suffix, sl)) {
+      const char *v = memchr(line, '}', len) ? (const char *)memchr(line, '}', len) + 1
+                                             : line + name_len;
+      sum += strtod(v, NULL);
+    }
+    line = eol ? eol + 1 : NULL;
+  }
+  return sum;
+}
+
+static int scrape_prefix(const char *url, const char *headers, bs_prefix *out) {
+  pl_http_target t;
+  char err[512], *body = NULL;
+  size_t len;
+  int status;
+  if (pl_http_target_parse(url, &t, err, sizeof err) ||
+      pl_http_fetch(&t, "GET", "/metrics", headers, NULL, 30, &status, &body, &len, err,
+                    sizeof err)) {
+    fprintf(stderr, "pagellm bench serve: --metrics-url %s: %s\n", url, err);
+    return -1;
+  }
+  if (status != 200) {
+    fprintf(stderr, "pagellm bench serve: --metrics-url %s: GET /metrics: HTTP %d\n", url,
+            status);
+    free(body);
+    return -1;
+  }
+  out->queries = metric_sum(body, ":prefix_cache_queries_total");
+  out->hits = metric_sum(body, ":prefix_cache_hits_total");
+  free(body);
+  return 0;
+}
+
 /* ---- report ------------------------------------------------------------------------------- */
 
 typedef struct bs_result {
@@ -640,6 +828,8 @@ typedef struct bs_result {
   double duration, req_tput, out_tput, total_tput, max_out_per_s;
   int max_conc_seen;
   bs_stat ttft, tpot, itl, e2el;
+  int n_replicas;                /* --metrics-url servers */
+  bs_prefix prefix, replica[16]; /* prefix-cache token deltas over the run: all, each */
 } bs_result;
 
 static void compute(const bs_run *run, const pl_wl_req *w, bs_result *res) {
@@ -771,6 +961,15 @@ static void print_table(FILE *f, const bs_opts *o, const char *model, const bs_r
   fprintf(f, "%-40s %.2f\n", "Peak output token throughput (tok/s):", r->max_out_per_s);
   fprintf(f, "%-40s %d\n", "Peak concurrent requests:", r->max_conc_seen);
   fprintf(f, "%-40s %.2f\n", "Total token throughput (tok/s):", r->total_tput);
+  if (r->n_replicas) {
+    fprintf(f, "%-40s %.2f\n", "Prefix cache hit rate (%):",
+            r->prefix.queries > 0 ? 100.0 * r->prefix.hits / r->prefix.queries : 0.0);
+    for (int k = 0; k < r->n_replicas; k++) {
+      char l[64];
+      snprintf(l, sizeof l, "  server %d hits / queries (tokens):", k + 1);
+      fprintf(f, "%-40s %.0f / %.0f\n", l, r->replica[k].hits, r->replica[k].queries);
+    }
+  }
   print_stat(f, "Time to First Token", "TTFT", &r->ttft);
   print_stat(f, "Time per Output Token (excl. 1st token)", "TPOT", &r->tpot);
   print_stat(f, "Inter-token Latency", "ITL", &r->itl);
@@ -827,6 +1026,18 @@ static int write_json(const char *path, const bs_opts *o, const char *url, const
   put_stat(j, "itl", &r->itl);
   put_stat(j, "e2el", &r->e2el);
   json_object_set_new(j, "first_error", first_error ? json_string(first_error) : json_null());
+  if (r->n_replicas) {
+    json_object_set_new(j, "prefix_cache_queries", json_real(r->prefix.queries));
+    json_object_set_new(j, "prefix_cache_hits", json_real(r->prefix.hits));
+    json_object_set_new(j, "prefix_cache_hit_rate",
+                        json_real(r->prefix.queries > 0 ? r->prefix.hits / r->prefix.queries : 0));
+    json_t *per = json_array();
+    for (int k = 0; k < r->n_replicas; k++)
+      json_array_append_new(per, json_pack("{s:s,s:f,s:f}", "metrics_url", o->metrics_url[k],
+                                           "queries", r->replica[k].queries, "hits",
+                                           r->replica[k].hits));
+    json_object_set_new(j, "prefix_cache_per_server", per);
+  }
   /* per request, in workload order; failed requests hold null timings (seconds) */
   json_t *ok = json_array(), *il = json_array(), *ol = json_array(), *tt = json_array(),
          *lat = json_array(), *st = json_array(), *itls = json_array(), *errs = json_array(),
@@ -923,12 +1134,35 @@ int pl_cmd_bench_serve(int argc, char **argv) {
   }
   int mml = o.max_model_len ? o.max_model_len : server_mml ? server_mml : 2048;
 
-  pl_wl_spec ws = {.name = o.workload, .n = o.n, .input_len = o.input_len,
-                   .output_len = o.output_len, .prefix_len = o.prefix_len, .seed = o.seed,
-                   .n_vocab = o.n_vocab, .bos = o.bos, .max_model_len = mml};
-  pl_wl_req *w = pl_workload_make(&ws);
-  if (!w)
+  pl_conv_set cs = {0};
+  int conv = pl_conv_known(o.workload);
+  pl_wl_req *w = NULL;
+  if (conv) {
+    pl_conv_spec cspec = {.name = o.workload, .n = o.n, .n_system = o.n_system,
+                          .system_len = o.system_len ? o.system_len : o.prefix_len,
+                          .seed = o.seed, .n_vocab = o.n_vocab, .max_model_len = mml};
+    if (pl_conv_make(&cspec, &cs) < 0)
+      return 2;
+    /* per-request lengths for the report: prompt = system + history + this user turn */
+    w = calloc((size_t)o.n, sizeof *w);
+    for (int i = 0; w && i < o.n; i++) {
+      const pl_conv_req *q = &cs.req[i];
+      int len = q->n_user + (q->system >= 0 ? cs.system_len[q->system] : 0);
+      for (int k = q->dep; k >= 0; k = cs.req[k].dep)
+        len += cs.req[k].n_user + cs.req[k].max_tokens;
+      w[i].n_prompt = len;
+      w[i].max_tokens = q->max_tokens;
+    }
+  } else {
+    pl_wl_spec ws = {.name = o.workload, .n = o.n, .input_len = o.input_len,
+                     .output_len = o.output_len, .prefix_len = o.prefix_len, .seed = o.seed,
+                     .n_vocab = o.n_vocab, .bos = o.bos, .max_model_len = mml};
+    w = pl_workload_make(&ws);
+  }
+  if (!w) {
+    pl_conv_free(&cs);
     return 2;
+  }
   int chat = strstr(o.endpoint, "chat/completions") != NULL;
   char **bodies = calloc((size_t)o.n, sizeof *bodies);
   bs_req *R = calloc((size_t)o.n, sizeof *R);
@@ -938,17 +1172,25 @@ int pl_cmd_bench_serve(int argc, char **argv) {
   for (int i = 0; i < o.n; i++) {
     R[i].usage_in = R[i].usage_out = -1;
     R[i].conn.fd = -1;
+    R[i].dep = conv ? cs.req[i].dep : -1;
+    R[i].keep_answer = conv && !strcmp(o.workload, "multi-turn");
   }
   uint64_t rng = o.seed ^ 0x5EEDA5517A11ull;
   double t = 0;
   for (int i = 0; i < o.n; i++) {
-    bodies[i] = make_body(&o, model, &w[i], chat);
-    if (!bodies[i])
+    if (!conv && !(bodies[i] = make_body(&o, model, &w[i], chat)))
       goto out;
-    R[i].t_arrival = t;
-    if (!isinf(o.rate)) /* Poisson process: exponential gaps with mean 1/rate */
+    /* Poisson process: exponential gaps with mean 1/rate between requests, or between
+     * conversations (a later turn keeps its conversation's arrival and waits for the turn
+     * before it) */
+    if (!isinf(o.rate) && i > 0 && R[i].dep < 0)
       t += -log(rng_unif(&rng)) / o.rate;
+    R[i].t_arrival = t;
   }
+  bs_prefix before[16], after[16];
+  for (int k = 0; k < o.n_metrics; k++)
+    if (scrape_prefix(o.metrics_url[k], headers, &before[k]) < 0)
+      goto out;
   raise_fd_limit();
   int show = o.progress > 0 || (o.progress < 0 && isatty(STDERR_FILENO));
   char rate[32], conc[32];
@@ -957,10 +1199,19 @@ int pl_cmd_bench_serve(int argc, char **argv) {
   fprintf(stderr, "pagellm bench serve: %d %s requests to %s%s (model '%s'), rate %s, "
                   "concurrency %s\n", o.n, o.workload, url, o.endpoint, model, rate, conc);
   bs_run run = {.reqs = R, .n = o.n};
-  if (run_load(&o, &tgt, headers, bodies, &run, show))
+  if (run_load(&o, &tgt, headers, bodies, &cs, model, &run, show))
     goto out;
   bs_result res;
   compute(&run, w, &res);
+  res.n_replicas = o.n_metrics;
+  for (int k = 0; k < o.n_metrics; k++) {
+    if (scrape_prefix(o.metrics_url[k], headers, &after[k]) < 0)
+      goto out;
+    res.replica[k].queries = after[k].queries - before[k].queries;
+    res.replica[k].hits = after[k].hits - before[k].hits;
+    res.prefix.queries += res.replica[k].queries;
+    res.prefix.hits += res.replica[k].hits;
+  }
   const char *first_error = run.first_error;
   int to_stdout = o.json_path && !strcmp(o.json_path, "-");
   print_table(to_stdout ? stderr : stdout, &o, model, &res, first_error);
@@ -972,6 +1223,7 @@ out:
   for (int i = 0; R && i < o.n; i++) {
     free(R[i].itl);
     free(R[i].err);
+    free(R[i].answer);
     pl_http_conn_close(&R[i].conn);
     pl_sse_free(&R[i].sse);
   }
@@ -980,5 +1232,6 @@ out:
   free(bodies);
   free(R);
   pl_workload_free(w, o.n);
+  pl_conv_free(&cs);
   return rc;
 }

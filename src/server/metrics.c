@@ -41,6 +41,7 @@ struct pl_srv_metrics {
   unsigned long long http[N_STATUS];
   pl_engine_stats st;
   int pending;
+  int draining; /* 1 once shutdown began (see pl_srv_metrics_set_draining) */
 };
 
 static void hist_init(histogram *h, const char *name, const char *help, const double *b, int n) {
@@ -102,6 +103,12 @@ void pl_srv_metrics_set_engine(pl_srv_metrics *m, const pl_engine_stats *st, int
   pthread_mutex_lock(&m->mu);
   m->st = *st;
   m->pending = pending;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void pl_srv_metrics_set_draining(pl_srv_metrics *m, int draining) {
+  pthread_mutex_lock(&m->mu);
+  m->draining = draining;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -187,6 +194,15 @@ int pl_srv_metrics_render(pl_srv_metrics *m, const char *model, pl_strbuf *o) {
                "number of queried tokens.", model, (double)s->prefix_queries_tokens);
   rc |= metric(o, "prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number "
                "of cached tokens.", model, (double)s->prefix_hits_tokens);
+  /* For balancers and autoscalers: a ready-made ratio (the counters above give rates over any
+   * window) and whether this replica is draining (it also answers /health with 503). */
+  rc |= metric(o, "prefix_cache_hit_rate", "gauge", "Prefix cache hits / queries (tokens) since "
+               "start; 0 before any query.", model,
+               s->prefix_queries_tokens > 0
+                   ? (double)s->prefix_hits_tokens / (double)s->prefix_queries_tokens
+                   : 0.0);
+  rc |= metric(o, "server_draining", "gauge", "1 while the server drains on SIGTERM (no new "
+               "requests), else 0.", model, m->draining);
   rc |= metric(o, "num_preemptions_total", "counter", "Cumulative number of preemptions from "
                "the engine.", model, (double)s->num_preemptions);
   rc |= metric(o, "kv_cow_copies_total", "counter", "Copy-on-write block copies.", model,

@@ -22,6 +22,8 @@ void pl_srv_metrics_finished(pl_srv_metrics *m, pl_finish_reason why);
 /* The engine's counters now, plus requests queued for the engine thread but not yet added
  * (they count as waiting). */
 void pl_srv_metrics_set_engine(pl_srv_metrics *m, const pl_engine_stats *st, int pending);
+/* The server began draining (1) on SIGTERM. */
+void pl_srv_metrics_set_draining(pl_srv_metrics *m, int draining);
 /* HTTP responses by status code (counted when the response is queued). */
 void pl_srv_metrics_http(pl_srv_metrics *m, int status);
 

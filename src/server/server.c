@@ -62,6 +62,10 @@ enum MHD_Result pl_http_respond(pl_server *s, struct MHD_Connection *c, int stat
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
   if (status == 401)
     MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+  /* Every 503 (loading, draining, overloaded) is temporary: tell clients and load balancers
+   * when to come back (a balancer such as HAProxy with "retry-on 503" retries elsewhere). */
+  if (status == 503)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
   enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, r);
   MHD_destroy_response(r);
   pl_srv_metrics_http(s->metrics, status);
@@ -213,7 +217,8 @@ static enum MHD_Result handle_health(pl_server *s, struct MHD_Connection *c) {
   if (st == PL_SRV_LOADING)
     return errorf(s, c, 503, NULL, "the model is still loading");
   if (st == PL_SRV_STOPPING)
-    return errorf(s, c, 503, NULL, "the server is shutting down");
+    return errorf(s, c, 503, NULL, "the server is draining: it finishes its running requests "
+                  "and takes no new ones");
   if (!pl_srv_loop_healthy(s->loop))
     return errorf(s, c, 503, NULL, "the engine failed its last step");
   return pl_http_respond(s, c, 200, NULL, "", 0); /* vLLM: 200 with an empty body */
@@ -283,7 +288,8 @@ static enum MHD_Result dispatch(pl_server *s, struct MHD_Connection *c, pl_http_
   if (st == PL_SRV_LOADING)
     return errorf(s, c, 503, NULL, "the model is still loading; retry shortly");
   if (st == PL_SRV_STOPPING)
-    return errorf(s, c, 503, NULL, "the server is shutting down");
+    return errorf(s, c, 503, "server_draining", "the server is shutting down (draining): "
+                  "retry on another replica");
   switch (h->route) {
   case R_MODELS: return handle_models(s, c);
   case R_MODEL: return handle_model(s, c, url);
@@ -481,12 +487,12 @@ int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force) {
     return 0;
   s->shut = 1;
   int was = atomic_exchange(&s->state, PL_SRV_STOPPING);
-  /* Stop accepting new connections; requests on open connections get 503. */
-  if (s->d) {
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET)
-      close(fd);
-  }
+  if (s->metrics)
+    pl_srv_metrics_set_draining(s->metrics, 1);
+  /* Drain: the listener stays open while running requests finish, so /health answers 503
+   * and new requests get 503 + Retry-After (a load balancer retries them on another
+   * replica and marks this one down) instead of connection refused. The daemon stops only
+   * after the drain (MHD_stop_daemon below). */
   int left = 0;
   if (was != PL_SRV_LOADING && s->loop) {
     left = pl_srv_loop_drain(s->loop, drain_ms, force);
