@@ -4,7 +4,7 @@
 # Usage: scripts/install-deps.sh [--cross]   (--cross adds the aarch64 toolchain + qemu)
 set -eu
 PKGS="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
-libxxhash-dev libpcre2-dev libutf8proc-dev libcmocka-dev curl ca-certificates nodejs npm"
+libxxhash-dev libpcre2-dev libutf8proc-dev libcmocka-dev curl ca-certificates nodejs npm chromium"
 if [ "${1:-}" = "--cross" ]; then
   PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
 fi
