@@ -39,7 +39,8 @@ function showView(name) {
   for (const b of document.querySelectorAll(".tab")) b.classList.toggle("active", b.dataset.view === name);
   $("view-chat").hidden = name !== "chat";
   $("view-kv").hidden = name !== "kv";
-  location.hash = name === "kv" ? "#kv" : "#chat";
+  const hash = name === "kv" ? "#kv" : "#chat";
+  if (location.hash !== hash) history.replaceState(null, "", hash);
   document.dispatchEvent(new CustomEvent("pagellm:view", { detail: name }));
 }
 
@@ -54,6 +55,7 @@ $("key-form").addEventListener("submit", (ev) => {
 });
 $("key-button").addEventListener("click", () => askKey(""));
 for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => showView(b.dataset.view));
+window.addEventListener("hashchange", () => showView(location.hash === "#kv" ? "kv" : "chat"));
 
 async function loadModel() {
   const r = await api("/v1/models");
