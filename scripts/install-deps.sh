@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
 libxxhash-dev libpcre2-dev libutf8proc-dev libcmocka-dev curl ca-certificates nodejs npm git \
-python3 python3-jinja2 haproxy"
+python3 python3-jinja2 haproxy chromium"
 if [ "${1:-}" = "--cross" ]; then
   PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
 fi

@@ -594,6 +594,24 @@ int pl_sched_has_unfinished(const pl_scheduler *s) { return s->n_running + s->wa
 const pl_kv_cache *pl_sched_kv(const pl_scheduler *s) { return s->kv; }
 pl_kv_cache *pl_sched_kv_mut(pl_scheduler *s) { return s->kv; }
 
+int pl_sched_list_running(const pl_scheduler *s, const pl_sched_req **out, int cap) {
+  for (int i = 0; i < s->n_running && i < cap; i++)
+    out[i] = s->running[i];
+  return s->n_running;
+}
+
+int pl_sched_list_waiting(const pl_scheduler *s, const pl_sched_req **out, int cap) {
+  int i = 0;
+  for (const pl_sched_req *r = s->waiting.head; r && i < cap; r = r->next)
+    out[i++] = r;
+  return s->waiting.n;
+}
+
+const int32_t *pl_sched_req_blocks(const pl_scheduler *s, const pl_sched_req *r, int *n_blocks) {
+  *n_blocks = r->kv_seq >= 0 ? pl_kv_seq_num_blocks(s->kv, r->kv_seq) : 0;
+  return *n_blocks > 0 ? pl_kv_seq_blocks(s->kv, r->kv_seq) : NULL;
+}
+
 void pl_sched_get_stats(const pl_scheduler *s, pl_sched_stats *st) {
   memset(st, 0, sizeof *st);
   st->num_running = s->n_running;

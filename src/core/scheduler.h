@@ -184,6 +184,14 @@ const pl_kv_cache *pl_sched_kv(const pl_scheduler *s);
 /* Test hook: the kv cache, e.g. to force a hash function before any request runs. */
 pl_kv_cache *pl_sched_kv_mut(pl_scheduler *s);
 
+/* Read-only views for monitoring (core/kv_snapshot.c); same thread rule as everything else.
+ * Copy up to cap pointers of the running requests (admission order) or of the waiting queue
+ * (scheduling order, head first) into out; return the total count. */
+int pl_sched_list_running(const pl_scheduler *s, const pl_sched_req **out, int cap);
+int pl_sched_list_waiting(const pl_scheduler *s, const pl_sched_req **out, int cap);
+/* r's block table in order ([*n_blocks] ids; NULL and 0 when it holds no blocks). */
+const int32_t *pl_sched_req_blocks(const pl_scheduler *s, const pl_sched_req *r, int *n_blocks);
+
 /* Verify queue and accounting invariants between schedule() calls, then the kv cache's;
  * PL_EINTERNAL naming the first violation. */
 int pl_sched_check(const pl_scheduler *s);

@@ -23,6 +23,12 @@ const struct pl_model *pl_engine_model(const pl_engine *e);
 const char *pl_engine_model_name(const pl_engine *e);
 int pl_engine_max_model_len(const pl_engine *e);
 
+/* Fill snap (core/kv_snapshot.h) with the KV cache and queues now, listing at most
+ * max_waiting waiting requests; each request's sample index is set. Engine thread only,
+ * between steps. PL_ENOMEM. */
+struct pl_kv_snapshot;
+int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, struct pl_kv_snapshot *snap);
+
 /* Render a chat with the engine's template (BOS/EOS text filled in, generation prompt on
  * when add_generation_prompt). messages/tools/extra are jansson values (json_t *; extra: an
  * object of template variables like enable_thinking, or NULL). *out is pl_malloc'd.

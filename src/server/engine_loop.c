@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #endif
 
+#include "server/kvmap.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -85,6 +86,7 @@ struct pl_srv_loop {
   int accepting, stopping, joined;
   int n_live_jobs;
   atomic_int healthy;
+  pl_srv_kvmap *kvmap;    /* KV map snapshots (ticked by the engine thread) */
   /* engine thread only: open addressing, linear probing, backward-shift deletion */
   slot *map;
   size_t map_cap, map_n;
@@ -655,8 +657,17 @@ static void *loop_main(void *arg) {
   pl_srv_loop *l = arg;
   for (;;) {
     int busy = pl_engine_has_unfinished(l->e);
+    int kv_wait_ms = pl_srv_kvmap_tick(l->kvmap, l->e); /* >= 0: wake then, even if idle */
     pthread_mutex_lock(&l->mu);
-    while (!l->head && !l->stopping && !busy)
+    if (kv_wait_ms >= 0 && !l->head && !l->stopping && !busy) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += (long)kv_wait_ms * 1000000L;
+      ts.tv_sec += ts.tv_nsec / 1000000000L;
+      ts.tv_nsec %= 1000000000L;
+      pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+    }
+    while (kv_wait_ms < 0 && !l->head && !l->stopping && !busy)
       pthread_cond_wait(&l->cv, &l->mu);
     cmd *c = l->head;
     l->head = l->tail = NULL;
@@ -740,6 +751,10 @@ int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, pl_srv_l
   l->max_pending = max_pending > 0 ? max_pending : 1024;
   l->accepting = 1;
   atomic_init(&l->healthy, 1);
+  if (pl_srv_kvmap_create(&l->kvmap) < 0) {
+    pl_free(l);
+    return PL_ENOMEM;
+  }
   pthread_mutex_init(&l->mu, NULL);
   pthread_cond_init(&l->cv, NULL);
   pthread_cond_init(&l->idle_cv, NULL);
@@ -749,6 +764,7 @@ int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, pl_srv_l
     pthread_cond_destroy(&l->cv);
     pthread_cond_destroy(&l->idle_cv);
     pthread_mutex_destroy(&l->mu);
+    pl_srv_kvmap_destroy(l->kvmap);
     pl_free(l);
     return pl_fail(PL_EINTERNAL, "cannot start the engine thread: %s", strerror(rc));
   }
@@ -855,6 +871,7 @@ void pl_srv_loop_free(pl_srv_loop *l) {
     return;
   pl_srv_loop_stop(l);
   pl_free(l->map);
+  pl_srv_kvmap_destroy(l->kvmap);
   pthread_cond_destroy(&l->cv);
   pthread_cond_destroy(&l->idle_cv);
   pthread_mutex_destroy(&l->mu);
@@ -862,3 +879,5 @@ void pl_srv_loop_free(pl_srv_loop *l) {
 }
 
 int pl_srv_loop_healthy(pl_srv_loop *l) { return atomic_load(&l->healthy); }
+
+pl_srv_kvmap *pl_srv_loop_kvmap(pl_srv_loop *l) { return l->kvmap; }

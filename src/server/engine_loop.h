@@ -63,6 +63,9 @@ int pl_srv_loop_drain(pl_srv_loop *l, int timeout_ms, volatile int *force);
  * pl_engine_destroy. */
 void pl_srv_loop_stop(pl_srv_loop *l);
 void pl_srv_loop_free(pl_srv_loop *l); /* stops first if needed; NULL ok */
+/* The KV map the engine thread feeds (server/kvmap.h); lives as long as the loop. */
+struct pl_srv_kvmap;
+struct pl_srv_kvmap *pl_srv_loop_kvmap(pl_srv_loop *l);
 /* 1 while the engine steps succeed (0 after an engine-wide failure, until a step succeeds). */
 int pl_srv_loop_healthy(pl_srv_loop *l);
 

@@ -22,6 +22,7 @@
 #include "engine/engine_internal.h"
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
+#include "server/ui.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -141,7 +142,7 @@ int pl_api_check_model(pl_server *s, const pl_oai_request *req, pl_oai_error *er
 
 enum {
   R_NONE = 0, R_BAD_METHOD, R_HEALTH, R_METRICS, R_VERSION, R_MODELS, R_MODEL, R_COMPLETIONS,
-  R_CHAT, R_TOKENIZE, R_DETOKENIZE,
+  R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_UI, R_KV_SNAPSHOT,
 };
 
 static int route_of(const char *method, const char *url) {
@@ -154,6 +155,7 @@ static int route_of(const char *method, const char *url) {
       {"/version", "GET", R_VERSION},         {"/v1/models", "GET", R_MODELS},
       {"/v1/completions", "POST", R_COMPLETIONS}, {"/v1/chat/completions", "POST", R_CHAT},
       {"/tokenize", "POST", R_TOKENIZE},      {"/detokenize", "POST", R_DETOKENIZE},
+      {"/kv/snapshot", "GET", R_KV_SNAPSHOT},
   };
   int path_known = 0;
   for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
@@ -169,12 +171,14 @@ static int route_of(const char *method, const char *url) {
       return R_MODEL;
     path_known = 1;
   }
+  if (pl_ui_is_page_path(url))
+    return !strcmp(method, "GET") || !strcmp(method, "HEAD") ? R_UI : R_BAD_METHOD;
   return path_known ? R_BAD_METHOD : R_NONE;
 }
 
 static int needs_auth(int route) {
   return route == R_MODELS || route == R_MODEL || route == R_COMPLETIONS || route == R_CHAT ||
-         route == R_TOKENIZE || route == R_DETOKENIZE;
+         route == R_TOKENIZE || route == R_DETOKENIZE || route == R_KV_SNAPSHOT;
 }
 
 /* Constant-time comparison: the time depends only on the length of the key we hold. */
@@ -282,6 +286,7 @@ static enum MHD_Result dispatch(pl_server *s, struct MHD_Connection *c, pl_http_
   case R_HEALTH: return handle_health(s, c);
   case R_METRICS: return handle_metrics(s, c);
   case R_VERSION: return send_json_value(s, c, json_pack("{s:s}", "version", PL_VERSION));
+  case R_UI: return pl_ui_serve_page(s, c, url); /* static: served while loading too */
   default: break;
   }
   int st = atomic_load(&s->state);
@@ -297,6 +302,7 @@ static enum MHD_Result dispatch(pl_server *s, struct MHD_Connection *c, pl_http_
   case R_CHAT: return pl_api_generate(s, c, h, PL_OAI_CHAT);
   case R_TOKENIZE: return pl_api_tokenize(s, c, h);
   case R_DETOKENIZE: return pl_api_detokenize(s, c, h);
+  case R_KV_SNAPSHOT: return pl_ui_serve_kv(s, c);
   default: return errorf(s, c, 500, NULL, "unrouted request");
   }
 }

@@ -5,9 +5,10 @@
  * lets in-flight requests finish (bounded), aborts the rest and joins every thread.
  *
  * Routes: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; GET /v1/models,
- * /v1/models/{id}, /health, /metrics, /version. With an API key every /v1 route plus
- * /tokenize and /detokenize needs "Authorization: Bearer KEY" (compared in constant time);
- * /health, /metrics and /version stay open for probes and scrapers. */
+ * /v1/models/{id}, /health, /metrics, /version, /kv/snapshot, and the web UI (/, /ui/FILE;
+ * server/ui.h). With an API key every /v1 route plus /tokenize, /detokenize and /kv/snapshot
+ * needs "Authorization: Bearer KEY" (compared in constant time); /health, /metrics, /version
+ * and the UI's static files stay open. */
 #ifndef PL_SERVER_SERVER_H
 #define PL_SERVER_SERVER_H
 #include <stddef.h>
