@@ -281,9 +281,7 @@ static int bench_throughput(int argc, char **argv) {
     json_object_set_new(j, "spec_decode_num_accepted_tokens",
                         json_integer(st->spec_num_accepted_tokens));
     json_t *pp = json_array();
-    int kk = o.ep.spec_method ? (o.ep.num_speculative_tokens > 0 ? o.ep.num_speculative_tokens : 4)
-                              : 0;
-    for (int i = 0; i < kk; i++)
+    for (int i = 0; i < st->spec_num_positions; i++)
       json_array_append_new(pp, json_integer(st->spec_accepted_per_pos[i]));
     json_object_set_new(j, "spec_decode_num_accepted_tokens_per_pos", pp);
     json_object_set_new(j, "spec_decode_acceptance_rate",

@@ -301,6 +301,7 @@ void pl_spec_stats(const pl_engine *e, pl_engine_stats *st) {
   const pl_spec *sp = e->spec;
   if (!sp)
     return;
+  st->spec_num_positions = sp->k;
   st->spec_num_drafts = sp->n_drafts;
   st->spec_num_draft_tokens = sp->n_draft_tokens;
   st->spec_num_accepted_tokens = sp->n_accepted;
