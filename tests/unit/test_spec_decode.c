@@ -416,7 +416,13 @@ int main(void) {
   greedy_identical(model);
   vocab_mismatch();
   aborts_leak_nothing();
+#if defined(__SANITIZE_ADDRESS__)
+  /* the ASan run (CI's second pass) skips the 2400-request distribution test: its code paths
+   * (rejection, residual draws) also run in aborts_leak_nothing at temperature 0.7 */
+  puts("sampling distribution: skipped under ASan (runs in the normal build)");
+#else
   sampling_distribution();
+#endif
   const char *ts = shared_path("models/tinystories-280K.gguf");
   if (getenv("PAGELLM_EXTRA_DATA") && access(ts, R_OK) == 0)
     greedy_identical(ts);
