@@ -55,6 +55,8 @@ const char *pl_last_error(void);
 typedef struct pl_engine pl_engine;
 
 typedef enum { PL_KV_PAGED = 0, PL_KV_STATIC = 1 } pl_kv_alloc;
+typedef enum { PL_SPEC_NONE = 0, PL_SPEC_NGRAM = 1, PL_SPEC_DRAFT = 2 } pl_spec_method;
+#define PL_SPEC_MAX_TOKENS 16
 
 typedef struct pl_engine_params {
   const char *model_path;     /* .gguf file or safetensors directory (required) */
@@ -72,6 +74,13 @@ typedef struct pl_engine_params {
                                  pool runs out (vLLM); 0 (default) = admit only while every
                                  running request can grow to its max_tokens (no thrash) */
   uint64_t seed;              /* base seed for requests without one */
+  /* Speculative decoding: proposals verified in one batched forward with exact rejection
+   * sampling (greedy output is unchanged; sampled output keeps its distribution). */
+  pl_spec_method spec_method;  /* PL_SPEC_NONE (default), PL_SPEC_NGRAM, PL_SPEC_DRAFT */
+  int num_speculative_tokens;  /* proposals per step, 1..PL_SPEC_MAX_TOKENS; 0 = 4 */
+  int ngram_min, ngram_max;    /* n-gram lengths tried, longest first; 0 = 2 and 4 */
+  const char *draft_model_path; /* PL_SPEC_DRAFT: same vocabulary as the model */
+  int spec_max_batch;          /* no proposals while more requests than this decode; 0 = 8 */
 } pl_engine_params;
 
 /* Fill with defaults (all 0/auto, prefix caching on). */
@@ -166,6 +175,13 @@ typedef struct pl_engine_stats {
   int64_t kv_allocated_tokens;     /* blocks_used * block_size (incl. static reservations) */
   int peak_running;                /* most requests running at once so far */
   int64_t peak_blocks_used;
+  /* speculative decoding (vLLM's spec_decode metrics) */
+  int64_t spec_num_drafts;          /* verifications: (request, step) pairs with proposals */
+  int64_t spec_num_draft_tokens;    /* proposals verified */
+  int64_t spec_num_accepted_tokens; /* of which accepted */
+  int64_t spec_accepted_per_pos[PL_SPEC_MAX_TOKENS]; /* accepted at proposal position i */
+  int64_t spec_draft_blocks_used;   /* draft model KV blocks in use */
+  int spec_num_positions;           /* proposals per step (K); 0 = speculation off */
 } pl_engine_stats;
 void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st);
 

@@ -77,7 +77,14 @@ typedef struct {
   double util_sum;
   int util_steps;
   pl_engine_stats end;
+  uint64_t out_digest;  /* order-free digest of every (request, position, token) generated */
 } run_stats;
+
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 static int drain(pl_engine *e, run_stats *rs, double t0) {
   while (pl_engine_has_unfinished(e)) {
@@ -99,6 +106,10 @@ static int drain(pl_engine *e, run_stats *rs, double t0) {
       if (ev.n_tokens && ev.completion_tokens == ev.n_tokens && ++rs->n_started == rs->n_requests)
         rs->all_started = now_s() - t0;
       rs->out_tokens += ev.n_tokens;
+      for (int k = 0; k < ev.n_tokens; k++) /* same text with and without speculation? */
+        rs->out_digest += mix64(mix64(ev.request_id * 0x9E3779B97F4A7C15ull +
+                                      (uint64_t)(ev.completion_tokens - ev.n_tokens + k)) ^
+                                (uint64_t)(uint32_t)ev.tokens[k]);
       if (ev.finish == PL_FINISH_ERROR) {
         fprintf(stderr, "pagellm bench: request failed: %s\n", ev.error ? ev.error : "?");
         return -1;
@@ -200,7 +211,7 @@ static int bench_throughput(int argc, char **argv) {
   int rc = parse(&o, argc, argv,
                  "usage: pagellm bench throughput -m MODEL --num-prompts N --workload NAME\n"
                  "       [--input-len I --output-len O] [--prefix-len P] [--seed S] [--json]\n"
-                 "workloads: sharegpt-like, alpaca-like, shared-prefix, long-context, fixed");
+                 "workloads: sharegpt-like, alpaca-like, shared-prefix, long-context, fixed, edit");
   if (rc)
     return rc < 0 ? 2 : 0;
   pl_engine *e;
@@ -258,6 +269,26 @@ static int bench_throughput(int argc, char **argv) {
         st->max_model_len);
     json_object_set_new(j, "decode_phase_tok_s", json_real(dec_tok_s));
     json_object_set_new(j, "threads", json_integer(o.ep.n_threads));
+    char dig[24];
+    snprintf(dig, sizeof dig, "%016llx", (unsigned long long)rs.out_digest);
+    json_object_set_new(j, "output_digest", json_string(dig));
+    /* speculative decoding, vLLM's metric names */
+    const char *sm[] = {"none", "ngram", "draft"};
+    json_object_set_new(j, "speculative", json_string(sm[o.ep.spec_method]));
+    json_object_set_new(j, "spec_decode_num_drafts", json_integer(st->spec_num_drafts));
+    json_object_set_new(j, "spec_decode_num_draft_tokens",
+                        json_integer(st->spec_num_draft_tokens));
+    json_object_set_new(j, "spec_decode_num_accepted_tokens",
+                        json_integer(st->spec_num_accepted_tokens));
+    json_t *pp = json_array();
+    for (int i = 0; i < st->spec_num_positions; i++)
+      json_array_append_new(pp, json_integer(st->spec_accepted_per_pos[i]));
+    json_object_set_new(j, "spec_decode_num_accepted_tokens_per_pos", pp);
+    json_object_set_new(j, "spec_decode_acceptance_rate",
+                        json_real(st->spec_num_draft_tokens
+                                      ? (double)st->spec_num_accepted_tokens /
+                                            (double)st->spec_num_draft_tokens
+                                      : 0.0));
     if (o.json) {
       char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
       printf("%s\n", s);
@@ -279,6 +310,10 @@ static int bench_throughput(int argc, char **argv) {
       printf("preemptions      %lld\n", (long long)st->num_preemptions);
       printf("prefix cache     %lld of %lld prompt tokens hit\n",
              (long long)st->prefix_hits_tokens, (long long)st->prefix_queries_tokens);
+      if (o.ep.spec_method)
+        printf("speculative      %lld of %lld proposals accepted (%lld verifications)\n",
+               (long long)st->spec_num_accepted_tokens, (long long)st->spec_num_draft_tokens,
+               (long long)st->spec_num_drafts);
     }
     json_decref(j);
   }

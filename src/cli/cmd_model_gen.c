@@ -26,6 +26,7 @@
 
 #include "backend/cpu/kern/kern.h"
 #include "cli/cli.h"
+#include "model/gguf.h"
 #include "model/gguf_write.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -41,6 +42,7 @@ typedef struct {
   pl_dtype type;
   uint64_t seed;
   int quiet;
+  const char *vocab_from; /* copy the tokenizer (and vocabulary size) of this GGUF */
 } pl_mg_opts;
 
 /* ---- random numbers: splitmix64-seeded xoshiro256+, Box-Muller normals -------------------- */
@@ -147,6 +149,65 @@ static void pl_mg_filler(int64_t f, char *buf) {
       f -= cnt;
     }
   }
+}
+
+/* Copy every tokenizer.* key of the GGUF at path (a draft model for it must share it). */
+static int pl_mg_vocab_from(pl_gguf_writer *w, const char *path) {
+  pl_gguf *g;
+  PL_TRY(pl_gguf_open(path, &g));
+  int rc = 0;
+  for (int64_t i = 0; rc == 0 && i < pl_gguf_n_kv(g); i++) {
+    pl_gguf_str ks = pl_gguf_key_at(g, i);
+    char key[256];
+    if (ks.len >= sizeof key || ks.len < 10 || memcmp(ks.ptr, "tokenizer.", 10))
+      continue;
+    memcpy(key, ks.ptr, ks.len);
+    key[ks.len] = 0;
+    pl_gguf_type t = pl_gguf_kv_type(g, i);
+    if (t == PL_GGUF_STRING) {
+      pl_gguf_str v;
+      if (!(rc = pl_gguf_get_str(g, key, &v)))
+        rc = pl_gguf_set_strn(w, key, v.ptr, v.len);
+    } else if (t == PL_GGUF_BOOL) {
+      int b;
+      if (!(rc = pl_gguf_get_bool(g, key, &b)))
+        rc = pl_gguf_set_bool(w, key, b);
+    } else if (t == PL_GGUF_ARRAY) {
+      pl_gguf_type et;
+      uint64_t n;
+      const void *data;
+      if ((rc = pl_gguf_get_arr(g, key, &et, &n, &data)))
+        break;
+      if (et != PL_GGUF_STRING) {
+        rc = pl_gguf_set_arr(w, key, et, data, n);
+        continue;
+      }
+      const char **ptrs = pl_malloc((n ? n : 1) * sizeof *ptrs);
+      uint64_t *lens = pl_malloc((n ? n : 1) * sizeof *lens);
+      for (uint64_t j = 0; ptrs && lens && rc == 0 && j < n; j++) {
+        pl_gguf_str v;
+        rc = pl_gguf_arr_str(g, key, j, &v);
+        ptrs[j] = v.ptr;
+        lens[j] = v.len;
+      }
+      if (!ptrs || !lens)
+        rc = pl_fail(PL_ENOMEM, "model-gen: out of memory");
+      else if (rc == 0)
+        rc = pl_gguf_set_arr_str(w, key, ptrs, lens, n);
+      pl_free(ptrs);
+      pl_free(lens);
+    } else if (t == PL_GGUF_FLOAT32 || t == PL_GGUF_FLOAT64) {
+      float f;
+      if (!(rc = pl_gguf_get_f32(g, key, &f)))
+        rc = pl_gguf_set_f32(w, key, f);
+    } else {
+      uint32_t u;
+      if (!(rc = pl_gguf_get_u32(g, key, &u)))
+        rc = pl_gguf_set_u32(w, key, u);
+    }
+  }
+  pl_gguf_close(g);
+  return rc;
 }
 
 static int pl_mg_vocab(pl_gguf_writer *w, int64_t n_vocab) {
@@ -302,7 +363,7 @@ static int pl_mg_metadata(pl_gguf_writer *w, const pl_mg_opts *o) {
   PL_TRY(pl_gguf_set_f32(w, PL_MG_KEY("attention.layer_norm_rms_epsilon"), (float)o->rms_eps));
   PL_TRY(pl_gguf_set_u32(w, PL_MG_KEY("vocab_size"), (uint32_t)o->n_vocab));
 #undef PL_MG_KEY
-  return pl_mg_vocab(w, o->n_vocab);
+  return o->vocab_from ? pl_mg_vocab_from(w, o->vocab_from) : pl_mg_vocab(w, o->n_vocab);
 }
 
 /* Declares everything, then streams every tensor row by row. */
@@ -392,6 +453,7 @@ static void pl_mg_usage(FILE *f) {
       "  --seed N              random seed (default 1)\n"
       "  --std F               weight standard deviation (default 0.02)\n"
       "  --name S              general.name (default pagellm-random-ARCH)\n"
+      "  --vocab-from F.gguf   copy F's tokenizer and vocabulary size (e.g. for a draft model)\n"
       "  -q, --quiet           no progress output\n",
       f);
 }
@@ -529,6 +591,11 @@ int pl_cmd_model_gen(int argc, char **argv) {
       }
       continue;
     }
+    if (!strcmp(a, "--vocab-from")) {
+      PL_MG_NEED_ARG();
+      o.vocab_from = v;
+      continue;
+    }
     if (!strcmp(a, "--name")) {
       PL_MG_NEED_ARG();
       o.name = v;
@@ -601,6 +668,20 @@ int pl_cmd_model_gen(int argc, char **argv) {
   if (o.n_head < 0) o.n_head = 4;
   if (o.n_head_kv < 0) o.n_head_kv = o.n_head >= 2 ? o.n_head / 2 : 1;
   if (o.n_ff < 0) o.n_ff = 512;
+  if (o.vocab_from) { /* the vocabulary size is the source's */
+    pl_gguf *g;
+    pl_gguf_type et;
+    uint64_t n = 0;
+    const void *data;
+    if (pl_gguf_open(o.vocab_from, &g) < 0 ||
+        (pl_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n, &data) < 0 && (n = 0, 1))) {
+      fprintf(stderr, "pagellm model-gen: --vocab-from %s: %s\n", o.vocab_from, pl_last_error());
+      pl_gguf_close(g);
+      return 2;
+    }
+    pl_gguf_close(g);
+    o.n_vocab = (int64_t)n;
+  }
   if (o.n_vocab < 0) o.n_vocab = 512;
   if (o.n_ctx < 0) o.n_ctx = 512;
   if (o.head_dim < 0) {

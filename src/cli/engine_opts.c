@@ -76,6 +76,11 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
        offsetof(pl_engine_params, max_num_batched_tokens)},
       {"--threads", 0, 4096, offsetof(pl_engine_params, n_threads)},
       {"--max-waiting", 1, 1 << 24, offsetof(pl_engine_params, max_waiting)},
+      {"--num-speculative-tokens", 1, PL_SPEC_MAX_TOKENS,
+       offsetof(pl_engine_params, num_speculative_tokens)},
+      {"--ngram-min", 1, 64, offsetof(pl_engine_params, ngram_min)},
+      {"--ngram-max", 1, 64, offsetof(pl_engine_params, ngram_max)},
+      {"--spec-max-batch", 1, 1 << 20, offsetof(pl_engine_params, spec_max_batch)},
   };
   for (size_t k = 0; k < sizeof ints / sizeof *ints; k++) {
     int short_t = !strcmp(ints[k].name, "--threads") && !strcmp(a, "-t");
@@ -108,6 +113,27 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
       fprintf(stderr, "pagellm: --kv-admission expects 'reserve' or 'greedy', got '%s'\n", v);
       return -1;
     }
+    return 1;
+  }
+  if (is_opt(a, "--speculative")) {
+    if (!(v = value(argc, argv, i, "--speculative")))
+      return -1;
+    if (!strcmp(v, "ngram")) {
+      ep->spec_method = PL_SPEC_NGRAM;
+    } else if (!strcmp(v, "draft")) {
+      ep->spec_method = PL_SPEC_DRAFT;
+    } else if (!strcmp(v, "none")) {
+      ep->spec_method = PL_SPEC_NONE;
+    } else {
+      fprintf(stderr, "pagellm: --speculative expects 'ngram', 'draft' or 'none', got '%s'\n", v);
+      return -1;
+    }
+    return 1;
+  }
+  if (is_opt(a, "--draft-model")) {
+    if (!(v = value(argc, argv, i, "--draft-model")))
+      return -1;
+    ep->draft_model_path = v;
     return 1;
   }
   if (!strcmp(a, "--no-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching")) {
@@ -177,5 +203,10 @@ const char *pl_engine_opts_help(void) {
          "                              (default), or whatever fits now and preempt (vLLM)\n"
          "  --no-prefix-caching         disable automatic prefix caching\n"
          "  -t, --threads N             compute threads (default: all cores)\n"
-         "  --max-waiting N             waiting-queue bound; beyond it requests get 503\n";
+         "  --max-waiting N             waiting-queue bound; beyond it requests get 503\n"
+         "  --speculative ngram|draft   speculative decoding: prompt lookup or a draft model\n"
+         "  --num-speculative-tokens K  proposals per step (default 4, at most 16)\n"
+         "  --ngram-min N, --ngram-max M  n-gram lengths for lookup (default 2..4)\n"
+         "  --draft-model PATH          draft model with the same vocabulary\n"
+         "  --spec-max-batch N          no proposals above N decoding requests (default 8)\n";
 }

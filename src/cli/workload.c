@@ -24,7 +24,7 @@ static int wl_lognormal(wl_rng *r, double mean, double sigma) {
 
 int pl_workload_known(const char *n) {
   return !strcmp(n, "sharegpt-like") || !strcmp(n, "alpaca-like") || !strcmp(n, "shared-prefix") ||
-         !strcmp(n, "long-context") || !strcmp(n, "fixed");
+         !strcmp(n, "long-context") || !strcmp(n, "fixed") || !strcmp(n, "edit");
 }
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -32,7 +32,7 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 pl_wl_req *pl_workload_make(const pl_wl_spec *sp) {
   if (!pl_workload_known(sp->name)) {
     fprintf(stderr, "pagellm: unknown workload '%s' (sharegpt-like, alpaca-like, shared-prefix, "
-                    "long-context, fixed)\n", sp->name);
+                    "long-context, fixed, edit)\n", sp->name);
     return NULL;
   }
   wl_rng rng = {sp->seed * 0x9E3779B97F4A7C15ull + 0x1234567};
@@ -60,6 +60,29 @@ pl_wl_req *pl_workload_make(const pl_wl_spec *sp) {
     } else if (!strcmp(sp->name, "long-context")) {
       out = 64;
       in = (int)((0.85 + 0.10 * wl_unif(&rng)) * (mml - out));
+    } else if (!strcmp(sp->name, "edit")) {
+      /* "rewrite this text": the text, then its first quarter as the start of the answer;
+       * the output is the rest of the text again (what an editing model mostly copies) */
+      int len = 96 + (int)(wl_next(&rng) % 97);
+      if (len > (mml - 4) / 2)
+        len = (mml - 4) / 2;
+      int head = len / 4;
+      in = 1 + len + head;
+      out = len - head;
+      out = clampi(out, 1, mml - 2);
+      in = clampi(in, 2, mml - out);
+      r[i].n_prompt = in;
+      r[i].max_tokens = out;
+      r[i].prompt = malloc(sizeof(int32_t) * (size_t)in);
+      int k = 0;
+      if (sp->bos >= 0)
+        r[i].prompt[k++] = sp->bos;
+      int t0 = k;
+      for (; k < in && k - t0 < len; k++)
+        r[i].prompt[k] = lo_id + (int32_t)(wl_next(&rng) % (uint64_t)span);
+      for (int j = 0; k < in; k++, j++)
+        r[i].prompt[k] = r[i].prompt[t0 + j];
+      continue;
     } else {
       in = sp->input_len;
       out = sp->output_len;

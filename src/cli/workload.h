@@ -8,6 +8,9 @@
  *   long-context   prompts near the context limit (85-95% of max_model_len minus output),
  *                  64 output tokens.
  *   fixed          exactly --input-len / --output-len.
+ *   edit           "rewrite this text": a 96-192 token text, then its first quarter again
+ *                  as the start of the answer; output = the remaining three quarters
+ *                  (repetitive: what prompt-lookup speculation is for).
  * Prompt ids are drawn uniformly from the vocabulary above the first 259 ids (control and
  * byte tokens of SPM vocabularies); every prompt starts with `bos` when bos >= 0.
  * Lengths are clamped so prompt + output <= max_model_len. */

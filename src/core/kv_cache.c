@@ -296,13 +296,13 @@ int pl_kv_blocks_needed(const pl_kv_cache *kv, int seq, int n_new, int reserve_t
 }
 
 /* Offer every newly full block of seq to the prefix cache (chain: parent hash and cid). */
-static void cache_full_blocks(pl_kv_cache *kv, int seq, const int32_t *tokens) {
+static void cache_full_blocks(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_final) {
   pl_kv_seq *s = &kv->seqs[seq];
   const int bs = kv->block_size;
   const int32_t *t = row(kv, seq);
   if (!tokens) /* pl_kv_reserve: writes nothing, so no block can have become full */
     return;
-  for (int j = s->n_hashed; j < s->n_tokens / bs; j++) {
+  for (int j = s->n_hashed; j < n_final / bs; j++) {
     const int32_t *tok = tokens + (size_t)j * (size_t)bs;
     uint64_t h = kv->hash_fn(s->last_hash, tok, bs, s->extra_key);
     s->last_cid = pl_block_pool_cache(kv->pool, t[j], h, s->last_cid, s->extra_key, tok);
@@ -311,7 +311,9 @@ static void cache_full_blocks(pl_kv_cache *kv, int seq, const int32_t *tokens) {
   }
 }
 
-static int allocate(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
+/* n_spec of the n_new tokens (the last ones) are proposals: they get slots but their blocks
+ * are not offered to the prefix cache. */
+static int allocate(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new, int n_spec,
                     int reserve_tokens, int unshare_tail) {
   alloc_plan ap;
   PL_TRY(make_plan(kv, seq, n_new, reserve_tokens, unshare_tail, &ap));
@@ -363,7 +365,7 @@ static int allocate(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
     kv->epoch++;
   s->n_tokens = ap.t0 + n_new;
   if (kv->caching)
-    cache_full_blocks(kv, seq, tokens);
+    cache_full_blocks(kv, seq, tokens, s->n_tokens - n_spec);
   int64_t used = pl_kv_cache_usable_blocks(kv) - pl_block_pool_num_free(kv->pool);
   if (used > kv->peak_used)
     kv->peak_used = used;
@@ -372,7 +374,44 @@ static int allocate(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
 
 int pl_kv_allocate_slots(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
                          int reserve_tokens) {
-  return allocate(kv, seq, tokens, n_new, reserve_tokens, 0);
+  return allocate(kv, seq, tokens, n_new, 0, reserve_tokens, 0);
+}
+
+int pl_kv_allocate_slots_spec(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
+                              int n_spec, int reserve_tokens) {
+  if (n_spec < 0 || n_new < 0)
+    return pl_fail(PL_EINVAL, "kv cache: n_new %d, n_spec %d", n_new, n_spec);
+  return allocate(kv, seq, tokens, n_new + n_spec, n_spec, reserve_tokens, 0);
+}
+
+int pl_kv_truncate(pl_kv_cache *kv, int seq, int n_keep, int reserve_tokens) {
+  pl_kv_seq *s = get_seq(kv, seq);
+  if (!s || s->pending)
+    return pl_fail(PL_ESTATE, "kv cache: truncate of sequence %d (closed or pending hits)", seq);
+  const int bs = kv->block_size;
+  if (n_keep < s->n_hashed * bs || n_keep > s->n_tokens || reserve_tokens < 0)
+    return pl_fail(PL_EINVAL, "kv cache: truncate sequence %d of %d tokens (%d hashed blocks) "
+                   "to %d", seq, s->n_tokens, s->n_hashed, n_keep);
+  int cap = n_keep > reserve_tokens ? n_keep : reserve_tokens;
+  int keep_blocks = (cap + bs - 1) / bs;
+  int32_t *t = row(kv, seq);
+  /* Blocks past keep_blocks hold only rejected tokens and were never hashed: tail first. */
+  for (int j = s->n_blocks - 1; j >= keep_blocks; j--)
+    pl_block_pool_free(kv->pool, &t[j], 1);
+  if (keep_blocks < s->n_blocks) {
+    s->n_blocks = keep_blocks;
+    int k = 0; /* a copy into a block that just died is moot */
+    for (int i = 0; i < kv->n_copies; i++) {
+      if (pl_block_pool_get(kv->pool, kv->copy_dst[i])->ref_cnt == 0)
+        continue;
+      kv->copy_src[k] = kv->copy_src[i];
+      kv->copy_dst[k] = kv->copy_dst[i];
+      k++;
+    }
+    kv->n_copies = k;
+  }
+  s->n_tokens = n_keep;
+  return PL_OK;
 }
 
 int pl_kv_reserve(pl_kv_cache *kv, int seq, int reserve_tokens) {
@@ -380,7 +419,7 @@ int pl_kv_reserve(pl_kv_cache *kv, int seq, int reserve_tokens) {
   if (!s || s->pending)
     return pl_fail(PL_ESTATE, "kv cache: reserve on sequence %d (closed or pending hits)", seq);
   /* n_new == 0: nothing becomes full, so no tokens are needed for hashing. */
-  return allocate(kv, seq, NULL, 0, reserve_tokens, 1);
+  return allocate(kv, seq, NULL, 0, 0, reserve_tokens, 1);
 }
 
 int pl_kv_fork(pl_kv_cache *kv, int parent, int child) {

@@ -114,6 +114,19 @@ int pl_kv_lookup_prefix(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_t
 int pl_kv_allocate_slots(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
                          int reserve_tokens);
 
+/* Speculative decoding: allocate_slots for n_new + n_spec tokens, where the last n_spec are
+ * proposals that may be rejected. They get slots, but blocks they complete are not offered to
+ * the prefix cache (only tokens[0 .. n_tokens + n_new) are read and hashed); those blocks are
+ * hashed by a later allocate_slots once their tokens are final. */
+int pl_kv_allocate_slots_spec(pl_kv_cache *kv, int seq, const int32_t *tokens, int n_new,
+                              int n_spec, int reserve_tokens);
+
+/* Roll seq back to its first n_keep tokens (rejected proposals): n_tokens becomes n_keep and
+ * blocks wholly past max(n_keep, reserve_tokens) return to the pool (tail first). Never drops
+ * a hashed block: n_keep >= hashed blocks x block_size, else PL_EINVAL (also n_keep >
+ * n_tokens). PL_ESTATE for a closed seq or one with pending hits. */
+int pl_kv_truncate(pl_kv_cache *kv, int seq, int n_keep, int reserve_tokens);
+
 /* Grow seq's table to cover reserve_tokens and give it a private copy of its partially
  * written last block now if that block is shared (recording the copy), so that it needs no
  * further block until it writes past reserve_tokens (static mode after a fork). All or

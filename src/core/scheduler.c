@@ -27,6 +27,7 @@ struct pl_scheduler {
   pl_sched_req **snap;       /* [max_num_seqs] running snapshot for iteration */
   pl_sched_req **sched;      /* [max_num_seqs] requests chosen in this call, in order */
   int n_sched;
+  int spec_logits_left;      /* logits rows left for proposals in this schedule() call */
   pl_sched_output out;       /* arrays below are owned here */
   uint64_t next_arrival;
   int peak_running;
@@ -116,6 +117,7 @@ int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
   *out = NULL;
   if (p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->max_model_len < 1 ||
       p->block_size < 1 || p->num_blocks < 2 || p->max_prefill_chunk < 0 ||
+      (p->max_num_logits != 0 && p->max_num_logits < p->max_num_seqs) ||
       (p->kv_alloc != PL_KV_PAGED && p->kv_alloc != PL_KV_STATIC) ||
       (p->policy != PL_SCHED_FCFS && p->policy != PL_SCHED_PRIORITY) ||
       (p->admission != PL_ADMIT_RESERVE && p->admission != PL_ADMIT_GREEDY))
@@ -130,6 +132,8 @@ int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
   if (!s)
     return pl_fail(PL_ENOMEM, "scheduler: out of memory");
   s->prm = *p;
+  if (s->prm.max_num_logits == 0)
+    s->prm.max_num_logits = p->max_num_seqs;
   pl_kv_cache_params kp = {.num_blocks = p->num_blocks, .block_size = p->block_size,
                            .max_seqs = p->max_num_seqs, .max_model_len = p->max_model_len,
                            .enable_prefix_caching = p->enable_prefix_caching};
@@ -140,6 +144,7 @@ int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
   }
   s->usable_blocks = pl_kv_cache_usable_blocks(s->kv);
   const size_t nt = (size_t)p->max_num_batched_tokens, ns = (size_t)p->max_num_seqs;
+  const size_t nlg = (size_t)s->prm.max_num_logits;
   const size_t bps = (size_t)pl_kv_cache_max_blocks_per_seq(s->kv);
   pl_step_plan *pl = &s->out.plan;
   pl->block_size = p->block_size;
@@ -147,7 +152,7 @@ int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
   s->snap = pl_calloc(ns, sizeof *s->snap);
   s->sched = pl_calloc(ns, sizeof *s->sched);
   s->out.seq_reqs = pl_calloc(ns, sizeof *s->out.seq_reqs);
-  s->out.logits_reqs = pl_calloc(ns, sizeof *s->out.logits_reqs);
+  s->out.logits_reqs = pl_calloc(nlg, sizeof *s->out.logits_reqs);
   s->out.preempted = pl_calloc(ns, sizeof *s->out.preempted);
   s->out.failed = pl_calloc(2 * ns, sizeof *s->out.failed);
   pl->token_ids = pl_calloc(nt, sizeof(int32_t));
@@ -156,7 +161,7 @@ int pl_sched_create(const pl_sched_params *p, pl_scheduler **out) {
   pl->query_start_loc = pl_calloc(ns + 1, sizeof(int32_t));
   pl->seq_lens = pl_calloc(ns, sizeof(int32_t));
   pl->block_tables = pl_calloc(ns * bps, sizeof(int32_t));
-  pl->logits_rows = pl_calloc(ns, sizeof(int32_t));
+  pl->logits_rows = pl_calloc(nlg, sizeof(int32_t));
   /* Copies: one per scheduled sequence, or (static mode) one per fork since the last step. */
   pl->copy_src = pl_calloc(2 * ns, sizeof(int32_t));
   pl->copy_dst = pl_calloc(2 * ns, sizeof(int32_t));
@@ -278,6 +283,7 @@ static void release_blocks(pl_scheduler *s, pl_sched_req *r) {
 
 static void preempt(pl_scheduler *s, pl_sched_req *r) {
   release_blocks(s, r);
+  r->n_spec = 0;
   r->num_computed_tokens = 0;
   r->num_preemptions++;
   s->n_preemptions++;
@@ -295,6 +301,7 @@ static void fail_req(pl_scheduler *s, pl_sched_req *r) {
     list_unlink(&s->waiting, r);
   }
   r->num_computed_tokens = 0;
+  r->n_spec = 0;
   r->status = PL_REQ_FAILED;
   r->fail_status = PL_ENOSPACE;
   list_insert_before(&s->failed, NULL, r);
@@ -318,8 +325,41 @@ static pl_sched_req *pick_victim(const pl_scheduler *s) {
 
 enum { SCHED_OK, SCHED_FAILED, SCHED_SELF_PREEMPTED };
 
+/* Decode r with its n_spec proposals if their blocks are free now (never preempting for a
+ * proposal); else n_spec becomes 0. */
+static int schedule_spec(pl_scheduler *s, pl_sched_req *r, int *budget) {
+  int k = r->n_spec;
+  r->n_spec = 0;
+  if (k > *budget - 1)
+    k = *budget - 1;
+  if (k > r->max_tokens - r->num_tokens - 1)
+    k = r->max_tokens - r->num_tokens - 1;
+  if (k > s->spec_logits_left)
+    k = s->spec_logits_left;
+  if (k <= 0 || !r->spec_tokens)
+    return 0;
+  memcpy(r->tokens + r->num_tokens, r->spec_tokens, (size_t)k * sizeof *r->tokens);
+  int rc = pl_kv_allocate_slots_spec(s->kv, r->kv_seq, r->tokens, 1, k, reserve_tokens(s));
+  if (rc == PL_ENOSPACE)
+    return 0;
+  if (rc < 0)
+    return rc;
+  s->spec_logits_left -= k;
+  r->n_spec = k;
+  r->n_sched = 1 + k;
+  s->sched[s->n_sched++] = r;
+  *budget -= 1 + k;
+  return 1;
+}
+
 /* Give running request r n more tokens, preempting others until its blocks fit. */
 static int schedule_running(pl_scheduler *s, pl_sched_req *r, int n, int *budget) {
+  if (r->n_spec > 0 && r->num_tokens - r->num_computed_tokens == 1) {
+    int rc = schedule_spec(s, r, budget);
+    if (rc != 0)
+      return rc < 0 ? rc : SCHED_OK;
+  }
+  r->n_spec = 0;
   if (table_blocks(s, (int64_t)r->num_computed_tokens + n) > s->usable_blocks) {
     fail_req(s, r);
     return SCHED_FAILED;
@@ -403,6 +443,7 @@ static int admit_waiting(pl_scheduler *s, int *budget) {
       break;
     }
     list_unlink(&s->waiting, r);
+    r->n_spec = 0;
     r->kv_seq = seq;
     r->num_computed_tokens = hit;
     if (r->num_cached_tokens < 0)
@@ -435,7 +476,7 @@ static int build_plan(pl_scheduler *s) {
     const int start = r->num_computed_tokens, len = start + r->n_sched;
     pl->query_start_loc[i] = t;
     for (int pos = start; pos < len; pos++, t++) {
-      pl->token_ids[t] = r->tokens[pos];
+      pl->token_ids[t] = r->tokens[pos]; /* proposals sit past num_tokens */
       pl->positions[t] = pos;
       pl->slot_mapping[t] = table[pos / bs] * bs + pos % bs;
     }
@@ -444,9 +485,12 @@ static int build_plan(pl_scheduler *s) {
     int nb = (len + bs - 1) / bs;
     memcpy(brow, table, (size_t)nb * sizeof *brow);
     memset(brow + nb, 0, (size_t)(stride - nb) * sizeof *brow); /* null block padding */
-    if (len == r->num_tokens) { /* the sequence is complete: its last token gets logits */
-      pl->logits_rows[nl] = t - 1;
-      s->out.logits_reqs[nl++] = r;
+    if (len == r->num_tokens + r->n_spec) { /* complete: its last token (and each
+                                              * proposal) gets logits */
+      for (int j = r->n_spec; j >= 0; j--) {
+        pl->logits_rows[nl] = t - 1 - j;
+        s->out.logits_reqs[nl++] = r;
+      }
     }
     int prompt_part = r->num_prompt_tokens > start
                           ? (r->num_prompt_tokens < len ? r->num_prompt_tokens : len) - start
@@ -472,6 +516,7 @@ int pl_sched_schedule(pl_scheduler *s, const pl_sched_output **out) {
   s->out.n_preempted = 0;
   s->out.n_failed = 0;
   s->n_sched = 0;
+  s->spec_logits_left = s->prm.max_num_logits - s->prm.max_num_seqs;
   int budget = s->prm.max_num_batched_tokens;
   int stop = 0;
   /* Pass 0: decodes (one token left). Pass 1: prefill / recompute chunks. */
@@ -499,6 +544,9 @@ int pl_sched_schedule(pl_scheduler *s, const pl_sched_output **out) {
   /* vLLM: no admissions in a step that had to preempt (the pool is under pressure). */
   if (s->out.n_preempted == 0)
     PL_TRY(admit_waiting(s, &budget));
+  for (int i = 0; i < s->n_running; i++) /* proposals of requests left out are void */
+    if (!s->running[i]->n_sched)
+      s->running[i]->n_spec = 0;
   int n = build_plan(s);
   if (n > 0)
     s->n_steps++;
@@ -515,6 +563,20 @@ int pl_sched_append_token(pl_scheduler *s, pl_sched_req *r, int32_t token) {
                    (unsigned long long)r->id, r->max_tokens);
   r->tokens[r->num_tokens++] = token;
   return PL_OK;
+}
+
+int pl_sched_spec_commit(pl_scheduler *s, pl_sched_req *r, int n_accepted) {
+  if (r->status != PL_REQ_RUNNING || r->n_spec <= 0 ||
+      r->num_computed_tokens != r->num_tokens + r->n_spec)
+    return pl_fail(PL_ESTATE, "scheduler: request %llu has no proposals in the plan",
+                   (unsigned long long)r->id);
+  if (n_accepted < 0 || n_accepted > r->n_spec)
+    return pl_fail(PL_EINVAL, "scheduler: request %llu: %d of %d proposals accepted",
+                   (unsigned long long)r->id, n_accepted, r->n_spec);
+  r->num_tokens += n_accepted; /* the accepted proposals are already in tokens[] */
+  r->num_computed_tokens = r->num_tokens;
+  r->n_spec = 0;
+  return pl_kv_truncate(s->kv, r->kv_seq, r->num_tokens, reserve_tokens(s));
 }
 
 int pl_sched_fork(pl_scheduler *s, pl_sched_req *parent, uint64_t child_id, void *child_user,

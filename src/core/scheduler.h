@@ -77,6 +77,10 @@ typedef struct pl_sched_req {
   uint64_t extra_key;      /* prefix-cache key, e.g. a hashed cache salt (0 = none) */
   int num_preemptions;     /* times this request was preempted */
   int fail_status;         /* PL_ENOSPACE when status == PL_REQ_FAILED */
+  /* ---- speculative decoding (see pl_sched_spec_commit) ---- */
+  const int32_t *spec_tokens; /* [n_spec] engine-owned proposals; the engine sets both fields
+                              * before schedule() for a decoding request */
+  int n_spec;              /* in: proposals; after schedule(): how many are in the plan */
   /* ---- private to the scheduler ---- */
   int kv_seq;              /* kv-cache sequence slot, -1 while holding no blocks */
   int n_sched;             /* tokens scheduled in the schedule() call in progress */
@@ -90,6 +94,8 @@ typedef struct pl_sched_params {
   int max_num_seqs;           /* sequences per step = running requests at most */
   int max_num_batched_tokens; /* tokens per step */
   int max_prefill_chunk;      /* tokens of one prefill chunk at most; 0 = only the budget */
+  int max_num_logits;         /* logits rows per step (speculative rows count); 0 =
+                                 max_num_seqs, else >= max_num_seqs */
   pl_kv_alloc kv_alloc;       /* PL_KV_PAGED or PL_KV_STATIC */
   int enable_prefix_caching;
   pl_sched_policy policy;
@@ -152,6 +158,21 @@ int pl_sched_schedule(pl_scheduler *s, const pl_sched_output **out);
  * (num_computed_tokens == num_tokens). Errors: PL_ESTATE (not sampled / not running),
  * PL_ERANGE (max_tokens reached). Never allocates. */
 int pl_sched_append_token(pl_scheduler *s, pl_sched_req *r, int32_t token);
+
+/* Speculative decoding. A decoding request (one token left to compute) whose spec_tokens /
+ * n_spec the engine set before schedule() gets 1 + n_spec tokens in the plan: its last token
+ * and the proposals (copied into tokens[num_tokens ..], not yet counted in num_tokens), with a
+ * logits row for each, in order. Proposals are trimmed to the token budget, max_num_logits
+ * and the capacity (num_tokens + n_spec < max_tokens, so one more token always fits), and
+ * dropped when their blocks would need a preemption; n_spec then says how many are in the
+ * plan (0: an ordinary decode). num_computed_tokens counts them, so before the next
+ * schedule() the engine must call spec_commit for every such request: the first n_accepted
+ * proposals become tokens, the rest are rolled back (their slots and the blocks that held
+ * only them return to the pool; only blocks of accepted tokens are ever hashed for the
+ * prefix cache). Afterwards num_computed_tokens == num_tokens, and the engine appends the
+ * token it sampled from row n_accepted with pl_sched_append_token.
+ * Errors: PL_ESTATE (no proposals in the latest plan), PL_EINVAL (n_accepted > n_spec). */
+int pl_sched_spec_commit(pl_scheduler *s, pl_sched_req *r, int n_accepted);
 
 /* n > 1: create a sibling of parent (a new arrival with the same tokens, priority, extra key
  * and capacity) and return it in *child. Call after the prefill that produced parent's logits

@@ -111,6 +111,7 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
                         .max_model_len = p->max_model_len, .max_num_seqs = p->max_num_seqs,
                         .max_num_batched_tokens = p->max_num_batched_tokens,
                         .kv_alloc = p->kv_alloc,
+                        .max_num_logits = p->max_num_seqs + pl_spec_extra_logits(p),
                         .enable_prefix_caching = p->enable_prefix_caching,
                         .policy = PL_SCHED_PRIORITY,
                         .admission = p->kv_admit_greedy ? PL_ADMIT_GREEDY : PL_ADMIT_RESERVE};
@@ -118,11 +119,12 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
     goto fail;
   if ((rc = pl_backend_cpu_create(p->n_threads, &e->be)) < 0)
     goto fail;
-  pl_runner_params rp = {.max_tokens = p->max_num_batched_tokens, .max_logits = p->max_num_seqs,
+  const int max_logits = p->max_num_seqs + pl_spec_extra_logits(p);
+  pl_runner_params rp = {.max_tokens = p->max_num_batched_tokens, .max_logits = max_logits,
                          .block_size = p->block_size, .n_blocks = (int)n_blocks};
   if ((rc = pl_runner_create(e->model, e->be, &rp, &e->runner)) < 0)
     goto fail;
-  e->logits = pl_malloc((size_t)p->max_num_seqs * hp->n_vocab * sizeof(float));
+  e->logits = pl_malloc((size_t)max_logits * hp->n_vocab * sizeof(float));
   if (!e->logits) {
     rc = pl_fail(PL_ENOMEM, "out of memory for logits");
     goto fail;
@@ -130,6 +132,8 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   if ((rc = pl_sampler_init(&e->sampler, hp->n_vocab)) < 0)
     goto fail;
   e->n_blocks = (int)n_blocks;
+  if ((rc = pl_spec_create(e)) < 0) /* speculative decoding; a draft model loads here */
+    goto fail;
   e->kv_bytes = (size_t)(n_blocks - 1) * kv_tok * (size_t)p->block_size;
   PL_INFO("model %s: %s, %.1f M params, %.1f MiB weights", e->model->name,
           pl_arch_name(hp->arch), e->model->n_params / 1e6, e->model->weight_bytes / 1048576.0);
@@ -152,6 +156,7 @@ void pl_engine_destroy(pl_engine *e) {
     pl_engine_group_free(e, e->groups);
   pl_engine_events_clear(e);
   pl_free(e->events);
+  pl_spec_destroy(e);
   pl_sched_destroy(e->sched);
   pl_runner_free(e->runner);
   if (e->be)
@@ -198,6 +203,7 @@ void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st) {
   st->kv_allocated_tokens = st->blocks_used * e->p.block_size;
   st->peak_running = ss.peak_running;
   st->peak_blocks_used = ss.kv.blocks_peak_used;
+  pl_spec_stats(e, st);
   for (const pl_group *g = e->groups; g; g = g->next)
     for (int i = 0; i < g->sp.n; i++) {
       const pl_sched_req *r = g->samples[i].sr;

@@ -19,6 +19,7 @@ struct pl_tokenizer;
 struct pl_chat_template;
 struct pl_backend;
 struct pl_runner;
+struct pl_spec;
 
 typedef struct pl_sample_state {
   struct pl_group *g;
@@ -37,6 +38,15 @@ typedef struct pl_sample_state {
   int has_event;
   int finish_unsent;         /* its finish event could not be queued (out of memory): queued
                               * again at the next step or poll; the group lives until then */
+  /* speculative decoding (spec_decode.c) */
+  int32_t spec[PL_SPEC_MAX_TOKENS]; /* this step's proposals */
+  int spec_n;                /* proposals made this step (0 = none) */
+  int spec_base;             /* scheduler num_tokens when they were made */
+  int spec_slot;             /* row block of the engine's proposal distributions, -1 = none */
+  int spec_skip;             /* steps left without proposals (low acceptance backoff) */
+  int spec_backoff;          /* length of the next backoff */
+  float spec_rate;           /* moving average of the acceptance rate */
+  int draft_seq;             /* draft model sequence, -1 = none */
 } pl_sample_state;
 
 typedef struct pl_group {
@@ -84,7 +94,24 @@ struct pl_engine {
   pl_event_store *events;    /* pending output events, read by poll */
   int n_events, cap_events, ev_read;
   int64_t prompt_tokens_total, generation_tokens_total;
+  struct pl_spec *spec;      /* speculative decoding state, NULL when off */
 };
+
+/* spec_decode.c: speculative decoding. pl_spec_extra_logits: logits rows beyond
+ * max_num_seqs the scheduler and runner must hold. */
+int pl_spec_extra_logits(const pl_engine_params *p);
+int pl_spec_create(pl_engine *e);
+void pl_spec_destroy(pl_engine *e);
+int pl_spec_propose(pl_engine *e);    /* before schedule(): fill requests' spec_tokens */
+/* Rows logits[0 .. k] of sample s (k proposals in the plan): rejection sampling. Returns
+ * the accepted count a and the token from row a in *final (logprobs from the raw row). */
+int pl_spec_verify(pl_engine *e, pl_sample_state *s, const float *logits, int k,
+                   pl_sample_result *final);
+/* After the step's sampling: drafts of requests not verified are rolled back. */
+void pl_spec_end_step(pl_engine *e);
+void pl_spec_release(pl_engine *e, pl_sample_state *s); /* the sample ends or is preempted */
+void pl_spec_stats(const pl_engine *e, pl_engine_stats *st);
+int pl_spec_check(const pl_engine *e);
 
 /* engine_text.c */
 int pl_engine_load_text(pl_engine *e);

@@ -47,6 +47,7 @@ void pl_engine_group_free(pl_engine *e, pl_group *g) {
     pl_sample_state *s = &g->samples[i];
     if (s->sr)
       pl_sched_abort(e->sched, s->sr);
+    pl_spec_release(e, s);
     pl_text_stream_free(&s->ts);
     pl_free(s->out);
   }
@@ -154,6 +155,8 @@ int pl_engine_add_request(pl_engine *e, const char *prompt, const int32_t *promp
     pl_sample_state *s = &g->samples[i];
     s->g = g;
     s->index = i;
+    s->draft_seq = -1;
+    s->spec_slot = -1;
     pl_rng_seed(&s->rng, base_seed + (uint64_t)i * 0xD1B54A32D192ED03ull);
     s->out = pl_malloc((size_t)spin->max_tokens * sizeof(int32_t));
     if (!s->out || pl_text_stream_init(&s->ts, e->tok, g->sp.stop, g->sp.n_stop) < 0)
@@ -200,6 +203,7 @@ int pl_engine_abort(pl_engine *e, uint64_t id) {
       pl_sched_abort(e->sched, s->sr);
       s->sr = NULL;
     }
+    pl_spec_release(e, s);
     s->finish = PL_FINISH_ABORT;
     s->has_event = 0;
     pl_engine_emit_finish(e, g, s);

@@ -16,6 +16,7 @@ static void finish_sample(pl_engine *e, pl_sample_state *s, pl_finish_reason why
     pl_sched_finish(e->sched, s->sr);
     s->sr = NULL;
   }
+  pl_spec_release(e, s);
   s->finish = why;
   g->n_live--;
 }
@@ -45,8 +46,9 @@ static int fork_group(pl_engine *e, pl_group *g) {
   return 0;
 }
 
-/* Append the sampled token to s, run the stop checks and queue its event. */
-static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r) {
+/* Append the sampled token to s (unless the scheduler has it already: an accepted
+ * proposal), run the stop checks and queue its event. */
+static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r, int appended) {
   pl_group *g = s->g;
   const pl_sampling_params *sp = &g->sp;
   int32_t tok = r->token;
@@ -55,7 +57,7 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r)
   s->ev_lp = r->logprob;
   s->ev_ntop = r->n_top;
   memcpy(s->ev_top, r->top, (size_t)r->n_top * sizeof *r->top);
-  int rc = pl_sched_append_token(e->sched, s->sr, tok);
+  int rc = appended ? PL_OK : pl_sched_append_token(e->sched, s->sr, tok);
   if (rc < 0) {
     PL_ERROR("request %llu: append failed: %s", (unsigned long long)g->id, pl_last_error());
     finish_sample(e, s, PL_FINISH_ERROR);
@@ -79,7 +81,7 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r)
     why = PL_FINISH_STOP; /* the stop token's own text is not part of the output */
     pl_text_stream_push(&s->ts, -1, 1, &text, &len);
   } else {
-    int at_len = s->n_out >= sp->max_tokens || s->sr->num_tokens >= e->p.max_model_len;
+    int at_len = s->n_out >= sp->max_tokens || g->n_prompt + s->n_out >= e->p.max_model_len;
     int st = pl_text_stream_push(&s->ts, tok, at_len, &text, &len);
     if (st == 1)
       why = PL_FINISH_STOP;
@@ -101,15 +103,43 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r)
   }
 }
 
+/* Rows lg[0 .. k] of s, which had k proposals in the plan: verify, commit, emit. */
+static void verify_sample(pl_engine *e, pl_sample_state *s, const float *lg, int k) {
+  const int V = e->model->hp.n_vocab;
+  pl_sample_result fin;
+  int a = pl_spec_verify(e, s, lg, k, &fin);
+  int rc = pl_sched_spec_commit(e->sched, s->sr, a);
+  if (rc < 0) {
+    PL_ERROR("request %llu: %s", (unsigned long long)s->g->id, pl_last_error());
+    finish_sample(e, s, PL_FINISH_ERROR);
+    pl_engine_emit(e, s->g, s, "", 0);
+    return;
+  }
+  for (int j = 0; j < a && s->finish == PL_FINISH_NONE; j++) {
+    pl_sample_result r = {.token = s->sr->tokens[s->sr->num_tokens - a + j]};
+    pl_sample_logprobs(&s->g->sp, lg + (size_t)j * V, V, &r);
+    advance(e, s, &r, 1);
+  }
+  if (s->finish == PL_FINISH_NONE)
+    advance(e, s, &fin, 0);
+}
+
 static void sample_all(pl_engine *e, const pl_sched_output *o) {
   int V = e->model->hp.n_vocab;
   for (int i = 0; i < o->plan.n_logits; i++) {
     pl_sched_req *sr = o->logits_reqs[i];
     pl_sample_state *s = sr->user;
     pl_group *g = s->g;
+    const float *lg = e->logits + (size_t)i * V;
+    if (sr->n_spec > 0) { /* rows i .. i + n_spec belong to sr */
+      int k = sr->n_spec;
+      if (s->finish == PL_FINISH_NONE)
+        verify_sample(e, s, lg, k);
+      i += k;
+      continue;
+    }
     if (s->finish != PL_FINISH_NONE)
       continue;
-    const float *lg = e->logits + (size_t)i * V;
     if (g->cached_tokens == 0 && sr->num_cached_tokens > 0)
       g->cached_tokens = sr->num_cached_tokens;
     int first = s->index == 0 && !g->forked && g->sp.n > 1;
@@ -129,7 +159,7 @@ static void sample_all(pl_engine *e, const pl_sched_output *o) {
                          .n_eog = g->sp.ignore_eos ? 0 : e->n_eog, .rng = &ss->rng};
       pl_sample_result r;
       pl_sample(&e->sampler, &c, lg, &r);
-      advance(e, ss, &r);
+      advance(e, ss, &r, 0);
     }
   }
 }
@@ -142,6 +172,9 @@ int pl_engine_step(pl_engine *e) {
     if (g->n_live == 0 && !pl_engine_group_unsent(g))
       pl_engine_group_free(e, g);
   }
+  int rc0 = pl_spec_propose(e);
+  if (rc0 < 0)
+    return rc0;
   const pl_sched_output *o;
   int n = pl_sched_schedule(e->sched, &o);
   if (n < 0)
@@ -171,6 +204,7 @@ int pl_engine_step(pl_engine *e) {
   }
   if (n > 0)
     sample_all(e, o);
+  pl_spec_end_step(e);
   /* requests that can never fit the pool: retired after the forward, since a sibling sample
    * of theirs may have been part of this step's plan */
   for (int i = 0; i < o->n_failed; i++) { /* mark first: failing frees the requests */

@@ -134,7 +134,12 @@ static int cmp_desc(const void *a, const void *b, void *ctx) {
   return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out) {
+/* The processed distribution: logit bias, min_tokens masks, penalties, temperature, top-k,
+ * top-p, min-p. Greedy (temperature 0): returns -1 and *chosen = the argmax. Else returns n:
+ * s->idx[0 .. n) are the candidates and s->work[idx[i]] their unnormalised probabilities,
+ * summing to *sum. */
+static int process(pl_sampler *s, const pl_sample_ctx *c, const float *logits, int32_t *chosen,
+                   double *sum_out) {
   const pl_sampling_params *sp = c->sp;
   int V = s->n_vocab;
   float *x = s->work;
@@ -154,68 +159,80 @@ void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sa
   }
   apply_penalties(s, c, x);
 
-  int32_t chosen = 0;
+  *chosen = 0;
   if (sp->temperature <= 0.0f) {
     float best = -INFINITY;
     for (int i = 0; i < V; i++)
       if (x[i] > best) {
         best = x[i];
-        chosen = i;
+        *chosen = i;
       }
-  } else {
-    float inv_t = 1.0f / sp->temperature;
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) {
-      x[i] *= inv_t;
-      mx = x[i] > mx ? x[i] : mx;
-    }
-    /* candidates: everything, or the top-k / nucleus after a sort */
-    int n = 0;
-    for (int i = 0; i < V; i++)
-      if (x[i] > -INFINITY)
-        s->idx[n++] = i;
-    /* top-k and top-p need the candidates in descending order (ties: lower id first) */
-    int cut_k = sp->top_k > 0 && sp->top_k < n;
-    if (cut_k || sp->top_p < 1.0f)
-      qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
-    if (cut_k)
-      n = sp->top_k;
-    /* probabilities of the candidates (x reused in place) */
-    double sum = 0;
+    return -1;
+  }
+  float inv_t = 1.0f / sp->temperature;
+  float mx = -INFINITY;
+  for (int i = 0; i < V; i++) {
+    x[i] *= inv_t;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  /* candidates: everything, or the top-k / nucleus after a sort */
+  int n = 0;
+  for (int i = 0; i < V; i++)
+    if (x[i] > -INFINITY)
+      s->idx[n++] = i;
+  /* top-k and top-p need the candidates in descending order (ties: lower id first) */
+  int cut_k = sp->top_k > 0 && sp->top_k < n;
+  if (cut_k || sp->top_p < 1.0f)
+    qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
+  if (cut_k)
+    n = sp->top_k;
+  /* probabilities of the candidates (x reused in place) */
+  double sum = 0;
+  for (int i = 0; i < n; i++) {
+    int32_t id = s->idx[i];
+    x[id] = expf(x[id] - mx);
+    sum += x[id];
+  }
+  if (sp->top_p < 1.0f) {
+    double cum = 0, lim = sp->top_p * sum;
+    int keep = n;
     for (int i = 0; i < n; i++) {
-      int32_t id = s->idx[i];
-      x[id] = expf(x[id] - mx);
-      sum += x[id];
-    }
-    if (sp->top_p < 1.0f) {
-      double cum = 0, lim = sp->top_p * sum;
-      int keep = n;
-      for (int i = 0; i < n; i++) {
-        cum += x[s->idx[i]];
-        if (cum >= lim) {
-          keep = i + 1;
-          break;
-        }
+      cum += x[s->idx[i]];
+      if (cum >= lim) {
+        keep = i + 1;
+        break;
       }
-      n = keep;
-      sum = 0;
-      for (int i = 0; i < n; i++)
+    }
+    n = keep;
+    sum = 0;
+    for (int i = 0; i < n; i++)
+      sum += x[s->idx[i]];
+  }
+  if (sp->min_p > 0.0f) {
+    float pmax = 0;
+    for (int i = 0; i < n; i++)
+      pmax = x[s->idx[i]] > pmax ? x[s->idx[i]] : pmax;
+    float lim = sp->min_p * pmax;
+    int m = 0;
+    sum = 0;
+    for (int i = 0; i < n; i++)
+      if (x[s->idx[i]] >= lim) {
+        s->idx[m++] = s->idx[i];
         sum += x[s->idx[i]];
-    }
-    if (sp->min_p > 0.0f) {
-      float pmax = 0;
-      for (int i = 0; i < n; i++)
-        pmax = x[s->idx[i]] > pmax ? x[s->idx[i]] : pmax;
-      float lim = sp->min_p * pmax;
-      int m = 0;
-      sum = 0;
-      for (int i = 0; i < n; i++)
-        if (x[s->idx[i]] >= lim) {
-          s->idx[m++] = s->idx[i];
-          sum += x[s->idx[i]];
-        }
-      n = m;
-    }
+      }
+    n = m;
+  }
+  *sum_out = sum;
+  return n;
+}
+
+void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out) {
+  const pl_sampling_params *sp = c->sp;
+  int32_t chosen;
+  double sum = 0;
+  int n = process(s, c, logits, &chosen, &sum);
+  if (n >= 0) {
+    const float *x = s->work;
     double u = pl_rng_uniform(c->rng) * sum, cum = 0;
     chosen = s->idx[n - 1];
     for (int i = 0; i < n; i++) {
@@ -230,5 +247,41 @@ void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sa
   out->n_top = 0;
   out->logprob = 0;
   if (sp->logprobs >= 0)
-    raw_logprobs(sp, logits, V, out);
+    raw_logprobs(sp, logits, s->n_vocab, out);
+}
+
+int pl_sample_probs(pl_sampler *s, const pl_sample_ctx *c, const float *logits, float *probs) {
+  int32_t chosen;
+  double sum = 0;
+  int n = process(s, c, logits, &chosen, &sum);
+  memset(probs, 0, (size_t)s->n_vocab * sizeof *probs);
+  if (n < 0) {
+    probs[chosen] = 1.0f;
+    return chosen;
+  }
+  for (int i = 0; i < n; i++)
+    probs[s->idx[i]] = (float)(s->work[s->idx[i]] / sum);
+  return -1;
+}
+
+int32_t pl_sample_draw(const float *w, int n_vocab, double sum, pl_rng *rng) {
+  double u = pl_rng_uniform(rng) * sum, cum = 0;
+  int32_t last = 0;
+  for (int i = 0; i < n_vocab; i++) {
+    if (w[i] <= 0)
+      continue;
+    last = i;
+    cum += w[i];
+    if (u < cum)
+      return i;
+  }
+  return last; /* rounding: u landed past the last bucket */
+}
+
+void pl_sample_logprobs(const pl_sampling_params *sp, const float *logits, int n_vocab,
+                        pl_sample_result *out) {
+  out->n_top = 0;
+  out->logprob = 0;
+  if (sp->logprobs >= 0)
+    raw_logprobs(sp, logits, n_vocab, out);
 }

@@ -53,4 +53,14 @@ typedef struct pl_sample_result {
 
 /* Sample one token from logits[n_vocab] (not modified). Never allocates. */
 void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out);
+
+/* The distribution pl_sample draws from, written densely to probs[n_vocab] (sums to 1; 0
+ * outside the candidates). Greedy: a one-hot at the argmax, whose id is returned (else -1).
+ * Uses no randomness. For speculative decoding's rejection sampling. */
+int pl_sample_probs(pl_sampler *s, const pl_sample_ctx *c, const float *logits, float *probs);
+/* Draw an id from the unnormalised weights w[n_vocab] (>= 0) whose total is sum > 0. */
+int32_t pl_sample_draw(const float *w, int n_vocab, double sum, pl_rng *rng);
+/* Fill out->logprob / out->top for out->token from the raw logits (as pl_sample does). */
+void pl_sample_logprobs(const pl_sampling_params *sp, const float *logits, int n_vocab,
+                        pl_sample_result *out);
 #endif

@@ -205,6 +205,22 @@ int pl_srv_metrics_render(pl_srv_metrics *m, const char *model, pl_strbuf *o) {
                "requests), else 0.", model, m->draining);
   rc |= metric(o, "num_preemptions_total", "counter", "Cumulative number of preemptions from "
                "the engine.", model, (double)s->num_preemptions);
+  if (s->spec_num_positions > 0) { /* speculative decoding (vLLM v1 names) */
+    rc |= metric(o, "spec_decode_num_drafts_total", "counter", "Number of spec decoding "
+                 "drafts (verifications).", model, (double)s->spec_num_drafts);
+    rc |= metric(o, "spec_decode_num_draft_tokens_total", "counter", "Number of draft tokens.",
+                 model, (double)s->spec_num_draft_tokens);
+    rc |= metric(o, "spec_decode_num_accepted_tokens_total", "counter", "Number of accepted "
+                 "tokens.", model, (double)s->spec_num_accepted_tokens);
+    rc |= header(o, "spec_decode_num_accepted_tokens_per_pos_total", "counter",
+                 "Accepted tokens per draft position.");
+    for (int i = 0; i < s->spec_num_positions; i++) {
+      char lab[32];
+      snprintf(lab, sizeof lab, "position=\"%d\"", i);
+      rc |= sample(o, "spec_decode_num_accepted_tokens_per_pos_total", model, lab,
+                   (double)s->spec_accepted_per_pos[i]);
+    }
+  }
   rc |= metric(o, "kv_cow_copies_total", "counter", "Copy-on-write block copies.", model,
                (double)s->cow_copies);
   rc |= metric(o, "kv_evictions_total", "counter", "Cached blocks evicted for reuse.", model,
