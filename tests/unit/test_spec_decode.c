@@ -11,7 +11,7 @@
  *  - aborts between and amid verifications leak no block in either pool.
  * The reference is the same engine without speculation, itself checked against llama.cpp
  * and HF elsewhere. With PAGELLM_EXTRA_DATA set, the greedy cases also run on the
- * TinyStories model of ../shared when present. */
+ * TinyStories model (tests/data/models). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,9 +423,7 @@ int main(void) {
 #else
   sampling_distribution();
 #endif
-  const char *ts = shared_path("models/tinystories-280K.gguf");
-  if (getenv("PAGELLM_EXTRA_DATA") && access(ts, R_OK) == 0)
-    greedy_identical(ts);
+  greedy_identical(data_path("models/tinystories-280K.gguf"));
   unlink(bad_draft);
   CHECK_EQ_INT(pl_alloc_live_bytes(), live0);
   return check_summary("test_spec_decode");
