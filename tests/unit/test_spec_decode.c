@@ -10,7 +10,7 @@
  *    is 0.1 %, so 0.6 % for the six of them together);
  *  - aborts between and amid verifications leak no block in either pool.
  * The reference is the same engine without speculation, itself checked against llama.cpp
- * and HF elsewhere. With PAGELLM_EXTRA_DATA set, the greedy cases also run on the
+ * and HF elsewhere. The greedy cases also run on the
  * TinyStories model (tests/data/models). */
 #include <math.h>
 #include <stdio.h>
@@ -189,6 +189,15 @@ static void greedy_identical(const char *path) {
   ep.kv_cache_bytes = 32 << 20;
   ep.max_model_len = 256;
   run_opts go = {.temp = 0, .check_every_step = 1};
+  /* KV bytes per token of this model, from the pool the engine sizes for 32 MiB */
+  size_t kv_tok = 8192;
+  pl_engine *probe;
+  if (pl_engine_create(&ep, &probe) == 0) {
+    pl_engine_stats pst;
+    pl_engine_get_stats(probe, &pst);
+    kv_tok = ep.kv_cache_bytes / (size_t)pst.kv_tokens_capacity;
+    pl_engine_destroy(probe);
+  }
   for (int i = 0; i < NREQ; i++) /* reference: alone, no speculation */
     run_all(&ep, &ref[i], 1, &go, NULL);
   struct {
@@ -215,10 +224,12 @@ static void greedy_identical(const char *path) {
     e2.num_speculative_tokens = cfgs[c].k;
     e2.spec_max_batch = 64;
     e2.kv_alloc = cfgs[c].kv_static ? PL_KV_STATIC : PL_KV_PAGED;
-    if (cfgs[c].kv_blocks)
-      e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * 8192; /* 8 KiB per token */
+    if (cfgs[c].kv_blocks) {
+      e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * kv_tok;
+      e2.kv_admit_greedy = 1; /* admit what fits now, so the tiny pool must preempt */
+    }
     if (cfgs[c].kv_static)
-      e2.kv_cache_bytes = (size_t)NREQ * 256 * 8192;
+      e2.kv_cache_bytes = (size_t)NREQ * 256 * kv_tok;
     make_reqs(got, NREQ);
     pl_engine_stats st = {0};
     int64_t drafts = 0, acc = 0, preempt = 0;
