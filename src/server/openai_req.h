@@ -93,6 +93,7 @@ typedef struct pl_oai_request {
   int32_t *stop_ids;
   int32_t *bias_ids;
   float *bias_vals;
+  char *grammar; /* owned GBNF text of a structured-output constraint (sp.grammar), or NULL */
 
   char ignored[256]; /* comma-separated unknown fields (truncated), "" if none */
 } pl_oai_request;
