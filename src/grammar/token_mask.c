@@ -41,7 +41,8 @@ int pl_vocab_create_raw(int n_vocab, const char *const *piece, const size_t *pie
     pl_vocab_free(v);
     return pl_fail(PL_ENOMEM, "grammar: out of memory for the vocabulary");
   }
-  memcpy(v->eog, eog, (size_t)n_eog * sizeof *eog);
+  if (n_eog)
+    memcpy(v->eog, eog, (size_t)n_eog * sizeof *eog);
   v->n_eog = n_eog;
   size_t off = 0;
   for (int i = 0; i < n_vocab; i++) {

@@ -498,14 +498,38 @@ static int reject_unsupported(pl_oai_request *r, pl_oai_error *err) {
                          "'skip_special_tokens': false is not supported");
   TRY(get_bool(o, "spaces_between_special_tokens", &b, err));
   json_t *tc = json_object_get(o, "tool_choice");
+  int has_tools = json_array_size(r->tools) > 0;
+  r->tool_choice = has_tools ? PL_OAI_TOOLS_AUTO : PL_OAI_TOOLS_NONE;
   if (r->kind == PL_OAI_CHAT && tc && !json_is_null(tc)) {
     const char *t = json_string_value(tc);
-    if (!t || (strcmp(t, "none") != 0 && strcmp(t, "auto") != 0))
-      return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' must be \"none\" or \"auto\" "
-                           "(forced tool calls are not supported)");
+    if (t && !strcmp(t, "none")) {
+      r->tool_choice = PL_OAI_TOOLS_NONE;
+    } else if (t && !strcmp(t, "auto")) {
+    } else if (t && !strcmp(t, "required")) {
+      r->tool_choice = PL_OAI_TOOLS_REQUIRED;
+    } else if (json_is_object(tc) && json_is_string(json_object_get(json_object_get(tc,
+                                                                    "function"), "name"))) {
+      r->tool_choice = PL_OAI_TOOLS_NAMED;
+      r->tool_name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+      int found = 0;
+      for (size_t i = 0; i < json_array_size(r->tools); i++) {
+        const char *n = json_string_value(json_object_get(
+            json_object_get(json_array_get(r->tools, i), "function"), "name"));
+        found |= n && !strcmp(n, r->tool_name);
+      }
+      if (!found)
+        return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' names function '%s', "
+                             "which is not in 'tools'", r->tool_name);
+    } else {
+      return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' must be \"none\", \"auto\", "
+                           "\"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+    if (r->tool_choice >= PL_OAI_TOOLS_REQUIRED && !has_tools)
+      return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' requires 'tools'");
   }
   b = 1;
   TRY(get_bool(o, "parallel_tool_calls", &b, err));
+  r->parallel_tool_calls = b;
   return 0;
 }
 

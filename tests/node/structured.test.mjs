@@ -6,6 +6,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { writeFileSync } from "node:fs";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import OpenAI from "openai";
@@ -17,6 +18,18 @@ import { runPl, makeTempDir, sourcePath } from "./lib/util.mjs";
 const BUNDLED = sourcePath("models/pagellm-default.gguf");
 const dir = makeTempDir("pagellm-structured-");
 const RANDOM = join(dir, "random.gguf");
+// A ChatML template with Hermes tool calls (the random model has none of its own).
+const TEMPLATE = join(dir, "hermes.jinja");
+writeFileSync(TEMPLATE, `{%- if tools %}<|im_start|>system
+Tools: {{ tools | tojson }}<|im_end|>
+{% endif %}{%- for m in messages %}<|im_start|>{{ m.role }}
+{%- if m.tool_calls %}{% for tc in m.tool_calls %}
+<tool_call>
+{"name": "{{ tc.function.name }}", "arguments": {{ tc.function.arguments }}}
+</tool_call>{% endfor %}{% else %}
+{{ m.content }}{% endif %}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}`);
 
 const SCHEMAS = {
   flat: {
@@ -125,7 +138,9 @@ for (const [label, model] of [["bundled", BUNDLED], ["random", RANDOM]]) {
         "--n-head-kv", "2", "--n-ff", "256", "--n-ctx", "1024", "--seed", "7", "-q"]);
       assert.equal(g.status, 0, g.stderr);
     }
-    const s = await startServer({ model, args: ["--kv-cache-memory", "256MiB", "--max-model-len", "1024"] });
+    const args = ["--kv-cache-memory", "256MiB", "--max-model-len", "1024"];
+    if (label === "random") args.push("--chat-template", TEMPLATE);
+    const s = await startServer({ model, args });
     servers.push(s);
     let stopped = 0, total = 0;
     for (const [name, schema] of Object.entries(SCHEMAS)) {
@@ -202,4 +217,35 @@ test("openai client: zodResponseFormat + chat.completions.parse", async () => {
     parsed++;
   }
   assert.ok(parsed >= 3, `only ${parsed} of 6 finished`);
+});
+
+test("openai client: forced tool call on a random-weight model, then the tool result round trip", async () => {
+  const s = servers[1];
+  const client = new OpenAI({ baseURL: s.url + "/v1", apiKey: "x" });
+  const model = (await client.models.list()).data[0].id;
+  const params = { type: "object", properties: { city: { type: "string", maxLength: 8 }, unit: { enum: ["c", "f"] } }, required: ["city", "unit"], additionalProperties: false };
+  const tools = [{ type: "function", function: { name: "get_weather", parameters: params } }, { type: "function", function: { name: "noop" } }];
+  const validate = ajv.compile(params);
+  let calls = 0;
+  for (const tool_choice of ["required", { type: "function", function: { name: "get_weather" } }]) {
+    for (let seed = 1; seed <= 4; seed++) {
+      const messages = [{ role: "user", content: "weather in Paris?" }];
+      const r = await client.chat.completions.create({ model, messages, tools, tool_choice, parallel_tool_calls: false, max_tokens: 300, seed });
+      const ch = r.choices[0];
+      if (ch.finish_reason === "length") continue;
+      assert.equal(ch.finish_reason, "tool_calls", JSON.stringify(ch));
+      assert.equal(ch.message.tool_calls.length, 1);
+      const call = ch.message.tool_calls[0];
+      assert.equal(call.type, "function");
+      if (typeof tool_choice === "object") assert.equal(call.function.name, "get_weather");
+      if (call.function.name === "get_weather") assert.ok(validate(JSON.parse(call.function.arguments)), call.function.arguments);
+      calls++;
+      // the call and its result go back through the chat template for the next turn
+      messages.push(ch.message, { role: "tool", tool_call_id: call.id, content: "{\"temp\": 21}" });
+      const r2 = await client.chat.completions.create({ model, messages, tools, tool_choice: "none", max_tokens: 8, seed });
+      assert.ok(["stop", "length"].includes(r2.choices[0].finish_reason));
+      assert.equal(r2.choices[0].message.tool_calls, undefined);
+    }
+  }
+  assert.ok(calls >= 4, `only ${calls} of 8 forced calls finished`);
 });
