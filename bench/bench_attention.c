@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
   pl_backend *be;
   if (pl_backend_cpu_create(threads, &be) < 0)
     return 1;
-  pl_kv_spec spec = {1, NKV, HD, NH, BS, n_blocks};
+  pl_kv_spec spec = {1, NKV, HD, NH, BS, n_blocks, PL_DT_F32};
   if (be->ops->kv_init(be, &spec) < 0)
     return 1;
   pl_cpu_backend *c = (pl_cpu_backend *)be;
@@ -121,6 +121,7 @@ int main(int argc, char **argv) {
                        .seq_lens = lens, .block_tables = bt};
   pl_threadpool *tp;
   pl_threadpool_create(threads, &tp);
+  be->ops->step_begin(be, &plan);
   float *scratch = pl_malloc(sizeof(float) * threads * (NH / NKV * HD + 2 * NH / NKV + BS + 16));
   contig_job cj = {K, V, q, o2, n_seqs, ctx, scratch};
   double best_p = 1e9, best_c = 1e9;
@@ -129,7 +130,7 @@ int main(int argc, char **argv) {
     for (int it = 0; it < 10; it++) {
       double t0 = now();
       if (round % 2 == 0)
-        be->ops->attention(be, 0, o1, q, NH, &plan, 0.125f);
+        be->ops->attention(be, 0, o1, q, NH, 0.125f);
       else
         pl_threadpool_run(tp, contig_task, &cj);
       double t = now() - t0;

@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "golden_io.h"
+#include "backend/cpu/kern/kern.h"
 #include "model/model.h"
 #include "pagellm.h"
 #include "util/alloc.h"
