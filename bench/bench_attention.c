@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
   pl_backend *be;
   if (pl_backend_cpu_create(threads, &be) < 0)
     return 1;
-  pl_kv_spec spec = {1, NKV, HD, NH, BS, n_blocks};
+  pl_kv_spec spec = {1, NKV, HD, NH, BS, n_blocks, PL_DT_F32};
   if (be->ops->kv_init(be, &spec) < 0)
     return 1;
   pl_cpu_backend *c = (pl_cpu_backend *)be;
@@ -113,6 +113,7 @@ int main(int argc, char **argv) {
                        .seq_lens = lens, .block_tables = bt};
   pl_threadpool *tp;
   pl_threadpool_create(threads, &tp);
+  be->ops->step_begin(be, &plan);
   float *scratch = pl_malloc(sizeof(float) * threads * (NH / NKV * HD + 2 * NH / NKV + BS + 16));
   contig_job cj = {K, V, q, o2, n_seqs, ctx, scratch};
   double best_p = 1e9, best_c = 1e9;
@@ -121,7 +122,7 @@ int main(int argc, char **argv) {
     for (int it = 0; it < 10; it++) {
       double t0 = now();
       if (round % 2 == 0)
-        be->ops->attention(be, 0, o1, q, NH, &plan, 0.125f);
+        be->ops->attention(be, 0, o1, q, NH, 0.125f);
       else
         pl_threadpool_run(tp, contig_task, &cj);
       double t = now() - t0;
@@ -151,9 +152,10 @@ int main(int argc, char **argv) {
                         .max_blocks_per_seq = nb_seq, .positions = ppos,
                         .query_start_loc = pqsl, .seq_lens = plen, .block_tables = bt};
   double best_f = 1e9;
+  be->ops->step_begin(be, &pplan);
   for (int it = 0; it < 10; it++) {
     double t0 = now();
-    be->ops->attention(be, 0, op, qp, NH, &pplan, 0.125f);
+    be->ops->attention(be, 0, op, qp, NH, 0.125f);
     double t = now() - t0;
     best_f = t < best_f ? t : best_f;
   }

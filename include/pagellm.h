@@ -30,7 +30,8 @@ extern "C" {
   X(PL_EBUSY, -10, "busy (queue full)")                               \
   X(PL_ESTATE, -11, "invalid state")                                  \
   X(PL_ETEMPLATE, -12, "chat template error")                         \
-  X(PL_EINTERNAL, -13, "internal error")
+  X(PL_EINTERNAL, -13, "internal error")                              \
+  X(PL_EDEVICE, -14, "device error")
 
 typedef enum {
 #define PL_X_ENUM(name, val, desc) name = val,
@@ -58,11 +59,26 @@ typedef enum { PL_KV_PAGED = 0, PL_KV_STATIC = 1 } pl_kv_alloc;
 typedef enum { PL_SPEC_NONE = 0, PL_SPEC_NGRAM = 1, PL_SPEC_DRAFT = 2 } pl_spec_method;
 #define PL_SPEC_MAX_TOKENS 16
 
+/* Element type of the KV cache (vLLM's --kv-cache-dtype). AUTO: bf16 on CUDA, the CPU
+ * backend's default on the CPU. */
+typedef enum {
+  PL_KV_DTYPE_AUTO = 0,
+  PL_KV_DTYPE_F32,
+  PL_KV_DTYPE_F16,
+  PL_KV_DTYPE_BF16,
+  PL_KV_DTYPE_Q8_0,
+} pl_kv_dtype;
+
 typedef struct pl_engine_params {
   const char *model_path;     /* .gguf file or safetensors directory (required) */
+  const char *device;         /* "auto" (NULL: CUDA when usable, else CPU), "cpu", "cuda[:N]" */
+  float gpu_memory_utilization; /* GPU: share of total device memory for weights, activations
+                                   and KV (vLLM's meaning); 0 = 0.9 */
+  pl_kv_dtype kv_cache_dtype; /* KV element type (default AUTO) */
   const char *chat_template;  /* Jinja text overriding the model's; NULL = model's own */
   int n_threads;              /* compute threads; 0 = number of cores */
-  size_t kv_cache_bytes;      /* KV pool size; 0 = a share of free memory (logged) */
+  size_t kv_cache_bytes;      /* KV pool size; 0 = auto: a share of free host memory on the
+                                 CPU, the GPU memory left under gpu_memory_utilization */
   int max_model_len;          /* tokens per sequence; 0 = the model's context length */
   int block_size;             /* tokens per KV block; 0 = 16 */
   int max_num_seqs;           /* sequences per step; 0 = 256 */
@@ -175,6 +191,7 @@ typedef struct pl_engine_stats {
   int64_t kv_allocated_tokens;     /* blocks_used * block_size (incl. static reservations) */
   int peak_running;                /* most requests running at once so far */
   int64_t peak_blocks_used;
+  int64_t kv_bytes_per_token;      /* K and V of every layer, in the backend's KV dtype */
   /* speculative decoding (vLLM's spec_decode metrics) */
   int64_t spec_num_drafts;          /* verifications: (request, step) pairs with proposals */
   int64_t spec_num_draft_tokens;    /* proposals verified */
@@ -184,6 +201,11 @@ typedef struct pl_engine_stats {
   int spec_num_positions;           /* proposals per step (K); 0 = speculation off */
 } pl_engine_stats;
 void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st);
+
+/* The device the engine computes on, as one line ("NVIDIA H100 80GB HBM3, 79.1 GiB, sm_90" or
+ * "CPU, 2 threads, avx512 kernels"), and the KV dtype's name ("bf16"). Owned by the engine. */
+const char *pl_engine_device(const pl_engine *e);
+const char *pl_engine_kv_dtype(const pl_engine *e);
 
 #ifdef __cplusplus
 }

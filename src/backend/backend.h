@@ -1,19 +1,29 @@
-/* The fixed op set a backend implements (DESIGN.md "Backends"). The model runner
- * (model/runner.c) is written only in terms of these ops, so a CUDA backend plugs in by
- * providing the same table. Activation buffers are backend memory obtained from `alloc`;
- * weights are pl_tensor views (host memory on the CPU backend).
+/* The fixed op set a backend implements. The model runner (model/runner.c) is written only in
+ * terms of these ops; the CPU backend (backend/cpu/) and the CUDA backend (backend/cuda/)
+ * provide the table.
  *
- * KV cache: the backend owns its layout. It is created once for n_blocks blocks of
- * block_size tokens for every layer and addressed only through slot numbers
- * (block * block_size + offset) and block tables, never by sequence.
- * All ops are synchronous on the CPU backend. */
+ * Memory. Activation buffers are backend memory from `alloc` (host memory on the CPU, device
+ * memory on CUDA), always float32 [rows][cols]; the runner never dereferences them. Weights are
+ * pl_tensor views of the loaded file; `weight_upload` gives each tensor its backend copy
+ * (t->dev) once at load. Norms and biases are tensors too (F32, 1-D).
+ *
+ * A step. `step_begin(plan)` stages the plan's index arrays in backend memory (one copy per
+ * step); the ops of that step read the staged copy, never host pointers: embed reads
+ * token_ids, kv_write slot_mapping, attention the whole plan, get_rows logits_rows, copy_blocks
+ * the copy lists. Ops may run asynchronously (CUDA: in stream order); `step_end` waits and
+ * returns the first error of the step. Every op returns 0 or a negative PL_E* status with
+ * pl_last_error() set; after an error the caller ends the step and reports it.
+ *
+ * KV cache: the backend owns its layout and element type. It is created once for n_blocks
+ * blocks of block_size tokens for every layer and addressed only through slot numbers
+ * (block * block_size + offset) and block tables, never by sequence. */
 #ifndef PL_BACKEND_BACKEND_H
 #define PL_BACKEND_BACKEND_H
 #include <stddef.h>
 #include <stdint.h>
 
 #include "backend/tensor.h"
-#include "core/step_plan.h"
+#include "plan/step_plan.h"
 
 typedef struct pl_backend pl_backend;
 
@@ -22,6 +32,7 @@ typedef struct pl_kv_spec {
   int n_head;       /* query heads (sizes the attention scratch) */
   int block_size;   /* tokens per block */
   int n_blocks;     /* including the null block 0 */
+  pl_dtype dtype;   /* element type of K and V; PL_DT_AUTO = the backend's default */
 } pl_kv_spec;
 
 typedef struct pl_rope_spec {
@@ -31,47 +42,71 @@ typedef struct pl_rope_spec {
 
 typedef struct pl_backend_ops {
   const char *name;
-  void (*destroy)(pl_backend *be);
+  void (*destroy)(pl_backend *be); /* frees the KV pool and every uploaded weight */
   void *(*alloc)(pl_backend *be, size_t bytes);   /* NULL on failure; 64-byte aligned */
   void (*free)(pl_backend *be, void *p);
-  int (*kv_init)(pl_backend *be, const pl_kv_spec *spec); /* allocates the pool */
+  /* Make t usable by the ops (sets t->dev; the CPU backend uses t->data in place). */
+  int (*weight_upload)(pl_backend *be, pl_tensor *t);
+
+  /* KV: bytes one token of context takes in every layer's K and V for spec (n_blocks and
+   * block_size ignored; spec->dtype AUTO resolved as kv_init would); 0 if the dtype is not
+   * supported. kv_init allocates the pool and sets the resolved dtype in the spec it keeps. */
+  size_t (*kv_bytes_per_token)(const pl_backend *be, const pl_kv_spec *spec);
+  int (*kv_init)(pl_backend *be, const pl_kv_spec *spec);
   size_t (*kv_bytes)(const pl_backend *be);
-  /* x[n][d] = rows ids[n] of the embedding table (any weight type) */
-  void (*embed)(pl_backend *be, float *x, const pl_tensor *table, const int32_t *ids, int n);
+  pl_dtype (*kv_dtype)(const pl_backend *be);
+  /* device memory now free and in total, bytes (the CPU backend reports 0, 0: host memory is
+   * not budgeted by the backend) */
+  void (*mem_info)(pl_backend *be, size_t *free_bytes, size_t *total_bytes);
+
+  int (*step_begin)(pl_backend *be, const pl_step_plan *plan);
+  int (*step_end)(pl_backend *be);
+
+  /* x[n_tokens][d] = rows token_ids[] of the embedding table (any weight type) */
+  int (*embed)(pl_backend *be, float *x, const pl_tensor *table);
   /* y[n][d] = rmsnorm(x[n][d]) * w[d]  (w F32 [d]); y may alias x */
-  void (*rmsnorm)(pl_backend *be, float *y, const float *x, const float *w, int n, int d,
-                  float eps);
+  int (*rmsnorm)(pl_backend *be, float *y, const float *x, const pl_tensor *w, int n, int d,
+                 float eps);
   /* y[n][W.ne1] = x[n][W.ne0] · W^T (+ bias[W.ne1] if bias != NULL) */
-  void (*matmul)(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
-                 const float *bias);
-  /* rotate each head of x[n][n_heads*head_dim]; cs[n][rope_dim] holds, per token, cos of its
-   * rope_dim/2 angles then their sin (computed once per step for all heads and layers) */
-  void (*rope)(pl_backend *be, float *x, const float *cs, int n, int n_heads,
-               const pl_rope_spec *rs);
-  /* write k/v [n][n_kv_head*head_dim] of layer into the cache at slot_mapping[n] */
-  void (*kv_write)(pl_backend *be, int layer, const float *k, const float *v,
-                   const int32_t *slot_mapping, int n);
-  /* out[n_tokens][n_head*head_dim]: causal paged attention of q over the cache per plan */
-  void (*attention)(pl_backend *be, int layer, float *out, const float *q, int n_head,
-                    const pl_step_plan *plan, float scale);
+  int (*matmul)(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
+                const pl_tensor *bias);
+  /* rotate each head of x[n][n_heads*head_dim]; cs[n][rope_dim] (backend memory) holds, per
+   * token, cos of its rope_dim/2 angles then their sin (computed once per step) */
+  int (*rope)(pl_backend *be, float *x, const float *cs, int n, int n_heads,
+              const pl_rope_spec *rs);
+  /* write k/v [n_tokens][n_kv_head*head_dim] of layer into the cache at slot_mapping[] */
+  int (*kv_write)(pl_backend *be, int layer, const float *k, const float *v);
+  /* out[n_tokens][n_head*head_dim]: causal paged attention of q over the cache per the plan */
+  int (*attention)(pl_backend *be, int layer, float *out, const float *q, int n_head,
+                   float scale);
   /* y[n] = silu(g[n]) * u[n] */
-  void (*swiglu)(pl_backend *be, float *y, const float *g, const float *u, size_t n);
+  int (*swiglu)(pl_backend *be, float *y, const float *g, const float *u, size_t n);
   /* y[n] += x[n] */
-  void (*add)(pl_backend *be, float *y, const float *x, size_t n);
-  /* dst[i][d] = src[rows[i]][d] */
-  void (*get_rows)(pl_backend *be, float *dst, const float *src, const int32_t *rows, int n,
-                   int d);
-  /* copy every layer's K and V of block src[i] to dst[i] (copy-on-write) */
-  void (*copy_blocks)(pl_backend *be, const int32_t *src, const int32_t *dst, int n);
-  /* host <-> backend memory (memcpy on the CPU backend) */
-  void (*download)(pl_backend *be, void *host, const void *dev, size_t bytes);
-  void (*upload)(pl_backend *be, void *dev, const void *host, size_t bytes);
+  int (*add)(pl_backend *be, float *y, const float *x, size_t n);
+  /* dst[i][d] = src[logits_rows[i]][d] for the plan's n_logits rows */
+  int (*get_rows)(pl_backend *be, float *dst, const float *src, int d);
+  /* copy every layer's K and V of block copy_src[i] to copy_dst[i] (copy-on-write) */
+  int (*copy_blocks)(pl_backend *be);
+  /* host <-> backend memory (memcpy on the CPU backend; ordered with the step's ops) */
+  int (*download)(pl_backend *be, void *host, const void *dev, size_t bytes);
+  int (*upload)(pl_backend *be, void *dev, const void *host, size_t bytes);
 } pl_backend_ops;
 
 struct pl_backend {
   const pl_backend_ops *ops;
+  char desc[192];     /* one line for logs: device name, memory, capability */
 };
+
+/* Device selection: "auto" (CUDA when built in and a GPU is usable, else the CPU), "cpu",
+ * "cuda" or "cuda:N". n_threads is the CPU backend's thread count (<= 0: all cores). Errors:
+ * PL_EINVAL for a malformed name, PL_EUNSUPPORTED when CUDA is asked for but not built in, or
+ * the CUDA backend's own errors (no GPU, driver too old). */
+int pl_backend_create(const char *device, int n_threads, pl_backend **out);
 
 /* The CPU backend (n_threads <= 0: all cores). */
 int pl_backend_cpu_create(int n_threads, pl_backend **out);
+/* The CUDA backend on GPU `ordinal` (backend/cuda/); PL_EUNSUPPORTED when not built in. */
+int pl_backend_cuda_create(int ordinal, pl_backend **out);
+/* 1 when this build has the CUDA backend. */
+int pl_backend_cuda_built(void);
 #endif

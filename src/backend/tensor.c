@@ -7,6 +7,7 @@ int pl_dtype_block_size(pl_dtype t) {
   case PL_DT_Q4_K: case PL_DT_Q6_K: return 256;
   case PL_DT_MLX_Q4: return 8;  /* one uint32 word */
   case PL_DT_MLX_Q8: return 4;
+  case PL_DT_AUTO: break;
   }
   return 0;
 }
@@ -20,6 +21,7 @@ size_t pl_dtype_block_bytes(pl_dtype t) {
   case PL_DT_Q4_K: return 2 + 2 + 12 + 128;
   case PL_DT_Q6_K: return 128 + 64 + 16 + 2;
   case PL_DT_MLX_Q4: case PL_DT_MLX_Q8: return 4;
+  case PL_DT_AUTO: break;
   }
   return 0;
 }
@@ -35,6 +37,7 @@ const char *pl_dtype_name(pl_dtype t) {
   case PL_DT_Q6_K: return "Q6_K";
   case PL_DT_MLX_Q4: return "MLX_Q4";
   case PL_DT_MLX_Q8: return "MLX_Q8";
+  case PL_DT_AUTO: return "auto";
   }
   return "unknown";
 }

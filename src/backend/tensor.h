@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 typedef enum {
+  PL_DT_AUTO = -1, /* "the backend's default" where a dtype is chosen (KV cache) */
   PL_DT_F32 = 0,
   PL_DT_F16 = 1,
   PL_DT_Q4_0 = 2,
@@ -32,6 +33,7 @@ typedef struct pl_tensor {
   const void *scales, *biases;
   pl_dtype sb_type;
   int group_size;
+  void *dev;         /* the backend's copy, set by weight_upload (NULL: use data in place) */
 } pl_tensor;
 
 /* Elements per quantization block and bytes per block of a ggml type (1 and sizeof elem for

@@ -136,6 +136,42 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
     ep->draft_model_path = v;
     return 1;
   }
+  if (is_opt(a, "--device")) {
+    if (!(v = value(argc, argv, i, "--device")))
+      return -1;
+    if (strcmp(v, "auto") && strcmp(v, "cpu") && strncmp(v, "cuda", 4)) {
+      fprintf(stderr, "pagellm: --device expects auto, cpu, cuda or cuda:N, got '%s'\n", v);
+      return -1;
+    }
+    ep->device = v;
+    return 1;
+  }
+  if (is_opt(a, "--gpu-memory-utilization")) {
+    if (!(v = value(argc, argv, i, "--gpu-memory-utilization")))
+      return -1;
+    char *end;
+    double u = strtod(v, &end);
+    if (end == v || *end || !(u > 0) || u > 1) {
+      fprintf(stderr, "pagellm: --gpu-memory-utilization expects a fraction in (0, 1], got "
+              "'%s'\n", v);
+      return -1;
+    }
+    ep->gpu_memory_utilization = (float)u;
+    return 1;
+  }
+  if (is_opt(a, "--kv-cache-dtype")) {
+    if (!(v = value(argc, argv, i, "--kv-cache-dtype")))
+      return -1;
+    static const char *names[] = {"auto", "f32", "f16", "bf16", "q8_0"};
+    for (int k = 0; k < 5; k++)
+      if (!strcmp(v, names[k])) {
+        ep->kv_cache_dtype = (pl_kv_dtype)k;
+        return 1;
+      }
+    fprintf(stderr, "pagellm: --kv-cache-dtype expects auto, f32, f16, bf16 or q8_0, got '%s'\n",
+            v);
+    return -1;
+  }
   if (!strcmp(a, "--no-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching")) {
     ep->enable_prefix_caching = 0;
     return 1;
@@ -203,6 +239,9 @@ const char *pl_engine_opts_help(void) {
          "                              (default), or whatever fits now and preempt (vLLM)\n"
          "  --no-prefix-caching         disable automatic prefix caching\n"
          "  -t, --threads N             compute threads (default: all cores)\n"
+         "  --device auto|cpu|cuda[:N]  where to compute (default auto: the GPU when usable)\n"
+         "  --gpu-memory-utilization F  GPU memory share for weights+activations+KV (0.9)\n"
+         "  --kv-cache-dtype T          auto|f32|f16|bf16|q8_0 (auto: bf16 on GPU, f32 on CPU)\n"
          "  --max-waiting N             waiting-queue bound; beyond it requests get 503\n"
          "  --speculative ngram|draft   speculative decoding: prompt lookup or a draft model\n"
          "  --num-speculative-tokens K  proposals per step (default 4, at most 16)\n"

@@ -39,7 +39,7 @@
 #include <stdint.h>
 
 #include "core/kv_cache.h"
-#include "core/step_plan.h"
+#include "plan/step_plan.h"
 #include "pagellm.h"
 
 typedef enum { PL_SCHED_FCFS = 0, PL_SCHED_PRIORITY = 1 } pl_sched_policy;

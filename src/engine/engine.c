@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/sysinfo.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "core/scheduler.h"
@@ -52,6 +53,54 @@ static size_t default_kv_bytes(void) {
   return b > ((size_t)8 << 30) ? ((size_t)8 << 30) : b;
 }
 
+static pl_dtype kv_dtype_of(pl_kv_dtype d) {
+  switch (d) {
+  case PL_KV_DTYPE_F32: return PL_DT_F32;
+  case PL_KV_DTYPE_F16: return PL_DT_F16;
+  case PL_KV_DTYPE_BF16: return PL_DT_BF16;
+  case PL_KV_DTYPE_Q8_0: return PL_DT_Q8_0;
+  default: return PL_DT_AUTO;
+  }
+}
+
+/* Bytes for the KV pool when the user gave none. On a GPU: what is left of
+ * gpu_memory_utilization x total after weights and activations (vLLM's rule). On the CPU: a
+ * share of free host memory, but never more than every sequence slot at full length needs. */
+static int auto_kv_bytes(pl_engine *e, size_t kv_tok, size_t *out) {
+  const pl_engine_params *p = &e->p;
+  size_t freeb = 0, total = 0;
+  e->be->ops->mem_info(e->be, &freeb, &total);
+  size_t cap = (size_t)p->max_num_seqs * (size_t)p->max_model_len * kv_tok;
+  if (total) {
+    float u = p->gpu_memory_utilization;
+    size_t used = total - freeb, budget = (size_t)((double)total * u);
+    if (budget <= used)
+      return pl_fail(PL_ENOMEM,
+                     "no GPU memory left for the KV cache: weights and activations use %.2f GiB "
+                     "of the %.2f GiB that --gpu-memory-utilization %.2f allows; raise it or "
+                     "lower --max-num-batched-tokens",
+                     used / 1073741824.0, budget / 1073741824.0, u);
+    *out = budget - used;
+  } else {
+    *out = default_kv_bytes();
+  }
+  if (*out > cap)
+    *out = cap;
+  return 0;
+}
+
+/* Weights into backend memory, with a progress bar on a terminal for large models. */
+static int upload_weights(pl_engine *e) {
+  size_t freeb = 0, total = 0;
+  e->be->ops->mem_info(e->be, &freeb, &total);
+  if (total && e->model->weight_bytes > freeb)
+    return pl_fail(PL_ENOMEM,
+                   "model needs %.2f GiB for its weights, %.2f GiB of GPU memory is free: use a "
+                   "smaller or quantized model, or another GPU (--device cuda:N)",
+                   e->model->weight_bytes / 1073741824.0, freeb / 1073741824.0);
+  return pl_model_upload(e->model, e->be, isatty(2) && e->model->weight_bytes > (64u << 20));
+}
+
 int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   *out = NULL;
   if (!pin || !pin->model_path)
@@ -75,23 +124,38 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   if (p->max_num_batched_tokens <= 0) p->max_num_batched_tokens = 2048;
   if (p->max_waiting <= 0) p->max_waiting = 1024;
   if (p->max_model_len <= 0) p->max_model_len = hp->n_ctx_train;
+  if (p->gpu_memory_utilization == 0) p->gpu_memory_utilization = 0.9f;
   if (p->block_size > 1024 || p->max_num_seqs > 65536 || p->max_num_batched_tokens > (1 << 20) ||
-      p->max_model_len > (1 << 24)) {
+      p->max_model_len > (1 << 24) || !(p->gpu_memory_utilization > 0) ||
+      p->gpu_memory_utilization > 1) {
     rc = pl_fail(PL_EINVAL, "engine parameters out of range (block size %d, seqs %d, batched "
-                 "tokens %d, max model len %d)", p->block_size, p->max_num_seqs,
-                 p->max_num_batched_tokens, p->max_model_len);
+                 "tokens %d, max model len %d, gpu memory utilization %g)", p->block_size,
+                 p->max_num_seqs, p->max_num_batched_tokens, p->max_model_len,
+                 p->gpu_memory_utilization);
     goto fail;
   }
-  size_t kv_tok = pl_model_kv_bytes_per_token(e->model);
-  size_t kv_bytes = p->kv_cache_bytes;
-  if (!kv_bytes) {
-    /* default: a share of free memory, but never more than every sequence slot at full
-     * length could use */
-    size_t cap = (size_t)p->max_num_seqs * (size_t)p->max_model_len * kv_tok;
-    kv_bytes = default_kv_bytes();
-    if (kv_bytes > cap)
-      kv_bytes = cap;
+  if (p->max_num_batched_tokens < p->max_num_seqs)
+    p->max_num_batched_tokens = p->max_num_seqs; /* every running seq must be able to decode */
+  if ((rc = pl_backend_create(p->device, p->n_threads, &e->be)) < 0)
+    goto fail;
+  if ((rc = upload_weights(e)) < 0)
+    goto fail;
+  /* activations first, so that the KV pool gets what they leave */
+  const int max_logits = p->max_num_seqs + pl_spec_extra_logits(p);
+  pl_runner_params rp = {.max_tokens = p->max_num_batched_tokens, .max_logits = max_logits,
+                         .block_size = p->block_size, .n_blocks = 0};
+  if ((rc = pl_runner_create(e->model, e->be, &rp, &e->runner)) < 0)
+    goto fail;
+  pl_kv_spec ks = pl_runner_kv_spec(e->model, p->block_size, 0, kv_dtype_of(p->kv_cache_dtype));
+  size_t kv_tok = e->be->ops->kv_bytes_per_token(e->be, &ks);
+  if (!kv_tok) {
+    rc = pl_fail(PL_EUNSUPPORTED, "the %s backend has no %s KV cache", e->be->ops->name,
+                 pl_dtype_name(ks.dtype));
+    goto fail;
   }
+  size_t kv_bytes = p->kv_cache_bytes;
+  if (!kv_bytes && (rc = auto_kv_bytes(e, kv_tok, &kv_bytes)) < 0)
+    goto fail;
   long long n_blocks = (long long)(kv_bytes / (kv_tok * (size_t)p->block_size));
   if (n_blocks > (1 << 24))
     n_blocks = 1 << 24;
@@ -99,30 +163,24 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   if (n_blocks < need) {
     rc = pl_fail(PL_EINVAL,
                  "KV cache of %.1f MiB holds %lld blocks of %d tokens (%zu bytes per token), but "
-                 "one sequence of max_model_len %d needs %lld: raise --kv-cache-memory or lower "
-                 "--max-model-len",
-                 kv_bytes / 1048576.0, n_blocks, p->block_size, kv_tok, p->max_model_len, need);
+                 "one sequence of max_model_len %d needs %lld: raise --kv-cache-memory%s or "
+                 "lower --max-model-len",
+                 kv_bytes / 1048576.0, n_blocks, p->block_size, kv_tok, p->max_model_len, need,
+                 p->kv_cache_bytes ? "" : " (or --gpu-memory-utilization)");
     goto fail;
   }
   n_blocks += 1; /* the null block */
-  if (p->max_num_batched_tokens < p->max_num_seqs)
-    p->max_num_batched_tokens = p->max_num_seqs; /* every running seq must be able to decode */
+  if ((rc = pl_runner_init_kv(e->runner, (int)n_blocks, ks.dtype)) < 0)
+    goto fail;
   pl_sched_params sp = {.num_blocks = (int)n_blocks, .block_size = p->block_size,
                         .max_model_len = p->max_model_len, .max_num_seqs = p->max_num_seqs,
                         .max_num_batched_tokens = p->max_num_batched_tokens,
                         .kv_alloc = p->kv_alloc,
-                        .max_num_logits = p->max_num_seqs + pl_spec_extra_logits(p),
+                        .max_num_logits = max_logits,
                         .enable_prefix_caching = p->enable_prefix_caching,
                         .policy = PL_SCHED_PRIORITY,
                         .admission = p->kv_admit_greedy ? PL_ADMIT_GREEDY : PL_ADMIT_RESERVE};
   if ((rc = pl_sched_create(&sp, &e->sched)) < 0)
-    goto fail;
-  if ((rc = pl_backend_cpu_create(p->n_threads, &e->be)) < 0)
-    goto fail;
-  const int max_logits = p->max_num_seqs + pl_spec_extra_logits(p);
-  pl_runner_params rp = {.max_tokens = p->max_num_batched_tokens, .max_logits = max_logits,
-                         .block_size = p->block_size, .n_blocks = (int)n_blocks};
-  if ((rc = pl_runner_create(e->model, e->be, &rp, &e->runner)) < 0)
     goto fail;
   e->logits = pl_malloc((size_t)max_logits * hp->n_vocab * sizeof(float));
   if (!e->logits) {
@@ -132,14 +190,17 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   if ((rc = pl_sampler_init(&e->sampler, hp->n_vocab)) < 0)
     goto fail;
   e->n_blocks = (int)n_blocks;
+  e->kv_tok = kv_tok;
   if ((rc = pl_spec_create(e)) < 0) /* speculative decoding; a draft model loads here */
     goto fail;
   e->kv_bytes = (size_t)(n_blocks - 1) * kv_tok * (size_t)p->block_size;
+  PL_INFO("device: %s", e->be->desc);
   PL_INFO("model %s: %s, %.1f M params, %.1f MiB weights", e->model->name,
           pl_arch_name(hp->arch), e->model->n_params / 1e6, e->model->weight_bytes / 1048576.0);
-  PL_INFO("KV cache: %lld blocks x %d tokens = %lld tokens (%.1f MiB, %s); max_model_len %d -> "
-          "%lld sequences at full length",
+  PL_INFO("KV cache: %lld blocks x %d tokens = %lld tokens (%.1f MiB %s, %zu bytes/token, %s); "
+          "max_model_len %d -> %lld sequences at full length",
           n_blocks - 1, p->block_size, (n_blocks - 1) * p->block_size, e->kv_bytes / 1048576.0,
+          pl_dtype_name(e->be->ops->kv_dtype(e->be)), kv_tok,
           p->kv_alloc == PL_KV_STATIC ? "static reservation" : "paged",
           p->max_model_len, (n_blocks - 1) / need);
   *out = e;
@@ -160,7 +221,7 @@ void pl_engine_destroy(pl_engine *e) {
   pl_sched_destroy(e->sched);
   pl_runner_free(e->runner);
   if (e->be)
-    e->be->ops->destroy(e->be);
+    e->be->ops->destroy(e->be); /* also frees the uploaded weights: before the model */
   pl_free(e->logits);
   pl_sampler_free(&e->sampler);
   pl_engine_unload_text(e);
@@ -175,6 +236,10 @@ const char *pl_engine_bos_text(const pl_engine *e) { return e->bos_text ? e->bos
 const char *pl_engine_eos_text(const pl_engine *e) { return e->eos_text ? e->eos_text : ""; }
 const struct pl_model *pl_engine_model(const pl_engine *e) { return e->model; }
 const char *pl_engine_model_name(const pl_engine *e) { return e->model->name; }
+const char *pl_engine_device(const pl_engine *e) { return e->be->desc; }
+const char *pl_engine_kv_dtype(const pl_engine *e) {
+  return pl_dtype_name(e->be->ops->kv_dtype(e->be));
+}
 int pl_engine_max_model_len(const pl_engine *e) { return e->p.max_model_len; }
 int pl_engine_has_unfinished(const pl_engine *e) {
   return e->groups != NULL || e->n_events > e->ev_read;
@@ -203,6 +268,7 @@ void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st) {
   st->kv_allocated_tokens = st->blocks_used * e->p.block_size;
   st->peak_running = ss.peak_running;
   st->peak_blocks_used = ss.kv.blocks_peak_used;
+  st->kv_bytes_per_token = (int64_t)e->kv_tok;
   pl_spec_stats(e, st);
   for (const pl_group *g = e->groups; g; g = g->next)
     for (int i = 0; i < g->sp.n; i++) {

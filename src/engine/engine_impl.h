@@ -87,7 +87,8 @@ struct pl_engine {
   pl_sampler sampler;
   float *logits;             /* [max_num_seqs][n_vocab] */
   int n_blocks;
-  size_t kv_bytes;
+  size_t kv_bytes;           /* the pool, without the null block */
+  size_t kv_tok;             /* KV bytes per token of context (backend's dtype) */
   uint64_t next_id;
   pl_group *groups;          /* live requests */
   int n_groups;

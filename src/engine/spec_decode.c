@@ -84,7 +84,8 @@ int pl_spec_create(pl_engine *e) {
     if (!sp->q || !sp->dreq || !sp->dss)
       return pl_fail(PL_ENOMEM, "out of memory for draft distributions");
     /* as many draft blocks as target blocks: a request never needs more draft tokens */
-    pl_spec_draft_params dp = {.path = p->draft_model_path, .n_threads = p->n_threads,
+    pl_spec_draft_params dp = {.path = p->draft_model_path, .device = p->device,
+                               .n_threads = p->n_threads,
                                .block_size = p->block_size, .n_blocks = e->n_blocks,
                                .max_seqs = p->max_num_seqs, .max_model_len = p->max_model_len,
                                .max_tokens = p->max_num_batched_tokens, .max_k = k};

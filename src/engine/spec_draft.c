@@ -5,7 +5,7 @@
 
 #include "backend/backend.h"
 #include "core/kv_cache.h"
-#include "core/step_plan.h"
+#include "plan/step_plan.h"
 #include "model/runner.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
@@ -75,7 +75,9 @@ int pl_spec_draft_create(const pl_spec_draft_params *p, const pl_model *target,
                            .enable_prefix_caching = 0};
   if ((rc = pl_kv_cache_create(&kp, &d->kv)) < 0)
     goto fail;
-  if ((rc = pl_backend_cpu_create(p->n_threads, &d->be)) < 0)
+  /* its own backend: a backend holds one KV pool */
+  if ((rc = pl_backend_create(p->device, p->n_threads, &d->be)) < 0 ||
+      (rc = pl_model_upload(d->m, d->be, 0)) < 0)
     goto fail;
   pl_runner_params rp = {.max_tokens = p->max_tokens, .max_logits = p->max_seqs,
                          .block_size = p->block_size, .n_blocks = p->n_blocks};

@@ -21,6 +21,7 @@ typedef struct pl_spec_draft pl_spec_draft;
 
 typedef struct pl_spec_draft_params {
   const char *path;   /* draft model: .gguf or safetensors directory */
+  const char *device; /* the target's device name (the draft gets its own backend there) */
   int n_threads;      /* 0 = number of cores */
   int block_size;     /* tokens per draft KV block */
   int n_blocks;       /* draft KV blocks including the null block */

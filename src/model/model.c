@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "backend/backend.h"
 #include "backend/cpu/kern/kern.h"
 #include "model/gguf.h"
 #include "util/alloc.h"
@@ -84,6 +85,54 @@ void pl_model_free(pl_model *m) {
   pl_free(m->path);
   pl_free(m->name);
   pl_free(m);
+}
+
+/* Calls fn on every distinct weight tensor (a tied output shares the embedding's upload). */
+static int each_tensor(pl_model *m, int (*fn)(void *ctx, pl_tensor *t), void *ctx) {
+  PL_TRY(fn(ctx, &m->tok_embd));
+  PL_TRY(fn(ctx, &m->output_norm));
+  if (m->output.data == m->tok_embd.data)
+    m->output.dev = m->tok_embd.dev;
+  else
+    PL_TRY(fn(ctx, &m->output));
+  for (int l = 0; l < m->hp.n_layer; l++) {
+    pl_layer *L = &m->layers[l];
+    pl_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->bq, &L->bk, &L->bv,
+                       &L->q_norm, &L->k_norm, &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up,
+                       &L->w_down};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+      if (ts[i]->data)
+        PL_TRY(fn(ctx, ts[i]));
+  }
+  return 0;
+}
+
+typedef struct {
+  pl_backend *be;
+  size_t done, total;
+  int bar, shown;
+} upload_ctx;
+
+static int upload_one(void *ctx, pl_tensor *t) {
+  upload_ctx *u = ctx;
+  PL_TRY(u->be->ops->weight_upload(u->be, t));
+  u->done += t->nbytes;
+  int pct = u->total ? (int)(100.0 * u->done / u->total) : 100;
+  if (u->bar && pct != u->shown) {
+    u->shown = pct;
+    fprintf(stderr, "\rloading weights to %s: %3d%% [%-40.*s] %.2f / %.2f GiB", u->be->ops->name,
+            pct, pct * 40 / 100, "========================================",
+            u->done / 1073741824.0, u->total / 1073741824.0);
+  }
+  return 0;
+}
+
+int pl_model_upload(pl_model *m, pl_backend *be, int progress) {
+  upload_ctx u = {be, 0, m->weight_bytes, progress, -1};
+  int rc = each_tensor(m, upload_one, &u);
+  if (u.shown >= 0)
+    fputc('\n', stderr);
+  return rc;
 }
 
 size_t pl_model_kv_bytes_per_token(const pl_model *m) {

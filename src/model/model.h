@@ -79,6 +79,12 @@ int pl_model_load(const char *path, pl_model **out);
 void pl_model_free(pl_model *m); /* NULL ok */
 const char *pl_arch_name(pl_arch a);
 
+/* Give every weight its backend copy (t->dev) through be->ops->weight_upload; progress != 0
+ * draws a progress bar on stderr. Binds the model to that backend, which must be destroyed
+ * before the model (it owns the copies). */
+struct pl_backend;
+int pl_model_upload(pl_model *m, struct pl_backend *be, int progress);
+
 /* KV bytes per token of context with float32 K and V. */
 size_t pl_model_kv_bytes_per_token(const pl_model *m);
 

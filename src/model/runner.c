@@ -35,7 +35,7 @@ struct pl_runner {
   float *hl;     /* [L][n_embd] hidden states of the logits rows */
   float *logits; /* [L][n_vocab] */
   float *cs_host;/* [T][rope_dim] host staging */
-  size_t bytes;
+  size_t act_bytes, bytes; /* activations; activations + KV pool */
 };
 
 static void *bal(pl_runner *r, size_t n_floats, int *ok) {
@@ -61,7 +61,8 @@ int pl_runner_create(const pl_model *m, pl_backend *be, const pl_runner_params *
                      pl_runner **out) {
   *out = NULL;
   const pl_hparams *hp = &m->hp;
-  if (p->max_tokens <= 0 || p->max_logits <= 0 || p->block_size <= 0 || p->n_blocks < 2)
+  if (p->max_tokens <= 0 || p->max_logits <= 0 || p->block_size <= 0 || p->n_blocks == 1 ||
+      p->n_blocks < 0)
     return pl_fail(PL_EINVAL, "runner: bad sizes (tokens %d, logits %d, block %d, blocks %d)",
                    p->max_tokens, p->max_logits, p->block_size, p->n_blocks);
   pl_runner *r = pl_calloc(1, sizeof *r);
@@ -90,16 +91,32 @@ int pl_runner_create(const pl_model *m, pl_backend *be, const pl_runner_params *
     pl_runner_free(r);
     return pl_fail(PL_ENOMEM, "runner: cannot allocate activations for %d tokens", p->max_tokens);
   }
-  pl_kv_spec kv = {hp->n_layer, hp->n_head_kv, hp->head_dim, hp->n_head, p->block_size,
-                   p->n_blocks};
-  int rc = be->ops->kv_init(be, &kv);
-  if (rc < 0) {
-    pl_runner_free(r);
-    return rc;
+  r->act_bytes = r->bytes;
+  if (p->n_blocks > 0) {
+    int rc = pl_runner_init_kv(r, p->n_blocks, p->kv_dtype);
+    if (rc < 0) {
+      pl_runner_free(r);
+      return rc;
+    }
   }
-  r->bytes += be->ops->kv_bytes(be);
   *out = r;
   return PL_OK;
+}
+
+pl_kv_spec pl_runner_kv_spec(const pl_model *m, int block_size, int n_blocks, pl_dtype dtype) {
+  const pl_hparams *hp = &m->hp;
+  return (pl_kv_spec){hp->n_layer, hp->n_head_kv, hp->head_dim, hp->n_head, block_size,
+                      n_blocks, dtype};
+}
+
+int pl_runner_init_kv(pl_runner *r, int n_blocks, pl_dtype dtype) {
+  if (n_blocks < 2)
+    return pl_fail(PL_EINVAL, "runner: KV pool needs at least 2 blocks, not %d", n_blocks);
+  pl_kv_spec kv = pl_runner_kv_spec(r->m, r->p.block_size, n_blocks, dtype);
+  PL_TRY(r->be->ops->kv_init(r->be, &kv));
+  r->p.n_blocks = n_blocks;
+  r->bytes = r->act_bytes + r->be->ops->kv_bytes(r->be);
+  return 0;
 }
 
 size_t pl_runner_memory(const pl_runner *r) { return r->bytes; }
@@ -142,18 +159,17 @@ static int check_plan(const pl_runner *r, const pl_step_plan *pl) {
   return 0;
 }
 
-int pl_runner_forward(pl_runner *r, const pl_step_plan *pl, float *logits_out) {
-  PL_TRY(check_plan(r, pl));
+/* The forward pass proper, between step_begin and step_end. */
+static int forward_ops(pl_runner *r, const pl_step_plan *pl) {
   const pl_model *m = r->m;
   const pl_hparams *hp = &m->hp;
   const pl_backend_ops *o = r->be->ops;
   pl_backend *be = r->be;
   int n = pl->n_tokens, E = hp->n_embd, hd = hp->head_dim;
-  size_t Q = (size_t)hp->n_head * hd;
 
   if (pl->n_copies)
-    o->copy_blocks(be, pl->copy_src, pl->copy_dst, pl->n_copies);
-  o->embed(be, r->x, &m->tok_embd, pl->token_ids, n);
+    PL_TRY(o->copy_blocks(be));
+  PL_TRY(o->embed(be, r->x, &m->tok_embd));
 
   /* cos/sin of every token's angles, shared by all heads and layers */
   int half = hp->rope_dim / 2;
@@ -165,38 +181,47 @@ int pl_runner_forward(pl_runner *r, const pl_step_plan *pl, float *logits_out) {
       c[half + i] = (float)sin(th);
     }
   }
-  o->upload(be, r->cs, r->cs_host, (size_t)n * hp->rope_dim * sizeof(float));
+  PL_TRY(o->upload(be, r->cs, r->cs_host, (size_t)n * hp->rope_dim * sizeof(float)));
 
   float scale = 1.0f / sqrtf((float)hd);
   for (int l = 0; l < hp->n_layer; l++) {
     const pl_layer *L = &m->layers[l];
-    o->rmsnorm(be, r->h, r->x, L->attn_norm.data, n, E, hp->rms_eps);
-    o->matmul(be, r->q, r->h, n, &L->wq, L->bq.data);
-    o->matmul(be, r->k, r->h, n, &L->wk, L->bk.data);
-    o->matmul(be, r->v, r->h, n, &L->wv, L->bv.data);
+    PL_TRY(o->rmsnorm(be, r->h, r->x, &L->attn_norm, n, E, hp->rms_eps));
+    PL_TRY(o->matmul(be, r->q, r->h, n, &L->wq, L->bq.data ? &L->bq : NULL));
+    PL_TRY(o->matmul(be, r->k, r->h, n, &L->wk, L->bk.data ? &L->bk : NULL));
+    PL_TRY(o->matmul(be, r->v, r->h, n, &L->wv, L->bv.data ? &L->bv : NULL));
     if (L->q_norm.data) {
-      o->rmsnorm(be, r->q, r->q, L->q_norm.data, n * hp->n_head, hd, hp->rms_eps);
-      o->rmsnorm(be, r->k, r->k, L->k_norm.data, n * hp->n_head_kv, hd, hp->rms_eps);
+      PL_TRY(o->rmsnorm(be, r->q, r->q, &L->q_norm, n * hp->n_head, hd, hp->rms_eps));
+      PL_TRY(o->rmsnorm(be, r->k, r->k, &L->k_norm, n * hp->n_head_kv, hd, hp->rms_eps));
     }
-    o->rope(be, r->q, r->cs, n, hp->n_head, &r->rs);
-    o->rope(be, r->k, r->cs, n, hp->n_head_kv, &r->rs);
-    o->kv_write(be, l, r->k, r->v, pl->slot_mapping, n);
-    o->attention(be, l, r->attn, r->q, hp->n_head, pl, scale);
-    o->matmul(be, r->h, r->attn, n, &L->wo, NULL);
-    o->add(be, r->x, r->h, (size_t)n * E);
-    o->rmsnorm(be, r->h, r->x, L->ffn_norm.data, n, E, hp->rms_eps);
-    o->matmul(be, r->g, r->h, n, &L->w_gate, NULL);
-    o->matmul(be, r->u, r->h, n, &L->w_up, NULL);
-    o->swiglu(be, r->g, r->g, r->u, (size_t)n * hp->n_ff);
-    o->matmul(be, r->h, r->g, n, &L->w_down, NULL);
-    o->add(be, r->x, r->h, (size_t)n * E);
+    PL_TRY(o->rope(be, r->q, r->cs, n, hp->n_head, &r->rs));
+    PL_TRY(o->rope(be, r->k, r->cs, n, hp->n_head_kv, &r->rs));
+    PL_TRY(o->kv_write(be, l, r->k, r->v));
+    PL_TRY(o->attention(be, l, r->attn, r->q, hp->n_head, scale));
+    PL_TRY(o->matmul(be, r->h, r->attn, n, &L->wo, NULL));
+    PL_TRY(o->add(be, r->x, r->h, (size_t)n * E));
+    PL_TRY(o->rmsnorm(be, r->h, r->x, &L->ffn_norm, n, E, hp->rms_eps));
+    PL_TRY(o->matmul(be, r->g, r->h, n, &L->w_gate, NULL));
+    PL_TRY(o->matmul(be, r->u, r->h, n, &L->w_up, NULL));
+    PL_TRY(o->swiglu(be, r->g, r->g, r->u, (size_t)n * hp->n_ff));
+    PL_TRY(o->matmul(be, r->h, r->g, n, &L->w_down, NULL));
+    PL_TRY(o->add(be, r->x, r->h, (size_t)n * E));
   }
-  (void)Q;
   if (pl->n_logits == 0)
     return 0;
-  o->get_rows(be, r->hl, r->x, pl->logits_rows, pl->n_logits, E);
-  o->rmsnorm(be, r->hl, r->hl, m->output_norm.data, pl->n_logits, E, hp->rms_eps);
-  o->matmul(be, r->logits, r->hl, pl->n_logits, &m->output, NULL);
-  o->download(be, logits_out, r->logits, (size_t)pl->n_logits * hp->n_vocab * sizeof(float));
-  return 0;
+  PL_TRY(o->get_rows(be, r->hl, r->x, E));
+  PL_TRY(o->rmsnorm(be, r->hl, r->hl, &m->output_norm, pl->n_logits, E, hp->rms_eps));
+  return o->matmul(be, r->logits, r->hl, pl->n_logits, &m->output, NULL);
+}
+
+int pl_runner_forward(pl_runner *r, const pl_step_plan *pl, float *logits_out) {
+  PL_TRY(check_plan(r, pl));
+  pl_backend *be = r->be;
+  PL_TRY(be->ops->step_begin(be, pl));
+  int rc = forward_ops(r, pl);
+  if (rc == 0 && pl->n_logits > 0)
+    rc = be->ops->download(be, logits_out, r->logits,
+                           (size_t)pl->n_logits * r->m->hp.n_vocab * sizeof(float));
+  int rc_end = be->ops->step_end(be); /* always: waits for queued work, reports its errors */
+  return rc < 0 ? rc : rc_end;
 }

@@ -5,7 +5,7 @@
 #ifndef PL_MODEL_RUNNER_H
 #define PL_MODEL_RUNNER_H
 #include "backend/backend.h"
-#include "core/step_plan.h"
+#include "plan/step_plan.h"
 #include "model/model.h"
 
 typedef struct pl_runner pl_runner;
@@ -14,7 +14,9 @@ typedef struct pl_runner_params {
   int max_tokens;  /* tokens per step (max_num_batched_tokens) */
   int max_logits;  /* logits rows per step (>= max sequences per step) */
   int block_size;  /* tokens per KV block */
-  int n_blocks;    /* KV blocks in the pool, including the null block 0 */
+  int n_blocks;    /* KV blocks in the pool, including the null block 0; 0: call
+                      pl_runner_init_kv later (after measuring what memory is left) */
+  pl_dtype kv_dtype; /* KV element type; PL_DT_AUTO (-1) or 0-initialised F32 */
 } pl_runner_params;
 
 /* The model and backend must outlive the runner. Allocates activations and the KV pool. */
@@ -22,11 +24,17 @@ int pl_runner_create(const pl_model *m, pl_backend *be, const pl_runner_params *
                      pl_runner **out);
 void pl_runner_free(pl_runner *r); /* NULL ok */
 
+/* Allocate the KV pool (once): n_blocks including the null block. */
+int pl_runner_init_kv(pl_runner *r, int n_blocks, pl_dtype dtype);
+/* The KV spec the runner would give the backend for this model. */
+pl_kv_spec pl_runner_kv_spec(const pl_model *m, int block_size, int n_blocks, pl_dtype dtype);
+
 /* Run the step: copy-on-write block copies, then the forward pass; writes
  * logits[plan->n_logits][n_vocab] (host memory). Errors: PL_EINVAL when the plan exceeds the
- * sizes given at creation or references out-of-range blocks/tokens. */
+ * sizes given at creation or references out-of-range blocks/tokens; any backend error of the
+ * step (out of memory, a failed kernel) with its message. */
 int pl_runner_forward(pl_runner *r, const pl_step_plan *plan, float *logits);
 
-/* Bytes of activations + KV pool the runner holds. */
+/* Bytes of activations + KV pool the runner holds (backend memory). */
 size_t pl_runner_memory(const pl_runner *r);
 #endif

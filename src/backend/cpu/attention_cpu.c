@@ -187,12 +187,14 @@ static void attn_task(void *ctx, int ith, int nth) {
   }
 }
 
-void pl_cpu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
-                      const pl_step_plan *plan, float scale) {
+int pl_cpu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
+                     float scale) {
   pl_cpu_backend *c = (pl_cpu_backend *)be;
+  const pl_step_plan *plan = c->plan;
   attn_job j = {c, layer, n_head, out, q, plan, scale};
   if (plan->n_tokens * c->kv.n_kv_head < 2)
     attn_task(&j, 0, 1);
   else
     pl_threadpool_run(c->tp, attn_task, &j);
+  return 0;
 }

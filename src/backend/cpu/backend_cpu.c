@@ -2,6 +2,7 @@
  * persistent pool. Matmuls go to gemm.c (SIMD kernels / OpenBLAS), attention to
  * attention_cpu.c; the small elementwise ops split rows across threads only when there is
  * enough work to pay for the wake-up. */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,15 +31,34 @@ static void cpu_destroy(pl_backend *be) {
   pl_free(c);
 }
 
+/* The CPU keeps K and V in F32 (the only dtype it supports today). */
+static size_t cpu_kv_bytes_per_token(const pl_backend *be, const pl_kv_spec *s) {
+  if (s->dtype != PL_DT_AUTO && s->dtype != PL_DT_F32)
+    return 0;
+  return (size_t)2 * s->n_layer * s->n_kv_head * s->head_dim * sizeof(float);
+}
+
+static pl_dtype cpu_kv_dtype(const pl_backend *be) { return PL_DT_F32; }
+
+static void cpu_mem_info(pl_backend *be, size_t *free_bytes, size_t *total_bytes) {
+  *free_bytes = *total_bytes = 0;
+}
+
+static int cpu_weight_upload(pl_backend *be, pl_tensor *t) { return 0; }
+
 static int cpu_kv_init(pl_backend *be, const pl_kv_spec *s) {
   pl_cpu_backend *c = CPU(be);
   if (s->n_layer <= 0 || s->n_kv_head <= 0 || s->head_dim <= 0 || s->block_size <= 0 ||
       s->n_blocks < 2 || s->n_head < s->n_kv_head)
     return pl_fail(PL_EINVAL, "bad KV cache spec");
+  if (!cpu_kv_bytes_per_token(be, s))
+    return pl_fail(PL_EUNSUPPORTED, "the CPU backend has no %s KV cache",
+                   pl_dtype_name(s->dtype));
   pl_free(c->k_cache);
   pl_free(c->v_cache);
   pl_free(c->attn_scratch);
   c->kv = *s;
+  c->kv.dtype = PL_DT_F32;
   c->layer_stride = (size_t)s->n_blocks * s->n_kv_head * s->block_size * s->head_dim;
   size_t total = c->layer_stride * (size_t)s->n_layer;
   c->k_cache = pl_calloc(total, sizeof(float));
@@ -63,7 +83,19 @@ static size_t cpu_kv_bytes(const pl_backend *be) {
   return 2 * c->layer_stride * (size_t)c->kv.n_layer * sizeof(float);
 }
 
-static void cpu_embed(pl_backend *be, float *x, const pl_tensor *t, const int32_t *ids, int n) {
+static int cpu_step_begin(pl_backend *be, const pl_step_plan *plan) {
+  CPU(be)->plan = plan; /* host memory already: nothing to stage */
+  return 0;
+}
+
+static int cpu_step_end(pl_backend *be) {
+  CPU(be)->plan = NULL;
+  return 0;
+}
+
+static int cpu_embed(pl_backend *be, float *x, const pl_tensor *t) {
+  const int32_t *ids = CPU(be)->plan->token_ids;
+  int n = CPU(be)->plan->n_tokens;
   int64_t d = t->ne[0];
   size_t rb = pl_dtype_row_bytes(t->type, d);
   for (int i = 0; i < n; i++) {
@@ -77,6 +109,7 @@ static void cpu_embed(pl_backend *be, float *x, const pl_tensor *t, const int32_
       pl_dequant_row(t->type, row, x + (size_t)i * d, d);
     }
   }
+  return 0;
 }
 
 /* ---- row-parallel elementwise ops ---- */
@@ -127,17 +160,19 @@ static void run_rows(pl_cpu_backend *c, rows_job *j) {
     pl_threadpool_run(c->tp, rows_task, j);
 }
 
-static void cpu_rmsnorm(pl_backend *be, float *y, const float *x, const float *w, int n, int d,
-                        float eps) {
-  rows_job j = {.kind = JOB_RMSNORM, .y = y, .x = x, .w = w, .n = n, .d = d, .eps = eps};
+static int cpu_rmsnorm(pl_backend *be, float *y, const float *x, const pl_tensor *w, int n,
+                       int d, float eps) {
+  rows_job j = {.kind = JOB_RMSNORM, .y = y, .x = x, .w = w->data, .n = n, .d = d, .eps = eps};
   run_rows(CPU(be), &j);
+  return 0;
 }
 
-static void cpu_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
-                     const pl_rope_spec *rs) {
+static int cpu_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
+                    const pl_rope_spec *rs) {
   rows_job j = {.kind = JOB_ROPE, .y = x, .cs = cs, .rs = rs, .n = n,
                 .d = n_heads * rs->head_dim, .n_heads = n_heads};
   run_rows(CPU(be), &j);
+  return 0;
 }
 
 /* Elementwise ops on flat arrays: view them as rows of 1024 (+ a tail row). */
@@ -156,27 +191,26 @@ static void flat_op(pl_cpu_backend *c, int kind, float *y, const float *x, const
   }
 }
 
-static void cpu_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
+static int cpu_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
   flat_op(CPU(be), JOB_SWIGLU, y, g, u, n);
+  return 0;
 }
 
-static void cpu_add(pl_backend *be, float *y, const float *x, size_t n) {
+static int cpu_add(pl_backend *be, float *y, const float *x, size_t n) {
   flat_op(CPU(be), JOB_ADD, y, x, NULL, n);
+  return 0;
 }
 
-static void cpu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
-                       const float *bias) {
+static int cpu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
+                      const pl_tensor *bias) {
   pl_cpu_backend *c = CPU(be);
   size_t need = pl_cpu_matmul_work_size(W, n);
   if (need > c->mm_work_size) {
     /* Grows to the largest (weight, batch) pair seen so far: it allocates only the first time
      * a step is larger than every earlier one, then never again. */
     void *w = pl_malloc(need);
-    if (!w) {
-      PL_ERROR("out of memory for matmul scratch (%zu bytes)", need);
-      memset(y, 0, (size_t)n * (size_t)W->ne[1] * sizeof(float));
-      return;
-    }
+    if (!w)
+      return pl_fail(PL_ENOMEM, "out of memory for matmul scratch (%zu bytes)", need);
     pl_free(c->mm_work);
     c->mm_work = w;
     c->mm_work_size = need;
@@ -185,13 +219,15 @@ static void cpu_matmul(pl_backend *be, float *y, const float *x, int n, const pl
   if (bias) {
     int64_t d = W->ne[1];
     for (int i = 0; i < n; i++)
-      pl_vec_mad_f32((int)d, y + (size_t)i * d, bias, 1.0f);
+      pl_vec_mad_f32((int)d, y + (size_t)i * d, bias->data, 1.0f);
   }
+  return 0;
 }
 
-static void cpu_kv_write(pl_backend *be, int layer, const float *k, const float *v,
-                         const int32_t *slots, int n) {
+static int cpu_kv_write(pl_backend *be, int layer, const float *k, const float *v) {
   pl_cpu_backend *c = CPU(be);
+  const int32_t *slots = c->plan->slot_mapping;
+  int n = c->plan->n_tokens;
   const pl_kv_spec *s = &c->kv;
   size_t hd = (size_t)s->head_dim, row = (size_t)s->n_kv_head * hd;
   float *K = c->k_cache + (size_t)layer * c->layer_stride;
@@ -207,16 +243,20 @@ static void cpu_kv_write(pl_backend *be, int layer, const float *k, const float 
       memcpy(V + dst, v + (size_t)t * row + (size_t)h * hd, hd * sizeof(float));
     }
   }
+  return 0;
 }
 
-static void cpu_get_rows(pl_backend *be, float *dst, const float *src, const int32_t *rows,
-                         int n, int d) {
-  for (int i = 0; i < n; i++)
-    memcpy(dst + (size_t)i * d, src + (size_t)rows[i] * d, (size_t)d * sizeof(float));
+static int cpu_get_rows(pl_backend *be, float *dst, const float *src, int d) {
+  const pl_step_plan *p = CPU(be)->plan;
+  for (int i = 0; i < p->n_logits; i++)
+    memcpy(dst + (size_t)i * d, src + (size_t)p->logits_rows[i] * d, (size_t)d * sizeof(float));
+  return 0;
 }
 
-static void cpu_copy_blocks(pl_backend *be, const int32_t *src, const int32_t *dst, int n) {
+static int cpu_copy_blocks(pl_backend *be) {
   pl_cpu_backend *c = CPU(be);
+  const int32_t *src = c->plan->copy_src, *dst = c->plan->copy_dst;
+  int n = c->plan->n_copies;
   const pl_kv_spec *s = &c->kv;
   size_t blk = (size_t)s->n_kv_head * s->block_size * s->head_dim;
   for (int l = 0; l < s->n_layer; l++) {
@@ -227,10 +267,12 @@ static void cpu_copy_blocks(pl_backend *be, const int32_t *src, const int32_t *d
       memcpy(V + (size_t)dst[i] * blk, V + (size_t)src[i] * blk, blk * sizeof(float));
     }
   }
+  return 0;
 }
 
-static void cpu_copy(pl_backend *be, void *dst, const void *src, size_t bytes) {
+static int cpu_copy(pl_backend *be, void *dst, const void *src, size_t bytes) {
   memcpy(dst, src, bytes);
+  return 0;
 }
 
 static const pl_backend_ops cpu_ops = {
@@ -238,8 +280,14 @@ static const pl_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,
+    .weight_upload = cpu_weight_upload,
+    .kv_bytes_per_token = cpu_kv_bytes_per_token,
     .kv_init = cpu_kv_init,
     .kv_bytes = cpu_kv_bytes,
+    .kv_dtype = cpu_kv_dtype,
+    .mem_info = cpu_mem_info,
+    .step_begin = cpu_step_begin,
+    .step_end = cpu_step_end,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
@@ -265,6 +313,8 @@ int pl_backend_cpu_create(int n_threads, pl_backend **out) {
     return pl_fail(PL_ENOMEM, "out of memory");
   c->base.ops = &cpu_ops;
   c->n_threads = n_threads;
+  snprintf(c->base.desc, sizeof c->base.desc, "CPU, %d threads, %s kernels", n_threads,
+           pl_kern_isa_name(pl_kern_isa()));
   int rc = pl_threadpool_create(n_threads, &c->tp);
   if (rc < 0) {
     pl_free(c);

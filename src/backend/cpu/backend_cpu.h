@@ -13,6 +13,7 @@ typedef struct pl_cpu_backend {
   pl_threadpool *tp;
   int n_threads;
   pl_kv_spec kv;
+  const pl_step_plan *plan;  /* the step between step_begin and step_end */
   float *k_cache, *v_cache;  /* [n_layer][n_blocks][n_kv_head][block_size][head_dim] */
   size_t layer_stride;       /* floats per layer = n_blocks * n_kv * bs * hd */
   float *attn_scratch;       /* [n_threads][scratch_per_thread] */
@@ -21,6 +22,6 @@ typedef struct pl_cpu_backend {
   size_t mm_work_size;
 } pl_cpu_backend;
 
-void pl_cpu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
-                      const pl_step_plan *plan, float scale);
+int pl_cpu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
+                     float scale);
 #endif

@@ -150,6 +150,7 @@ int pl_mmt_of(pl_dtype t) {
   case PL_DT_Q6_K: return PL_MMT_Q6_K;
   case PL_DT_MLX_Q4: return PL_MMT_MLX4;
   case PL_DT_MLX_Q8: return PL_MMT_MLX8;
+  case PL_DT_AUTO: break;
   }
   return -1;
 }

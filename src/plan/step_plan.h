@@ -1,5 +1,7 @@
 /* The step plan: everything the model runner needs for one engine step, as flat int32 arrays
- * (vLLM v1's attention metadata). The scheduler fills it; the runner uploads/reads it once.
+ * (vLLM v1's attention metadata). It is the one per-step seam: core/ (the scheduler) fills it,
+ * model/ and backend/ read it, so it lives in its own folder that depends on nothing. The
+ * backend's step_begin moves its arrays to the device once per step.
  *
  *   tokens of the step, grouped by sequence:   [ s0 t0 t1 t2 | s1 t0 | s2 t0 t1 ]
  *   query_start_loc                            0            3       4          6
@@ -10,8 +12,8 @@
  * The new tokens of a sequence are its last (query_start_loc[s+1]-query_start_loc[s])
  * positions: positions[t] = seq_lens[s] - n_new + k. Attention is causal: a query at position
  * p sees keys at positions 0..p of its own sequence. */
-#ifndef PL_CORE_STEP_PLAN_H
-#define PL_CORE_STEP_PLAN_H
+#ifndef PL_PLAN_STEP_PLAN_H
+#define PL_PLAN_STEP_PLAN_H
 #include <stdint.h>
 
 typedef struct pl_step_plan {
