@@ -1,0 +1,512 @@
+/* The CUDA backend: backend.h's op table on one NVIDIA GPU (sm_80 and newer).
+ *
+ * Everything of a step runs in order on one stream: step_begin copies the plan's index arrays
+ * to the GPU in one transfer (pinned staging buffer), the ops enqueue kernels and cuBLAS calls
+ * that read that copy, and step_end waits for the stream and reports the first error. The
+ * host never waits inside a step except for download.
+ *
+ * Numerics: activations stay f32 between ops (the residual stream in f32, like the CPU). A
+ * matmul casts its input to the weight's type: bf16/f16 weights run cuBLAS bf16/f16 GEMMs with
+ * f32 accumulation and f32 output; f32 weights run cuBLAS with TF32 tensor cores; quantized
+ * weights run the dequantizing GEMV of cu_quant.cu for decode-sized batches (at most
+ * PL_CU_GEMV_MAX_N rows), and for larger batches are dequantized to bf16 in row chunks for a
+ * bf16 tensor-core GEMM. The KV cache is bf16 by default (f16 and f32 on request).
+ *
+ * Weights: weight_upload copies each tensor's bytes as they are (quantized blocks included) and
+ * hangs a cu_weight (device pointers + geometry) on t->dev. */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cu_kernels.h"
+#include "backend/cuda/cu_quant.h"
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define DEQ_CHUNK_ELEMS ((size_t)32 << 20) /* bf16 scratch for a quantized GEMM: 64 MiB */
+
+typedef struct cu_weight {
+  pl_cu_weight w;   /* device pointers + geometry, for cu_quant.h */
+  void *bufs[3];    /* data, scales, biases (what destroy frees) */
+  struct cu_weight *next;
+} cu_weight;
+
+typedef struct {
+  pl_backend base;
+  int dev;
+  cudaStream_t st;
+  cublasHandle_t blas;
+  cu_weight *weights; /* every upload, freed at destroy */
+  /* KV pool */
+  pl_kv_spec spec;
+  pl_cu_kv kv;
+  size_t kv_bytes;
+  /* the staged step plan: device copies of the index arrays; scalars from the host plan */
+  const pl_step_plan *plan;
+  int32_t *h_stage, *d_stage; /* pinned host / device, stage_cap int32 each */
+  size_t stage_cap;
+  const int32_t *d_tokens, *d_positions, *d_slots, *d_qsl, *d_seq_lens, *d_block_tables,
+      *d_logits_rows, *d_copy_src, *d_copy_dst;
+  /* scratch, grown on demand */
+  void *xcast;  /* a matmul input cast to bf16/f16 */
+  size_t xcast_bytes;
+  void *wdeq;   /* a dequantized weight chunk, bf16 */
+  size_t wdeq_bytes;
+} cu_backend;
+
+#define CU(be) ((cu_backend *)(be))
+
+static int cuda_fail(cudaError_t e, const char *what) {
+  return pl_fail(PL_EDEVICE, "CUDA %s: %s (%s)", what, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+#define CU_TRY(call, what)                 \
+  do {                                     \
+    cudaError_t e_ = (call);               \
+    if (e_ != cudaSuccess)                 \
+      return cuda_fail(e_, what);          \
+  } while (0)
+/* a launcher's status (cu_kernels.h) */
+#define K_TRY(call, what) CU_TRY((cudaError_t)(call), what)
+
+static int blas_fail(cublasStatus_t s, const char *what) {
+  return pl_fail(PL_EDEVICE, "cuBLAS %s: %s", what, cublasGetStatusString(s));
+}
+
+static void *cu_alloc(pl_backend *be, size_t bytes) {
+  void *p = NULL;
+  cudaSetDevice(CU(be)->dev);
+  if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+    cudaGetLastError(); /* an allocation failure is not sticky: clear it */
+    return NULL;
+  }
+  return p;
+}
+
+static void cu_free(pl_backend *be, void *p) {
+  if (p)
+    cudaFree(p);
+}
+
+/* Grow a scratch buffer to at least `bytes` (only when a step is larger than every earlier
+ * one; cudaFree waits for the work that may still read the old buffer). */
+static int grow(void **buf, size_t *cap, size_t bytes, const char *what) {
+  if (bytes <= *cap)
+    return 0;
+  if (*buf)
+    cudaFree(*buf);
+  *buf = NULL;
+  *cap = 0;
+  if (cudaMalloc(buf, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    *buf = NULL;
+    return pl_fail(PL_ENOMEM, "out of GPU memory for %s (%zu bytes)", what, bytes);
+  }
+  *cap = bytes;
+  return 0;
+}
+
+static void cu_destroy(pl_backend *be) {
+  if (!be)
+    return;
+  cu_backend *c = CU(be);
+  cudaSetDevice(c->dev);
+  if (c->st)
+    cudaStreamSynchronize(c->st);
+  for (cu_weight *w = c->weights, *nx; w; w = nx) {
+    nx = w->next;
+    for (int i = 0; i < 3; i++)
+      cu_free(be, w->bufs[i]);
+    pl_free(w);
+  }
+  cu_free(be, c->kv.k);
+  cu_free(be, c->kv.v);
+  cu_free(be, c->d_stage);
+  cu_free(be, c->xcast);
+  cu_free(be, c->wdeq);
+  if (c->h_stage)
+    cudaFreeHost(c->h_stage);
+  if (c->blas)
+    cublasDestroy(c->blas);
+  if (c->st)
+    cudaStreamDestroy(c->st);
+  pl_free(c);
+}
+
+/* ---- weights ---- */
+
+static int upload_bytes(cu_backend *c, void **dst, const void *src, size_t n, const char *name) {
+  *dst = cu_alloc(&c->base, n);
+  if (!*dst) {
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    return pl_fail(PL_ENOMEM, "out of GPU memory uploading '%s' (%.1f MiB; %.2f GiB free of "
+                   "%.2f GiB)", name, n / 1048576.0, fr / 1073741824.0, tot / 1073741824.0);
+  }
+  CU_TRY(cudaMemcpy(*dst, src, n, cudaMemcpyHostToDevice), "weight upload");
+  return 0;
+}
+
+static int cu_weight_upload(pl_backend *be, pl_tensor *t) {
+  cu_backend *c = CU(be);
+  cudaSetDevice(c->dev);
+  cu_weight *w = pl_calloc(1, sizeof *w);
+  if (!w)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  w->next = c->weights;
+  c->weights = w; /* owned from here on, also on error */
+  w->w.type = t->type;
+  w->w.cols = t->ne[0];
+  w->w.rows = pl_tensor_nelem(t) / (t->ne[0] ? t->ne[0] : 1);
+  PL_TRY(upload_bytes(c, &w->bufs[0], t->data, t->nbytes, t->name));
+  w->w.data = w->bufs[0];
+  if (t->type == PL_DT_MLX_Q4 || t->type == PL_DT_MLX_Q8) {
+    size_t sb = (size_t)w->w.rows * (size_t)(w->w.cols / t->group_size) *
+                (t->sb_type == PL_DT_F32 ? 4 : 2);
+    PL_TRY(upload_bytes(c, &w->bufs[1], t->scales, sb, t->name));
+    PL_TRY(upload_bytes(c, &w->bufs[2], t->biases, sb, t->name));
+    w->w.scales = w->bufs[1];
+    w->w.biases = w->bufs[2];
+    w->w.sb_type = t->sb_type;
+    w->w.group_size = t->group_size;
+  }
+  t->dev = w;
+  return 0;
+}
+
+static const pl_cu_weight *wt(const pl_tensor *t) { return &((const cu_weight *)t->dev)->w; }
+
+/* ---- KV cache ---- */
+
+static pl_dtype kv_resolve(pl_dtype d) { return d == PL_DT_AUTO ? PL_DT_BF16 : d; }
+
+static size_t kv_elem_bytes(pl_dtype d) {
+  switch (kv_resolve(d)) {
+  case PL_DT_BF16:
+  case PL_DT_F16: return 2;
+  case PL_DT_F32: return 4;
+  default: return 0; /* q8_0 KV has no CUDA kernels yet */
+  }
+}
+
+static size_t cu_kv_bytes_per_token(const pl_backend *be, const pl_kv_spec *s) {
+  return (size_t)2 * s->n_layer * s->n_kv_head * s->head_dim * kv_elem_bytes(s->dtype);
+}
+
+static int cu_kv_init(pl_backend *be, const pl_kv_spec *s) {
+  cu_backend *c = CU(be);
+  cudaSetDevice(c->dev);
+  if (s->n_layer <= 0 || s->n_kv_head <= 0 || s->head_dim <= 0 || s->block_size <= 0 ||
+      s->n_blocks < 2 || s->n_head < s->n_kv_head || s->n_head % s->n_kv_head)
+    return pl_fail(PL_EINVAL, "bad KV cache spec");
+  size_t esz = kv_elem_bytes(s->dtype);
+  if (!esz)
+    return pl_fail(PL_EUNSUPPORTED, "the CUDA backend has no %s KV cache (bf16, f16 or f32)",
+                   pl_dtype_name(s->dtype));
+  if (s->head_dim > 256)
+    return pl_fail(PL_EUNSUPPORTED, "CUDA attention supports head_dim up to 256, not %d",
+                   s->head_dim);
+  cu_free(be, c->kv.k);
+  cu_free(be, c->kv.v);
+  memset(&c->kv, 0, sizeof c->kv);
+  c->spec = *s;
+  c->spec.dtype = kv_resolve(s->dtype);
+  size_t layer = (size_t)s->n_blocks * s->n_kv_head * s->block_size * s->head_dim;
+  size_t bytes = layer * (size_t)s->n_layer * esz;
+  void *k = cu_alloc(be, bytes), *v = k ? cu_alloc(be, bytes) : NULL;
+  if (!v) {
+    cu_free(be, k);
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    return pl_fail(PL_ENOMEM, "cannot allocate %.2f GiB of KV cache on the GPU (%.2f GiB free): "
+                   "lower --gpu-memory-utilization, --kv-cache-memory or --max-model-len",
+                   2.0 * bytes / 1073741824.0, fr / 1073741824.0);
+  }
+  /* zeroed: a never-written slot read by a bug gives 0, not NaN */
+  CU_TRY(cudaMemset(k, 0, bytes), "KV clear");
+  CU_TRY(cudaMemset(v, 0, bytes), "KV clear");
+  c->kv = (pl_cu_kv){k, v, c->spec.dtype, layer, s->n_layer, s->n_blocks, s->n_kv_head,
+                     s->block_size, s->head_dim};
+  c->kv_bytes = 2 * bytes;
+  return 0;
+}
+
+static size_t cu_kv_bytes(const pl_backend *be) { return ((const cu_backend *)be)->kv_bytes; }
+static pl_dtype cu_kv_dtype(const pl_backend *be) { return ((const cu_backend *)be)->spec.dtype; }
+
+static void cu_mem_info(pl_backend *be, size_t *free_bytes, size_t *total_bytes) {
+  cudaSetDevice(CU(be)->dev);
+  if (cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    *free_bytes = *total_bytes = 0;
+  }
+}
+
+/* ---- the step ---- */
+
+static int cu_step_begin(pl_backend *be, const pl_step_plan *p) {
+  cu_backend *c = CU(be);
+  cudaSetDevice(c->dev);
+  size_t nt = (size_t)p->n_tokens, ns = (size_t)p->n_seqs;
+  size_t nbt = ns * (size_t)p->max_blocks_per_seq;
+  struct { const int32_t *src; size_t n; const int32_t **dst; } parts[] = {
+      {p->token_ids, p->token_ids ? nt : 0, &c->d_tokens},
+      {p->positions, nt, &c->d_positions},
+      {p->slot_mapping, p->slot_mapping ? nt : 0, &c->d_slots},
+      {p->query_start_loc, ns + 1, &c->d_qsl},
+      {p->seq_lens, p->seq_lens ? ns : 0, &c->d_seq_lens},
+      {p->block_tables, nbt, &c->d_block_tables},
+      {p->logits_rows, p->logits_rows ? (size_t)p->n_logits : 0, &c->d_logits_rows},
+      {p->copy_src, p->copy_src ? (size_t)p->n_copies : 0, &c->d_copy_src},
+      {p->copy_dst, p->copy_dst ? (size_t)p->n_copies : 0, &c->d_copy_dst},
+  };
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+    total += (parts[i].n + 3) & ~(size_t)3; /* 16-byte aligned sections */
+  if (total > c->stage_cap) {
+    size_t cap = total * 2;
+    if (c->h_stage)
+      cudaFreeHost(c->h_stage);
+    cu_free(be, c->d_stage);
+    c->h_stage = NULL;
+    c->d_stage = NULL;
+    c->stage_cap = 0;
+    if (cudaMallocHost((void **)&c->h_stage, cap * sizeof(int32_t)) != cudaSuccess ||
+        !(c->d_stage = cu_alloc(be, cap * sizeof(int32_t)))) {
+      cudaGetLastError();
+      return pl_fail(PL_ENOMEM, "out of memory staging a step plan of %zu indices", total);
+    }
+    c->stage_cap = cap;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+    if (parts[i].n)
+      memcpy(c->h_stage + off, parts[i].src, parts[i].n * sizeof(int32_t));
+    *parts[i].dst = parts[i].n ? c->d_stage + off : NULL;
+    off += (parts[i].n + 3) & ~(size_t)3;
+  }
+  CU_TRY(cudaMemcpyAsync(c->d_stage, c->h_stage, off * sizeof(int32_t), cudaMemcpyHostToDevice,
+                         c->st), "staging the step plan");
+  c->plan = p;
+  return 0;
+}
+
+static int cu_step_end(pl_backend *be) {
+  cu_backend *c = CU(be);
+  c->plan = NULL;
+  cudaError_t e = cudaStreamSynchronize(c->st);
+  if (e == cudaSuccess)
+    e = cudaGetLastError();
+  return e == cudaSuccess ? 0 : cuda_fail(e, "step");
+}
+
+static int cu_embed(pl_backend *be, float *x, const pl_tensor *table) {
+  cu_backend *c = CU(be);
+  return pl_cu_get_rows(wt(table), c->d_tokens, c->plan->n_tokens, x, c->st);
+}
+
+static int cu_rmsnorm(pl_backend *be, float *y, const float *x, const pl_tensor *w, int n, int d,
+                      float eps) {
+  K_TRY(pl_cu_rmsnorm(y, x, wt(w)->data, n, d, eps, CU(be)->st), "rmsnorm");
+  return 0;
+}
+
+/* y[n][R] = x[n][C] · W^T. cuBLAS is column-major: W (row-major R x C) is a C x R matrix with
+ * leading dimension C, so y^T (R x n) = op_T(W) · x^T. */
+static int gemm(cu_backend *c, float *y, int ldy, const void *W, cudaDataType wt_type,
+                const void *x, int R, int n, int C, cublasComputeType_t ct) {
+  const float one = 1.f, zero = 0.f;
+  cublasStatus_t s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, R, n, C, &one, W, wt_type,
+                                  C, x, wt_type, C, &zero, y, CUDA_R_32F, ldy, ct,
+                                  CUBLAS_GEMM_DEFAULT);
+  return s == CUBLAS_STATUS_SUCCESS ? 0 : blas_fail(s, "GEMM");
+}
+
+static int cast_input(cu_backend *c, const float *x, size_t n, pl_dtype type) {
+  PL_TRY(grow(&c->xcast, &c->xcast_bytes, n * 2, "matmul input"));
+  K_TRY(pl_cu_cast(c->xcast, type, x, n, c->st), "cast");
+  return 0;
+}
+
+static int cu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
+                     const pl_tensor *bias) {
+  cu_backend *c = CU(be);
+  const pl_cu_weight *w = wt(W);
+  int R = (int)w->rows, C = (int)w->cols;
+  if (n <= 0)
+    return 0;
+  switch (w->type) {
+  case PL_DT_F32:
+    PL_TRY(gemm(c, y, R, w->data, CUDA_R_32F, x, R, n, C, CUBLAS_COMPUTE_32F_FAST_TF32));
+    break;
+  case PL_DT_F16:
+  case PL_DT_BF16:
+    PL_TRY(cast_input(c, x, (size_t)n * C, w->type));
+    PL_TRY(gemm(c, y, R, w->data, w->type == PL_DT_F16 ? CUDA_R_16F : CUDA_R_16BF, c->xcast, R,
+                n, C, CUBLAS_COMPUTE_32F));
+    break;
+  default:
+    if (n <= PL_CU_GEMV_MAX_N) {
+      PL_TRY(pl_cu_qgemv(w, x, n, y, c->st));
+      break;
+    }
+    /* prefill: dequantize row chunks to bf16, tensor-core GEMM into y's columns */
+    PL_TRY(cast_input(c, x, (size_t)n * C, PL_DT_BF16));
+    int64_t chunk = (int64_t)(DEQ_CHUNK_ELEMS / (size_t)C);
+    if (chunk > R)
+      chunk = R;
+    if (chunk < 1)
+      chunk = 1;
+    PL_TRY(grow(&c->wdeq, &c->wdeq_bytes, (size_t)chunk * C * 2, "dequantized weights"));
+    for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+      int rows = (int)(R - r0 < chunk ? R - r0 : chunk);
+      PL_TRY(pl_cu_dequant(w, r0, rows, c->wdeq, c->st));
+      PL_TRY(gemm(c, y + r0, R, c->wdeq, CUDA_R_16BF, c->xcast, rows, n, C, CUBLAS_COMPUTE_32F));
+    }
+  }
+  if (bias)
+    K_TRY(pl_cu_add_bias(y, wt(bias)->data, n, R, c->st), "bias");
+  return 0;
+}
+
+static int cu_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
+                   const pl_rope_spec *rs) {
+  K_TRY(pl_cu_rope(x, cs, n, n_heads, rs->head_dim, rs->rope_dim, rs->neox, CU(be)->st), "rope");
+  return 0;
+}
+
+static int cu_kv_write(pl_backend *be, int layer, const float *k, const float *v) {
+  cu_backend *c = CU(be);
+  K_TRY(pl_cu_kv_write(&c->kv, layer, k, v, c->d_slots, c->plan->n_tokens, c->st), "kv_write");
+  return 0;
+}
+
+static int cu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
+                        float scale) {
+  cu_backend *c = CU(be);
+  const pl_step_plan *p = c->plan;
+  pl_cu_attn a = {&c->kv, layer, n_head, p->n_tokens, p->n_seqs, p->max_blocks_per_seq, scale,
+                  c->d_positions, c->d_qsl, c->d_block_tables, q, out};
+  K_TRY(pl_cu_attention(&a, c->st), "attention");
+  return 0;
+}
+
+static int cu_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
+  K_TRY(pl_cu_swiglu(y, g, u, n, CU(be)->st), "swiglu");
+  return 0;
+}
+
+static int cu_add(pl_backend *be, float *y, const float *x, size_t n) {
+  K_TRY(pl_cu_add(y, x, n, CU(be)->st), "add");
+  return 0;
+}
+
+static int cu_get_rows(pl_backend *be, float *dst, const float *src, int d) {
+  cu_backend *c = CU(be);
+  K_TRY(pl_cu_gather_rows(dst, src, c->d_logits_rows, c->plan->n_logits, d, c->st), "get_rows");
+  return 0;
+}
+
+static int cu_copy_blocks(pl_backend *be) {
+  cu_backend *c = CU(be);
+  K_TRY(pl_cu_copy_blocks(&c->kv, c->d_copy_src, c->d_copy_dst, c->plan->n_copies, c->st),
+        "copy_blocks");
+  return 0;
+}
+
+static int cu_download(pl_backend *be, void *host, const void *dev, size_t bytes) {
+  cu_backend *c = CU(be);
+  CU_TRY(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, c->st), "download");
+  CU_TRY(cudaStreamSynchronize(c->st), "download");
+  return 0;
+}
+
+static int cu_upload(pl_backend *be, void *dev, const void *host, size_t bytes) {
+  cu_backend *c = CU(be);
+  /* from pageable memory: returns once the bytes are staged, so `host` may be reused */
+  CU_TRY(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, c->st), "upload");
+  return 0;
+}
+
+static const pl_backend_ops cuda_ops = {
+    .name = "cuda",
+    .destroy = cu_destroy,
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .weight_upload = cu_weight_upload,
+    .kv_bytes_per_token = cu_kv_bytes_per_token,
+    .kv_init = cu_kv_init,
+    .kv_bytes = cu_kv_bytes,
+    .kv_dtype = cu_kv_dtype,
+    .mem_info = cu_mem_info,
+    .step_begin = cu_step_begin,
+    .step_end = cu_step_end,
+    .embed = cu_embed,
+    .rmsnorm = cu_rmsnorm,
+    .matmul = cu_matmul,
+    .rope = cu_rope,
+    .kv_write = cu_kv_write,
+    .attention = cu_attention,
+    .swiglu = cu_swiglu,
+    .add = cu_add,
+    .get_rows = cu_get_rows,
+    .copy_blocks = cu_copy_blocks,
+    .download = cu_download,
+    .upload = cu_upload,
+};
+
+int pl_backend_cuda_built(void) { return 1; }
+
+int pl_backend_cuda_create(int ordinal, pl_backend **out) {
+  *out = NULL;
+  int n = 0, drv = 0, rt = 0;
+  cudaDriverGetVersion(&drv);
+  cudaRuntimeGetVersion(&rt);
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e == cudaErrorInsufficientDriver) {
+    cudaGetLastError();
+    return pl_fail(PL_EDEVICE, "the NVIDIA driver supports CUDA %d.%d, this pagellm needs %d.%d: "
+                   "update the driver", drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+  }
+  if (e != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    return pl_fail(PL_EDEVICE, "no usable NVIDIA GPU (%s)",
+                   e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+  }
+  if (ordinal >= n)
+    return pl_fail(PL_EINVAL, "cuda:%d asked for, but this machine has %d GPU%s", ordinal, n,
+                   n == 1 ? "" : "s");
+  struct cudaDeviceProp prop;
+  CU_TRY(cudaGetDeviceProperties(&prop, ordinal), "device properties");
+  if (prop.major < 8)
+    return pl_fail(PL_EUNSUPPORTED, "GPU %d (%s) has compute capability %d.%d; pagellm needs "
+                   "8.0 (Ampere) or newer", ordinal, prop.name, prop.major, prop.minor);
+  CU_TRY(cudaSetDevice(ordinal), "set device");
+  cu_backend *c = pl_calloc(1, sizeof *c);
+  if (!c)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  c->base.ops = &cuda_ops;
+  c->dev = ordinal;
+  e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
+  if (e != cudaSuccess) {
+    cu_destroy(&c->base);
+    return cuda_fail(e, "stream");
+  }
+  cublasStatus_t bs = cublasCreate(&c->blas);
+  if (bs != CUBLAS_STATUS_SUCCESS) {
+    c->blas = NULL;
+    cu_destroy(&c->base);
+    return blas_fail(bs, "init");
+  }
+  cublasSetStream(c->blas, c->st);
+  size_t fr = 0, tot = 0;
+  cudaMemGetInfo(&fr, &tot);
+  snprintf(c->base.desc, sizeof c->base.desc,
+           "CUDA device %d: %.80s, %.1f GiB (%.1f free), compute capability %d.%d, %d SMs, driver "
+           "CUDA %d.%d", ordinal, prop.name, tot / 1073741824.0, fr / 1073741824.0, prop.major,
+           prop.minor, prop.multiProcessorCount, drv / 1000, drv % 1000 / 10);
+  *out = &c->base;
+  return PL_OK;
+}

@@ -1,0 +1,68 @@
+/* The CUDA backend's own kernels (cu_kernels.cu: elementwise ops and the KV cache;
+ * cu_attention.cu: paged attention). Weight decoding is in cu_quant.h. Every launcher enqueues
+ * on `stream` and returns the launch's cudaError_t as an int (0 = queued); the backend turns a
+ * failure into a PL_EDEVICE status naming the op. Activations are f32 row-major; the KV cache
+ * holds kv_type elements (PL_DT_BF16, PL_DT_F16 or PL_DT_F32) in the layout
+ *   K[layer][block][kv_head][block_size][head_dim]   (V the same)
+ * so one (block, KV head) is block_size*head_dim contiguous elements: coalesced 16-byte loads. */
+#ifndef PL_BACKEND_CUDA_CU_KERNELS_H
+#define PL_BACKEND_CUDA_CU_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/cuda/cu_quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y[n][d] = x / rms(x) * w, rows of d; y may alias x */
+int pl_cu_rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps,
+                  pl_cu_stream s);
+/* rotate the first rope_dim dims of every head of x[n][n_heads*head_dim]; cs[n][rope_dim] holds
+ * cos of the rope_dim/2 angles then their sin; neox pairs (i, i+half), else (2i, 2i+1) */
+int pl_cu_rope(float *x, const float *cs, int n, int n_heads, int head_dim, int rope_dim,
+               int neox, pl_cu_stream s);
+/* y[i] = silu(g[i]) * u[i] */
+int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, pl_cu_stream s);
+/* y[i] += x[i] */
+int pl_cu_add(float *y, const float *x, size_t n, pl_cu_stream s);
+/* y[r][d] += b[d] for r < n */
+int pl_cu_add_bias(float *y, const float *b, int n, int d, pl_cu_stream s);
+/* dst[i][d] = src[rows[i]][d], i < n (rows in device memory) */
+int pl_cu_gather_rows(float *dst, const float *src, const int32_t *rows, int n, int d,
+                      pl_cu_stream s);
+/* dst[i] = (type) src[i], type PL_DT_BF16 or PL_DT_F16 (round to nearest even) */
+int pl_cu_cast(void *dst, pl_dtype type, const float *src, size_t n, pl_cu_stream s);
+
+/* The geometry of the KV pool. */
+typedef struct pl_cu_kv {
+  void *k, *v;          /* layer 0 of each; a layer is layer_elems elements further */
+  pl_dtype type;        /* element type */
+  size_t layer_elems;   /* n_blocks * n_kv_head * block_size * head_dim */
+  int n_layer, n_blocks, n_kv_head, block_size, head_dim;
+} pl_cu_kv;
+
+/* K/V rows k, v [n_tokens][n_kv_head*head_dim] of `layer` to their slots (slot < 0: skipped) */
+int pl_cu_kv_write(const pl_cu_kv *kv, int layer, const float *k, const float *v,
+                   const int32_t *slots, int n_tokens, pl_cu_stream s);
+/* every layer's K and V block src[i] copied over block dst[i], i < n (device arrays) */
+int pl_cu_copy_blocks(const pl_cu_kv *kv, const int32_t *src, const int32_t *dst, int n,
+                      pl_cu_stream s);
+
+/* Causal paged attention over the staged step plan (device arrays). */
+typedef struct pl_cu_attn {
+  const pl_cu_kv *kv;
+  int layer, n_head, n_tokens, n_seqs, max_blocks_per_seq;
+  float scale;
+  const int32_t *positions, *query_start_loc, *block_tables;
+  const float *q;       /* [n_tokens][n_head*head_dim] */
+  float *out;           /* [n_tokens][n_head*head_dim] */
+} pl_cu_attn;
+/* PL_EUNSUPPORTED-like failure (returns -1) for head_dim > 256 */
+int pl_cu_attention(const pl_cu_attn *a, pl_cu_stream s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,47 @@
+/* Weight decoding on the GPU: every weight type pagellm loads (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+ * Q6_K, MLX 4/8-bit), in the same encodings as the file (backend/tensor.h), read from device
+ * memory. Three entry points:
+ *   - pl_cu_get_rows: rows of a table as f32 (the embedding lookup);
+ *   - pl_cu_dequant:  a range of rows as bf16, for a tensor-core GEMM (prefill);
+ *   - pl_cu_qgemv:    y = x · W^T for a few rows of x, dequantizing inside the kernel (decode:
+ *                     the weight is read once from memory, never written out).
+ * All launch on `stream` and return 0, or a negative PL_E* status with pl_last_error() set
+ * (PL_EUNSUPPORTED for a type without a kernel, PL_EDEVICE for a launch failure). */
+#ifndef PL_BACKEND_CUDA_CU_QUANT_H
+#define PL_BACKEND_CUDA_CU_QUANT_H
+#include <stdint.h>
+
+#include "backend/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A weight matrix in device memory: W[rows][cols] in `type` encoding, row-major, ggml order
+ * (cols = ne[0] contiguous). MLX types: scales/biases [rows][cols/group_size] in sb_type. */
+typedef struct pl_cu_weight {
+  pl_dtype type;
+  int64_t rows, cols;
+  const void *data;
+  const void *scales, *biases; /* MLX only */
+  pl_dtype sb_type;            /* MLX only: F16, BF16 or F32 */
+  int group_size;              /* MLX only */
+} pl_cu_weight;
+
+typedef struct CUstream_st *pl_cu_stream; /* = cudaStream_t, without the CUDA headers */
+
+/* out[i][cols] = W[ids[i]] as f32, i < n; ids in device memory, each in [0, rows). */
+int pl_cu_get_rows(const pl_cu_weight *w, const int32_t *ids, int n, float *out,
+                   pl_cu_stream stream);
+/* out[r - row0][cols] = W[r] as bf16 (uint16 bit patterns), row0 <= r < row0 + nrows. */
+int pl_cu_dequant(const pl_cu_weight *w, int64_t row0, int64_t nrows, uint16_t *out,
+                  pl_cu_stream stream);
+/* y[j][rows] = x[j][cols] · W^T for j < n, 1 <= n <= PL_CU_GEMV_MAX_N; f32 in and out,
+ * f32 accumulation. Any weight type. */
+#define PL_CU_GEMV_MAX_N 8
+int pl_cu_qgemv(const pl_cu_weight *w, const float *x, int n, float *y, pl_cu_stream stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
