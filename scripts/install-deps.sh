@@ -1,13 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages pagellm needs to build, test and cross-test.
 # Idempotent: does nothing (and needs no network) when everything is present.
-# Usage: scripts/install-deps.sh [--cross]   (--cross adds the aarch64 toolchain + qemu)
+# Usage: scripts/install-deps.sh [--cross|--fuzz]   (--cross adds the aarch64 toolchain + qemu;
+# --fuzz adds clang 14 and its libFuzzer runtime for scripts/fuzz.sh)
 set -eu
 PKGS="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
 libxxhash-dev libpcre2-dev libutf8proc-dev libcmocka-dev curl ca-certificates nodejs npm git \
 python3 python3-jinja2 haproxy chromium"
 if [ "${1:-}" = "--cross" ]; then
   PKGS="$PKGS gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
+fi
+if [ "${1:-}" = "--fuzz" ]; then
+  PKGS="$PKGS clang-14 libclang-rt-14-dev"
 fi
 missing=""
 for p in $PKGS; do

@@ -28,13 +28,21 @@ static void usage(FILE *f) {
           "server options:\n"
           "  --host HOST                 bind address (default 127.0.0.1; 0.0.0.0 = all)\n"
           "  --port PORT                 default 8000; 0 = any free port\n"
-          "  --api-key KEY               require 'Authorization: Bearer KEY' on /v1/*, /tokenize\n"
-          "                              and /detokenize (default: $PAGELLM_API_KEY)\n"
+          "  --api-key KEY               require 'Authorization: Bearer KEY' on every path but\n"
+          "                              /health (default: $PAGELLM_API_KEY)\n"
+          "  --metrics-no-auth           serve /metrics without the API key\n"
           "  --served-model-name NAME    the model name clients use (default: file stem)\n"
           "  --max-body-size SIZE        request body limit (default 8MiB)\n"
           "  --timeout SECS              idle / slow client timeout (default 60)\n"
           "  --sse-keepalive SECS        ': keep-alive' interval on quiet streams (default 5)\n"
           "  --max-connections N         concurrent connections (default 2048)\n"
+          "  --max-connections-per-ip N  connections per client address (default 256; 0 = any)\n"
+          "  --request-timeout SECS      deadline for a request's head and body (default 30;\n"
+          "                              0 = none)\n"
+          "  --stall-timeout SECS        abort a request whose client does not read its output\n"
+          "                              for this long (default 60; 0 = never)\n"
+          "  --max-inflight-body SIZE    all request bodies held at once (default 256MiB; 503\n"
+          "                              above)\n"
           "  --shutdown-timeout SECS     how long in-flight requests may finish on SIGTERM\n"
           "                              (default 30)\n"
           "  --seed N                    base seed for requests without one\n\n%s",
@@ -141,10 +149,15 @@ static int parse_server_opt(pl_server_config *c, int argc, char **argv, int *i, 
     return 0;
   memcpy(name, a, name_len);
   name[name_len] = '\0';
+  if (!strcmp(a, "--metrics-no-auth")) { /* the one flag without a value */
+    c->metrics_no_auth = 1;
+    return 1;
+  }
   static const char *const known[] = {"--host", "--port", "--api-key", "--served-model-name",
                                       "--max-body-size", "--timeout", "--sse-keepalive",
                                       "--max-connections", "--shutdown-timeout", "--seed",
-                                      NULL};
+                                      "--max-connections-per-ip", "--request-timeout",
+                                      "--stall-timeout", "--max-inflight-body", NULL};
   int k = 0;
   while (known[k] && strcmp(known[k], name) != 0)
     k++;
@@ -173,6 +186,19 @@ static int parse_server_opt(pl_server_config *c, int argc, char **argv, int *i, 
   case 6: return parse_int(name, v, 1, 3600, &c->keepalive_s) < 0 ? -1 : 1;
   case 7: return parse_int(name, v, 1, 1 << 20, &c->max_connections) < 0 ? -1 : 1;
   case 8: return parse_int(name, v, 0, 86400, shutdown_s) < 0 ? -1 : 1;
+  case 10: return parse_int(name, v, 0, 1 << 20, &c->max_connections_per_ip) < 0 ? -1 : 1;
+  case 11: return parse_int(name, v, 0, 86400, &c->request_timeout_s) < 0 ? -1 : 1;
+  case 12: return parse_int(name, v, 0, 86400, &c->stall_timeout_s) < 0 ? -1 : 1;
+  case 13: {
+    long long b = pl_cli_parse_size(v);
+    if (b <= 0) {
+      fprintf(stderr, "pagellm: --max-inflight-body expects a size such as 256MiB, got '%s'\n",
+              v);
+      return -1;
+    }
+    c->max_inflight_body_bytes = (size_t)b;
+    return 1;
+  }
   default: {
     char *end;
     errno = 0;

@@ -208,6 +208,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
       rc = pl_oai_resp_sse_end(&st->resp, &st->out);
       st->ended = 1;
     }
+    if (pl_srv_job_stalled(st->job))
+      return MHD_CONTENT_READER_END_WITH_ERROR; /* aborted: the client stopped reading */
     if (rc < 0) {
       PL_ERROR("out of memory while streaming; closing the stream");
       pl_srv_cancel(st->s->loop, st->job);
@@ -343,7 +345,7 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
     pl_free(req);
     return pl_http_error(s, c, &err);
   }
-  pl_strbuf_free(&h->body);
+  pl_http_body_drop(s, h);
   if (req->ignored[0])
     PL_DEBUG("ignoring unknown request fields: %s", req->ignored);
   if (pl_api_check_model(s, req, &err) < 0 ||

@@ -52,7 +52,8 @@ struct pl_srv_job {
   int submit_state, submit_status;
   char submit_msg[512];
   pl_srv_event *head, *tail;
-  int cancelled, submitted, engine_done;
+  double t_head;  /* when the oldest undelivered event was queued (stall detection) */
+  int cancelled, submitted, engine_done, stalled;
 
   /* engine thread only */
   uint64_t *engine_id;            /* [n_prompts] */
@@ -85,6 +86,7 @@ struct pl_srv_loop {
   int n_pending_adds, max_pending;
   int accepting, stopping, joined;
   int n_live_jobs;
+  double stall_s; /* abort a job whose oldest event waited this long (0 = never) */
   atomic_int healthy;
   pl_srv_kvmap *kvmap;    /* KV map snapshots (ticked by the engine thread) */
   /* engine thread only: open addressing, linear probing, backward-shift deletion */
@@ -363,6 +365,13 @@ int pl_srv_job_wait(pl_srv_job *j, int sock_fd, int timeout_ms) {
   return PL_SRV_WAIT_WOKEN;
 }
 
+int pl_srv_job_stalled(pl_srv_job *j) {
+  pthread_mutex_lock(&j->mu);
+  int st = j->stalled;
+  pthread_mutex_unlock(&j->mu);
+  return st;
+}
+
 int pl_srv_job_submit_state(pl_srv_job *j, int *status, char *msg, size_t msg_cap) {
   pthread_mutex_lock(&j->mu);
   int s = j->submit_state;
@@ -461,15 +470,25 @@ static void engine_release(pl_srv_loop *l, pl_srv_job *j) {
   job_unref(j);
 }
 
-static void push_event(pl_srv_job *j, pl_srv_event *c) {
+/* Queue an event for the HTTP side. Returns 1 when the job's oldest undelivered event has
+ * waited longer than stall_s: the client stopped reading (its socket's send queue is full,
+ * so the connection thread is not taking events). */
+static int push_event(pl_srv_job *j, pl_srv_event *c, double stall_s) {
+  double now = now_s();
   pthread_mutex_lock(&j->mu);
-  if (j->tail)
+  if (j->tail) {
     j->tail->next = c;
-  else
+  } else {
     j->head = c;
+    j->t_head = now;
+  }
   j->tail = c;
+  int stall = stall_s > 0 && !j->stalled && now - j->t_head > stall_s;
+  if (stall)
+    j->stalled = 1;
   pthread_mutex_unlock(&j->mu);
   wake(j);
+  return stall;
 }
 
 static void prompt_finished(pl_srv_loop *l, slot *s, double now) {
@@ -496,7 +515,7 @@ static void finish_rest(pl_srv_loop *l, slot *s, pl_finish_reason why, const cha
                           .error = msg};
     pl_srv_event *copy = event_copy(&ev, c, p);
     if (copy)
-      push_event(j, copy);
+      push_event(j, copy, 0);
   }
   j->prompt_live[p] = 0;
   j->last_reason[p] = why;
@@ -537,7 +556,17 @@ static void route(pl_srv_loop *l, const pl_output_event *ev) {
     finish_rest(l, s, PL_FINISH_ERROR, "out of memory");
     return;
   }
-  push_event(j, copy);
+  if (push_event(j, copy, l->stall_s) && ev->finish == PL_FINISH_NONE) {
+    /* Nobody drains this job's output: stop generating for it (aborted, not paused; the HTTP
+     * side closes the connection when it sees `stalled`). The abort events finish it. */
+    PL_WARN("request %llu: the client has not read its output for %.0f s; aborting",
+            (unsigned long long)ev->request_id, l->stall_s);
+    pl_srv_metrics_stalled(l->m);
+    for (int q = 0; q < j->n_prompts; q++)
+      if (j->prompt_live[q])
+        pl_engine_abort(l->e, j->engine_id[q]);
+    return;
+  }
   if (ev->finish == PL_FINISH_NONE)
     return;
   j->choice_done[c] = 1;
@@ -881,3 +910,9 @@ void pl_srv_loop_free(pl_srv_loop *l) {
 int pl_srv_loop_healthy(pl_srv_loop *l) { return atomic_load(&l->healthy); }
 
 pl_srv_kvmap *pl_srv_loop_kvmap(pl_srv_loop *l) { return l->kvmap; }
+
+void pl_srv_loop_set_stall(pl_srv_loop *l, int stall_ms) {
+  pthread_mutex_lock(&l->mu);
+  l->stall_s = stall_ms > 0 ? stall_ms / 1000.0 : 0;
+  pthread_mutex_unlock(&l->mu);
+}

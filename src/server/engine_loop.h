@@ -66,6 +66,9 @@ void pl_srv_loop_free(pl_srv_loop *l); /* stops first if needed; NULL ok */
 /* The KV map the engine thread feeds (server/kvmap.h); lives as long as the loop. */
 struct pl_srv_kvmap;
 struct pl_srv_kvmap *pl_srv_loop_kvmap(pl_srv_loop *l);
+/* Abort a job whose oldest undelivered event is older than stall_ms (0 = never): a client
+ * that stops reading must not hold KV blocks for n x max_tokens. Call before submitting. */
+void pl_srv_loop_set_stall(pl_srv_loop *l, int stall_ms);
 /* 1 while the engine steps succeed (0 after an engine-wide failure, until a step succeeds). */
 int pl_srv_loop_healthy(pl_srv_loop *l);
 
@@ -99,6 +102,10 @@ enum { PL_SRV_WAIT_TIMEOUT = 0, PL_SRV_WAIT_WOKEN = 1, PL_SRV_WAIT_PEER_GONE = -
  * socket), or timeout_ms passes (-1 = no timeout). Spurious wake-ups are possible: re-check
  * the job state after every return. */
 int pl_srv_job_wait(pl_srv_job *j, int sock_fd, int timeout_ms);
+
+/* 1 once the loop aborted this job because its output was not read for the stall bound
+ * (pl_srv_loop_set_stall); the HTTP side then closes the connection. */
+int pl_srv_job_stalled(pl_srv_job *j);
 
 enum { PL_SRV_SUBMIT_PENDING = 0, PL_SRV_SUBMIT_ACCEPTED = 1, PL_SRV_SUBMIT_REJECTED = -1 };
 /* Whether the engine accepted the job; on rejection *status (a PL_E* code) and msg (the

@@ -39,6 +39,7 @@ struct pl_srv_metrics {
   histogram ttft, itl, e2e;
   unsigned long long finished[N_REASONS];
   unsigned long long http[N_STATUS];
+  unsigned long long stalled; /* requests aborted because the client stopped reading */
   pl_engine_stats st;
   int pending;
   int draining; /* 1 once shutdown began (see pl_srv_metrics_set_draining) */
@@ -116,6 +117,12 @@ void pl_srv_metrics_http(pl_srv_metrics *m, int status) {
   int c = status >= 100 && status < 600 ? status / 100 - 1 : 5;
   pthread_mutex_lock(&m->mu);
   m->http[c]++;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void pl_srv_metrics_stalled(pl_srv_metrics *m) {
+  pthread_mutex_lock(&m->mu);
+  m->stalled++;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -245,6 +252,9 @@ int pl_srv_metrics_render(pl_srv_metrics *m, const char *model, pl_strbuf *o) {
       snprintf(l, sizeof l, "status=\"other\"");
     rc |= sample(o, "http_responses_total", model, l, (double)m->http[i]);
   }
+  rc |= metric(o, "stalled_client_aborts_total", "counter",
+               "Requests aborted because the client stopped reading the output.", model,
+               (double)m->stalled);
   rc |= render_hist(o, &m->ttft, model);
   rc |= render_hist(o, &m->itl, model);
   rc |= render_hist(o, &m->e2e, model);

@@ -27,6 +27,9 @@ void pl_srv_metrics_set_draining(pl_srv_metrics *m, int draining);
 /* HTTP responses by status code (counted when the response is queued). */
 void pl_srv_metrics_http(pl_srv_metrics *m, int status);
 
+/* A request was aborted because its client stopped reading (send queue full too long). */
+void pl_srv_metrics_stalled(pl_srv_metrics *m);
+
 /* Append the Prometheus text exposition (format 0.0.4). model_name labels every series. */
 int pl_srv_metrics_render(pl_srv_metrics *m, const char *model_name, pl_strbuf *out);
 #endif

@@ -302,6 +302,29 @@ static int normalize_content(json_t *msg, size_t i, const char *role, pl_oai_err
   return 0;
 }
 
+/* Deepest nesting of arrays/objects in a JSON text (strings skipped; the text need not be
+ * valid: the parser judges that). Stops counting past the limit. */
+static int json_depth(const char *p, size_t n) {
+  int depth = 0, max = 0, in_str = 0;
+  for (size_t i = 0; i < n && max <= PL_OAI_MAX_JSON_DEPTH; i++) {
+    char c = p[i];
+    if (in_str) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_str = 0;
+    } else if (c == '"') {
+      in_str = 1;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max)
+        max = depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  return max;
+}
+
 static int parse_messages(pl_oai_request *r, pl_oai_error *err) {
   static const char *const roles[] = {"system", "developer", "user", "assistant", "tool",
                                       "function", NULL};
@@ -313,6 +336,9 @@ static int parse_messages(pl_oai_request *r, pl_oai_error *err) {
                          type_name(m));
   if (json_array_size(m) == 0)
     return pl_oai_errorf(err, 400, "messages", "'messages' must not be empty");
+  if (json_array_size(m) > PL_OAI_MAX_MESSAGES)
+    return pl_oai_errorf(err, 400, "messages", "'messages' has %zu entries; the limit is %d",
+                         json_array_size(m), PL_OAI_MAX_MESSAGES);
   r->messages = json_array();
   if (!r->messages)
     return pl_oai_errorf(err, 500, NULL, "out of memory");
@@ -681,11 +707,21 @@ int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request 
     pl_oai_errorf(err, 400, NULL, "the request body is empty; a JSON object is required");
     return PL_EINVAL;
   }
+  int depth = json_depth(body, len);
+  if (depth > PL_OAI_MAX_JSON_DEPTH) {
+    pl_oai_errorf(err, 400, NULL, "the JSON body nests arrays and objects %d deep; the limit is "
+                  "%d", depth, PL_OAI_MAX_JSON_DEPTH);
+    return PL_EINVAL;
+  }
   json_error_t jerr;
   /* jansson rejects invalid UTF-8, lone surrogates and \u0000, so every string below is valid
-   * NUL-free UTF-8. */
-  req->root = json_loadb(body, len, 0, &jerr);
+   * NUL-free UTF-8. Duplicate keys are refused, as the OpenAI API does. */
+  req->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!req->root) {
+    if (json_error_code(&jerr) == json_error_out_of_memory) {
+      pl_oai_errorf(err, 500, NULL, "out of memory");
+      return PL_ENOMEM; /* our failure, never the client's */
+    }
     pl_oai_errorf(err, 400, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text,
                   jerr.line, jerr.column);
     return PL_EINVAL;

@@ -30,6 +30,8 @@
 #define PL_OAI_MAX_LOGPROBS 20   /* top logprobs (vLLM's default max_logprobs) */
 #define PL_OAI_MAX_LOGIT_BIAS 1024
 #define PL_OAI_MAX_STOP_IDS 1024
+#define PL_OAI_MAX_MESSAGES 8192 /* chat messages: bounds the parse overhead of one body */
+#define PL_OAI_MAX_JSON_DEPTH 64 /* nesting of arrays/objects in a request body */
 
 typedef enum {
   PL_OAI_COMPLETIONS = 0,

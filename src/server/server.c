@@ -3,9 +3,13 @@
  *
  * Threading: MHD runs one thread per connection, so an endpoint may block its own thread
  * while the engine works (it sleeps in poll() on the job's eventfd and the client socket;
- * see engine_loop.h). The access handler is called first with the headers (route, auth and
- * Content-Length are checked there so a bad request never uploads its body), then with the
- * body in pieces, then once more with *upload_data_size == 0 to answer. */
+ * see engine_loop.h). The access handler is called first with the headers (auth, route,
+ * Content-Type and Content-Length are checked there so a bad request never uploads its
+ * body), then with the body in pieces, then once more with *upload_data_size == 0 to answer.
+ *
+ * Hostile clients (see server.h): the connection guard (conn_guard.h) holds every connection
+ * to a deadline for its request head and body; MHD limits connections per address; bodies
+ * count against a server-wide byte budget while they are held. */
 #include "server/server.h"
 
 #include <netdb.h>
@@ -17,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "engine/engine_internal.h"
@@ -41,6 +46,10 @@ void pl_server_config_default(pl_server_config *c) {
   c->keepalive_s = 5;
   c->max_connections = 2048; /* default waiting (1024) + running (256) requests, with room */
   c->max_pending = 1024;
+  c->max_connections_per_ip = 256;
+  c->request_timeout_s = 30;
+  c->stall_timeout_s = 60;
+  c->max_inflight_body_bytes = (size_t)256 << 20;
 }
 
 const char *pl_server_model_name(const pl_server *s) {
@@ -176,9 +185,34 @@ static int route_of(const char *method, const char *url) {
   return path_known ? R_BAD_METHOD : R_NONE;
 }
 
-static int needs_auth(int route) {
-  return route == R_MODELS || route == R_MODEL || route == R_COMPLETIONS || route == R_CHAT ||
-         route == R_TOKENIZE || route == R_DETOKENIZE || route == R_KV_SNAPSHOT;
+/* Everything but /health and the web UI's static files needs the key, unknown paths too
+ * (checked before 404/405). The UI page must load before the user can type a key; it holds
+ * no data, and every API call it makes sends the key. */
+static int needs_auth(const pl_server *s, int route) {
+  if (route == R_HEALTH || route == R_UI)
+    return 0;
+  if (route == R_METRICS && s->cfg.metrics_no_auth)
+    return 0;
+  return 1;
+}
+
+/* POST bodies must be JSON: no Content-Type, application/json, or any "+json" type. */
+static int json_content_type(const char *ct) {
+  if (!ct)
+    return 1;
+  size_t n = strcspn(ct, ";");
+  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+    n--;
+  if (n == 16 && !strncasecmp(ct, "application/json", 16))
+    return 1;
+  return n > 5 && !strncasecmp(ct + n - 5, "+json", 5);
+}
+
+void pl_http_body_drop(pl_server *s, pl_http_req *h) {
+  if (h->body_held)
+    atomic_fetch_sub(&s->inflight_body, h->body_held);
+  h->body_held = 0;
+  pl_strbuf_free(&h->body);
 }
 
 /* Constant-time comparison: the time depends only on the length of the key we hold. */
@@ -321,16 +355,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       return MHD_NO;
     *con_cls = h;
     h->route = route_of(method, url);
-    if (h->route == R_NONE)
-      return errorf(s, c, 404, "not_found", "Not Found: %s %s", method, url);
-    if (h->route == R_BAD_METHOD)
-      return errorf(s, c, 405, "method_not_allowed", "Method Not Allowed: %s %s", method, url);
     const char *why = NULL;
-    if (needs_auth(h->route) && !auth_ok(s, c, &why)) {
+    if (needs_auth(s, h->route) && !auth_ok(s, c, &why)) {
       pl_oai_error e;
       pl_oai_errorf(&e, 401, NULL, "%s", why);
       e.code = "invalid_api_key";
       return pl_http_error(s, c, &e);
+    }
+    if (h->route == R_NONE)
+      return errorf(s, c, 404, "not_found", "Not Found: %s %s", method, url);
+    if (h->route == R_BAD_METHOD)
+      return errorf(s, c, 405, "method_not_allowed", "Method Not Allowed: %s %s", method, url);
+    if (!strcmp(method, "POST")) {
+      const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_CONTENT_TYPE);
+      if (!json_content_type(ct))
+        return errorf(s, c, 415, "unsupported_media_type", "Unsupported Content-Type '%s': "
+                      "send the body as JSON with 'Content-Type: application/json'.", ct);
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -342,30 +383,55 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   }
   if (*upload_data_size) {
     /* Chunked bodies have no Content-Length: stop storing past the limit, answer at the end. */
-    if (!h->too_big) {
-      if (h->body.len + *upload_data_size > s->cfg.max_body_bytes) {
+    size_t n = *upload_data_size;
+    if (!h->too_big && !h->over_budget) {
+      size_t budget = s->cfg.max_inflight_body_bytes;
+      if (h->body.len + n > s->cfg.max_body_bytes) {
         h->too_big = 1;
-        pl_strbuf_free(&h->body);
-      } else if (pl_strbuf_append(&h->body, upload_data, *upload_data_size) < 0) {
-        *upload_data_size = 0;
-        return MHD_NO;
+        pl_http_body_drop(s, h);
+      } else if (budget && atomic_fetch_add(&s->inflight_body, n) + n > budget) {
+        /* Every body in memory together is bounded: refuse this one (503, retry later). */
+        atomic_fetch_sub(&s->inflight_body, n);
+        h->over_budget = 1;
+        pl_http_body_drop(s, h);
+      } else {
+        if (budget)
+          h->body_held += n;
+        if (pl_strbuf_append(&h->body, upload_data, n) < 0) {
+          *upload_data_size = 0;
+          return MHD_NO;
+        }
       }
     }
     *upload_data_size = 0;
     return MHD_YES;
   }
+  /* Head and body are in: the request deadline no longer applies (on_completed re-arms it
+   * for the next request on this connection). */
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  if (s->guard && ci)
+    pl_conn_guard_disarm(s->guard, ci->socket_context);
   if (h->too_big)
     return errorf(s, c, 413, "request_too_large", "The request body exceeds the limit of %zu "
                   "bytes.", s->cfg.max_body_bytes);
+  if (h->over_budget)
+    return errorf(s, c, 503, "server_overloaded", "The server holds too many request bodies "
+                  "(%zu bytes in all); retry shortly.", s->cfg.max_inflight_body_bytes);
   return dispatch(s, c, h, url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)c;
-  (void)toe;
   pl_server *s = cls;
   pl_http_req *h = *con_cls;
+  if (s->guard && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+    /* a kept-alive connection: the next request's head gets a fresh deadline */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci)
+      pl_conn_guard_arm(s->guard, ci->socket_context);
+  }
   if (!h)
     return;
   if (h->job) {
@@ -374,9 +440,25 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pl_srv_job_release(h->job);
     pl_server_active_add(s, -1);
   }
-  pl_strbuf_free(&h->body);
+  pl_http_body_drop(s, h);
   pl_free(h);
   *con_cls = NULL;
+}
+
+/* Connection start/end: the request deadline's record lives in MHD's socket context. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  pl_server *s = cls;
+  if (!s->guard)
+    return;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = ci ? pl_conn_guard_add(s->guard, (int)ci->connect_fd) : NULL;
+  } else { /* CLOSED: comes before MHD closes the socket */
+    pl_conn_guard_remove(s->guard, *socket_context);
+    *socket_context = NULL;
+  }
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -413,9 +495,17 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
   atomic_init(&s->state, PL_SRV_LOADING);
   pthread_mutex_init(&s->active_mu, NULL);
   pthread_cond_init(&s->active_cv, NULL);
+  atomic_init(&s->inflight_body, 0);
   if (!s->host || pl_srv_metrics_create(&s->metrics) < 0) {
     pl_server_destroy(s);
     return pl_fail(PL_ENOMEM, "out of memory");
+  }
+  if (cfg->request_timeout_s > 0) {
+    int rc = pl_conn_guard_start(cfg->request_timeout_s * 1000, &s->guard);
+    if (rc < 0) {
+      pl_server_destroy(s);
+      return rc;
+    }
   }
 
   /* Resolve the bind address (numeric or a name such as "localhost"). */
@@ -443,6 +533,13 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
    * process's file descriptor limit. */
   int max_conn = cfg->max_connections > 0 ? cfg->max_connections : 2048;
   struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    /* The soft limit (often 1024) is a default, not a decision: take the hard one. */
+    rlim_t want = rl.rlim_max;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      getrlimit(RLIMIT_NOFILE, &rl);
+  }
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     long fit = ((long)rl.rlim_cur - 64) / 2;
     if (fit < max_conn) {
@@ -459,7 +556,9 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
       flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s > 0 ? cfg->timeout_s : 0),
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      (unsigned)(cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 0),
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)(cfg->max_header_bytes ? cfg->max_header_bytes : 32u << 10),
       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_END);
   if (!s->d) {
@@ -483,6 +582,7 @@ int pl_server_attach_engine(pl_server *s, pl_engine *e) {
     return pl_fail(PL_ESTATE, "the server already has an engine");
   int max_pending = s->cfg.max_pending > 0 ? s->cfg.max_pending : 1024;
   PL_TRY(pl_srv_loop_start(e, s->metrics, max_pending, &s->loop));
+  pl_srv_loop_set_stall(s->loop, s->cfg.stall_timeout_s > 0 ? s->cfg.stall_timeout_s * 1000 : 0);
   s->engine = e;
   atomic_store(&s->state, PL_SRV_READY); /* publishes engine and loop to HTTP threads */
   return 0;
@@ -511,6 +611,8 @@ int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force) {
   }
   pl_srv_loop_free(s->loop); /* no HTTP thread can touch it any more */
   s->loop = NULL;
+  pl_conn_guard_stop(s->guard); /* after MHD: every connection's record is gone */
+  s->guard = NULL;
   return left;
 }
 

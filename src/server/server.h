@@ -6,9 +6,17 @@
  *
  * Routes: POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; GET /v1/models,
  * /v1/models/{id}, /health, /metrics, /version, /kv/snapshot, and the web UI (/, /ui/FILE;
- * server/ui.h). With an API key every /v1 route plus /tokenize, /detokenize and /kv/snapshot
- * needs "Authorization: Bearer KEY" (compared in constant time); /health, /metrics, /version
- * and the UI's static files stay open. */
+ * server/ui.h). With an API key every path except /health and the UI's static files needs
+ * "Authorization: Bearer KEY" (compared in constant time), unknown paths included: the key is
+ * checked before 404/405 so that they do not reveal the routes. /health stays open for load
+ * balancers; /metrics is open only with metrics_no_auth.
+ *
+ * Hostile clients: a request's head and body must arrive within request_timeout_s of the
+ * connection's start (or of the previous response on a kept-alive connection), whatever
+ * the pace (a trickling client cannot reset it); each address may hold at most
+ * max_connections_per_ip connections; bodies being received or parsed may hold at most
+ * max_inflight_body_bytes together (503 with Retry-After above); a client that does not read
+ * its output for stall_timeout_s has its request aborted. Every 503 carries Retry-After. */
 #ifndef PL_SERVER_SERVER_H
 #define PL_SERVER_SERVER_H
 #include <stddef.h>
@@ -27,6 +35,11 @@ typedef struct pl_server_config {
   int keepalive_s;               /* SSE ": keep-alive" interval while no data; default 5 */
   int max_connections;           /* default 2048 (also bounded by the fd limit) */
   int max_pending;               /* requests queued for the engine thread; default 1024 */
+  int max_connections_per_ip;    /* default 256; 0 = no per-address limit */
+  int request_timeout_s;         /* head + body deadline per request; default 30; 0 = none */
+  int stall_timeout_s;           /* abort when output is unread this long; default 60; 0 = never */
+  size_t max_inflight_body_bytes; /* all request bodies in memory together; default 256 MiB */
+  int metrics_no_auth;           /* 1: /metrics needs no API key */
 } pl_server_config;
 
 typedef struct pl_server pl_server;

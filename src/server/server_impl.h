@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "server/conn_guard.h"
 #include "server/engine_loop.h"
 #include "server/metrics.h"
 #include "server/openai_req.h"
@@ -31,6 +32,8 @@ struct pl_server {
   pthread_mutex_t active_mu;
   pthread_cond_t active_cv;
   int active;
+  pl_conn_guard *guard;       /* request deadlines; NULL when request_timeout_s is 0 */
+  atomic_size_t inflight_body; /* bytes of request bodies held now (max_inflight_body_bytes) */
 };
 
 /* Count a generation response in / out (see pl_server.active). */
@@ -42,8 +45,13 @@ typedef struct pl_http_req {
   int route;
   pl_strbuf body;
   int too_big;
+  int over_budget;   /* the server-wide body budget was exhausted: answer 503 */
+  size_t body_held;  /* bytes counted in pl_server.inflight_body */
   pl_srv_job *job; /* our reference while a generation runs (cancelled on completion) */
 } pl_http_req;
+
+/* Free the request body and give its bytes back to the in-flight budget. */
+void pl_http_body_drop(pl_server *s, pl_http_req *h);
 
 /* The name clients must use in "model" (served name, else the engine's). */
 const char *pl_server_model_name(const pl_server *s);

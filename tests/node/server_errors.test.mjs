@@ -167,7 +167,7 @@ test("the server is still healthy and idle after all of that", async () => {
   assert.equal(m["pagellm:kv_blocks_used"], 0);
 });
 
-test("API key: missing or wrong is 401 on /v1, /health stays open", async () => {
+test("API key: missing or wrong is 401 everywhere but /health", async () => {
   const s = await startServer({ args: ["--api-key", "sekret-123"] });
   try {
     const none = await post(s.url + "/v1/completions", { prompt: "x", max_tokens: 1 });
@@ -178,7 +178,9 @@ test("API key: missing or wrong is 401 on /v1, /health stays open", async () => 
     assertError(await post(s.url + "/v1/completions", { prompt: "x" }, { headers: { authorization: "Basic sekret-123" } }), 401);
     assert.equal((await fetch(s.url + "/v1/models")).status, 401);
     assert.equal((await fetch(s.url + "/health")).status, 200);
-    assert.equal((await fetch(s.url + "/metrics")).status, 200);
+    assert.equal((await fetch(s.url + "/metrics")).status, 401);
+    const auth = { headers: { authorization: "Bearer sekret-123" } };
+    assert.equal((await fetch(s.url + "/metrics", auth)).status, 200);
     const ok = await post(s.url + "/v1/completions", { prompt: "x", max_tokens: 2 }, { headers: { authorization: "Bearer sekret-123" } });
     assert.equal(ok.status, 200, ok.text);
     const bad = new OpenAI({ baseURL: s.baseURL, apiKey: "wrong", maxRetries: 0 });

@@ -22,13 +22,23 @@ static pl_isa g_isa;
 static int g_dotext_allowed = 1;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__clang__)
+#include <cpuid.h>
+/* clang 14 (the fuzz build) does not know "f16c" in __builtin_cpu_supports: CPUID.1:ECX[29] */
+static int has_f16c(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#elif defined(__x86_64__) || defined(__i386__)
+static int has_f16c(void) { return __builtin_cpu_supports("f16c"); }
+#endif
+
 static int cpu_has(pl_isa isa) {
   switch (isa) {
   case PL_ISA_SCALAR: return 1;
 #if defined(__x86_64__) || defined(__i386__)
   case PL_ISA_AVX2:
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   case PL_ISA_AVX512:
     return cpu_has(PL_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&

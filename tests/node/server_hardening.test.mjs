@@ -1,0 +1,152 @@
+// Hostile and careless clients (issue 20): the API key guards every path but /health and is
+// checked before 404/405; --metrics-no-auth opens /metrics; Content-Type must be JSON;
+// duplicate keys, deep nesting and too many messages are 400; a body over the server-wide
+// in-flight budget is 503 with Retry-After; a client trickling its request head is cut at the
+// request deadline however steadily it sends; connections per address are limited. After all
+// of it the server still answers.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { startServer, post } from "./lib/server.mjs";
+
+function assertError(r, status) {
+  assert.equal(r.status, status, r.text);
+  assert.ok(r.json && r.json.error && typeof r.json.error.message === "string", r.text);
+}
+
+test("API key before routing; /health open; /metrics needs the key unless --metrics-no-auth", async () => {
+  const s = await startServer({ args: ["--api-key", "k3y"] });
+  try {
+    const auth = { headers: { authorization: "Bearer k3y" } };
+    assert.equal((await fetch(s.url + "/health")).status, 200);
+    // unknown paths and wrong methods do not reveal the routes without the key
+    assert.equal((await fetch(s.url + "/no/such/route")).status, 401);
+    assert.equal((await fetch(s.url + "/v1/completions")).status, 401);
+    assert.equal((await fetch(s.url + "/version")).status, 401);
+    assert.equal((await fetch(s.url + "/metrics")).status, 401);
+    assert.equal((await fetch(s.url + "/no/such/route", auth)).status, 404);
+    assert.equal((await fetch(s.url + "/v1/completions", auth)).status, 405);
+    assert.equal((await fetch(s.url + "/metrics", auth)).status, 200);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+  const o = await startServer({ args: ["--api-key", "k3y", "--metrics-no-auth"] });
+  try {
+    const m = await fetch(o.url + "/metrics");
+    assert.equal(m.status, 200);
+    assert.match(await m.text(), /pagellm:stalled_client_aborts_total/);
+    assert.equal((await fetch(o.url + "/v1/models")).status, 401);
+  } finally {
+    assert.equal((await o.stop()).code, 0);
+  }
+});
+
+test("Content-Type, duplicate keys, nesting and message count limits", async () => {
+  const s = await startServer();
+  try {
+    const url = s.url + "/v1/completions";
+    const form = await post(url, { prompt: "x", max_tokens: 1 }, { headers: { "content-type": "application/x-www-form-urlencoded" } });
+    assertError(form, 415);
+    assert.match(form.json.error.message, /Content-Type/);
+    const ok = await post(url, { prompt: "x", max_tokens: 1 }, { headers: { "content-type": "application/json; charset=utf-8" } });
+    assert.equal(ok.status, 200, ok.text);
+    const dup = await post(url, '{"prompt": "x", "max_tokens": 1, "max_tokens": 2}');
+    assertError(dup, 400);
+    assert.match(dup.json.error.message, /duplicate/);
+    const deep = await post(url, '{"prompt": "x", "user": ' + "[".repeat(100) + "]".repeat(100) + "}");
+    assertError(deep, 400);
+    assert.match(deep.json.error.message, /nests .* deep; the limit is 64/);
+    // brackets inside strings are text, not nesting
+    const str = await post(url, { prompt: "[".repeat(200), max_tokens: 1 });
+    assert.equal(str.status, 200, str.text);
+    const msgs = Array.from({ length: 8193 }, () => ({ role: "user", content: "a" }));
+    const many = await post(s.url + "/v1/chat/completions", { messages: msgs, max_tokens: 1 });
+    assertError(many, 400);
+    assert.equal(many.json.error.param, "messages");
+    assert.match(many.json.error.message, /8193 entries; the limit is 8192/);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("the in-flight body budget answers 503 with Retry-After", async () => {
+  const s = await startServer({ args: ["--max-inflight-body", "1KiB"] });
+  try {
+    const big = await post(s.url + "/v1/completions", { prompt: "x".repeat(4000), max_tokens: 1 });
+    assertError(big, 503);
+    assert.equal(big.headers.get("retry-after"), "1");
+    assert.equal(big.json.error.code, "server_overloaded");
+    // the budget is returned: small requests keep working, and so does the next big one's refusal
+    for (let i = 0; i < 3; i++) {
+      const r = await post(s.url + "/v1/completions", { prompt: "hello", max_tokens: 1 });
+      assert.equal(r.status, 200, r.text);
+    }
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+/** Open a raw connection; resolves to the socket once connected. */
+function connect(url) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: hostname, port: Number(port) }, () => resolve(sock));
+    sock.on("error", reject);
+  });
+}
+
+test("a trickled request head is cut at the request deadline", async () => {
+  const s = await startServer({ args: ["--request-timeout", "2", "--timeout", "60"] });
+  try {
+    const sock = await connect(s.url);
+    const t0 = Date.now();
+    const closed = new Promise((resolve) => sock.on("close", () => resolve(Date.now() - t0)));
+    sock.on("error", () => {});
+    sock.write("GET /health HTTP/1.1\r\nHost: x\r\n");
+    // one header byte every 200 ms: an idle timeout would never fire
+    const timer = setInterval(() => { if (!sock.destroyed) sock.write("X"); }, 200);
+    const race = await Promise.race([closed, new Promise((r) => setTimeout(() => r(-1), 15_000))]);
+    clearInterval(timer);
+    sock.destroy();
+    assert.ok(race > 0, "the server kept the trickling connection open for 15 s");
+    assert.ok(race >= 1500, `cut after ${race} ms, before the 2 s deadline`);
+    // a prompt client on a kept-alive connection is not cut between requests it sends in time
+    assert.equal((await fetch(s.url + "/health")).status, 200);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("connections per address are limited", async () => {
+  const s = await startServer({ args: ["--max-connections-per-ip", "4"] });
+  const socks = [];
+  try {
+    for (let i = 0; i < 4; i++) {
+      const k = await connect(s.url);
+      k.on("error", () => {});
+      socks.push(k);
+    }
+    // the fifth connection from 127.0.0.1 is accepted by the kernel and closed by the server
+    const fifth = await connect(s.url);
+    fifth.on("error", () => {});
+    const gotClosed = await new Promise((resolve) => {
+      fifth.on("close", () => resolve(true));
+      fifth.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+      setTimeout(() => resolve(false), 5000);
+    });
+    fifth.destroy();
+    assert.ok(gotClosed, "a fifth connection from the same address was served");
+  } finally {
+    for (const k of socks) k.destroy();
+  }
+  try {
+    // with the idle connections gone the address may connect again
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      try { status = (await fetch(s.url + "/health")).status; } catch { await new Promise((r) => setTimeout(r, 100)); }
+    }
+    assert.equal(status, 200);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
