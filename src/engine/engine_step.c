@@ -77,16 +77,24 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
   }
   const char *text = "";
   size_t len = 0;
+  int st;
   if (is_stop_tok) {
     why = PL_FINISH_STOP; /* the stop token's own text is not part of the output */
-    pl_text_stream_push(&s->ts, -1, 1, &text, &len);
+    st = pl_text_stream_push(&s->ts, -1, 1, &text, &len);
   } else {
     int at_len = s->n_out >= sp->max_tokens || g->n_prompt + s->n_out >= e->p.max_model_len;
-    int st = pl_text_stream_push(&s->ts, tok, at_len, &text, &len);
+    st = pl_text_stream_push(&s->ts, tok, at_len, &text, &len);
     if (st == 1)
       why = PL_FINISH_STOP;
     else if (at_len)
       why = PL_FINISH_LENGTH;
+  }
+  if (st < 0) { /* out of memory detokenizing: this token's text is lost, so the sample fails */
+    if (!g->error)
+      g->error = pl_strdup("out of memory");
+    why = PL_FINISH_ERROR;
+    text = "";
+    len = 0;
   }
   if (why)
     finish_sample(e, s, why);

@@ -48,8 +48,8 @@ static int oom(pl_oai_error *err) {
   return PL_ENOMEM;
 }
 
-static int build_input(pl_server *s, const pl_oai_request *req, gen_input *in,
-                       pl_oai_error *err) {
+static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
+                        pl_oai_error *err) {
   pl_engine *e = s->engine;
   int chat = req->kind == PL_OAI_CHAT;
   in->n = chat ? 1 : req->n_prompts;
@@ -120,6 +120,15 @@ static int build_input(pl_server *s, const pl_oai_request *req, gen_input *in,
   return 0;
 }
 
+/* A failed allocation anywhere in rendering or tokenizing (some report it as a template
+ * error) makes the outcome ours, never the client's. */
+static int build_input(pl_server *s, const pl_oai_request *req, gen_input *in,
+                       pl_oai_error *err) {
+  long failures0 = pl_alloc_thread_failures();
+  int rc = build_input_(s, req, in, err);
+  return pl_alloc_thread_failures() != failures0 ? oom(err) : rc;
+}
+
 /* The engine refused the job: the matching HTTP error. */
 static void reject_error(int status, const char *msg, pl_oai_error *err) {
   switch (status) {
@@ -165,8 +174,14 @@ typedef struct sse_state {
   pl_oai_resp resp;
   pl_strbuf out;        /* SSE bytes not yet handed to MHD, from offset `off` */
   size_t off;
+  const char *tail;     /* static bytes sent after out (the out-of-memory frame), or NULL */
   int sock, ended, keepalive_ms;
 } sse_state;
+
+/* What a stream that cannot go on for want of memory ends with: built without allocating. */
+static const char sse_oom[] = "data: {\"error\":{\"message\":\"out of memory\",\"type\":"
+                              "\"server_error\",\"param\":null,\"code\":null}}\n\n"
+                              "data: [DONE]\n\n";
 
 static void sse_free(void *cls) {
   sse_state *st = cls;
@@ -196,6 +211,14 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
       }
       return (ssize_t)n;
     }
+    if (st->tail && *st->tail) {
+      size_t n = strlen(st->tail);
+      if (n > max)
+        n = max;
+      memcpy(buf, st->tail, n);
+      st->tail += n;
+      return (ssize_t)n;
+    }
     if (st->ended)
       return MHD_CONTENT_READER_END_OF_STREAM;
     int done = 0;
@@ -211,9 +234,13 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     if (pl_srv_job_stalled(st->job))
       return MHD_CONTENT_READER_END_WITH_ERROR; /* aborted: the client stopped reading */
     if (rc < 0) {
-      PL_ERROR("out of memory while streaming; closing the stream");
+      /* The frames before the failed one went out whole (a failed call takes back what it
+       * wrote); end with an error frame that needs no memory. */
+      PL_ERROR("out of memory while streaming; ending the stream with an error");
       pl_srv_cancel(st->s->loop, st->job);
-      return MHD_CONTENT_READER_END_WITH_ERROR;
+      st->tail = sse_oom;
+      st->ended = 1;
+      continue;
     }
     if (st->out.len || st->ended)
       continue;
@@ -222,18 +249,24 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
       pl_srv_cancel(st->s->loop, st->job);
       return MHD_CONTENT_READER_END_WITH_ERROR;
     }
-    if (w == PL_SRV_WAIT_TIMEOUT && pl_strbuf_puts(&st->out, ": keep-alive\n\n") < 0)
-      return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (w == PL_SRV_WAIT_TIMEOUT && pl_strbuf_puts(&st->out, ": keep-alive\n\n") < 0) {
+      pl_srv_cancel(st->s->loop, st->job);
+      st->tail = sse_oom;
+      st->ended = 1;
+    }
   }
 }
 
 static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_srv_job *job,
                                     pl_oai_request *req, gen_input *in, int sock) {
+  pl_oai_error err;
   sse_state *st = pl_calloc(1, sizeof *st); /* takes req and in, even on failure */
   if (!st) {
     pl_oai_request_free(req);
     pl_free(req);
-    return MHD_NO;
+    pl_srv_cancel(s->loop, job);
+    oom(&err);
+    return pl_http_error(s, c, &err);
   }
   st->s = s;
   st->job = job;
@@ -246,7 +279,8 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_s
   if (pl_oai_resp_init(&st->resp, req, pl_server_model_name(s), st->in.n, pl_srv_token_bytes,
                        s->engine) < 0) {
     sse_free(st);
-    return MHD_NO;
+    oom(&err);
+    return pl_http_error(s, c, &err);
   }
   for (int i = 0; req->echo && i < st->in.n; i++) {
     if (st->in.echo[i])
@@ -256,7 +290,8 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_s
   }
   if (pl_oai_resp_sse_begin(&st->resp, &st->out) < 0) {
     sse_free(st);
-    return MHD_NO;
+    oom(&err);
+    return pl_http_error(s, c, &err);
   }
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
                                                              sse_read, st, sse_free);
@@ -336,8 +371,10 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
                                 pl_oai_kind kind) {
   pl_oai_error err;
   pl_oai_request *req = pl_calloc(1, sizeof *req);
-  if (!req)
-    return MHD_NO;
+  if (!req) {
+    oom(&err);
+    return pl_http_error(s, c, &err);
+  }
   gen_input in = {0};
   pl_srv_job *job = NULL;
   enum MHD_Result result;

@@ -716,9 +716,12 @@ int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request 
   json_error_t jerr;
   /* jansson rejects invalid UTF-8, lone surrogates and \u0000, so every string below is valid
    * NUL-free UTF-8. Duplicate keys are refused, as the OpenAI API does. */
+  long failures0 = pl_alloc_thread_failures();
   req->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!req->root) {
-    if (json_error_code(&jerr) == json_error_out_of_memory) {
+    /* jansson's lexer reports a failed allocation as a syntax error at times */
+    if (json_error_code(&jerr) == json_error_out_of_memory ||
+        pl_alloc_thread_failures() != failures0) {
       pl_oai_errorf(err, 500, NULL, "out of memory");
       return PL_ENOMEM; /* our failure, never the client's */
     }
@@ -734,6 +737,12 @@ int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request 
   }
   collect_ignored(req);
   int rc = parse_body(req, err);
+  if (pl_alloc_thread_failures() != failures0) {
+    /* Some jansson calls (json_copy, json_object_set) fail silently and leave a partial
+     * value: any failed allocation voids the verdict, whatever it was. */
+    pl_oai_errorf(err, 500, NULL, "out of memory");
+    rc = PL_ENOMEM;
+  }
   if (rc < 0) {
     pl_oai_request_free(req);
     return rc;

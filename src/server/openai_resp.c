@@ -93,13 +93,20 @@ static json_t *lp_real(float lp) {
   return json_real(d);
 }
 
+static int dump_to(const char *buf, size_t size, void *data) {
+  return pl_strbuf_append(data, buf, size) < 0 ? -1 : 0;
+}
+
+/* Straight into out: no intermediate string (whose allocator would be jansson's). */
 int pl_oai_dump(const json_t *v, pl_strbuf *out) {
-  char *s = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(9));
-  if (!s)
+  size_t len0 = out->len;
+  if (json_dump_callback(v, dump_to, out, JSON_COMPACT | JSON_REAL_PRECISION(9)) != 0) {
+    out->len = len0; /* no half-written value */
+    if (out->data)
+      out->data[len0] = 0;
     return PL_ENOMEM;
-  int rc = pl_strbuf_puts(out, s);
-  free(s); /* jansson's allocator */
-  return rc;
+  }
+  return 0;
 }
 
 static const char *finish_str(pl_finish_reason f) {
@@ -345,7 +352,7 @@ static json_t *usage_json(const pl_oai_resp *r) {
 
 /* ---- non-streaming ------------------------------------------------------------------------ */
 
-int pl_oai_resp_add(pl_oai_resp *r, const pl_srv_event *ev) {
+static int resp_add_(pl_oai_resp *r, const pl_srv_event *ev) {
   if (ev->choice < 0 || ev->choice >= r->n_choices)
     return 0;
   pl_oai_choice_acc *ch = &r->ch[ev->choice];
@@ -383,7 +390,7 @@ static json_t *base_object(const pl_oai_resp *r, const char *object) {
                    (json_int_t)r->created, "model", r->model);
 }
 
-int pl_oai_resp_json(pl_oai_resp *r, pl_strbuf *out) {
+static int resp_json_(pl_oai_resp *r, pl_strbuf *out) {
   int chat = r->req->kind == PL_OAI_CHAT;
   json_t *root = base_object(r, chat ? "chat.completion" : "text_completion");
   json_t *choices = json_array();
@@ -462,7 +469,7 @@ static int emit_choice(pl_oai_resp *r, json_t *choice, pl_strbuf *out) {
   return sse_frame(root, out);
 }
 
-int pl_oai_resp_sse_begin(pl_oai_resp *r, pl_strbuf *out) {
+static int resp_sse_begin_(pl_oai_resp *r, pl_strbuf *out) {
   for (int c = 0; c < r->n_choices; c++) {
     int p = c / r->req->n;
     json_t *choice = NULL;
@@ -483,7 +490,7 @@ int pl_oai_resp_sse_begin(pl_oai_resp *r, pl_strbuf *out) {
   return 0;
 }
 
-int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out) {
+static int resp_sse_event_(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out) {
   if (ev->choice < 0 || ev->choice >= r->n_choices)
     return 0;
   pl_oai_choice_acc *ch = &r->ch[ev->choice];
@@ -515,7 +522,7 @@ int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out
   return emit_choice(r, choice, out);
 }
 
-int pl_oai_resp_sse_end(pl_oai_resp *r, pl_strbuf *out) {
+static int resp_sse_end_(pl_oai_resp *r, pl_strbuf *out) {
   if (r->req->include_usage || r->req->continuous_usage) {
     int chat = r->req->kind == PL_OAI_CHAT;
     json_t *root = base_object(r, chat ? "chat.completion.chunk" : "text_completion");
@@ -528,6 +535,68 @@ int pl_oai_resp_sse_end(pl_oai_resp *r, pl_strbuf *out) {
       return rc;
   }
   return pl_strbuf_puts(out, "data: [DONE]\n\n");
+}
+
+/* ---- the public calls: a failed allocation voids the result --------------------------------
+ * Some jansson calls (json_object_set_new, json_array_append_new) fail silently and leave a
+ * partial value, so a call during which this thread failed an allocation (jansson's
+ * included: the server routes it through util/alloc.h) reports PL_ENOMEM, and what it
+ * wrote to `out` is taken back. */
+
+static void unwrite(pl_strbuf *out, size_t len0) {
+  out->len = len0;
+  if (out->data)
+    out->data[len0] = 0;
+}
+
+int pl_oai_resp_add(pl_oai_resp *r, const pl_srv_event *ev) {
+  long f0 = pl_alloc_thread_failures();
+  int rc = resp_add_(r, ev);
+  return rc == 0 && pl_alloc_thread_failures() != f0 ? PL_ENOMEM : rc;
+}
+
+int pl_oai_resp_json(pl_oai_resp *r, pl_strbuf *out) {
+  size_t len0 = out->len;
+  long f0 = pl_alloc_thread_failures();
+  int rc = resp_json_(r, out);
+  if (rc == 0 && pl_alloc_thread_failures() != f0)
+    rc = PL_ENOMEM;
+  if (rc < 0)
+    unwrite(out, len0);
+  return rc;
+}
+
+int pl_oai_resp_sse_begin(pl_oai_resp *r, pl_strbuf *out) {
+  size_t len0 = out->len;
+  long f0 = pl_alloc_thread_failures();
+  int rc = resp_sse_begin_(r, out);
+  if (rc == 0 && pl_alloc_thread_failures() != f0)
+    rc = PL_ENOMEM;
+  if (rc < 0)
+    unwrite(out, len0);
+  return rc;
+}
+
+int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out) {
+  size_t len0 = out->len;
+  long f0 = pl_alloc_thread_failures();
+  int rc = resp_sse_event_(r, ev, out);
+  if (rc == 0 && pl_alloc_thread_failures() != f0)
+    rc = PL_ENOMEM;
+  if (rc < 0)
+    unwrite(out, len0);
+  return rc;
+}
+
+int pl_oai_resp_sse_end(pl_oai_resp *r, pl_strbuf *out) {
+  size_t len0 = out->len;
+  long f0 = pl_alloc_thread_failures();
+  int rc = resp_sse_end_(r, out);
+  if (rc == 0 && pl_alloc_thread_failures() != f0)
+    rc = PL_ENOMEM;
+  if (rc < 0)
+    unwrite(out, len0);
+  return rc;
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */

@@ -12,6 +12,7 @@
  * count against a server-wide byte budget while they are held. */
 #include "server/server.h"
 
+#include <jansson.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -341,6 +342,16 @@ static enum MHD_Result dispatch(pl_server *s, struct MHD_Connection *c, pl_http_
   }
 }
 
+/* The request record of a request whose record could not be allocated. */
+static pl_http_req no_memory;
+
+/* 500 "out of memory" from static memory: for when even the error's JSON cannot be built. */
+static enum MHD_Result oom_response(pl_server *s, struct MHD_Connection *c) {
+  static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                             "\"server_error\",\"param\":null,\"code\":null}}";
+  return pl_http_respond(s, c, 500, "application/json", body, sizeof body - 1);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -348,11 +359,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   (void)version;
   pl_server *s = cls;
   pl_http_req *h = *con_cls;
+  if (h == &no_memory) { /* answered already; MHD may still hand us the body */
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
   if (!h) {
     /* Headers are in: reject early, before any body is read. */
     h = pl_calloc(1, sizeof *h);
-    if (!h)
-      return MHD_NO;
+    if (!h) {
+      *con_cls = &no_memory;
+      return oom_response(s, c);
+    }
     *con_cls = h;
     h->route = route_of(method, url);
     const char *why = NULL;
@@ -384,7 +401,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (*upload_data_size) {
     /* Chunked bodies have no Content-Length: stop storing past the limit, answer at the end. */
     size_t n = *upload_data_size;
-    if (!h->too_big && !h->over_budget) {
+    if (!h->too_big && !h->over_budget && !h->no_memory) {
       size_t budget = s->cfg.max_inflight_body_bytes;
       if (h->body.len + n > s->cfg.max_body_bytes) {
         h->too_big = 1;
@@ -398,8 +415,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (budget)
           h->body_held += n;
         if (pl_strbuf_append(&h->body, upload_data, n) < 0) {
-          *upload_data_size = 0;
-          return MHD_NO;
+          h->no_memory = 1; /* read the rest and drop it, then answer */
+          pl_http_body_drop(s, h);
         }
       }
     }
@@ -415,6 +432,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (h->too_big)
     return errorf(s, c, 413, "request_too_large", "The request body exceeds the limit of %zu "
                   "bytes.", s->cfg.max_body_bytes);
+  if (h->no_memory)
+    return oom_response(s, c);
   if (h->over_budget)
     return errorf(s, c, 503, "server_overloaded", "The server holds too many request bodies "
                   "(%zu bytes in all); retry shortly.", s->cfg.max_inflight_body_bytes);
@@ -425,6 +444,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   pl_server *s = cls;
   pl_http_req *h = *con_cls;
+  if (h == &no_memory)
+    h = *con_cls = NULL;
   if (s->guard && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
     /* a kept-alive connection: the next request's head gets a fresh deadline */
     const union MHD_ConnectionInfo *ci =
@@ -496,6 +517,10 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
   pthread_mutex_init(&s->active_mu, NULL);
   pthread_cond_init(&s->active_cv, NULL);
   atomic_init(&s->inflight_body, 0);
+  /* jansson's allocations count for failure injection, and a parse that failed for want of
+   * memory is told apart from a bad body (pl_alloc_thread_failures). Still malloc/free, so
+   * objects made before this call stay valid. */
+  json_set_alloc_funcs(pl_malloc_raw, pl_free_raw);
   if (!s->host || pl_srv_metrics_create(&s->metrics) < 0) {
     pl_server_destroy(s);
     return pl_fail(PL_ENOMEM, "out of memory");

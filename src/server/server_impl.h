@@ -46,6 +46,7 @@ typedef struct pl_http_req {
   pl_strbuf body;
   int too_big;
   int over_budget;   /* the server-wide body budget was exhausted: answer 503 */
+  int no_memory;     /* storing the body failed: answer 500 "out of memory" */
   size_t body_held;  /* bytes counted in pl_server.inflight_body */
   pl_srv_job *job; /* our reference while a generation runs (cancelled on completion) */
 } pl_http_req;

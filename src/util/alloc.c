@@ -13,10 +13,16 @@ static atomic_size_t live_bytes, live_count, peak_bytes;
 static atomic_long n_allocs;
 static atomic_long fail_at = -1; /* allocation index that fails, -1 = never */
 
+static _Thread_local long thread_failures;
+
 static int should_fail(void) {
   long idx = atomic_fetch_add(&n_allocs, 1);
   long f = atomic_load(&fail_at);
-  return f >= 0 && idx == f;
+  if (f >= 0 && idx == f) {
+    thread_failures++;
+    return 1;
+  }
+  return 0;
 }
 
 static void account(long delta_bytes, long delta_count) {
@@ -31,8 +37,10 @@ void *pl_malloc(size_t n) {
   if (n > SIZE_MAX - PL_HDR || should_fail())
     return NULL;
   void *p = NULL;
-  if (posix_memalign(&p, PL_HDR, n + PL_HDR) != 0)
+  if (posix_memalign(&p, PL_HDR, n + PL_HDR) != 0) {
+    thread_failures++;
     return NULL;
+  }
   *(size_t *)p = n;
   account((long)n, 1);
   return (char *)p + PL_HDR;
@@ -78,6 +86,19 @@ char *pl_strndup(const char *s, size_t n) {
 }
 
 char *pl_strdup(const char *s) { return pl_strndup(s, strlen(s)); }
+
+void *pl_malloc_raw(size_t n) {
+  if (should_fail())
+    return NULL;
+  void *p = malloc(n);
+  if (!p)
+    thread_failures++;
+  return p;
+}
+
+void pl_free_raw(void *p) { free(p); }
+
+long pl_alloc_thread_failures(void) { return thread_failures; }
 
 size_t pl_alloc_live_bytes(void) { return atomic_load(&live_bytes); }
 size_t pl_alloc_live_count(void) { return atomic_load(&live_count); }

@@ -17,6 +17,17 @@ size_t pl_alloc_live_bytes(void);  /* bytes currently allocated through the wrap
 size_t pl_alloc_live_count(void);  /* blocks currently allocated */
 size_t pl_alloc_peak_bytes(void);
 
+/* For third-party libraries that take an allocator (jansson): plain malloc/free, with no
+ * header and no live accounting, but counted for failure injection and in
+ * pl_alloc_thread_failures. Blocks are malloc's, so free() may free them too. */
+void *pl_malloc_raw(size_t n);
+void pl_free_raw(void *p);
+
+/* Allocations that failed on the calling thread so far (real or injected): a library that
+ * reports any error the same way (jansson's parser) is told apart from bad input by whether
+ * this moved. */
+long pl_alloc_thread_failures(void);
+
 /* Test hook: make the allocation after the next `n` ones fail (n = 0: the very next one);
  * n < 0 disables injection. Returns how many allocations have happened so far. */
 void pl_alloc_fail_after(long n);
