@@ -210,6 +210,10 @@ int pl_srv_metrics_render(pl_srv_metrics *m, const char *model, pl_strbuf *o) {
                    : 0.0);
   rc |= metric(o, "server_draining", "gauge", "1 while the server drains on SIGTERM (no new "
                "requests), else 0.", model, m->draining);
+  /* Leak checks in soak runs: RSS mixes in the C library's caches, this does not. */
+  rc |= metric(o, "heap_live_bytes", "gauge", "Bytes allocated through pagellm's allocator and "
+               "not yet freed (model weights and KV pool included; not the HTTP library's).",
+               model, (double)pl_alloc_live_bytes());
   rc |= metric(o, "num_preemptions_total", "counter", "Cumulative number of preemptions from "
                "the engine.", model, (double)s->num_preemptions);
   if (s->spec_num_positions > 0) { /* speculative decoding (vLLM v1 names) */

@@ -110,8 +110,13 @@ test("a trickled request head is cut at the request deadline", async () => {
     sock.destroy();
     assert.ok(race > 0, "the server kept the trickling connection open for 15 s");
     assert.ok(race >= 1500, `cut after ${race} ms, before the 2 s deadline`);
-    // a prompt client on a kept-alive connection is not cut between requests it sends in time
-    assert.equal((await fetch(s.url + "/health")).status, 200);
+    // the server still answers. fetch's pooled connection from startServer sat idle past the
+    // 2 s deadline too, so the server may have closed it just now: that one try may fail.
+    let health;
+    for (let i = 0; i < 3 && !health; i++) {
+      try { health = await fetch(s.url + "/health"); } catch {}
+    }
+    assert.equal(health && health.status, 200);
   } finally {
     assert.equal((await s.stop()).code, 0);
   }
