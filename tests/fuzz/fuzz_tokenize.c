@@ -1,28 +1,34 @@
-/* Tokenizer encode and decode of arbitrary bytes with real vocabularies: an SPM one (the HF
- * Llama golden model) and a byte-level BPE one (the Qwen2 golden model). Byte 0 picks the
+/* Tokenizer encode and decode of arbitrary bytes with real vocabularies: llama.cpp's SPM Llama
+ * and byte-level BPE Qwen2 vocabularies (built into $PL_TEST_DATA by scripts/test-data.py;
+ * scripts/fuzz.sh makes them). Byte 0 picks the
  * tokenizer and the flags; the rest is text to encode, and also read as token ids to decode. */
 #include "fuzz_common.h"
 #include "model/gguf.h"
+#include "pagellm.h"
 #include "tokenizer/tokenizer.h"
 
 static pl_tokenizer *toks[2];
+static pl_gguf *files[2]; /* open for the process: the tokenizers may point into them */
+static int n_files;
 
 static pl_tokenizer *load(const char *rel) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/%s", PL_SOURCE_DIR, rel);
+  const char *dir = getenv("PL_TEST_DATA");
+  snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : PL_TEST_DATA_DIR, rel);
   pl_gguf *g = NULL;
   pl_tokenizer *t = NULL;
   if (pl_gguf_open(path, &g) < 0 || pl_tokenizer_load_gguf(g, &t) < 0) {
-    fprintf(stderr, "cannot load %s\n", path);
+    fprintf(stderr, "cannot load %s: %s\n", path, pl_last_error());
     abort();
   }
-  return t; /* g stays open for the process: the tokenizer may point into its mapping */
+  files[n_files++] = g;
+  return t;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!toks[0]) {
-    toks[0] = load("tests/golden/hf/llama/model.gguf");
-    toks[1] = load("tests/golden/hf/qwen2/model.gguf");
+    toks[0] = load("tokenizer-vectors/ggml-vocab-llama-spm.gguf");
+    toks[1] = load("tokenizer-vectors/ggml-vocab-qwen2.gguf");
   }
   if (size < 1)
     return 0;
@@ -31,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t len = size - 1;
   size_t live = pl_alloc_live_bytes();
   pl_token_buf b = {0};
-  if (pl_tokenizer_encode(t, text, len, (data[0] >> 1) & 1, &b) == 0) {
+  if (pl_tokenizer_encode(t, text, len, (data[0] >> 1) & 1, (data[0] >> 2) & 1, &b) == 0) {
     char *out = NULL;
     size_t n = 0;
     if (pl_tokenizer_decode(t, b.ids, b.n, 0, &out, &n) == 0)

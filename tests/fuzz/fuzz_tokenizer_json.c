@@ -10,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (pl_tokenizer_load_hf(path, &t) == 0) {
     pl_token_buf b = {0};
     static const char text[] = "Hello world! <s> 123 \xc3\xa9t\xc3\xa9\n\n  x";
-    if (pl_tokenizer_encode(t, text, sizeof text - 1, 1, &b) == 0) {
+    if (pl_tokenizer_encode(t, text, sizeof text - 1, 1, 1, &b) == 0) {
       char *out = NULL;
       size_t len = 0;
       if (pl_tokenizer_decode(t, b.ids, b.n, 0, &out, &len) == 0)
