@@ -35,7 +35,7 @@ const pick = (a) => a[Math.floor(rand() * a.length)];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Sanitizer builds hold freed memory in quarantine, so their RSS says nothing about leaks.
-const SANITIZED = fs.readFileSync(process.env.PL_BIN).includes("AddressSanitizer");
+const SANITIZED = fs.readFileSync(process.env.PL_BIN).includes("__asan_init");
 
 function rssKiB(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
