@@ -19,8 +19,8 @@ import { startServer, metrics, waitMetrics, CHATML_TEMPLATE } from "./lib/server
 
 const SECONDS = Number(process.env.PL_SOAK_SECONDS || 60);
 const CLIENTS = Number(process.env.PL_SOAK_CLIENTS || 200);
-// RSS growth allowed. On a quiet machine it stays within the issue's 5% (+2.3% measured), but
-// amid the parallel suite it moved by up to 13% with no growth of the live heap: thread stacks
+// RSS growth allowed. Alone on this shared machine it measured +2.3% and +7.7%, amid the
+// parallel suite +12.7%, each time with the live heap flat: thread stacks
 // (a thread per connection, cached by glibc) and arena pages follow how many connections happen
 // to be open. So CI catches gross leaks outside our heap at 25%, the live-heap check below
 // catches ours to the byte, and PL_SOAK_RSS_LIMIT=0.05 is the strict form.
