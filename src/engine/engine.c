@@ -224,6 +224,7 @@ void pl_engine_destroy(pl_engine *e) {
     e->be->ops->destroy(e->be); /* also frees the uploaded weights: before the model */
   pl_free(e->logits);
   pl_sampler_free(&e->sampler);
+  pl_engine_grammar_free_all(e);
   pl_engine_unload_text(e);
   pl_model_free(e->model);
   pl_free(e);

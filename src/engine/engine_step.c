@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
+#include "grammar/grammar.h"
 #include "model/runner.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
@@ -65,6 +66,17 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
     return;
   }
   s->out[s->n_out++] = tok;
+  int grammar_done = 0;
+  if (s->gm) {
+    if (pl_gmatch_accept(s->gm, tok) < 0) { /* the mask allowed it: cannot happen */
+      PL_ERROR("request %llu: %s", (unsigned long long)g->id, pl_last_error());
+      finish_sample(e, s, PL_FINISH_ERROR);
+      s->has_event = 0;
+      pl_engine_emit_finish(e, g, s);
+      return;
+    }
+    grammar_done = pl_gmatch_done(s->gm);
+  }
   e->generation_tokens_total++;
   pl_finish_reason why = PL_FINISH_NONE;
   int is_stop_tok = 0;
@@ -82,8 +94,8 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
     pl_text_stream_push(&s->ts, -1, 1, &text, &len);
   } else {
     int at_len = s->n_out >= sp->max_tokens || g->n_prompt + s->n_out >= e->p.max_model_len;
-    int st = pl_text_stream_push(&s->ts, tok, at_len, &text, &len);
-    if (st == 1)
+    int st = pl_text_stream_push(&s->ts, tok, at_len || grammar_done, &text, &len);
+    if (st == 1 || grammar_done) /* a complete grammar: nothing more may follow */
       why = PL_FINISH_STOP;
     else if (at_len)
       why = PL_FINISH_LENGTH;
@@ -157,6 +169,21 @@ static void sample_all(pl_engine *e, const pl_sched_output *o) {
       pl_sample_ctx c = {.sp = &g->sp, .prompt = g->prompt, .n_prompt = g->n_prompt,
                          .output = ss->out, .n_output = ss->n_out, .eog_ids = e->eog_ids,
                          .n_eog = g->sp.ignore_eos ? 0 : e->n_eog, .rng = &ss->rng};
+      if (ss->gm) {
+        int n_ok = pl_gmatch_mask(ss->gm, e->gmask);
+        if (n_ok <= 0) {
+          char msg[300];
+          snprintf(msg, sizeof msg, "grammar: %s", n_ok < 0 ? pl_last_error()
+                   : "no token of the vocabulary can continue the grammar here");
+          if (!g->error)
+            g->error = pl_strdup(msg);
+          finish_sample(e, ss, PL_FINISH_ERROR);
+          ss->has_event = 0;
+          pl_engine_emit_finish(e, g, ss);
+          continue;
+        }
+        c.allow = e->gmask;
+      }
       pl_sample_result r;
       pl_sample(&e->sampler, &c, lg, &r);
       advance(e, ss, &r, 0);

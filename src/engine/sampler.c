@@ -144,6 +144,10 @@ static int process(pl_sampler *s, const pl_sample_ctx *c, const float *logits, i
   int V = s->n_vocab;
   float *x = s->work;
   memcpy(x, logits, (size_t)V * sizeof(float));
+  if (c->allow)
+    for (int i = 0; i < V; i++)
+      if (!(c->allow[i >> 6] >> (i & 63) & 1))
+        x[i] = -INFINITY;
   for (int i = 0; i < sp->n_logit_bias; i++) {
     int32_t id = sp->logit_bias_ids[i];
     if (id >= 0 && id < V)

@@ -42,6 +42,7 @@ typedef struct pl_sample_ctx {
   const int32_t *eog_ids;     /* [n_eog] end-of-generation ids (masked before min_tokens) */
   int n_eog;
   pl_rng *rng;
+  const uint64_t *allow;      /* NULL or [(n_vocab + 63) / 64] bitset: only these tokens */
 } pl_sample_ctx;
 
 typedef struct pl_sample_result {

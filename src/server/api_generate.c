@@ -16,6 +16,9 @@
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
 #include "server/srv_text.h"
+#include "server/tool_calls.h"
+#include "grammar/grammar.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -271,6 +274,30 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_s
   return ok;
 }
 
+/* ---- tools ----------------------------------------------------------------------------------- */
+
+static int tool_format(pl_server *s) {
+  return (int)pl_tool_format_detect(pl_tokenizer_chat_template(pl_engine_tokenizer(s->engine)));
+}
+
+/* tool_choice required / named: a grammar that forces a call in the model's format. */
+static int set_tool_grammar(pl_server *s, pl_oai_request *req, pl_oai_error *err) {
+  if (req->tool_choice < PL_OAI_TOOLS_REQUIRED)
+    return 0;
+  if (req->grammar)
+    return pl_oai_errorf(err, 400, "tool_choice", "a forced 'tool_choice' cannot be combined "
+                         "with a structured-output constraint");
+  pl_gconv_error ce = {{0}};
+  char *g = pl_tool_grammar((pl_tool_format)tool_format(s), req->tools,
+                            req->tool_choice == PL_OAI_TOOLS_NAMED ? req->tool_name : NULL,
+                            req->parallel_tool_calls, &ce);
+  if (!g)
+    return pl_oai_errorf(err, 400, "tools", "'tools': %s", ce.message);
+  req->grammar = g;
+  req->sp.grammar = g;
+  return 0;
+}
+
 /* ---- non-streaming ----------------------------------------------------------------------- */
 
 static enum MHD_Result finish_whole(pl_server *s, struct MHD_Connection *c, pl_srv_job *job,
@@ -280,6 +307,11 @@ static enum MHD_Result finish_whole(pl_server *s, struct MHD_Connection *c, pl_s
   if (pl_oai_resp_init(&resp, req, pl_server_model_name(s), in->n, pl_srv_token_bytes,
                        s->engine) < 0) {
     pl_srv_cancel(s->loop, job);
+    oom(&err);
+    return pl_http_error(s, c, &err);
+  }
+  resp.tool_format = tool_format(s);
+  if (0) {
     oom(&err);
     return pl_http_error(s, c, &err);
   }
@@ -346,6 +378,9 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
   pl_strbuf_free(&h->body);
   if (req->ignored[0])
     PL_DEBUG("ignoring unknown request fields: %s", req->ignored);
+  if (kind == PL_OAI_CHAT && req->tool_choice != PL_OAI_TOOLS_NONE &&
+      set_tool_grammar(s, req, &err) < 0)
+    goto fail;
   if (pl_api_check_model(s, req, &err) < 0 ||
       pl_oai_check_token_ids(req, pl_srv_vocab_size(s->engine), &err) < 0 ||
       build_input(s, req, &in, &err) < 0)

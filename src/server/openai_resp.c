@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/tool_calls.h"
 #include "util/alloc.h"
 
 struct pl_oai_choice_acc {
@@ -410,8 +411,28 @@ int pl_oai_resp_json(pl_oai_resp *r, pl_strbuf *out) {
     } else {
       text = pl_oai_lossy_string(ch->text.data ? ch->text.data : "", ch->text.len);
     }
-    json_t *item;
-    if (chat)
+    json_t *item, *calls = NULL;
+    char *content = NULL;
+    if (chat && r->req->tool_choice != PL_OAI_TOOLS_NONE && ch->finish == PL_FINISH_STOP) {
+      char seed[80];
+      snprintf(seed, sizeof seed, "%s-%d", r->id, c);
+      if (pl_tool_parse((pl_tool_format)r->tool_format, ch->text.data ? ch->text.data : "",
+                        ch->text.len, seed, &calls, &content) < 0) {
+        json_decref(text);
+        json_decref(lp);
+        json_decref(root);
+        json_decref(choices);
+        return PL_ENOMEM;
+      }
+    }
+    if (calls) {
+      json_decref(text);
+      item = json_pack("{s:i,s:{s:s,s:o,s:n,s:o},s:o,s:s}", "index", c, "message", "role",
+                       "assistant", "content", content ? pl_oai_lossy_string(content,
+                       strlen(content)) : json_null(), "refusal", "tool_calls", calls,
+                       "logprobs", lp, "finish_reason", "tool_calls");
+      pl_free(content);
+    } else if (chat)
       item = json_pack("{s:i,s:{s:s,s:o,s:n},s:o,s:o}", "index", c, "message", "role",
                        "assistant", "content", text, "refusal", "logprobs", lp, "finish_reason",
                        finish_json(ch->finish));
