@@ -228,6 +228,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
   }
 }
 
+/* The tool-call format of the model, from its chat template. */
+static int tool_format(pl_server *s) {
+  return (int)pl_tool_format_detect(pl_tokenizer_chat_template(pl_engine_tokenizer(s->engine)));
+}
+
+
 static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_srv_job *job,
                                     pl_oai_request *req, gen_input *in, int sock) {
   sse_state *st = pl_calloc(1, sizeof *st); /* takes req and in, even on failure */
@@ -249,6 +255,7 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_s
     sse_free(st);
     return MHD_NO;
   }
+  st->resp.tool_format = tool_format(s);
   for (int i = 0; req->echo && i < st->in.n; i++) {
     if (st->in.echo[i])
       pl_oai_resp_set_echo(&st->resp, i, st->in.echo[i], strlen(st->in.echo[i]));
@@ -276,9 +283,6 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_s
 
 /* ---- tools ----------------------------------------------------------------------------------- */
 
-static int tool_format(pl_server *s) {
-  return (int)pl_tool_format_detect(pl_tokenizer_chat_template(pl_engine_tokenizer(s->engine)));
-}
 
 /* tool_choice required / named: a grammar that forces a call in the model's format. */
 static int set_tool_grammar(pl_server *s, pl_oai_request *req, pl_oai_error *err) {
@@ -311,10 +315,6 @@ static enum MHD_Result finish_whole(pl_server *s, struct MHD_Connection *c, pl_s
     return pl_http_error(s, c, &err);
   }
   resp.tool_format = tool_format(s);
-  if (0) {
-    oom(&err);
-    return pl_http_error(s, c, &err);
-  }
   for (int i = 0; req->echo && i < in->n; i++) {
     if (in->echo[i])
       pl_oai_resp_set_echo(&resp, i, in->echo[i], strlen(in->echo[i]));
