@@ -249,3 +249,60 @@ test("openai client: forced tool call on a random-weight model, then the tool re
   }
   assert.ok(calls >= 4, `only ${calls} of 8 forced calls finished`);
 });
+
+test("openai client: streamed tool calls (incremental tool_calls deltas) match the whole response", async () => {
+  const s = servers[1];
+  const client = new OpenAI({ baseURL: s.url + "/v1", apiKey: "x" });
+  const model = (await client.models.list()).data[0].id;
+  const params = { type: "object", properties: { city: { type: "string", maxLength: 8 }, days: { type: "integer", minimum: 1, maximum: 9 } }, required: ["city", "days"], additionalProperties: false };
+  const tools = [{ type: "function", function: { name: "forecast", parameters: params } }, { type: "function", function: { name: "noop" } }];
+  const strip = (calls) => (calls ?? []).map((c) => [c.type, c.function.name, c.function.arguments]);
+  let compared = 0, multi = 0;
+  for (const parallel_tool_calls of [false, true]) {
+    for (let seed = 1; seed <= 4; seed++) {
+      const body = { model, messages: [{ role: "user", content: "forecast for Oslo" }], tools, tool_choice: "required", parallel_tool_calls, max_tokens: 300, seed, temperature: 1 };
+      const whole = (await client.chat.completions.create(body)).choices[0];
+      // raw chunks: each call arrives as a delta with its index, id, type, name and arguments
+      const chunks = [];
+      for await (const c of await client.chat.completions.create({ ...body, stream: true })) chunks.push(c);
+      const seen = new Set();
+      for (const c of chunks)
+        for (const d of c.choices[0]?.delta?.tool_calls ?? []) {
+          assert.equal(typeof d.index, "number");
+          if (!seen.has(d.index)) {
+            assert.equal(d.index, seen.size, "indices come in order");
+            assert.ok(d.id && d.type === "function" && d.function?.name, JSON.stringify(d));
+            seen.add(d.index);
+          }
+        }
+      // the client's own accumulator builds the same message as the non-streamed response
+      const streamed = (await client.chat.completions.stream(body).finalChatCompletion()).choices[0];
+      assert.equal(streamed.finish_reason, whole.finish_reason);
+      assert.deepEqual(strip(streamed.message.tool_calls), strip(whole.message.tool_calls));
+      assert.equal(seen.size, (whole.message.tool_calls ?? []).length);
+      if (whole.finish_reason === "tool_calls") {
+        compared++;
+        if (whole.message.tool_calls.length > 1) multi++;
+        for (const c of whole.message.tool_calls)
+          if (c.function.name === "forecast") assert.ok(ajv.validate(params, JSON.parse(c.function.arguments)), c.function.arguments);
+      }
+    }
+  }
+  assert.ok(compared >= 4, `only ${compared} of 8 forced calls finished`);
+  // tool_choice auto with a GBNF grammar that makes the model write text and two calls: the
+  // stream carries the text as content and the calls as deltas 0 and 1
+  const grammar = `root ::= "Checking.\\n<tool_call>\\n{\\"name\\": \\"forecast\\", \\"arguments\\": {\\"city\\": \\"" [a-z]{1,6} "\\", \\"days\\": " [1-9] "}}\\n</tool_call>\\n<tool_call>\\n{\\"name\\": \\"noop\\", \\"arguments\\": {}}\\n</tool_call>"`;
+  for (let seed = 1; seed <= 3; seed++) {
+    const body = { model, messages: [{ role: "user", content: "forecast" }], tools, tool_choice: "auto", grammar, max_tokens: 200, seed, temperature: 1 };
+    const whole = (await client.chat.completions.create(body)).choices[0];
+    assert.equal(whole.finish_reason, "tool_calls", JSON.stringify(whole));
+    assert.equal(whole.message.content, "Checking.");
+    assert.deepEqual(whole.message.tool_calls.map((c) => c.function.name), ["forecast", "noop"]);
+    const streamed = (await client.chat.completions.stream(body).finalChatCompletion()).choices[0];
+    assert.equal(streamed.finish_reason, "tool_calls");
+    assert.equal(streamed.message.content, "Checking.");
+    assert.deepEqual(strip(streamed.message.tool_calls), strip(whole.message.tool_calls));
+    multi++;
+  }
+  console.log(`streamed tool calls: ${compared} compared, ${multi} with two calls`);
+});
