@@ -57,6 +57,8 @@ char *pl_tool_grammar(pl_tool_format f, const json_t *tools, const char *name, i
   char call[32];
   sscanf(root + 10, "%31s", call);
   root[1] = 0;
+  if (f == PL_TOOLS_LLAMA3) /* Llama 3.1/3.2 templates reject several calls in one message */
+    parallel = 0;
   pl_gbuf b = {0};
   pl_gbuf_put(&b, g);
   pl_free(g);

@@ -88,7 +88,15 @@ static json_t *make_call(pl_tool_parser *p, json_t *o) {
   for (const char *s = p->seed; *s; s++)
     h = h * 33 + (unsigned char)*s;
   char id[64];
-  snprintf(id, sizeof id, "call_%08lx%04zx", h & 0xffffffffUL, idx);
+  if (p->f == PL_TOOLS_MISTRAL) { /* Mistral's templates require 9 alphanumeric characters */
+    static const char an[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    unsigned long long x = ((unsigned long long)h << 16) ^ (idx * 0x9E3779B97F4A7C15ULL);
+    for (int i = 0; i < 9; i++, x /= 62)
+      id[i] = an[x % 62];
+    id[9] = 0;
+  } else {
+    snprintf(id, sizeof id, "call_%08lx%04zx", h & 0xffffffffUL, idx);
+  }
   json_t *c = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function",
                         "name", name, "arguments", a ? a : json_string_value(args));
   free(a); /* jansson's allocator */
