@@ -158,6 +158,18 @@ for (const [label, model] of [["bundled", BUNDLED], ["random", RANDOM]]) {
   });
 }
 
+test("speculative decoding on: constrained samples still validate (they make no proposals)", async () => {
+  const s = await startServer({ model: BUNDLED, args: ["--speculative", "ngram", "--ngram-min", "1", "--kv-cache-memory", "256MiB"] });
+  servers.push(s);
+  let stopped = 0, total = 0;
+  for (const name of ["flat", "nested_arrays"]) {
+    const [a, b] = await sampleSchema(s.url, name, SCHEMAS[name], SAMPLES, 5);
+    stopped += a;
+    total += b;
+  }
+  assert.ok(stopped >= total / 2, `${stopped} of ${total} samples stopped`);
+});
+
 test("regex, choice, GBNF and json_object constraints; errors name the field", async () => {
   const s = servers[0] ?? (await startServer({ model: BUNDLED }));
   if (!servers.includes(s)) servers.push(s);
