@@ -441,14 +441,11 @@ PLQ_UNROLL
         y[j * w.rows + row0 + rr] = acc[rr][j];
 }
 
-/* Any shape: a warp per row, lanes stride over the columns, element decoder. */
+/* Any shape: a warp per row, lanes stride over the columns, element decoder. Lane `lane`'s
+ * partial sums of row r (the kernel adds the 32 lanes). */
 template <int T>
-__global__ void k_qgemv_elem(Wv w, const float *__restrict__ x, int n, float *__restrict__ y) {
-  int lane = threadIdx.x & 31;
-  int64_t r = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (r >= w.rows)
-    return;
-  float acc[PL_CU_GEMV_MAX_N] = {0};
+PLQ_HD void elem_lane(const Wv &w, const float *x, int n, int64_t r, int lane,
+                      float acc[PL_CU_GEMV_MAX_N]) {
   for (int64_t c = lane; c < w.cols; c += 32) {
     float wv = elem_t<T>(w, r, c);
 PLQ_UNROLL
@@ -456,6 +453,16 @@ PLQ_UNROLL
       if (j < n)
         acc[j] += wv * x[j * w.cols + c];
   }
+}
+
+template <int T>
+__global__ void k_qgemv_elem(Wv w, const float *__restrict__ x, int n, float *__restrict__ y) {
+  int lane = threadIdx.x & 31;
+  int64_t r = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (r >= w.rows) /* uniform per warp: whole warps leave */
+    return;
+  float acc[PL_CU_GEMV_MAX_N] = {0};
+  elem_lane<T>(w, x, n, r, lane, acc);
 PLQ_UNROLL
   for (int j = 0; j < PL_CU_GEMV_MAX_N; j++) {
     float v = acc[j];
@@ -467,97 +474,91 @@ PLQ_UNROLL
   }
 }
 
-/* out[i][cols] = row ids[i]; a thread per (i, unit). An id outside [0, rows) gives a NaN row
- * (a kernel cannot return an error; NaN makes the misuse visible instead of reading out of
- * bounds). */
+/* The grid-stride kernels below run one body per index; the bodies are host-callable too. */
+
+/* out[i][cols] = row ids[i]; one body per (i, unit u), idx = i * (cols/32) + u. An id outside
+ * [0, rows) gives a NaN row (a kernel cannot return an error; NaN makes the misuse visible
+ * instead of reading out of bounds). */
 template <int T>
-__global__ void k_get_rows(Wv w, const int32_t *__restrict__ ids, int n, float *__restrict__ out) {
-  int64_t upr = w.cols >> 5, total = (int64_t)n * upr;
-  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    int64_t i = idx / upr, u = idx - i * upr;
-    int32_t id = ids[i];
-    float *o = out + i * w.cols + 32 * u;
-    if (id < 0 || id >= w.rows) {
-      for (int e = 0; e < 32; e++)
-        o[e] = __int_as_float(0x7fc00000);
-      continue;
-    }
-    Unit<T> un;
-    un.load(w, id, u);
+PLQ_HD void get_rows_unit(const Wv &w, const int32_t *ids, float *out, int64_t idx) {
+  int64_t upr = w.cols >> 5, i = idx / upr, u = idx - i * upr;
+  int32_t id = PLQ_LD(ids + i);
+  float *o = out + i * w.cols + 32 * u;
+  if (id < 0 || id >= w.rows) {
+    for (int e = 0; e < 32; e++)
+      o[e] = bits_f32(0x7fc00000u);
+    return;
+  }
+  Unit<T> un;
+  un.load(w, id, u);
 PLQ_UNROLL
-    for (int k = 0; k < 4; k++) {
-      float v[8];
-      un.chunk(k, v);
-      *(float4 *)(o + 8 * k) = make_float4(v[0], v[1], v[2], v[3]);
-      *(float4 *)(o + 8 * k + 4) = make_float4(v[4], v[5], v[6], v[7]);
-    }
+  for (int k = 0; k < 4; k++) {
+    float v[8];
+    un.chunk(k, v);
+    *(float4 *)(o + 8 * k) = make_float4(v[0], v[1], v[2], v[3]);
+    *(float4 *)(o + 8 * k + 4) = make_float4(v[4], v[5], v[6], v[7]);
   }
 }
 
+/* idx = i * cols + c */
 template <int T>
-__global__ void k_get_rows_elem(Wv w, const int32_t *__restrict__ ids, int n,
+PLQ_HD void get_rows_elem(const Wv &w, const int32_t *ids, float *out, int64_t idx) {
+  int64_t i = idx / w.cols, c = idx - i * w.cols;
+  int32_t id = PLQ_LD(ids + i);
+  out[idx] = id < 0 || id >= w.rows ? bits_f32(0x7fc00000u) : elem_t<T>(w, id, c);
+}
+
+/* out[r - row0][cols] as bf16 (round to nearest even); idx = (r - row0) * (cols/32) + u. */
+template <int T>
+PLQ_HD void dequant_unit(const Wv &w, int64_t row0, uint16_t *out, int64_t idx) {
+  int64_t upr = w.cols >> 5, i = idx / upr, u = idx - i * upr;
+  Unit<T> un;
+  un.load(w, row0 + i, u);
+  uint16_t *o = out + i * w.cols + 32 * u;
+PLQ_UNROLL
+  for (int k = 0; k < 4; k++) {
+    float v[8];
+    un.chunk(k, v);
+    uint4 p;
+    p.x = (uint32_t)f2bf(v[0]) | ((uint32_t)f2bf(v[1]) << 16);
+    p.y = (uint32_t)f2bf(v[2]) | ((uint32_t)f2bf(v[3]) << 16);
+    p.z = (uint32_t)f2bf(v[4]) | ((uint32_t)f2bf(v[5]) << 16);
+    p.w = (uint32_t)f2bf(v[6]) | ((uint32_t)f2bf(v[7]) << 16);
+    *(uint4 *)(o + 8 * k) = p;
+  }
+}
+
+/* idx = (r - row0) * cols + c */
+template <int T>
+PLQ_HD void dequant_elem(const Wv &w, int64_t row0, uint16_t *out, int64_t idx) {
+  int64_t i = idx / w.cols, c = idx - i * w.cols;
+  out[idx] = f2bf(elem_t<T>(w, row0 + i, c));
+}
+
+#define PLQ_GRID_STRIDE(idx, total)                                                            \
+  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < (total);            \
+       idx += (int64_t)gridDim.x * blockDim.x)
+
+template <int T>
+__global__ void k_get_rows(Wv w, const int32_t *__restrict__ ids, int64_t total,
+                           float *__restrict__ out) {
+  PLQ_GRID_STRIDE(idx, total) get_rows_unit<T>(w, ids, out, idx);
+}
+template <int T>
+__global__ void k_get_rows_elem(Wv w, const int32_t *__restrict__ ids, int64_t total,
                                 float *__restrict__ out) {
-  int64_t total = (int64_t)n * w.cols;
-  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    int64_t i = idx / w.cols, c = idx - i * w.cols;
-    int32_t id = ids[i];
-    out[idx] = id < 0 || id >= w.rows ? __int_as_float(0x7fc00000) : elem_t<T>(w, id, c);
-  }
+  PLQ_GRID_STRIDE(idx, total) get_rows_elem<T>(w, ids, out, idx);
 }
-
-/* out[r - row0][cols] as bf16 (round to nearest even); a thread per (row, unit). */
 template <int T>
-__global__ void k_dequant(Wv w, int64_t row0, int64_t nrows, uint16_t *__restrict__ out) {
-  int64_t upr = w.cols >> 5, total = nrows * upr;
-  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    int64_t i = idx / upr, u = idx - i * upr;
-    Unit<T> un;
-    un.load(w, row0 + i, u);
-    uint16_t *o = out + i * w.cols + 32 * u;
-PLQ_UNROLL
-    for (int k = 0; k < 4; k++) {
-      float v[8];
-      un.chunk(k, v);
-      uint4 p;
-      p.x = (uint32_t)f2bf(v[0]) | ((uint32_t)f2bf(v[1]) << 16);
-      p.y = (uint32_t)f2bf(v[2]) | ((uint32_t)f2bf(v[3]) << 16);
-      p.z = (uint32_t)f2bf(v[4]) | ((uint32_t)f2bf(v[5]) << 16);
-      p.w = (uint32_t)f2bf(v[6]) | ((uint32_t)f2bf(v[7]) << 16);
-      *(uint4 *)(o + 8 * k) = p;
-    }
-  }
+__global__ void k_dequant(Wv w, int64_t row0, int64_t total, uint16_t *__restrict__ out) {
+  PLQ_GRID_STRIDE(idx, total) dequant_unit<T>(w, row0, out, idx);
 }
-
 template <int T>
-__global__ void k_dequant_elem(Wv w, int64_t row0, int64_t nrows, uint16_t *__restrict__ out) {
-  int64_t total = nrows * w.cols;
-  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    int64_t i = idx / w.cols, c = idx - i * w.cols;
-    out[idx] = f2bf(elem_t<T>(w, row0 + i, c));
-  }
+__global__ void k_dequant_elem(Wv w, int64_t row0, int64_t total, uint16_t *__restrict__ out) {
+  PLQ_GRID_STRIDE(idx, total) dequant_elem<T>(w, row0, out, idx);
 }
 
 /* ---- host side -------------------------------------------------------------------------------- */
-
-/* (tensor.h's pl_dtype_name is declared without C linkage for C++ translation units.) */
-const char *tname(int t) {
-  switch (t) {
-  case PL_DT_F32: return "F32";
-  case PL_DT_F16: return "F16";
-  case PL_DT_BF16: return "BF16";
-  case PL_DT_Q8_0: return "Q8_0";
-  case PL_DT_Q4_0: return "Q4_0";
-  case PL_DT_Q4_K: return "Q4_K";
-  case PL_DT_Q6_K: return "Q6_K";
-  case PL_DT_MLX_Q4: return "MLX_Q4";
-  case PL_DT_MLX_Q8: return "MLX_Q8";
-  default: return "unknown";
-  }
-}
 
 /* Validate w and fill the kernel view. Returns 0 or a PL_E* status with a message. */
 int make_view(const pl_cu_weight *w, const char *op, Wv *v) {
@@ -578,7 +579,7 @@ int make_view(const pl_cu_weight *w, const char *op, Wv *v) {
   }
   if (rb < 0)
     return pl_fail(PL_EINVAL, "%s: %s row of %lld elements is not a whole number of blocks", op,
-                   tname(w->type), (long long)c);
+                   pl_dtype_name((pl_dtype)w->type), (long long)c);
   memset(v, 0, sizeof *v);
   v->data = (const uint8_t *)w->data;
   v->rows = w->rows;
@@ -619,7 +620,7 @@ bool unit_ok(const Wv &v, int type, const void *other, int other_align) {
 int launch_status(const char *op, int type) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
-    return pl_fail(PL_EDEVICE, "%s (%s): kernel launch failed: %s", op, tname(type),
+    return pl_fail(PL_EDEVICE, "%s (%s): kernel launch failed: %s", op, pl_dtype_name((pl_dtype)type),
                    cudaGetErrorString(e));
   return 0;
 }
@@ -670,9 +671,9 @@ extern "C" int pl_cu_get_rows(const pl_cu_weight *w, const int32_t *ids, int n, 
 #define X(T)                                                                                  \
   case T:                                                                                     \
     if (unit)                                                                                 \
-      k_get_rows<T><<<grid_for(total, 256), 256, 0, st>>>(v, ids, n, out);                   \
+      k_get_rows<T><<<grid_for(total, 256), 256, 0, st>>>(v, ids, total, out);                 \
     else                                                                                      \
-      k_get_rows_elem<T><<<grid_for(total, 256), 256, 0, st>>>(v, ids, n, out);              \
+      k_get_rows_elem<T><<<grid_for(total, 256), 256, 0, st>>>(v, ids, total, out);            \
     break;
     PLQ_TYPES(X)
 #undef X
@@ -698,9 +699,9 @@ extern "C" int pl_cu_dequant(const pl_cu_weight *w, int64_t row0, int64_t nrows,
 #define X(T)                                                                                  \
   case T:                                                                                     \
     if (unit)                                                                                 \
-      k_dequant<T><<<grid_for(total, 256), 256, 0, st>>>(v, row0, nrows, out);               \
+      k_dequant<T><<<grid_for(total, 256), 256, 0, st>>>(v, row0, total, out);             \
     else                                                                                      \
-      k_dequant_elem<T><<<grid_for(total, 256), 256, 0, st>>>(v, row0, nrows, out);          \
+      k_dequant_elem<T><<<grid_for(total, 256), 256, 0, st>>>(v, row0, total, out);        \
     break;
     PLQ_TYPES(X)
 #undef X
