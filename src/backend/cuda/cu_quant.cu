@@ -27,8 +27,10 @@
  * Expected (not yet measured; the performance issue measures and tunes it): at n = 1, about
  * 60-75% of DRAM bandwidth for the 16-byte-load types and 40-60% for Q8_0/Q4_0/Q6_K (L1
  * wavefronts per byte, not DRAM, limit them: repacking those blocks into aligned planes at upload
- * would fix it). Larger n adds 4n/4 bytes of shared-memory reads per weight element and row, so
- * n = 8 with 4-bit weights becomes shared-memory bound at roughly half the DRAM roofline. */
+ * would fix it). Each x float read from shared memory serves 4 rows, so n x rows cost n bytes of
+ * shared-memory reads per weight element: at n = 8 with 4-bit weights (0.56 B per element) that
+ * is ~14x the DRAM traffic, and the kernel becomes shared-memory bound at roughly half the DRAM
+ * roofline. The kernel bodies are __host__ __device__ too, so the tile logic can be emulated. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
