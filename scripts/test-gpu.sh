@@ -104,9 +104,13 @@ find_test() { # the path of test binary $1, or nothing
 }
 
 export PL_SOURCE_DIR=$ROOT PL_TEST_DATA
-export PL_BUILD_DIR=${PL_BUILD_DIR:-$(mktemp -d /tmp/pl-gpu-build.XXXXXX)}
 WORK=$(mktemp -d /tmp/pl-gpu-work.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+# PL_BUILD_DIR: where tests write scratch files and find the pagellm binary (test_spec_decode
+# runs $PL_BUILD_DIR/pagellm model-gen)
+export PL_BUILD_DIR=$WORK/build
+mkdir -p "$PL_BUILD_DIR"
+ln -s "$PL_BIN" "$PL_BUILD_DIR/pagellm"
 
 for stage in $STAGES; do
   case $stage in

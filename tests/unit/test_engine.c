@@ -115,6 +115,7 @@ static void batch_invariance(float temp) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 1; /* thread-count independence is covered by the paged-forward test */
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 64 << 20;
   /* alone, one at a time (one engine: its prefix cache does not change results either) */
   pl_engine *alone;
@@ -176,6 +177,7 @@ static void parallel_samples(void) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 2;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 16 << 20;
   ep.enable_prefix_caching = 0;
   pl_engine *e;
@@ -237,6 +239,7 @@ static void bad_requests(void) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 1;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 8 << 20;
   pl_engine *e;
   if (pl_engine_create(&ep, &e) != 0) {
@@ -297,6 +300,7 @@ static void emit_oom(void) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 1;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 8 << 20;
   pl_engine *e;
   if (pl_engine_create(&ep, &e) != 0) {
