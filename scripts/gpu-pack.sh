@@ -170,9 +170,9 @@ fi
 CHK=$STAGE/check
 mkdir -p "$CHK"
 xz -dc .devcarry/core.tar.xz | tar -x -C "$CHK"
-env -i LD_LIBRARY_PATH="$CHK/pl/lib" "$CHK/pl/bin/pagellm" --help >/dev/null
+env -i LD_LIBRARY_PATH="$CHK/pl/lib" "$CHK/pl/bin/pagellm" --help >/dev/null 2>&1
 env -i LD_LIBRARY_PATH="$CHK/pl/lib" "$CHK/pl/bin/pagellm" info \
-  -m "$ROOT/tests/data/models/tinystories-280K.gguf" >/dev/null
+  -m "$ROOT/tests/data/models/tinystories-280K.gguf" >/dev/null 2>&1
 for t in "$CHK/pl/tests/"*; do
   if env -i LD_LIBRARY_PATH="$CHK/pl/lib" ldd "$t" | grep -v -E 'libcuda|libcublas|libcudart' |
     grep -q "not found"; then

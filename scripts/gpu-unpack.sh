@@ -50,6 +50,10 @@ if [ ! -x "$DEST/pl/bin/pagellm" ]; then
 fi
 
 export LD_LIBRARY_PATH="$DEST/pl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# cuBLAS is the machine's own (not carried): its toolkit folder, in case ldconfig lacks it
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -d "$d" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+done
 [ -x "$DEST/node/bin/node" ] && export PATH="$DEST/node/bin:$PATH" NODE="$DEST/node/bin/node"
 export PL_BIN="$DEST/pl/bin/pagellm" PL_TEST_BIN_DIR="$DEST/pl/tests" \
   PL_TEST_DATA="$DEST/pl/testdata" PL_COMMIT="$(cat "$DEST/pl/COMMIT")"

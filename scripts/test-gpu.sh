@@ -19,6 +19,8 @@
 #   NODE             the node binary (default: node on the PATH)
 #   PL_COMMIT        commit to report when this is not a git checkout (scripts/gpu-pack.sh sets it)
 #   PL_TEST_TIMEOUT  seconds per test binary or node test file (default 300)
+#   PL_GPU_DEVICE    the --device / PAGELLM_TEST_DEVICE to test (default cuda; "cpu" with a fake
+#                    nvidia-smi on the PATH is a dry run of this script on a machine without GPU)
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,6 +44,7 @@ PL_TEST_DATA=${PL_TEST_DATA:-$ROOT/$BUILD/testdata}
 NODE=${NODE:-node}
 TMO=${PL_TEST_TIMEOUT:-300}
 STAGES=${*:-cuda engine node smoke}
+DEV=${PL_GPU_DEVICE:-cuda}
 
 # ---- the machine line -------------------------------------------------------------------------
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
@@ -136,7 +139,7 @@ for stage in $STAGES; do
         echo "--- FAIL $n: no binary in $PL_TEST_BIN_DIR"
         continue
       fi
-      run "engine/$n (cuda)" env PAGELLM_TEST_DEVICE=cuda "$t"
+      run "engine/$n ($DEV)" env PAGELLM_TEST_DEVICE="$DEV" "$t"
     done
     ;;
   node)
@@ -153,18 +156,19 @@ for stage in $STAGES; do
     echo "node $("$NODE" --version)"
     for n in $NODE_TESTS; do
       # PL_SERVER_ARGS: extra `pagellm serve` arguments (tests/node/lib/server.mjs)
-      run "node/$n (serve --device cuda)" env PL_BIN="$PL_BIN" PL_TEST_DATA="$PL_TEST_DATA" \
-        PL_SOURCE_DIR="$ROOT" PL_SERVER_ARGS="--device cuda" "$NODE" --test "tests/node/$n.test.mjs"
+      run "node/$n (serve --device $DEV)" env PL_BIN="$PL_BIN" PL_TEST_DATA="$PL_TEST_DATA" \
+        PL_SOURCE_DIR="$ROOT" PL_SERVER_ARGS="--device $DEV" "$NODE" --test "tests/node/$n.test.mjs"
     done
     ;;
   smoke)
     M=$ROOT/models/pagellm-default.gguf
-    run "smoke/generate (default model, cuda)" "$PL_BIN" generate -m "$M" --device cuda \
+    run "smoke/generate (default model, $DEV)" "$PL_BIN" generate -m "$M" --device "$DEV" \
       -p "Once upon a time" -n 32 --temp 0
+    [ "$DEV" = cpu ] && want=CPU || want='NVIDIA\|CUDA'
     run "smoke/generate (tinystories, auto picks the GPU)" sh -c \
-      "'$PL_BIN' generate -m '$ROOT/tests/data/models/tinystories-280K.gguf' -p 'Once upon a time' -n 16 --temp 0 2>&1 | tee '$WORK/auto.txt'; grep -qi 'device: .*\(NVIDIA\|cuda\|GPU\)' '$WORK/auto.txt'"
-    run "smoke/bench throughput (default model, cuda)" "$PL_BIN" bench throughput -m "$M" \
-      --device cuda --num-prompts 64 --workload sharegpt-like
+      "'$PL_BIN' generate -m '$ROOT/tests/data/models/tinystories-280K.gguf' -p 'Once upon a time' -n 16 --temp 0 2>&1 | tee '$WORK/auto.txt'; grep -qi 'device: .*\($want\)' '$WORK/auto.txt'"
+    run "smoke/bench throughput (default model, $DEV)" "$PL_BIN" bench throughput -m "$M" \
+      --device "$DEV" --num-prompts 64 --workload sharegpt-like
     ;;
   *)
     echo "unknown stage '$stage' (cuda, engine, node, smoke)"
