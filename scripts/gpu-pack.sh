@@ -19,7 +19,10 @@
 #        call 1  carry [".devcarry2"]   command: scripts/gpu-unpack.sh --store
 #        call 2  carry [".devcarry"]    command: scripts/gpu-unpack.sh      (within the 30 s
 #                                       the machine stays warm; it keeps /tmp/pl-gpu)
-# Usage: scripts/gpu-pack.sh [--no-build]     env: BUILD, JOBS (default 2)
+# The engine tests are built a second time, in $BUILD-checks with -DPL_CHECKS=ON (the scheduler,
+# KV cache and block pool invariants checked after every engine step, as the issue asks for the
+# GPU runs); pagellm itself comes from the plain Release build, so benchmarks are not slowed.
+# Usage: scripts/gpu-pack.sh [--no-build] [--no-checks]     env: BUILD, JOBS (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,9 +34,30 @@ MARGIN=$((768 * 1024)) # files the lead adds between packing and the run; roundi
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 size() { stat -c %s "$1"; }
 
-if [ "${1:-}" != "--no-build" ]; then
+DO_BUILD=1
+CHECKS=1
+for a in "$@"; do
+  case $a in
+  --no-build) DO_BUILD=0 ;;
+  --no-checks) CHECKS=0 ;;
+  *) echo "usage: scripts/gpu-pack.sh [--no-build] [--no-checks]" >&2; exit 2 ;;
+  esac
+done
+ENGINE_TESTS=$(scripts/test-gpu.sh --list-tests)
+if [ $DO_BUILD = 1 ]; then
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
   cmake --build "$BUILD" -j "$JOBS"
+  if [ $CHECKS = 1 ]; then
+    cmake -S . -B "$BUILD-checks" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DPL_CHECKS=ON
+    # shellcheck disable=SC2086
+    cmake --build "$BUILD-checks" -j "$JOBS" --target $ENGINE_TESTS
+  fi
+fi
+TBUILD=$BUILD
+if [ $CHECKS = 1 ]; then
+  TBUILD=$BUILD-checks
+  echo "engine tests from $TBUILD (PL_CHECKS=ON)"
 fi
 [ -x "$BUILD/pagellm" ] || { echo "gpu-pack: no $BUILD/pagellm (build failed?)" >&2; exit 1; }
 
@@ -58,11 +82,11 @@ for d in "$BUILD/tests" "$BUILD/tests/cuda"; do
     n_cuda=$((n_cuda + 1))
   done
 done
-for n in $(scripts/test-gpu.sh --list-tests); do
-  if [ -x "$BUILD/tests/$n" ]; then
-    cp "$BUILD/tests/$n" "$P/tests/"
+for n in $ENGINE_TESTS; do
+  if [ -x "$TBUILD/tests/$n" ]; then
+    cp "$TBUILD/tests/$n" "$P/tests/"
   else
-    echo "gpu-pack: missing $BUILD/tests/$n" >&2
+    echo "gpu-pack: missing $TBUILD/tests/$n (run without --no-build, or with --no-checks)" >&2
     exit 1
   fi
 done
@@ -117,6 +141,7 @@ rm -rf "$P/node_modules/openai/src"
 COMMIT=$(git rev-parse --short=12 HEAD)
 git diff --quiet HEAD -- src include CMakeLists.txt cmake tests scripts || COMMIT="$COMMIT-dirty"
 echo "$COMMIT" >"$P/COMMIT"
+[ $CHECKS = 1 ] && echo "engine tests built with PL_CHECKS=ON" >"$P/CHECKS"
 
 rm -rf .devcarry .devcarry2
 mkdir -p .devcarry

@@ -56,7 +56,8 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_6
 done
 [ -x "$DEST/node/bin/node" ] && export PATH="$DEST/node/bin:$PATH" NODE="$DEST/node/bin/node"
 export PL_BIN="$DEST/pl/bin/pagellm" PL_TEST_BIN_DIR="$DEST/pl/tests" \
-  PL_TEST_DATA="$DEST/pl/testdata" PL_COMMIT="$(cat "$DEST/pl/COMMIT")"
+  PL_TEST_DATA="$DEST/pl/testdata" PL_COMMIT="$(cat "$DEST/pl/COMMIT")" \
+  PL_BUILD_NOTE="$(cat "$DEST/pl/CHECKS" 2>/dev/null || echo "engine tests without PL_CHECKS")"
 # node resolves "openai" from tests/node/node_modules (ESM ignores NODE_PATH)
 if [ ! -e tests/node/node_modules/openai ]; then
   mkdir -p tests/node/node_modules

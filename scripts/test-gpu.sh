@@ -71,7 +71,7 @@ LOG="$LOGDIR/$(date -u +%Y-%m-%d_%H%M)_${SLUG}_${COMMIT}.log"
 exec > >(tee "$LOG") 2>&1
 MACHINE="machine: GPU $GPU ($(nvidia-smi --query-gpu=memory.total --format=csv,noheader | head -1)), driver $DRIVER, CUDA $CUDA_VER (nvcc ${NVCC_VER:-none}), commit $COMMIT, $(nproc) CPU cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "$MACHINE"
-echo "stages: $STAGES"
+echo "stages: $STAGES${PL_BUILD_NOTE:+ ($PL_BUILD_NOTE)}"
 
 PASS=0
 FAIL=0
