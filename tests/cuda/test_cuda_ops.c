@@ -320,10 +320,11 @@ static void test_matmul(void) {
           }
           double tl;
           if (is_float_type(t))
-            /* x and W are exact in bf16/f16/TF32, so both sides sum the same exact products
-             * in f32, in different orders: each partial sum rounds by <= 2^-24 relative, at
-             * most C of them, and the bias add once more */
-            tl = (double)C * 0x1p-24 * (sabs + fabs(B.deq[r])) * 2 + 1e-6;
+            /* x and W are exact in bf16/f16/TF32 (and their products exact in f32), so both
+             * sides sum the same exact products in f32, in different orders: each partial sum
+             * rounds by <= 2^-24 relative, at most C of them (+ the bias add); x8 for tensor
+             * cores that truncate partial sums instead of rounding and for split-K levels */
+            tl = 8.0 * C * 0x1p-24 * (sabs + fabs(B.deq[r])) + 1e-6;
           else
             /* the CPU quantizes x to 8 bits per block (error <= amax/254 per element, on each
              * of C products: sum|w| * amax / 254); the GPU may do the same on its GEMV path and
@@ -409,14 +410,15 @@ static void test_elementwise(void) {
   CHECK(gpu->ops->rmsnorm(gpu, Z.g, Z.g, &w.g, n * 3, d / 3, 1e-6f) == 0, "cuda rmsnorm in place");
   end2("rmsnorm");
   float *a = get(cpu, Y.c, N), *b = get(gpu, Y.g, N);
-  /* f32 throughout: the sum of squares of d terms in another order (<= d * 2^-24 relative,
-   * halved by the sqrt), rsqrt within 2 ulp, two multiplies: 1e-5 relative covers d = 384 */
-  cmp("rmsnorm", b, a, N, 1e-6, 1e-5);
+  /* f32 throughout: the sum of squares of d positive terms in another order (<= d * 2^-24
+   * relative, 2.3e-5 for d = 384, halved by the sqrt), rsqrt within 2 ulp, two multiplies:
+   * 2e-5 relative */
+  cmp("rmsnorm", b, a, N, 1e-6, 2e-5);
   free(a);
   free(b);
   a = get(cpu, Z.c, N);
   b = get(gpu, Z.g, N);
-  cmp("rmsnorm in place, rows of d/3", b, a, N, 1e-6, 1e-5);
+  cmp("rmsnorm in place, rows of d/3", b, a, N, 1e-6, 2e-5);
   free(a);
   free(b);
 
