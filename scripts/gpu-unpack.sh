@@ -11,6 +11,14 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEST=${PL_GPU_ROOT:-/tmp/pl-gpu}
 mkdir -p "$DEST/parts"
+# xz -dc, or python3's lzma where the image has no xz binary
+unxz_cat() {
+  if command -v xz >/dev/null 2>&1; then
+    xz -dc "$1"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
+  fi
+}
 
 # node, whole or in parts: keep what came, unpack once it is complete
 for f in .devcarry/node.tar.xz .devcarry/node.tar.xz.part1 .devcarry2/node.tar.xz.part2 \
@@ -32,7 +40,7 @@ if [ ! -x "$DEST/node/bin/node" ]; then
       echo "gpu-unpack: node.tar.xz checksum mismatch (parts from different packs?)"
       rm -f "$src"
     else
-      xz -dc "$src" | tar -x -C "$DEST" && echo "gpu-unpack: node unpacked"
+      unxz_cat "$src" | tar -x -C "$DEST" && echo "gpu-unpack: node unpacked"
     fi
   else
     echo "gpu-unpack: node incomplete so far (have: $(ls "$DEST/parts" | tr '\n' ' '))"
@@ -41,7 +49,7 @@ fi
 
 if [ -f .devcarry/core.tar.xz ]; then
   rm -rf "$DEST/pl"
-  xz -dc .devcarry/core.tar.xz | tar -x -C "$DEST" && echo "gpu-unpack: binaries unpacked ($(cat "$DEST/pl/COMMIT"))"
+  unxz_cat .devcarry/core.tar.xz | tar -x -C "$DEST" && echo "gpu-unpack: binaries unpacked ($(cat "$DEST/pl/COMMIT"))"
 fi
 [ "${1:-}" = "--store" ] && { echo "gpu-unpack: stored in $DEST"; exit 0; }
 if [ ! -x "$DEST/pl/bin/pagellm" ]; then

@@ -154,6 +154,8 @@ for stage in $STAGES; do
       continue
     fi
     echo "node $("$NODE" --version)"
+    command -v curl >/dev/null 2>&1 ||
+      echo "note: no curl on this machine: server_sse and server_errors check raw SSE bytes with it"
     for n in $NODE_TESTS; do
       # PL_SERVER_ARGS: extra `pagellm serve` arguments (tests/node/lib/server.mjs)
       run "node/$n (serve --device $DEV)" env PL_BIN="$PL_BIN" PL_TEST_DATA="$PL_TEST_DATA" \
