@@ -148,7 +148,9 @@ static void batch_invariance(float temp) {
     if (cfgs[c].batched_tokens) e2.max_num_batched_tokens = cfgs[c].batched_tokens;
     e2.enable_prefix_caching = cfgs[c].prefix;
     if (cfgs[c].kv_blocks) {
-      e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * 1280;
+      /* bytes per token of this model's KV: 1280 in f32 on the CPU, half in bf16 on the GPU
+       * (its default), so the pool has the same kv_blocks blocks on both */
+      e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * (test_on_gpu() ? 640 : 1280);
       e2.max_model_len = 160;
       e2.kv_admit_greedy = 1; /* vLLM's admission: the pool runs out, requests preempt */
     }
