@@ -100,6 +100,7 @@ struct pl_engine {
   struct pl_runner *runner;
   pl_sampler sampler;
   float *logits;             /* [max_num_seqs][n_vocab] */
+  int32_t *argmax_ids;         /* [max logits rows] greedy steps: the ids, not the logits */
   int n_blocks;
   size_t kv_bytes;           /* the pool, without the null block */
   size_t kv_tok;             /* KV bytes per token of context (backend's dtype) */

@@ -230,6 +230,14 @@ static int process(pl_sampler *s, const pl_sample_ctx *c, const float *logits, i
   return n;
 }
 
+int pl_sample_is_argmax(const pl_sample_ctx *c) {
+  const pl_sampling_params *sp = c->sp;
+  int masks = c->n_output < sp->min_tokens && (c->n_eog > 0 || sp->n_stop_token_ids > 0);
+  return sp->temperature <= 0.0f && sp->n_logit_bias == 0 && !masks &&
+         sp->repetition_penalty == 1.0f && sp->frequency_penalty == 0.0f &&
+         sp->presence_penalty == 0.0f && sp->logprobs < 0;
+}
+
 void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out) {
   const pl_sampling_params *sp = c->sp;
   int32_t chosen;

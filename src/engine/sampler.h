@@ -55,6 +55,11 @@ typedef struct pl_sample_result {
 /* Sample one token from logits[n_vocab] (not modified). Never allocates. */
 void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out);
 
+/* 1 when pl_sample would return the plain argmax of the raw logits and nothing else (greedy,
+ * no logit bias, no active min_tokens mask, no penalties, no logprobs): the engine can then
+ * take the argmax where the logits are computed instead of downloading them. */
+int pl_sample_is_argmax(const pl_sample_ctx *c);
+
 /* The distribution pl_sample draws from, written densely to probs[n_vocab] (sums to 1; 0
  * outside the candidates). Greedy: a one-hot at the argmax, whose id is returned (else -1).
  * Uses no randomness. For speculative decoding's rejection sampling. */
