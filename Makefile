@@ -26,6 +26,7 @@ run: deps build
 # The whole suite through CTest.
 test: deps node-deps build
 	cd $(BUILD) && ctest --output-on-failure -j 2
+	@nvidia-smi -L >/dev/null 2>&1 || echo "GPU tests skipped: no NVIDIA GPU on this machine (scripts/test-gpu.sh runs them on one; see docs/gpu/README.md)"
 
 # ASan+UBSan, with the invariant checkers after every engine step (PL_CHECKS)
 test-asan:

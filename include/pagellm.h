@@ -130,6 +130,12 @@ typedef struct pl_sampling_params {
   int logprobs;               /* -1 = none; k >= 0 = sampled token's logprob + top k */
   int n;                      /* parallel samples sharing the prompt's blocks; default 1 */
   int priority;               /* lower value = scheduled first (vLLM); default 0 */
+  /* Constrained decoding: GBNF text (llama.cpp's dialect, start rule `root`) that every
+   * sample's output must match; NULL = free text. Tokens the grammar does not allow are masked
+   * at each step; the sample stops when the grammar is complete and nothing may follow, and
+   * end-of-generation tokens are allowed only where it may end. A bad grammar fails add with
+   * PL_EINVAL naming the line. Compiled grammars and their token tables are cached by text. */
+  const char *grammar;
 } pl_sampling_params;
 
 void pl_sampling_params_default(pl_sampling_params *sp);

@@ -127,6 +127,31 @@ def hf_env():
     return env, jinja2.exceptions.TemplateError
 
 
+def hf_form(messages):
+    """The OpenAI form made the HF form, as vLLM and src/template/chat_template.c do before
+    rendering: tool-call arguments given as JSON text parsed into objects, content None -> ""."""
+    out = []
+    for m in messages:
+        if "content" in m and m["content"] is None:
+            m = dict(m, content="")
+        calls = m.get("tool_calls")
+        if calls:
+            m = dict(m)
+            m["tool_calls"] = []
+            for c in calls:
+                a = c.get("function", {}).get("arguments")
+                if isinstance(a, str):
+                    try:
+                        obj = json.loads(a)
+                    except ValueError:
+                        obj = None
+                    if isinstance(obj, dict):
+                        c = dict(c, function=dict(c["function"], arguments=obj))
+                m["tool_calls"].append(c)
+        out.append(m)
+    return out
+
+
 def render_all(manifest, convs):
     env, TemplateError = hf_env()
     n = 0
@@ -142,7 +167,7 @@ def render_all(manifest, convs):
                     base = "chat-templates/expected/%s.%s.%s%s" % (
                         name, conv_name, "gen" if gen else "nogen", "." + vname if vname else "")
                     try:
-                        text = tmpl.render(messages=conv["messages"], tools=conv.get("tools"),
+                        text = tmpl.render(messages=hf_form(conv["messages"]), tools=conv.get("tools"),
                                            documents=None, add_generation_prompt=gen,
                                            **special, **kwargs)
                         write(base + ".txt", text.encode("utf-8"))

@@ -40,6 +40,7 @@ static inline const char *data_path_opt(const char *rel) {
   static char buf[4][1024];
   static int i;
   const char *gen = getenv("PL_TEST_DATA");
+  const char *src = getenv("PL_SOURCE_DIR"); /* a checkout elsewhere (binaries carried to a GPU) */
 #ifdef PL_TEST_DATA_DIR
   if (!gen)
     gen = PL_TEST_DATA_DIR; /* the build's own, when a test binary is run by hand */
@@ -51,10 +52,14 @@ static inline const char *data_path_opt(const char *rel) {
       return buf[i];
   }
 #ifdef PL_SOURCE_DIR
-  snprintf(buf[i], sizeof buf[i], "%s/tests/data/%s", PL_SOURCE_DIR, rel);
-  if (access(buf[i], R_OK) == 0)
-    return buf[i];
+  if (!src || !*src)
+    src = PL_SOURCE_DIR;
 #endif
+  if (src && *src) {
+    snprintf(buf[i], sizeof buf[i], "%s/tests/data/%s", src, rel);
+    if (access(buf[i], R_OK) == 0)
+      return buf[i];
+  }
   return NULL;
 }
 
@@ -72,6 +77,19 @@ static inline const char *data_path(const char *rel) {
     exit(1);
   }
   return p;
+}
+
+/* The device the engine-level tests run on: $PAGELLM_TEST_DEVICE ("cpu", "cuda", "cuda:N"),
+ * "cpu" when unset. scripts/test-gpu.sh runs them again with PAGELLM_TEST_DEVICE=cuda. Tests
+ * pass it to pl_backend_create or pl_engine_params.device; tolerances that assume the CPU's
+ * f32 activations and KV widen only when test_on_gpu() says so. */
+static inline const char *test_device(void) {
+  const char *d = getenv("PAGELLM_TEST_DEVICE");
+  return d && *d ? d : "cpu";
+}
+static inline int test_on_gpu(void) {
+  const char *d = test_device();
+  return d[0] == 'c' && d[1] == 'u' && d[2] == 'd' && d[3] == 'a';
 }
 
 /* Extra reference data beside the repository ($PAGELLM_EXTRA_DATA, e.g. ../shared, relative to

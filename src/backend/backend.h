@@ -87,6 +87,10 @@ typedef struct pl_backend_ops {
   int (*get_rows)(pl_backend *be, float *dst, const float *src, int d);
   /* copy every layer's K and V of block copy_src[i] to copy_dst[i] (copy-on-write) */
   int (*copy_blocks)(pl_backend *be);
+  /* ids[i] = argmax of src[i][0..d) for i < n (the lowest index on ties, 0 when no element
+   * exceeds -inf), into HOST memory, outside a step. Greedy steps use it so that only n ids
+   * cross to the host, not n x vocab logits. NULL: the engine downloads the logits. */
+  int (*argmax)(pl_backend *be, int32_t *ids, const float *src, int n, int d);
   /* host <-> backend memory (memcpy on the CPU backend; ordered with the step's ops) */
   int (*download)(pl_backend *be, void *host, const void *dev, size_t bytes);
   int (*upload)(pl_backend *be, void *dev, const void *host, size_t bytes);

@@ -9,6 +9,7 @@ int pl_cmd_generate(int argc, char **argv);
 int pl_cmd_chat(int argc, char **argv);
 int pl_cmd_serve(int argc, char **argv);
 int pl_cmd_bench(int argc, char **argv);
+int pl_cmd_bench_grammar(int argc, char **argv);
 int pl_cmd_tokenize(int argc, char **argv);
 int pl_cmd_detokenize(int argc, char **argv);
 int pl_cmd_template(int argc, char **argv);

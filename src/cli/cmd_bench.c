@@ -327,8 +327,10 @@ int pl_cmd_bench(int argc, char **argv) {
     return bench_decode(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "throughput"))
     return bench_throughput(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "grammar"))
+    return pl_cmd_bench_grammar(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "serve") && pl_cmd_bench_serve)
     return pl_cmd_bench_serve(argc - 1, argv + 1);
-  fprintf(stderr, "usage: pagellm bench decode|throughput|serve [options] (--help for each)\n");
+  fprintf(stderr, "usage: pagellm bench decode|throughput|serve|grammar [options] (--help for each)\n");
   return 2;
 }

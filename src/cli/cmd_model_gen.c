@@ -429,13 +429,34 @@ static int pl_mg_write(const pl_mg_opts *o, uint64_t *out_bytes, uint64_t *out_p
 
 /* ---- command line ----------------------------------------------------------------------- */
 
+/* Shapes of real models (their config.json), for benchmarks without a download. */
+typedef struct {
+  const char *name;
+  int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+  double rope_theta;
+} pl_mg_preset;
+
+static const pl_mg_preset mg_presets[] = {
+    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, 10000},   /* TinyLlama-1.1B-Chat */
+    {"llama-2-7b", 4096, 32, 32, 32, 11008, 32000, 4096, 10000},     /* MHA */
+    {"llama-3-8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000},    /* GQA 32/8 */
+};
+
+static const pl_mg_preset *mg_preset(const char *name) {
+  for (size_t i = 0; i < sizeof mg_presets / sizeof *mg_presets; i++)
+    if (!strcmp(name, mg_presets[i].name))
+      return &mg_presets[i];
+  return NULL;
+}
+
 static void pl_mg_usage(FILE *f) {
   fputs(
       "usage: pagellm model-gen -o OUT.gguf [options]\n"
       "Writes a random-weight GGUF (llama.cpp-compatible) of a Llama-family architecture.\n"
       "  -o, --out PATH        output file (required)\n"
       "  --arch A              llama (default) | mistral | qwen2 | qwen3\n"
-      "  --preset P            tinyllama-1.1b (n_embd 2048, 22 layers, 32/4 heads, n_ff 5632,\n"
+      "  --preset P            tinyllama-1.1b, llama-2-7b or llama-3-8b (their shapes: e.g.\n"
+      "                        tinyllama-1.1b: n_embd 2048, 22 layers, 32/4 heads, n_ff 5632,\n"
       "                        vocab 32000, ctx 2048); later options override it\n"
       "  --n-embd N            model width (default 256)\n"
       "  --n-layer N           layers (default 2)\n"
@@ -575,8 +596,9 @@ int pl_cmd_model_gen(int argc, char **argv) {
     }
     if (!strcmp(a, "--preset")) {
       PL_MG_NEED_ARG();
-      if (strcmp(v, "tinyllama-1.1b")) {
-        fprintf(stderr, "pagellm model-gen: unknown --preset '%s' (tinyllama-1.1b)\n", v);
+      if (!mg_preset(v)) {
+        fprintf(stderr, "pagellm model-gen: unknown --preset '%s' (tinyllama-1.1b, llama-2-7b, "
+                        "llama-3-8b)\n", v);
         return 2;
       }
       preset = v;
@@ -651,15 +673,16 @@ int pl_cmd_model_gen(int argc, char **argv) {
   }
   /* preset, then defaults, for everything not given */
   int qwen = !strncmp(o.arch, "qwen", 4), mistral = !strcmp(o.arch, "mistral");
-  if (preset) { /* tinyllama-1.1b: TinyLlama/TinyLlama-1.1B-Chat-v1.0's config */
-    if (o.n_embd < 0) o.n_embd = 2048;
-    if (o.n_layer < 0) o.n_layer = 22;
-    if (o.n_head < 0) o.n_head = 32;
-    if (o.n_head_kv < 0) o.n_head_kv = 4;
-    if (o.n_ff < 0) o.n_ff = 5632;
-    if (o.n_vocab < 0) o.n_vocab = 32000;
-    if (o.n_ctx < 0) o.n_ctx = 2048;
-    if (o.rope_theta < 0) o.rope_theta = 10000;
+  if (preset) {
+    const pl_mg_preset *ps = mg_preset(preset);
+    if (o.n_embd < 0) o.n_embd = ps->n_embd;
+    if (o.n_layer < 0) o.n_layer = ps->n_layer;
+    if (o.n_head < 0) o.n_head = ps->n_head;
+    if (o.n_head_kv < 0) o.n_head_kv = ps->n_head_kv;
+    if (o.n_ff < 0) o.n_ff = ps->n_ff;
+    if (o.n_vocab < 0) o.n_vocab = ps->n_vocab;
+    if (o.n_ctx < 0) o.n_ctx = ps->n_ctx;
+    if (o.rope_theta < 0) o.rope_theta = ps->rope_theta;
     if (o.rms_eps < 0) o.rms_eps = 1e-5;
     if (o.tied < 0) o.tied = 0;
   }

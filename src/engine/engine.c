@@ -183,7 +183,8 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   if ((rc = pl_sched_create(&sp, &e->sched)) < 0)
     goto fail;
   e->logits = pl_malloc((size_t)max_logits * hp->n_vocab * sizeof(float));
-  if (!e->logits) {
+  e->argmax_ids = pl_malloc((size_t)max_logits * sizeof(int32_t));
+  if (!e->logits || !e->argmax_ids) {
     rc = pl_fail(PL_ENOMEM, "out of memory for logits");
     goto fail;
   }
@@ -223,7 +224,9 @@ void pl_engine_destroy(pl_engine *e) {
   if (e->be)
     e->be->ops->destroy(e->be); /* also frees the uploaded weights: before the model */
   pl_free(e->logits);
+  pl_free(e->argmax_ids);
   pl_sampler_free(&e->sampler);
+  pl_engine_grammar_free_all(e);
   pl_engine_unload_text(e);
   pl_model_free(e->model);
   pl_free(e);

@@ -20,6 +20,17 @@ struct pl_chat_template;
 struct pl_backend;
 struct pl_runner;
 struct pl_spec;
+struct pl_grammar;
+struct pl_gmatch;
+struct pl_vocab;
+
+#define PL_GCACHE 16 /* compiled grammars kept (with their token tables) */
+typedef struct pl_gcache_entry {
+  struct pl_grammar *g;
+  char *text;
+  int refs;      /* requests using it */
+  uint64_t used; /* clock of last use (LRU) */
+} pl_gcache_entry;
 
 typedef struct pl_sample_state {
   struct pl_group *g;
@@ -47,6 +58,7 @@ typedef struct pl_sample_state {
   int spec_backoff;          /* length of the next backoff */
   float spec_rate;           /* moving average of the acceptance rate */
   int draft_seq;             /* draft model sequence, -1 = none */
+  struct pl_gmatch *gm;      /* grammar state, NULL = unconstrained */
 } pl_sample_state;
 
 typedef struct pl_group {
@@ -65,6 +77,8 @@ typedef struct pl_group {
   pl_sample_state *samples;  /* [sp.n] */
   char *error;               /* set when the whole request failed */
   int unfit_tokens;          /* > 0: the scheduler found it can never fit the pool */
+  struct pl_grammar *grammar; /* from the engine's cache (or owned when grammar_owned) */
+  int grammar_owned;
 } pl_group;
 
 /* An event as stored by the engine (text owned). */
@@ -86,6 +100,7 @@ struct pl_engine {
   struct pl_runner *runner;
   pl_sampler sampler;
   float *logits;             /* [max_num_seqs][n_vocab] */
+  int32_t *argmax_ids;         /* [max logits rows] greedy steps: the ids, not the logits */
   int n_blocks;
   size_t kv_bytes;           /* the pool, without the null block */
   size_t kv_tok;             /* KV bytes per token of context (backend's dtype) */
@@ -96,6 +111,10 @@ struct pl_engine {
   int n_events, cap_events, ev_read;
   int64_t prompt_tokens_total, generation_tokens_total;
   struct pl_spec *spec;      /* speculative decoding state, NULL when off */
+  struct pl_vocab *gvocab;   /* built on the first grammar request */
+  uint64_t *gmask;           /* [(n_vocab + 63) / 64] scratch */
+  pl_gcache_entry gcache[PL_GCACHE];
+  uint64_t gcache_clock;
 };
 
 /* spec_decode.c: speculative decoding. pl_spec_extra_logits: logits rows beyond
@@ -117,6 +136,11 @@ int pl_spec_check(const pl_engine *e);
 /* engine_text.c */
 int pl_engine_load_text(pl_engine *e);
 void pl_engine_unload_text(pl_engine *e);
+/* engine_grammar.c: get returns 0 (cached) or 1 (owned by the caller: the cache is full of
+ * grammars in use) */
+int pl_engine_grammar_get(pl_engine *e, const char *text, struct pl_grammar **out);
+void pl_engine_grammar_put(pl_engine *e, struct pl_grammar *g, int owned);
+void pl_engine_grammar_free_all(pl_engine *e);
 /* engine_request.c */
 void pl_engine_group_free(pl_engine *e, pl_group *g);
 void pl_engine_events_clear(pl_engine *e);

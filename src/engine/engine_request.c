@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
+#include "grammar/grammar.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -50,7 +51,10 @@ void pl_engine_group_free(pl_engine *e, pl_group *g) {
     pl_spec_release(e, s);
     pl_text_stream_free(&s->ts);
     pl_free(s->out);
+    pl_gmatch_free(s->gm);
   }
+  if (g->grammar)
+    pl_engine_grammar_put(e, g->grammar, g->grammar_owned);
   if (g->prev) g->prev->next = g->next;
   else e->groups = g->next;
   if (g->next) g->next->prev = g->prev;
@@ -167,6 +171,23 @@ int pl_engine_add_request(pl_engine *e, const char *prompt, const int32_t *promp
     rc = pl_fail(PL_ENOMEM, "out of memory");
     goto out;
   }
+  if (spin->grammar) {
+    int got = pl_engine_grammar_get(e, spin->grammar, &g->grammar);
+    if (got < 0) {
+      rc = got;
+      pl_engine_group_free(e, g);
+      goto out;
+    }
+    g->grammar_owned = got == 1;
+    for (int i = 0; ok && i < n_samples; i++)
+      if ((rc = pl_gmatch_create(g->grammar, e->gvocab, &g->samples[i].gm)) < 0)
+        ok = 0;
+    if (!ok) {
+      pl_engine_group_free(e, g);
+      goto out;
+    }
+  }
+  g->sp.grammar = NULL; /* the text is not kept */
   g->n_live = n_samples;
   pl_sched_req_params rp = {.id = g->id, .user = &g->samples[0], .prompt = g->prompt,
                             .n_prompt = n_prompt_ids, .max_tokens = n_prompt_ids + spin->max_tokens,

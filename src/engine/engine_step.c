@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
+#include "grammar/grammar.h"
 #include "model/runner.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
@@ -65,6 +66,17 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
     return;
   }
   s->out[s->n_out++] = tok;
+  int grammar_done = 0;
+  if (s->gm) {
+    if (pl_gmatch_accept(s->gm, tok) < 0) { /* the mask allowed it: cannot happen */
+      PL_ERROR("request %llu: %s", (unsigned long long)g->id, pl_last_error());
+      finish_sample(e, s, PL_FINISH_ERROR);
+      s->has_event = 0;
+      pl_engine_emit_finish(e, g, s);
+      return;
+    }
+    grammar_done = pl_gmatch_done(s->gm);
+  }
   e->generation_tokens_total++;
   pl_finish_reason why = PL_FINISH_NONE;
   int is_stop_tok = 0;
@@ -83,8 +95,8 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
     st = pl_text_stream_push(&s->ts, -1, 1, &text, &len);
   } else {
     int at_len = s->n_out >= sp->max_tokens || g->n_prompt + s->n_out >= e->p.max_model_len;
-    st = pl_text_stream_push(&s->ts, tok, at_len, &text, &len);
-    if (st == 1)
+    st = pl_text_stream_push(&s->ts, tok, at_len || grammar_done, &text, &len);
+    if (st == 1 || grammar_done) /* a complete grammar: nothing more may follow */
       why = PL_FINISH_STOP;
     else if (at_len)
       why = PL_FINISH_LENGTH;
@@ -132,7 +144,33 @@ static void verify_sample(pl_engine *e, pl_sample_state *s, const float *lg, int
     advance(e, s, &fin, 0);
 }
 
-static void sample_all(pl_engine *e, const pl_sched_output *o) {
+static pl_sample_ctx sample_ctx(const pl_engine *e, pl_sample_state *ss) {
+  const pl_group *g = ss->g;
+  return (pl_sample_ctx){.sp = &g->sp, .prompt = g->prompt, .n_prompt = g->n_prompt,
+                         .output = ss->out, .n_output = ss->n_out, .eog_ids = e->eog_ids,
+                         .n_eog = g->sp.ignore_eos ? 0 : e->n_eog, .rng = &ss->rng};
+}
+
+/* 1 when every logits row of the step wants only its argmax (see pl_sample_is_argmax) and the
+ * backend can take it where the logits are: then n ids cross to the host, not n x vocab
+ * floats. A forked group's samples share their first row's sampling parameters. */
+static int step_wants_argmax(pl_engine *e, const pl_sched_output *o) {
+  if (!pl_runner_has_argmax(e->runner))
+    return 0;
+  for (int i = 0; i < o->plan.n_logits; i++) {
+    pl_sched_req *sr = o->logits_reqs[i];
+    pl_sample_state *s = sr->user;
+    if (sr->n_spec > 0 || s->gm) /* a grammar masks the logits first */
+      return 0;
+    pl_sample_ctx c = sample_ctx(e, s);
+    if (s->finish == PL_FINISH_NONE && !pl_sample_is_argmax(&c))
+      return 0;
+  }
+  return 1;
+}
+
+/* ids != NULL: the step's rows are argmax ids (step_wants_argmax), else e->logits. */
+static void sample_all(pl_engine *e, const pl_sched_output *o, const int32_t *ids) {
   int V = e->model->hp.n_vocab;
   for (int i = 0; i < o->plan.n_logits; i++) {
     pl_sched_req *sr = o->logits_reqs[i];
@@ -162,11 +200,25 @@ static void sample_all(pl_engine *e, const pl_sched_output *o) {
       if (!ss->sr || ss->finish != PL_FINISH_NONE || ss->sr->status != PL_REQ_RUNNING ||
           ss->sr->num_computed_tokens != ss->sr->num_tokens)
         continue;
-      pl_sample_ctx c = {.sp = &g->sp, .prompt = g->prompt, .n_prompt = g->n_prompt,
-                         .output = ss->out, .n_output = ss->n_out, .eog_ids = e->eog_ids,
-                         .n_eog = g->sp.ignore_eos ? 0 : e->n_eog, .rng = &ss->rng};
-      pl_sample_result r;
-      pl_sample(&e->sampler, &c, lg, &r);
+      pl_sample_ctx c = sample_ctx(e, ss);
+      if (ss->gm) {
+        int n_ok = pl_gmatch_mask(ss->gm, e->gmask);
+        if (n_ok <= 0) {
+          char msg[300];
+          snprintf(msg, sizeof msg, "grammar: %s", n_ok < 0 ? pl_last_error()
+                   : "no token of the vocabulary can continue the grammar here");
+          if (!g->error)
+            g->error = pl_strdup(msg);
+          finish_sample(e, ss, PL_FINISH_ERROR);
+          ss->has_event = 0;
+          pl_engine_emit_finish(e, g, ss);
+          continue;
+        }
+        c.allow = e->gmask;
+      }
+      pl_sample_result r = {.token = ids ? ids[i] : 0};
+      if (!ids)
+        pl_sample(&e->sampler, &c, lg, &r);
       advance(e, ss, &r, 0);
     }
   }
@@ -193,8 +245,11 @@ int pl_engine_step(pl_engine *e) {
             (unsigned long long)r->id, r->num_preemptions, r->num_preemptions == 1 ? "" : "s",
             r->num_tokens);
   }
+  int argmax = n > 0 && step_wants_argmax(e, o);
   if (n > 0) {
-    int rc = pl_runner_forward(e->runner, &o->plan, e->logits);
+    int rc = pl_runner_forward(e->runner, &o->plan, argmax ? NULL : e->logits);
+    if (rc == 0 && argmax)
+      rc = pl_runner_argmax(e->runner, o->plan.n_logits, e->argmax_ids);
     if (rc < 0) {
       /* an internal error: the plan's blocks may be cached without K/V, so drop the cache and
        * fail every request of the plan; the engine keeps serving the rest */
@@ -211,7 +266,7 @@ int pl_engine_step(pl_engine *e) {
     }
   }
   if (n > 0)
-    sample_all(e, o);
+    sample_all(e, o, argmax ? e->argmax_ids : NULL);
   pl_spec_end_step(e);
   /* requests that can never fit the pool: retired after the forward, since a sibling sample
    * of theirs may have been part of this step's plan */

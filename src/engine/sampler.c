@@ -144,6 +144,10 @@ static int process(pl_sampler *s, const pl_sample_ctx *c, const float *logits, i
   int V = s->n_vocab;
   float *x = s->work;
   memcpy(x, logits, (size_t)V * sizeof(float));
+  if (c->allow)
+    for (int i = 0; i < V; i++)
+      if (!(c->allow[i >> 6] >> (i & 63) & 1))
+        x[i] = -INFINITY;
   for (int i = 0; i < sp->n_logit_bias; i++) {
     int32_t id = sp->logit_bias_ids[i];
     if (id >= 0 && id < V)
@@ -224,6 +228,14 @@ static int process(pl_sampler *s, const pl_sample_ctx *c, const float *logits, i
   }
   *sum_out = sum;
   return n;
+}
+
+int pl_sample_is_argmax(const pl_sample_ctx *c) {
+  const pl_sampling_params *sp = c->sp;
+  int masks = c->n_output < sp->min_tokens && (c->n_eog > 0 || sp->n_stop_token_ids > 0);
+  return sp->temperature <= 0.0f && sp->n_logit_bias == 0 && !masks &&
+         sp->repetition_penalty == 1.0f && sp->frequency_penalty == 0.0f &&
+         sp->presence_penalty == 0.0f && sp->logprobs < 0;
 }
 
 void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out) {

@@ -42,6 +42,7 @@ typedef struct pl_sample_ctx {
   const int32_t *eog_ids;     /* [n_eog] end-of-generation ids (masked before min_tokens) */
   int n_eog;
   pl_rng *rng;
+  const uint64_t *allow;      /* NULL or [(n_vocab + 63) / 64] bitset: only these tokens */
 } pl_sample_ctx;
 
 typedef struct pl_sample_result {
@@ -53,6 +54,11 @@ typedef struct pl_sample_result {
 
 /* Sample one token from logits[n_vocab] (not modified). Never allocates. */
 void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out);
+
+/* 1 when pl_sample would return the plain argmax of the raw logits and nothing else (greedy,
+ * no logit bias, no active min_tokens mask, no penalties, no logprobs): the engine can then
+ * take the argmax where the logits are computed instead of downloading them. */
+int pl_sample_is_argmax(const pl_sample_ctx *c);
 
 /* The distribution pl_sample draws from, written densely to probs[n_vocab] (sums to 1; 0
  * outside the candidates). Greedy: a one-hot at the argmax, whose id is returned (else -1).

@@ -166,6 +166,8 @@ int pl_spec_propose(pl_engine *e) {
       if (!r || s->finish != PL_FINISH_NONE || r->status != PL_REQ_RUNNING ||
           r->num_computed_tokens != r->num_tokens - 1 || (g->sp.n > 1 && !g->forked))
         continue;
+      if (s->gm) /* constrained: proposals would have to be checked against the grammar */
+        continue;
       if (s->spec_skip > 0) {
         s->spec_skip--;
         continue;

@@ -219,9 +219,19 @@ int pl_runner_forward(pl_runner *r, const pl_step_plan *pl, float *logits_out) {
   pl_backend *be = r->be;
   PL_TRY(be->ops->step_begin(be, pl));
   int rc = forward_ops(r, pl);
-  if (rc == 0 && pl->n_logits > 0)
+  if (rc == 0 && pl->n_logits > 0 && logits_out)
     rc = be->ops->download(be, logits_out, r->logits,
                            (size_t)pl->n_logits * r->m->hp.n_vocab * sizeof(float));
   int rc_end = be->ops->step_end(be); /* always: waits for queued work, reports its errors */
   return rc < 0 ? rc : rc_end;
+}
+
+int pl_runner_has_argmax(const pl_runner *r) { return r->be->ops->argmax != NULL; }
+
+int pl_runner_argmax(pl_runner *r, int n, int32_t *ids) {
+  if (!r->be->ops->argmax)
+    return pl_fail(PL_EUNSUPPORTED, "the %s backend has no argmax", r->be->ops->name);
+  if (n < 0 || n > r->p.max_logits)
+    return pl_fail(PL_EINVAL, "argmax of %d rows (at most %d)", n, r->p.max_logits);
+  return r->be->ops->argmax(r->be, ids, r->logits, n, r->m->hp.n_vocab);
 }

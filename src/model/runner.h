@@ -30,10 +30,15 @@ int pl_runner_init_kv(pl_runner *r, int n_blocks, pl_dtype dtype);
 pl_kv_spec pl_runner_kv_spec(const pl_model *m, int block_size, int n_blocks, pl_dtype dtype);
 
 /* Run the step: copy-on-write block copies, then the forward pass; writes
- * logits[plan->n_logits][n_vocab] (host memory). Errors: PL_EINVAL when the plan exceeds the
+ * logits[plan->n_logits][n_vocab] (host memory; NULL: they stay in backend memory, for
+ * pl_runner_argmax). Errors: PL_EINVAL when the plan exceeds the
  * sizes given at creation or references out-of-range blocks/tokens; any backend error of the
  * step (out of memory, a failed kernel) with its message. */
 int pl_runner_forward(pl_runner *r, const pl_step_plan *plan, float *logits);
+/* After a forward with logits == NULL: ids[i] = argmax of logits row i (i < plan n_logits), ties
+ * to the lowest id, computed where the logits are. PL_EUNSUPPORTED when the backend cannot. */
+int pl_runner_argmax(pl_runner *r, int n, int32_t *ids);
+int pl_runner_has_argmax(const pl_runner *r);
 
 /* Bytes of activations + KV pool the runner holds (backend memory). */
 size_t pl_runner_memory(const pl_runner *r);

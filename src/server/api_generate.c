@@ -16,6 +16,9 @@
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
 #include "server/srv_text.h"
+#include "server/tool_calls.h"
+#include "grammar/grammar.h"
+#include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -257,6 +260,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
   }
 }
 
+/* The tool-call format of the model, from its chat template. */
+static int tool_format(pl_server *s) {
+  return (int)pl_tool_format_detect(pl_tokenizer_chat_template(pl_engine_tokenizer(s->engine)));
+}
+
+
 static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_srv_job *job,
                                     pl_oai_request *req, gen_input *in, int sock) {
   pl_oai_error err;
@@ -282,6 +291,7 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_s
     oom(&err);
     return pl_http_error(s, c, &err);
   }
+  st->resp.tool_format = tool_format(s);
   for (int i = 0; req->echo && i < st->in.n; i++) {
     if (st->in.echo[i])
       pl_oai_resp_set_echo(&st->resp, i, st->in.echo[i], strlen(st->in.echo[i]));
@@ -308,6 +318,27 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_s
   return ok;
 }
 
+/* ---- tools ----------------------------------------------------------------------------------- */
+
+
+/* tool_choice required / named: a grammar that forces a call in the model's format. */
+static int set_tool_grammar(pl_server *s, pl_oai_request *req, pl_oai_error *err) {
+  if (req->tool_choice < PL_OAI_TOOLS_REQUIRED)
+    return 0;
+  if (req->grammar)
+    return pl_oai_errorf(err, 400, "tool_choice", "a forced 'tool_choice' cannot be combined "
+                         "with a structured-output constraint");
+  pl_gconv_error ce = {{0}};
+  char *g = pl_tool_grammar((pl_tool_format)tool_format(s), req->tools,
+                            req->tool_choice == PL_OAI_TOOLS_NAMED ? req->tool_name : NULL,
+                            req->parallel_tool_calls, &ce);
+  if (!g)
+    return pl_oai_errorf(err, 400, "tools", "'tools': %s", ce.message);
+  req->grammar = g;
+  req->sp.grammar = g;
+  return 0;
+}
+
 /* ---- non-streaming ----------------------------------------------------------------------- */
 
 static enum MHD_Result finish_whole(pl_server *s, struct MHD_Connection *c, pl_srv_job *job,
@@ -320,6 +351,7 @@ static enum MHD_Result finish_whole(pl_server *s, struct MHD_Connection *c, pl_s
     oom(&err);
     return pl_http_error(s, c, &err);
   }
+  resp.tool_format = tool_format(s);
   for (int i = 0; req->echo && i < in->n; i++) {
     if (in->echo[i])
       pl_oai_resp_set_echo(&resp, i, in->echo[i], strlen(in->echo[i]));
@@ -385,6 +417,9 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
   pl_http_body_drop(s, h);
   if (req->ignored[0])
     PL_DEBUG("ignoring unknown request fields: %s", req->ignored);
+  if (kind == PL_OAI_CHAT && req->tool_choice != PL_OAI_TOOLS_NONE &&
+      set_tool_grammar(s, req, &err) < 0)
+    goto fail;
   if (pl_api_check_model(s, req, &err) < 0 ||
       pl_oai_check_token_ids(req, pl_srv_vocab_size(s->engine), &err) < 0 ||
       build_input(s, req, &in, &err) < 0)

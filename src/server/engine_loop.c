@@ -47,6 +47,7 @@ struct pl_srv_job {
   char **stop;
   int32_t *stop_ids, *bias_ids;
   float *bias;
+  char *grammar; /* GBNF text of a structured-output constraint, or NULL */
 
   /* shared, under mu */
   int submit_state, submit_status;
@@ -219,6 +220,7 @@ static void job_free(pl_srv_job *j) {
   pl_free(j->stop_ids);
   pl_free(j->bias_ids);
   pl_free(j->bias);
+  pl_free(j->grammar);
   pl_free(j->engine_id);
   pl_free(j->prompt_live);
   pl_free(j->last_reason);
@@ -304,6 +306,10 @@ int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
     }
     j->sp.logit_bias_ids = j->bias_ids;
     j->sp.logit_bias = j->bias;
+  }
+  if (ok && sp->grammar) {
+    ok = (j->grammar = pl_strdup(sp->grammar)) != NULL;
+    j->sp.grammar = j->grammar;
   }
   if (!ok) {
     j->sp.n_stop = j->stop ? j->sp.n_stop : 0;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar/grammar.h"
 #include "server/strbuf.h"
 #include "util/alloc.h"
 
@@ -125,7 +126,7 @@ static const char *const known_common[] = {
     "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output",
     "response_format", "best_of", "use_beam_search", "add_special_tokens",
     "truncate_prompt_tokens", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
-    "structured_outputs", "request_id", NULL};
+    "structured_outputs", "request_id", "grammar", NULL};
 static const char *const known_completions[] = {"prompt", "echo", "suffix", NULL};
 static const char *const known_chat[] = {
     "messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
@@ -496,9 +497,7 @@ static int parse_logit_bias(pl_oai_request *r, pl_oai_error *err) {
 static int reject_unsupported(pl_oai_request *r, pl_oai_error *err) {
   json_t *o = r->root;
   static const char *const must_be_null[] = {
-      "suffix", "truncate_prompt_tokens", "guided_json", "guided_regex", "guided_choice",
-      "guided_grammar", "structured_outputs", "chat_template", "functions", "function_call",
-      NULL};
+      "suffix", "truncate_prompt_tokens", "chat_template", "functions", "function_call", NULL};
   for (const char *const *k = must_be_null; *k; k++) {
     if (!strcmp(*k, "suffix") && r->kind != PL_OAI_COMPLETIONS)
       continue;
@@ -524,25 +523,162 @@ static int reject_unsupported(pl_oai_request *r, pl_oai_error *err) {
     return pl_oai_errorf(err, 400, "skip_special_tokens",
                          "'skip_special_tokens': false is not supported");
   TRY(get_bool(o, "spaces_between_special_tokens", &b, err));
+  json_t *tc = json_object_get(o, "tool_choice");
+  int has_tools = json_array_size(r->tools) > 0;
+  r->tool_choice = has_tools ? PL_OAI_TOOLS_AUTO : PL_OAI_TOOLS_NONE;
+  if (r->kind == PL_OAI_CHAT && tc && !json_is_null(tc)) {
+    const char *t = json_string_value(tc);
+    if (t && !strcmp(t, "none")) {
+      r->tool_choice = PL_OAI_TOOLS_NONE;
+    } else if (t && !strcmp(t, "auto")) {
+    } else if (t && !strcmp(t, "required")) {
+      r->tool_choice = PL_OAI_TOOLS_REQUIRED;
+    } else if (json_is_object(tc) && json_is_string(json_object_get(json_object_get(tc,
+                                                                    "function"), "name"))) {
+      r->tool_choice = PL_OAI_TOOLS_NAMED;
+      r->tool_name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+      int found = 0;
+      for (size_t i = 0; i < json_array_size(r->tools); i++) {
+        const char *n = json_string_value(json_object_get(
+            json_object_get(json_array_get(r->tools, i), "function"), "name"));
+        found |= n && !strcmp(n, r->tool_name);
+      }
+      if (!found)
+        return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' names function '%s', "
+                             "which is not in 'tools'", r->tool_name);
+    } else {
+      return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' must be \"none\", \"auto\", "
+                           "\"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+    if (r->tool_choice >= PL_OAI_TOOLS_REQUIRED && !has_tools)
+      return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' requires 'tools'");
+  }
+  b = 1;
+  TRY(get_bool(o, "parallel_tool_calls", &b, err));
+  r->parallel_tool_calls = b;
+  return 0;
+}
+
+/* ---- structured outputs ------------------------------------------------------------------ */
+
+/* One constraint source -> GBNF text in r->grammar. kind: "json", "regex", "choice",
+ * "grammar", "json_object". */
+static int set_grammar(pl_oai_request *r, const char *param, const char *kind, json_t *v,
+                       pl_oai_error *err) {
+  if (r->grammar)
+    return pl_oai_errorf(err, 400, param, "'%s': only one structured-output constraint may be "
+                         "given per request", param);
+  pl_gconv_error ce = {{0}};
+  char *g = NULL;
+  if (!strcmp(kind, "json")) {
+    json_t *schema = v;
+    if (json_is_string(v)) { /* vLLM accepts the schema as a JSON string */
+      json_error_t je;
+      schema = json_loads(json_string_value(v), 0, &je);
+      if (!schema)
+        return pl_oai_errorf(err, 400, param, "'%s' is not valid JSON: %s", param, je.text);
+    } else if (!json_is_object(v) && !json_is_boolean(v)) {
+      return pl_oai_errorf(err, 400, param, "'%s' must be a JSON schema object", param);
+    }
+    g = pl_json_schema_to_gbnf(schema, &ce);
+    if (schema != v)
+      json_decref(schema);
+  } else if (!strcmp(kind, "json_object")) {
+    g = pl_json_object_gbnf();
+    snprintf(ce.message, sizeof ce.message, "out of memory");
+  } else if (!strcmp(kind, "regex") || !strcmp(kind, "grammar")) {
+    if (!json_is_string(v))
+      return pl_oai_errorf(err, 400, param, "'%s' must be a string", param);
+    g = !strcmp(kind, "regex") ? pl_regex_to_gbnf(json_string_value(v), &ce)
+                               : pl_strdup(json_string_value(v));
+  } else { /* choice */
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n == 0 || n > 4096)
+      return pl_oai_errorf(err, 400, param, "'%s' must be a non-empty array of strings", param);
+    const char **c = pl_calloc(n, sizeof *c);
+    if (!c)
+      return pl_oai_errorf(err, 500, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++)
+      if (!(c[i] = json_string_value(json_array_get(v, i)))) {
+        pl_free(c);
+        return pl_oai_errorf(err, 400, param, "'%s[%zu]' must be a string", param, i);
+      }
+    g = pl_choice_to_gbnf(c, (int)n, &ce);
+    pl_free(c);
+  }
+  if (!g)
+    return pl_oai_errorf(err, 400, param, "'%s': %s", param, ce.message);
+  /* compile once here so a bad grammar is a 400 naming the line before anything is queued */
+  struct pl_grammar *cg;
+  if (pl_grammar_compile(g, strlen(g), &cg) < 0) {
+    pl_oai_errorf(err, 400, param, "'%s': %s", param, pl_last_error());
+    pl_free(g);
+    return PL_EINVAL;
+  }
+  pl_grammar_free(cg);
+  r->grammar = g;
+  r->sp.grammar = g;
+  return 0;
+}
+
+static int parse_structured(pl_oai_request *r, pl_oai_error *err) {
+  json_t *o = r->root, *v;
   json_t *rf = json_object_get(o, "response_format");
   if (rf && !json_is_null(rf)) {
     const char *t = json_string_value(json_object_get(rf, "type"));
     if (!json_is_object(rf) || !t)
       return pl_oai_errorf(err, 400, "response_format", "'response_format' must be an object "
                            "with a 'type'");
-    if (strcmp(t, "text") != 0)
+    if (!strcmp(t, "json_object")) {
+      TRY(set_grammar(r, "response_format", "json_object", NULL, err));
+    } else if (!strcmp(t, "json_schema")) {
+      json_t *js = json_object_get(rf, "json_schema");
+      json_t *schema = json_object_get(js, "schema");
+      if (!json_is_object(js))
+        return pl_oai_errorf(err, 400, "response_format.json_schema", "'json_schema' must be "
+                             "an object with 'name' and 'schema'");
+      if (!schema) /* OpenAI allows a missing schema: any JSON object */
+        TRY(set_grammar(r, "response_format.json_schema.schema", "json_object", NULL, err));
+      else
+        TRY(set_grammar(r, "response_format.json_schema.schema", "json", schema, err));
+    } else if (strcmp(t, "text") != 0) {
       return pl_oai_errorf(err, 400, "response_format", "response_format type '%s' is not "
-                           "supported (structured output is not implemented)", t);
+                           "supported (text, json_object or json_schema)", t);
+    }
   }
-  json_t *tc = json_object_get(o, "tool_choice");
-  if (r->kind == PL_OAI_CHAT && tc && !json_is_null(tc)) {
-    const char *t = json_string_value(tc);
-    if (!t || (strcmp(t, "none") != 0 && strcmp(t, "auto") != 0))
-      return pl_oai_errorf(err, 400, "tool_choice", "'tool_choice' must be \"none\" or \"auto\" "
-                           "(forced tool calls are not supported)");
+  static const char *const guided[][2] = {{"guided_json", "json"}, {"guided_regex", "regex"},
+                                          {"guided_choice", "choice"},
+                                          {"guided_grammar", "grammar"}, {"grammar", "grammar"}};
+  for (size_t i = 0; i < sizeof guided / sizeof guided[0]; i++)
+    if ((v = json_object_get(o, guided[i][0])) && !json_is_null(v))
+      TRY(set_grammar(r, guided[i][0], guided[i][1], v, err));
+  json_t *so = json_object_get(o, "structured_outputs");
+  if (so && !json_is_null(so)) {
+    if (!json_is_object(so))
+      return pl_oai_errorf(err, 400, "structured_outputs", "'structured_outputs' must be an "
+                           "object");
+    static const char *const keys[][3] = {
+        {"json", "json", "structured_outputs.json"},
+        {"regex", "regex", "structured_outputs.regex"},
+        {"choice", "choice", "structured_outputs.choice"},
+        {"grammar", "grammar", "structured_outputs.grammar"}};
+    const char *k;
+    json_object_foreach(so, k, v) {
+      if (json_is_null(v))
+        continue;
+      size_t i = 0;
+      for (; i < 4 && strcmp(keys[i][0], k) != 0; i++) {}
+      if (i < 4) {
+        TRY(set_grammar(r, keys[i][2], keys[i][1], v, err));
+      } else if (!strcmp(k, "json_object")) {
+        if (json_is_true(v))
+          TRY(set_grammar(r, "structured_outputs.json_object", "json_object", NULL, err));
+      } else {
+        return pl_oai_errorf(err, 400, "structured_outputs", "'structured_outputs.%s' is not "
+                             "supported (json, regex, choice, grammar, json_object)", k);
+      }
+    }
   }
-  b = 1;
-  TRY(get_bool(o, "parallel_tool_calls", &b, err));
   return 0;
 }
 
@@ -619,6 +755,7 @@ static int parse_sampling(pl_oai_request *r, pl_oai_error *err) {
   TRY(parse_stop_ids(r, err));
   TRY(parse_logit_bias(r, err));
   TRY(get_string(o, "user", &r->user, err));
+  TRY(parse_structured(r, err));
 
   TRY(get_bool(o, "stream", &r->stream, err));
   json_t *so = json_object_get(o, "stream_options");
@@ -758,6 +895,7 @@ void pl_oai_request_free(pl_oai_request *req) {
   pl_free(req->stop_ids);
   pl_free(req->bias_ids);
   pl_free(req->bias_vals);
+  pl_free(req->grammar);
   if (req->messages)
     json_decref(req->messages);
   if (req->root)

@@ -95,6 +95,13 @@ typedef struct pl_oai_request {
   int32_t *stop_ids;
   int32_t *bias_ids;
   float *bias_vals;
+  /* tools: none (no tools or tool_choice none), auto (parse what the model writes), required
+   * or named (a call is forced through a grammar the server builds for the model's format) */
+  enum { PL_OAI_TOOLS_NONE = 0, PL_OAI_TOOLS_AUTO, PL_OAI_TOOLS_REQUIRED, PL_OAI_TOOLS_NAMED }
+      tool_choice;
+  const char *tool_name; /* named: points into root */
+  int parallel_tool_calls;
+  char *grammar; /* owned GBNF text of a structured-output constraint (sp.grammar), or NULL */
 
   char ignored[256]; /* comma-separated unknown fields (truncated), "" if none */
 } pl_oai_request;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/tool_calls.h"
 #include "util/alloc.h"
 
 struct pl_oai_choice_acc {
@@ -22,6 +23,7 @@ struct pl_oai_choice_acc {
   int completion_tokens;
   long long text_offset; /* completions logprobs: characters before the next token */
   int done;
+  pl_tool_parser *tp;    /* streaming chat with tools: the choice's tool-call parser */
 };
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -171,6 +173,7 @@ void pl_oai_resp_free(pl_oai_resp *r) {
   if (r->ch)
     for (int c = 0; c < r->n_choices; c++) {
       pl_strbuf_free(&r->ch[c].text);
+      pl_tool_parser_free(r->ch[c].tp);
       if (r->ch[c].lp)
         json_decref(r->ch[c].lp);
     }
@@ -417,8 +420,34 @@ static int resp_json_(pl_oai_resp *r, pl_strbuf *out) {
     } else {
       text = pl_oai_lossy_string(ch->text.data ? ch->text.data : "", ch->text.len);
     }
-    json_t *item;
-    if (chat)
+    json_t *item, *calls = NULL;
+    char *content = NULL;
+    if (chat && r->req->tool_choice != PL_OAI_TOOLS_NONE &&
+        (ch->finish == PL_FINISH_STOP || ch->finish == PL_FINISH_LENGTH)) {
+      char seed[80];
+      snprintf(seed, sizeof seed, "%s-%d", r->id, c);
+      if (pl_tool_parse((pl_tool_format)r->tool_format, ch->text.data ? ch->text.data : "",
+                        ch->text.len, seed, &calls, &content) < 0) {
+        json_decref(text);
+        json_decref(lp);
+        json_decref(root);
+        json_decref(choices);
+        return PL_ENOMEM;
+      }
+      if (!calls) { /* no call: the text as it is (the same bytes) */
+        pl_free(content);
+        content = NULL;
+      }
+    }
+    if (calls) {
+      json_decref(text);
+      item = json_pack("{s:i,s:{s:s,s:o,s:n,s:o},s:o,s:s}", "index", c, "message", "role",
+                       "assistant", "content", content ? pl_oai_lossy_string(content,
+                       strlen(content)) : json_null(), "refusal", "tool_calls", calls,
+                       "logprobs", lp, "finish_reason", ch->finish == PL_FINISH_STOP ?
+                       "tool_calls" : finish_str(ch->finish));
+      pl_free(content);
+    } else if (chat)
       item = json_pack("{s:i,s:{s:s,s:o,s:n},s:o,s:o}", "index", c, "message", "role",
                        "assistant", "content", text, "refusal", "logprobs", lp, "finish_reason",
                        finish_json(ch->finish));
@@ -490,6 +519,40 @@ static int resp_sse_begin_(pl_oai_resp *r, pl_strbuf *out) {
   return 0;
 }
 
+/* Chat with tools: the text goes through the choice's tool-call parser; its content and
+ * finished calls become the delta ("tool_calls": OpenAI's incremental form, each call whole). */
+static int tools_event(pl_oai_resp *r, const pl_srv_event *ev, pl_oai_choice_acc *ch,
+                       json_t *lp, pl_strbuf *out) {
+  int final = ev->finish != PL_FINISH_NONE;
+  if (!ch->tp) {
+    char seed[80];
+    snprintf(seed, sizeof seed, "%s-%d", r->id, ev->choice);
+    if (pl_tool_parser_create((pl_tool_format)r->tool_format, seed, &ch->tp) < 0) {
+      json_decref(lp);
+      return PL_ENOMEM;
+    }
+  }
+  pl_tool_out to;
+  if (pl_tool_parser_feed(ch->tp, ev->text, ev->text_len, final, &to) < 0) {
+    json_decref(lp);
+    return PL_ENOMEM;
+  }
+  if (!to.content && !to.calls && !lp && !final)
+    return 0; /* held: a call may be starting */
+  json_t *delta = json_object();
+  if (delta && (to.content || lp))
+    json_object_set_new(delta, "content", pl_oai_lossy_string(to.content ? to.content : "",
+                                                              to.content_len));
+  if (delta && to.calls)
+    json_object_set(delta, "tool_calls", to.calls);
+  pl_tool_out_free(&to);
+  json_t *fr = ev->finish == PL_FINISH_STOP && pl_tool_parser_ncalls(ch->tp) > 0
+                   ? json_string("tool_calls") : finish_json(ev->finish);
+  json_t *choice = json_pack("{s:i,s:o,s:o,s:o}", "index", ev->choice, "delta", delta,
+                             "logprobs", lp ? lp : json_null(), "finish_reason", fr);
+  return emit_choice(r, choice, out);
+}
+
 static int resp_sse_event_(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out) {
   if (ev->choice < 0 || ev->choice >= r->n_choices)
     return 0;
@@ -506,6 +569,8 @@ static int resp_sse_event_(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *ou
   json_t *lp = event_lp(r, ev, ch);
   if (ev->text_len == 0 && !lp && ev->finish == PL_FINISH_NONE)
     return 0; /* nothing to say yet (held-back partial UTF-8 or a possible stop string) */
+  if (r->req->kind == PL_OAI_CHAT && r->req->tool_choice != PL_OAI_TOOLS_NONE)
+    return tools_event(r, ev, ch, lp, out);
   json_t *text = pl_oai_lossy_string(ev->text, ev->text_len);
   json_t *choice;
   if (r->req->kind == PL_OAI_CHAT) {

@@ -35,6 +35,7 @@ typedef struct pl_oai_resp {
   size_t *echo_len;
   pl_oai_token_bytes_fn token_bytes;
   void *token_ctx;
+  int tool_format;           /* pl_tool_format of the model, used when req->tool_choice != none */
 } pl_oai_resp;
 
 int pl_oai_resp_init(pl_oai_resp *r, const pl_oai_request *req, const char *model, int n_prompts,

@@ -105,38 +105,49 @@ static json_t *parsed_arguments(const json_t *call) {
   return obj;
 }
 
-/* Messages with string arguments parsed; a new reference (a copy only when needed). */
+/* A message of the OpenAI form the way HF templates expect it (vLLM does the same): content
+ * null -> "" (templates test and slice it as a string), tool-call arguments given as JSON
+ * text -> the object. Returns 1 when m needs a change; with fix, makes it (m is a copy). */
+static int normalize_message(json_t *m, int fix) {
+  int needed = 0;
+  json_t *c = json_object_get(m, "content");
+  if (c && json_is_null(c)) {
+    needed = 1;
+    if (fix && json_object_set_new(m, "content", json_string("")) < 0)
+      return -1;
+  }
+  size_t k;
+  json_t *call;
+  json_array_foreach(json_object_get(m, "tool_calls"), k, call) {
+    json_t *obj = parsed_arguments(call);
+    if (!obj)
+      continue;
+    needed = 1;
+    if (!fix)
+      json_decref(obj);
+    else if (json_object_set_new(json_object_get(call, "function"), "arguments", obj) < 0)
+      return -1;
+  }
+  return needed;
+}
+
+/* Messages in the form HF templates expect; a new reference (a copy only when needed). */
 static json_t *normalize_messages(const json_t *messages) {
   int needed = 0;
-  size_t i = 0, k = 0;
+  size_t i;
   json_t *m;
-  json_array_foreach((json_t *)messages, i, m) {
-    json_t *calls = json_object_get(m, "tool_calls");
-    json_t *call;
-    json_array_foreach(calls, k, call) {
-      json_t *obj = parsed_arguments(call);
-      if (obj) {
-        json_decref(obj);
-        needed = 1;
-      }
-    }
-  }
+  json_array_foreach((json_t *)messages, i, m)
+    needed |= normalize_message(m, 0) > 0;
   if (!needed)
     return json_incref((json_t *)messages);
   json_t *copy = json_deep_copy(messages);
   if (!copy)
     return NULL;
-  json_array_foreach(copy, i, m) {
-    json_t *calls = json_object_get(m, "tool_calls");
-    json_t *call;
-    json_array_foreach(calls, k, call) {
-      json_t *obj = parsed_arguments(call);
-      if (obj && json_object_set_new(json_object_get(call, "function"), "arguments", obj) < 0) {
-        json_decref(copy);
-        return NULL;
-      }
+  json_array_foreach(copy, i, m)
+    if (normalize_message(m, 1) < 0) {
+      json_decref(copy);
+      return NULL;
     }
-  }
   return copy;
 }
 

@@ -36,9 +36,10 @@ typedef struct pl_chat_render_params {
   const char *eos_token;
   const json_t *extra;       /* object of further variables (enable_thinking, pad_token, ...),
                                 or NULL; bos/eos/messages/... above take precedence */
-  int keep_string_arguments; /* 0: a tool call's function.arguments given as a JSON string is
-                                parsed into an object first (templates apply tojson to it, as
-                                vLLM and llama.cpp do); 1: pass it through as a string */
+  int keep_string_arguments; /* 0: the OpenAI form is made the HF form first, as vLLM does: a
+                                tool call's function.arguments given as a JSON string is parsed
+                                into an object (templates apply tojson to it; llama.cpp does
+                                this too) and content null becomes ""; 1: messages as given */
   int64_t now;               /* strftime_now(): 0 = current local time; else this Unix time,
                                 formatted as UTC (tests use 1721952000 = 2024-07-26 00:00:00) */
   size_t max_output;         /* 0 = 64 MiB */

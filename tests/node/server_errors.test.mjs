@@ -77,7 +77,7 @@ test("wrong types and out-of-range values name the parameter", async () => {
     [{ prompt: "x", stream: "yes" }, "stream"],
     [{ prompt: "x", stream_options: { include_usage: true } }, "stream_options"],
     [{ prompt: "x", suffix: "tail" }, "suffix"],
-    [{ prompt: "x", response_format: { type: "json_object" } }, "response_format"],
+    [{ prompt: "x", response_format: { type: "xml" } }, "response_format"],
     [{ prompt: 12 }, "prompt"],
     [{ prompt: [] }, "prompt"],
     [{ prompt: [1, 2, 1000000] }, "prompt"], // token id beyond the vocabulary

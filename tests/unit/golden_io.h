@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "check.h"
+#include "model/model.h"
 #include "model/runner.h"
 
 static const char *src_path(const char *rel) {
@@ -36,6 +38,20 @@ static void *read_all(const char *path, size_t *n) {
   if (n)
     *n = (size_t)len;
   return b;
+}
+
+/* A backend on the test device (test_device(): PAGELLM_TEST_DEVICE, default cpu) with m's
+ * weights uploaded to it. A model's tensors hold one device copy each (t->dev), so a model goes
+ * to one GPU backend at a time; the CPU backend reads t->data and ignores t->dev. */
+static int test_backend_create(pl_model *m, const char *device, int n_threads, pl_backend **be) {
+  int rc = pl_backend_create(device, n_threads, be);
+  if (rc < 0)
+    return rc;
+  if ((rc = pl_model_upload(m, *be, 0)) < 0) {
+    (*be)->ops->destroy(*be);
+    *be = NULL;
+  }
+  return rc;
 }
 
 /* One sequence on blocks 1..n of a runner: prefill (all logits rows) then decode steps. */

@@ -17,19 +17,13 @@
 
 #define GD "tests/golden/default-model/"
 
-static void perplexity(const pl_model *m) {
-  json_error_t je;
-  json_t *pj = json_load_file(src_path(GD "perplexity.json"), 0, &je);
-  CHECK(pj != NULL, "%s", je.text);
-  int W = (int)json_integer_value(json_object_get(pj, "windows"));
-  int T = (int)json_integer_value(json_object_get(pj, "window_tokens"));
-  int32_t *toks = read_all(src_path(GD "heldout_tokens.i32"), NULL);
-  float *nll = read_all(src_path(GD "heldout_nll.f32"), NULL);
+/* Mean NLL of the held-out windows on backend `be`, and the largest per-token difference from
+ * PyTorch's NLL (nll[]). */
+static double heldout_nll(const pl_model *m, pl_backend *be, const int32_t *toks, const float *nll,
+                          int W, int T, double *maxd_out) {
   int V = m->hp.n_vocab;
-  pl_backend *be;
-  CHECK(pl_backend_cpu_create(2, &be) == 0);
   float *lg = malloc(sizeof(float) * (size_t)T * V);
-  double sum = 0, ref_sum = 0, maxd = 0;
+  double sum = 0, maxd = 0;
   for (int w = 0; w < W; w++) {
     seq_runner s;
     CHECK(seq_init(&s, m, be, T, 16) == 0, "%s", pl_last_error());
@@ -45,19 +39,56 @@ static void perplexity(const pl_model *m) {
       double r = nll[(size_t)w * (T - 1) + t];
       maxd = fabs(l - r) > maxd ? fabs(l - r) : maxd;
       sum += l;
-      ref_sum += r;
     }
     seq_free(&s);
   }
-  int n = W * (T - 1);
-  printf("held-out: mean NLL %.6f (PyTorch %.6f), perplexity %.3f (PyTorch %.3f), max per-token "
-         "|diff| %.2g\n", sum / n, ref_sum / n, exp(sum / n), exp(ref_sum / n), maxd);
-  CHECK(fabs(sum - ref_sum) / n <= 1e-4 * fabs(ref_sum / n), "mean NLL differs");
-  CHECK(maxd <= 2e-3, "per-token NLL differs by %g", maxd);
   free(lg);
+  *maxd_out = maxd;
+  return sum / (W * (T - 1));
+}
+
+/* Held-out perplexity against PyTorch's, on the CPU; with PAGELLM_TEST_DEVICE=cuda also on the
+ * GPU, which must be within 0.5% of the CPU's (issue 11). */
+static void perplexity(pl_model *m) {
+  json_error_t je;
+  json_t *pj = json_load_file(src_path(GD "perplexity.json"), 0, &je);
+  CHECK(pj != NULL, "%s", je.text);
+  int W = (int)json_integer_value(json_object_get(pj, "windows"));
+  int T = (int)json_integer_value(json_object_get(pj, "window_tokens"));
+  int32_t *toks = read_all(src_path(GD "heldout_tokens.i32"), NULL);
+  float *nll = read_all(src_path(GD "heldout_nll.f32"), NULL);
+  double ref = 0;
+  for (int i = 0; i < W * (T - 1); i++)
+    ref += nll[i];
+  ref /= W * (T - 1);
+  pl_backend *be;
+  CHECK(pl_backend_cpu_create(2, &be) == 0);
+  double maxd, cpu = heldout_nll(m, be, toks, nll, W, T, &maxd);
+  be->ops->destroy(be);
+  printf("held-out (cpu): mean NLL %.6f (PyTorch %.6f), perplexity %.3f (PyTorch %.3f), max "
+         "per-token |diff| %.2g\n", cpu, ref, exp(cpu), exp(ref), maxd);
+  CHECK(fabs(cpu - ref) <= 1e-4 * fabs(ref), "mean NLL differs");
+  CHECK(maxd <= 2e-3, "per-token NLL differs by %g", maxd);
+  if (test_on_gpu()) {
+    CHECK(test_backend_create(m, test_device(), 2, &be) == 0, "%s: %s", test_device(),
+          pl_last_error());
+    if (be) {
+      double gpu = heldout_nll(m, be, toks, nll, W, T, &maxd);
+      be->ops->destroy(be);
+      double rel = fabs(exp(gpu) - exp(cpu)) / exp(cpu);
+      printf("held-out (%s): mean NLL %.6f, perplexity %.3f vs %.3f on the cpu (%.3f%%), max "
+             "per-token |diff| from PyTorch %.2g\n", test_device(), gpu, exp(gpu), exp(cpu),
+             100 * rel, maxd);
+      /* the issue's bar: bf16 KV and bf16 GEMM inputs may move the perplexity by < 0.5% */
+      CHECK(rel <= 5e-3, "GPU perplexity %.4f vs CPU %.4f: %.3f%% apart", exp(gpu), exp(cpu),
+            100 * rel);
+      /* a single token's NLL moves with its logits: bf16 roundings put ~1% of |logit| of
+       * noise on them (see test_hf_golden), a few tenths of a nat at most */
+      CHECK(maxd <= 0.5, "GPU per-token NLL differs from PyTorch by %g", maxd);
+    }
+  }
   free(toks);
   free(nll);
-  be->ops->destroy(be);
   json_decref(pj);
 }
 
@@ -69,6 +100,7 @@ static void greedy_and_logits(const char *model_path) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path;
   ep.n_threads = 2;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 64 << 20;
   pl_engine *e;
   CHECK(pl_engine_create(&ep, &e) == 0, "%s", pl_last_error());
@@ -116,7 +148,7 @@ static void greedy_and_logits(const char *model_path) {
   json_decref(gj);
 }
 
-static void prompt0_logits(const pl_model *m) {
+static void prompt0_logits(pl_model *m) {
   json_error_t je;
   json_t *gj = json_load_file(src_path(GD "greedy.json"), 0, &je);
   json_t *p = json_object_get(json_array_get(json_object_get(gj, "cases"), 0), "prompt_ids");
@@ -127,15 +159,23 @@ static void prompt0_logits(const pl_model *m) {
   float *ref = read_all(src_path(GD "prompt0_logits.f32"), NULL);
   float *lg = malloc(sizeof(float) * (size_t)n * V);
   pl_backend *be;
-  CHECK(pl_backend_cpu_create(1, &be) == 0);
+  CHECK(test_backend_create(m, test_device(), 1, &be) == 0, "%s: %s", test_device(),
+        pl_last_error());
   seq_runner s;
   CHECK(seq_init(&s, m, be, n, 16) == 0);
   CHECK(seq_feed(&s, ids, n, lg) == 0);
   double maxd = 0;
   for (size_t k = 0; k < (size_t)n * V; k++)
     maxd = fabs(lg[k] - ref[k]) > maxd ? fabs(lg[k] - ref[k]) : maxd;
-  printf("prompt 0 logits: max |diff| %.3g\n", maxd);
-  CHECK(maxd <= 2e-3, "logits differ by %g", maxd);
+  double maxref = 0, tol = 2e-3;
+  for (size_t k = 0; k < (size_t)n * V; k++)
+    maxref = fmax(maxref, fabs(ref[k]));
+  /* on the GPU: bf16 KV and bf16 GEMM inputs, ~5 roundings of 2^-9 per layer compounding over
+   * the layers: 1% of the largest |logit| (the F16 model's own weights are exact in f16) */
+  if (test_on_gpu())
+    tol = fmax(tol, 1e-2 * maxref);
+  printf("prompt 0 logits (%s): max |diff| %.3g (tol %.3g)\n", test_device(), maxd, tol);
+  CHECK(maxd <= tol, "logits differ by %g", maxd);
   seq_free(&s);
   be->ops->destroy(be);
   free(lg);

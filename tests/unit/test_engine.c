@@ -115,6 +115,7 @@ static void batch_invariance(float temp) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 1; /* thread-count independence is covered by the paged-forward test */
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 64 << 20;
   /* alone, one at a time (one engine: its prefix cache does not change results either) */
   pl_engine *alone;
@@ -147,7 +148,9 @@ static void batch_invariance(float temp) {
     if (cfgs[c].batched_tokens) e2.max_num_batched_tokens = cfgs[c].batched_tokens;
     e2.enable_prefix_caching = cfgs[c].prefix;
     if (cfgs[c].kv_blocks) {
-      e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * 1280;
+      /* bytes per token of this model's KV: 1280 in f32 on the CPU, half in bf16 on the GPU
+       * (its default), so the pool has the same kv_blocks blocks on both */
+      e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * (test_on_gpu() ? 640 : 1280);
       e2.max_model_len = 160;
       e2.kv_admit_greedy = 1; /* vLLM's admission: the pool runs out, requests preempt */
     }
@@ -176,6 +179,7 @@ static void parallel_samples(void) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 2;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 16 << 20;
   ep.enable_prefix_caching = 0;
   pl_engine *e;
@@ -237,6 +241,7 @@ static void bad_requests(void) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 1;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 8 << 20;
   pl_engine *e;
   if (pl_engine_create(&ep, &e) != 0) {
@@ -297,6 +302,7 @@ static void emit_oom(void) {
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
   ep.n_threads = 1;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 8 << 20;
   pl_engine *e;
   if (pl_engine_create(&ep, &e) != 0) {

@@ -88,8 +88,9 @@ static void check_model(const char *name, const char *path, int mlx) {
   json_t *ps = json_object_get(g, "prompts");
   int n_gen = (int)json_integer_value(json_array_get(json_object_get(g, "greedy_shape"), 1));
   pl_backend *be;
-  CHECK(pl_backend_cpu_create(2, &be) == 0);
-  double maxerr = 0;
+  CHECK(test_backend_create(m, test_device(), 2, &be) == 0, "%s: %s", test_device(),
+        pl_last_error());
+  double maxerr = 0, maxref = 0;
   int greedy_ok = 1;
   for (size_t i = 0; i < json_array_size(ps); i++) {
     int len = (int)json_integer_value(json_object_get(json_array_get(ps, i), "length"));
@@ -101,6 +102,7 @@ static void check_model(const char *name, const char *path, int mlx) {
     for (size_t k = 0; k < (size_t)len * V; k++) {
       double e = fabs(lg[k] - ref[(size_t)row * V + k]);
       maxerr = e > maxerr ? e : maxerr;
+      maxref = fmax(maxref, fabs(ref[(size_t)row * V + k]));
     }
     /* greedy continuation through decode steps */
     int32_t tok = argmax(lg + (size_t)(len - 1) * V, V);
@@ -122,6 +124,13 @@ static void check_model(const char *name, const char *path, int mlx) {
     seq_free(&s);
   }
   double tol = mlx == 1 ? 0.25 : 2e-4;
+  /* On the GPU (PAGELLM_TEST_DEVICE=cuda) K/V are stored as bf16 and every GEMM input is cast
+   * to bf16/f16 (TF32 for f32 weights): each such rounding is <= 2^-9 relative, about 5 per
+   * layer (q/k/v/o inputs, K and V, FFN inputs), and they compound through the goldens' few
+   * layers into the logits: 1% of the largest |logit| is ~5x that for 2 layers. Greedy tokens
+   * must still be identical. */
+  if (test_on_gpu() && mlx != 1)
+    tol = fmax(tol, 1e-2 * maxref);
   printf("%-40s %s max|logit diff| %.3g (tol %.g)  greedy %s\n", path + (strlen(path) > 40 ? strlen(path) - 40 : 0),
          mlx == 2 ? "(unpacked to F32)" : "", maxerr, tol, greedy_ok ? "identical" : "differs");
   CHECK(maxerr <= tol, "%s: logits differ by %g", path, maxerr);

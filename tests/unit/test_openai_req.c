@@ -145,8 +145,12 @@ static void test_bad_values(void) {
   BAD(C, "{\"prompt\":\"x\",\"min_tokens\":10,\"max_tokens\":5}", 400, "min_tokens");
   BAD(C, "{\"prompt\":\"x\",\"echo\":true,\"logprobs\":1}", 400, "echo");
   BAD(C, "{\"prompt\":\"x\",\"suffix\":\"s\"}", 400, "suffix");
-  BAD(C, "{\"prompt\":\"x\",\"response_format\":{\"type\":\"json_object\"}}", 400,
+  BAD(C, "{\"prompt\":\"x\",\"response_format\":{\"type\":\"xml\"}}", 400,
       "response_format");
+  BAD(C, "{\"prompt\":\"x\",\"guided_json\":{\"type\":\"object\",\"not\":{}}}", 400,
+      "guided_json");
+  BAD(C, "{\"prompt\":\"x\",\"guided_regex\":\"a\",\"grammar\":\"root ::= \\\"a\\\"\"}", 400,
+      "grammar");
   BAD(C, "{\"prompt\":\"x\",\"include_stop_str_in_output\":true}", 400,
       "include_stop_str_in_output");
   BAD(C, "{\"prompt\":\"x\",\"model\":5}", 400, "model");
@@ -209,6 +213,9 @@ static void test_chat(void) {
       "logprobs");
   BAD(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}",
       400, "tool_choice");
+  BAD(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":"
+         "\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\","
+         "\"function\":{\"name\":\"g\"}}}", 400, "tool_choice");
   BAD(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":{}}", 400, "tools");
   BAD(H, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_completion_tokens\":0}",
       400, "max_completion_tokens");

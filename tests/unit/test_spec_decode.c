@@ -186,6 +186,7 @@ static void greedy_identical(const char *path) {
   pl_engine_params_default(&ep);
   ep.model_path = path;
   ep.n_threads = 1;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 32 << 20;
   ep.max_model_len = 256;
   run_opts go = {.temp = 0, .check_every_step = 1};
@@ -321,6 +322,7 @@ static void sampling_distribution(void) {
   pl_engine_params_default(&ep);
   ep.model_path = model;
   ep.n_threads = 1;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
   ep.kv_cache_bytes = 64 << 20;
   ep.max_model_len = 256;
   ep.max_num_seqs = 64;
@@ -369,6 +371,7 @@ static void aborts_leak_nothing(void) {
     pl_engine_params_default(&ep);
     ep.model_path = model;
     ep.n_threads = 1;
+    ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
     ep.kv_cache_bytes = 24 * 16 * 8192;
     ep.max_model_len = 256;
     ep.spec_method = m ? PL_SPEC_DRAFT : PL_SPEC_NGRAM;

@@ -2,6 +2,7 @@
  * persistent pool. Matmuls go to gemm.c (SIMD kernels / OpenBLAS), attention to
  * attention_cpu.c; the small elementwise ops split rows across threads only when there is
  * enough work to pay for the wake-up. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -270,6 +271,21 @@ static int cpu_copy_blocks(pl_backend *be) {
   return 0;
 }
 
+static int cpu_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int d) {
+  for (int i = 0; i < n; i++) {
+    const float *x = src + (size_t)i * d;
+    float best = -INFINITY;
+    int32_t arg = 0;
+    for (int j = 0; j < d; j++)
+      if (x[j] > best) {
+        best = x[j];
+        arg = j;
+      }
+    ids[i] = arg;
+  }
+  return 0;
+}
+
 static int cpu_copy(pl_backend *be, void *dst, const void *src, size_t bytes) {
   memcpy(dst, src, bytes);
   return 0;
@@ -298,6 +314,7 @@ static const pl_backend_ops cpu_ops = {
     .add = cpu_add,
     .get_rows = cpu_get_rows,
     .copy_blocks = cpu_copy_blocks,
+    .argmax = cpu_argmax,
     .download = cpu_copy,
     .upload = cpu_copy,
 };

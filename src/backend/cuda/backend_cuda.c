@@ -55,6 +55,8 @@ typedef struct {
   size_t xcast_bytes;
   void *wdeq;   /* a dequantized weight chunk, bf16 */
   size_t wdeq_bytes;
+  void *d_ids;  /* argmax results, int32 */
+  size_t d_ids_bytes;
 } cu_backend;
 
 #define CU(be) ((cu_backend *)(be))
@@ -126,6 +128,7 @@ static void cu_destroy(pl_backend *be) {
   cu_free(be, c->d_stage);
   cu_free(be, c->xcast);
   cu_free(be, c->wdeq);
+  cu_free(be, c->d_ids);
   if (c->h_stage)
     cudaFreeHost(c->h_stage);
   if (c->blas)
@@ -145,7 +148,9 @@ static int upload_bytes(cu_backend *c, void **dst, const void *src, size_t n, co
     return pl_fail(PL_ENOMEM, "out of GPU memory uploading '%s' (%.1f MiB; %.2f GiB free of "
                    "%.2f GiB)", name, n / 1048576.0, fr / 1073741824.0, tot / 1073741824.0);
   }
-  CU_TRY(cudaMemcpy(*dst, src, n, cudaMemcpyHostToDevice), "weight upload");
+  /* on the backend's stream: its kernels are ordered after the copy (a plain cudaMemcpy from
+   * pageable memory may return before its DMA ends, and our stream does not wait for it) */
+  CU_TRY(cudaMemcpyAsync(*dst, src, n, cudaMemcpyHostToDevice, c->st), "weight upload");
   return 0;
 }
 
@@ -225,8 +230,8 @@ static int cu_kv_init(pl_backend *be, const pl_kv_spec *s) {
                    2.0 * bytes / 1073741824.0, fr / 1073741824.0);
   }
   /* zeroed: a never-written slot read by a bug gives 0, not NaN */
-  CU_TRY(cudaMemset(k, 0, bytes), "KV clear");
-  CU_TRY(cudaMemset(v, 0, bytes), "KV clear");
+  CU_TRY(cudaMemsetAsync(k, 0, bytes, c->st), "KV clear");
+  CU_TRY(cudaMemsetAsync(v, 0, bytes, c->st), "KV clear");
   c->kv = (pl_cu_kv){k, v, c->spec.dtype, layer, s->n_layer, s->n_blocks, s->n_kv_head,
                      s->block_size, s->head_dim};
   c->kv_bytes = 2 * bytes;
@@ -253,15 +258,18 @@ static int cu_step_begin(pl_backend *be, const pl_step_plan *p) {
   size_t nbt = ns * (size_t)p->max_blocks_per_seq;
   struct { const int32_t *src; size_t n; const int32_t **dst; } parts[] = {
       {p->token_ids, p->token_ids ? nt : 0, &c->d_tokens},
-      {p->positions, nt, &c->d_positions},
+      {p->positions, p->positions ? nt : 0, &c->d_positions},
       {p->slot_mapping, p->slot_mapping ? nt : 0, &c->d_slots},
-      {p->query_start_loc, ns + 1, &c->d_qsl},
+      {p->query_start_loc, p->query_start_loc ? ns + 1 : 0, &c->d_qsl},
       {p->seq_lens, p->seq_lens ? ns : 0, &c->d_seq_lens},
-      {p->block_tables, nbt, &c->d_block_tables},
+      {p->block_tables, p->block_tables ? nbt : 0, &c->d_block_tables},
       {p->logits_rows, p->logits_rows ? (size_t)p->n_logits : 0, &c->d_logits_rows},
       {p->copy_src, p->copy_src ? (size_t)p->n_copies : 0, &c->d_copy_src},
       {p->copy_dst, p->copy_dst ? (size_t)p->n_copies : 0, &c->d_copy_dst},
   };
+  /* the previous step's staging copy must be done before h_stage is overwritten (step_end
+   * waited already; this covers callers that begin twice) */
+  CU_TRY(cudaStreamSynchronize(c->st), "step begin");
   size_t total = 0;
   for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
     total += (parts[i].n + 3) & ~(size_t)3; /* 16-byte aligned sections */
@@ -423,6 +431,13 @@ static int cu_download(pl_backend *be, void *host, const void *dev, size_t bytes
   return 0;
 }
 
+static int cu_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int d) {
+  cu_backend *c = CU(be);
+  PL_TRY(grow(&c->d_ids, &c->d_ids_bytes, (size_t)n * sizeof(int32_t), "argmax ids"));
+  K_TRY(pl_cu_argmax((int32_t *)c->d_ids, src, n, d, c->st), "argmax");
+  return cu_download(be, ids, c->d_ids, (size_t)n * sizeof(int32_t));
+}
+
 static int cu_upload(pl_backend *be, void *dev, const void *host, size_t bytes) {
   cu_backend *c = CU(be);
   /* from pageable memory: returns once the bytes are staged, so `host` may be reused */
@@ -453,6 +468,7 @@ static const pl_backend_ops cuda_ops = {
     .add = cu_add,
     .get_rows = cu_get_rows,
     .copy_blocks = cu_copy_blocks,
+    .argmax = cu_argmax,
     .download = cu_download,
     .upload = cu_upload,
 };

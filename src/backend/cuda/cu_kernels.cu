@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <climits>
+#include <cmath>
 
 #include "backend/cuda/cu_kernels.h"
 
@@ -138,6 +140,42 @@ __global__ void copy_blocks_k(char *K, char *V, size_t layer_bytes, size_t block
   }
 }
 
+// One CTA per row. Each thread scans a strided slice keeping the first maximum it meets; the
+// reduction keeps the larger value and, on ties, the lower index (the CPU's first-max rule).
+__global__ void argmax_k(int32_t *ids, const float *src, int d) {
+  const float *x = src + (size_t)blockIdx.x * d;
+  float best = -INFINITY;
+  int arg = INT_MAX;
+  for (int j = threadIdx.x; j < d; j += blockDim.x)
+    if (x[j] > best) {
+      best = x[j];
+      arg = j;
+    }
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    int oi = __shfl_xor_sync(0xffffffffu, arg, o);
+    if (ov > best || (ov == best && oi < arg)) {
+      best = ov;
+      arg = oi;
+    }
+  }
+  if ((threadIdx.x & 31) == 0) {
+    sv[threadIdx.x >> 5] = best;
+    si[threadIdx.x >> 5] = arg;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++)
+      if (sv[w] > best || (sv[w] == best && si[w] < arg)) {
+        best = sv[w];
+        arg = si[w];
+      }
+    ids[blockIdx.x] = arg == INT_MAX ? 0 : arg;
+  }
+}
+
 } // namespace
 
 extern "C" {
@@ -232,6 +270,12 @@ int pl_cu_copy_blocks(const pl_cu_kv *kv, const int32_t *src, const int32_t *dst
   dim3 grid((unsigned)n, (unsigned)kv->n_layer);
   copy_blocks_k<<<grid, 256, 0, s>>>((char *)kv->k, (char *)kv->v, kv->layer_elems * esz,
                                      block_bytes, src, dst);
+  return launched();
+}
+
+int pl_cu_argmax(int32_t *ids, const float *src, int n, int d, pl_cu_stream s) {
+  if (n > 0)
+    argmax_k<<<n, 512, 0, s>>>(ids, src, d);
   return launched();
 }
 

@@ -32,6 +32,8 @@ int pl_cu_add_bias(float *y, const float *b, int n, int d, pl_cu_stream s);
 /* dst[i][d] = src[rows[i]][d], i < n (rows in device memory) */
 int pl_cu_gather_rows(float *dst, const float *src, const int32_t *rows, int n, int d,
                       pl_cu_stream s);
+/* ids[i] = index of the first maximum of src[i][0..d), i < n (0 when none exceeds -inf) */
+int pl_cu_argmax(int32_t *ids, const float *src, int n, int d, pl_cu_stream s);
 /* dst[i] = (type) src[i], type PL_DT_BF16 or PL_DT_F16 (round to nearest even) */
 int pl_cu_cast(void *dst, pl_dtype type, const float *src, size_t n, pl_cu_stream s);
 

@@ -11,11 +11,11 @@
 #define PL_BACKEND_CUDA_CU_QUANT_H
 #include <stdint.h>
 
-#include "backend/tensor.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "backend/tensor.h" /* inside extern "C": tensor.h has no C++ guards of its own */
 
 /* A weight matrix in device memory: W[rows][cols] in `type` encoding, row-major, ggml order
  * (cols = ne[0] contiguous). MLX types: scales/biases [rows][cols/group_size] in sb_type. */

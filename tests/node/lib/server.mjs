@@ -18,11 +18,18 @@ process.on("exit", () => {
 });
 
 /**
+ * Extra `pagellm serve` arguments for every server the tests start, from $PL_SERVER_ARGS
+ * (whitespace-separated; scripts/test-gpu.sh sets "--device cuda"). They come before the
+ * test's own args, so a test that sets the same option still wins.
+ */
+export const SERVER_ARGS = (process.env.PL_SERVER_ARGS || "").split(/\s+/).filter(Boolean);
+
+/**
  * Start a server. Options: model (default the tiny TinyStories model), args (extra CLI args),
  * env, timeoutMs. Resolves to {url, baseURL, proc, logs(), stop(signal), exited}.
  */
 export async function startServer({ model = TINY_MODEL, args = [], env = {}, timeoutMs = 60_000 } = {}) {
-  const proc = spawnPl(["serve", "-m", model, "--port", "0", ...args], { env });
+  const proc = spawnPl(["serve", "-m", model, "--port", "0", ...SERVER_ARGS, ...args], { env });
   live.add(proc);
   let out = "";
   let err = "";

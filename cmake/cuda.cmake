@@ -1,0 +1,35 @@
+# The CUDA backend (src/backend/cuda/): built when nvcc is found (PL_CUDA=AUTO), forced with
+# -DPL_CUDA=ON, left out with -DPL_CUDA=OFF. Sanitizer builds leave it out by default: ASan and
+# the CUDA driver do not mix. Targets sm_80, sm_89 and sm_90 (Hopper-only paths check at run
+# time).
+set(PL_CUDA "AUTO" CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON, OFF")
+set(PL_CUDA_ENABLED OFF)
+if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+  set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+endif()
+if(PL_CUDA STREQUAL "AUTO")
+  if(NOT PL_SANITIZE)
+    include(CheckLanguage)
+    check_language(CUDA)
+    if(CMAKE_CUDA_COMPILER)
+      set(PL_CUDA_ENABLED ON)
+    else()
+      message(STATUS "pagellm: nvcc not found, building without the CUDA backend")
+    endif()
+  endif()
+elseif(PL_CUDA)
+  set(PL_CUDA_ENABLED ON)
+endif()
+
+if(PL_CUDA_ENABLED)
+  if(NOT CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 89 90)
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS} -Xcompiler=-Wall -Werror=all-warnings")
+  file(GLOB PL_CUDA_SRC src/backend/cuda/*.c src/backend/cuda/*.cu)
+  message(STATUS "pagellm: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
+                 "sm ${CMAKE_CUDA_ARCHITECTURES})")
+endif()

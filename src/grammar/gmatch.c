@@ -1,0 +1,248 @@
+/* The pushdown automaton: sets of stacks advanced byte by byte (llama.cpp's scheme), with
+ * stacks as shared parent-linked nodes so advancing one byte touches only the tops. */
+#include <string.h>
+
+#include "grammar/grammar_impl.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent) {
+  if (ns->len == ns->cap) {
+    int cap = ns->cap ? ns->cap * 2 : 1024;
+    pl_gnode *n = pl_realloc(ns->n, (size_t)cap * sizeof *n);
+    if (!n)
+      return pl_fail(PL_ENOMEM, "grammar: out of memory");
+    ns->n = n;
+    ns->cap = cap;
+  }
+  ns->n[ns->len] = (pl_gnode){pos, parent};
+  return ns->len++;
+}
+
+void pl_gset_free(pl_gset *s) {
+  pl_free(s->top);
+  memset(s, 0, sizeof *s);
+}
+
+int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
+  for (int i = 0; i < s->n; i++) { /* sets are small: a scan dedups */
+    const pl_gnode *t = &ns->n[s->top[i]];
+    if (t->pos == pos && t->parent == parent)
+      return 0;
+  }
+  if (s->n == s->cap) {
+    int cap = s->cap ? s->cap * 2 : 8;
+    int32_t *n = pl_realloc(s->top, (size_t)cap * sizeof *n);
+    if (!n)
+      return pl_fail(PL_ENOMEM, "grammar: out of memory");
+    s->top = n;
+    s->cap = cap;
+  }
+  int id = pl_gnodes_push(ns, pos, parent);
+  if (id < 0)
+    return id;
+  s->top[s->n++] = id;
+  return 0;
+}
+
+static int is_end(const pl_grammar *g, int32_t pos) { return g->elems[pos].type <= PL_GE_ALT; }
+
+int pl_gexpand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, pl_gset *out) {
+  for (;;) {
+    const pl_gelem *e = &g->elems[pos];
+    if (e->type == PL_GE_CHAR)
+      return pl_gset_add(out, ns, pos, parent);
+    if (e->type == PL_GE_RULE)
+      break;
+    /* end of an alternative: return to the continuation */
+    if (parent == PL_GN_BOTTOM) {
+      out->accept = 1;
+      return 0;
+    }
+    if (parent == PL_GN_SENTINEL) {
+      out->hit_sentinel = 1;
+      return 0;
+    }
+    pos = ns->n[parent].pos;
+    parent = ns->n[parent].parent;
+  }
+  /* a rule reference: its continuation is pos + 1 (a tail call needs none) */
+  int32_t cont = parent;
+  if (!is_end(g, pos + 1)) {
+    cont = pl_gnodes_push(ns, pos + 1, parent);
+    if (cont < 0)
+      return cont;
+  }
+  int r = g->elems[pos].arg;
+  for (int a = g->alt_off[r]; a < g->alt_off[r + 1]; a++) {
+    int rc = pl_gexpand(g, ns, g->alts[a], cont, out);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+int pl_gadvance(const pl_grammar *g, pl_gnodes *ns, const pl_gset *in, uint8_t b, pl_gset *out) {
+  out->n = 0;
+  out->accept = 0;
+  out->hit_sentinel = 0;
+  for (int i = 0; i < in->n; i++) {
+    pl_gnode t = ns->n[in->top[i]];
+    const pl_gclass *c = &g->classes[g->elems[t.pos].arg];
+    if (!(c->bits[b >> 6] >> (b & 63) & 1))
+      continue;
+    int rc = pl_gexpand(g, ns, t.pos + 1, t.parent, out);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* ---- matcher ------------------------------------------------------------------------------ */
+
+#include "grammar/gmatch_impl.h"
+
+/* Rebuild the committed node store from the live stacks so it does not grow without bound:
+ * copy the reachable nodes of `cur` into a fresh store. */
+static int compact(pl_gmatch *m) {
+  pl_gnodes fresh = {0};
+  int32_t *map = pl_malloc((size_t)m->nodes.len * sizeof *map);
+  if (!map)
+    return pl_fail(PL_ENOMEM, "grammar: out of memory");
+  memset(map, 0xff, (size_t)m->nodes.len * sizeof *map);
+  /* nodes' parents have lower ids, so walking ids upward copies parents first */
+  char *live = pl_calloc((size_t)m->nodes.len, 1);
+  if (!live) {
+    pl_free(map);
+    return pl_fail(PL_ENOMEM, "grammar: out of memory");
+  }
+  for (int i = 0; i < m->cur.n; i++)
+    for (int32_t k = m->cur.top[i]; k >= 0; k = m->nodes.n[k].parent)
+      live[k] = 1;
+  int rc = 0;
+  for (int k = 0; k < m->nodes.len && rc >= 0; k++) {
+    if (!live[k])
+      continue;
+    int32_t p = m->nodes.n[k].parent;
+    rc = pl_gnodes_push(&fresh, m->nodes.n[k].pos, p >= 0 ? map[p] : p);
+    map[k] = rc;
+  }
+  if (rc >= 0) {
+    for (int i = 0; i < m->cur.n; i++)
+      m->cur.top[i] = map[m->cur.top[i]];
+    pl_free(m->nodes.n);
+    m->nodes = fresh;
+  } else {
+    pl_free(fresh.n);
+  }
+  pl_free(map);
+  pl_free(live);
+  return rc < 0 ? rc : 0;
+}
+
+int pl_gmatch_create(pl_grammar *g, const pl_vocab *v, pl_gmatch **out) {
+  *out = NULL;
+  pl_gmatch *m = pl_calloc(1, sizeof *m);
+  if (!m)
+    return pl_fail(PL_ENOMEM, "grammar: out of memory");
+  m->g = g;
+  m->v = v;
+  int rc = 0;
+  for (int a = g->alt_off[g->root]; a < g->alt_off[g->root + 1] && rc >= 0; a++)
+    rc = pl_gexpand(g, &m->nodes, g->alts[a], PL_GN_BOTTOM, &m->cur);
+  if (rc < 0) {
+    pl_gmatch_free(m);
+    return rc;
+  }
+  *out = m;
+  return 0;
+}
+
+void pl_gmatch_free(pl_gmatch *m) {
+  if (!m)
+    return;
+  pl_free(m->nodes.n);
+  pl_gset_free(&m->cur);
+  pl_gset_free(&m->tmp[0]);
+  pl_gset_free(&m->tmp[1]);
+  for (int i = 0; i < m->n_depth_sets; i++)
+    pl_gset_free(&m->depth_sets[i]);
+  pl_free(m->depth_sets);
+  pl_free(m->depth_mark);
+  pl_free(m);
+}
+
+int pl_gmatch_can_end(const pl_gmatch *m) { return m->cur.accept; }
+int pl_gmatch_done(const pl_gmatch *m) { return m->cur.accept && m->cur.n == 0; }
+
+/* Run bytes from `from` in scratch sets; returns 1 if some stack survives all of them (or the
+ * input is empty), 0 if not; the result is left in *res (points at m->tmp). */
+static int run_bytes(pl_gmatch *m, const pl_gset *from, const uint8_t *s, size_t n,
+                     pl_gset **res) {
+  const pl_gset *in = from;
+  int k = 0;
+  for (size_t i = 0; i < n; i++) {
+    pl_gset *o = &m->tmp[k];
+    int rc = pl_gadvance(m->g, &m->nodes, in, s[i], o);
+    if (rc < 0)
+      return rc;
+    if (o->n == 0 && !(i + 1 == n && o->accept))
+      return 0;
+    in = o;
+    k ^= 1;
+  }
+  *res = (pl_gset *)in;
+  return 1;
+}
+
+int pl_gmatch_accept_bytes(pl_gmatch *m, const char *s, size_t n) {
+  int keep = m->nodes.len;
+  pl_gset *res = NULL;
+  int rc = run_bytes(m, &m->cur, (const uint8_t *)s, n, &res);
+  if (rc <= 0) {
+    m->nodes.len = keep;
+    return rc < 0 ? rc : pl_fail(PL_EINVAL, "grammar: the text does not match the grammar");
+  }
+  if (res != &m->cur) {
+    pl_gset t = m->cur;
+    m->cur = *res;
+    *res = t;
+  }
+  if (m->nodes.len > 4096 && m->nodes.len > 8 * m->live_after_compact) {
+    PL_TRY(compact(m));
+    m->live_after_compact = m->nodes.len;
+  }
+  return 0;
+}
+
+int pl_gmatch_allows(pl_gmatch *m, int32_t token) {
+  const pl_vocab *v = m->v;
+  if (token < 0 || token >= v->n_vocab)
+    return 0;
+  for (int i = 0; i < v->n_eog; i++)
+    if (v->eog[i] == token)
+      return m->cur.accept;
+  if (!v->bytes[token])
+    return 0;
+  int keep = m->nodes.len;
+  pl_gset *res;
+  int rc = run_bytes(m, &m->cur, v->bytes[token], v->len[token], &res);
+  m->nodes.len = keep;
+  return rc > 0;
+}
+
+int pl_gmatch_accept(pl_gmatch *m, int32_t token) {
+  const pl_vocab *v = m->v;
+  if (token < 0 || token >= v->n_vocab)
+    return pl_fail(PL_EINVAL, "grammar: token %d out of range", token);
+  for (int i = 0; i < v->n_eog; i++)
+    if (v->eog[i] == token) {
+      if (!m->cur.accept)
+        return pl_fail(PL_EINVAL, "grammar: end of generation before the grammar is complete");
+      m->cur.n = 0; /* nothing may follow */
+      return 0;
+    }
+  if (!v->bytes[token])
+    return pl_fail(PL_EINVAL, "grammar: token %d never matches a grammar", token);
+  return pl_gmatch_accept_bytes(m, (const char *)v->bytes[token], v->len[token]);
+}

@@ -1,0 +1,65 @@
+/* Tool calls: the model families' text formats, parsed into OpenAI tool_calls, and grammars
+ * that force a call (tool_choice "required" or a named function).
+ *
+ *   Hermes / Qwen2.5 / Qwen3:  <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>  (repeated)
+ *   Llama 3.1 / 3.2:           {"name": ..., "parameters": {...}}  (the whole message; "; " between)
+ *   Mistral:                   [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]
+ *
+ * Parsing is in tool_parse.c, the formats and grammars in tool_calls.c.
+ * Pure; any thread. */
+#ifndef PL_SERVER_TOOL_CALLS_H
+#define PL_SERVER_TOOL_CALLS_H
+#include <jansson.h>
+#include <stddef.h>
+
+typedef enum { PL_TOOLS_HERMES = 0, PL_TOOLS_LLAMA3, PL_TOOLS_MISTRAL } pl_tool_format;
+
+/* The format a chat template's text implies (Hermes when it says nothing we know). */
+pl_tool_format pl_tool_format_detect(const char *template_text);
+
+/* Incremental parser of one choice's output (streaming and not: the whole text is one feed).
+ * Text is content until a call's start marker; a call's bytes are held until its JSON value
+ * is complete, then it is checked ({"name": string, "arguments" | "parameters": value}) and
+ * either becomes a tool call or, not being one, goes back to content, as the bytes it held.
+ * So each call arrives whole (name and all its arguments in one delta), and what a stream
+ * sends, concatenated, is what the whole text gives, however the text is split. A call still
+ * open when the output ends is content. Whitespace around calls is not content (between two
+ * pieces of text, the whitespace before the call is kept).
+ * Markers: Hermes "<tool_call>" anywhere (then optional "</tool_call>" after the object);
+ * Mistral "[TOOL_CALLS]" then an array of call objects (or one object); Llama 3 only at the
+ * start of the output ("<|python_tag|>" optional), calls separated by ";". */
+typedef struct pl_tool_parser pl_tool_parser;
+
+/* What one feed produced: content bytes and a JSON array of OpenAI tool_calls deltas
+ * ({"index", "id", "type": "function", "function": {"name", "arguments"}}), or NULL when
+ * no call completed. The caller frees with pl_tool_out_free. */
+typedef struct pl_tool_out {
+  char *content;  /* pl_malloc'd, NUL-terminated, NULL when none */
+  size_t content_len;
+  json_t *calls;
+} pl_tool_out;
+
+/* id_seed makes the call ids ("call_<hash of seed><index>"). PL_ENOMEM. */
+int pl_tool_parser_create(pl_tool_format f, const char *id_seed, pl_tool_parser **out);
+void pl_tool_parser_free(pl_tool_parser *p); /* NULL ok */
+/* Feed the next len bytes; final = the output ends here (held text is resolved). Fills *out
+ * (cleared first). PL_ENOMEM. */
+int pl_tool_parser_feed(pl_tool_parser *p, const char *text, size_t len, int final,
+                        pl_tool_out *out);
+int pl_tool_parser_ncalls(const pl_tool_parser *p);
+/* Every call so far, {"id", "type", "function": {"name", "arguments"}} (borrowed). */
+const json_t *pl_tool_parser_calls(const pl_tool_parser *p);
+void pl_tool_out_free(pl_tool_out *o);
+
+/* A finished output in one go. Returns the number of calls found (0: no call; then *calls is
+ * NULL) and sets *calls to a new JSON array of calls as above and *content to the content
+ * (pl_malloc'd, NULL when empty). PL_ENOMEM on allocation failure. */
+int pl_tool_parse(pl_tool_format f, const char *text, size_t len, const char *id_seed,
+                  json_t **calls, char **content);
+
+/* GBNF forcing one call (or several when parallel) in format f to one of `tools` (the request's
+ * array), or only to `name` when not NULL. NULL with err->message on a bad tool schema. */
+struct pl_gconv_error;
+char *pl_tool_grammar(pl_tool_format f, const json_t *tools, const char *name, int parallel,
+                      struct pl_gconv_error *err);
+#endif
