@@ -5,6 +5,9 @@
 #           paged forward, bundled model perplexity vs the CPU, speculative decoding)
 #   node    the openai-client server tests (tests/node) against `pagellm serve --device cuda`
 #   smoke   `pagellm generate` and `pagellm bench throughput` on the GPU
+#   bench   (not in the default set) throughput of random-weight models of real shapes
+#           (PL_BENCH_PRESETS, default tinyllama-1.1b; model-gen writes them here first) beside
+#           the peer on the same GPU: HF transformers' batched generate (tools/bench/hf_generate.py)
 # Usage: scripts/test-gpu.sh [STAGE...]     (default: all four, in that order)
 #        scripts/test-gpu.sh --list-tests   (the test binaries it runs, for scripts/gpu-pack.sh)
 # It prints a machine line (GPU, driver, CUDA, commit) and writes the whole log to
@@ -172,8 +175,31 @@ for stage in $STAGES; do
     run "smoke/bench throughput (default model, $DEV)" "$PL_BIN" bench throughput -m "$M" \
       --device "$DEV" --num-prompts 64 --workload sharegpt-like
     ;;
+  bench)
+    IN=${PL_BENCH_IN:-512} OUTL=${PL_BENCH_OUT:-128} NP=${PL_BENCH_PROMPTS:-256}
+    for preset in ${PL_BENCH_PRESETS:-tinyllama-1.1b}; do
+      G=$WORK/$preset.gguf
+      run "bench/model-gen $preset bf16" "$PL_BIN" model-gen --preset "$preset" --type bf16 -q -o "$G"
+      [ -f "$G" ] || continue
+      for kv in paged static; do
+        run "bench/$preset fixed $IN/$OUTL x $NP ($kv)" "$PL_BIN" bench throughput -m "$G" \
+          --device "$DEV" --workload fixed --input-len "$IN" --output-len "$OUTL" \
+          --num-prompts "$NP" --kv-alloc $kv --max-model-len $((IN + OUTL))
+      done
+      run "bench/$preset sharegpt-like x 1000" "$PL_BIN" bench throughput -m "$G" --device "$DEV" \
+        --workload sharegpt-like --num-prompts 1000
+      run "bench/$preset decode 1 stream" "$PL_BIN" bench decode -m "$G" --device "$DEV" \
+        --prompt-len 128 --gen-len 128 --repeats 2
+      rm -f "$G"
+      for b in ${PL_BENCH_HF_BATCH:-64 256}; do
+        run "bench/peer hf-transformers $preset batch $b" env -u LD_LIBRARY_PATH python3 \
+          tools/bench/hf_generate.py --preset "$preset" --num-prompts "$NP" --input-len "$IN" \
+          --output-len "$OUTL" --batch "$b"
+      done
+    done
+    ;;
   *)
-    echo "unknown stage '$stage' (cuda, engine, node, smoke)"
+    echo "unknown stage '$stage' (cuda, engine, node, smoke, bench)"
     FAIL=$((FAIL + 1)); FAILED="$FAILED $stage"
     ;;
   esac
