@@ -174,7 +174,7 @@ test("SIGTERM drains in-flight streams, then exits 0", async () => {
 test("SIGTERM with --shutdown-timeout 0 aborts in-flight streams cleanly, exits 0", async () => {
   const srv = await startServer({ args: ["--max-num-seqs", "1", "--shutdown-timeout", "0"] });
   const ss = streams(srv.url, 12, { prompt: "Once", max_tokens: 250, ignore_eos: true });
-  await waitMetrics(srv.url, (m) => m["pagellm:num_requests_running"] >= 1 && m["pagellm:num_requests_waiting"] >= 6);
+  await waitMetrics(srv.url, (m) => m["pagellm:num_requests_running"] >= 1 && m["pagellm:num_requests_waiting"] >= 11);
   const exit = srv.stop("SIGTERM");
   const texts = await Promise.all(ss);
   let aborted = 0;
