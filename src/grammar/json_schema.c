@@ -124,7 +124,7 @@ static void uint_range(pl_gbuf *b, long long lo, long long hi) {
   pl_gbuf_put(b, ")");
 }
 
-#define INT_LIM 9999999999999999LL /* 16 digits: exact in a double */
+#define INT_LIM 9999999999999999LL /* 16 digits */
 
 static int int_bounds(conv *c, const json_t *s, const char *path, long long *lo, long long *hi) {
   *lo = -INT_LIM;
@@ -137,8 +137,10 @@ static int int_bounds(conv *c, const json_t *s, const char *path, long long *lo,
     if (!json_is_number(v))
       return fail(c, path, "'%s' must be a number", keys[i]);
     double d = json_number_value(v);
-    if (d < -INT_LIM) d = -INT_LIM;
-    if (d > INT_LIM) d = INT_LIM;
+    /* clamp to +-1e16 (INT_LIM + 1, exact in a double) so the casts below cannot overflow; a
+     * bound there leaves *lo / *hi at +-INT_LIM */
+    if (d < -1e16) d = -1e16;
+    if (d > 1e16) d = 1e16;
     long long x;
     if (i == 0) { x = (long long)ceil(d); if (x > *lo) *lo = x; }
     if (i == 1) { x = (long long)floor(d) + 1; if (x > *lo) *lo = x; }
