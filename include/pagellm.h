@@ -75,6 +75,9 @@ typedef struct pl_engine_params {
   float gpu_memory_utilization; /* GPU: share of total device memory for weights, activations
                                    and KV (vLLM's meaning); 0 = 0.9 */
   pl_kv_dtype kv_cache_dtype; /* KV element type (default AUTO) */
+  int batch_invariant;        /* 1: a request's logits do not depend on what else is in the
+                                 batch, bit for bit (vLLM's VLLM_BATCH_INVARIANT). Always true
+                                 on the CPU; on CUDA it trades speed for it (docs/BENCHMARKS.md) */
   const char *chat_template;  /* Jinja text overriding the model's; NULL = model's own */
   int n_threads;              /* compute threads; 0 = number of cores */
   size_t kv_cache_bytes;      /* KV pool size; 0 = auto: a share of free host memory on the
@@ -211,6 +214,9 @@ void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st);
 /* The device the engine computes on, as one line ("NVIDIA H100 80GB HBM3, 79.1 GiB, sm_90" or
  * "CPU, 2 threads, avx512 kernels"), and the KV dtype's name ("bf16"). Owned by the engine. */
 const char *pl_engine_device(const pl_engine *e);
+/* The memory bandwidth of that device in GB/s, measured now (about a second; not during
+ * steps): the roofline that bandwidth-bound decode is quoted against. 0 on failure. */
+double pl_engine_mem_bandwidth(pl_engine *e);
 const char *pl_engine_kv_dtype(const pl_engine *e);
 
 #ifdef __cplusplus

@@ -40,6 +40,25 @@ typedef struct pl_rope_spec {
   int neox;                    /* 1: rotate (x[i], x[i+rope_dim/2]); 0: (x[2i], x[2i+1]) */
 } pl_rope_spec;
 
+/* One logits row reduced where it was computed, so that the host can sample without the row
+ * (engine/sampler_reduced.c says when that is exact). s = x * inv_temp in f32; "first id with"
+ * sums run in vocabulary order. The reference implementation is pl_row_reduce_ref
+ * (engine/sampler.h); a backend's must give the same ids and sums within float64 rounding. */
+#define PL_TOPK 256
+typedef struct pl_row_reduce {
+  float inv_temp;   /* in: 1 / temperature (1 for a greedy row) */
+  double u;         /* in: a uniform draw in [0, 1) for `drawn`; < 0: no draw */
+  int32_t n_top;    /* out: min(PL_TOPK, d) */
+  int32_t drawn;    /* out: the first id i with u*z < sum_{j<=i} expf(s_j - s_max) (d-1 if none);
+                       -1 when u < 0 */
+  float drawn_raw;  /* out: x[drawn] */
+  double z;         /* out: sum_j expf(s_j - s_max), float64 accumulation */
+  double lse_raw;   /* out: log sum_j exp(x_j), float64 */
+  int32_t top_id[PL_TOPK]; /* out: [n_top] the ids of the largest s, descending, ties: lower id */
+  float top_s[PL_TOPK];    /* out: [n_top] their s */
+  float top_raw[PL_TOPK];  /* out: [n_top] their x */
+} pl_row_reduce;
+
 typedef struct pl_backend_ops {
   const char *name;
   void (*destroy)(pl_backend *be); /* frees the KV pool and every uploaded weight */
@@ -91,6 +110,13 @@ typedef struct pl_backend_ops {
    * exceeds -inf), into HOST memory, outside a step. Greedy steps use it so that only n ids
    * cross to the host, not n x vocab logits. NULL: the engine downloads the logits. */
   int (*argmax)(pl_backend *be, int32_t *ids, const float *src, int n, int d);
+  /* rows[i] (host memory, inputs set) = the reduction of src[i][0..d) for i < n, outside a
+   * step. Sampling steps use it so that a few KiB per row cross to the host, not the row.
+   * NULL: the engine downloads the logits. */
+  int (*sample_reduce)(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d);
+  /* The memory roofline, GB/s (1e9 B/s), measured now: the CPU's threaded read bandwidth
+   * (cpu/membw.h), the GPU's device-to-device copy (bytes read + written). 0 on failure. */
+  double (*mem_bandwidth)(pl_backend *be);
   /* host <-> backend memory (memcpy on the CPU backend; ordered with the step's ops) */
   int (*download)(pl_backend *be, void *host, const void *dev, size_t bytes);
   int (*upload)(pl_backend *be, void *dev, const void *host, size_t bytes);
@@ -99,6 +125,8 @@ typedef struct pl_backend_ops {
 struct pl_backend {
   const pl_backend_ops *ops;
   char desc[192];     /* one line for logs: device name, memory, capability */
+  int batch_invariant; /* set by the owner before the first step: every op must give a row the
+                          same bits whatever the other rows are (the CPU ops always do) */
 };
 
 /* Device selection: "auto" (CUDA when built in and a GPU is usable, else the CPU), "cpu",

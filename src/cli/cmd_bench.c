@@ -15,14 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/cpu/membw.h"
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
 #include "cli/workload.h"
 #include "engine/engine_internal.h"
 #include "model/model.h"
 #include "pagellm.h"
-#include "util/threadpool.h"
 
 int pl_cmd_bench_serve(int argc, char **argv);
 #pragma weak pl_cmd_bench_serve
@@ -169,21 +167,11 @@ static int bench_decode(int argc, char **argv) {
   /* bytes read per decoded token: every matrix once (the embedding table only if tied,
    * since it is then also the output projection) */
   double bytes = (double)m->weight_bytes - (m->hp.tied_embeddings ? 0 : (double)m->tok_embd.nbytes);
-  pl_threadpool *tp;
-  int nt = o.ep.n_threads;
-  if (nt <= 0) {
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    nt = c > 0 ? (int)c : 1;
-  }
-  double bw = 0;
-  if (pl_threadpool_create(nt, &tp) == 0) {
-    bw = pl_cpu_read_bandwidth(tp, 0);
-    pl_threadpool_destroy(tp);
-  }
+  double bw = pl_engine_mem_bandwidth(e);
   double eff = bytes * best_dec / 1e9;
   if (o.json) {
-    json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f}", "model", o.ep.model_path,
-                          "threads", nt, "prompt_len", o.prompt_len, "gen_len", o.gen_len,
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f}", "model", o.ep.model_path,
+                          "device", pl_engine_device(e), "prompt_len", o.prompt_len, "gen_len", o.gen_len,
                           "prefill_tok_s", best_pre, "decode_tok_s", best_dec,
                           "weight_bytes_per_token", bytes, "effective_gb_s", eff,
                           "read_bandwidth_gb_s", bw, "fraction_of_bandwidth", bw > 0 ? eff / bw : 0);
@@ -193,12 +181,12 @@ static int bench_decode(int argc, char **argv) {
     json_decref(j);
   } else {
     printf("model            %s (%.1f MiB weights read per token)\n", o.ep.model_path, bytes / 1048576.0);
-    printf("threads          %d\n", nt);
+    printf("device           %s\n", pl_engine_device(e));
     printf("prefill          %.1f tok/s (%d-token prompt)\n", best_pre, o.prompt_len);
     printf("decode           %.2f tok/s (%d tokens)\n", best_dec, o.gen_len);
     printf("effective        %.2f GB/s of weights\n", eff);
-    printf("read bandwidth   %.2f GB/s measured (%d threads) -> decode at %.0f%% of roofline\n", bw,
-           nt, bw > 0 ? 100 * eff / bw : 0);
+    printf("bandwidth        %.2f GB/s measured on the device -> decode at %.0f%% of roofline\n",
+           bw, bw > 0 ? 100 * eff / bw : 0);
   }
   pl_engine_destroy(e);
   return 0;

@@ -138,6 +138,7 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
     p->max_num_batched_tokens = p->max_num_seqs; /* every running seq must be able to decode */
   if ((rc = pl_backend_create(p->device, p->n_threads, &e->be)) < 0)
     goto fail;
+  e->be->batch_invariant = p->batch_invariant;
   if ((rc = upload_weights(e)) < 0)
     goto fail;
   /* activations first, so that the KV pool gets what they leave */
@@ -184,7 +185,9 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
     goto fail;
   e->logits = pl_malloc((size_t)max_logits * hp->n_vocab * sizeof(float));
   e->argmax_ids = pl_malloc((size_t)max_logits * sizeof(int32_t));
-  if (!e->logits || !e->argmax_ids) {
+  if (pl_runner_has_sample_reduce(e->runner))
+    e->reduced = pl_calloc((size_t)max_logits, sizeof *e->reduced);
+  if (!e->logits || !e->argmax_ids || (pl_runner_has_sample_reduce(e->runner) && !e->reduced)) {
     rc = pl_fail(PL_ENOMEM, "out of memory for logits");
     goto fail;
   }
@@ -225,6 +228,7 @@ void pl_engine_destroy(pl_engine *e) {
     e->be->ops->destroy(e->be); /* also frees the uploaded weights: before the model */
   pl_free(e->logits);
   pl_free(e->argmax_ids);
+  pl_free(e->reduced);
   pl_sampler_free(&e->sampler);
   pl_engine_grammar_free_all(e);
   pl_engine_unload_text(e);
@@ -240,6 +244,10 @@ const char *pl_engine_eos_text(const pl_engine *e) { return e->eos_text ? e->eos
 const struct pl_model *pl_engine_model(const pl_engine *e) { return e->model; }
 const char *pl_engine_model_name(const pl_engine *e) { return e->model->name; }
 const char *pl_engine_device(const pl_engine *e) { return e->be->desc; }
+
+double pl_engine_mem_bandwidth(pl_engine *e) {
+  return e->be->ops->mem_bandwidth ? e->be->ops->mem_bandwidth(e->be) : 0;
+}
 const char *pl_engine_kv_dtype(const pl_engine *e) {
   return pl_dtype_name(e->be->ops->kv_dtype(e->be));
 }

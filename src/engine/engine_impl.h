@@ -100,7 +100,9 @@ struct pl_engine {
   struct pl_runner *runner;
   pl_sampler sampler;
   float *logits;             /* [max_num_seqs][n_vocab] */
-  int32_t *argmax_ids;         /* [max logits rows] greedy steps: the ids, not the logits */
+  int32_t *argmax_ids;       /* [max logits rows] greedy steps: the ids, not the logits */
+  pl_row_reduce *reduced;    /* [max logits rows] sampling steps on a backend that reduces
+                                rows where they are (NULL: it cannot) */
   int n_blocks;
   size_t kv_bytes;           /* the pool, without the null block */
   size_t kv_tok;             /* KV bytes per token of context (backend's dtype) */

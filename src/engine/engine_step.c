@@ -151,32 +151,58 @@ static pl_sample_ctx sample_ctx(const pl_engine *e, pl_sample_state *ss) {
                          .n_eog = g->sp.ignore_eos ? 0 : e->n_eog, .rng = &ss->rng};
 }
 
-/* 1 when every logits row of the step wants only its argmax (see pl_sample_is_argmax) and the
- * backend can take it where the logits are: then n ids cross to the host, not n x vocab
- * floats. A forked group's samples share their first row's sampling parameters. */
-static int step_wants_argmax(pl_engine *e, const pl_sched_output *o) {
-  if (!pl_runner_has_argmax(e->runner))
-    return 0;
-  for (int i = 0; i < o->plan.n_logits; i++) {
+/* How a step's logits reach the sampler. ARGMAX: every row wants only its argmax (see
+ * pl_sample_is_argmax), so n ids cross to the host. REDUCED: every row can be sampled from a
+ * reduction made where the logits are (pl_sample_reducible), a few KiB a row. Else the rows.
+ * A forked group's samples share their first row's sampling parameters; a row that serves
+ * several samples (a fork's first) has one draw in a reduction, so it takes the rows. */
+enum { LOGITS_ROWS, LOGITS_ARGMAX, LOGITS_REDUCED };
+
+/* 1 when sample_all samples ss from its row this step */
+static int sample_due(const pl_sample_state *ss) {
+  return ss->sr && ss->finish == PL_FINISH_NONE && ss->sr->status == PL_REQ_RUNNING &&
+         ss->sr->num_computed_tokens == ss->sr->num_tokens;
+}
+
+static int step_logits_mode(pl_engine *e, const pl_sched_output *o) {
+  int argmax = pl_runner_has_argmax(e->runner), reduce = e->reduced != NULL;
+  for (int i = 0; i < o->plan.n_logits && (argmax || reduce); i++) {
     pl_sched_req *sr = o->logits_reqs[i];
     pl_sample_state *s = sr->user;
     if (sr->n_spec > 0 || s->gm) /* a grammar masks the logits first */
-      return 0;
+      return LOGITS_ROWS;
+    if (s->finish != PL_FINISH_NONE)
+      continue;
     pl_sample_ctx c = sample_ctx(e, s);
-    if (s->finish == PL_FINISH_NONE && !pl_sample_is_argmax(&c))
-      return 0;
+    argmax = argmax && pl_sample_is_argmax(&c);
+    reduce = reduce && pl_sample_reducible(&c) && !(s->index == 0 && !s->g->forked &&
+                                                   s->g->sp.n > 1);
   }
-  return 1;
+  return argmax ? LOGITS_ARGMAX : reduce ? LOGITS_REDUCED : LOGITS_ROWS;
 }
 
-/* ids != NULL: the step's rows are argmax ids (step_wants_argmax), else e->logits. */
-static void sample_all(pl_engine *e, const pl_sched_output *o, const int32_t *ids) {
+/* The reductions' inputs: each due sample's temperature and its one uniform draw (the one
+ * pl_sample would take), from its own generator in row order. */
+static void reduce_inputs(pl_engine *e, const pl_sched_output *o) {
+  for (int i = 0; i < o->plan.n_logits; i++) {
+    pl_sample_state *s = o->logits_reqs[i]->user;
+    float t = s->g->sp.temperature;
+    pl_row_reduce *r = &e->reduced[i];
+    r->inv_temp = t > 0.0f ? 1.0f / t : 1.0f;
+    r->u = t > 0.0f && sample_due(s) ? pl_rng_uniform(&s->rng) : -1.0;
+  }
+}
+
+/* The step's logits: argmax ids (mode LOGITS_ARGMAX), e->reduced (LOGITS_REDUCED) or the rows
+ * in e->logits. */
+static void sample_all(pl_engine *e, const pl_sched_output *o, int mode) {
+  const int32_t *ids = mode == LOGITS_ARGMAX ? e->argmax_ids : NULL;
   int V = e->model->hp.n_vocab;
   for (int i = 0; i < o->plan.n_logits; i++) {
     pl_sched_req *sr = o->logits_reqs[i];
     pl_sample_state *s = sr->user;
     pl_group *g = s->g;
-    const float *lg = e->logits + (size_t)i * V;
+    float *lg = e->logits + (size_t)i * V;
     if (sr->n_spec > 0) { /* rows i .. i + n_spec belong to sr */
       int k = sr->n_spec;
       if (s->finish == PL_FINISH_NONE)
@@ -197,8 +223,7 @@ static void sample_all(pl_engine *e, const pl_sched_output *o, const int32_t *id
     for (int k = lo; k < hi; k++) {
       pl_sample_state *ss = &g->samples[k];
       /* a forked child that found no free slot waits and gets its own logits later */
-      if (!ss->sr || ss->finish != PL_FINISH_NONE || ss->sr->status != PL_REQ_RUNNING ||
-          ss->sr->num_computed_tokens != ss->sr->num_tokens)
+      if (!sample_due(ss))
         continue;
       pl_sample_ctx c = sample_ctx(e, ss);
       if (ss->gm) {
@@ -217,8 +242,18 @@ static void sample_all(pl_engine *e, const pl_sched_output *o, const int32_t *id
         c.allow = e->gmask;
       }
       pl_sample_result r = {.token = ids ? ids[i] : 0};
-      if (!ids)
+      if (mode == LOGITS_REDUCED) {
+        if (!pl_sample_reduced(&e->sampler, &c, &e->reduced[i], &r)) {
+          /* the reduction does not decide it (a wide nucleus): fetch this row */
+          if (pl_runner_logits_row(e->runner, i, lg) < 0) {
+            fail_group(e, g, pl_last_error());
+            break;
+          }
+          pl_sample_u(&e->sampler, &c, lg, e->reduced[i].u, &r);
+        }
+      } else if (!ids) {
         pl_sample(&e->sampler, &c, lg, &r);
+      }
       advance(e, ss, &r, 0);
     }
   }
@@ -245,11 +280,15 @@ int pl_engine_step(pl_engine *e) {
             (unsigned long long)r->id, r->num_preemptions, r->num_preemptions == 1 ? "" : "s",
             r->num_tokens);
   }
-  int argmax = n > 0 && step_wants_argmax(e, o);
+  int mode = n > 0 ? step_logits_mode(e, o) : LOGITS_ROWS;
   if (n > 0) {
-    int rc = pl_runner_forward(e->runner, &o->plan, argmax ? NULL : e->logits);
-    if (rc == 0 && argmax)
+    int rc = pl_runner_forward(e->runner, &o->plan, mode == LOGITS_ROWS ? e->logits : NULL);
+    if (rc == 0 && mode == LOGITS_ARGMAX)
       rc = pl_runner_argmax(e->runner, o->plan.n_logits, e->argmax_ids);
+    if (rc == 0 && mode == LOGITS_REDUCED) {
+      reduce_inputs(e, o);
+      rc = pl_runner_sample_reduce(e->runner, o->plan.n_logits, e->reduced);
+    }
     if (rc < 0) {
       /* an internal error: the plan's blocks may be cached without K/V, so drop the cache and
        * fail every request of the plan; the engine keeps serving the rest */
@@ -266,7 +305,7 @@ int pl_engine_step(pl_engine *e) {
     }
   }
   if (n > 0)
-    sample_all(e, o, argmax ? e->argmax_ids : NULL);
+    sample_all(e, o, mode);
   pl_spec_end_step(e);
   /* requests that can never fit the pool: retired after the forward, since a sibling sample
    * of theirs may have been part of this step's plan */

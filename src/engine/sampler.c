@@ -239,13 +239,18 @@ int pl_sample_is_argmax(const pl_sample_ctx *c) {
 }
 
 void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out) {
+  pl_sample_u(s, c, logits, c->sp->temperature > 0.0f ? pl_rng_uniform(c->rng) : -1.0, out);
+}
+
+void pl_sample_u(pl_sampler *s, const pl_sample_ctx *c, const float *logits, double u01,
+                 pl_sample_result *out) {
   const pl_sampling_params *sp = c->sp;
   int32_t chosen;
   double sum = 0;
   int n = process(s, c, logits, &chosen, &sum);
   if (n >= 0) {
     const float *x = s->work;
-    double u = pl_rng_uniform(c->rng) * sum, cum = 0;
+    double u = u01 * sum, cum = 0;
     chosen = s->idx[n - 1];
     for (int i = 0; i < n; i++) {
       cum += x[s->idx[i]];

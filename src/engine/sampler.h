@@ -10,6 +10,7 @@
 #define PL_ENGINE_SAMPLER_H
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "pagellm.h"
 
 typedef struct pl_rng {
@@ -54,6 +55,24 @@ typedef struct pl_sample_result {
 
 /* Sample one token from logits[n_vocab] (not modified). Never allocates. */
 void pl_sample(pl_sampler *s, const pl_sample_ctx *c, const float *logits, pl_sample_result *out);
+
+/* pl_sample with its uniform draw given: u01 in [0, 1) from c->rng when the temperature is
+ * > 0 (pl_sample draws exactly one then), ignored for greedy. */
+void pl_sample_u(pl_sampler *s, const pl_sample_ctx *c, const float *logits, double u01,
+                 pl_sample_result *out);
+
+/* Sampling from a row reduced on the device (backend.h's pl_row_reduce; sampler_reduced.c).
+ * pl_sample_reducible: c's processing needs nothing but the reduction (no grammar mask, logit
+ * bias, min_tokens mask or penalties). pl_sample_reduced: what pl_sample_u(…, r->u, …) returns
+ * for the row, computed from r alone: 1 and *out filled, or 0 when the row's reduction does not
+ * decide it (a nucleus or min-p set reaching past the PL_TOPK candidates, top_k > PL_TOPK):
+ * then the caller samples the full row with pl_sample_u and r->u. Identical to the full row's
+ * result except where a top-p or draw boundary falls within float64 rounding of r->z.
+ * pl_row_reduce_ref: the reduction on the host, the reference for the backends' own. */
+int pl_sample_reducible(const pl_sample_ctx *c);
+int pl_sample_reduced(pl_sampler *s, const pl_sample_ctx *c, const pl_row_reduce *r,
+                      pl_sample_result *out);
+void pl_row_reduce_ref(const float *x, int d, pl_row_reduce *r);
 
 /* 1 when pl_sample would return the plain argmax of the raw logits and nothing else (greedy,
  * no logit bias, no active min_tokens mask, no penalties, no logprobs): the engine can then

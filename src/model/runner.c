@@ -235,3 +235,20 @@ int pl_runner_argmax(pl_runner *r, int n, int32_t *ids) {
     return pl_fail(PL_EINVAL, "argmax of %d rows (at most %d)", n, r->p.max_logits);
   return r->be->ops->argmax(r->be, ids, r->logits, n, r->m->hp.n_vocab);
 }
+
+int pl_runner_has_sample_reduce(const pl_runner *r) { return r->be->ops->sample_reduce != NULL; }
+
+int pl_runner_sample_reduce(pl_runner *r, int n, pl_row_reduce *rows) {
+  if (!r->be->ops->sample_reduce)
+    return pl_fail(PL_EUNSUPPORTED, "the %s backend has no sampling reduction", r->be->ops->name);
+  if (n < 0 || n > r->p.max_logits)
+    return pl_fail(PL_EINVAL, "sampling reduction of %d rows (at most %d)", n, r->p.max_logits);
+  return r->be->ops->sample_reduce(r->be, rows, r->logits, n, r->m->hp.n_vocab);
+}
+
+int pl_runner_logits_row(pl_runner *r, int i, float *out) {
+  if (i < 0 || i >= r->p.max_logits)
+    return pl_fail(PL_EINVAL, "logits row %d (at most %d)", i, r->p.max_logits);
+  size_t V = (size_t)r->m->hp.n_vocab;
+  return r->be->ops->download(r->be, out, r->logits + (size_t)i * V, V * sizeof(float));
+}

@@ -31,7 +31,7 @@ pl_kv_spec pl_runner_kv_spec(const pl_model *m, int block_size, int n_blocks, pl
 
 /* Run the step: copy-on-write block copies, then the forward pass; writes
  * logits[plan->n_logits][n_vocab] (host memory; NULL: they stay in backend memory, for
- * pl_runner_argmax). Errors: PL_EINVAL when the plan exceeds the
+ * pl_runner_argmax, pl_runner_sample_reduce). Errors: PL_EINVAL when the plan exceeds the
  * sizes given at creation or references out-of-range blocks/tokens; any backend error of the
  * step (out of memory, a failed kernel) with its message. */
 int pl_runner_forward(pl_runner *r, const pl_step_plan *plan, float *logits);
@@ -39,6 +39,11 @@ int pl_runner_forward(pl_runner *r, const pl_step_plan *plan, float *logits);
  * to the lowest id, computed where the logits are. PL_EUNSUPPORTED when the backend cannot. */
 int pl_runner_argmax(pl_runner *r, int n, int32_t *ids);
 int pl_runner_has_argmax(const pl_runner *r);
+/* After a forward with logits == NULL: rows[i] = the sampling reduction of logits row i
+ * (backend.h's pl_row_reduce, inputs set by the caller), or row i itself into out[n_vocab]. */
+int pl_runner_sample_reduce(pl_runner *r, int n, pl_row_reduce *rows);
+int pl_runner_has_sample_reduce(const pl_runner *r);
+int pl_runner_logits_row(pl_runner *r, int i, float *out);
 
 /* Bytes of activations + KV pool the runner holds (backend memory). */
 size_t pl_runner_memory(const pl_runner *r);

@@ -23,6 +23,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/kern/kern.h"
 #include "check.h"
+#include "engine/sampler.h"
 #include "util/error.h"
 
 static pl_backend *cpu, *gpu;
@@ -352,6 +353,111 @@ static void test_matmul(void) {
     }
     free_weight(&W);
     free_weight(&B);
+  }
+}
+
+/* --batch-invariant: a row's matmul result has the same bits whether it runs alone, in a slice
+ * of 9 or among 37 rows (every weight type); without the flag cuBLAS may pick another
+ * algorithm per row count, which is reported, not asserted. */
+static int rows_differ(const float *a, const float *b, size_t n) {
+  return memcmp(a, b, n * sizeof(float)) != 0;
+}
+
+static void test_matmul_invariant(void) {
+  const int R = 80, C = 512, N = 37;
+  const int starts[] = {0, 5, 17, 28}, lens[] = {1, 9, 1, 9};
+  for (int ti = 0; ti < N_TYPES; ti++) {
+    pl_dtype t = all_types[ti];
+    weight W = make_weight(t, R, C, "w");
+    float *x = rvec((size_t)N * C, 1.0f, 0);
+    for (int inv = 1; inv >= 0; inv--) {
+      gpu->batch_invariant = inv;
+      float *X = put(gpu, x, (size_t)N * C), *Y = put(gpu, NULL, (size_t)N * R);
+      begin_trivial(N);
+      CHECK(gpu->ops->matmul(gpu, Y, X, N, &W.g, NULL) == 0, "matmul %s: %s", tname(t),
+            pl_last_error());
+      end2("matmul (all rows)");
+      float *all = get(gpu, Y, (size_t)N * R);
+      int differ = 0;
+      for (size_t k = 0; k < sizeof starts / sizeof *starts; k++) {
+        int j = starts[k], n = lens[k];
+        float *Xs = put(gpu, x + (size_t)j * C, (size_t)n * C), *Ys = put(gpu, NULL, (size_t)n * R);
+        begin_trivial(n);
+        CHECK(gpu->ops->matmul(gpu, Ys, Xs, n, &W.g, NULL) == 0, "matmul slice: %s",
+              pl_last_error());
+        end2("matmul (slice)");
+        float *part = get(gpu, Ys, (size_t)n * R);
+        differ += rows_differ(part, all + (size_t)j * R, (size_t)n * R);
+        free(part);
+        gpu->ops->free(gpu, Xs);
+        gpu->ops->free(gpu, Ys);
+      }
+      if (inv)
+        CHECK(differ == 0, "batch-invariant matmul %s: %d of 4 slices differ from the same rows "
+              "among %d", tname(t), differ, N);
+      else
+        printf("default matmul %s: %d of 4 slices differ in bits from the same rows among %d\n",
+               tname(t), differ, N);
+      free(all);
+      gpu->ops->free(gpu, X);
+      gpu->ops->free(gpu, Y);
+    }
+    free(x);
+    free_weight(&W);
+  }
+  gpu->batch_invariant = 0;
+}
+
+/* ---- sampling reduction ------------------------------------------------------------------ */
+/* The GPU's sample_reduce against pl_row_reduce_ref (engine/sampler_reduced.c) on rows that are
+ * peaked, flat, tied at the PL_TOPK boundary, or shorter than PL_TOPK. Candidates, their values
+ * and the draw must be identical: s = x * inv_temp is one f32 product on both sides; the sums
+ * use expf (CUDA's differs from glibc's by <= 2 ulp per term) and add in another order, so z is
+ * compared to 1e-6 relative and the raw log-sum-exp (float64 exp on both) to 1e-9. */
+static void test_sample_reduce(void) {
+  const int vocabs[] = {100, 1000, 32000, 128256};
+  const float temps[] = {0.0f, 1.0f, 0.7f, 1.3f};
+  for (size_t vi = 0; vi < sizeof vocabs / sizeof *vocabs; vi++) {
+    const int V = vocabs[vi], n = 6;
+    float *x = malloc((size_t)n * V * sizeof(float));
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < V; j++) {
+        float g = (float)(urand() * 2 - 1);
+        int kind = i % 3;
+        x[(size_t)i * V + j] = kind == 0 ? 6 * g : kind == 1 ? 0.05f * g : floorf(4 * g) * 0.5f;
+      }
+    x[3] = -0.0f; /* -0 and +0 are one value to the sort */
+    x[4] = 0.0f;
+    pl_row_reduce *got = calloc((size_t)n, sizeof *got), *ref = calloc((size_t)n, sizeof *ref);
+    for (int i = 0; i < n; i++) {
+      float t = temps[i % 4];
+      got[i].inv_temp = t > 0 ? 1.0f / t : 1.0f;
+      got[i].u = i == 5 ? -1.0 : urand();
+      ref[i] = got[i];
+      pl_row_reduce_ref(x + (size_t)i * V, V, &ref[i]);
+    }
+    float *X = put(gpu, x, (size_t)n * V);
+    CHECK(gpu->ops->sample_reduce(gpu, got, X, n, V) == 0, "sample_reduce V=%d: %s", V,
+          pl_last_error());
+    for (int i = 0; i < n; i++) {
+      const pl_row_reduce *g = &got[i], *r = &ref[i];
+      CHECK(g->n_top == r->n_top, "V=%d row %d: n_top %d vs %d", V, i, g->n_top, r->n_top);
+      int bad = -1;
+      for (int k = 0; k < r->n_top && bad < 0; k++)
+        if (g->top_id[k] != r->top_id[k] || rows_differ(&g->top_s[k], &r->top_s[k], 1) ||
+            rows_differ(&g->top_raw[k], &r->top_raw[k], 1))
+          bad = k;
+      CHECK(bad < 0, "V=%d row %d: candidate %d is id %d (s %.9g), reference id %d (s %.9g)", V,
+            i, bad, bad < 0 ? 0 : g->top_id[bad], bad < 0 ? 0 : g->top_s[bad],
+            bad < 0 ? 0 : r->top_id[bad], bad < 0 ? 0 : r->top_s[bad]);
+      CHECK(g->drawn == r->drawn, "V=%d row %d: drawn %d vs %d", V, i, g->drawn, r->drawn);
+      CHECK(fabs(g->z - r->z) <= 1e-6 * r->z, "V=%d row %d: z %.12g vs %.12g", V, i, g->z, r->z);
+      CHECK_NEAR(g->lse_raw, r->lse_raw, 1e-9);
+    }
+    gpu->ops->free(gpu, X);
+    free(x);
+    free(got);
+    free(ref);
   }
 }
 
@@ -698,6 +804,9 @@ int main(void) {
     printf("self-check: the %s backend in the GPU's place\n", gpu->ops->name);
 
   test_matmul();
+  test_matmul_invariant();
+  if (!self_check)
+    test_sample_reduce();
   test_embed();
   test_elementwise();
   test_rope();

@@ -1,7 +1,8 @@
 /* Engine behaviour on a real trained model (TinyStories 280K, F32):
  *  - greedy outputs are token-identical whether a request runs alone or amid 1, 7 or 63 others
  *    of mixed lengths, with chunked prefill, without prefix caching, with preemption forced by
- *    a tiny pool, and in static KV mode;
+ *    a tiny pool, and in static KV mode (batch_invariant on: on CUDA, vLLM's batch-invariant
+ *    mode; the default cuBLAS mode is not invariant);
  *  - seeded sampling is reproducible and independent of batch composition;
  *  - n = 4 forks the prompt's blocks (block counts asserted) and the samples differ;
  *  - bad requests fail alone with a clear status; abort frees blocks; memory returns to zero.
@@ -116,6 +117,9 @@ static void batch_invariance(float temp) {
   ep.model_path = model_path();
   ep.n_threads = 1; /* thread-count independence is covered by the paged-forward test */
   ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
+  /* the CPU is batch-invariant as it is; on CUDA this takes the invariant matmul instead of
+   * cuBLAS, whose algorithm (and so the rounding of a row) depends on the batch size */
+  ep.batch_invariant = 1;
   ep.kv_cache_bytes = 64 << 20;
   /* alone, one at a time (one engine: its prefix cache does not change results either) */
   pl_engine *alone;

@@ -10,6 +10,7 @@
 #include "backend/cpu/backend_cpu.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kern/kern.h"
+#include "backend/cpu/membw.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -291,6 +292,8 @@ static int cpu_copy(pl_backend *be, void *dst, const void *src, size_t bytes) {
   return 0;
 }
 
+static double cpu_mem_bandwidth(pl_backend *be) { return pl_cpu_read_bandwidth(CPU(be)->tp, 0); }
+
 static const pl_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -315,6 +318,7 @@ static const pl_backend_ops cpu_ops = {
     .get_rows = cpu_get_rows,
     .copy_blocks = cpu_copy_blocks,
     .argmax = cpu_argmax,
+    .mem_bandwidth = cpu_mem_bandwidth,
     .download = cpu_copy,
     .upload = cpu_copy,
 };

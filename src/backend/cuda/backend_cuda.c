@@ -10,7 +10,8 @@
  * f32 accumulation and f32 output; f32 weights run cuBLAS with TF32 tensor cores; quantized
  * weights run the dequantizing GEMV of cu_quant.cu for decode-sized batches (at most
  * PL_CU_GEMV_MAX_N rows), and for larger batches are dequantized to bf16 in row chunks for a
- * bf16 tensor-core GEMM. The KV cache is bf16 by default (f16 and f32 on request).
+ * bf16 tensor-core GEMM. With be->batch_invariant every matmul takes the GEMV (see cu_matmul).
+ * The KV cache is bf16 by default (f16 and f32 on request).
  *
  * Weights: weight_upload copies each tensor's bytes as they are (quantized blocks included) and
  * hangs a cu_weight (device pointers + geometry) on t->dev. */
@@ -55,8 +56,8 @@ typedef struct {
   size_t xcast_bytes;
   void *wdeq;   /* a dequantized weight chunk, bf16 */
   size_t wdeq_bytes;
-  void *d_ids;  /* argmax results, int32 */
-  size_t d_ids_bytes;
+  void *d_rows; /* per-row results: argmax ids, sampling reductions */
+  size_t d_rows_bytes;
 } cu_backend;
 
 #define CU(be) ((cu_backend *)(be))
@@ -128,7 +129,7 @@ static void cu_destroy(pl_backend *be) {
   cu_free(be, c->d_stage);
   cu_free(be, c->xcast);
   cu_free(be, c->wdeq);
-  cu_free(be, c->d_ids);
+  cu_free(be, c->d_rows);
   if (c->h_stage)
     cudaFreeHost(c->h_stage);
   if (c->blas)
@@ -345,7 +346,15 @@ static int cu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_t
   int R = (int)w->rows, C = (int)w->cols;
   if (n <= 0)
     return 0;
-  switch (w->type) {
+  if (be->batch_invariant) {
+    /* the GEMV sums each output row in one fixed order whatever n is (cuBLAS picks its
+     * algorithm, split-K included, from the shape), so a row's bits do not depend on the other
+     * rows; in slices of PL_CU_GEMV_MAX_N rows, each slice reading the weights once more */
+    for (int j = 0; j < n; j += PL_CU_GEMV_MAX_N) {
+      int m = n - j < PL_CU_GEMV_MAX_N ? n - j : PL_CU_GEMV_MAX_N;
+      PL_TRY(pl_cu_qgemv(w, x + (size_t)j * C, m, y + (size_t)j * R, c->st));
+    }
+  } else switch (w->type) {
   case PL_DT_F32:
     PL_TRY(gemm(c, y, R, w->data, CUDA_R_32F, x, R, n, C, CUBLAS_COMPUTE_32F_FAST_TF32));
     break;
@@ -433,9 +442,52 @@ static int cu_download(pl_backend *be, void *host, const void *dev, size_t bytes
 
 static int cu_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int d) {
   cu_backend *c = CU(be);
-  PL_TRY(grow(&c->d_ids, &c->d_ids_bytes, (size_t)n * sizeof(int32_t), "argmax ids"));
-  K_TRY(pl_cu_argmax((int32_t *)c->d_ids, src, n, d, c->st), "argmax");
-  return cu_download(be, ids, c->d_ids, (size_t)n * sizeof(int32_t));
+  PL_TRY(grow(&c->d_rows, &c->d_rows_bytes, (size_t)n * sizeof(int32_t), "argmax ids"));
+  K_TRY(pl_cu_argmax((int32_t *)c->d_rows, src, n, d, c->st), "argmax");
+  return cu_download(be, ids, c->d_rows, (size_t)n * sizeof(int32_t));
+}
+
+static int cu_sample_reduce(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d) {
+  cu_backend *c = CU(be);
+  size_t bytes = (size_t)n * sizeof *rows;
+  PL_TRY(grow(&c->d_rows, &c->d_rows_bytes, bytes, "sampling reductions"));
+  CU_TRY(cudaMemcpyAsync(c->d_rows, rows, bytes, cudaMemcpyHostToDevice, c->st),
+         "sampling inputs");
+  K_TRY(pl_cu_sample_reduce(c->d_rows, src, n, d, c->st), "sample_reduce");
+  return cu_download(be, rows, c->d_rows, bytes);
+}
+
+/* Device-to-device copies of up to 1 GiB, best of 5: bytes read + written per second. */
+static double cu_mem_bandwidth(pl_backend *be) {
+  cu_backend *c = CU(be);
+  cudaSetDevice(c->dev);
+  size_t fr = 0, tot = 0, n = (size_t)1 << 30;
+  cudaMemGetInfo(&fr, &tot);
+  while (n > ((size_t)16 << 20) && 2 * n > fr / 2)
+    n /= 2;
+  void *a = cu_alloc(be, n), *b = a ? cu_alloc(be, n) : NULL;
+  cudaEvent_t e0 = NULL, e1 = NULL;
+  double best = 0;
+  if (b && cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
+    cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, c->st); /* warm-up */
+    for (int i = 0; i < 5; i++) {
+      float ms = 0;
+      cudaEventRecord(e0, c->st);
+      cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, c->st);
+      cudaEventRecord(e1, c->st);
+      if (cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) ==
+          cudaSuccess && ms > 0 && 2.0 * n / (ms * 1e6) > best)
+        best = 2.0 * n / (ms * 1e6);
+    }
+  }
+  cudaGetLastError();
+  if (e0)
+    cudaEventDestroy(e0);
+  if (e1)
+    cudaEventDestroy(e1);
+  cu_free(be, a);
+  cu_free(be, b);
+  return best;
 }
 
 static int cu_upload(pl_backend *be, void *dev, const void *host, size_t bytes) {
@@ -469,6 +521,8 @@ static const pl_backend_ops cuda_ops = {
     .get_rows = cu_get_rows,
     .copy_blocks = cu_copy_blocks,
     .argmax = cu_argmax,
+    .sample_reduce = cu_sample_reduce,
+    .mem_bandwidth = cu_mem_bandwidth,
     .download = cu_download,
     .upload = cu_upload,
 };
