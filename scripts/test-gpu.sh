@@ -188,6 +188,12 @@ for stage in $STAGES; do
       done
       run "bench/$preset sharegpt-like x 1000" "$PL_BIN" bench throughput -m "$G" --device "$DEV" \
         --workload sharegpt-like --num-prompts 1000
+      # sampling steps (the device's sampling reduction) and the batch-invariant mode's cost
+      run "bench/$preset sharegpt-like x 1000, temperature 1 top-p 0.9" "$PL_BIN" bench \
+        throughput -m "$G" --device "$DEV" --workload sharegpt-like --num-prompts 1000 \
+        --temperature 1 --top-p 0.9
+      run "bench/$preset sharegpt-like x 1000, --batch-invariant" "$PL_BIN" bench throughput \
+        -m "$G" --device "$DEV" --workload sharegpt-like --num-prompts 1000 --batch-invariant
       run "bench/$preset decode 1 stream" "$PL_BIN" bench decode -m "$G" --device "$DEV" \
         --prompt-len 128 --gen-len 128 --repeats 2
       rm -f "$G"

@@ -36,6 +36,8 @@ typedef struct {
   int json, n, input_len, output_len, prefix_len, prompt_len, gen_len, reps;
   const char *workload;
   uint64_t seed;
+  float temperature, top_p; /* throughput's sampling (default greedy, top_p 1) */
+  int top_k;
 } bench_opts;
 
 static int parse(bench_opts *o, int argc, char **argv, const char *usage) {
@@ -52,6 +54,9 @@ static int parse(bench_opts *o, int argc, char **argv, const char *usage) {
     else if (!strcmp(a, "--prompt-len")) { if (pl_cli_int(a, v, 1, 1 << 24, &o->prompt_len)) return -1; i++; }
     else if (!strcmp(a, "--gen-len")) { if (pl_cli_int(a, v, 2, 1 << 24, &o->gen_len)) return -1; i++; }
     else if (!strcmp(a, "--repeats")) { if (pl_cli_int(a, v, 1, 100, &o->reps)) return -1; i++; }
+    else if (!strcmp(a, "--temperature")) { if (pl_cli_float(a, v, 0, 100, &o->temperature)) return -1; i++; }
+    else if (!strcmp(a, "--top-p")) { if (pl_cli_float(a, v, 1e-6, 1, &o->top_p)) return -1; i++; }
+    else if (!strcmp(a, "--top-k")) { if (pl_cli_int(a, v, 0, 1 << 24, &o->top_k)) return -1; i++; }
     else if (!strcmp(a, "--workload")) { if (!v) return -1; o->workload = v; i++; }
     else if (!strcmp(a, "--seed")) { int s; if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return -1; o->seed = (uint64_t)s; i++; }
     else if (!strcmp(a, "--help")) { printf("%s\n%s", usage, pl_engine_opts_help()); return 1; }
@@ -194,11 +199,13 @@ static int bench_decode(int argc, char **argv) {
 
 static int bench_throughput(int argc, char **argv) {
   bench_opts o = {.n = 100, .workload = "sharegpt-like", .input_len = 128, .output_len = 128,
+                  .top_p = 1.0f,
                   .seed = 1};
   pl_engine_params_default(&o.ep);
   int rc = parse(&o, argc, argv,
                  "usage: pagellm bench throughput -m MODEL --num-prompts N --workload NAME\n"
                  "       [--input-len I --output-len O] [--prefix-len P] [--seed S] [--json]\n"
+                 "       [--temperature T --top-p P --top-k K]  (default greedy)\n"
                  "workloads: sharegpt-like, alpaca-like, shared-prefix, long-context, fixed, edit");
   if (rc)
     return rc < 0 ? 2 : 0;
@@ -222,7 +229,10 @@ static int bench_throughput(int argc, char **argv) {
   for (int i = 0; i < o.n; i++) {
     pl_sampling_params sp;
     pl_sampling_params_default(&sp);
-    sp.temperature = 0;
+    sp.temperature = o.temperature;
+    sp.top_p = o.top_p;
+    sp.top_k = o.top_k;
+    sp.seed = (int64_t)i;
     sp.ignore_eos = 1;
     sp.max_tokens = w[i].max_tokens;
     uint64_t id;
