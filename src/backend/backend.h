@@ -40,23 +40,35 @@ typedef struct pl_rope_spec {
   int neox;                    /* 1: rotate (x[i], x[i+rope_dim/2]); 0: (x[2i], x[2i+1]) */
 } pl_rope_spec;
 
+/* A sparse change of one logits row before its reduction: the sampler's logit processors for
+ * token `id` (engine/sampler.h), applied in its order, each an f32 operation:
+ *   x += bias; mask: x = -inf; rep != 1: x = x > 0 ? x / rep : x * rep;
+ *   count > 0: x -= freq, x -= pres, then count - 1 more times x -= freq. */
+typedef struct pl_logit_edit {
+  int32_t row, id;
+  float bias, rep, freq, pres;
+  int32_t count;    /* occurrences of id in the output so far */
+  int32_t mask;     /* 1: the token is masked (min_tokens) */
+} pl_logit_edit;
+
 /* One logits row reduced where it was computed, so that the host can sample without the row
- * (engine/sampler_reduced.c says when that is exact). s = x * inv_temp in f32; "first id with"
- * sums run in vocabulary order. The reference implementation is pl_row_reduce_ref
+ * (engine/sampler_reduced.c says when that is exact). x is the row after its edits, s = x *
+ * inv_temp in f32, raw the row before them; "first id with" sums run in vocabulary order. The reference implementation is pl_row_reduce_ref
  * (engine/sampler.h); a backend's must give the same ids and sums within float64 rounding. */
 #define PL_TOPK 256
 typedef struct pl_row_reduce {
   float inv_temp;   /* in: 1 / temperature (1 for a greedy row) */
   double u;         /* in: a uniform draw in [0, 1) for `drawn`; < 0: no draw */
   int32_t n_top;    /* out: min(PL_TOPK, d) */
+  int32_t n_finite; /* out: how many s are > -inf */
   int32_t drawn;    /* out: the first id i with u*z < sum_{j<=i} expf(s_j - s_max) (d-1 if none);
                        -1 when u < 0 */
-  float drawn_raw;  /* out: x[drawn] */
+  float drawn_raw;  /* out: raw[drawn] */
   double z;         /* out: sum_j expf(s_j - s_max), float64 accumulation */
-  double lse_raw;   /* out: log sum_j exp(x_j), float64 */
+  double lse_raw;   /* out: log sum_j exp(raw_j), float64 */
   int32_t top_id[PL_TOPK]; /* out: [n_top] the ids of the largest s, descending, ties: lower id */
   float top_s[PL_TOPK];    /* out: [n_top] their s */
-  float top_raw[PL_TOPK];  /* out: [n_top] their x */
+  float top_raw[PL_TOPK];  /* out: [n_top] their raw values */
 } pl_row_reduce;
 
 typedef struct pl_backend_ops {
@@ -110,10 +122,11 @@ typedef struct pl_backend_ops {
    * exceeds -inf), into HOST memory, outside a step. Greedy steps use it so that only n ids
    * cross to the host, not n x vocab logits. NULL: the engine downloads the logits. */
   int (*argmax)(pl_backend *be, int32_t *ids, const float *src, int n, int d);
-  /* rows[i] (host memory, inputs set) = the reduction of src[i][0..d) for i < n, outside a
-   * step. Sampling steps use it so that a few KiB per row cross to the host, not the row.
-   * NULL: the engine downloads the logits. */
-  int (*sample_reduce)(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d);
+  /* rows[i] (host memory, inputs set) = the reduction of src[i][0..d) for i < n after the
+   * edits (host memory; src itself is not changed), outside a step. Sampling steps use it so
+   * that a few KiB per row cross to the host, not the row. NULL: the engine downloads rows. */
+  int (*sample_reduce)(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d,
+                       const pl_logit_edit *edits, int n_edits);
   /* The memory roofline, GB/s (1e9 B/s), measured now: the CPU's threaded read bandwidth
    * (cpu/membw.h), the GPU's device-to-device copy (bytes read + written). 0 on failure. */
   double (*mem_bandwidth)(pl_backend *be);

@@ -229,6 +229,7 @@ void pl_engine_destroy(pl_engine *e) {
   pl_free(e->logits);
   pl_free(e->argmax_ids);
   pl_free(e->reduced);
+  pl_free(e->edits);
   pl_sampler_free(&e->sampler);
   pl_engine_grammar_free_all(e);
   pl_engine_unload_text(e);

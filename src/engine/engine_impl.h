@@ -103,6 +103,8 @@ struct pl_engine {
   int32_t *argmax_ids;       /* [max logits rows] greedy steps: the ids, not the logits */
   pl_row_reduce *reduced;    /* [max logits rows] sampling steps on a backend that reduces
                                 rows where they are (NULL: it cannot) */
+  pl_logit_edit *edits;      /* [edits_cap] those rows' logit processors, n_edits this step */
+  int edits_cap, n_edits;
   int n_blocks;
   size_t kv_bytes;           /* the pool, without the null block */
   size_t kv_tok;             /* KV bytes per token of context (backend's dtype) */

@@ -153,7 +153,8 @@ static pl_sample_ctx sample_ctx(const pl_engine *e, pl_sample_state *ss) {
 
 /* How a step's logits reach the sampler. ARGMAX: every row wants only its argmax (see
  * pl_sample_is_argmax), so n ids cross to the host. REDUCED: every row can be sampled from a
- * reduction made where the logits are (pl_sample_reducible), a few KiB a row. Else the rows.
+ * reduction made where the logits are, after its logit processors sent as sparse edits
+ * (pl_sample_edits): a few KiB a row. Else the rows.
  * A forked group's samples share their first row's sampling parameters; a row that serves
  * several samples (a fork's first) has one draw in a reduction, so it takes the rows. */
 enum { LOGITS_ROWS, LOGITS_ARGMAX, LOGITS_REDUCED };
@@ -164,8 +165,34 @@ static int sample_due(const pl_sample_state *ss) {
          ss->sr->num_computed_tokens == ss->sr->num_tokens;
 }
 
+/* Row i's logit processors appended to e->edits; 0, or -1 when the row cannot be reduced (or
+ * out of memory for the edits: the rows are downloaded then). */
+static int add_edits(pl_engine *e, int i, pl_sample_state *s) {
+  pl_sample_ctx c = sample_ctx(e, s);
+  const pl_sampling_params *sp = c.sp;
+  /* an upper bound of what pl_sample_edits writes */
+  long bound = (long)sp->n_logit_bias + c.n_eog + sp->n_stop_token_ids +
+               (sp->repetition_penalty != 1.0f ? (long)c.n_prompt + c.n_output : 0) + c.n_output;
+  if (e->n_edits + bound > e->edits_cap) {
+    long cap = 2 * (e->n_edits + bound) + 1024;
+    if (cap > (1L << 28))
+      return -1;
+    pl_logit_edit *ne = pl_realloc(e->edits, (size_t)cap * sizeof *ne);
+    if (!ne)
+      return -1;
+    e->edits = ne;
+    e->edits_cap = (int)cap;
+  }
+  int n = pl_sample_edits(&e->sampler, &c, i, e->edits + e->n_edits, e->edits_cap - e->n_edits);
+  if (n < 0)
+    return -1;
+  e->n_edits += n;
+  return 0;
+}
+
 static int step_logits_mode(pl_engine *e, const pl_sched_output *o) {
   int argmax = pl_runner_has_argmax(e->runner), reduce = e->reduced != NULL;
+  e->n_edits = 0;
   for (int i = 0; i < o->plan.n_logits && (argmax || reduce); i++) {
     pl_sched_req *sr = o->logits_reqs[i];
     pl_sample_state *s = sr->user;
@@ -175,8 +202,8 @@ static int step_logits_mode(pl_engine *e, const pl_sched_output *o) {
       continue;
     pl_sample_ctx c = sample_ctx(e, s);
     argmax = argmax && pl_sample_is_argmax(&c);
-    reduce = reduce && pl_sample_reducible(&c) && !(s->index == 0 && !s->g->forked &&
-                                                   s->g->sp.n > 1);
+    reduce = reduce && !(s->index == 0 && !s->g->forked && s->g->sp.n > 1) &&
+             add_edits(e, i, s) == 0;
   }
   return argmax ? LOGITS_ARGMAX : reduce ? LOGITS_REDUCED : LOGITS_ROWS;
 }
@@ -287,7 +314,8 @@ int pl_engine_step(pl_engine *e) {
       rc = pl_runner_argmax(e->runner, o->plan.n_logits, e->argmax_ids);
     if (rc == 0 && mode == LOGITS_REDUCED) {
       reduce_inputs(e, o);
-      rc = pl_runner_sample_reduce(e->runner, o->plan.n_logits, e->reduced);
+      rc = pl_runner_sample_reduce(e->runner, o->plan.n_logits, e->reduced, e->edits,
+                                   e->n_edits);
     }
     if (rc < 0) {
       /* an internal error: the plan's blocks may be cached without K/V, so drop the cache and

@@ -98,6 +98,76 @@ static void apply_penalties(pl_sampler *s, const pl_sample_ctx *c, float *x) {
   }
 }
 
+/* The processors of process() below (logit bias, min_tokens masks, penalties) as sparse edits
+ * of one row, for a row reduced on the device; s->idx[id] is the edit of a marked id. */
+static pl_logit_edit *edit_of(pl_sampler *s, uint32_t st, int row, int32_t id, pl_logit_edit *out,
+                              int *n, int cap) {
+  if (s->stamp[id] == st)
+    return &out[s->idx[id]];
+  if (*n == cap)
+    return NULL;
+  s->stamp[id] = st;
+  s->idx[id] = *n;
+  out[*n] = (pl_logit_edit){.row = row, .id = id, .rep = 1.0f};
+  return &out[(*n)++];
+}
+
+int pl_sample_edits(pl_sampler *s, const pl_sample_ctx *c, int row, pl_logit_edit *out, int cap) {
+  const pl_sampling_params *sp = c->sp;
+  const int V = s->n_vocab;
+  if (c->allow)
+    return -1;
+  uint32_t st = next_stamp(s);
+  int n = 0;
+  pl_logit_edit *e;
+  for (int i = 0; i < sp->n_logit_bias; i++) {
+    int32_t id = sp->logit_bias_ids[i];
+    if (id < 0 || id >= V)
+      continue;
+    if (s->stamp[id] == st || !(e = edit_of(s, st, row, id, out, &n, cap)))
+      return -1; /* x += b1; x += b2 is not x += b1 + b2 in f32 */
+    e->bias = sp->logit_bias[i];
+  }
+  if (c->n_output < sp->min_tokens)
+    for (int pass = 0; pass < 2; pass++) {
+      const int32_t *ids = pass ? sp->stop_token_ids : c->eog_ids;
+      int m = pass ? sp->n_stop_token_ids : c->n_eog;
+      for (int i = 0; i < m; i++) {
+        if (ids[i] < 0 || ids[i] >= V)
+          continue;
+        if (!(e = edit_of(s, st, row, ids[i], out, &n, cap)))
+          return -1;
+        e->mask = 1;
+      }
+    }
+  if (sp->repetition_penalty != 1.0f)
+    for (int pass = 0; pass < 2; pass++) {
+      const int32_t *t = pass ? c->output : c->prompt;
+      int m = pass ? c->n_output : c->n_prompt;
+      for (int i = 0; i < m; i++) {
+        if (t[i] < 0 || t[i] >= V)
+          continue;
+        if (!(e = edit_of(s, st, row, t[i], out, &n, cap)))
+          return -1;
+        e->rep = sp->repetition_penalty;
+      }
+    }
+  if (sp->frequency_penalty != 0.0f || sp->presence_penalty != 0.0f)
+    for (int i = 0; i < c->n_output; i++) {
+      if (c->output[i] < 0 || c->output[i] >= V)
+        continue;
+      if (!(e = edit_of(s, st, row, c->output[i], out, &n, cap)))
+        return -1;
+      e->count++;
+      e->freq = sp->frequency_penalty;
+      e->pres = sp->presence_penalty;
+    }
+  /* logprobs rank raw logits: an edited token may rank there but not among the candidates */
+  if (n > 0 && sp->logprobs > 0)
+    return -1;
+  return n;
+}
+
 /* Raw log-softmax values for the reported logprobs. */
 static void raw_logprobs(const pl_sampling_params *sp, const float *logits, int V,
                          pl_sample_result *out) {

@@ -62,17 +62,21 @@ void pl_sample_u(pl_sampler *s, const pl_sample_ctx *c, const float *logits, dou
                  pl_sample_result *out);
 
 /* Sampling from a row reduced on the device (backend.h's pl_row_reduce; sampler_reduced.c).
- * pl_sample_reducible: c's processing needs nothing but the reduction (no grammar mask, logit
- * bias, min_tokens mask or penalties). pl_sample_reduced: what pl_sample_u(…, r->u, …) returns
- * for the row, computed from r alone: 1 and *out filled, or 0 when the row's reduction does not
- * decide it (a nucleus or min-p set reaching past the PL_TOPK candidates, top_k > PL_TOPK):
- * then the caller samples the full row with pl_sample_u and r->u. Identical to the full row's
- * result except where a top-p or draw boundary falls within float64 rounding of r->z.
- * pl_row_reduce_ref: the reduction on the host, the reference for the backends' own. */
-int pl_sample_reducible(const pl_sample_ctx *c);
+ * pl_sample_edits: c's logit processors for logits row `row` as sparse edits (out[cap]):
+ * their count, or -1 when the row cannot be reduced (a grammar mask, a repeated logit_bias id,
+ * logprobs > 0 together with any edit, more than cap edits). It uses s's marks.
+ * pl_sample_reduced: what pl_sample_u(…, r->u, …) returns for the row, computed from r alone:
+ * 1 and *out filled, or 0 when the reduction does not decide it (a nucleus or min-p set
+ * reaching past the PL_TOPK candidates, top_k > PL_TOPK): then the caller samples the full row
+ * with pl_sample_u and r->u. Identical to the full row's result except where a top-p or draw
+ * boundary falls within float64 rounding of r->z.
+ * pl_logit_edits_apply / pl_row_reduce_ref: the edits and the reduction on the host, the
+ * reference for the backends' own (x: the edited row, raw: the row before the edits). */
+int pl_sample_edits(pl_sampler *s, const pl_sample_ctx *c, int row, pl_logit_edit *out, int cap);
 int pl_sample_reduced(pl_sampler *s, const pl_sample_ctx *c, const pl_row_reduce *r,
                       pl_sample_result *out);
-void pl_row_reduce_ref(const float *x, int d, pl_row_reduce *r);
+void pl_logit_edits_apply(float *x, const float *raw, const pl_logit_edit *e, int n_edits, int d);
+void pl_row_reduce_ref(const float *x, const float *raw, int d, pl_row_reduce *r);
 
 /* 1 when pl_sample would return the plain argmax of the raw logits and nothing else (greedy,
  * no logit bias, no active min_tokens mask, no penalties, no logprobs): the engine can then

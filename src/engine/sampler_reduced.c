@@ -1,6 +1,8 @@
 /* Sampling from a logits row reduced on the device (backend.h's pl_row_reduce), so that a few
  * KiB per row cross to the host instead of n_vocab floats (1 MiB at a 256k vocabulary).
  *
+ * Logit bias, min_tokens masks and penalties travel as sparse edits (pl_sample_edits, in
+ * sampler.c beside the dense versions) that the device applies to a copy of the row first.
  * The reduction holds the PL_TOPK largest scaled logits s = x * (1/T) in descending order, the
  * float64 sum z of expf(s - s_max) over the whole row, the raw log-sum-exp, and one
  * vocabulary-order draw at the row's uniform u. That decides pl_sample's result exactly when
@@ -16,13 +18,6 @@
 #include <math.h>
 
 #include "engine/sampler.h"
-
-int pl_sample_reducible(const pl_sample_ctx *c) {
-  const pl_sampling_params *sp = c->sp;
-  int masks = c->n_output < sp->min_tokens && (c->n_eog > 0 || sp->n_stop_token_ids > 0);
-  return !c->allow && sp->n_logit_bias == 0 && !masks && sp->repetition_penalty == 1.0f &&
-         sp->frequency_penalty == 0.0f && sp->presence_penalty == 0.0f && sp->logprobs <= 20;
-}
 
 /* Raw logprobs from the candidates, as sampler.c's raw_logprobs computes them from the row.
  * 0 when a token outside the candidates could be among the top ones. */
@@ -76,19 +71,21 @@ static int reduced_logprobs(const pl_sampling_params *sp, const pl_row_reduce *r
 int pl_sample_reduced(pl_sampler *s, const pl_sample_ctx *c, const pl_row_reduce *r,
                       pl_sample_result *out) {
   const pl_sampling_params *sp = c->sp;
-  const int V = s->n_vocab, K = r->n_top;
+  /* process() keeps the F tokens above -inf (the masked ones are not candidates); they sort
+   * first, so the first min(K, F) candidates are its candidates */
+  const int V = s->n_vocab, F = r->n_finite, K = r->n_top < F ? r->n_top : F;
   out->n_top = 0;
   out->logprob = 0;
+  int cut_k = sp->top_k > 0 && sp->top_k < F;
   if (sp->temperature <= 0.0f) {
     out->token = r->top_id[0];
-  } else if (!(sp->top_k > 0 && sp->top_k < V) && sp->top_p >= 1.0f && sp->min_p <= 0.0f) {
+  } else if (!cut_k && sp->top_p >= 1.0f && sp->min_p <= 0.0f) {
     out->token = r->drawn;
   } else {
-    int cut_k = sp->top_k > 0 && sp->top_k < V;
     int n = cut_k ? sp->top_k : K;
     if (n > K)
       return 0;
-    int whole = cut_k || K == V; /* the candidates are the entire set process() keeps */
+    int whole = cut_k || K == F; /* the candidates are the entire set process() keeps */
     float *w = s->work;          /* by candidate position */
     float mx = r->top_s[0];
     for (int i = 0; i < n; i++)
@@ -162,18 +159,39 @@ static float scaled(const float *x, int i, float it) {
   return v + 0.0f;              /* -0 as +0: they compare equal in the sort */
 }
 
-void pl_row_reduce_ref(const float *x, int d, pl_row_reduce *r) {
+void pl_logit_edits_apply(float *x, const float *raw, const pl_logit_edit *e, int n_edits,
+                          int d) {
+  for (int k = 0; k < n_edits; k++) {
+    size_t at = (size_t)e[k].row * d + e[k].id;
+    volatile float v = raw[at] + e[k].bias; /* volatile: one rounding per step, as process() */
+    if (e[k].mask)
+      v = -INFINITY;
+    if (e[k].rep != 1.0f)
+      v = v > 0 ? v / e[k].rep : v * e[k].rep;
+    for (int c = 0; c < e[k].count; c++) {
+      v = v - e[k].freq;
+      if (c == 0)
+        v = v - e[k].pres;
+    }
+    x[at] = v;
+  }
+}
+
+void pl_row_reduce_ref(const float *x, const float *raw, int d, pl_row_reduce *r) {
   const float it = r->inv_temp;
   float smax = -INFINITY, rmax = -INFINITY;
+  int finite = 0;
   for (int i = 0; i < d; i++) {
     float v = scaled(x, i, it);
     smax = v > smax ? v : smax;
-    rmax = x[i] > rmax ? x[i] : rmax;
+    rmax = raw[i] > rmax ? raw[i] : rmax;
+    finite += v > -INFINITY;
   }
+  r->n_finite = finite;
   double z = 0, zr = 0;
   for (int i = 0; i < d; i++) {
     z += expf(scaled(x, i, it) - smax);
-    zr += exp((double)x[i] - rmax);
+    zr += exp((double)raw[i] - rmax);
   }
   r->z = z;
   r->lse_raw = rmax + log(zr);
@@ -193,7 +211,7 @@ void pl_row_reduce_ref(const float *x, int d, pl_row_reduce *r) {
     }
     r->top_s[j] = v;
     r->top_id[j] = i;
-    r->top_raw[j] = x[i];
+    r->top_raw[j] = raw[i];
   }
   r->drawn = -1;
   r->drawn_raw = 0;
@@ -207,6 +225,6 @@ void pl_row_reduce_ref(const float *x, int d, pl_row_reduce *r) {
         break;
       }
     }
-    r->drawn_raw = x[r->drawn];
+    r->drawn_raw = raw[r->drawn];
   }
 }

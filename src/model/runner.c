@@ -238,12 +238,13 @@ int pl_runner_argmax(pl_runner *r, int n, int32_t *ids) {
 
 int pl_runner_has_sample_reduce(const pl_runner *r) { return r->be->ops->sample_reduce != NULL; }
 
-int pl_runner_sample_reduce(pl_runner *r, int n, pl_row_reduce *rows) {
+int pl_runner_sample_reduce(pl_runner *r, int n, pl_row_reduce *rows, const pl_logit_edit *edits,
+                            int n_edits) {
   if (!r->be->ops->sample_reduce)
     return pl_fail(PL_EUNSUPPORTED, "the %s backend has no sampling reduction", r->be->ops->name);
   if (n < 0 || n > r->p.max_logits)
     return pl_fail(PL_EINVAL, "sampling reduction of %d rows (at most %d)", n, r->p.max_logits);
-  return r->be->ops->sample_reduce(r->be, rows, r->logits, n, r->m->hp.n_vocab);
+  return r->be->ops->sample_reduce(r->be, rows, r->logits, n, r->m->hp.n_vocab, edits, n_edits);
 }
 
 int pl_runner_logits_row(pl_runner *r, int i, float *out) {

@@ -409,8 +409,10 @@ static void test_matmul_invariant(void) {
 }
 
 /* ---- sampling reduction ------------------------------------------------------------------ */
-/* The GPU's sample_reduce against pl_row_reduce_ref (engine/sampler_reduced.c) on rows that are
- * peaked, flat, tied at the PL_TOPK boundary, or shorter than PL_TOPK. Candidates, their values
+/* The GPU's sample_reduce against pl_logit_edits_apply + pl_row_reduce_ref
+ * (engine/sampler_reduced.c) on rows that are peaked, flat, tied at the PL_TOPK boundary, or
+ * shorter than PL_TOPK, two of them with edits (bias, masks, penalties): the edits are the same
+ * f32 operations in the same order on both sides, so they must agree bit for bit. Candidates, their values
  * and the draw must be identical: s = x * inv_temp is one f32 product on both sides; the sums
  * use expf (CUDA's differs from glibc's by <= 2 ulp per term) and add in another order, so z is
  * compared to 1e-6 relative and the raw log-sum-exp (float64 exp on both) to 1e-9. */
@@ -428,20 +430,39 @@ static void test_sample_reduce(void) {
       }
     x[3] = -0.0f; /* -0 and +0 are one value to the sort */
     x[4] = 0.0f;
+    /* edits (logit bias, masks, penalties) on rows 1 and 4; ids 37k mod V are distinct for
+     * k < 64 at every V here */
+    pl_logit_edit ed[64];
+    int ne = 0;
+    for (int k = 0; k < 64; k++) {
+      int row = k < 40 ? 1 : 4;
+      ed[ne++] = (pl_logit_edit){.row = row, .id = (k * 37) % V, .bias = k % 5 ? 0.0f : 2.5f,
+                                 .rep = k % 3 ? 1.3f : 1.0f, .freq = 0.3f, .pres = 0.2f,
+                                 .count = k % 4, .mask = k % 11 == 0};
+    }
+    float *xp = malloc((size_t)n * V * sizeof(float));
+    memcpy(xp, x, (size_t)n * V * sizeof(float));
+    pl_logit_edits_apply(xp, x, ed, ne, V);
     pl_row_reduce *got = calloc((size_t)n, sizeof *got), *ref = calloc((size_t)n, sizeof *ref);
     for (int i = 0; i < n; i++) {
       float t = temps[i % 4];
       got[i].inv_temp = t > 0 ? 1.0f / t : 1.0f;
       got[i].u = i == 5 ? -1.0 : urand();
       ref[i] = got[i];
-      pl_row_reduce_ref(x + (size_t)i * V, V, &ref[i]);
+      pl_row_reduce_ref(xp + (size_t)i * V, x + (size_t)i * V, V, &ref[i]);
     }
     float *X = put(gpu, x, (size_t)n * V);
-    CHECK(gpu->ops->sample_reduce(gpu, got, X, n, V) == 0, "sample_reduce V=%d: %s", V,
+    CHECK(gpu->ops->sample_reduce(gpu, got, X, n, V, ed, ne) == 0, "sample_reduce V=%d: %s", V,
           pl_last_error());
+    float *xback = get(gpu, X, (size_t)n * V);
+    CHECK(!rows_differ(xback, x, (size_t)n * V), "sample_reduce must not change the logits");
+    free(xback);
+    free(xp);
     for (int i = 0; i < n; i++) {
       const pl_row_reduce *g = &got[i], *r = &ref[i];
       CHECK(g->n_top == r->n_top, "V=%d row %d: n_top %d vs %d", V, i, g->n_top, r->n_top);
+      CHECK(g->n_finite == r->n_finite, "V=%d row %d: n_finite %d vs %d", V, i, g->n_finite,
+            r->n_finite);
       int bad = -1;
       for (int k = 0; k < r->n_top && bad < 0; k++)
         if (g->top_id[k] != r->top_id[k] || rows_differ(&g->top_s[k], &r->top_s[k], 1) ||

@@ -447,14 +447,23 @@ static int cu_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int 
   return cu_download(be, ids, c->d_rows, (size_t)n * sizeof(int32_t));
 }
 
-static int cu_sample_reduce(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d) {
+static int cu_sample_reduce(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d,
+                            const pl_logit_edit *edits, int n_edits) {
   cu_backend *c = CU(be);
-  size_t bytes = (size_t)n * sizeof *rows;
-  PL_TRY(grow(&c->d_rows, &c->d_rows_bytes, bytes, "sampling reductions"));
-  CU_TRY(cudaMemcpyAsync(c->d_rows, rows, bytes, cudaMemcpyHostToDevice, c->st),
-         "sampling inputs");
-  K_TRY(pl_cu_sample_reduce(c->d_rows, src, n, d, c->st), "sample_reduce");
-  return cu_download(be, rows, c->d_rows, bytes);
+  size_t bytes = (size_t)n * sizeof *rows, eb = (size_t)n_edits * sizeof *edits;
+  /* one buffer: the rows' results, then the edits, then the edited rows */
+  size_t off_e = (bytes + 255) & ~(size_t)255, off_x = (off_e + eb + 255) & ~(size_t)255;
+  size_t need = n_edits > 0 ? off_x + (size_t)n * d * sizeof(float) : bytes;
+  PL_TRY(grow(&c->d_rows, &c->d_rows_bytes, need, "sampling reductions"));
+  char *base = c->d_rows;
+  CU_TRY(cudaMemcpyAsync(base, rows, bytes, cudaMemcpyHostToDevice, c->st), "sampling inputs");
+  if (n_edits > 0)
+    CU_TRY(cudaMemcpyAsync(base + off_e, edits, eb, cudaMemcpyHostToDevice, c->st),
+           "logit edits");
+  K_TRY(pl_cu_sample_reduce((pl_row_reduce *)base, src, (float *)(base + off_x), n, d,
+                            (const pl_logit_edit *)(base + off_e), n_edits, c->st),
+        "sample_reduce");
+  return cu_download(be, rows, base, bytes);
 }
 
 /* Device-to-device copies of up to 1 GiB, best of 5: bytes read + written per second. */

@@ -34,10 +34,12 @@ int pl_cu_gather_rows(float *dst, const float *src, const int32_t *rows, int n, 
                       pl_cu_stream s);
 /* ids[i] = index of the first maximum of src[i][0..d), i < n (0 when none exceeds -inf) */
 int pl_cu_argmax(int32_t *ids, const float *src, int n, int d, pl_cu_stream s);
-/* rows[i] (device memory, inputs set) = backend.h's sampling reduction of src[i][0..d) */
+/* rows[i] (device memory, inputs set) = backend.h's sampling reduction of src[i][0..d) after
+ * edits[n_edits] (device memory), which go to scratch[n][d] (src is not changed) */
 struct pl_row_reduce;
-int pl_cu_sample_reduce(struct pl_row_reduce *rows, const float *src, int n, int d,
-                        pl_cu_stream s);
+struct pl_logit_edit;
+int pl_cu_sample_reduce(struct pl_row_reduce *rows, const float *src, float *scratch, int n, int d,
+                        const struct pl_logit_edit *edits, int n_edits, pl_cu_stream s);
 /* dst[i] = (type) src[i], type PL_DT_BF16 or PL_DT_F16 (round to nearest even) */
 int pl_cu_cast(void *dst, pl_dtype type, const float *src, size_t n, pl_cu_stream s);
 

@@ -1,5 +1,6 @@
 // The sampling reduction of logits rows on the GPU (backend.h's pl_row_reduce; the host
-// reference is pl_row_reduce_ref in engine/sampler_reduced.c). One CTA of 1024 threads per row:
+// reference is pl_row_reduce_ref in engine/sampler_reduced.c). With edits (logit bias, masks,
+// penalties) the rows are first copied and edited in scratch. One CTA of 1024 threads per row:
 //   1. s_max and x_max; 2. z = sum expf(s - s_max) and the raw log-sum-exp, in float64;
 //   3. the PL_TOPK-th largest s by radix select over an order-preserving 32-bit key (4 passes
 //      of 8 bits, a shared-memory histogram each);
@@ -47,6 +48,9 @@ template <typename T, typename Op> __device__ T block_reduce(T v, Op op, T *sh) 
 struct MaxF {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
+struct SumI {
+  __device__ int operator()(int a, int b) const { return a + b; }
+};
 struct SumD {
   __device__ double operator()(double a, double b) const { return a + b; }
 };
@@ -68,9 +72,30 @@ __device__ int block_count_before(bool flag, int *sh, int *total) {
   return before + __popc(bal & ((1u << lane) - 1u));
 }
 
-__global__ void __launch_bounds__(RT) reduce_k(pl_row_reduce *rows, const float *logits, int d) {
+// xp[edit.row][edit.id] = the edit applied to raw (pl_logit_edits_apply's steps, each rounded)
+__global__ void edit_k(float *xp, const float *raw, const pl_logit_edit *e, int n, int d) {
+  int k = blockIdx.x * blockDim.x + threadIdx.x;
+  if (k >= n)
+    return;
+  size_t at = (size_t)e[k].row * d + e[k].id;
+  float v = __fadd_rn(raw[at], e[k].bias);
+  if (e[k].mask)
+    v = -INFINITY;
+  if (e[k].rep != 1.0f)
+    v = v > 0 ? __fdiv_rn(v, e[k].rep) : __fmul_rn(v, e[k].rep);
+  for (int c = 0; c < e[k].count; c++) {
+    v = __fsub_rn(v, e[k].freq);
+    if (c == 0)
+      v = __fsub_rn(v, e[k].pres);
+  }
+  xp[at] = v;
+}
+
+// x: the edited rows (s from them), raw: the rows before the edits
+__global__ void __launch_bounds__(RT)
+    reduce_k(pl_row_reduce *rows, const float *xrows, const float *rawrows, int d) {
   pl_row_reduce *r = rows + blockIdx.x;
-  const float *x = logits + (size_t)blockIdx.x * d;
+  const float *x = xrows + (size_t)blockIdx.x * d, *raw = rawrows + (size_t)blockIdx.x * d;
   const int tid = threadIdx.x;
   const float it = r->inv_temp;
   const double u = r->u;
@@ -85,16 +110,20 @@ __global__ void __launch_bounds__(RT) reduce_k(pl_row_reduce *rows, const float 
 
   // 1-2. maxima and sums
   float smax = -INFINITY, rmax = -INFINITY;
+  int finite = 0;
   for (int i = tid; i < d; i += RT) {
-    smax = fmaxf(smax, scaled(x[i], it));
-    rmax = fmaxf(rmax, x[i]);
+    float v = scaled(x[i], it);
+    smax = fmaxf(smax, v);
+    rmax = fmaxf(rmax, raw[i]);
+    finite += v > -INFINITY;
   }
   smax = block_reduce(smax, MaxF(), shf);
   rmax = block_reduce(rmax, MaxF(), shf);
+  finite = block_reduce(finite, SumI(), shi);
   double z = 0, zr = 0;
   for (int i = tid; i < d; i += RT) {
     z += (double)expf(__fsub_rn(scaled(x[i], it), smax));
-    zr += exp((double)x[i] - (double)rmax);
+    zr += exp((double)raw[i] - (double)rmax);
   }
   z = block_reduce(z, SumD(), shd);
   zr = block_reduce(zr, SumD(), shd);
@@ -141,7 +170,7 @@ __global__ void __launch_bounds__(RT) reduce_k(pl_row_reduce *rows, const float 
       int p = atomicAdd(&sh_ngt, 1);
       c_id[p] = i;
       c_s[p] = v;
-      c_raw[p] = x[i];
+      c_raw[p] = raw[i];
     }
   }
   __syncthreads();
@@ -156,7 +185,7 @@ __global__ void __launch_bounds__(RT) reduce_k(pl_row_reduce *rows, const float 
     if (eq && pos < need) {
       c_id[ngt + pos] = i;
       c_s[ngt + pos] = v;
-      c_raw[ngt + pos] = x[i];
+      c_raw[ngt + pos] = raw[i];
     }
     taken += total;
   }
@@ -211,18 +240,28 @@ __global__ void __launch_bounds__(RT) reduce_k(pl_row_reduce *rows, const float 
   }
   if (tid == 0) {
     r->n_top = k;
+    r->n_finite = finite;
     r->z = z;
     r->lse_raw = (double)rmax + log(zr);
     r->drawn = drawn;
-    r->drawn_raw = drawn >= 0 ? x[drawn] : 0.f;
+    r->drawn_raw = drawn >= 0 ? raw[drawn] : 0.f;
   }
 }
 
 } // namespace
 
-extern "C" int pl_cu_sample_reduce(pl_row_reduce *rows, const float *src, int n, int d,
+extern "C" int pl_cu_sample_reduce(pl_row_reduce *rows, const float *src, float *scratch, int n,
+                                   int d, const pl_logit_edit *edits, int n_edits,
                                    pl_cu_stream s) {
-  if (n > 0 && d > 0)
-    reduce_k<<<n, RT, 0, (cudaStream_t)s>>>(rows, src, d);
+  cudaStream_t st = (cudaStream_t)s;
+  if (n <= 0 || d <= 0)
+    return 0;
+  const float *x = src;
+  if (n_edits > 0) {
+    cudaMemcpyAsync(scratch, src, (size_t)n * d * sizeof(float), cudaMemcpyDeviceToDevice, st);
+    edit_k<<<(n_edits + 255) / 256, 256, 0, st>>>(scratch, src, edits, n_edits, d);
+    x = scratch;
+  }
+  reduce_k<<<n, RT, 0, st>>>(rows, x, src, d);
   return (int)cudaGetLastError();
 }
