@@ -69,8 +69,25 @@ typedef enum {
   PL_KV_DTYPE_Q8_0,
 } pl_kv_dtype;
 
+/* Where the weights come from (vLLM's --load-format). */
+typedef enum { PL_LOAD_AUTO = 0, PL_LOAD_DUMMY = 1 } pl_load_format;
+/* Weight type of a random-weight model (vLLM's --dtype); AUTO = bf16. */
+typedef enum {
+  PL_WEIGHT_DTYPE_AUTO = 0,
+  PL_WEIGHT_DTYPE_F32,
+  PL_WEIGHT_DTYPE_F16,
+  PL_WEIGHT_DTYPE_BF16,
+} pl_weight_dtype;
+
 typedef struct pl_engine_params {
-  const char *model_path;     /* .gguf file or safetensors directory (required) */
+  const char *model_path;     /* .gguf file or safetensors directory (required unless DUMMY) */
+  pl_load_format load_format; /* AUTO: read model_path; DUMMY: random weights generated where
+                                 they live (no file read), shape from model_config */
+  const char *model_config;   /* DUMMY: a preset (tinyllama-1.1b, llama-2-7b, llama-3-8b,
+                                 qwen2.5-7b) or an HF config.json / its directory; NULL:
+                                 model_path is that config */
+  pl_weight_dtype dtype;      /* DUMMY: weight type (AUTO = bf16); must be AUTO otherwise */
+  uint64_t load_seed;         /* DUMMY: the weights' seed (the commands' --seed; default 0) */
   const char *device;         /* "auto" (NULL: CUDA when usable, else CPU), "cpu", "cuda[:N]" */
   float gpu_memory_utilization; /* GPU: share of total device memory for weights, activations
                                    and KV (vLLM's meaning); 0 = 0.9 */

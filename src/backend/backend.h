@@ -5,7 +5,8 @@
  * Memory. Activation buffers are backend memory from `alloc` (host memory on the CPU, device
  * memory on CUDA), always float32 [rows][cols]; the runner never dereferences them. Weights are
  * pl_tensor views of the loaded file; `weight_upload` gives each tensor its backend copy
- * (t->dev) once at load. Norms and biases are tensors too (F32, 1-D).
+ * (t->dev) once at load, or `weight_fill_random` generates it there (random-weight models).
+ * Norms and biases are tensors too (F32, 1-D).
  *
  * A step. `step_begin(plan)` stages the plan's index arrays in backend memory (one copy per
  * step); the ops of that step read the staged copy, never host pointers: embed reads
@@ -78,6 +79,12 @@ typedef struct pl_backend_ops {
   void (*free)(pl_backend *be, void *p);
   /* Make t usable by the ops (sets t->dev; the CPU backend uses t->data in place). */
   int (*weight_upload)(pl_backend *be, pl_tensor *t);
+  /* For a t->random tensor (--load-format dummy): allocate t->nbytes of backend memory and
+   * fill it where it lives with element i = pl_wrand_value(t->rand_stream, i, t->rand_scale)
+   * in t->type (F32, F16 or BF16, round to nearest even; other types PL_EUNSUPPORTED), with
+   * no host buffer of the tensor's size. Bit-identical across backends. Sets t->dev; the CPU
+   * backend also sets t->data (it owns that memory until destroy). */
+  int (*weight_fill_random)(pl_backend *be, pl_tensor *t);
 
   /* KV: bytes one token of context takes in every layer's K and V for spec (n_blocks and
    * block_size ignored; spec->dtype AUTO resolved as kv_init would); 0 if the dtype is not

@@ -34,6 +34,12 @@ typedef struct pl_tensor {
   pl_dtype sb_type;
   int group_size;
   void *dev;         /* the backend's copy, set by weight_upload (NULL: use data in place) */
+  /* --load-format dummy: no bytes to read (data NULL until the backend fills it):
+   * weight_fill_random generates element i as pl_wrand_value(rand_stream, i, rand_scale)
+   * (backend/weight_rand.h) where the weights live. */
+  int random;
+  uint64_t rand_stream;
+  float rand_scale;
 } pl_tensor;
 
 /* Elements per quantization block and bytes per block of a ggml type (1 and sizeof elem for

@@ -58,13 +58,11 @@ static int parse(bench_opts *o, int argc, char **argv, const char *usage) {
     else if (!strcmp(a, "--top-p")) { if (pl_cli_float(a, v, 1e-6, 1, &o->top_p)) return -1; i++; }
     else if (!strcmp(a, "--top-k")) { if (pl_cli_int(a, v, 0, 1 << 24, &o->top_k)) return -1; i++; }
     else if (!strcmp(a, "--workload")) { if (!v) return -1; o->workload = v; i++; }
-    else if (!strcmp(a, "--seed")) { int s; if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return -1; o->seed = (uint64_t)s; i++; }
+    else if (!strcmp(a, "--seed")) { int s; if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return -1; o->seed = (uint64_t)s; o->ep.load_seed = (uint64_t)s; i++; }
     else if (!strcmp(a, "--help")) { printf("%s\n%s", usage, pl_engine_opts_help()); return 1; }
     else { fprintf(stderr, "pagellm bench: unknown option '%s'\n", a); return -1; }
   }
-  if (!o->ep.model_path)
-    o->ep.model_path = pl_engine_opts_default_model();
-  if (!o->ep.model_path) {
+  if (!pl_engine_opts_model(&o->ep)) {
     fprintf(stderr, "pagellm bench: -m MODEL is required\n");
     return -1;
   }

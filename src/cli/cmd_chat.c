@@ -83,7 +83,7 @@ int pl_cmd_chat(int argc, char **argv) {
     if (!strcmp(a, "--system")) { if (!v) return 2; system = v; i++; }
     else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) { if (pl_cli_int(a, v, 1, 1 << 24, &sp.max_tokens)) return 2; i++; }
     else if (!strcmp(a, "--temp")) { if (pl_cli_float(a, v, 0, 100, &sp.temperature)) return 2; i++; }
-    else if (!strcmp(a, "--seed")) { int s; if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return 2; sp.seed = s; i++; }
+    else if (!strcmp(a, "--seed")) { int s; if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return 2; sp.seed = s; ep.load_seed = (uint64_t)s; i++; }
     else if (!strcmp(a, "--help")) {
       printf("usage: pagellm chat [-m MODEL] [--system TEXT] [-n MAX_TOKENS] [--temp T] [--seed S]\n"
              "                    [engine options]\nlines on stdin are user turns; /reset, /exit\n\n%s",
@@ -94,9 +94,7 @@ int pl_cmd_chat(int argc, char **argv) {
       return 2;
     }
   }
-  if (!ep.model_path)
-    ep.model_path = pl_engine_opts_default_model();
-  if (!ep.model_path) {
+  if (!pl_engine_opts_model(&ep)) {
     fprintf(stderr, "pagellm chat: no model: give -m MODEL\n");
     return 2;
   }

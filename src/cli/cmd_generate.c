@@ -80,6 +80,7 @@ int pl_cmd_generate(int argc, char **argv) {
       int s;
       if (pl_cli_int(a, v, 0, 0x7fffffff, &s)) return 2;
       sp.seed = s;
+      ep.load_seed = (uint64_t)s; /* --load-format dummy's weights too (vLLM's --seed) */
       i++;
     } else if (!strcmp(a, "--logprobs")) {
       if (pl_cli_int(a, v, 0, 20, &sp.logprobs)) return 2;
@@ -112,9 +113,7 @@ int pl_cmd_generate(int argc, char **argv) {
     fprintf(stderr, "pagellm generate: --prompt-ids expects comma-separated token ids\n");
     return 2;
   }
-  if (!ep.model_path)
-    ep.model_path = pl_engine_opts_default_model();
-  if (!ep.model_path) {
+  if (!pl_engine_opts_model(&ep)) {
     fprintf(stderr, "pagellm generate: no model: give -m MODEL\n");
     free(ids);
     return 2;

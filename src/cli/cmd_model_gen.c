@@ -4,11 +4,12 @@
  * minimal SentencePiece ("llama") vocabulary of n_vocab tokens (<unk>, <s>, </s>, the 256
  * <0xNN> byte tokens, then unique filler pieces).
  *
- * Weights are N(0, std^2) (default std 0.02, so activations stay sane through many layers);
- * norm weights are 1 + N(0, std^2) and stay F32, as do QKV biases (qwen2) and Q/K norms
- * (qwen3). Values are deterministic in --seed: every tensor has its own generator seeded
- * from (seed, tensor index), so files of the same shape but different --type hold the same
- * values before rounding. The file is streamed to disk row by row: memory use is a few rows,
+ * Weights have mean 0 and standard deviation std (default 0.02, so activations stay sane
+ * through many layers; a bell-shaped sum of four uniforms, backend/weight_rand.h); norm weights
+ * are 1 + that and stay F32, as do QKV biases (qwen2) and Q/K norms (qwen3). Element i of a
+ * tensor is a hash of (--seed, the tensor's role and layer, i): files of the same shape but
+ * different --type hold the same values before rounding, and `--load-format dummy` generates
+ * the same values on the CPU or the GPU without a file. The file is streamed to disk row by row: memory use is a few rows,
  * whatever the model size.
  *
  * Architectures: llama; mistral (written as general.architecture "llama", as llama.cpp's
@@ -28,6 +29,9 @@
 #include "cli/cli.h"
 #include "model/gguf.h"
 #include "model/gguf_write.h"
+#include "model/model_preset.h"
+#include "model/synth_vocab.h"
+#include "backend/weight_rand.h"
 #include "util/alloc.h"
 #include "util/error.h"
 
@@ -44,112 +48,6 @@ typedef struct {
   int quiet;
   const char *vocab_from; /* copy the tokenizer (and vocabulary size) of this GGUF */
 } pl_mg_opts;
-
-/* ---- random numbers: splitmix64-seeded xoshiro256+, Box-Muller normals -------------------- */
-
-typedef struct { uint64_t s[4]; int has_spare; float spare; } pl_mg_rng;
-
-static uint64_t pl_mg_splitmix(uint64_t *x) {
-  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static void pl_mg_rng_seed(pl_mg_rng *r, uint64_t seed, uint64_t stream) {
-  uint64_t x = seed ^ (stream * 0xD1B54A32D192ED03ull);
-  for (int i = 0; i < 4; i++)
-    r->s[i] = pl_mg_splitmix(&x);
-  r->has_spare = 0;
-  r->spare = 0;
-}
-
-static uint64_t pl_mg_next(pl_mg_rng *r) {
-  uint64_t *s = r->s, res = s[0] + s[3], t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = (s[3] << 45) | (s[3] >> 19);
-  return res;
-}
-
-/* uniform in (0, 1] with 24 random bits */
-static float pl_mg_unif(pl_mg_rng *r) {
-  return ((float)(pl_mg_next(r) >> 40) + 1.0f) * (1.0f / 16777216.0f);
-}
-
-static void pl_mg_normals(pl_mg_rng *r, float *x, int64_t n, float mean, float std) {
-  int64_t i = 0;
-  if (r->has_spare && n > 0) {
-    x[i++] = mean + std * r->spare;
-    r->has_spare = 0;
-  }
-  for (; i < n; i += 2) {
-    float u1 = pl_mg_unif(r), u2 = pl_mg_unif(r);
-    float rad = sqrtf(-2.0f * logf(u1)), th = 6.28318530718f * u2;
-    float a = rad * cosf(th), b = rad * sinf(th);
-    x[i] = mean + std * a;
-    if (i + 1 < n)
-      x[i + 1] = mean + std * b;
-    else {
-      r->spare = b;
-      r->has_spare = 1;
-    }
-  }
-}
-
-/* ---- vocabulary ------------------------------------------------------------------------- */
-
-#define PL_MG_N_SPECIAL 3
-#define PL_MG_N_BYTE 256
-#define PL_MG_FIRST_FILLER (PL_MG_N_SPECIAL + PL_MG_N_BYTE)
-#define PL_MG_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's word-boundary mark */
-
-/* The f-th filler piece (unique for every f): first the 94 printable ASCII characters and
- * the word mark alone, then the mark + one letter, then all lowercase words of 2, 3, ...
- * letters, each length once plain and once with the mark in front. */
-static void pl_mg_filler(int64_t f, char *buf) {
-  static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-  if (f < 94) {
-    buf[0] = (char)(0x21 + f);
-    buf[1] = 0;
-    return;
-  }
-  f -= 94;
-  if (f == 0) {
-    strcpy(buf, PL_MG_SPACE);
-    return;
-  }
-  f -= 1;
-  if (f < 52) {
-    sprintf(buf, PL_MG_SPACE "%c", letters[f]);
-    return;
-  }
-  f -= 52;
-  for (int len = 2;; len++) {
-    int64_t cnt = 1;
-    for (int k = 0; k < len; k++)
-      cnt *= 26;
-    for (int marked = 0; marked < 2; marked++) {
-      if (f < cnt) {
-        char *p = buf;
-        if (marked) {
-          strcpy(p, PL_MG_SPACE);
-          p += 3;
-        }
-        for (int k = len - 1; k >= 0; k--) {
-          p[k] = letters[f % 26];
-          f /= 26;
-        }
-        p[len] = 0;
-        return;
-      }
-      f -= cnt;
-    }
-  }
-}
 
 /* Copy every tokenizer.* key of the GGUF at path (a draft model for it must share it). */
 static int pl_mg_vocab_from(pl_gguf_writer *w, const char *path) {
@@ -210,57 +108,6 @@ static int pl_mg_vocab_from(pl_gguf_writer *w, const char *path) {
   return rc;
 }
 
-static int pl_mg_vocab(pl_gguf_writer *w, int64_t n_vocab) {
-  enum { PIECE = 24 };
-  char *pieces = pl_malloc((size_t)n_vocab * PIECE);
-  const char **ptrs = pl_malloc((size_t)n_vocab * sizeof *ptrs);
-  float *scores = pl_malloc((size_t)n_vocab * sizeof *scores);
-  int32_t *types = pl_malloc((size_t)n_vocab * sizeof *types);
-  int rc = PL_OK;
-  if (!pieces || !ptrs || !scores || !types) {
-    rc = pl_fail(PL_ENOMEM, "model-gen: out of memory for a vocabulary of %lld",
-                 (long long)n_vocab);
-    goto done;
-  }
-  for (int64_t i = 0; i < n_vocab; i++) {
-    char *p = pieces + i * PIECE;
-    ptrs[i] = p;
-    if (i == 0) {
-      strcpy(p, "<unk>");
-      types[i] = 2; /* UNKNOWN */
-      scores[i] = 0;
-    } else if (i < PL_MG_N_SPECIAL) {
-      strcpy(p, i == 1 ? "<s>" : "</s>");
-      types[i] = 3; /* CONTROL */
-      scores[i] = 0;
-    } else if (i < PL_MG_FIRST_FILLER) {
-      sprintf(p, "<0x%02X>", (unsigned)(i - PL_MG_N_SPECIAL));
-      types[i] = 6; /* BYTE */
-      scores[i] = 0;
-    } else {
-      pl_mg_filler(i - PL_MG_FIRST_FILLER, p);
-      types[i] = 1; /* NORMAL */
-      scores[i] = -(float)(i - PL_MG_FIRST_FILLER);
-    }
-  }
-  if ((rc = pl_gguf_set_str(w, "tokenizer.ggml.model", "llama")) ||
-      (rc = pl_gguf_set_arr_str(w, "tokenizer.ggml.tokens", ptrs, NULL, (uint64_t)n_vocab)) ||
-      (rc = pl_gguf_set_arr(w, "tokenizer.ggml.scores", PL_GGUF_FLOAT32, scores, (uint64_t)n_vocab)) ||
-      (rc = pl_gguf_set_arr(w, "tokenizer.ggml.token_type", PL_GGUF_INT32, types, (uint64_t)n_vocab)) ||
-      (rc = pl_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1)) ||
-      (rc = pl_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2)) ||
-      (rc = pl_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0)) ||
-      (rc = pl_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", 1)) ||
-      (rc = pl_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", 0)))
-    goto done;
-done:
-  pl_free(pieces);
-  pl_free(ptrs);
-  pl_free(scores);
-  pl_free(types);
-  return rc;
-}
-
 /* ---- tensors ---------------------------------------------------------------------------- */
 
 typedef enum { PL_MG_WEIGHT, PL_MG_NORM, PL_MG_BIAS } pl_mg_kind;
@@ -271,6 +118,7 @@ typedef struct {
   int n_dims;
   int64_t ne[2];
   pl_mg_kind kind;
+  uint64_t stream; /* weight_rand.h stream: pl_weight_stream(seed, role, layer) */
 } pl_mg_tensor;
 
 typedef struct {
@@ -278,8 +126,8 @@ typedef struct {
   int n, cap;
 } pl_mg_list;
 
-static int pl_mg_push(pl_mg_list *l, pl_mg_kind kind, pl_dtype type, int64_t ne0, int64_t ne1,
-                      const char *fmt, int layer) {
+static int pl_mg_push(pl_mg_list *l, uint64_t seed, pl_weight_role role, pl_mg_kind kind,
+                      pl_dtype type, int64_t ne0, int64_t ne1, const char *fmt, int layer) {
   if (l->n == l->cap) {
     int cap = l->cap ? l->cap * 2 : 64;
     pl_mg_tensor *t = pl_realloc(l->t, (size_t)cap * sizeof *t);
@@ -289,7 +137,8 @@ static int pl_mg_push(pl_mg_list *l, pl_mg_kind kind, pl_dtype type, int64_t ne0
     l->cap = cap;
   }
   pl_mg_tensor *t = &l->t[l->n++];
-  snprintf(t->name, sizeof t->name, fmt, layer);
+  snprintf(t->name, sizeof t->name, fmt, layer < 0 ? 0 : layer);
+  t->stream = pl_weight_stream(seed, role, layer);
   t->kind = kind;
   t->type = kind == PL_MG_WEIGHT ? type : PL_DT_F32;
   t->n_dims = ne1 > 0 ? 2 : 1;
@@ -303,30 +152,30 @@ static int pl_mg_tensors(const pl_mg_opts *o, pl_mg_list *l) {
   int qwen2 = !strcmp(o->arch, "qwen2"), qwen3 = !strcmp(o->arch, "qwen3");
   int64_t q_dim = o->n_head * o->head_dim, kv_dim = o->n_head_kv * o->head_dim;
   pl_dtype wt = o->type;
-  PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_embd, o->n_vocab, "token_embd.weight", 0));
+  PL_TRY(pl_mg_push(l, o->seed, PL_W_TOK_EMBD, PL_MG_WEIGHT, wt, o->n_embd, o->n_vocab, "token_embd.weight", -1));
   for (int i = 0; i < (int)o->n_layer; i++) {
-    PL_TRY(pl_mg_push(l, PL_MG_NORM, wt, o->n_embd, 0, "blk.%d.attn_norm.weight", i));
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_embd, q_dim, "blk.%d.attn_q.weight", i));
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_embd, kv_dim, "blk.%d.attn_k.weight", i));
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_embd, kv_dim, "blk.%d.attn_v.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_ATTN_NORM, PL_MG_NORM, wt, o->n_embd, 0, "blk.%d.attn_norm.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_Q, PL_MG_WEIGHT, wt, o->n_embd, q_dim, "blk.%d.attn_q.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_K, PL_MG_WEIGHT, wt, o->n_embd, kv_dim, "blk.%d.attn_k.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_V, PL_MG_WEIGHT, wt, o->n_embd, kv_dim, "blk.%d.attn_v.weight", i));
     if (qwen2) {
-      PL_TRY(pl_mg_push(l, PL_MG_BIAS, wt, q_dim, 0, "blk.%d.attn_q.bias", i));
-      PL_TRY(pl_mg_push(l, PL_MG_BIAS, wt, kv_dim, 0, "blk.%d.attn_k.bias", i));
-      PL_TRY(pl_mg_push(l, PL_MG_BIAS, wt, kv_dim, 0, "blk.%d.attn_v.bias", i));
+      PL_TRY(pl_mg_push(l, o->seed, PL_W_BQ, PL_MG_BIAS, wt, q_dim, 0, "blk.%d.attn_q.bias", i));
+      PL_TRY(pl_mg_push(l, o->seed, PL_W_BK, PL_MG_BIAS, wt, kv_dim, 0, "blk.%d.attn_k.bias", i));
+      PL_TRY(pl_mg_push(l, o->seed, PL_W_BV, PL_MG_BIAS, wt, kv_dim, 0, "blk.%d.attn_v.bias", i));
     }
     if (qwen3) {
-      PL_TRY(pl_mg_push(l, PL_MG_NORM, wt, o->head_dim, 0, "blk.%d.attn_q_norm.weight", i));
-      PL_TRY(pl_mg_push(l, PL_MG_NORM, wt, o->head_dim, 0, "blk.%d.attn_k_norm.weight", i));
+      PL_TRY(pl_mg_push(l, o->seed, PL_W_Q_NORM, PL_MG_NORM, wt, o->head_dim, 0, "blk.%d.attn_q_norm.weight", i));
+      PL_TRY(pl_mg_push(l, o->seed, PL_W_K_NORM, PL_MG_NORM, wt, o->head_dim, 0, "blk.%d.attn_k_norm.weight", i));
     }
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, q_dim, o->n_embd, "blk.%d.attn_output.weight", i));
-    PL_TRY(pl_mg_push(l, PL_MG_NORM, wt, o->n_embd, 0, "blk.%d.ffn_norm.weight", i));
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_embd, o->n_ff, "blk.%d.ffn_gate.weight", i));
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_ff, o->n_embd, "blk.%d.ffn_down.weight", i));
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_embd, o->n_ff, "blk.%d.ffn_up.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_O, PL_MG_WEIGHT, wt, q_dim, o->n_embd, "blk.%d.attn_output.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_FFN_NORM, PL_MG_NORM, wt, o->n_embd, 0, "blk.%d.ffn_norm.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_GATE, PL_MG_WEIGHT, wt, o->n_embd, o->n_ff, "blk.%d.ffn_gate.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_DOWN, PL_MG_WEIGHT, wt, o->n_ff, o->n_embd, "blk.%d.ffn_down.weight", i));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_UP, PL_MG_WEIGHT, wt, o->n_embd, o->n_ff, "blk.%d.ffn_up.weight", i));
   }
-  PL_TRY(pl_mg_push(l, PL_MG_NORM, wt, o->n_embd, 0, "output_norm.weight", 0));
+  PL_TRY(pl_mg_push(l, o->seed, PL_W_OUTPUT_NORM, PL_MG_NORM, wt, o->n_embd, 0, "output_norm.weight", -1));
   if (!o->tied)
-    PL_TRY(pl_mg_push(l, PL_MG_WEIGHT, wt, o->n_embd, o->n_vocab, "output.weight", 0));
+    PL_TRY(pl_mg_push(l, o->seed, PL_W_OUTPUT, PL_MG_WEIGHT, wt, o->n_embd, o->n_vocab, "output.weight", -1));
   return PL_OK;
 }
 
@@ -363,7 +212,7 @@ static int pl_mg_metadata(pl_gguf_writer *w, const pl_mg_opts *o) {
   PL_TRY(pl_gguf_set_f32(w, PL_MG_KEY("attention.layer_norm_rms_epsilon"), (float)o->rms_eps));
   PL_TRY(pl_gguf_set_u32(w, PL_MG_KEY("vocab_size"), (uint32_t)o->n_vocab));
 #undef PL_MG_KEY
-  return o->vocab_from ? pl_mg_vocab_from(w, o->vocab_from) : pl_mg_vocab(w, o->n_vocab);
+  return o->vocab_from ? pl_mg_vocab_from(w, o->vocab_from) : pl_synth_vocab_write(w, o->n_vocab);
 }
 
 /* Declares everything, then streams every tensor row by row. */
@@ -396,11 +245,10 @@ static int pl_mg_write(const pl_mg_opts *o, uint64_t *out_bytes, uint64_t *out_p
     rc = pl_gguf_stream_begin(w, o->out);
   for (int i = 0; i < l.n && !rc; i++) {
     const pl_mg_tensor *t = &l.t[i];
-    pl_mg_rng rng;
-    pl_mg_rng_seed(&rng, o->seed, (uint64_t)i + 1);
-    float mean = t->kind == PL_MG_NORM ? 1.0f : 0.0f;
+    float mean = t->kind == PL_MG_NORM ? 1.0f : 0.0f, scale = pl_wrand_scale(o->std);
     for (int64_t r = 0; r < t->ne[1] && !rc; r++) {
-      pl_mg_normals(&rng, x, t->ne[0], mean, (float)o->std);
+      for (int64_t c = 0; c < t->ne[0]; c++) /* the dummy loader's values (weight_rand.h) */
+        x[c] = mean + pl_wrand_value(t->stream, (uint64_t)(r * t->ne[0] + c), scale);
       size_t nb = pl_quant_row(t->type, x, row, t->ne[0]);
       if (nb != pl_dtype_row_bytes(t->type, t->ne[0]) || nb == 0)
         rc = pl_fail(PL_EINTERNAL, "model-gen: cannot quantize a row of %s to %s", t->name,
@@ -429,35 +277,18 @@ static int pl_mg_write(const pl_mg_opts *o, uint64_t *out_bytes, uint64_t *out_p
 
 /* ---- command line ----------------------------------------------------------------------- */
 
-/* Shapes of real models (their config.json), for benchmarks without a download. */
-typedef struct {
-  const char *name;
-  int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
-  double rope_theta;
-} pl_mg_preset;
-
-static const pl_mg_preset mg_presets[] = {
-    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, 10000},   /* TinyLlama-1.1B-Chat */
-    {"llama-2-7b", 4096, 32, 32, 32, 11008, 32000, 4096, 10000},     /* MHA */
-    {"llama-3-8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000},    /* GQA 32/8 */
-};
-
-static const pl_mg_preset *mg_preset(const char *name) {
-  for (size_t i = 0; i < sizeof mg_presets / sizeof *mg_presets; i++)
-    if (!strcmp(name, mg_presets[i].name))
-      return &mg_presets[i];
-  return NULL;
-}
-
 static void pl_mg_usage(FILE *f) {
   fputs(
       "usage: pagellm model-gen -o OUT.gguf [options]\n"
       "Writes a random-weight GGUF (llama.cpp-compatible) of a Llama-family architecture.\n"
       "  -o, --out PATH        output file (required)\n"
-      "  --arch A              llama (default) | mistral | qwen2 | qwen3\n"
-      "  --preset P            tinyllama-1.1b, llama-2-7b or llama-3-8b (their shapes: e.g.\n"
-      "                        tinyllama-1.1b: n_embd 2048, 22 layers, 32/4 heads, n_ff 5632,\n"
-      "                        vocab 32000, ctx 2048); later options override it\n"
+      "  --arch A              llama (default; a preset's own) | mistral | qwen2 | qwen3\n"
+      "  --preset P            a real model's shape (model/model_preset.c): tinyllama-1.1b,\n"
+      "                        llama-2-7b, llama-3-8b, qwen2.5-7b (e.g. tinyllama-1.1b:\n"
+      "                        n_embd 2048, 22 layers, 32/4 heads, n_ff 5632, vocab 32000,\n"
+      "                        ctx 2048); later options override it. --preset P --seed S\n"
+      "                        --type bf16 writes exactly the weights of --load-format dummy\n"
+      "                        --model-config P --seed S (f16/f32 likewise)\n"
       "  --n-embd N            model width (default 256)\n"
       "  --n-layer N           layers (default 2)\n"
       "  --n-head N            query heads (default 4)\n"
@@ -471,7 +302,7 @@ static void pl_mg_usage(FILE *f) {
       "  --tied / --no-tied    share token_embd as the output matrix (default untied)\n"
       "  --type T              matrix type: f32 | f16 (default) | bf16 | q8_0 | q4_0 | q4_k | q6_k\n"
       "                        (norms and biases stay F32)\n"
-      "  --seed N              random seed (default 1)\n"
+      "  --seed N              random seed (default 0, as --load-format dummy)\n"
       "  --std F               weight standard deviation (default 0.02)\n"
       "  --name S              general.name (default pagellm-random-ARCH)\n"
       "  --vocab-from F.gguf   copy F's tokenizer and vocabulary size (e.g. for a draft model)\n"
@@ -525,7 +356,7 @@ static int pl_mg_validate(const pl_mg_opts *o) {
     why = "n_head must be a multiple of n_head_kv";
   else if (o->head_dim % 2)
     why = "head_dim must be even (RoPE rotates pairs)";
-  else if (o->n_vocab < PL_MG_FIRST_FILLER + 1)
+  else if (o->n_vocab < PL_SV_MIN_VOCAB)
     why = "n_vocab must be at least 260 (<unk>, <s>, </s>, 256 byte tokens, one more)";
   else if (!strcmp(o->arch, "qwen2") && q_dim != o->n_embd)
     why = "qwen2: llama.cpp needs head_dim * n_head == n_embd";
@@ -547,13 +378,14 @@ int pl_cmd_model_gen(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.arch = "llama";
   o.type = PL_DT_F16;
-  o.seed = 1;
-  o.std = 0.02;
+  o.seed = 0;
+  o.std = PL_WEIGHT_STD;
   /* -1 = not given: filled from the preset or the defaults below */
   o.n_embd = o.n_layer = o.n_head = o.n_head_kv = o.n_ff = o.n_vocab = o.n_ctx = o.head_dim = -1;
   o.rope_theta = o.rms_eps = -1;
   o.tied = -1;
   const char *preset = NULL;
+  int arch_given = 0;
   char name_buf[64];
 
   for (int i = 1; i < argc; i++) {
@@ -592,13 +424,14 @@ int pl_cmd_model_gen(int argc, char **argv) {
         return 2;
       }
       o.arch = v;
+      arch_given = 1;
       continue;
     }
     if (!strcmp(a, "--preset")) {
       PL_MG_NEED_ARG();
-      if (!mg_preset(v)) {
-        fprintf(stderr, "pagellm model-gen: unknown --preset '%s' (tinyllama-1.1b, llama-2-7b, "
-                        "llama-3-8b)\n", v);
+      if (!pl_model_preset_find(v)) {
+        fprintf(stderr, "pagellm model-gen: unknown --preset '%s' (%s)\n", v,
+                pl_model_preset_names());
         return 2;
       }
       preset = v;
@@ -672,9 +505,11 @@ int pl_cmd_model_gen(int argc, char **argv) {
     return 2;
   }
   /* preset, then defaults, for everything not given */
+  const pl_model_preset *ps = preset ? pl_model_preset_find(preset) : NULL;
+  if (ps && !arch_given)
+    o.arch = ps->arch;
   int qwen = !strncmp(o.arch, "qwen", 4), mistral = !strcmp(o.arch, "mistral");
-  if (preset) {
-    const pl_mg_preset *ps = mg_preset(preset);
+  if (ps) {
     if (o.n_embd < 0) o.n_embd = ps->n_embd;
     if (o.n_layer < 0) o.n_layer = ps->n_layer;
     if (o.n_head < 0) o.n_head = ps->n_head;
@@ -682,9 +517,10 @@ int pl_cmd_model_gen(int argc, char **argv) {
     if (o.n_ff < 0) o.n_ff = ps->n_ff;
     if (o.n_vocab < 0) o.n_vocab = ps->n_vocab;
     if (o.n_ctx < 0) o.n_ctx = ps->n_ctx;
+    if (o.head_dim < 0) o.head_dim = ps->head_dim;
     if (o.rope_theta < 0) o.rope_theta = ps->rope_theta;
-    if (o.rms_eps < 0) o.rms_eps = 1e-5;
-    if (o.tied < 0) o.tied = 0;
+    if (o.rms_eps < 0) o.rms_eps = ps->rms_eps;
+    if (o.tied < 0) o.tied = ps->tied;
   }
   if (o.n_embd < 0) o.n_embd = 256;
   if (o.n_layer < 0) o.n_layer = 2;

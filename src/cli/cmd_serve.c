@@ -209,6 +209,7 @@ static int parse_server_opt(pl_server_config *c, int argc, char **argv, int *i, 
       return -1;
     }
     ep->seed = x;
+    ep->load_seed = x; /* --load-format dummy's weights too (vLLM's --seed) */
     return 1;
   }
   }
@@ -264,9 +265,7 @@ int pl_cmd_serve(int argc, char **argv) {
       return 2;
     }
   }
-  if (!ep.model_path)
-    ep.model_path = pl_engine_opts_default_model();
-  if (!ep.model_path) {
+  if (!pl_engine_opts_model(&ep)) {
     fprintf(stderr, "pagellm serve: no model given (-m MODEL) and the bundled default model "
             "'%s' was not found\n", PL_DEFAULT_MODEL);
     pl_engine_opts_cleanup();

@@ -172,6 +172,38 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
             v);
     return -1;
   }
+  if (is_opt(a, "--load-format")) {
+    if (!(v = value(argc, argv, i, "--load-format")))
+      return -1;
+    if (strcmp(v, "auto") && strcmp(v, "dummy")) {
+      fprintf(stderr, "pagellm: --load-format expects 'auto' or 'dummy', got '%s'\n", v);
+      return -1;
+    }
+    ep->load_format = !strcmp(v, "dummy") ? PL_LOAD_DUMMY : PL_LOAD_AUTO;
+    return 1;
+  }
+  if (is_opt(a, "--model-config")) {
+    if (!(v = value(argc, argv, i, "--model-config")))
+      return -1;
+    if (!*v) {
+      fprintf(stderr, "pagellm: --model-config expects a preset name or a config.json path\n");
+      return -1;
+    }
+    ep->model_config = v;
+    return 1;
+  }
+  if (is_opt(a, "--dtype")) {
+    if (!(v = value(argc, argv, i, "--dtype")))
+      return -1;
+    static const char *names[] = {"auto", "f32", "f16", "bf16"};
+    for (int k = 0; k < 4; k++)
+      if (!strcmp(v, names[k])) {
+        ep->dtype = (pl_weight_dtype)k;
+        return 1;
+      }
+    fprintf(stderr, "pagellm: --dtype expects auto, bf16, f16 or f32, got '%s'\n", v);
+    return -1;
+  }
   if (!strcmp(a, "--no-prefix-caching") || !strcmp(a, "--no-enable-prefix-caching")) {
     ep->enable_prefix_caching = 0;
     return 1;
@@ -190,6 +222,19 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
 void pl_engine_opts_cleanup(void) {
   pl_free(template_text);
   template_text = NULL;
+}
+
+const char *pl_engine_opts_model(pl_engine_params *ep) {
+  static char buf[1100];
+  if (ep->model_path)
+    return ep->model_path;
+  if (ep->load_format == PL_LOAD_DUMMY) {
+    if (!ep->model_config)
+      return "dummy"; /* the engine says that --model-config is missing */
+    snprintf(buf, sizeof buf, "dummy:%.1000s", ep->model_config);
+    return ep->model_path = buf;
+  }
+  return ep->model_path = pl_engine_opts_default_model();
 }
 
 static int try_path(char *buf, size_t cap, const char *dir, const char *rel) {
@@ -232,6 +277,11 @@ const char *pl_engine_opts_help(void) {
   return "model and engine options:\n"
          "  -m, --model PATH            .gguf file or safetensors directory (default: the\n"
          "                              bundled " PL_DEFAULT_MODEL ")\n"
+         "  --load-format auto|dummy    dummy: random weights generated on the device, no file\n"
+         "                              (from --seed, default 0; same as model-gen's)\n"
+         "  --model-config C            dummy: the shape, a preset (tinyllama-1.1b,\n"
+         "                              llama-2-7b, llama-3-8b, qwen2.5-7b) or an HF config.json\n"
+         "  --dtype auto|bf16|f16|f32   dummy: weight type (auto = bf16)\n"
          "  --chat-template FILE        Jinja chat template overriding the model's\n"
          "  --kv-cache-memory SIZE      KV cache pool, e.g. 2GiB, 512MiB (default: auto)\n"
          "  --max-model-len N           tokens per sequence (default: the model's context)\n"

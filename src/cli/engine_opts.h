@@ -3,8 +3,8 @@
  *
  * Usage: pl_engine_params_default(&ep); in the argv loop call
  * pl_engine_opts_parse(&ep, argc, argv, &i) first: 1 = it was an engine option (i advanced
- * past its value), 0 = not an engine option, -1 = bad value (already printed). Then, when
- * ep.model_path is still NULL, use pl_engine_opts_default_model().
+ * past its value), 0 = not an engine option, -1 = bad value (already printed). Then call
+ * pl_engine_opts_model(&ep) (the default model when -m was not given).
  *
  * --chat-template FILE is read at parse time; ep.chat_template points at the text, which
  * stays valid until pl_engine_opts_cleanup() (process lifetime otherwise). Per-request
@@ -22,6 +22,10 @@
 #endif
 
 int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i);
+/* Fill ep->model_path when -m was not given and return it (NULL: none): with --load-format
+ * dummy "dummy:CONFIG" (a display name; the engine reads model_config), else the default
+ * model. The string is static: not thread-safe. */
+const char *pl_engine_opts_model(pl_engine_params *ep);
 /* Help lines for the options above (static text). */
 const char *pl_engine_opts_help(void);
 /* The default model's path, or NULL when not found. Static buffer: not thread-safe. */

@@ -101,16 +101,33 @@ static int upload_weights(pl_engine *e) {
   return pl_model_upload(e->model, e->be, isatty(2) && e->model->weight_bytes > (64u << 20));
 }
 
+/* The model: from its file, or random weights (--load-format dummy). */
+static int load_model(const pl_engine_params *p, pl_model **out) {
+  if (p->load_format != PL_LOAD_DUMMY) {
+    if (p->model_config)
+      return pl_fail(PL_EINVAL, "--model-config applies to --load-format dummy only");
+    if (p->dtype != PL_WEIGHT_DTYPE_AUTO)
+      return pl_fail(PL_EINVAL, "--dtype applies to --load-format dummy only (file weights keep "
+                     "their stored types)");
+    return pl_model_load(p->model_path, out);
+  }
+  static const pl_dtype types[] = {PL_DT_BF16, PL_DT_F32, PL_DT_F16, PL_DT_BF16};
+  pl_dummy_spec ds = {.config = p->model_config ? p->model_config : p->model_path,
+                      .dtype = (unsigned)p->dtype < 4 ? types[p->dtype] : PL_DT_AUTO,
+                      .seed = p->load_seed};
+  return pl_model_load_dummy(&ds, out);
+}
+
 int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   *out = NULL;
-  if (!pin || !pin->model_path)
+  if (!pin || (!pin->model_path && pin->load_format != PL_LOAD_DUMMY))
     return pl_fail(PL_EINVAL, "model_path is required");
   pl_engine *e = pl_calloc(1, sizeof *e);
   if (!e)
     return pl_fail(PL_ENOMEM, "out of memory");
   e->p = *pin;
   e->next_id = 1;
-  int rc = pl_model_load(pin->model_path, &e->model);
+  int rc = load_model(pin, &e->model);
   if (rc < 0)
     goto fail;
   const pl_hparams *hp = &e->model->hp;

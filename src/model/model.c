@@ -91,17 +91,19 @@ void pl_model_free(pl_model *m) {
 static int each_tensor(pl_model *m, int (*fn)(void *ctx, pl_tensor *t), void *ctx) {
   PL_TRY(fn(ctx, &m->tok_embd));
   PL_TRY(fn(ctx, &m->output_norm));
-  if (m->output.data == m->tok_embd.data)
+  if (m->hp.tied_embeddings) { /* output is a copy of the embedding's view */
+    m->output.data = m->tok_embd.data; /* set by a random fill on the CPU */
     m->output.dev = m->tok_embd.dev;
-  else
+  } else {
     PL_TRY(fn(ctx, &m->output));
+  }
   for (int l = 0; l < m->hp.n_layer; l++) {
     pl_layer *L = &m->layers[l];
     pl_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->bq, &L->bk, &L->bv,
                        &L->q_norm, &L->k_norm, &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up,
                        &L->w_down};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
-      if (ts[i]->data)
+      if (ts[i]->data || ts[i]->random)
         PL_TRY(fn(ctx, ts[i]));
   }
   return 0;
@@ -115,13 +117,16 @@ typedef struct {
 
 static int upload_one(void *ctx, pl_tensor *t) {
   upload_ctx *u = ctx;
-  PL_TRY(u->be->ops->weight_upload(u->be, t));
+  if (t->random && !u->be->ops->weight_fill_random)
+    return pl_fail(PL_EUNSUPPORTED, "the %s backend cannot generate random weights",
+                   u->be->ops->name);
+  PL_TRY(t->random ? u->be->ops->weight_fill_random(u->be, t) : u->be->ops->weight_upload(u->be, t));
   u->done += t->nbytes;
   int pct = u->total ? (int)(100.0 * u->done / u->total) : 100;
   if (u->bar && pct != u->shown) {
     u->shown = pct;
-    fprintf(stderr, "\rloading weights to %s: %3d%% [%-40.*s] %.2f / %.2f GiB", u->be->ops->name,
-            pct, pct * 40 / 100, "========================================",
+    fprintf(stderr, "\r%s weights %s %s: %3d%% [%-40.*s] %.2f / %.2f GiB",
+            t->random ? "generating" : "loading", t->random ? "on" : "to", u->be->ops->name, pct, pct * 40 / 100, "========================================",
             u->done / 1073741824.0, u->total / 1073741824.0);
   }
   return 0;
@@ -139,6 +144,21 @@ size_t pl_model_kv_bytes_per_token(const pl_model *m) {
   return (size_t)2 * m->hp.n_layer * m->hp.n_head_kv * m->hp.head_dim * sizeof(float);
 }
 
+float *pl_model_alloc_f32(pl_model *m, int64_t n) {
+  if (m->n_owned == m->cap_owned) {
+    int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+    float **o = pl_realloc(m->owned, (size_t)cap * sizeof *o);
+    if (!o)
+      return NULL;
+    m->owned = o;
+    m->cap_owned = cap;
+  }
+  float *f = pl_malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  if (f)
+    m->owned[m->n_owned++] = f;
+  return f;
+}
+
 int pl_model_own_f32(pl_model *m, pl_tensor *t) {
   if (!t->data || t->type == PL_DT_F32)
     return 0;
@@ -146,19 +166,10 @@ int pl_model_own_f32(pl_model *m, pl_tensor *t) {
   if (t->type != PL_DT_F16 && t->type != PL_DT_BF16)
     return pl_fail(PL_EFORMAT, "%s: tensor '%s' must be a float type, not %s", m->path, t->name,
                    pl_dtype_name(t->type));
-  if (m->n_owned == m->cap_owned) {
-    int cap = m->cap_owned ? 2 * m->cap_owned : 64;
-    float **o = pl_realloc(m->owned, (size_t)cap * sizeof *o);
-    if (!o)
-      return pl_fail(PL_ENOMEM, "out of memory");
-    m->owned = o;
-    m->cap_owned = cap;
-  }
-  float *f = pl_malloc((size_t)n * sizeof(float));
+  float *f = pl_model_alloc_f32(m, n);
   if (!f)
     return pl_fail(PL_ENOMEM, "out of memory");
   pl_dequant_row(t->type, t->data, f, n);
-  m->owned[m->n_owned++] = f;
   t->data = f;
   t->type = PL_DT_F32;
   t->nbytes = (size_t)n * sizeof(float);
@@ -200,7 +211,7 @@ int pl_model_init_rope(pl_model *m, const pl_tensor *rope_freqs) {
 
 static int check_shape(const pl_model *m, const pl_tensor *t, const char *what, int64_t ne0,
                        int64_t ne1, int required) {
-  if (!t->data) {
+  if (!t->data && !t->random) {
     if (!required)
       return 0;
     return pl_fail(PL_EFORMAT, "%s: missing tensor %s", m->path, what);
@@ -253,7 +264,7 @@ int pl_model_validate(pl_model *m) {
 #define CK(field, a, b, req)                                   \
   snprintf(w, sizeof w, "blk.%d." #field, l);                  \
   PL_TRY(check_shape(m, &L->field, w, a, b, req));             \
-  if (L->field.data) {                                         \
+  if (L->field.data || L->field.random) {                      \
     m->weight_bytes += L->field.nbytes;                        \
     m->n_params += pl_tensor_nelem(&L->field);                 \
   }

@@ -55,7 +55,7 @@ struct pl_gguf;
 typedef struct pl_model {
   char *path;
   char *name;                   /* file or directory stem */
-  const char *format;           /* "gguf" or "safetensors" */
+  const char *format;           /* "gguf", "safetensors" or "dummy" (random weights) */
   pl_hparams hp;
   pl_tensor tok_embd;           /* [n_embd, n_vocab] */
   pl_tensor output_norm;        /* [n_embd] F32 */
@@ -77,9 +77,28 @@ typedef struct pl_model {
  * PL_ENOMEM, with a message naming the file and the problem. */
 int pl_model_load(const char *path, pl_model **out);
 void pl_model_free(pl_model *m); /* NULL ok */
+
+/* `--load-format dummy`: random weights, no file (model_dummy.c). config is a preset name
+ * (model_preset.h), an HF config.json or a directory holding one (llama, mistral, qwen2, qwen3
+ * fields: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+ * max_position_embeddings and vocab_size required; num_key_value_heads, head_dim,
+ * rms_norm_eps, rope_theta, llama3 rope_scaling, tie_word_embeddings optional). The matrices
+ * are `random` tensors (no data) that pl_model_upload has the backend generate with
+ * weight_fill_random; norms and biases are generated at load. The same preset/config, dtype
+ * and seed give exactly the weights of `model-gen --preset P --seed S --type T`, and the same
+ * synthetic vocabulary (m->gguf holds it). Errors: PL_EIO (no such preset or file),
+ * PL_EFORMAT (bad JSON, a missing or ill-typed field, inconsistent shapes, with the field's
+ * name), PL_EUNSUPPORTED, PL_EINVAL, PL_ENOMEM. */
+typedef struct pl_dummy_spec {
+  const char *config;
+  pl_dtype dtype;   /* of the matrices: F32, F16 or BF16 (norms and biases are F32) */
+  uint64_t seed;
+} pl_dummy_spec;
+int pl_model_load_dummy(const pl_dummy_spec *s, pl_model **out);
 const char *pl_arch_name(pl_arch a);
 
-/* Give every weight its backend copy (t->dev) through be->ops->weight_upload; progress != 0
+/* Give every weight its backend copy (t->dev) through be->ops->weight_upload (random tensors:
+ * weight_fill_random); progress != 0
  * draws a progress bar on stderr. Binds the model to that backend, which must be destroyed
  * before the model (it owns the copies). */
 struct pl_backend;
@@ -91,5 +110,6 @@ size_t pl_model_kv_bytes_per_token(const pl_model *m);
 /* ---- for the loaders (model_gguf.c, model_safetensors.c) ---- */
 int pl_model_validate(pl_model *m);                     /* shapes vs hparams; fills stats */
 int pl_model_own_f32(pl_model *m, pl_tensor *t);        /* convert a 1-D tensor to owned F32 */
+float *pl_model_alloc_f32(pl_model *m, int64_t n);      /* owned by m; NULL: out of memory */
 int pl_model_init_rope(pl_model *m, const pl_tensor *rope_freqs); /* inv-freq table */
 #endif

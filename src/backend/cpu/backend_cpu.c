@@ -11,6 +11,7 @@
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kern/kern.h"
 #include "backend/cpu/membw.h"
+#include "backend/weight_rand.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -30,6 +31,9 @@ static void cpu_destroy(pl_backend *be) {
   pl_free(c->v_cache);
   pl_free(c->attn_scratch);
   pl_free(c->mm_work);
+  for (int i = 0; i < c->n_rand_weights; i++)
+    pl_free(c->rand_weights[i]);
+  pl_free(c->rand_weights);
   pl_free(c);
 }
 
@@ -47,6 +51,54 @@ static void cpu_mem_info(pl_backend *be, size_t *free_bytes, size_t *total_bytes
 }
 
 static int cpu_weight_upload(pl_backend *be, pl_tensor *t) { return 0; }
+
+typedef struct {
+  void *dst;
+  const pl_tensor *t;
+  uint64_t n;
+  size_t es;
+  int rc;
+} fill_job;
+
+static void fill_task(void *ctx, int ith, int nth) {
+  fill_job *j = ctx;
+  uint64_t a = j->n * (uint64_t)ith / (uint64_t)nth, b = j->n * (uint64_t)(ith + 1) / (uint64_t)nth;
+  if (b > a && pl_wrand_fill_host((char *)j->dst + a * j->es, j->t->type, a, b - a,
+                                  j->t->rand_stream, j->t->rand_scale) < 0)
+    j->rc = PL_EUNSUPPORTED; /* same for every thread: only the type can fail */
+}
+
+static int cpu_weight_fill_random(pl_backend *be, pl_tensor *t) {
+  pl_cpu_backend *c = CPU(be);
+  size_t es = t->type == PL_DT_F32 ? 4 : t->type == PL_DT_F16 || t->type == PL_DT_BF16 ? 2 : 0;
+  uint64_t n = (uint64_t)pl_tensor_nelem(t);
+  if (!es)
+    return pl_fail(PL_EUNSUPPORTED, "'%s': random weights are f32, f16 or bf16, not %s", t->name,
+                   pl_dtype_name(t->type));
+  if (n * es != t->nbytes)
+    return pl_fail(PL_EINVAL, "'%s': %zu bytes for %llu elements", t->name, t->nbytes,
+                   (unsigned long long)n);
+  if (c->n_rand_weights == c->cap_rand_weights) {
+    int cap = c->cap_rand_weights ? 2 * c->cap_rand_weights : 64;
+    void **w = pl_realloc(c->rand_weights, (size_t)cap * sizeof *w);
+    if (!w)
+      return pl_fail(PL_ENOMEM, "out of memory");
+    c->rand_weights = w;
+    c->cap_rand_weights = cap;
+  }
+  void *dst = pl_malloc(t->nbytes ? t->nbytes : 1);
+  if (!dst)
+    return pl_fail(PL_ENOMEM, "out of memory for weight '%s' (%.1f MiB)", t->name,
+                   t->nbytes / 1048576.0);
+  c->rand_weights[c->n_rand_weights++] = dst;
+  fill_job j = {dst, t, n, es, 0};
+  pl_threadpool_run(n >= PAR_MIN_ELEMS ? c->tp : NULL, fill_task, &j);
+  if (j.rc < 0)
+    return pl_fail(j.rc, "'%s': cannot generate %s weights", t->name, pl_dtype_name(t->type));
+  t->data = dst;
+  t->dev = NULL; /* the CPU ops read t->data */
+  return 0;
+}
 
 static int cpu_kv_init(pl_backend *be, const pl_kv_spec *s) {
   pl_cpu_backend *c = CPU(be);
@@ -300,6 +352,7 @@ static const pl_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
     .weight_upload = cpu_weight_upload,
+    .weight_fill_random = cpu_weight_fill_random,
     .kv_bytes_per_token = cpu_kv_bytes_per_token,
     .kv_init = cpu_kv_init,
     .kv_bytes = cpu_kv_bytes,

@@ -20,6 +20,8 @@ typedef struct pl_cpu_backend {
   size_t scratch_per_thread; /* floats: acc[g][hd] + m[g] + l[g] + scores[bs] */
   void *mm_work;             /* matmul scratch, grown only outside steady state */
   size_t mm_work_size;
+  void **rand_weights;       /* weight_fill_random's buffers, freed at destroy */
+  int n_rand_weights, cap_rand_weights;
 } pl_cpu_backend;
 
 int pl_cpu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,

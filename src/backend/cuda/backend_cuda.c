@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cuda/cu_fill.h"
 #include "backend/cuda/cu_kernels.h"
 #include "backend/cuda/cu_quant.h"
 #include "util/alloc.h"
@@ -178,6 +179,35 @@ static int cu_weight_upload(pl_backend *be, pl_tensor *t) {
     w->w.sb_type = t->sb_type;
     w->w.group_size = t->group_size;
   }
+  t->dev = w;
+  return 0;
+}
+
+/* --load-format dummy: the weight is generated in device memory (cu_fill.cu); no host copy */
+static int cu_weight_fill_random(pl_backend *be, pl_tensor *t) {
+  cu_backend *c = CU(be);
+  cudaSetDevice(c->dev);
+  if (t->type != PL_DT_F32 && t->type != PL_DT_F16 && t->type != PL_DT_BF16)
+    return pl_fail(PL_EUNSUPPORTED, "'%s': random weights are f32, f16 or bf16, not %s", t->name,
+                   pl_dtype_name(t->type));
+  cu_weight *w = pl_calloc(1, sizeof *w);
+  if (!w)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  w->next = c->weights;
+  c->weights = w;
+  w->w.type = t->type;
+  w->w.cols = t->ne[0];
+  w->w.rows = pl_tensor_nelem(t) / (t->ne[0] ? t->ne[0] : 1);
+  if (!(w->bufs[0] = cu_alloc(be, t->nbytes))) {
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    return pl_fail(PL_ENOMEM, "out of GPU memory generating '%s' (%.1f MiB; %.2f GiB free of "
+                   "%.2f GiB)", t->name, t->nbytes / 1048576.0, fr / 1073741824.0,
+                   tot / 1073741824.0);
+  }
+  w->w.data = w->bufs[0];
+  K_TRY(pl_cu_fill_random(w->bufs[0], t->type, (uint64_t)pl_tensor_nelem(t), t->rand_stream,
+                          t->rand_scale, c->st), "random weight fill");
   t->dev = w;
   return 0;
 }
@@ -512,6 +542,7 @@ static const pl_backend_ops cuda_ops = {
     .alloc = cu_alloc,
     .free = cu_free,
     .weight_upload = cu_weight_upload,
+    .weight_fill_random = cu_weight_fill_random,
     .kv_bytes_per_token = cu_kv_bytes_per_token,
     .kv_init = cu_kv_init,
     .kv_bytes = cu_kv_bytes,
