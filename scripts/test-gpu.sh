@@ -2,12 +2,15 @@
 # Every GPU check of the CUDA backend (issue 11), on a machine with an NVIDIA GPU:
 #   cuda    tests/cuda/test_cuda_*: each op of the CUDA backend against the CPU backend
 #   engine  the engine-level tests with PAGELLM_TEST_DEVICE=cuda (HF goldens, engine invariants,
-#           paged forward, bundled model perplexity vs the CPU, speculative decoding)
+#           paged forward, bundled model perplexity vs the CPU, speculative decoding, random
+#           weights generated on the GPU == model-gen's file uploaded)
 #   node    the openai-client server tests (tests/node) against `pagellm serve --device cuda`
 #   smoke   `pagellm generate` and `pagellm bench throughput` on the GPU
 #   bench   (not in the default set) throughput of random-weight models of real shapes
-#           (PL_BENCH_PRESETS, default tinyllama-1.1b; model-gen writes them here first) beside
-#           the peer on the same GPU: HF transformers' batched generate (tools/bench/hf_generate.py)
+#           (PL_BENCH_PRESETS: presets of src/model/model_preset.c, default tinyllama-1.1b; also
+#           llama-2-7b, llama-3-8b, qwen2.5-7b), generated on the GPU with --load-format dummy
+#           (no file, no host copy), beside the peer on the same GPU: HF transformers' batched
+#           generate (tools/bench/hf_generate.py)
 # Usage: scripts/test-gpu.sh [STAGE...]     (default: all four, in that order)
 #        scripts/test-gpu.sh --list-tests   (the test binaries it runs, for scripts/gpu-pack.sh)
 # It prints a machine line (GPU, driver, CUDA, commit) and writes the whole log to
@@ -29,7 +32,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 CUDA_TESTS_GLOB="test_cuda_*"
-ENGINE_TESTS="test_hf_golden test_engine test_forward_paged test_default_model test_spec_decode"
+ENGINE_TESTS="test_hf_golden test_engine test_forward_paged test_default_model test_spec_decode test_model_dummy"
 NODE_TESTS="server_api server_errors server_sse server_load spec_decode_server"
 
 if [ "${1:-}" = "--list-tests" ]; then
@@ -178,25 +181,22 @@ for stage in $STAGES; do
   bench)
     IN=${PL_BENCH_IN:-512} OUTL=${PL_BENCH_OUT:-128} NP=${PL_BENCH_PROMPTS:-256}
     for preset in ${PL_BENCH_PRESETS:-tinyllama-1.1b}; do
-      G=$WORK/$preset.gguf
-      run "bench/model-gen $preset bf16" "$PL_BIN" model-gen --preset "$preset" --type bf16 -q -o "$G"
-      [ -f "$G" ] || continue
+      D="--load-format dummy --model-config $preset --dtype bf16"
       for kv in paged static; do
-        run "bench/$preset fixed $IN/$OUTL x $NP ($kv)" "$PL_BIN" bench throughput -m "$G" \
+        run "bench/$preset fixed $IN/$OUTL x $NP ($kv)" "$PL_BIN" bench throughput $D \
           --device "$DEV" --workload fixed --input-len "$IN" --output-len "$OUTL" \
           --num-prompts "$NP" --kv-alloc $kv --max-model-len $((IN + OUTL))
       done
-      run "bench/$preset sharegpt-like x 1000" "$PL_BIN" bench throughput -m "$G" --device "$DEV" \
+      run "bench/$preset sharegpt-like x 1000" "$PL_BIN" bench throughput $D --device "$DEV" \
         --workload sharegpt-like --num-prompts 1000
       # sampling steps (the device's sampling reduction) and the batch-invariant mode's cost
       run "bench/$preset sharegpt-like x 1000, temperature 1 top-p 0.9" "$PL_BIN" bench \
-        throughput -m "$G" --device "$DEV" --workload sharegpt-like --num-prompts 1000 \
+        throughput $D --device "$DEV" --workload sharegpt-like --num-prompts 1000 \
         --temperature 1 --top-p 0.9
       run "bench/$preset sharegpt-like x 1000, --batch-invariant" "$PL_BIN" bench throughput \
-        -m "$G" --device "$DEV" --workload sharegpt-like --num-prompts 1000 --batch-invariant
-      run "bench/$preset decode 1 stream" "$PL_BIN" bench decode -m "$G" --device "$DEV" \
+        $D --device "$DEV" --workload sharegpt-like --num-prompts 1000 --batch-invariant
+      run "bench/$preset decode 1 stream" "$PL_BIN" bench decode $D --device "$DEV" \
         --prompt-len 128 --gen-len 128 --repeats 2
-      rm -f "$G"
       for b in ${PL_BENCH_HF_BATCH:-64 256}; do
         run "bench/peer hf-transformers $preset batch $b" env -u LD_LIBRARY_PATH python3 \
           tools/bench/hf_generate.py --preset "$preset" --num-prompts "$NP" --input-len "$IN" \

@@ -46,7 +46,8 @@ static void usage(FILE *f) {
           "                              above)\n"
           "  --shutdown-timeout SECS     how long in-flight requests may finish on SIGTERM\n"
           "                              (default 30)\n"
-          "  --seed N                    base seed for requests without one\n\n%s",
+          "  --seed N                    base seed for requests without one (and of\n"
+          "                              --load-format dummy's weights; default 0 for those)\n\n%s",
           pl_engine_opts_help());
 }
 

@@ -2,7 +2,8 @@
  *  1. The random model equals the GGUF that `pagellm model-gen` (the CLI, a separate program
  *     reading the same preset table) writes for the same shape, seed and type: every tensor
  *     byte for byte after the backend generated it, the tokenizer's ids for the same text, and
- *     the engine's greedy tokens with their top-20 logprobs bit for bit. For a llama GQA
+ *     the engine's greedy tokens with their top-20 logprobs bit for bit (on the CPU, or on
+ *     $PAGELLM_TEST_DEVICE: scripts/test-gpu.sh runs it on the GPU). For a llama GQA
  *     config (tests/data/models/dummy-llama) in bf16, f16 and f32, and a qwen2 config (QKV
  *     biases, tied embeddings) in bf16.
  *  2. Seeds: the same seed twice gives the same bytes, another seed different ones; the
@@ -79,10 +80,13 @@ typedef struct {
   int n;
 } run_out;
 
-/* greedy from a text prompt with top-20 logprobs; CPU */
+/* greedy from a text prompt with top-20 logprobs; on the CPU, or $PAGELLM_TEST_DEVICE (the GPU
+ * run of scripts/test-gpu.sh: the file's weights uploaded and the weights generated on the
+ * device must give the same bits there too) */
 static void run_engine(pl_engine_params *ep, run_out *o) {
   memset(o, 0, sizeof *o);
-  ep->device = "cpu";
+  const char *dev = getenv("PAGELLM_TEST_DEVICE");
+  ep->device = dev && *dev ? dev : "cpu";
   ep->n_threads = 2;
   ep->kv_cache_bytes = 4 << 20;
   pl_engine *e = NULL;

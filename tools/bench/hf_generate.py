@@ -3,15 +3,15 @@
 batched generate() (bf16, SDPA attention, static batches) on the same Llama shape with random
 weights. Every request has input_len random tokens and exactly output_len new tokens; requests
 run in batches of --batch. Prints one line: requests, elapsed, output tok/s, total tok/s.
-Usage: hf_generate.py --preset tinyllama-1.1b|llama-3-8b --num-prompts N --input-len I
-       --output-len O --batch B"""
+Usage: hf_generate.py --preset tinyllama-1.1b|llama-2-7b|llama-3-8b|qwen2.5-7b --num-prompts N
+       --input-len I --output-len O --batch B"""
 import argparse
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-PRESETS = {  # the shapes of `pagellm model-gen --preset`
+PRESETS = {  # the shapes of src/model/model_preset.c (model-gen --preset, --model-config)
     "tinyllama-1.1b": dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32,
                            num_key_value_heads=4, intermediate_size=5632, vocab_size=32000,
                            max_position_embeddings=2048, rope_theta=10000.0),
@@ -21,6 +21,9 @@ PRESETS = {  # the shapes of `pagellm model-gen --preset`
     "llama-3-8b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
                        num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
                        max_position_embeddings=8192, rope_theta=500000.0),
+    "qwen2.5-7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, intermediate_size=18944, vocab_size=152064,
+                       max_position_embeddings=32768, rope_theta=1000000.0),
 }
 
 ap = argparse.ArgumentParser()
@@ -32,9 +35,11 @@ ap.add_argument("--batch", type=int, default=64)
 a = ap.parse_args()
 
 torch.manual_seed(0)
-cfg = LlamaConfig(**PRESETS[a.preset], rms_norm_eps=1e-5, tie_word_embeddings=False)
+qwen = a.preset.startswith("qwen")
+Config, Model = (Qwen2Config, Qwen2ForCausalLM) if qwen else (LlamaConfig, LlamaForCausalLM)
+cfg = Config(**PRESETS[a.preset], rms_norm_eps=1e-6 if qwen else 1e-5, tie_word_embeddings=False)
 with torch.device("cuda"):
-    model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+    model = Model(cfg).to(torch.bfloat16).eval()
 model.config._attn_implementation = "sdpa"
 V = cfg.vocab_size
 ids = torch.randint(3, V, (a.num_prompts, a.input_len), device="cuda")
