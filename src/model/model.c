@@ -120,14 +120,16 @@ static int upload_one(void *ctx, pl_tensor *t) {
   if (t->random && !u->be->ops->weight_fill_random)
     return pl_fail(PL_EUNSUPPORTED, "the %s backend cannot generate random weights",
                    u->be->ops->name);
-  PL_TRY(t->random ? u->be->ops->weight_fill_random(u->be, t) : u->be->ops->weight_upload(u->be, t));
+  PL_TRY(t->random ? u->be->ops->weight_fill_random(u->be, t)
+                   : u->be->ops->weight_upload(u->be, t));
   u->done += t->nbytes;
   int pct = u->total ? (int)(100.0 * u->done / u->total) : 100;
   if (u->bar && pct != u->shown) {
     u->shown = pct;
     fprintf(stderr, "\r%s weights %s %s: %3d%% [%-40.*s] %.2f / %.2f GiB",
-            t->random ? "generating" : "loading", t->random ? "on" : "to", u->be->ops->name, pct, pct * 40 / 100, "========================================",
-            u->done / 1073741824.0, u->total / 1073741824.0);
+            t->random ? "generating" : "loading", t->random ? "on" : "to", u->be->ops->name, pct,
+            pct * 40 / 100, "========================================", u->done / 1073741824.0,
+            u->total / 1073741824.0);
   }
   return 0;
 }
