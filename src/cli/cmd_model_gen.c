@@ -517,7 +517,7 @@ int pl_cmd_model_gen(int argc, char **argv) {
     if (o.n_ff < 0) o.n_ff = ps->n_ff;
     if (o.n_vocab < 0) o.n_vocab = ps->n_vocab;
     if (o.n_ctx < 0) o.n_ctx = ps->n_ctx;
-    if (o.head_dim < 0) o.head_dim = ps->head_dim;
+    /* head_dim: n_embd / n_head below (every preset's), so --n-embd/--n-head overrides work */
     if (o.rope_theta < 0) o.rope_theta = ps->rope_theta;
     if (o.rms_eps < 0) o.rms_eps = ps->rms_eps;
     if (o.tied < 0) o.tied = ps->tied;
