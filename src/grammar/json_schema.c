@@ -35,7 +35,9 @@ static const char *BASE =
     "[0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2}))\n"
     "string ::= \"\\\"\" char* \"\\\"\"\n"
     "integer ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n"
-    "number ::= integer (\".\" [0-9]{1,16})? ([eE] [-+]? [1-9] [0-9]{0,2})?\n"
+    /* exponents up to 99: every number the grammar allows is a finite double (jansson refuses
+     * 1e999 as an overflow, so a constrained output or tool call could fail to parse) */
+    "number ::= integer (\".\" [0-9]{1,16})? ([eE] [-+]? [1-9] [0-9]?)?\n"
     "boolean ::= \"true\" | \"false\"\n"
     "null ::= \"null\"\n"
     "value ::= object | array | string | number | boolean | null\n"

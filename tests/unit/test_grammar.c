@@ -201,8 +201,35 @@ static void test_errors(void) {
   CHECK(pl_regex_to_gbnf("(?=a)b", &ce) == NULL && strstr(ce.message, "lookaround"));
 }
 
+/* Every number a schema grammar allows parses as a finite double (jansson, which parses tool
+ * calls and validates outputs, refuses 1e999 as an overflow). */
+static void test_number_range(pl_vocab *v) {
+  json_t *js = json_loads("{\"type\":\"object\",\"additionalProperties\":true}", 0, NULL);
+  pl_gconv_error ce;
+  char *txt = pl_json_schema_to_gbnf(js, &ce);
+  json_decref(js);
+  pl_grammar *g = NULL;
+  CHECK(txt && pl_grammar_compile(txt, strlen(txt), &g) == 0, "%s", pl_last_error());
+  pl_free(txt);
+  if (!g)
+    return;
+  const char *ok[] = {"{\"a\":1e99}", "{\"a\":-9999999999999999.9999999999999999e+99}",
+                      "{\"a\":0.5E-99}", "{\"a\":533E32}"};
+  const char *no[] = {"{\"a\":1e100}", "{\"a\":533E326}", "{\"a\":1e-999}"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    CHECK(grammar_accepts(g, v, ok[i]) == 1, "%s refused", ok[i]);
+    json_t *j = json_loads(ok[i], 0, NULL);
+    CHECK(j != NULL, "jansson cannot parse %s", ok[i]);
+    json_decref(j);
+  }
+  for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+    CHECK(grammar_accepts(g, v, no[i]) == 0, "%s accepted", no[i]);
+  pl_grammar_free(g);
+}
+
 int main(void) {
   pl_vocab *v = make_vocab();
+  test_number_range(v);
   test_vs_regex(v);
   test_masks(v);
   test_errors();
