@@ -10,7 +10,8 @@
 #           (PL_BENCH_PRESETS: presets of src/model/model_preset.c, default tinyllama-1.1b; also
 #           llama-2-7b, llama-3-8b, qwen2.5-7b), generated on the GPU with --load-format dummy
 #           (no file, no host copy), beside the peer on the same GPU: HF transformers' batched
-#           generate (tools/bench/hf_generate.py)
+#           generate (tools/bench/hf_generate.py). PL_BENCH_EXTRA ("sampling invariant" by
+#           default) adds sharegpt-like runs with sampling and with --batch-invariant.
 # Usage: scripts/test-gpu.sh [STAGE...]     (default: all four, in that order)
 #        scripts/test-gpu.sh --list-tests   (the test binaries it runs, for scripts/gpu-pack.sh)
 # It prints a machine line (GPU, driver, CUDA, commit) and writes the whole log to
@@ -189,12 +190,18 @@ for stage in $STAGES; do
       done
       run "bench/$preset sharegpt-like x 1000" "$PL_BIN" bench throughput $D --device "$DEV" \
         --workload sharegpt-like --num-prompts 1000
-      # sampling steps (the device's sampling reduction) and the batch-invariant mode's cost
-      run "bench/$preset sharegpt-like x 1000, temperature 1 top-p 0.9" "$PL_BIN" bench \
-        throughput $D --device "$DEV" --workload sharegpt-like --num-prompts 1000 \
-        --temperature 1 --top-p 0.9
-      run "bench/$preset sharegpt-like x 1000, --batch-invariant" "$PL_BIN" bench throughput \
-        $D --device "$DEV" --workload sharegpt-like --num-prompts 1000 --batch-invariant
+      # PL_BENCH_EXTRA: sampling steps (the device's sampling reduction) and the batch-invariant
+      # mode's cost, on the same workload
+      case " ${PL_BENCH_EXTRA-sampling invariant} " in *" sampling "*)
+        run "bench/$preset sharegpt-like x 1000, temperature 1 top-p 0.9" "$PL_BIN" bench \
+          throughput $D --device "$DEV" --workload sharegpt-like --num-prompts 1000 \
+          --temperature 1 --top-p 0.9 ;;
+      esac
+      case " ${PL_BENCH_EXTRA-sampling invariant} " in *" invariant "*)
+        run "bench/$preset sharegpt-like x 1000, --batch-invariant" "$PL_BIN" bench \
+          throughput $D --device "$DEV" --workload sharegpt-like --num-prompts 1000 \
+          --batch-invariant ;;
+      esac
       run "bench/$preset decode 1 stream" "$PL_BIN" bench decode $D --device "$DEV" \
         --prompt-len 128 --gen-len 128 --repeats 2
       for b in ${PL_BENCH_HF_BATCH:-64 256}; do
