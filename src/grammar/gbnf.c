@@ -10,6 +10,7 @@
 
 #define MAX_ELEMS (4 << 20) /* elements in one grammar: bounds {m,n} blow-ups */
 #define MAX_REPEAT 10000
+#define MAX_NESTING 1000 /* ( groups ) inside each other: the parser recurses on them */
 
 typedef struct evec {
   pl_gelem *e;
@@ -33,6 +34,7 @@ typedef struct parser {
   int byte_class[256]; /* class id of the single-byte class for each byte, -1 = none yet */
   int any_rule;        /* rule for `.`, -1 = not made */
   long total;
+  int nesting;
   int failed;
 } parser;
 
@@ -524,6 +526,8 @@ static int parse_sequence(parser *P, evec *seq, int nested) {
       if (r < 0 || epush(P, seq, PL_GE_RULE, r) < 0)
         return P->failed;
     } else if (c == '(') {
+      if (P->nesting == MAX_NESTING)
+        return perr(P, "groups nested more than %d deep", MAX_NESTING);
       P->p++;
       last = seq->n;
       int rid = new_rule(P, NULL, 0);
@@ -531,7 +535,9 @@ static int parse_sequence(parser *P, evec *seq, int nested) {
         return rid;
       evec b = {0};
       skip_space(P, 1);
+      P->nesting++;
       parse_alternatives(P, &b, 1);
+      P->nesting--;
       P->rules[rid].body = b;
       P->rules[rid].defined = 1;
       if (P->failed)

@@ -6,6 +6,11 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
+static uint32_t node_hash(const pl_gnodes *ns, int32_t pos, int32_t parent) {
+  uint32_t below = parent >= 0 ? ns->n[parent].hash : (uint32_t)parent;
+  return (below ^ (uint32_t)pos * 0x9E3779B1u) * 16777619u + 0x7F4A7C15u;
+}
+
 int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent) {
   if (ns->len == ns->cap) {
     int cap = ns->cap ? ns->cap * 2 : 1024;
@@ -15,7 +20,7 @@ int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent) {
     ns->n = n;
     ns->cap = cap;
   }
-  ns->n[ns->len] = (pl_gnode){pos, parent};
+  ns->n[ns->len] = (pl_gnode){pos, parent, node_hash(ns, pos, parent), 0};
   return ns->len++;
 }
 
@@ -24,12 +29,29 @@ void pl_gset_free(pl_gset *s) {
   memset(s, 0, sizeof *s);
 }
 
-int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
-  for (int i = 0; i < s->n; i++) { /* sets are small: a scan dedups */
-    const pl_gnode *t = &ns->n[s->top[i]];
-    if (t->pos == pos && t->parent == parent)
+/* Whether the stack (pos over parent, of hash h) has the same positions as the one at top. */
+static int same_stack(const pl_gnodes *ns, int32_t pos, int32_t parent, uint32_t h,
+                      int32_t top) {
+  const pl_gnode *t = &ns->n[top];
+  if (t->pos != pos || t->hash != h)
+    return 0;
+  for (int32_t a = parent, b = t->parent; a != b; a = ns->n[a].parent, b = ns->n[b].parent)
+    if (a < 0 || b < 0 || ns->n[a].pos != ns->n[b].pos || ns->n[a].hash != ns->n[b].hash)
       return 0;
-  }
+  return 1;
+}
+
+int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
+  /* Dedup by content, not node id: the same stack reached along two paths of an ambiguous
+   * grammar has its own nodes, and keeping both doubles the set at every byte. Sets are
+   * small: a scan (hash first) dedups. */
+  uint32_t h = node_hash(ns, pos, parent);
+  for (int i = 0; i < s->n; i++)
+    if (same_stack(ns, pos, parent, h, s->top[i]))
+      return 0;
+  if (s->n == PL_GSET_MAX)
+    return pl_fail(PL_EINVAL, "grammar: more than %d parse stacks alive at once (the grammar is "
+                   "too ambiguous)", PL_GSET_MAX);
   if (s->n == s->cap) {
     int cap = s->cap ? s->cap * 2 : 8;
     int32_t *n = pl_realloc(s->top, (size_t)cap * sizeof *n);
@@ -47,8 +69,22 @@ int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
 
 static int is_end(const pl_grammar *g, int32_t pos) { return g->elems[pos].type <= PL_GE_ALT; }
 
-int pl_gexpand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, pl_gset *out) {
+/* A new expansion round: fresh marks and work budget. */
+static void begin_round(pl_gnodes *ns) {
+  if (++ns->round == 0) { /* wrapped: old marks could look current */
+    for (int i = 0; i < ns->len; i++)
+      ns->n[i].mark = 0;
+    ns->round = 1;
+  }
+  ns->steps = PL_GEXPAND_MAX_STEPS;
+}
+
+static int expand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, pl_gset *out,
+                  int depth) {
   for (;;) {
+    if (--ns->steps < 0)
+      return pl_fail(PL_EINVAL, "grammar: more than %d expansion steps for one byte (the "
+                     "grammar is too ambiguous)", PL_GEXPAND_MAX_STEPS);
     const pl_gelem *e = &g->elems[pos];
     if (e->type == PL_GE_CHAR)
       return pl_gset_add(out, ns, pos, parent);
@@ -63,9 +99,17 @@ int pl_gexpand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, 
       out->hit_sentinel = 1;
       return 0;
     }
+    /* a continuation already returned into this round adds nothing new; without this, k
+     * nested rules with two empty alternatives each take 2^k returns */
+    if (ns->n[parent].mark == ns->round)
+      return 0;
+    ns->n[parent].mark = ns->round;
     pos = ns->n[parent].pos;
     parent = ns->n[parent].parent;
   }
+  if (depth >= PL_GEXPAND_MAX_DEPTH)
+    return pl_fail(PL_EINVAL, "grammar: more than %d rules entered in a row without a character "
+                   "(nested too deeply)", PL_GEXPAND_MAX_DEPTH);
   /* a rule reference: its continuation is pos + 1 (a tail call needs none) */
   int32_t cont = parent;
   if (!is_end(g, pos + 1)) {
@@ -75,23 +119,29 @@ int pl_gexpand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, 
   }
   int r = g->elems[pos].arg;
   for (int a = g->alt_off[r]; a < g->alt_off[r + 1]; a++) {
-    int rc = pl_gexpand(g, ns, g->alts[a], cont, out);
+    int rc = expand(g, ns, g->alts[a], cont, out, depth + 1);
     if (rc < 0)
       return rc;
   }
   return 0;
 }
 
+int pl_gexpand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, pl_gset *out) {
+  begin_round(ns);
+  return expand(g, ns, pos, parent, out, 0);
+}
+
 int pl_gadvance(const pl_grammar *g, pl_gnodes *ns, const pl_gset *in, uint8_t b, pl_gset *out) {
   out->n = 0;
   out->accept = 0;
   out->hit_sentinel = 0;
+  begin_round(ns);
   for (int i = 0; i < in->n; i++) {
     pl_gnode t = ns->n[in->top[i]];
     const pl_gclass *c = &g->classes[g->elems[t.pos].arg];
     if (!(c->bits[b >> 6] >> (b & 63) & 1))
       continue;
-    int rc = pl_gexpand(g, ns, t.pos + 1, t.parent, out);
+    int rc = expand(g, ns, t.pos + 1, t.parent, out, 0);
     if (rc < 0)
       return rc;
   }

@@ -57,17 +57,29 @@ struct pl_grammar {
 typedef struct pl_gnode {
   int32_t pos;
   int32_t parent;
+  uint32_t hash; /* of the whole stack's positions: equal stacks (other ids) hash equal */
+  uint32_t mark; /* == pl_gnodes.round: expansion already returned into this node */
 } pl_gnode;
 
 /* Node storage and state sets used by the matcher; grows, never shrinks below `keep`. */
 typedef struct pl_gnodes {
   pl_gnode *n;
   int len, cap;
+  uint32_t round; /* the current expansion round (pl_gexpand, pl_gadvance) */
+  int steps;      /* work left in this round */
 } pl_gnodes;
 
 int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent); /* id or PL_ENOMEM */
 
-/* A set of stacks (tops) plus "the grammar may end here" / "a stack ran into the sentinel". */
+/* Bounds on one expansion round (one byte, or the start), so that an ambiguous or deeply
+ * nested grammar fails with PL_EINVAL instead of taking exponential time, memory or stack:
+ * rule references entered in a row, steps in all, and stacks alive in one set. */
+#define PL_GEXPAND_MAX_DEPTH 1000
+#define PL_GEXPAND_MAX_STEPS (1 << 16)
+#define PL_GSET_MAX (1 << 14)
+
+/* A set of distinct stacks (tops; equal contents are kept once) plus "the grammar may end
+ * here" / "a stack ran into the sentinel". */
 typedef struct pl_gset {
   int32_t *top;
   int n, cap;

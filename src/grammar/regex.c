@@ -9,7 +9,7 @@
 #include "util/alloc.h"
 
 typedef struct rx {
-  const char *p;
+  const char *start, *p;
   pl_gbuf *b;
   pl_gconv_error *err;
   int failed;
@@ -18,7 +18,8 @@ typedef struct rx {
 
 static void rfail(rx *r, const char *msg) {
   if (!r->failed)
-    snprintf(r->err->message, sizeof r->err->message, "regex: %s at offset %d", msg, 0);
+    snprintf(r->err->message, sizeof r->err->message, "regex: %s at offset %d", msg,
+             (int)(r->p - r->start));
   r->failed = 1;
 }
 
@@ -144,6 +145,11 @@ static void atom(rx *r) {
     if (u >= 0xF0) n = 4;
     else if (u >= 0xE0) n = 3;
     else if (u >= 0xC0) n = 2;
+    for (int i = 1; i < n; i++) /* a sequence cut by the end: the compiler refuses it */
+      if (!r->p[i]) {
+        n = i;
+        break;
+      }
     pl_gbuf_literal(r->b, r->p, (size_t)n);
     pl_gbuf_put(r->b, " ");
     r->p += n;
@@ -201,7 +207,7 @@ static void alternation(rx *r) {
 
 char *pl_regex_to_gbnf(const char *re, pl_gconv_error *err) {
   pl_gbuf b = {0};
-  rx r = {.p = re, .b = &b, .err = err};
+  rx r = {.start = re, .p = re, .b = &b, .err = err};
   err->message[0] = 0;
   if (*r.p == '^')
     r.p++;
