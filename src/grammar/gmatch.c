@@ -26,6 +26,7 @@ int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent) {
 
 void pl_gset_free(pl_gset *s) {
   pl_free(s->top);
+  pl_free(s->hash);
   memset(s, 0, sizeof *s);
 }
 
@@ -41,14 +42,52 @@ static int same_stack(const pl_gnodes *ns, int32_t pos, int32_t parent, uint32_t
   return 1;
 }
 
+#define GSET_SCAN 16 /* up to this many tops a scan dedups; above, the hash index */
+
+static void hash_insert(pl_gset *s, const pl_gnodes *ns, int i) {
+  uint32_t mask = (uint32_t)s->hash_cap - 1;
+  uint32_t j = ns->n[s->top[i]].hash & mask;
+  while (s->hash[j])
+    j = (j + 1) & mask;
+  s->hash[j] = i + 1;
+}
+
+/* Index all n tops (after the set was emptied, or to grow the table). */
+static int hash_rebuild(pl_gset *s, const pl_gnodes *ns) {
+  int cap = s->hash_cap ? s->hash_cap : 64;
+  while (cap < 4 * (s->n + 1))
+    cap *= 2;
+  if (cap != s->hash_cap) {
+    int32_t *h = pl_realloc(s->hash, (size_t)cap * sizeof *h);
+    if (!h)
+      return pl_fail(PL_ENOMEM, "grammar: out of memory");
+    s->hash = h;
+    s->hash_cap = cap;
+  }
+  memset(s->hash, 0, (size_t)cap * sizeof *s->hash);
+  for (int i = 0; i < s->n; i++)
+    hash_insert(s, ns, i);
+  s->hashed = s->n;
+  return 0;
+}
+
 int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
   /* Dedup by content, not node id: the same stack reached along two paths of an ambiguous
-   * grammar has its own nodes, and keeping both doubles the set at every byte. Sets are
-   * small: a scan (hash first) dedups. */
+   * grammar has its own nodes, and keeping both doubles the set at every byte. */
   uint32_t h = node_hash(ns, pos, parent);
-  for (int i = 0; i < s->n; i++)
-    if (same_stack(ns, pos, parent, h, s->top[i]))
-      return 0;
+  if (s->n < GSET_SCAN) {
+    s->hashed = 0; /* the index is stale from here until rebuilt */
+    for (int i = 0; i < s->n; i++)
+      if (same_stack(ns, pos, parent, h, s->top[i]))
+        return 0;
+  } else {
+    if (s->hashed != s->n || 2 * (s->n + 1) > s->hash_cap)
+      PL_TRY(hash_rebuild(s, ns));
+    uint32_t mask = (uint32_t)s->hash_cap - 1;
+    for (uint32_t j = h & mask; s->hash[j]; j = (j + 1) & mask)
+      if (same_stack(ns, pos, parent, h, s->top[s->hash[j] - 1]))
+        return 0;
+  }
   if (s->n == PL_GSET_MAX)
     return pl_fail(PL_EINVAL, "grammar: more than %d parse stacks alive at once (the grammar is "
                    "too ambiguous)", PL_GSET_MAX);
@@ -64,6 +103,10 @@ int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
   if (id < 0)
     return id;
   s->top[s->n++] = id;
+  if (s->hashed == s->n - 1 && s->n > GSET_SCAN) {
+    hash_insert(s, ns, s->n - 1);
+    s->hashed = s->n;
+  }
   return 0;
 }
 
@@ -79,56 +122,98 @@ static void begin_round(pl_gnodes *ns) {
   ns->steps = PL_GEXPAND_MAX_STEPS;
 }
 
-static int expand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, pl_gset *out,
-                  int depth) {
-  for (;;) {
-    if (--ns->steps < 0)
-      return pl_fail(PL_EINVAL, "grammar: more than %d expansion steps for one byte (the "
-                     "grammar is too ambiguous)", PL_GEXPAND_MAX_STEPS);
-    const pl_gelem *e = &g->elems[pos];
-    if (e->type == PL_GE_CHAR)
-      return pl_gset_add(out, ns, pos, parent);
-    if (e->type == PL_GE_RULE)
-      break;
-    /* end of an alternative: return to the continuation */
-    if (parent == PL_GN_BOTTOM) {
-      out->accept = 1;
-      return 0;
-    }
-    if (parent == PL_GN_SENTINEL) {
-      out->hit_sentinel = 1;
-      return 0;
-    }
-    /* a continuation already returned into this round adds nothing new; without this, k
-     * nested rules with two empty alternatives each take 2^k returns */
-    if (ns->n[parent].mark == ns->round)
-      return 0;
-    ns->n[parent].mark = ns->round;
-    pos = ns->n[parent].pos;
-    parent = ns->n[parent].parent;
+static int too_much(void) {
+  return pl_fail(PL_EINVAL, "grammar: more than %d expansion steps for one byte (the grammar is "
+                 "too ambiguous or nests empty rules too deeply)", PL_GEXPAND_MAX_STEPS);
+}
+
+/* Depth first over (position, continuation) items on an explicit stack, not the C stack:
+ * nested optional repetitions enter rules thousands deep. Every item and every pushed
+ * alternative is one step of the round's budget, which also bounds the work stack. */
+static int expand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent,
+                  pl_gset *out) {
+  int n = 0;
+  if (ns->work_cap < 64) {
+    int32_t *w = pl_realloc(ns->work, 2 * 64 * sizeof *w);
+    if (!w)
+      return pl_fail(PL_ENOMEM, "grammar: out of memory");
+    ns->work = w;
+    ns->work_cap = 64;
   }
-  if (depth >= PL_GEXPAND_MAX_DEPTH)
-    return pl_fail(PL_EINVAL, "grammar: more than %d rules entered in a row without a character "
-                   "(nested too deeply)", PL_GEXPAND_MAX_DEPTH);
-  /* a rule reference: its continuation is pos + 1 (a tail call needs none) */
-  int32_t cont = parent;
-  if (!is_end(g, pos + 1)) {
-    cont = pl_gnodes_push(ns, pos + 1, parent);
-    if (cont < 0)
-      return cont;
-  }
-  int r = g->elems[pos].arg;
-  for (int a = g->alt_off[r]; a < g->alt_off[r + 1]; a++) {
-    int rc = expand(g, ns, g->alts[a], cont, out, depth + 1);
-    if (rc < 0)
-      return rc;
+  ns->work[0] = pos;
+  ns->work[1] = parent;
+  n = 1;
+  while (n > 0) {
+    n--;
+    pos = ns->work[2 * n];
+    parent = ns->work[2 * n + 1];
+    int at_rule = 0;
+    for (;;) {
+      if (--ns->steps < 0)
+        return too_much();
+      const pl_gelem *e = &g->elems[pos];
+      if (e->type == PL_GE_CHAR) {
+        int rc = pl_gset_add(out, ns, pos, parent);
+        if (rc < 0)
+          return rc;
+        break;
+      }
+      if (e->type == PL_GE_RULE) {
+        at_rule = 1;
+        break;
+      }
+      /* end of an alternative: return to the continuation */
+      if (parent == PL_GN_BOTTOM) {
+        out->accept = 1;
+        break;
+      }
+      if (parent == PL_GN_SENTINEL) {
+        out->hit_sentinel = 1;
+        break;
+      }
+      /* a continuation already returned into this round adds nothing new; without this, k
+       * nested rules with two empty alternatives each take 2^k returns */
+      if (ns->n[parent].mark == ns->round)
+        break;
+      ns->n[parent].mark = ns->round;
+      pos = ns->n[parent].pos;
+      parent = ns->n[parent].parent;
+    }
+    if (!at_rule)
+      continue;
+    /* a rule reference: its continuation is pos + 1 (a tail call needs none) */
+    int32_t cont = parent;
+    if (!is_end(g, pos + 1)) {
+      cont = pl_gnodes_push(ns, pos + 1, parent);
+      if (cont < 0)
+        return cont;
+    }
+    int r = g->elems[pos].arg;
+    int k = g->alt_off[r + 1] - g->alt_off[r];
+    if ((ns->steps -= k) < 0)
+      return too_much();
+    if (n + k > ns->work_cap) {
+      int cap = ns->work_cap;
+      while (cap < n + k)
+        cap *= 2;
+      int32_t *w = pl_realloc(ns->work, (size_t)cap * 2 * sizeof *w);
+      if (!w)
+        return pl_fail(PL_ENOMEM, "grammar: out of memory");
+      ns->work = w;
+      ns->work_cap = cap;
+    }
+    for (int a = g->alt_off[r + 1] - 1; a >= g->alt_off[r]; a--) { /* first alternative on top */
+      ns->work[2 * n] = g->alts[a];
+      ns->work[2 * n + 1] = cont;
+      n++;
+    }
   }
   return 0;
 }
 
 int pl_gexpand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, pl_gset *out) {
   begin_round(ns);
-  return expand(g, ns, pos, parent, out, 0);
+  return expand(g, ns, pos, parent, out);
 }
 
 int pl_gadvance(const pl_grammar *g, pl_gnodes *ns, const pl_gset *in, uint8_t b, pl_gset *out) {
@@ -141,7 +226,7 @@ int pl_gadvance(const pl_grammar *g, pl_gnodes *ns, const pl_gset *in, uint8_t b
     const pl_gclass *c = &g->classes[g->elems[t.pos].arg];
     if (!(c->bits[b >> 6] >> (b & 63) & 1))
       continue;
-    int rc = expand(g, ns, t.pos + 1, t.parent, out, 0);
+    int rc = expand(g, ns, t.pos + 1, t.parent, out);
     if (rc < 0)
       return rc;
   }
@@ -181,6 +266,9 @@ static int compact(pl_gmatch *m) {
     for (int i = 0; i < m->cur.n; i++)
       m->cur.top[i] = map[m->cur.top[i]];
     pl_free(m->nodes.n);
+    fresh.work = m->nodes.work; /* the scratch moves over; marks restart with the round */
+    fresh.work_cap = m->nodes.work_cap;
+    fresh.round = m->nodes.round;
     m->nodes = fresh;
   } else {
     pl_free(fresh.n);
@@ -212,6 +300,7 @@ void pl_gmatch_free(pl_gmatch *m) {
   if (!m)
     return;
   pl_free(m->nodes.n);
+  pl_free(m->nodes.work);
   pl_gset_free(&m->cur);
   pl_gset_free(&m->tmp[0]);
   pl_gset_free(&m->tmp[1]);

@@ -67,24 +67,27 @@ typedef struct pl_gnodes {
   int len, cap;
   uint32_t round; /* the current expansion round (pl_gexpand, pl_gadvance) */
   int steps;      /* work left in this round */
+  int32_t *work;  /* [2 * work_cap] (position, continuation) items still to expand */
+  int work_cap;
 } pl_gnodes;
 
 int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent); /* id or PL_ENOMEM */
 
 /* Bounds on one expansion round (one byte, or the start), so that an ambiguous or deeply
- * nested grammar fails with PL_EINVAL instead of taking exponential time, memory or stack:
- * rule references entered in a row, steps in all, and stacks alive in one set. */
-#define PL_GEXPAND_MAX_DEPTH 1000
-#define PL_GEXPAND_MAX_STEPS (1 << 16)
+ * nested grammar fails with PL_EINVAL instead of taking exponential time or memory: steps in
+ * all (items expanded and alternatives queued), and stacks alive in one set. */
+#define PL_GEXPAND_MAX_STEPS (1 << 18)
 #define PL_GSET_MAX (1 << 14)
 
 /* A set of distinct stacks (tops; equal contents are kept once) plus "the grammar may end
- * here" / "a stack ran into the sentinel". */
+ * here" / "a stack ran into the sentinel". Emptied by setting n = 0. */
 typedef struct pl_gset {
   int32_t *top;
   int n, cap;
   int accept;
   int hit_sentinel;
+  int32_t *hash; /* [hash_cap] index into top + 1 by stack hash, 0 = free; used when large */
+  int hash_cap, hashed; /* hashed: how many tops it holds (== n while it is in use) */
 } pl_gset;
 
 int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent);
