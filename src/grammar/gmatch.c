@@ -11,7 +11,7 @@ static uint32_t node_hash(const pl_gnodes *ns, int32_t pos, int32_t parent) {
   return (below ^ (uint32_t)pos * 0x9E3779B1u) * 16777619u + 0x7F4A7C15u;
 }
 
-int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent) {
+static int push_hashed(pl_gnodes *ns, int32_t pos, int32_t parent, uint32_t h) {
   if (ns->len == ns->cap) {
     int cap = ns->cap ? ns->cap * 2 : 1024;
     pl_gnode *n = pl_realloc(ns->n, (size_t)cap * sizeof *n);
@@ -20,8 +20,12 @@ int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent) {
     ns->n = n;
     ns->cap = cap;
   }
-  ns->n[ns->len] = (pl_gnode){pos, parent, node_hash(ns, pos, parent), 0};
+  ns->n[ns->len] = (pl_gnode){pos, parent, h, 0};
   return ns->len++;
+}
+
+int pl_gnodes_push(pl_gnodes *ns, int32_t pos, int32_t parent) {
+  return push_hashed(ns, pos, parent, node_hash(ns, pos, parent));
 }
 
 void pl_gset_free(pl_gset *s) {
@@ -99,7 +103,7 @@ int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
     s->top = n;
     s->cap = cap;
   }
-  int id = pl_gnodes_push(ns, pos, parent);
+  int id = push_hashed(ns, pos, parent, h);
   if (id < 0)
     return id;
   s->top[s->n++] = id;
@@ -127,88 +131,72 @@ static int too_much(void) {
                  "too ambiguous or nests empty rules too deeply)", PL_GEXPAND_MAX_STEPS);
 }
 
-/* Depth first over (position, continuation) items on an explicit stack, not the C stack:
- * nested optional repetitions enter rules thousands deep. Every item and every pushed
- * alternative is one step of the round's budget, which also bounds the work stack. */
+/* Depth first over (position, continuation) items, with the alternatives still to expand on
+ * an explicit stack, not the C stack: nested optional repetitions enter rules thousands deep.
+ * Every item and every queued alternative is one step of the round's budget, which also
+ * bounds the work stack. */
 static int expand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent,
                   pl_gset *out) {
-  int n = 0;
-  if (ns->work_cap < 64) {
-    int32_t *w = pl_realloc(ns->work, 2 * 64 * sizeof *w);
-    if (!w)
-      return pl_fail(PL_ENOMEM, "grammar: out of memory");
-    ns->work = w;
-    ns->work_cap = 64;
-  }
-  ns->work[0] = pos;
-  ns->work[1] = parent;
-  n = 1;
-  while (n > 0) {
-    n--;
-    pos = ns->work[2 * n];
-    parent = ns->work[2 * n + 1];
-    int at_rule = 0;
-    for (;;) {
-      if (--ns->steps < 0)
+  int n = 0; /* queued items; the current one is (pos, parent) */
+  for (;;) {
+    if (--ns->steps < 0)
+      return too_much();
+    const pl_gelem *e = &g->elems[pos];
+    int done = 0;
+    if (e->type == PL_GE_CHAR) {
+      PL_TRY(pl_gset_add(out, ns, pos, parent));
+      done = 1;
+    } else if (e->type == PL_GE_RULE) {
+      /* a rule reference: its continuation is pos + 1 (a tail call needs none) */
+      int32_t cont = parent;
+      if (!is_end(g, pos + 1)) {
+        cont = pl_gnodes_push(ns, pos + 1, parent);
+        if (cont < 0)
+          return cont;
+      }
+      int r = e->arg, a0 = g->alt_off[r], k = g->alt_off[r + 1] - a0;
+      if ((ns->steps -= k - 1) < 0)
         return too_much();
-      const pl_gelem *e = &g->elems[pos];
-      if (e->type == PL_GE_CHAR) {
-        int rc = pl_gset_add(out, ns, pos, parent);
-        if (rc < 0)
-          return rc;
-        break;
+      if (n + k - 1 > ns->work_cap) {
+        int cap = ns->work_cap ? ns->work_cap : 64;
+        while (cap < n + k - 1)
+          cap *= 2;
+        int32_t *w = pl_realloc(ns->work, (size_t)cap * 2 * sizeof *w);
+        if (!w)
+          return pl_fail(PL_ENOMEM, "grammar: out of memory");
+        ns->work = w;
+        ns->work_cap = cap;
       }
-      if (e->type == PL_GE_RULE) {
-        at_rule = 1;
-        break;
+      for (int a = a0 + k - 1; a > a0; a--) { /* the second alternative on top */
+        ns->work[2 * n] = g->alts[a];
+        ns->work[2 * n + 1] = cont;
+        n++;
       }
-      /* end of an alternative: return to the continuation */
-      if (parent == PL_GN_BOTTOM) {
-        out->accept = 1;
-        break;
-      }
-      if (parent == PL_GN_SENTINEL) {
-        out->hit_sentinel = 1;
-        break;
-      }
+      pos = g->alts[a0];
+      parent = cont;
+    } else if (parent == PL_GN_BOTTOM) { /* end of an alternative: to the continuation */
+      out->accept = 1;
+      done = 1;
+    } else if (parent == PL_GN_SENTINEL) {
+      out->hit_sentinel = 1;
+      done = 1;
+    } else if (ns->n[parent].mark == ns->round) {
       /* a continuation already returned into this round adds nothing new; without this, k
        * nested rules with two empty alternatives each take 2^k returns */
-      if (ns->n[parent].mark == ns->round)
-        break;
+      done = 1;
+    } else {
       ns->n[parent].mark = ns->round;
       pos = ns->n[parent].pos;
       parent = ns->n[parent].parent;
     }
-    if (!at_rule)
-      continue;
-    /* a rule reference: its continuation is pos + 1 (a tail call needs none) */
-    int32_t cont = parent;
-    if (!is_end(g, pos + 1)) {
-      cont = pl_gnodes_push(ns, pos + 1, parent);
-      if (cont < 0)
-        return cont;
-    }
-    int r = g->elems[pos].arg;
-    int k = g->alt_off[r + 1] - g->alt_off[r];
-    if ((ns->steps -= k) < 0)
-      return too_much();
-    if (n + k > ns->work_cap) {
-      int cap = ns->work_cap;
-      while (cap < n + k)
-        cap *= 2;
-      int32_t *w = pl_realloc(ns->work, (size_t)cap * 2 * sizeof *w);
-      if (!w)
-        return pl_fail(PL_ENOMEM, "grammar: out of memory");
-      ns->work = w;
-      ns->work_cap = cap;
-    }
-    for (int a = g->alt_off[r + 1] - 1; a >= g->alt_off[r]; a--) { /* first alternative on top */
-      ns->work[2 * n] = g->alts[a];
-      ns->work[2 * n + 1] = cont;
-      n++;
+    if (done) {
+      if (n == 0)
+        return 0;
+      n--;
+      pos = ns->work[2 * n];
+      parent = ns->work[2 * n + 1];
     }
   }
-  return 0;
 }
 
 int pl_gexpand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t parent, pl_gset *out) {
