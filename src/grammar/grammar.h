@@ -52,7 +52,10 @@ int pl_vocab_size(const pl_vocab *v);
 
 /* ---- matching ----------------------------------------------------------------------------- */
 
-/* One sample's position in a grammar. */
+/* One sample's position in a grammar. Any call that advances or expands it may fail with
+ * PL_EINVAL on a grammar too ambiguous to match in bounded work (more than 2^18 expansion
+ * steps for one byte, or 2^14 distinct parse stacks at once; grammar_impl.h), e.g. nested
+ * optional repetitions like ((x?){0,N}){0,N}; the message says which. */
 typedef struct pl_gmatch pl_gmatch;
 
 int pl_gmatch_create(pl_grammar *g, const pl_vocab *v, pl_gmatch **out);
