@@ -224,7 +224,7 @@ static void reduce_inputs(pl_engine *e, const pl_sched_output *o) {
  * in e->logits. */
 static void sample_all(pl_engine *e, const pl_sched_output *o, int mode) {
   const int32_t *ids = mode == LOGITS_ARGMAX ? e->argmax_ids : NULL;
-  int V = e->model->hp.n_vocab;
+  int V = e->model->hp.n_vocab, have_rows = 0;
   for (int i = 0; i < o->plan.n_logits; i++) {
     pl_sched_req *sr = o->logits_reqs[i];
     pl_sample_state *s = sr->user;
@@ -271,11 +271,13 @@ static void sample_all(pl_engine *e, const pl_sched_output *o, int mode) {
       pl_sample_result r = {.token = ids ? ids[i] : 0};
       if (mode == LOGITS_REDUCED) {
         if (!pl_sample_reduced(&e->sampler, &c, &e->reduced[i], &r)) {
-          /* the reduction does not decide it (a wide nucleus): fetch this row */
-          if (pl_runner_logits_row(e->runner, i, lg) < 0) {
+          /* the reduction does not decide it (a wide nucleus): fetch the step's rows, once
+           * (one transfer, not one per row: on a flat distribution every row falls back) */
+          if (!have_rows && pl_runner_logits(e->runner, o->plan.n_logits, e->logits) < 0) {
             fail_group(e, g, pl_last_error());
             break;
           }
+          have_rows = 1;
           pl_sample_u(&e->sampler, &c, lg, e->reduced[i].u, &r);
         }
       } else if (!ids) {

@@ -247,9 +247,9 @@ int pl_runner_sample_reduce(pl_runner *r, int n, pl_row_reduce *rows, const pl_l
   return r->be->ops->sample_reduce(r->be, rows, r->logits, n, r->m->hp.n_vocab, edits, n_edits);
 }
 
-int pl_runner_logits_row(pl_runner *r, int i, float *out) {
-  if (i < 0 || i >= r->p.max_logits)
-    return pl_fail(PL_EINVAL, "logits row %d (at most %d)", i, r->p.max_logits);
+int pl_runner_logits(pl_runner *r, int n, float *out) {
+  if (n < 0 || n > r->p.max_logits)
+    return pl_fail(PL_EINVAL, "%d logits rows (at most %d)", n, r->p.max_logits);
   size_t V = (size_t)r->m->hp.n_vocab;
-  return r->be->ops->download(r->be, out, r->logits + (size_t)i * V, V * sizeof(float));
+  return r->be->ops->download(r->be, out, r->logits, (size_t)n * V * sizeof(float));
 }

@@ -40,12 +40,12 @@ int pl_runner_forward(pl_runner *r, const pl_step_plan *plan, float *logits);
 int pl_runner_argmax(pl_runner *r, int n, int32_t *ids);
 int pl_runner_has_argmax(const pl_runner *r);
 /* After a forward with logits == NULL: rows[i] = the sampling reduction of logits row i after
- * the edits (backend.h's pl_row_reduce, inputs set by the caller), or row i itself into
- * out[n_vocab]. */
+ * the edits (backend.h's pl_row_reduce, inputs set by the caller), or rows 0..n themselves
+ * into out[n][n_vocab]. */
 int pl_runner_sample_reduce(pl_runner *r, int n, pl_row_reduce *rows, const pl_logit_edit *edits,
                             int n_edits);
 int pl_runner_has_sample_reduce(const pl_runner *r);
-int pl_runner_logits_row(pl_runner *r, int i, float *out);
+int pl_runner_logits(pl_runner *r, int n, float *out);
 
 /* Bytes of activations + KV pool the runner holds (backend memory). */
 size_t pl_runner_memory(const pl_runner *r);
