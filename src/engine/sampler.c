@@ -181,19 +181,21 @@ static void raw_logprobs(const pl_sampling_params *sp, const float *logits, int 
   out->logprob = (float)(logits[out->token] - lse);
   int k = sp->logprobs > 20 ? 20 : sp->logprobs;
   out->n_top = 0;
-  /* top-k by insertion into a small sorted array (k <= 20) */
-  for (int i = 0; i < V && k > 0; i++) {
-    float lp = (float)(logits[i] - lse);
-    if (out->n_top == k && lp <= out->top[k - 1].logprob)
-      continue;
-    int j = out->n_top < k ? out->n_top++ : k - 1;
-    while (j > 0 && out->top[j - 1].logprob < lp) {
-      out->top[j] = out->top[j - 1];
-      j--;
-    }
-    out->top[j].token = i;
-    out->top[j].logprob = lp;
+  for (int i = 0; i < V && k > 0; i++)
+    pl_top_logprob_insert(out, k, i, (float)(logits[i] - lse));
+}
+
+/* top-k by insertion into a small sorted array (k <= 20); an equal one stays behind */
+void pl_top_logprob_insert(pl_sample_result *out, int k, int32_t token, float lp) {
+  if (out->n_top == k && lp <= out->top[k - 1].logprob)
+    return;
+  int j = out->n_top < k ? out->n_top++ : k - 1;
+  while (j > 0 && out->top[j - 1].logprob < lp) {
+    out->top[j] = out->top[j - 1];
+    j--;
   }
+  out->top[j].token = token;
+  out->top[j].logprob = lp;
 }
 
 static int cmp_desc(const void *a, const void *b, void *ctx) {

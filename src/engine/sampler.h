@@ -89,6 +89,9 @@ int pl_sample_is_argmax(const pl_sample_ctx *c);
 int pl_sample_probs(pl_sampler *s, const pl_sample_ctx *c, const float *logits, float *probs);
 /* Draw an id from the unnormalised weights w[n_vocab] (>= 0) whose total is sum > 0. */
 int32_t pl_sample_draw(const float *w, int n_vocab, double sum, pl_rng *rng);
+/* Add (token, lp) to out->top[0 .. n_top), kept as the k best by descending lp (calls in id
+ * order leave ties in id order). */
+void pl_top_logprob_insert(pl_sample_result *out, int k, int32_t token, float lp);
 /* Fill out->logprob / out->top for out->token from the raw logits (as pl_sample does). */
 void pl_sample_logprobs(const pl_sampling_params *sp, const float *logits, int n_vocab,
                         pl_sample_result *out);

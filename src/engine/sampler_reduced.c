@@ -33,7 +33,7 @@ static int reduced_logprobs(const pl_sampling_params *sp, const pl_row_reduce *r
   out->n_top = 0;
   if (k <= 0)
     return 1;
-  /* the same insertion as raw_logprobs, over the candidates in id order */
+  /* raw_logprobs' insertion, over the candidates in id order */
   int pos[PL_TOPK], np = 0;
   for (int i = 0; i < r->n_top; i++) {
     int j = np++;
@@ -43,28 +43,15 @@ static int reduced_logprobs(const pl_sampling_params *sp, const pl_row_reduce *r
     }
     pos[j] = i;
   }
-  int src[20];
-  for (int q = 0; q < np; q++) {
-    int i = pos[q];
-    float lp = (float)(r->top_raw[i] - lse);
-    if (out->n_top == k && lp <= out->top[k - 1].logprob)
-      continue;
-    int j = out->n_top < k ? out->n_top++ : k - 1;
-    while (j > 0 && out->top[j - 1].logprob < lp) {
-      out->top[j] = out->top[j - 1];
-      src[j] = src[j - 1];
-      j--;
-    }
-    out->top[j].token = r->top_id[i];
-    out->top[j].logprob = lp;
-    src[j] = i;
-  }
+  for (int q = 0; q < np; q++)
+    pl_top_logprob_insert(out, k, r->top_id[pos[q]], (float)(r->top_raw[pos[q]] - lse));
   /* a token outside has s <= the last candidate's s, so a raw logit below every one whose s
    * is above it: exact when the reported ones are all strictly above */
   if (r->n_top < V)
     for (int j = 0; j < out->n_top; j++)
-      if (!(r->top_s[src[j]] > r->top_s[r->n_top - 1]))
-        return 0;
+      for (int i = 0; i < r->n_top; i++)
+        if (r->top_id[i] == out->top[j].token && !(r->top_s[i] > r->top_s[r->n_top - 1]))
+          return 0;
   return 1;
 }
 

@@ -28,6 +28,15 @@ const char *pl_arch_name(pl_arch a) {
   return "unknown";
 }
 
+int pl_arch_from_name(const char *name, pl_arch *out) {
+  for (pl_arch a = PL_ARCH_LLAMA; a <= PL_ARCH_QWEN3; a++)
+    if (!strcmp(name, pl_arch_name(a))) {
+      *out = a;
+      return 0;
+    }
+  return -1;
+}
+
 static char *stem(const char *path) {
   size_t n = strlen(path);
   while (n > 1 && path[n - 1] == '/')

@@ -96,6 +96,8 @@ typedef struct pl_dummy_spec {
 } pl_dummy_spec;
 int pl_model_load_dummy(const pl_dummy_spec *s, pl_model **out);
 const char *pl_arch_name(pl_arch a);
+/* The architecture named `name` (GGUF general.architecture, HF model_type); -1 if none. */
+int pl_arch_from_name(const char *name, pl_arch *out);
 
 /* Give every weight its backend copy (t->dev) through be->ops->weight_upload (random tensors:
  * weight_fill_random); progress != 0

@@ -67,11 +67,7 @@ static int parse_config(const char *path, json_t *c, pl_hparams *hp) {
     return pl_fail(PL_EFORMAT, "%s: missing field 'model_type'", path);
   if (!mt)
     return pl_fail(PL_EFORMAT, "%s: field 'model_type' must be a string", path);
-  if (!strcmp(mt, "llama")) hp->arch = PL_ARCH_LLAMA;
-  else if (!strcmp(mt, "mistral")) hp->arch = PL_ARCH_MISTRAL;
-  else if (!strcmp(mt, "qwen2")) hp->arch = PL_ARCH_QWEN2;
-  else if (!strcmp(mt, "qwen3")) hp->arch = PL_ARCH_QWEN3;
-  else
+  if (pl_arch_from_name(mt, &hp->arch) < 0)
     return pl_fail(PL_EUNSUPPORTED, "%s: model_type '%s' is not supported (llama, mistral, "
                    "qwen2, qwen3)", path, mt);
   PL_TRY(cfg_int(path, c, "hidden_size", -1, 256 * 1024, &hp->n_embd));

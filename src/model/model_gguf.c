@@ -70,11 +70,7 @@ int pl_model_load_gguf(const char *path, pl_model *m) {
   memcpy(arch, a.ptr, a.len);
   arch[a.len] = 0;
   pl_hparams *hp = &m->hp;
-  if (!strcmp(arch, "llama")) hp->arch = PL_ARCH_LLAMA;
-  else if (!strcmp(arch, "mistral")) hp->arch = PL_ARCH_MISTRAL;
-  else if (!strcmp(arch, "qwen2")) hp->arch = PL_ARCH_QWEN2;
-  else if (!strcmp(arch, "qwen3")) hp->arch = PL_ARCH_QWEN3;
-  else
+  if (pl_arch_from_name(arch, &hp->arch) < 0)
     return pl_fail(PL_EUNSUPPORTED,
                    "%s: architecture '%s' is not supported (llama, mistral, qwen2, qwen3)", path,
                    arch);

@@ -231,11 +231,7 @@ static int parse_config(pl_model *m, json_t *c, st_index *ix) {
   const char *mt = json_string_value(json_object_get(c, "model_type"));
   if (!mt)
     return pl_fail(PL_EFORMAT, "%s/config.json: missing model_type", m->path);
-  if (!strcmp(mt, "llama")) hp->arch = PL_ARCH_LLAMA;
-  else if (!strcmp(mt, "mistral")) hp->arch = PL_ARCH_MISTRAL;
-  else if (!strcmp(mt, "qwen2")) hp->arch = PL_ARCH_QWEN2;
-  else if (!strcmp(mt, "qwen3")) hp->arch = PL_ARCH_QWEN3;
-  else
+  if (pl_arch_from_name(mt, &hp->arch) < 0)
     return pl_fail(PL_EUNSUPPORTED, "%s/config.json: model_type '%s' is not supported "
                    "(llama, mistral, qwen2, qwen3)", m->path, mt);
   hp->n_embd = cfg_int(c, "hidden_size", 0);
