@@ -90,6 +90,7 @@ struct pl_srv_loop {
   double stall_s; /* abort a job whose oldest event waited this long (0 = never) */
   atomic_int healthy;
   pl_srv_kvmap *kvmap;    /* KV map snapshots (ticked by the engine thread) */
+  int routed_abort;       /* engine thread: route() aborted a request (stats went stale) */
   /* engine thread only: open addressing, linear probing, backward-shift deletion */
   slot *map;
   size_t map_cap, map_n;
@@ -559,6 +560,7 @@ static void route(pl_srv_loop *l, const pl_output_event *ev) {
     PL_ERROR("out of memory copying an output event; failing request %llu",
              (unsigned long long)ev->request_id);
     pl_engine_abort(l->e, ev->request_id);
+    l->routed_abort = 1;
     finish_rest(l, s, PL_FINISH_ERROR, "out of memory");
     return;
   }
@@ -571,6 +573,7 @@ static void route(pl_srv_loop *l, const pl_output_event *ev) {
     for (int q = 0; q < j->n_prompts; q++)
       if (j->prompt_live[q])
         pl_engine_abort(l->e, j->engine_id[q]);
+    l->routed_abort = 1;
     return;
   }
   if (ev->finish == PL_FINISH_NONE)
@@ -583,12 +586,6 @@ static void route(pl_srv_loop *l, const pl_output_event *ev) {
   }
   if (--j->prompt_live[p] == 0)
     prompt_finished(l, s, now);
-}
-
-static void route_all(pl_srv_loop *l) {
-  pl_output_event ev;
-  while (pl_engine_poll(l->e, &ev))
-    route(l, &ev);
 }
 
 static void set_submit(pl_srv_job *j, int state, int status, const char *msg) {
@@ -686,6 +683,21 @@ static void publish_stats(pl_srv_loop *l) {
   int pending = l->n_pending_adds;
   pthread_mutex_unlock(&l->mu);
   pl_srv_metrics_set_engine(l->m, &st, pending);
+}
+
+/* Route every queued event. An abort made while routing may free the request's blocks at
+ * once (no later step follows when nothing else runs): publish again, or /metrics would show
+ * it running until the next request arrives. */
+static void route_all(pl_srv_loop *l) {
+  pl_output_event ev;
+  while (pl_engine_poll(l->e, &ev))
+    route(l, &ev);
+  if (l->routed_abort) {
+    l->routed_abort = 0;
+    while (pl_engine_poll(l->e, &ev))
+      route(l, &ev); /* the aborts' own events (already finished here: ignored) */
+    publish_stats(l);
+  }
 }
 
 static void *loop_main(void *arg) {
