@@ -23,6 +23,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cu_fill.h"
 #include "backend/cuda/cu_kernels.h"
+#include "backend/cuda/cu_profile.h"
 #include "backend/cuda/cu_quant.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -59,6 +60,7 @@ typedef struct {
   size_t wdeq_bytes;
   void *d_rows; /* per-row results: argmax ids, sampling reductions */
   size_t d_rows_bytes;
+  pl_cu_prof *prof; /* NULL unless PAGELLM_PROFILE is set */
 } cu_backend;
 
 #define CU(be) ((cu_backend *)(be))
@@ -119,6 +121,7 @@ static void cu_destroy(pl_backend *be) {
   cudaSetDevice(c->dev);
   if (c->st)
     cudaStreamSynchronize(c->st);
+  pl_cu_prof_destroy(c->prof);
   for (cu_weight *w = c->weights, *nx; w; w = nx) {
     nx = w->next;
     for (int i = 0; i < 3; i++)
@@ -301,6 +304,7 @@ static int cu_step_begin(pl_backend *be, const pl_step_plan *p) {
   /* the previous step's staging copy must be done before h_stage is overwritten (step_end
    * waited already; this covers callers that begin twice) */
   CU_TRY(cudaStreamSynchronize(c->st), "step begin");
+  pl_cu_prof_step_begin(c->prof, c->st);
   size_t total = 0;
   for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
     total += (parts[i].n + 3) & ~(size_t)3; /* 16-byte aligned sections */
@@ -326,8 +330,10 @@ static int cu_step_begin(pl_backend *be, const pl_step_plan *p) {
     *parts[i].dst = parts[i].n ? c->d_stage + off : NULL;
     off += (parts[i].n + 3) & ~(size_t)3;
   }
+  pl_cu_prof_op_begin(c->prof, c->st);
   CU_TRY(cudaMemcpyAsync(c->d_stage, c->h_stage, off * sizeof(int32_t), cudaMemcpyHostToDevice,
                          c->st), "staging the step plan");
+  pl_cu_prof_op_end(c->prof, c->st, "stage plan");
   c->plan = p;
   return 0;
 }
@@ -338,15 +344,17 @@ static int cu_step_end(pl_backend *be) {
   cudaError_t e = cudaStreamSynchronize(c->st);
   if (e == cudaSuccess)
     e = cudaGetLastError();
+  if (e == cudaSuccess)
+    pl_cu_prof_step_end(c->prof);
   return e == cudaSuccess ? 0 : cuda_fail(e, "step");
 }
 
-static int cu_embed(pl_backend *be, float *x, const pl_tensor *table) {
+static int run_embed(pl_backend *be, float *x, const pl_tensor *table) {
   cu_backend *c = CU(be);
   return pl_cu_get_rows(wt(table), c->d_tokens, c->plan->n_tokens, x, c->st);
 }
 
-static int cu_rmsnorm(pl_backend *be, float *y, const float *x, const pl_tensor *w, int n, int d,
+static int run_rmsnorm(pl_backend *be, float *y, const float *x, const pl_tensor *w, int n, int d,
                       float eps) {
   K_TRY(pl_cu_rmsnorm(y, x, wt(w)->data, n, d, eps, CU(be)->st), "rmsnorm");
   return 0;
@@ -369,7 +377,7 @@ static int cast_input(cu_backend *c, const float *x, size_t n, pl_dtype type) {
   return 0;
 }
 
-static int cu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
+static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
                      const pl_tensor *bias) {
   cu_backend *c = CU(be);
   const pl_cu_weight *w = wt(W);
@@ -418,19 +426,19 @@ static int cu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_t
   return 0;
 }
 
-static int cu_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
+static int run_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
                    const pl_rope_spec *rs) {
   K_TRY(pl_cu_rope(x, cs, n, n_heads, rs->head_dim, rs->rope_dim, rs->neox, CU(be)->st), "rope");
   return 0;
 }
 
-static int cu_kv_write(pl_backend *be, int layer, const float *k, const float *v) {
+static int run_kv_write(pl_backend *be, int layer, const float *k, const float *v) {
   cu_backend *c = CU(be);
   K_TRY(pl_cu_kv_write(&c->kv, layer, k, v, c->d_slots, c->plan->n_tokens, c->st), "kv_write");
   return 0;
 }
 
-static int cu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
+static int run_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
                         float scale) {
   cu_backend *c = CU(be);
   const pl_step_plan *p = c->plan;
@@ -440,23 +448,23 @@ static int cu_attention(pl_backend *be, int layer, float *out, const float *q, i
   return 0;
 }
 
-static int cu_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
+static int run_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
   K_TRY(pl_cu_swiglu(y, g, u, n, CU(be)->st), "swiglu");
   return 0;
 }
 
-static int cu_add(pl_backend *be, float *y, const float *x, size_t n) {
+static int run_add(pl_backend *be, float *y, const float *x, size_t n) {
   K_TRY(pl_cu_add(y, x, n, CU(be)->st), "add");
   return 0;
 }
 
-static int cu_get_rows(pl_backend *be, float *dst, const float *src, int d) {
+static int run_get_rows(pl_backend *be, float *dst, const float *src, int d) {
   cu_backend *c = CU(be);
   K_TRY(pl_cu_gather_rows(dst, src, c->d_logits_rows, c->plan->n_logits, d, c->st), "get_rows");
   return 0;
 }
 
-static int cu_copy_blocks(pl_backend *be) {
+static int run_copy_blocks(pl_backend *be) {
   cu_backend *c = CU(be);
   K_TRY(pl_cu_copy_blocks(&c->kv, c->d_copy_src, c->d_copy_dst, c->plan->n_copies, c->st),
         "copy_blocks");
@@ -470,14 +478,14 @@ static int cu_download(pl_backend *be, void *host, const void *dev, size_t bytes
   return 0;
 }
 
-static int cu_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int d) {
+static int run_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int d) {
   cu_backend *c = CU(be);
   PL_TRY(grow(&c->d_rows, &c->d_rows_bytes, (size_t)n * sizeof(int32_t), "argmax ids"));
   K_TRY(pl_cu_argmax((int32_t *)c->d_rows, src, n, d, c->st), "argmax");
   return cu_download(be, ids, c->d_rows, (size_t)n * sizeof(int32_t));
 }
 
-static int cu_sample_reduce(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d,
+static int run_sample_reduce(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d,
                             const pl_logit_edit *edits, int n_edits) {
   cu_backend *c = CU(be);
   size_t bytes = (size_t)n * sizeof *rows, eb = (size_t)n_edits * sizeof *edits;
@@ -534,6 +542,59 @@ static int cu_upload(pl_backend *be, void *dev, const void *host, size_t bytes) 
   /* from pageable memory: returns once the bytes are staged, so `host` may be reused */
   CU_TRY(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, c->st), "upload");
   return 0;
+}
+
+/* ---- the op table: each op timed when PAGELLM_PROFILE is set (cu_profile.h) ---- */
+
+#define PROFILED(label, call)                                                                  \
+  do {                                                                                         \
+    cu_backend *c_ = CU(be);                                                                   \
+    pl_cu_prof_op_begin(c_->prof, c_->st);                                                     \
+    int rc_ = (call);                                                                          \
+    pl_cu_prof_op_end(c_->prof, c_->st, label);                                                \
+    return rc_;                                                                                \
+  } while (0)
+
+static int cu_embed(pl_backend *be, float *x, const pl_tensor *table) {
+  PROFILED("embed", run_embed(be, x, table));
+}
+static int cu_rmsnorm(pl_backend *be, float *y, const float *x, const pl_tensor *w, int n, int d,
+                      float eps) {
+  PROFILED("rmsnorm", run_rmsnorm(be, y, x, w, n, d, eps));
+}
+static int cu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
+                     const pl_tensor *bias) {
+  PROFILED(n <= PL_CU_GEMV_MAX_N ? "matmul n<=8" : "matmul", run_matmul(be, y, x, n, W, bias));
+}
+static int cu_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
+                   const pl_rope_spec *rs) {
+  PROFILED("rope", run_rope(be, x, cs, n, n_heads, rs));
+}
+static int cu_kv_write(pl_backend *be, int layer, const float *k, const float *v) {
+  PROFILED("kv_write", run_kv_write(be, layer, k, v));
+}
+static int cu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
+                        float scale) {
+  const pl_step_plan *p = CU(be)->plan;
+  PROFILED(p && p->n_tokens == p->n_seqs ? "attention decode" : "attention mixed",
+           run_attention(be, layer, out, q, n_head, scale));
+}
+static int cu_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
+  PROFILED("swiglu", run_swiglu(be, y, g, u, n));
+}
+static int cu_add(pl_backend *be, float *y, const float *x, size_t n) {
+  PROFILED("add", run_add(be, y, x, n));
+}
+static int cu_get_rows(pl_backend *be, float *dst, const float *src, int d) {
+  PROFILED("get_rows", run_get_rows(be, dst, src, d));
+}
+static int cu_copy_blocks(pl_backend *be) { PROFILED("copy_blocks", run_copy_blocks(be)); }
+static int cu_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int d) {
+  PROFILED("argmax+download", run_argmax(be, ids, src, n, d));
+}
+static int cu_sample_reduce(pl_backend *be, pl_row_reduce *rows, const float *src, int n, int d,
+                            const pl_logit_edit *edits, int n_edits) {
+  PROFILED("sample_reduce", run_sample_reduce(be, rows, src, n, d, edits, n_edits));
 }
 
 static const pl_backend_ops cuda_ops = {
@@ -611,6 +672,7 @@ int pl_backend_cuda_create(int ordinal, pl_backend **out) {
     return blas_fail(bs, "init");
   }
   cublasSetStream(c->blas, c->st);
+  c->prof = pl_cu_prof_create();
   size_t fr = 0, tot = 0;
   cudaMemGetInfo(&fr, &tot);
   snprintf(c->base.desc, sizeof c->base.desc,
