@@ -225,6 +225,7 @@ typedef struct pl_engine_stats {
   int64_t spec_accepted_per_pos[PL_SPEC_MAX_TOKENS]; /* accepted at proposal position i */
   int64_t spec_draft_blocks_used;   /* draft model KV blocks in use */
   int spec_num_positions;           /* proposals per step (K); 0 = speculation off */
+  int64_t prompt_tokens_computed;   /* prompt tokens run through the model (cache hits not) */
 } pl_engine_stats;
 void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st);
 

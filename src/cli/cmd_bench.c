@@ -79,6 +79,10 @@ typedef struct {
   int util_steps;
   pl_engine_stats end;
   uint64_t out_digest;  /* order-free digest of every (request, position, token) generated */
+  /* steps that computed no prompt token (decodes, speculative verifications): their time and
+   * output tokens, the decode speed whatever the arrival pattern */
+  double dec_steps_s;
+  int64_t dec_steps_tokens;
 } run_stats;
 
 static uint64_t mix64(uint64_t z) {
@@ -88,14 +92,21 @@ static uint64_t mix64(uint64_t z) {
 }
 
 static int drain(pl_engine *e, run_stats *rs, double t0) {
+  pl_engine_stats st;
+  pl_engine_get_stats(e, &st);
   while (pl_engine_has_unfinished(e)) {
+    int64_t prompt0 = st.prompt_tokens_computed;
+    double ts = now_s();
     int n = pl_engine_step(e);
     if (n < 0) {
       fprintf(stderr, "pagellm bench: %s\n", pl_last_error());
       return -1;
     }
-    pl_engine_stats st;
+    ts = now_s() - ts;
     pl_engine_get_stats(e, &st);
+    int decode_step = st.prompt_tokens_computed == prompt0;
+    if (decode_step)
+      rs->dec_steps_s += ts;
     if (st.kv_allocated_tokens > 0) {
       rs->util_sum += (double)st.kv_live_tokens / (double)st.kv_allocated_tokens;
       rs->util_steps++;
@@ -107,6 +118,8 @@ static int drain(pl_engine *e, run_stats *rs, double t0) {
       if (ev.n_tokens && ev.completion_tokens == ev.n_tokens && ++rs->n_started == rs->n_requests)
         rs->all_started = now_s() - t0;
       rs->out_tokens += ev.n_tokens;
+      if (decode_step)
+        rs->dec_steps_tokens += ev.n_tokens;
       for (int k = 0; k < ev.n_tokens; k++) /* same text with and without speculation? */
         rs->out_digest += mix64(mix64(ev.request_id * 0x9E3779B97F4A7C15ull +
                                       (uint64_t)(ev.completion_tokens - ev.n_tokens + k)) ^
@@ -264,6 +277,9 @@ static int bench_throughput(int argc, char **argv) {
         (json_int_t)st->prefix_queries_tokens, "block_size", st->block_size, "max_model_len",
         st->max_model_len);
     json_object_set_new(j, "decode_phase_tok_s", json_real(dec_tok_s));
+    double dsteps_tok_s = rs.dec_steps_s > 0 ? rs.dec_steps_tokens / rs.dec_steps_s : 0;
+    json_object_set_new(j, "decode_steps_tok_s", json_real(dsteps_tok_s));
+    json_object_set_new(j, "decode_steps_s", json_real(rs.dec_steps_s));
     json_object_set_new(j, "threads", json_integer(o.ep.n_threads));
     char dig[24];
     snprintf(dig, sizeof dig, "%016llx", (unsigned long long)rs.out_digest);
@@ -299,6 +315,8 @@ static int bench_throughput(int argc, char **argv) {
       printf("throughput       %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
              o.n / rs.seconds, rs.out_tokens / rs.seconds,
              (rs.out_tokens + rs.in_tokens) / rs.seconds);
+      printf("decode steps     %.1f output tok/s in the steps without prompt tokens (%.0f%% of "
+             "the time)\n", dsteps_tok_s, rs.seconds > 0 ? 100 * rs.dec_steps_s / rs.seconds : 0);
       printf("concurrency      peak %d running, peak %lld blocks used\n", st->peak_running,
              (long long)st->peak_blocks_used);
       printf("kv utilisation   %.1f%% of allocated KV holds live tokens (mean over steps)\n",

@@ -298,6 +298,7 @@ void pl_engine_get_stats(const pl_engine *e, pl_engine_stats *st) {
   st->peak_running = ss.peak_running;
   st->peak_blocks_used = ss.kv.blocks_peak_used;
   st->kv_bytes_per_token = (int64_t)e->kv_tok;
+  st->prompt_tokens_computed = ss.prompt_tokens_computed;
   pl_spec_stats(e, st);
   for (const pl_group *g = e->groups; g; g = g->next)
     for (int i = 0; i < g->sp.n; i++) {
