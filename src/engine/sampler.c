@@ -43,8 +43,9 @@ int pl_sampler_init(pl_sampler *s, int n_vocab) {
   s->n_vocab = n_vocab;
   s->work = pl_malloc((size_t)n_vocab * sizeof(float));
   s->idx = pl_malloc((size_t)n_vocab * sizeof(int32_t));
+  s->top = pl_malloc((size_t)n_vocab * sizeof(int32_t));
   s->stamp = pl_calloc((size_t)n_vocab, sizeof(uint32_t));
-  if (!s->work || !s->idx || !s->stamp) {
+  if (!s->work || !s->idx || !s->top || !s->stamp) {
     pl_sampler_free(s);
     return pl_fail(PL_ENOMEM, "out of memory for the sampler");
   }
@@ -54,6 +55,7 @@ int pl_sampler_init(pl_sampler *s, int n_vocab) {
 void pl_sampler_free(pl_sampler *s) {
   pl_free(s->work);
   pl_free(s->idx);
+  pl_free(s->top);
   pl_free(s->stamp);
   memset(s, 0, sizeof *s);
 }
@@ -198,12 +200,48 @@ void pl_top_logprob_insert(pl_sample_result *out, int k, int32_t token, float lp
   out->top[j].logprob = lp;
 }
 
+/* The candidates' order: larger value first, ties by lower id (a strict total order). */
+static inline int before(const float *w, int32_t a, int32_t b) {
+  return w[a] > w[b] || (w[a] == w[b] && a < b);
+}
+
 static int cmp_desc(const void *a, const void *b, void *ctx) {
-  const float *w = ctx;
-  float x = w[*(const int32_t *)a], y = w[*(const int32_t *)b];
-  if (x != y)
-    return x < y ? 1 : -1;
-  return *(const int32_t *)a - *(const int32_t *)b;
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  return before(ctx, x, y) ? -1 : before(ctx, y, x) ? 1 : 0;
+}
+
+/* out[0..m) = the first m of ids[0..n) in `before` order, sorted: a heap of the m best seen
+ * (root = the worst of them), then a sort of those m. O(n log m), against O(n log n) for
+ * sorting the whole vocabulary (~15 ms per row at 128k tokens). */
+static void select_top(const int32_t *ids, int n, int m, const float *w, int32_t *out) {
+  for (int i = 0; i < m; i++) { /* heapify the first m: parent worse than children */
+    int32_t v = ids[i];
+    int j = i;
+    while (j > 0 && before(w, out[(j - 1) / 2], v)) {
+      out[j] = out[(j - 1) / 2];
+      j = (j - 1) / 2;
+    }
+    out[j] = v;
+  }
+  for (int i = m; i < n; i++) {
+    int32_t v = ids[i];
+    if (!before(w, v, out[0]))
+      continue;
+    int j = 0; /* replace the root, sift down */
+    for (;;) {
+      int c = 2 * j + 1;
+      if (c >= m)
+        break;
+      if (c + 1 < m && before(w, out[c], out[c + 1]))
+        c++; /* the worse child */
+      if (!before(w, v, out[c]))
+        break;
+      out[j] = out[c];
+      j = c;
+    }
+    out[j] = v;
+  }
+  qsort_r(out, (size_t)m, sizeof(int32_t), cmp_desc, (void *)w);
 }
 
 /* The processed distribution: logit bias, min_tokens masks, penalties, temperature, top-k,
@@ -251,17 +289,37 @@ static int process(pl_sampler *s, const pl_sample_ctx *c, const float *logits, i
     x[i] *= inv_t;
     mx = x[i] > mx ? x[i] : mx;
   }
-  /* candidates: everything, or the top-k / nucleus after a sort */
+  /* candidates: everything, or the top-k / nucleus in descending order (ties: lower id
+   * first). Only the prefix that top-k or the nucleus keeps is ever sorted. */
   int n = 0;
   for (int i = 0; i < V; i++)
     if (x[i] > -INFINITY)
       s->idx[n++] = i;
-  /* top-k and top-p need the candidates in descending order (ties: lower id first) */
   int cut_k = sp->top_k > 0 && sp->top_k < n;
-  if (cut_k || sp->top_p < 1.0f)
-    qsort_r(s->idx, (size_t)n, sizeof(int32_t), cmp_desc, x);
-  if (cut_k)
+  double total = 0; /* top-p alone: the whole row's mass, summed in vocabulary order */
+  if (!cut_k && sp->top_p < 1.0f) {
+    for (int i = 0; i < n; i++)
+      total += expf(x[s->idx[i]] - mx);
+    int m = n < 256 ? n : 256;
+    for (;;) { /* a sorted prefix long enough to hold the nucleus */
+      select_top(s->idx, n, m, x, s->top);
+      double cum = 0, lim = sp->top_p * total;
+      int keep = 0;
+      for (int i = 0; i < m && !keep; i++)
+        if ((cum += expf(x[s->top[i]] - mx)) >= lim)
+          keep = i + 1;
+      if (keep || m == n) {
+        n = keep ? keep : n;
+        break;
+      }
+      m = m > n / 4 ? n : m * 4;
+    }
+    memcpy(s->idx, s->top, (size_t)n * sizeof(int32_t));
+  } else if (cut_k) {
+    select_top(s->idx, n, sp->top_k, x, s->top);
     n = sp->top_k;
+    memcpy(s->idx, s->top, (size_t)n * sizeof(int32_t));
+  }
   /* probabilities of the candidates (x reused in place) */
   double sum = 0;
   for (int i = 0; i < n; i++) {
@@ -270,7 +328,9 @@ static int process(pl_sampler *s, const pl_sample_ctx *c, const float *logits, i
     sum += x[id];
   }
   if (sp->top_p < 1.0f) {
-    double cum = 0, lim = sp->top_p * sum;
+    /* with top-k, the nucleus of the top-k set; alone, the prefix found above (it ends
+     * where the limit on the whole row's mass is reached) */
+    double cum = 0, lim = sp->top_p * (cut_k ? sum : total);
     int keep = n;
     for (int i = 0; i < n; i++) {
       cum += x[s->idx[i]];

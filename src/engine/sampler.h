@@ -26,6 +26,7 @@ typedef struct pl_sampler {
   int n_vocab;
   float *work;        /* [n_vocab] processed logits / probabilities */
   int32_t *idx;       /* [n_vocab] candidate ids */
+  int32_t *top;       /* [n_vocab] a sorted prefix of them (top-k / top-p selection) */
   uint32_t *stamp;    /* [n_vocab] "seen in this call" marks for penalties */
   uint32_t cur_stamp;
 } pl_sampler;
