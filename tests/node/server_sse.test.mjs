@@ -5,6 +5,7 @@
 // exits 0.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { sourcePath } from "./lib/util.mjs";
 import { startServer, curl, parseSSE, post, metrics, waitMetrics, CHATML_TEMPLATE } from "./lib/server.mjs";
 
 const MODEL = "tinystories-280K";
@@ -172,9 +173,14 @@ test("SIGTERM drains in-flight streams, then exits 0", async () => {
 });
 
 test("SIGTERM with --shutdown-timeout 0 aborts in-flight streams cleanly, exits 0", async () => {
-  const srv = await startServer({ args: ["--max-num-seqs", "1", "--shutdown-timeout", "0"] });
-  const ss = streams(srv.url, 12, { prompt: "Once", max_tokens: 250, ignore_eos: true });
-  await waitMetrics(srv.url, (m) => m["pagellm:num_requests_running"] >= 1 && m["pagellm:num_requests_waiting"] >= 11);
+  // The bundled model, not the tiny one: at ~10 ms a request on the tiny model, a loaded CI
+  // machine finished the queue before the signal (aborted 0). Here a request takes ~0.5 s, so
+  // the 5+ requests seen in flight are still there when SIGTERM lands.
+  const srv = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
+                                  args: ["--max-num-seqs", "1", "--shutdown-timeout", "0"] });
+  const ss = streams(srv.url, 12, { model: "pagellm-default", prompt: "Once", max_tokens: 400, ignore_eos: true });
+  const seen = await waitMetrics(srv.url, (m) => m["pagellm:num_requests_running"] >= 1 && m["pagellm:num_requests_waiting"] >= 4);
+  assert.ok(seen["pagellm:num_requests_waiting"] >= 4, "setup: at least 4 requests queued before the signal");
   const exit = srv.stop("SIGTERM");
   const texts = await Promise.all(ss);
   let aborted = 0;
