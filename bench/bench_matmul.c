@@ -2,7 +2,7 @@
  * rows, per weight type, on a TinyLlama FFN-shaped matrix (ne0 = 2048 in, ne1 = 5632 out),
  * with 1 and 2 threads, next to a measured DRAM read bandwidth. Enough copies of the matrix
  * are cycled that every call streams its weights from DRAM, not from cache.
- * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N]
+ * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N] [--no-dotext]
  *                     [--gemm]   (time pl_cpu_matmul, i.e. the OpenBLAS prefill path too,
  *                                 for n up to 512, to locate the crossover) */
 #include <math.h>
@@ -141,10 +141,12 @@ int main(int argc, char **argv) {
       only = argv[++i];
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
       max_threads = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--no-dotext")) { /* VNNI / AVX512-BF16 / dotprod off */
+      pl_kern_set_dotext(0);
     } else if (!strcmp(argv[i], "--gemm")) {
       gemm = 1;
     } else {
-      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--gemm]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--no-dotext] [--gemm]\n", argv[0]);
       return 2;
     }
   }

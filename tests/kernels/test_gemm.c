@@ -5,7 +5,8 @@
  * Threshold: |y - ref| <= 1e-5 * sum|w x| (sgemm accumulates in float32); below the switch
  * the integer kernels quantize x to 8 bits per block of 32, so the bound adds
  * sum |w| * amax_block/254 (half a quantization step per element) — which also checks that
- * the activation quantization error stays within its theoretical bound.
+ * the activation quantization error stays within its theoretical bound. BF16 kernels that
+ * round x to bf16 (AVX512-BF16) add sum |w x| * 2^-9 likewise.
  * Skipped in the kernel-only cross build (no OpenBLAS there). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +82,9 @@ static void run(pl_threadpool *tp, pl_dtype t, int64_t rows, int64_t cols, int n
             q += fabs(wd[r * cols + c + k]) * amax / 254.0 * 1.001;
         }
       }
-      double tol = 1e-5 * a + (n < 8 && t != PL_DT_F32 && t != PL_DT_F16 && t != PL_DT_BF16 ? q : 0) + 1e-30;
+      /* below the switch, BF16 kernels with bf16 activations: |dx| <= |x| * 2^-9 */
+      double qb = n < 8 && pl_kern_matmul_x_bf16(t) ? a / 512.0 * 1.001 : 0;
+      double tol = 1e-5 * a + (n < 8 && t != PL_DT_F32 && t != PL_DT_F16 && t != PL_DT_BF16 ? q : qb) + 1e-30;
       if (!(fabs(y[j * rows + r] - s) <= tol) && bad++ < 3)
         fprintf(stderr, "  %s rows=%lld cols=%lld n=%d j=%d r=%lld: %.8g vs %.8g\n", pl_dtype_name(t),
                 (long long)rows, (long long)cols, n, j, (long long)r, y[j * rows + r], s);

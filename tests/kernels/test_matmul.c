@@ -104,11 +104,12 @@ static void free_w(wmat *m) {
   pl_free(m->bi);
 }
 
-/* The activations the kernel sees, as float64. */
+/* The activations the kernel sees, as float64: quant 0 = as given, 1 = quantized to 8-bit
+ * blocks, 2 = rounded to bf16 (round to nearest even; AVX512-BF16 kernels). */
 static void act_ref(const float *x, int n, int64_t cols, int quant, double *xd) {
-  if (!quant) {
+  if (quant != 1) {
     for (int64_t i = 0; i < n * cols; i++)
-      xd[i] = x[i];
+      xd[i] = quant == 2 ? pl_bf16_to_f32(pl_f32_to_bf16(x[i])) : x[i];
     return;
   }
   pl_qx_layout l = pl_qx_layout_for(cols);
@@ -139,29 +140,36 @@ static int run_case(const kt_isa *isas, int nisa, pl_threadpool **tps, const wty
   double *xd = pl_malloc(sizeof(double) * (size_t)(nmax * cols));
   float *y = pl_malloc(sizeof(float) * (size_t)(nmax * rows));
   float *y1 = pl_malloc(sizeof(float) * (size_t)(nmax * rows));
-  double *ref = pl_malloc(sizeof(double) * (size_t)(nmax * rows));
-  double *mag = pl_malloc(sizeof(double) * (size_t)(nmax * rows));
+  /* [0]: the activations as given (or quantized); [1]: rounded to bf16 */
+  double *refs[2] = {pl_malloc(sizeof(double) * (size_t)(nmax * rows)),
+                     pl_malloc(sizeof(double) * (size_t)(nmax * rows))};
+  double *mags[2] = {pl_malloc(sizeof(double) * (size_t)(nmax * rows)),
+                     pl_malloc(sizeof(double) * (size_t)(nmax * rows))};
   void *work = pl_malloc(pl_kern_matmul_work_size(&m.W, nmax) + 64);
   for (int64_t i = 0; i < nmax * cols; i++)
     x[i] = kt_gauss(rng) * (i % 13 == 0 ? 4.0f : 1.0f);
   if (nmax > 1)
     for (int64_t i = 0; i < cols; i++) /* a zero row: amax = 0 must not produce NaN */
       x[(nmax - 1) * cols + i] = 0;
-  act_ref(x, nmax, cols, !is_float(wt->t), xd);
-  for (int j = 0; j < nmax; j++)
-    for (int64_t r = 0; r < rows; r++) {
-      double s = 0, a = 0;
-      for (int64_t c = 0; c < cols; c++) {
-        s += m.wd[r * cols + c] * xd[j * cols + c];
-        a += fabs(m.wd[r * cols + c] * xd[j * cols + c]);
+  for (int v = 0; v < (wt->t == PL_DT_BF16 ? 2 : 1); v++) {
+    act_ref(x, nmax, cols, v ? 2 : !is_float(wt->t), xd);
+    for (int j = 0; j < nmax; j++)
+      for (int64_t r = 0; r < rows; r++) {
+        double s = 0, a = 0;
+        for (int64_t c = 0; c < cols; c++) {
+          s += m.wd[r * cols + c] * xd[j * cols + c];
+          a += fabs(m.wd[r * cols + c] * xd[j * cols + c]);
+        }
+        refs[v][j * rows + r] = s;
+        mags[v][j * rows + r] = a;
       }
-      ref[j * rows + r] = s;
-      mag[j * rows + r] = a;
-    }
+  }
   double tolk = 2e-6 * sqrt((double)cols / 32 + 1);
   int bad_total = 0;
   for (int ii = 0; ii < nisa; ii++) {
     kt_use(&isas[ii]);
+    int xb = pl_kern_matmul_x_bf16(wt->t);
+    const double *ref = refs[xb], *mag = mags[xb];
     for (int k = 0; k < nns; k++) {
       int n = ns[k];
       /* activations at the tail of the buffer so the zero row is included when n is large */
@@ -203,8 +211,10 @@ static int run_case(const kt_isa *isas, int nisa, pl_threadpool **tps, const wty
   pl_free(xd);
   pl_free(y);
   pl_free(y1);
-  pl_free(ref);
-  pl_free(mag);
+  for (int v = 0; v < 2; v++) {
+    pl_free(refs[v]);
+    pl_free(mags[v]);
+  }
   pl_free(work);
   free_w(&m);
   return bad_total;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/kern/kern.h"
 #include "check.h"
 #include "pagellm.h"
 #include "model/runner.h"
@@ -163,7 +164,9 @@ int main(void) {
     {"qwen3 f32 qk-norm hd!=E/H", base, 2e-4},
     {"llama3.1 rope scaling", base, 2e-4},
     {"llama f16", base, 2e-3},
-    {"llama bf16", base, 2e-3},
+    /* bf16 activations into every BF16 matmul on AVX512-BF16: ~10 roundings of <= 2^-9 over
+     * the 2 layers (3.1e-3 measured) */
+    {"llama bf16", base, pl_kern_matmul_x_bf16(PL_DT_BF16) ? 6e-3 : 2e-3},
     {"llama q8_0", base, 4e-2},
     {"llama q4_0", base, 4e-2},
     {"llama mlx q4 g32", base, 4e-2},

@@ -19,9 +19,9 @@ const char *pl_kern_isa_name(pl_isa isa);
 /* Force an ISA for tests/benchmarks (must be supported by the CPU; returns 0 or -1).
  * PAGELLM_ISA=scalar|avx2|avx512|neon in the environment does the same at first use. */
 int pl_kern_set_isa(pl_isa isa);
-/* Integer dot-product extension: AVX-512 VNNI (vpdpbusd) on x86, dotprod (sdot) on ARM.
- * Used when the CPU has it; tests turn it off to cover the fallback integer paths too.
- * set_dotext rebuilds the tables for the current ISA. */
+/* Dot-product extensions: AVX-512 VNNI (vpdpbusd) and AVX512-BF16 (vdpbf16ps) on x86,
+ * dotprod (sdot) on ARM. Used when the CPU has them; tests turn them off to cover the
+ * fallback paths too. set_dotext rebuilds the tables for the current ISA. */
 int pl_kern_has_dotext(void);
 void pl_kern_set_dotext(int allowed);
 
@@ -49,6 +49,12 @@ size_t pl_quant_row(pl_dtype t, const float *x, void *row, int64_t n);
  * decode reads the weights once per tile of tokens. `work` is scratch of at least
  * pl_kern_matmul_work_size(W, n) bytes (64-byte aligned), shared by all threads. */
 size_t pl_kern_matmul_work_size(const pl_tensor *W, int n);
+/* 1 when, under the current ISA, pl_kern_matmul multiplies weights of type t with the
+ * activations rounded to bf16 (round to nearest even): BF16 weights on AVX512-BF16, where
+ * vdpbf16ps does twice the work of an f32 FMA and the weights need no conversion (as
+ * llama.cpp and PyTorch do for bf16 models). Each activation row is rounded by itself, so
+ * results still do not depend on the batch. */
+int pl_kern_matmul_x_bf16(pl_dtype t);
 void pl_kern_matmul(pl_threadpool *tp, float *y, const float *x, int n, const pl_tensor *W,
                     void *work);
 

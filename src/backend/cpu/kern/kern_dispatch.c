@@ -22,8 +22,11 @@ static pl_isa g_isa;
 static int g_dotext_allowed = 1;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__clang__)
+#if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#endif
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__clang__)
 /* clang 14 (the fuzz build) does not know "f16c" in __builtin_cpu_supports: CPUID.1:ECX[29] */
 static int has_f16c(void) {
   unsigned a, b, c, d;
@@ -51,6 +54,14 @@ static int cpu_has(pl_isa isa) {
   }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+static int has_vnni(void) { return cpu_has(PL_ISA_AVX512) && __builtin_cpu_supports("avx512vnni"); }
+/* CPUID.(7,1):EAX[5] (gcc 12 and clang 14 disagree on the __builtin_cpu_supports name) */
+static int has_avx512bf16(void) {
+  unsigned a, b, c, d;
+  return cpu_has(PL_ISA_AVX512) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+#endif
 
 #if defined(__aarch64__)
 static int has_dotprod(void) {
@@ -73,7 +84,7 @@ static void build(pl_isa isa) {
   if (isa >= PL_ISA_AVX2)
     pl_kern_fill_avx2(&o);
   if (isa >= PL_ISA_AVX512)
-    pl_kern_fill_avx512(&o, g_dotext_allowed && pl_kern_has_dotext());
+    pl_kern_fill_avx512(&o, g_dotext_allowed && has_vnni(), g_dotext_allowed && has_avx512bf16());
 #endif
 #if defined(__aarch64__)
   if (isa == PL_ISA_NEON)
@@ -135,7 +146,7 @@ int pl_kern_set_isa(pl_isa isa) {
 
 int pl_kern_has_dotext(void) {
 #if defined(__x86_64__) || defined(__i386__)
-  return cpu_has(PL_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+  return has_vnni() || has_avx512bf16();
 #elif defined(__aarch64__)
   return has_dotprod();
 #else

@@ -51,6 +51,9 @@ static inline pl_qx_layout pl_qx_layout_for(int64_t cols) {
   return l;
 }
 
+/* Bytes of one activation row rounded to bf16 (x_is_bf16 kernels). */
+static inline size_t pl_bf16_x_stride(int64_t cols) { return pl_align64((size_t)cols * 2); }
+
 /* One matmul call as the row kernels see it. */
 typedef struct {
   const pl_tensor *W;
@@ -59,7 +62,7 @@ typedef struct {
   size_t xrb;          /* bytes of one activation row as the kernel reads it (f32 or qx) */
   int n;               /* activation rows */
   const float *x;      /* [n][cols] f32 (float weight types) */
-  const uint8_t *qx;   /* n qx rows (quantized weight types) */
+  const uint8_t *qx;   /* n qx rows (quantized weight types), or n bf16 rows (x_is_bf16) */
   pl_qx_layout ql;
   float *y;            /* [n][rows] */
 } pl_mm_ctx;
@@ -76,6 +79,10 @@ typedef struct {
   int qx_z[PL_MMT_COUNT];      /* zero point the mm kernel wants in zs (0 = none) */
   int mm_rows_align[PL_MMT_COUNT]; /* preferred row-chunk multiple for thread splits */
   pl_quant_x_fn quant_x;
+  /* Set where mm[t] multiplies bf16 pairs (AVX512-BF16): the driver first rounds x to bf16
+   * rows in `work` with x_bf16 (row stride pl_bf16_x_stride), and the kernel reads those. */
+  int x_is_bf16[PL_MMT_COUNT];
+  pl_quant_x_fn x_bf16;
   pl_dequant_fn dequant[PL_MMT_COUNT]; /* non-MLX types; NULL = generic scalar */
   float (*dot)(int n, const float *a, const float *b);
   void (*mad)(int n, float *y, const float *x, float s);
@@ -146,7 +153,7 @@ void pl_attn_tile_scalar(int nl, int hd, int nv, int pos0, const int32_t *lim, c
                          const float *k, const float *v, float *m, float *l, float *acc);
 #if defined(__x86_64__) || defined(__i386__)
 void pl_kern_fill_avx2(pl_kern_ops *o);
-void pl_kern_fill_avx512(pl_kern_ops *o, int vnni);
+void pl_kern_fill_avx512(pl_kern_ops *o, int vnni, int bf16);
 void pl_attn_tile_avx2(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
                        const float *k, const float *v, float *m, float *l, float *acc);
 void pl_attn_tile_avx512(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,

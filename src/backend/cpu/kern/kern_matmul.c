@@ -1,5 +1,6 @@
 /* Matmul driver and the public vector-helper entry points. One call: (1) for quantized
- * weights, quantize the n activation rows into `work` (qx rows, kern_impl.h) — in parallel
+ * weights, quantize the n activation rows into `work` (qx rows, kern_impl.h), or for a
+ * bf16-pair kernel round them to bf16 rows there — in parallel
  * when n is large enough to pay for a second pool run; (2) split the weight rows into one
  * contiguous range per thread (each thread streams its own part of W once, for all n
  * activation rows) and run the ISA's row kernel. No allocation. */
@@ -12,7 +13,11 @@ static int is_float_type(pl_dtype t) {
 }
 
 size_t pl_kern_matmul_work_size(const pl_tensor *W, int n) {
-  if (is_float_type(W->type) || n <= 0)
+  if (n <= 0)
+    return 0;
+  if (W->type == PL_DT_BF16) /* bf16 activation rows, whether or not this CPU uses them */
+    return pl_bf16_x_stride(W->ne[0]) * (size_t)n;
+  if (is_float_type(W->type))
     return 0;
   pl_qx_layout l = pl_qx_layout_for(W->ne[0]);
   return l.stride * (size_t)n;
@@ -100,9 +105,14 @@ void pl_kern_matmul(pl_threadpool *tp, float *y, const float *x, int n, const pl
   jb.fn = o->mm[t];
   jb.qfn = o->quant_x;
   jb.z = o->qx_z[t];
+  int xb = o->x_is_bf16[t];
+  if (xb) { /* the bf16-pair kernel reads activations rounded to bf16 rows */
+    jb.qfn = o->x_bf16;
+    jb.c.ql.stride = jb.c.xrb = pl_bf16_x_stride(cols);
+  }
 
   int nth = pl_threadpool_size(tp);
-  if (!is_float_type(W->type)) {
+  if (!is_float_type(W->type) || xb) {
     if (nth > 1 && (int64_t)n * cols >= 32768)
       pl_threadpool_run(tp, quant_task, &jb);
     else
@@ -123,6 +133,11 @@ void pl_kern_matmul(pl_threadpool *tp, float *y, const float *x, int n, const pl
 }
 
 /* ---- vector helpers -------------------------------------------------------------------- */
+
+int pl_kern_matmul_x_bf16(pl_dtype t) {
+  int m = pl_mmt_of(t);
+  return m >= 0 && pl_kern_ops_get()->x_is_bf16[m];
+}
 
 float pl_vec_dot_f32(int n, const float *a, const float *b) { return pl_kern_ops_get()->dot(n, a, b); }
 void pl_vec_mad_f32(int n, float *y, const float *x, float s) { pl_kern_ops_get()->mad(n, y, x, s); }
