@@ -25,13 +25,13 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "backend/cpu/kern/kern.h"
+#include "backend/tensor.h"
+#include "backend/weight_rand.h"
 #include "cli/cli.h"
 #include "model/gguf.h"
 #include "model/gguf_write.h"
 #include "model/model_preset.h"
 #include "model/synth_vocab.h"
-#include "backend/weight_rand.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

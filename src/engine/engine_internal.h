@@ -6,6 +6,10 @@
 #define PL_ENGINE_INTERNAL_H
 #include "pagellm.h"
 
+/* The KV map's snapshot type is part of this API (pl_engine_kv_snapshot fills it): included
+ * here so that the server reaches core/ only through the engine. */
+#include "core/kv_snapshot.h"
+
 struct pl_tokenizer;     /* src/tokenizer/tokenizer.h */
 struct pl_chat_template; /* src/template/chat_template.h */
 struct pl_model;         /* src/model/model.h */
@@ -23,11 +27,10 @@ const struct pl_model *pl_engine_model(const pl_engine *e);
 const char *pl_engine_model_name(const pl_engine *e);
 int pl_engine_max_model_len(const pl_engine *e);
 
-/* Fill snap (core/kv_snapshot.h) with the KV cache and queues now, listing at most
+/* Fill snap with the KV cache and queues now, listing at most
  * max_waiting waiting requests; each request's sample index is set. Engine thread only,
  * between steps. PL_ENOMEM. */
-struct pl_kv_snapshot;
-int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, struct pl_kv_snapshot *snap);
+int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, pl_kv_snapshot *snap);
 
 /* Render a chat with the engine's template (BOS/EOS text filled in, generation prompt on
  * when add_generation_prompt). messages/tools/extra are jansson values (json_t *; extra: an

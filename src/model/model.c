@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "backend/backend.h"
-#include "backend/cpu/kern/kern.h"
+#include "backend/tensor.h"
 #include "model/gguf.h"
 #include "util/alloc.h"
 #include "util/error.h"

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/kv_snapshot.h"
 #include "engine/engine_internal.h"
 #include "util/alloc.h"
 #include "util/error.h"
