@@ -23,6 +23,7 @@
 #include "model/hf_config.h"
 #include "model/model.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 int pl_model_load_safetensors(const char *dir, pl_model *m);
@@ -43,14 +44,8 @@ typedef struct {
 } st_index;
 
 static int st_add(st_index *ix, const st_entry *e) {
-  if (ix->n == ix->cap) {
-    int cap = ix->cap ? ix->cap * 2 : 256;
-    st_entry *n = pl_realloc(ix->e, (size_t)cap * sizeof *n);
-    if (!n)
-      return pl_fail(PL_ENOMEM, "out of memory");
-    ix->e = n;
-    ix->cap = cap;
-  }
+  if (pl_array_grow(&ix->e, &ix->cap, (size_t)ix->n + 1, sizeof *ix->e, 256))
+    return pl_fail(PL_ENOMEM, "out of memory");
   ix->e[ix->n++] = *e;
   return 0;
 }
