@@ -51,7 +51,7 @@ PUBLIC = {
     "tokenizer": {"tokenizer.h", "detok.h", "stop_matcher.h"},
     "template": {"chat_template.h"},
     "grammar": {"grammar.h"},
-    "engine": {"engine_internal.h"},  # beside include/pagellm.h
+    "engine": {"engine_access.h"},  # beside include/pagellm.h
     "server": {"server.h"},
     "cli": set(),
 }
@@ -65,7 +65,7 @@ EDGE_ONLY = {
 HINT = {
     "backend/cpu": "the CPU backend's internals: use backend/backend.h or backend/tensor.h",
     "backend/cuda": "the CUDA backend's internals: use backend/backend.h",
-    "engine": "use include/pagellm.h or engine/engine_internal.h",
+    "engine": "use include/pagellm.h or engine/engine_access.h",
 }
 
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')

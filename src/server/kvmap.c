@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -1,9 +1,14 @@
-/* Accessors the in-tree layers above the engine (server/, cli/) use beyond the public API in
- * include/pagellm.h. Same thread rule: call from the engine's thread, or before the engine
- * thread starts / after it stops (the returned objects are immutable after load, so reading
- * them from other threads concurrently with pl_engine_step is safe). */
-#ifndef PL_ENGINE_INTERNAL_H
-#define PL_ENGINE_INTERNAL_H
+/* The engine's accessors for the in-tree layers above it (server/, cli/): what they need
+ * beyond the public API of include/pagellm.h (the model's tokenizer, chat template and model,
+ * a chat rendered with the template, a KV-cache snapshot for the web UI's KV map). Embedding
+ * programs use pagellm.h only. Not to be confused with engine_impl.h, the engine's private
+ * structures, which only the engine's own files include.
+ *
+ * Same thread rule as pagellm.h: call from the engine's thread, or before the engine thread
+ * starts / after it stops (the returned objects are immutable after load, so reading them
+ * from other threads concurrently with pl_engine_step is safe). */
+#ifndef PL_ENGINE_ACCESS_H
+#define PL_ENGINE_ACCESS_H
 #include "pagellm.h"
 
 /* The KV map's snapshot type is part of this API (pl_engine_kv_snapshot fills it): included
