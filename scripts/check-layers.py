@@ -6,7 +6,7 @@ kernels and the CUDA code are internals of one backend each). A file may include
 of its own layer; across layers only along an arrow of ALLOWED below, and only a header the
 target layer offers to others (PUBLIC). docs/ARCHITECTURE.md draws the same graph: change both
 together. Also checks that every folder of src/ is a known layer, is in the README's layout
-table and in the architecture diagram.
+table and in the architecture diagram, and that every top-level folder has a layout row.
 
 Usage: check-layers.py [repo root]   (default: the folder above this script)
        check-layers.py --print       print the allowed graph
@@ -14,6 +14,7 @@ Exit status 0 when clean, 1 with one line per violation. Python 3 standard libra
 """
 import os
 import re
+import subprocess
 import sys
 
 # Layer -> the layers its files may include directly (arrows point down).
@@ -137,6 +138,16 @@ def check_includes(root):
     return errors
 
 
+def top_folders(root):
+    try:
+        out = subprocess.run(["git", "-C", root, "ls-files"], capture_output=True, text=True,
+                             check=True).stdout
+        return {f.split("/")[0] for f in out.splitlines() if "/" in f and not f.startswith(".")}
+    except (OSError, subprocess.CalledProcessError):
+        return {d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and
+                not d.startswith((".", "build"))}
+
+
 def check_docs(root):
     """Every src/ folder is a layer, a row of the README's layout table and in the diagram."""
     errors = []
@@ -158,6 +169,11 @@ def check_docs(root):
             errors.append(f"docs/ARCHITECTURE.md's layer diagram does not show {d}/")
     for r in sorted(rows - set(folders)):
         errors.append(f"README.md's layout table lists src/{r}/, which does not exist")
+    # Top-level folders have a row too: the ones git tracks (a stray local folder is not the
+    # project's), or without git every folder but hidden and build ones.
+    top = set(re.findall(r"^([a-z][\w-]*)/", table, re.M))
+    for d in sorted(top_folders(root) - {"src"} - top):
+        errors.append(f"README.md's layout table has no row for {d}/")
     return errors
 
 
@@ -172,7 +188,7 @@ def main(argv):
     for e in errors:
         print(e)
     if errors:
-        print(f"check-layers: {len(errors)} violation(s) of the layer graph "
+        print(f"check-layers: {len(errors)} problem(s) with the layer graph "
               "(scripts/check-layers.py, docs/ARCHITECTURE.md)")
         return 1
     print("check-layers: every #include under src/ follows the layer graph")
