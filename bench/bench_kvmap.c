@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "core/kv_snapshot.h"
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "pagellm.h"
 
 static double now(void) {

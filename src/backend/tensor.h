@@ -51,4 +51,23 @@ const char *pl_dtype_name(pl_dtype t);
 size_t pl_dtype_row_bytes(pl_dtype t, int64_t n);
 /* Number of elements of a tensor. */
 int64_t pl_tensor_nelem(const pl_tensor *t);
+
+/* Element conversions and row (de)quantization of the dtypes above: what a loader, a tool or
+ * a test needs to read or write tensor bytes. Implemented with the CPU kernels
+ * (backend/cpu/kern/kern_convert.c, kern_quant.c); declared here so that layers above the
+ * backend do not include the kernel library's header. */
+float pl_f16_to_f32(uint16_t h);
+uint16_t pl_f32_to_f16(float f);       /* round to nearest even */
+float pl_bf16_to_f32(uint16_t h);
+uint16_t pl_f32_to_bf16(float f);      /* round to nearest even */
+
+/* Dequantize one row of n elements (n multiple of the block size) of type t into y. For
+ * MLX types use pl_dequant_row_mlx with the row's scales/biases pointers (already offset to
+ * that row); pl_dequant_row fills y with NaN for them. */
+void pl_dequant_row(pl_dtype t, const void *row, float *y, int64_t n);
+void pl_dequant_row_mlx(pl_dtype t, const void *row, const void *scales, const void *biases,
+                        pl_dtype sb_type, int group_size, float *y, int64_t n);
+/* Reference quantizers (round-to-nearest as ggml's reference quantize_row_*), used by
+ * `pagellm model-gen` and tests. Return bytes written (= pl_dtype_row_bytes). */
+size_t pl_quant_row(pl_dtype t, const float *x, void *row, int64_t n);
 #endif

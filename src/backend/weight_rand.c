@@ -2,7 +2,7 @@
  * reference for the CUDA fill. */
 #include "backend/weight_rand.h"
 
-#include "backend/cpu/kern/kern.h"
+#include "backend/tensor.h"
 #include "util/error.h"
 
 int pl_wrand_fill_host(void *dst, pl_dtype type, uint64_t first, uint64_t n, uint64_t stream,

@@ -18,7 +18,7 @@
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
 #include "cli/workload.h"
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "model/model.h"
 #include "pagellm.h"
 

@@ -10,7 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "tokenizer/tokenizer.h"
 #include "pagellm.h"
 #include "util/alloc.h"

@@ -25,14 +25,15 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "backend/cpu/kern/kern.h"
+#include "backend/tensor.h"
+#include "backend/weight_rand.h"
 #include "cli/cli.h"
 #include "model/gguf.h"
 #include "model/gguf_write.h"
 #include "model/model_preset.h"
 #include "model/synth_vocab.h"
-#include "backend/weight_rand.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 
@@ -128,14 +129,8 @@ typedef struct {
 
 static int pl_mg_push(pl_mg_list *l, uint64_t seed, pl_weight_role role, pl_mg_kind kind,
                       pl_dtype type, int64_t ne0, int64_t ne1, const char *fmt, int layer) {
-  if (l->n == l->cap) {
-    int cap = l->cap ? l->cap * 2 : 64;
-    pl_mg_tensor *t = pl_realloc(l->t, (size_t)cap * sizeof *t);
-    if (!t)
-      return pl_fail(PL_ENOMEM, "model-gen: out of memory");
-    l->t = t;
-    l->cap = cap;
-  }
+  if (pl_array_grow(&l->t, &l->cap, (size_t)l->n + 1, sizeof *l->t, 64))
+    return pl_fail(PL_ENOMEM, "model-gen: out of memory");
   pl_mg_tensor *t = &l->t[l->n++];
   snprintf(t->name, sizeof t->name, fmt, layer < 0 ? 0 : layer);
   t->stream = pl_weight_stream(seed, role, layer);

@@ -17,7 +17,7 @@
 
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "pagellm.h"
 #include "server/server.h"
 

@@ -4,21 +4,12 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 /* Grow *p to hold n elements of size sz (capacity in *cap). */
 static int grow(void **p, int *cap, int n, size_t sz) {
-  if (n <= *cap)
-    return 0;
-  int c = *cap > 0 ? *cap : 16;
-  while (c < n)
-    c = c > (1 << 29) ? n : c * 2;
-  void *q = pl_realloc(*p, (size_t)c * sz);
-  if (!q)
-    return PL_ENOMEM;
-  *p = q;
-  *cap = c;
-  return 0;
+  return n < 0 ? 0 : pl_array_grow(p, cap, (size_t)n, sz, 16);
 }
 
 static int grow_blocks(pl_kv_snapshot *snap, int n) {

@@ -16,7 +16,7 @@
 
 #include "backend/backend.h"
 #include "core/scheduler.h"
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "engine/engine_impl.h"
 #include "engine/sampler.h"
 #include "model/runner.h"

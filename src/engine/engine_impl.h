@@ -1,4 +1,5 @@
-/* Engine internals shared by engine*.c. Not a public header.
+/* Engine internals shared by engine*.c. Not a public header: the layers above use
+ * include/pagellm.h and engine_access.h.
  *
  *   pl_engine ─ groups (doubly linked, one per request id)
  *                 └─ samples[n]  (one per parallel sample; each owns a scheduler request

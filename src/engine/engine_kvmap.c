@@ -2,7 +2,7 @@
  * (which sample of a request each scheduler request is). */
 #include "core/kv_snapshot.h"
 #include "engine/engine_impl.h"
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 
 int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, struct pl_kv_snapshot *snap) {
   int rc = pl_kv_snapshot_capture(e->sched, max_waiting, snap);

@@ -5,6 +5,7 @@
 #include "grammar/grammar.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 static int check_params(const pl_sampling_params *sp, int n_vocab) {
@@ -248,14 +249,8 @@ void pl_engine_events_clear(pl_engine *e) {
 int pl_engine_emit(pl_engine *e, pl_group *g, pl_sample_state *s, const char *text, size_t len) {
   if (e->ev_read == e->n_events)
     pl_engine_events_clear(e);
-  if (e->n_events == e->cap_events) {
-    int cap = e->cap_events ? e->cap_events * 2 : 64;
-    pl_event_store *n = pl_realloc(e->events, (size_t)cap * sizeof *n);
-    if (!n)
-      return pl_fail(PL_ENOMEM, "out of memory for events");
-    e->events = n;
-    e->cap_events = cap;
-  }
+  if (pl_array_grow(&e->events, &e->cap_events, (size_t)e->n_events + 1, sizeof *e->events, 64))
+    return pl_fail(PL_ENOMEM, "out of memory for events");
   /* token payload lives after the text in one allocation */
   size_t ntok = s->has_event ? 1 : 0, ntop = s->has_event ? (size_t)s->ev_ntop : 0;
   const char *err = s->finish == PL_FINISH_ERROR && g->error ? g->error : NULL;

@@ -9,6 +9,7 @@
 #include "tokenizer/stop_matcher.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 int pl_text_stream_init(pl_text_stream *ts, const struct pl_tokenizer *tok,
@@ -39,16 +40,8 @@ void pl_text_stream_free(pl_text_stream *ts) {
 }
 
 static int out_add(pl_text_stream *ts, const char *p, size_t n) {
-  if (ts->out_len + n + 1 > ts->out_cap) {
-    size_t c = ts->out_cap ? ts->out_cap : 64;
-    while (c < ts->out_len + n + 1)
-      c *= 2;
-    char *b = pl_realloc(ts->out, c);
-    if (!b)
-      return pl_fail(PL_ENOMEM, "out of memory");
-    ts->out = b;
-    ts->out_cap = c;
-  }
+  if (pl_array_grow(&ts->out, &ts->out_cap, ts->out_len + n + 1, 1, 64))
+    return pl_fail(PL_ENOMEM, "out of memory");
   memcpy(ts->out + ts->out_len, p, n);
   ts->out_len += n;
   ts->out[ts->out_len] = 0;

@@ -6,6 +6,7 @@
 
 #include "grammar/grammar_impl.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 #define MAX_ELEMS (4 << 20) /* elements in one grammar: bounds {m,n} blow-ups */
@@ -61,27 +62,15 @@ static int epush(parser *P, evec *v, int type, int arg) {
   if (++P->total > MAX_ELEMS)
     return perr(P, "grammar too large (more than %d elements after expanding repetitions)",
                 MAX_ELEMS);
-  if (v->n == v->cap) {
-    int cap = v->cap ? v->cap * 2 : 16;
-    pl_gelem *n = pl_realloc(v->e, (size_t)cap * sizeof *n);
-    if (!n)
-      return oom(P);
-    v->e = n;
-    v->cap = cap;
-  }
+  if (pl_array_grow(&v->e, &v->cap, (size_t)v->n + 1, sizeof *v->e, 16))
+    return oom(P);
   v->e[v->n++] = (pl_gelem){type, arg};
   return 0;
 }
 
 static int new_rule(parser *P, const char *name, size_t nlen) {
-  if (P->n_rules == P->cap_rules) {
-    int cap = P->cap_rules ? P->cap_rules * 2 : 32;
-    rdef *n = pl_realloc(P->rules, (size_t)cap * sizeof *n);
-    if (!n)
-      return oom(P);
-    P->rules = n;
-    P->cap_rules = cap;
-  }
+  if (pl_array_grow(&P->rules, &P->cap_rules, (size_t)P->n_rules + 1, sizeof *P->rules, 32))
+    return oom(P);
   rdef *r = &P->rules[P->n_rules];
   memset(r, 0, sizeof *r);
   if (name && !(r->name = pl_strndup(name, nlen)))
@@ -99,14 +88,9 @@ static int find_rule(parser *P, const char *name, size_t nlen) {
 }
 
 static int add_class(parser *P, const pl_gclass *c) {
-  if (P->n_classes == P->cap_classes) {
-    int cap = P->cap_classes ? P->cap_classes * 2 : 64;
-    pl_gclass *n = pl_realloc(P->classes, (size_t)cap * sizeof *n);
-    if (!n)
-      return oom(P);
-    P->classes = n;
-    P->cap_classes = cap;
-  }
+  if (pl_array_grow(&P->classes, &P->cap_classes, (size_t)P->n_classes + 1, sizeof *P->classes,
+                    64))
+    return oom(P);
   P->classes[P->n_classes] = *c;
   return P->n_classes++;
 }

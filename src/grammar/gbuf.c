@@ -5,21 +5,14 @@
 
 #include "grammar/grammar.h"
 #include "util/alloc.h"
+#include "util/array.h"
 
 void pl_gbuf_putn(pl_gbuf *b, const char *s, size_t n) {
   if (b->oom)
     return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = pl_realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
+  if (pl_array_grow(&b->p, &b->cap, b->len + n + 1, 1, 256)) {
+    b->oom = 1;
+    return;
   }
   memcpy(b->p + b->len, s, n);
   b->len += n;

@@ -4,6 +4,7 @@
 
 #include "grammar/grammar_impl.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 static uint32_t node_hash(const pl_gnodes *ns, int32_t pos, int32_t parent) {
@@ -12,14 +13,8 @@ static uint32_t node_hash(const pl_gnodes *ns, int32_t pos, int32_t parent) {
 }
 
 static int push_hashed(pl_gnodes *ns, int32_t pos, int32_t parent, uint32_t h) {
-  if (ns->len == ns->cap) {
-    int cap = ns->cap ? ns->cap * 2 : 1024;
-    pl_gnode *n = pl_realloc(ns->n, (size_t)cap * sizeof *n);
-    if (!n)
-      return pl_fail(PL_ENOMEM, "grammar: out of memory");
-    ns->n = n;
-    ns->cap = cap;
-  }
+  if (pl_array_grow(&ns->n, &ns->cap, (size_t)ns->len + 1, sizeof *ns->n, 1024))
+    return pl_fail(PL_ENOMEM, "grammar: out of memory");
   ns->n[ns->len] = (pl_gnode){pos, parent, h, 0};
   return ns->len++;
 }
@@ -95,14 +90,8 @@ int pl_gset_add(pl_gset *s, pl_gnodes *ns, int32_t pos, int32_t parent) {
   if (s->n == PL_GSET_MAX)
     return pl_fail(PL_EINVAL, "grammar: more than %d parse stacks alive at once (the grammar is "
                    "too ambiguous)", PL_GSET_MAX);
-  if (s->n == s->cap) {
-    int cap = s->cap ? s->cap * 2 : 8;
-    int32_t *n = pl_realloc(s->top, (size_t)cap * sizeof *n);
-    if (!n)
-      return pl_fail(PL_ENOMEM, "grammar: out of memory");
-    s->top = n;
-    s->cap = cap;
-  }
+  if (pl_array_grow(&s->top, &s->cap, (size_t)s->n + 1, sizeof *s->top, 8))
+    return pl_fail(PL_ENOMEM, "grammar: out of memory");
   int id = push_hashed(ns, pos, parent, h);
   if (id < 0)
     return id;
@@ -157,16 +146,9 @@ static int expand(const pl_grammar *g, pl_gnodes *ns, int32_t pos, int32_t paren
       int r = e->arg, a0 = g->alt_off[r], k = g->alt_off[r + 1] - a0;
       if ((ns->steps -= k - 1) < 0)
         return too_much();
-      if (n + k - 1 > ns->work_cap) {
-        int cap = ns->work_cap ? ns->work_cap : 64;
-        while (cap < n + k - 1)
-          cap *= 2;
-        int32_t *w = pl_realloc(ns->work, (size_t)cap * 2 * sizeof *w);
-        if (!w)
-          return pl_fail(PL_ENOMEM, "grammar: out of memory");
-        ns->work = w;
-        ns->work_cap = cap;
-      }
+      /* work holds (alternative, continuation) pairs: work_cap counts pairs */
+      if (pl_array_grow(&ns->work, &ns->work_cap, (size_t)(n + k - 1), 2 * sizeof *ns->work, 64))
+        return pl_fail(PL_ENOMEM, "grammar: out of memory");
       for (int a = a0 + k - 1; a > a0; a--) { /* the second alternative on top */
         ns->work[2 * n] = g->alts[a];
         ns->work[2 * n + 1] = cont;

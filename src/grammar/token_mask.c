@@ -6,6 +6,7 @@
 #include "grammar/gmatch_impl.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 /* ---- vocabulary -------------------------------------------------------------------------- */
@@ -149,14 +150,8 @@ static void stack_key(const pl_gnodes *ns, int32_t t, int32_t *key, int *bottom)
 
 typedef struct ivec { int32_t *a; int n, cap; } ivec;
 static int ipush(ivec *v, int32_t x) {
-  if (v->n == v->cap) {
-    int cap = v->cap ? v->cap * 2 : 256;
-    int32_t *n = pl_realloc(v->a, (size_t)cap * sizeof *n);
-    if (!n)
-      return pl_fail(PL_ENOMEM, "grammar: out of memory");
-    v->a = n;
-    v->cap = cap;
-  }
+  if (pl_array_grow(&v->a, &v->cap, (size_t)v->n + 1, sizeof *v->a, 256))
+    return pl_fail(PL_ENOMEM, "grammar: out of memory");
   v->a[v->n++] = x;
   return 0;
 }
@@ -274,14 +269,8 @@ static int find_table(pl_gmatch *m, int32_t top, pl_gtable **out) {
       }
     }
   }
-  if (g->n_tables == g->cap_tables) {
-    int cap = g->cap_tables ? g->cap_tables * 2 : 16;
-    pl_gtable *n = pl_realloc(g->tables, (size_t)cap * sizeof *n);
-    if (!n)
-      return pl_fail(PL_ENOMEM, "grammar: out of memory");
-    g->tables = n;
-    g->cap_tables = cap;
-  }
+  if (pl_array_grow(&g->tables, &g->cap_tables, (size_t)g->n_tables + 1, sizeof *g->tables, 16))
+    return pl_fail(PL_ENOMEM, "grammar: out of memory");
   if ((g->n_tables + 1) * 2 > g->hash_cap) { /* rehash */
     int cap = g->hash_cap ? g->hash_cap * 2 : 64;
     int32_t *nh = pl_calloc((size_t)cap, sizeof *nh);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 typedef struct {
@@ -87,14 +88,8 @@ static int pl_gw_reserve(pl_gguf_writer *w, size_t extra) {
   size_t need = w->kv_len + extra;
   if (need <= w->kv_cap)
     return PL_OK;
-  size_t cap = w->kv_cap ? w->kv_cap : 4096;
-  while (cap < need)
-    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  unsigned char *p = pl_realloc(w->kv, cap);
-  if (!p)
-    return pl_fail(PL_ENOMEM, "gguf writer: out of memory (%zu bytes of metadata)", cap);
-  w->kv = p;
-  w->kv_cap = cap;
+  if (pl_array_grow(&w->kv, &w->kv_cap, need, 1, 4096))
+    return pl_fail(PL_ENOMEM, "gguf writer: out of memory (%zu bytes of metadata)", need);
   return PL_OK;
 }
 
@@ -137,14 +132,8 @@ static int pl_gw_begin_kv(pl_gguf_writer *w, const char *key, pl_gguf_type type,
   size_t klen = strlen(key);
   if (value_bytes > SIZE_MAX - 64 - klen)
     return pl_fail(PL_ENOMEM, "gguf writer: value of '%s' too large", key);
-  if (w->n_kv == w->keys_cap) {
-    int64_t cap = w->keys_cap ? w->keys_cap * 2 : 32;
-    char **k = pl_realloc(w->keys, (size_t)cap * sizeof *k);
-    if (!k)
-      return pl_fail(PL_ENOMEM, "gguf writer: out of memory");
-    w->keys = k;
-    w->keys_cap = cap;
-  }
+  if (pl_array_grow(&w->keys, &w->keys_cap, (size_t)w->n_kv + 1, sizeof *w->keys, 32))
+    return pl_fail(PL_ENOMEM, "gguf writer: out of memory");
   PL_TRY(pl_gw_reserve(w, 8 + klen + 4 + value_bytes));
   char *copy = pl_strdup(key);
   if (!copy)
@@ -285,14 +274,9 @@ int pl_gguf_add_tensor(pl_gguf_writer *w, const char *name, pl_dtype type, int n
   for (int64_t i = 0; i < w->n_tensors; i++)
     if (strcmp(w->tensors[i].name, name) == 0)
       return pl_fail(PL_EINVAL, "gguf writer: duplicate tensor '%s'", name);
-  if (w->n_tensors == w->tensors_cap) {
-    int64_t cap = w->tensors_cap ? w->tensors_cap * 2 : 64;
-    pl_gw_tensor *t = pl_realloc(w->tensors, (size_t)cap * sizeof *t);
-    if (!t)
-      return pl_fail(PL_ENOMEM, "gguf writer: out of memory");
-    w->tensors = t;
-    w->tensors_cap = cap;
-  }
+  if (pl_array_grow(&w->tensors, &w->tensors_cap, (size_t)w->n_tensors + 1, sizeof *w->tensors,
+                    64))
+    return pl_fail(PL_ENOMEM, "gguf writer: out of memory");
   pl_gw_tensor *t = &w->tensors[w->n_tensors++];
   memset(t, 0, sizeof *t);
   memcpy(t->name, name, nlen + 1);

@@ -10,9 +10,10 @@
 #include <sys/stat.h>
 
 #include "backend/backend.h"
-#include "backend/cpu/kern/kern.h"
+#include "backend/tensor.h"
 #include "model/gguf.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 int pl_model_load_gguf(const char *path, pl_model *m);        /* model_gguf.c */
@@ -156,14 +157,8 @@ size_t pl_model_kv_bytes_per_token(const pl_model *m) {
 }
 
 float *pl_model_alloc_f32(pl_model *m, int64_t n) {
-  if (m->n_owned == m->cap_owned) {
-    int cap = m->cap_owned ? 2 * m->cap_owned : 64;
-    float **o = pl_realloc(m->owned, (size_t)cap * sizeof *o);
-    if (!o)
-      return NULL;
-    m->owned = o;
-    m->cap_owned = cap;
-  }
+  if (pl_array_grow(&m->owned, &m->cap_owned, (size_t)m->n_owned + 1, sizeof *m->owned, 64))
+    return NULL;
   float *f = pl_malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
   if (f)
     m->owned[m->n_owned++] = f;

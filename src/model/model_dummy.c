@@ -12,7 +12,6 @@
  * RoPE style is the GGUF loader's for the architecture (llama/mistral adjacent pairs, qwen
  * half-split), again so that the model-gen file and this model compute the same logits. */
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,112 +21,12 @@
 #include "backend/weight_rand.h"
 #include "model/gguf.h"
 #include "model/gguf_write.h"
+#include "model/hf_config.h"
 #include "model/model.h"
 #include "model/model_preset.h"
 #include "model/synth_vocab.h"
 #include "util/alloc.h"
 #include "util/error.h"
-
-/* ---- config.json ------------------------------------------------------------------------ */
-
-/* A required (def < 0) or optional positive integer field. */
-static int cfg_int(const char *path, json_t *c, const char *k, long long def, long long max,
-                   int *out) {
-  json_t *v = json_object_get(c, k);
-  if (!v || json_is_null(v)) {
-    if (def < 0)
-      return pl_fail(PL_EFORMAT, "%s: missing field '%s'", path, k);
-    *out = (int)def;
-    return 0;
-  }
-  if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > max)
-    return pl_fail(PL_EFORMAT, "%s: field '%s' must be an integer in [1, %lld]", path, k, max);
-  *out = (int)json_integer_value(v);
-  return 0;
-}
-
-static int cfg_num(const char *path, json_t *c, const char *k, double def, double *out) {
-  json_t *v = json_object_get(c, k);
-  if (!v || json_is_null(v)) {
-    *out = def;
-    return 0;
-  }
-  if (!json_is_number(v) || !(json_number_value(v) > 0))
-    return pl_fail(PL_EFORMAT, "%s: field '%s' must be a positive number", path, k);
-  *out = json_number_value(v);
-  return 0;
-}
-
-static int parse_config(const char *path, json_t *c, pl_hparams *hp) {
-  if (!json_is_object(c))
-    return pl_fail(PL_EFORMAT, "%s: not a JSON object", path);
-  json_t *mtv = json_object_get(c, "model_type");
-  const char *mt = json_string_value(mtv);
-  if (!mtv)
-    return pl_fail(PL_EFORMAT, "%s: missing field 'model_type'", path);
-  if (!mt)
-    return pl_fail(PL_EFORMAT, "%s: field 'model_type' must be a string", path);
-  if (pl_arch_from_name(mt, &hp->arch) < 0)
-    return pl_fail(PL_EUNSUPPORTED, "%s: model_type '%s' is not supported (llama, mistral, "
-                   "qwen2, qwen3)", path, mt);
-  PL_TRY(cfg_int(path, c, "hidden_size", -1, 256 * 1024, &hp->n_embd));
-  PL_TRY(cfg_int(path, c, "intermediate_size", -1, 1 << 20, &hp->n_ff));
-  PL_TRY(cfg_int(path, c, "num_hidden_layers", -1, 1024, &hp->n_layer));
-  PL_TRY(cfg_int(path, c, "num_attention_heads", -1, 1024, &hp->n_head));
-  PL_TRY(cfg_int(path, c, "num_key_value_heads", hp->n_head, 1024, &hp->n_head_kv));
-  PL_TRY(cfg_int(path, c, "vocab_size", -1, 4 << 20, &hp->n_vocab));
-  PL_TRY(cfg_int(path, c, "max_position_embeddings", -1, 1 << 24, &hp->n_ctx_train));
-  if (!json_object_get(c, "head_dim") && hp->n_embd % hp->n_head)
-    return pl_fail(PL_EFORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d "
-                   "(and no head_dim is given)", path, hp->n_embd, hp->n_head);
-  PL_TRY(cfg_int(path, c, "head_dim", hp->n_embd / hp->n_head, 1024, &hp->head_dim));
-  if (hp->n_head % hp->n_head_kv)
-    return pl_fail(PL_EFORMAT, "%s: num_attention_heads %d is not a multiple of "
-                   "num_key_value_heads %d", path, hp->n_head, hp->n_head_kv);
-  if (hp->head_dim % 2)
-    return pl_fail(PL_EFORMAT, "%s: head_dim %d must be even (RoPE rotates pairs)", path,
-                   hp->head_dim);
-  double eps, theta;
-  PL_TRY(cfg_num(path, c, "rms_norm_eps", 1e-6, &eps)); /* transformers' default */
-  json_t *rp = json_object_get(c, "rope_parameters");    /* transformers 5 */
-  PL_TRY(cfg_num(path, json_is_object(rp) && !json_object_get(c, "rope_theta") ? rp : c,
-                 "rope_theta", 10000, &theta));
-  hp->rms_eps = (float)eps;
-  hp->rope_theta = (float)theta;
-  json_t *tie = json_object_get(c, "tie_word_embeddings");
-  if (tie && !json_is_boolean(tie))
-    return pl_fail(PL_EFORMAT, "%s: field 'tie_word_embeddings' must be true or false", path);
-  hp->tied_embeddings = json_is_true(tie);
-  json_t *rs = json_object_get(c, "rope_scaling");
-  json_t *scal = json_is_object(rs) ? rs : json_is_object(rp) ? rp : NULL;
-  if (rs && !json_is_null(rs) && !json_is_object(rs))
-    return pl_fail(PL_EFORMAT, "%s: field 'rope_scaling' must be an object or null", path);
-  if (scal) {
-    const char *type = json_string_value(json_object_get(scal, "rope_type"));
-    if (!type)
-      type = json_string_value(json_object_get(scal, "type"));
-    if (type && !strcmp(type, "llama3")) {
-      double f, lo, hi;
-      int orig;
-      PL_TRY(cfg_num(path, scal, "factor", 8, &f));
-      PL_TRY(cfg_num(path, scal, "low_freq_factor", 1, &lo));
-      PL_TRY(cfg_num(path, scal, "high_freq_factor", 4, &hi));
-      PL_TRY(cfg_int(path, scal, "original_max_position_embeddings", 8192, 1 << 24, &orig));
-      if (!(hi > lo))
-        return pl_fail(PL_EFORMAT, "%s: llama3 rope_scaling needs high_freq_factor > "
-                       "low_freq_factor", path);
-      hp->rope_llama3 = 1;
-      hp->rope_factor = (float)f;
-      hp->rope_low_freq_factor = (float)lo;
-      hp->rope_high_freq_factor = (float)hi;
-      hp->rope_orig_ctx = orig;
-    } else if (type && strcmp(type, "default")) {
-      return pl_fail(PL_EUNSUPPORTED, "%s: rope scaling type '%s' is not supported (llama3)",
-                     path, type);
-    }
-  }
-  return 0;
-}
 
 static int preset_hparams(const pl_model_preset *ps, pl_hparams *hp) {
   hp->arch = !strcmp(ps->arch, "qwen2") ? PL_ARCH_QWEN2 : PL_ARCH_LLAMA;
@@ -158,14 +57,8 @@ static int read_shape(pl_model *m, const char *config) {
                    config, pl_model_preset_names(), strerror(errno));
   char path[4096];
   snprintf(path, sizeof path, "%s%s", config, S_ISDIR(st.st_mode) ? "/config.json" : "");
-  json_error_t jerr;
-  json_t *c = json_load_file(path, 0, &jerr);
-  if (!c)
-    return pl_fail(PL_EFORMAT, "%s: cannot parse: %s (line %d)", path, jerr.text, jerr.line);
-  int rc = parse_config(path, c, &m->hp);
-  json_decref(c);
-  if (rc < 0)
-    return rc;
+  /* strict: the config is all there is; no tensor shapes will check its sizes */
+  PL_TRY(pl_hf_config_load(path, 1, &m->hp, NULL));
   /* the model's name: the directory holding config.json ("Meta-Llama-3-8B"), else the file */
   char *slash = strrchr(path, '/');
   const char *nm = path;

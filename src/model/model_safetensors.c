@@ -8,7 +8,8 @@
  * HF linear weights are [out, in] row-major, which is ggml's [in, out]: dims are reversed, the
  * bytes are used as is. HF checkpoints rotate half-split pairs (PL_ROPE_NEOX).
  * MLX affine quantization (config "quantization": {group_size, bits}): `W.weight` is U32
- * [out, in*bits/32], `W.scales` and `W.biases` are [out, in/group_size]. */
+ * [out, in*bits/32], `W.scales` and `W.biases` are [out, in/group_size]. config.json is read by
+ * hf_config.c (lenient: the shapes checked here catch bad sizes). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/hf_config.h"
 #include "model/model.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 int pl_model_load_safetensors(const char *dir, pl_model *m);
@@ -41,14 +44,8 @@ typedef struct {
 } st_index;
 
 static int st_add(st_index *ix, const st_entry *e) {
-  if (ix->n == ix->cap) {
-    int cap = ix->cap ? ix->cap * 2 : 256;
-    st_entry *n = pl_realloc(ix->e, (size_t)cap * sizeof *n);
-    if (!n)
-      return pl_fail(PL_ENOMEM, "out of memory");
-    ix->e = n;
-    ix->cap = cap;
-  }
+  if (pl_array_grow(&ix->e, &ix->cap, (size_t)ix->n + 1, sizeof *ix->e, 256))
+    return pl_fail(PL_ENOMEM, "out of memory");
   ix->e[ix->n++] = *e;
   return 0;
 }
@@ -217,73 +214,6 @@ static int st_tensor(pl_model *m, const st_index *ix, const char *name, pl_tenso
   return 0;
 }
 
-static int cfg_int(json_t *c, const char *k, int def) {
-  json_t *v = json_object_get(c, k);
-  return json_is_integer(v) ? (int)json_integer_value(v) : def;
-}
-static double cfg_num(json_t *c, const char *k, double def) {
-  json_t *v = json_object_get(c, k);
-  return json_is_number(v) ? json_number_value(v) : def;
-}
-
-static int parse_config(pl_model *m, json_t *c, st_index *ix) {
-  pl_hparams *hp = &m->hp;
-  const char *mt = json_string_value(json_object_get(c, "model_type"));
-  if (!mt)
-    return pl_fail(PL_EFORMAT, "%s/config.json: missing model_type", m->path);
-  if (pl_arch_from_name(mt, &hp->arch) < 0)
-    return pl_fail(PL_EUNSUPPORTED, "%s/config.json: model_type '%s' is not supported "
-                   "(llama, mistral, qwen2, qwen3)", m->path, mt);
-  hp->n_embd = cfg_int(c, "hidden_size", 0);
-  hp->n_layer = cfg_int(c, "num_hidden_layers", 0);
-  hp->n_head = cfg_int(c, "num_attention_heads", 0);
-  hp->n_head_kv = cfg_int(c, "num_key_value_heads", hp->n_head);
-  hp->n_ff = cfg_int(c, "intermediate_size", 0);
-  hp->n_vocab = cfg_int(c, "vocab_size", 0);
-  hp->n_ctx_train = cfg_int(c, "max_position_embeddings", 2048);
-  if (hp->n_head <= 0)
-    return pl_fail(PL_EFORMAT, "%s/config.json: num_attention_heads missing", m->path);
-  json_t *hd = json_object_get(c, "head_dim");
-  hp->head_dim = json_is_integer(hd) ? (int)json_integer_value(hd) : hp->n_embd / hp->n_head;
-  hp->rope_dim = hp->head_dim;
-  hp->rms_eps = (float)cfg_num(c, "rms_norm_eps", 1e-6);
-  hp->rope_style = PL_ROPE_NEOX;
-  hp->tied_embeddings = json_is_true(json_object_get(c, "tie_word_embeddings"));
-  /* transformers 5 moved rope settings into "rope_parameters"; older configs use rope_theta
-   * and rope_scaling at the top level. */
-  json_t *rp = json_object_get(c, "rope_parameters");
-  json_t *rs = json_object_get(c, "rope_scaling");
-  hp->rope_theta = (float)cfg_num(c, "rope_theta", cfg_num(rp, "rope_theta", 10000.0));
-  json_t *scal = json_is_object(rs) ? rs : rp;
-  if (json_is_object(scal)) {
-    const char *type = json_string_value(json_object_get(scal, "rope_type"));
-    if (!type)
-      type = json_string_value(json_object_get(scal, "type"));
-    if (type && !strcmp(type, "llama3")) {
-      hp->rope_llama3 = 1;
-      hp->rope_factor = (float)cfg_num(scal, "factor", 8);
-      hp->rope_low_freq_factor = (float)cfg_num(scal, "low_freq_factor", 1);
-      hp->rope_high_freq_factor = (float)cfg_num(scal, "high_freq_factor", 4);
-      hp->rope_orig_ctx = cfg_int(scal, "original_max_position_embeddings", 8192);
-      if (!(hp->rope_high_freq_factor > hp->rope_low_freq_factor) || hp->rope_factor <= 0 ||
-          hp->rope_orig_ctx <= 0)
-        return pl_fail(PL_EFORMAT, "%s/config.json: bad llama3 rope_scaling", m->path);
-    } else if (type && strcmp(type, "default")) {
-      return pl_fail(PL_EUNSUPPORTED, "%s/config.json: rope scaling type '%s' not supported",
-                     m->path, type);
-    }
-  }
-  json_t *q = json_object_get(c, "quantization");
-  if (json_is_object(q)) {
-    ix->q_bits = cfg_int(q, "bits", 0);
-    ix->q_group = cfg_int(q, "group_size", 0);
-    if ((ix->q_bits != 4 && ix->q_bits != 8) || ix->q_group <= 0 || ix->q_group % 8)
-      return pl_fail(PL_EUNSUPPORTED, "%s/config.json: MLX quantization bits %d group %d not "
-                     "supported (4 or 8 bits)", m->path, ix->q_bits, ix->q_group);
-  }
-  return 0;
-}
-
 static int load_shards(pl_model *m, const char *dir, st_index *ix) {
   char p[4096];
   snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
@@ -389,14 +319,16 @@ int pl_model_load_safetensors(const char *dir, pl_model *m) {
     return pl_fail(PL_ENOMEM, "out of memory");
   char p[4096];
   snprintf(p, sizeof p, "%s/config.json", dir);
-  json_error_t jerr;
-  json_t *cfg = json_load_file(p, 0, &jerr);
-  if (!cfg)
-    return pl_fail(PL_EFORMAT, "%s: cannot read config.json: %s (line %d)", dir, jerr.text,
-                   jerr.line);
   st_index ix = {0};
-  int rc = parse_config(m, cfg, &ix);
-  json_decref(cfg);
+  pl_hf_quant q;
+  /* lenient: the tensors' shapes are checked against these sizes at load */
+  int rc = pl_hf_config_load(p, 0, &m->hp, &q);
+  if (!rc) {
+    m->hp.rope_dim = m->hp.head_dim;
+    m->hp.rope_style = PL_ROPE_NEOX; /* HF checkpoints rotate half-split pairs */
+    ix.q_bits = q.bits;
+    ix.q_group = q.group_size;
+  }
   if (!rc)
     rc = load_shards(m, dir, &ix);
   if (!rc)

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
 #include "server/srv_text.h"

@@ -8,7 +8,7 @@
 #include <microhttpd.h>
 #include <string.h>
 
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
 #include "server/srv_text.h"

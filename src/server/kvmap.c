@@ -7,8 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/kv_snapshot.h"
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -25,7 +25,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
 #include "server/ui.h"

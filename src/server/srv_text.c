@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "engine/engine_internal.h"
+#include "engine/engine_access.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
 #include "util/error.h"

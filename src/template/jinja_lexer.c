@@ -12,6 +12,7 @@
 
 #include "template/jinja_text.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 #define PL_JLEX_MAX_BRACKETS 256
@@ -50,14 +51,8 @@ static int lex_fail(lx *x, size_t pos, const char *msg, const char *detail) {
 }
 
 static pl_jtok *push(lx *x, int type, size_t pos) {
-  if (x->nt == x->cap) {
-    size_t cap = x->cap ? x->cap * 2 : 256;
-    pl_jtok *t = pl_realloc(x->t, cap * sizeof *t);
-    if (!t)
-      return NULL;
-    x->t = t;
-    x->cap = cap;
-  }
+  if (pl_array_grow(&x->t, &x->cap, x->nt + 1, sizeof *x->t, 256))
+    return NULL;
   pl_jtok *k = &x->t[x->nt++];
   memset(k, 0, sizeof *k);
   k->type = (uint8_t)type;

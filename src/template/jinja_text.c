@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 size_t pl_utf8_next(const char *s, size_t n, size_t i, uint32_t *cp) {
@@ -173,16 +174,8 @@ int pl_jbuf_put(pl_jbuf *b, const char *s, size_t n) {
     return PL_OK;
   if (b->limit && (n > b->limit || b->n > b->limit - n))
     return pl_fail(PL_ETEMPLATE, "template output exceeds the limit of %zu bytes", b->limit);
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1)
-      cap *= 2;
-    char *p = pl_realloc(b->p, cap);
-    if (!p)
-      return pl_fail(PL_ENOMEM, "template output: out of memory");
-    b->p = p;
-    b->cap = cap;
-  }
+  if (pl_array_grow(&b->p, &b->cap, b->n + n + 1, 1, 256))
+    return pl_fail(PL_ENOMEM, "template output: out of memory");
   memcpy(b->p + b->n, s, n);
   b->n += n;
   b->p[b->n] = 0;

@@ -15,19 +15,14 @@
 #include <xxhash.h>
 
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 /* ---- token buffer ---------------------------------------------------------------------- */
 
 int pl_token_buf_push(pl_token_buf *b, int32_t id) {
-  if (b->n == b->cap) {
-    size_t nc = b->cap ? b->cap * 2 : 64;
-    int32_t *p = pl_realloc(b->ids, nc * sizeof *p);
-    if (!p)
-      return pl_fail(PL_ENOMEM, "token buffer: out of memory");
-    b->ids = p;
-    b->cap = nc;
-  }
+  if (pl_array_grow(&b->ids, &b->cap, b->n + 1, sizeof *b->ids, 64))
+    return pl_fail(PL_ENOMEM, "token buffer: out of memory");
   b->ids[b->n++] = id;
   return PL_OK;
 }
@@ -250,14 +245,8 @@ static int trie_insert(pl_tokenizer *t, const char *s, size_t n, int32_t id) {
     while (ch >= 0 && t->trie[ch].byte != c)
       ch = t->trie[ch].sibling;
     if (ch < 0) {
-      if (t->n_trie == t->cap_trie) {
-        int32_t nc = t->cap_trie * 2;
-        pl_tok_trie_node *p = pl_realloc(t->trie, (size_t)nc * sizeof *p);
-        if (!p)
-          return pl_fail(PL_ENOMEM, "tokenizer: out of memory (special tokens)");
-        t->trie = p;
-        t->cap_trie = nc;
-      }
+      if (pl_array_grow(&t->trie, &t->cap_trie, (size_t)t->n_trie + 1, sizeof *t->trie, 1))
+        return pl_fail(PL_ENOMEM, "tokenizer: out of memory (special tokens)");
       ch = t->n_trie++;
       t->trie[ch] = (pl_tok_trie_node){.child = -1, .sibling = t->trie[node].child, .id = -1, .byte = c};
       t->trie[node].child = ch;
@@ -440,16 +429,8 @@ void pl_tokenizer_free(pl_tokenizer *t) {
 /* ---- scratch --------------------------------------------------------------------------- */
 
 int pl_tok_ctx_grow(void **p, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap)
-    return PL_OK;
-  size_t nc = *cap ? *cap * 2 : 64;
-  if (nc < need)
-    nc = need;
-  void *q = pl_realloc(*p, nc * elem);
-  if (!q)
+  if (pl_array_grow(p, cap, need, elem, 64))
     return pl_fail(PL_ENOMEM, "tokenizer: out of memory");
-  *p = q;
-  *cap = nc;
   return PL_OK;
 }
 

@@ -13,6 +13,7 @@
 #include "backend/cpu/membw.h"
 #include "backend/weight_rand.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -78,14 +79,9 @@ static int cpu_weight_fill_random(pl_backend *be, pl_tensor *t) {
   if (n * es != t->nbytes)
     return pl_fail(PL_EINVAL, "'%s': %zu bytes for %llu elements", t->name, t->nbytes,
                    (unsigned long long)n);
-  if (c->n_rand_weights == c->cap_rand_weights) {
-    int cap = c->cap_rand_weights ? 2 * c->cap_rand_weights : 64;
-    void **w = pl_realloc(c->rand_weights, (size_t)cap * sizeof *w);
-    if (!w)
-      return pl_fail(PL_ENOMEM, "out of memory");
-    c->rand_weights = w;
-    c->cap_rand_weights = cap;
-  }
+  if (pl_array_grow(&c->rand_weights, &c->cap_rand_weights, (size_t)c->n_rand_weights + 1,
+                    sizeof *c->rand_weights, 64))
+    return pl_fail(PL_ENOMEM, "out of memory");
   void *dst = pl_malloc(t->nbytes ? t->nbytes : 1);
   if (!dst)
     return pl_fail(PL_ENOMEM, "out of memory for weight '%s' (%.1f MiB)", t->name,

@@ -25,21 +25,9 @@ int pl_kern_set_isa(pl_isa isa);
 int pl_kern_has_dotext(void);
 void pl_kern_set_dotext(int allowed);
 
-/* ---- conversions -------------------------------------------------------------------- */
-float pl_f16_to_f32(uint16_t h);
-uint16_t pl_f32_to_f16(float f);       /* round to nearest even */
-float pl_bf16_to_f32(uint16_t h);
-uint16_t pl_f32_to_bf16(float f);      /* round to nearest even */
-
-/* Dequantize one row of n elements (n multiple of the block size) of type t into y. For
- * MLX types use pl_dequant_row_mlx with the row's scales/biases pointers (already offset to
- * that row); pl_dequant_row fills y with NaN for them. */
-void pl_dequant_row(pl_dtype t, const void *row, float *y, int64_t n);
-void pl_dequant_row_mlx(pl_dtype t, const void *row, const void *scales, const void *biases,
-                        pl_dtype sb_type, int group_size, float *y, int64_t n);
-/* Reference quantizers (round-to-nearest as ggml's reference quantize_row_*), used by
- * `pagellm model-gen` and tests. Return bytes written (= pl_dtype_row_bytes). */
-size_t pl_quant_row(pl_dtype t, const float *x, void *row, int64_t n);
+/* Conversions (pl_f16_to_f32 ...) and row (de)quantizers (pl_dequant_row, pl_quant_row) are
+ * declared in backend/tensor.h, the public header the layers above use; they are implemented
+ * here (kern_convert.c, kern_quant.c). */
 
 /* ---- linear layers ------------------------------------------------------------------ */
 /* y[i][r] = sum_c W[r][c] * x[i][c] for i < n_rows_x, r < W->ne[1], c < W->ne[0].

@@ -1,10 +1,19 @@
-/* Accessors the in-tree layers above the engine (server/, cli/) use beyond the public API in
- * include/pagellm.h. Same thread rule: call from the engine's thread, or before the engine
- * thread starts / after it stops (the returned objects are immutable after load, so reading
- * them from other threads concurrently with pl_engine_step is safe). */
-#ifndef PL_ENGINE_INTERNAL_H
-#define PL_ENGINE_INTERNAL_H
+/* The engine's accessors for the in-tree layers above it (server/, cli/): what they need
+ * beyond the public API of include/pagellm.h (the model's tokenizer, chat template and model,
+ * a chat rendered with the template, a KV-cache snapshot for the web UI's KV map). Embedding
+ * programs use pagellm.h only. Not to be confused with engine_impl.h, the engine's private
+ * structures, which only the engine's own files include.
+ *
+ * Same thread rule as pagellm.h: call from the engine's thread, or before the engine thread
+ * starts / after it stops (the returned objects are immutable after load, so reading them
+ * from other threads concurrently with pl_engine_step is safe). */
+#ifndef PL_ENGINE_ACCESS_H
+#define PL_ENGINE_ACCESS_H
 #include "pagellm.h"
+
+/* The KV map's snapshot type is part of this API (pl_engine_kv_snapshot fills it): included
+ * here so that the server reaches core/ only through the engine. */
+#include "core/kv_snapshot.h"
 
 struct pl_tokenizer;     /* src/tokenizer/tokenizer.h */
 struct pl_chat_template; /* src/template/chat_template.h */
@@ -23,11 +32,10 @@ const struct pl_model *pl_engine_model(const pl_engine *e);
 const char *pl_engine_model_name(const pl_engine *e);
 int pl_engine_max_model_len(const pl_engine *e);
 
-/* Fill snap (core/kv_snapshot.h) with the KV cache and queues now, listing at most
+/* Fill snap with the KV cache and queues now, listing at most
  * max_waiting waiting requests; each request's sample index is set. Engine thread only,
  * between steps. PL_ENOMEM. */
-struct pl_kv_snapshot;
-int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, struct pl_kv_snapshot *snap);
+int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, pl_kv_snapshot *snap);
 
 /* Render a chat with the engine's template (BOS/EOS text filled in, generation prompt on
  * when add_generation_prompt). messages/tools/extra are jansson values (json_t *; extra: an
