@@ -11,9 +11,9 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
   set_source_files_properties(${PL_KERN_AVX512} PROPERTIES COMPILE_OPTIONS
     "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx2;-mfma;-mf16c")
   if(PL_FUZZ)
-    # clang ignores the file's `#pragma GCC target("avx512vnni")`; the fuzz build (never
-    # shipped) enables VNNI for the whole AVX-512 file instead.
-    set_property(SOURCE ${PL_KERN_AVX512} APPEND PROPERTY COMPILE_OPTIONS "-mavx512vnni")
+    # clang ignores the file's `#pragma GCC target("avx512vnni")` / ("avx512bf16"); the
+    # fuzz build (never shipped) enables them for the whole AVX-512 file instead.
+    set_property(SOURCE ${PL_KERN_AVX512} APPEND PROPERTY COMPILE_OPTIONS "-mavx512vnni;-mavx512bf16")
   endif()
   set(PL_KERNEL_SRC ${PL_KERN_GENERIC} ${PL_KERN_AVX2} ${PL_KERN_AVX512})
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
