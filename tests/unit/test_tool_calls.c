@@ -293,6 +293,75 @@ static void split_cases(void) {
   g_tools = NULL;
 }
 
+/* Random texts made of the formats' pieces (markers, braces, keys, names, quotes, escapes,
+ * separators, multi-byte and invalid bytes), in each format: one byte at a time and cut at
+ * three random points, the stream gives what the whole text gives. */
+static void random_texts(void) {
+  static const char *const pieces[] = {
+      "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "[ARGS]", "[CALL_ID]",
+      "{", "}", "[", "]", "\"name\"", "\"arguments\"", "\"parameters\"", ": ", ":", ", ",
+      ",", ";", "\"f\"", "\"x\"", "f", "g1", "1", "true", "\"", "\\", " ", "\n", "\u00e9",
+      "\xff", "\xe2\x82", "abc", "[{", "}}", "f[ARGS]{", "f[ARGS]{",
+      "{\"name\": \"f\", \"arguments\": {", "{\"name\": \"f\", \"arguments\": {",
+      "{\"name\": \"g1\", \"parameters\": {"};
+  size_t np = sizeof pieces / sizeof *pieces;
+  unsigned long long x = 12345;
+  char text[1024];
+  int bad = 0, with_calls = 0;
+  for (int it = 0; it < 3000 && !bad; it++) {
+    size_t len = 0;
+    int n = 2 + (int)((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % 40;
+    for (int i = 0; i < n; i++) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      const char *pc = pieces[(x >> 33) % np];
+      size_t l = strlen(pc);
+      memcpy(text + len, pc, l);
+      len += l;
+    }
+    text[len] = 0;
+    pl_tool_format f = (pl_tool_format)(it % 3);
+    json_t *calls;
+    char *c;
+    int got = pl_tool_parse(f, text, len, "seed", NULL, &calls, &c);
+    CHECK(got >= 0);
+    with_calls += got > 0;
+    size_t cuts3[3];
+    for (int i = 0; i < 3; i++) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      cuts3[i] = (size_t)(x >> 33) % (len + 1);
+    }
+    for (int i = 1; i < 3; i++) /* ascending */
+      for (int j = i; j > 0 && cuts3[j - 1] > cuts3[j]; j--) {
+        size_t t = cuts3[j];
+        cuts3[j] = cuts3[j - 1];
+        cuts3[j - 1] = t;
+      }
+    size_t *ones = malloc((len + 1) * sizeof *ones);
+    for (size_t i = 0; i <= len; i++)
+      ones[i] = i;
+    for (int way = 0; way < 2; way++) {
+      char *sc;
+      json_t *scalls;
+      int nd[64];
+      feed_split(f, text, way ? ones : cuts3, way ? (int)len + 1 : 3, &sc, &scalls, nd);
+      int same = calls ? json_equal(scalls, calls) : json_array_size(scalls) == 0;
+      if (strcmp(sc, c ? c : "") != 0 || !same) {
+        CHECK(0, "format %d, %s: stream '%s' vs whole '%s' (%d calls)", (int)f, text, sc,
+              c ? c : "", got);
+        bad = 1;
+      }
+      free(sc);
+      json_decref(scalls);
+    }
+    free(ones);
+    json_decref(calls);
+    pl_free(c);
+  }
+  CHECK(!bad);
+  CHECK(with_calls >= 30, "only %d random texts held calls", with_calls);
+  printf("random texts: %d of 3000 held calls\n", with_calls);
+}
+
 static double now_s(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -386,6 +455,7 @@ int main(void) {
   json_set_alloc_funcs(pl_malloc_raw, pl_free_raw); /* counted, so failures can be injected */
   alloc_failures();
   split_cases();
+  random_texts();
   long_output();
   expect(PL_TOOLS_HERMES, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
          "\"Paris\"}}\n</tool_call>", 1, "get_weather", "{\"city\":\"Paris\"}", NULL);
