@@ -427,7 +427,7 @@ static int resp_json_(pl_oai_resp *r, pl_strbuf *out) {
       char seed[80];
       snprintf(seed, sizeof seed, "%s-%d", r->id, c);
       if (pl_tool_parse((pl_tool_format)r->tool_format, ch->text.data ? ch->text.data : "",
-                        ch->text.len, seed, &calls, &content) < 0) {
+                        ch->text.len, seed, r->req->tools, &calls, &content) < 0) {
         json_decref(text);
         json_decref(lp);
         json_decref(root);
@@ -519,15 +519,16 @@ static int resp_sse_begin_(pl_oai_resp *r, pl_strbuf *out) {
   return 0;
 }
 
-/* Chat with tools: the text goes through the choice's tool-call parser; its content and
- * finished calls become the delta ("tool_calls": OpenAI's incremental form, each call whole). */
+/* Chat with tools: the text goes through the choice's tool-call parser; its content and call
+ * deltas become the chunk's delta ("tool_calls": OpenAI's incremental form, a call's name
+ * first, then its arguments as the model writes them). */
 static int tools_event(pl_oai_resp *r, const pl_srv_event *ev, pl_oai_choice_acc *ch,
                        json_t *lp, pl_strbuf *out) {
   int final = ev->finish != PL_FINISH_NONE;
   if (!ch->tp) {
     char seed[80];
     snprintf(seed, sizeof seed, "%s-%d", r->id, ev->choice);
-    if (pl_tool_parser_create((pl_tool_format)r->tool_format, seed, &ch->tp) < 0) {
+    if (pl_tool_parser_create((pl_tool_format)r->tool_format, seed, r->req->tools, &ch->tp) < 0) {
       json_decref(lp);
       return PL_ENOMEM;
     }

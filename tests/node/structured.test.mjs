@@ -322,3 +322,62 @@ test("openai client: streamed tool calls (incremental tool_calls deltas) match t
   }
   console.log(`streamed tool calls: ${compared} compared, ${multi} with two calls`);
 });
+
+test("openai client: a forced streamed tool call arrives incrementally (name first, then argument fragments)", async () => {
+  const s = servers[1];
+  const client = new OpenAI({ baseURL: s.url + "/v1", apiKey: "x" });
+  const model = (await client.models.list()).data[0].id;
+  const params = { type: "object", properties: { city: { type: "string", minLength: 2, maxLength: 8 }, days: { type: "integer", minimum: 1, maximum: 9 }, tags: { type: "array", items: { enum: ["sun", "rain"] }, maxItems: 3 } }, required: ["city", "days", "tags"], additionalProperties: false };
+  const tools = [{ type: "function", function: { name: "forecast", parameters: params } }, { type: "function", function: { name: "noop", parameters: { type: "object", properties: {}, additionalProperties: false } } }];
+  const validate = ajv.compile(params);
+  let checked = 0;
+  for (const tool_choice of ["required", { type: "function", function: { name: "forecast" } }]) {
+    for (let seed = 1; seed <= 4; seed++) {
+      const body = { model, messages: [{ role: "user", content: "forecast for Oslo" }], tools, tool_choice, parallel_tool_calls: true, max_tokens: 300, seed, temperature: 1 };
+      // accumulate the deltas as the openai client's docs do: a new index starts a call, every
+      // delta appends its arguments fragment
+      const acc = [], deltas = [];
+      let finish = null;
+      for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+        const ch = chunk.choices[0];
+        if (!ch) continue;
+        if (ch.finish_reason) finish = ch.finish_reason;
+        for (const tc of ch.delta?.tool_calls ?? []) {
+          if (!acc[tc.index]) {
+            // a call's first delta: index in order, id, type, name (and arguments, maybe "")
+            assert.equal(tc.index, acc.length, "indices come in order");
+            assert.ok(tc.id && tc.type === "function" && tc.function?.name && typeof tc.function.arguments === "string", JSON.stringify(tc));
+            acc[tc.index] = { id: tc.id, type: tc.type, function: { name: tc.function.name, arguments: "" } };
+            deltas[tc.index] = 0;
+          } else {
+            // later ones: the index and the next fragment only
+            assert.equal(tc.index, acc.length - 1, "fragments belong to the last call");
+            assert.equal(tc.id, undefined, JSON.stringify(tc));
+            assert.equal(tc.function?.name, undefined, JSON.stringify(tc));
+          }
+          acc[tc.index].function.arguments += tc.function?.arguments ?? "";
+          deltas[tc.index]++;
+        }
+      }
+      if (finish === "length") continue;
+      assert.equal(finish, "tool_calls");
+      assert.ok(acc.length >= 1);
+      const whole = (await client.chat.completions.create(body)).choices[0];
+      assert.equal(whole.finish_reason, "tool_calls");
+      // the fragments concatenate to exactly the non-streamed arguments (the same seed)
+      assert.deepEqual(acc.map((c) => [c.function.name, c.function.arguments]), whole.message.tool_calls.map((c) => [c.function.name, c.function.arguments]));
+      for (let i = 0; i < acc.length; i++) {
+        const c = acc[i];
+        if (typeof tool_choice === "object") assert.equal(c.function.name, "forecast");
+        const args = JSON.parse(c.function.arguments);
+        if (c.function.name === "forecast") assert.ok(validate(args), `${c.function.arguments}: ${ajv.errorsText(validate.errors)}`);
+        else assert.deepEqual(args, {});
+        // incremental: the name went out before the arguments were complete
+        if (c.function.arguments.length > 4) assert.ok(deltas[i] >= 2, `call ${i} came in ${deltas[i]} delta(s): ${c.function.arguments}`);
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked >= 4, `only ${checked} streamed calls finished`);
+  console.log(`incremental streamed tool calls: ${checked} checked`);
+});
