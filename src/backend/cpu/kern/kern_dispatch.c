@@ -55,11 +55,16 @@ static int cpu_has(pl_isa isa) {
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-static int has_vnni(void) { return cpu_has(PL_ISA_AVX512) && __builtin_cpu_supports("avx512vnni"); }
+/* PAGELLM_NO_DOTPROD turns the dot-product extensions off here too (e.g. for float32
+ * activations into BF16 matmuls). */
+static int has_vnni(void) {
+  return !getenv("PAGELLM_NO_DOTPROD") && cpu_has(PL_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+}
 /* CPUID.(7,1):EAX[5] (gcc 12 and clang 14 disagree on the __builtin_cpu_supports name) */
 static int has_avx512bf16(void) {
   unsigned a, b, c, d;
-  return cpu_has(PL_ISA_AVX512) && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+  return !getenv("PAGELLM_NO_DOTPROD") && cpu_has(PL_ISA_AVX512) &&
+         __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
 }
 #endif
 
