@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/json_guard.h"
 #include "server/strbuf.h"
 #include "server/tool_calls.h"
 #include "util/alloc.h"
@@ -124,7 +125,10 @@ static void reject(pl_tool_parser *p) {
 
 /* The value in hold[val_start..] is complete: a call, or not. */
 static void value_done(pl_tool_parser *p) {
-  json_t *o = json_loadb(p->hold.data + p->val_start, p->hold.len - p->val_start, 0, NULL);
+  json_t *o = NULL;
+  if (pl_json_loadb(p->hold.data + p->val_start, p->hold.len - p->val_start, 0, &o, NULL) ==
+      PL_ENOMEM)
+    p->oom = 1; /* not a verdict on the text: the call is lost, the caller fails */
   json_t *c = o ? make_call(p, o) : NULL;
   json_decref(o);
   if (!c) {
@@ -133,10 +137,15 @@ static void value_done(pl_tool_parser *p) {
   }
   if (!p->out->calls && !(p->out->calls = json_array()))
     p->oom = 1;
+  /* each of d and c is handed to exactly one owner (append_new takes it even when it fails) */
   json_t *d = json_deep_copy(c);
-  if (!d || json_object_set_new(d, "index", json_integer((json_int_t)json_array_size(p->calls))) ||
-      json_array_append_new(p->out->calls, d) || json_array_append_new(p->calls, c))
+  if (!d || json_object_set_new(d, "index", json_integer((json_int_t)json_array_size(p->calls)))) {
+    json_decref(d);
+    json_decref(c);
     p->oom = 1;
+  } else if (json_array_append_new(p->out->calls, d) | json_array_append_new(p->calls, c)) {
+    p->oom = 1;
+  }
   p->hold.len = 0;
   p->mark_len = 0;
   p->state = S_POST;
