@@ -253,7 +253,8 @@ int pl_engine_emit(pl_engine *e, pl_group *g, pl_sample_state *s, const char *te
     return pl_fail(PL_ENOMEM, "out of memory for events");
   /* token payload lives after the text in one allocation */
   size_t ntok = s->has_event ? 1 : 0, ntop = s->has_event ? (size_t)s->ev_ntop : 0;
-  const char *err = s->finish == PL_FINISH_ERROR && g->error ? g->error : NULL;
+  /* every failure sets g->error; only a failed strdup of it leaves NULL */
+  const char *err = s->finish != PL_FINISH_ERROR ? NULL : g->error ? g->error : "out of memory";
   size_t elen = err ? strlen(err) + 1 : 0;
   size_t bytes = len + 1 + 8 + ntok * (sizeof(int32_t) + sizeof(float)) +
                  ntop * sizeof(pl_top_logprob) + 16 + elen;
@@ -323,8 +324,12 @@ void pl_engine_retry_unsent(pl_engine *e) {
 int pl_engine_poll(pl_engine *e, pl_output_event *ev) {
   if (e->ev_read >= e->n_events)
     pl_engine_retry_unsent(e);
-  if (e->ev_read >= e->n_events)
+  if (e->ev_read >= e->n_events) {
+    /* All taken, and the last one's pointers expire with this call: free the buffers now,
+     * not at the next emit (an idle engine would hold them indefinitely). */
+    pl_engine_events_clear(e);
     return 0;
+  }
   *ev = e->events[e->ev_read++].ev;
   return 1;
 }

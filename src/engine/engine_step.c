@@ -10,6 +10,13 @@
 #include "util/error.h"
 #include "util/log.h"
 
+/* The group's failure message, from its first failure. A strdup that fails leaves it NULL,
+ * which pl_engine_emit reports as "out of memory" (that is what happened). */
+static void set_error(pl_group *g, const char *msg) {
+  if (!g->error)
+    g->error = pl_strdup(msg);
+}
+
 /* Retire one sample; the group goes when its last sample is done. */
 static void finish_sample(pl_engine *e, pl_sample_state *s, pl_finish_reason why) {
   pl_group *g = s->g;
@@ -23,8 +30,7 @@ static void finish_sample(pl_engine *e, pl_sample_state *s, pl_finish_reason why
 }
 
 static void fail_group(pl_engine *e, pl_group *g, const char *msg) {
-  if (!g->error)
-    g->error = pl_strdup(msg);
+  set_error(g, msg);
   for (int i = 0; i < g->sp.n; i++) {
     pl_sample_state *s = &g->samples[i];
     if (s->finish != PL_FINISH_NONE)
@@ -61,6 +67,7 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
   int rc = appended ? PL_OK : pl_sched_append_token(e->sched, s->sr, tok);
   if (rc < 0) {
     PL_ERROR("request %llu: append failed: %s", (unsigned long long)g->id, pl_last_error());
+    set_error(g, pl_last_error());
     finish_sample(e, s, PL_FINISH_ERROR);
     pl_engine_emit_finish(e, g, s);
     return;
@@ -68,8 +75,9 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
   s->out[s->n_out++] = tok;
   int grammar_done = 0;
   if (s->gm) {
-    if (pl_gmatch_accept(s->gm, tok) < 0) { /* the mask allowed it: cannot happen */
+    if (pl_gmatch_accept(s->gm, tok) < 0) { /* the mask allowed it: out of memory */
       PL_ERROR("request %llu: %s", (unsigned long long)g->id, pl_last_error());
+      set_error(g, pl_last_error());
       finish_sample(e, s, PL_FINISH_ERROR);
       s->has_event = 0;
       pl_engine_emit_finish(e, g, s);
@@ -102,8 +110,7 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
       why = PL_FINISH_LENGTH;
   }
   if (st < 0) { /* out of memory detokenizing: this token's text is lost, so the sample fails */
-    if (!g->error)
-      g->error = pl_strdup("out of memory");
+    set_error(g, "out of memory");
     why = PL_FINISH_ERROR;
     text = "";
     len = 0;
@@ -113,8 +120,7 @@ static void advance(pl_engine *e, pl_sample_state *s, const pl_sample_result *r,
   if (pl_engine_emit(e, g, s, text, len) < 0) {
     /* out of memory queueing the event: its text is lost, so the sample fails; its finish
      * event is queued by a later step or poll (never dropped) */
-    if (!g->error)
-      g->error = pl_strdup("out of memory queueing output");
+    set_error(g, "out of memory queueing output");
     if (s->finish == PL_FINISH_NONE)
       finish_sample(e, s, PL_FINISH_ERROR);
     else
@@ -131,6 +137,7 @@ static void verify_sample(pl_engine *e, pl_sample_state *s, const float *lg, int
   int rc = pl_sched_spec_commit(e->sched, s->sr, a);
   if (rc < 0) {
     PL_ERROR("request %llu: %s", (unsigned long long)s->g->id, pl_last_error());
+    set_error(s->g, pl_last_error());
     finish_sample(e, s, PL_FINISH_ERROR);
     pl_engine_emit(e, s->g, s, "", 0);
     return;
@@ -259,8 +266,7 @@ static void sample_all(pl_engine *e, const pl_sched_output *o, int mode) {
           char msg[300];
           snprintf(msg, sizeof msg, "grammar: %s", n_ok < 0 ? pl_last_error()
                    : "no token of the vocabulary can continue the grammar here");
-          if (!g->error)
-            g->error = pl_strdup(msg);
+          set_error(g, msg);
           finish_sample(e, ss, PL_FINISH_ERROR);
           ss->has_event = 0;
           pl_engine_emit_finish(e, g, ss);

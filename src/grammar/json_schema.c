@@ -58,6 +58,8 @@ static int fail(conv *c, const char *path, const char *fmt, const char *what) {
 static void new_name(conv *c, char *out) { snprintf(out, 16, "s%d", c->next++); }
 
 static void def_rule(conv *c, const char *name, const pl_gbuf *body) {
+  if (body->oom)
+    c->rules.oom = 1; /* a cut rule would be a wrong grammar: fail the whole conversion */
   pl_gbuf_printf(&c->rules, "%s ::= ", name);
   pl_gbuf_putn(&c->rules, body->p ? body->p : "", body->len);
   pl_gbuf_put(&c->rules, "\n");
@@ -310,16 +312,11 @@ static int gen_object(conv *c, const json_t *s, const char *path, pl_gbuf *b) {
     if (gen(c, ps, p2, vr) < 0)
       return -1;
     new_name(c, kv[i]);
-    pl_gbuf body = {0};
-    pl_gbuf_literal(&body, "\"", 1);
-    body.len--; /* drop the closing quote of the literal: "\"" + key + "\"" */
-    body.p[body.len] = 0;
     pl_gbuf kb = {0};
     pl_gbuf *tmp = &kb;
     json_t *ks = json_string(key);
     char *ksj = ks ? json_dumps(ks, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     json_decref(ks);
-    pl_free(body.p);
     if (!ksj) {
       pl_free(kb.p);
       return fail(c, path, "%s", "out of memory");

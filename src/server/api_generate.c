@@ -185,6 +185,8 @@ typedef struct sse_state {
 static const char sse_oom[] = "data: {\"error\":{\"message\":\"out of memory\",\"type\":"
                               "\"server_error\",\"param\":null,\"code\":null}}\n\n"
                               "data: [DONE]\n\n";
+/* What follows the error frame of a failed choice (the stream's only one). */
+static const char sse_done[] = "data: [DONE]\n\n";
 
 static void sse_free(void *cls) {
   sse_state *st = cls;
@@ -227,9 +229,22 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     int done = 0;
     pl_srv_event *evs = pl_srv_job_take(st->job, &done);
     int rc = 0;
-    for (pl_srv_event *ev = evs; ev && rc == 0; ev = ev->next)
+    for (pl_srv_event *ev = evs; ev && rc == 0 && !st->resp.failed; ev = ev->next)
       rc = pl_oai_resp_sse_event(&st->resp, ev, &st->out);
     pl_srv_event_free_list(evs);
+    if (rc == 0 && st->resp.failed) {
+      /* A choice failed and its error frame is out: the other choices stop too (one error
+       * frame per stream), and [DONE] follows without usage. */
+      pl_srv_cancel(st->s->loop, st->job);
+      st->tail = sse_done;
+      st->ended = 1;
+      continue;
+    }
+    if (rc == 0 && done && !pl_oai_resp_complete(&st->resp)) {
+      st->tail = sse_oom; /* the engine loop lost a choice's end for want of memory */
+      st->ended = 1;
+      continue;
+    }
     if (rc == 0 && done) {
       rc = pl_oai_resp_sse_end(&st->resp, &st->out);
       st->ended = 1;
@@ -329,9 +344,14 @@ static int set_tool_grammar(pl_server *s, pl_oai_request *req, pl_oai_error *err
     return pl_oai_errorf(err, 400, "tool_choice", "a forced 'tool_choice' cannot be combined "
                          "with a structured-output constraint");
   pl_gconv_error ce = {{0}};
+  long failures0 = pl_alloc_thread_failures();
   char *g = pl_tool_grammar((pl_tool_format)tool_format(s), req->tools,
                             req->tool_choice == PL_OAI_TOOLS_NAMED ? req->tool_name : NULL,
                             req->parallel_tool_calls, &ce);
+  if (pl_alloc_thread_failures() != failures0) { /* a partial grammar, or a false verdict */
+    pl_free(g);
+    return oom(err);
+  }
   if (!g)
     return pl_oai_errorf(err, 400, "tools", "'tools': %s", ce.message);
   req->grammar = g;

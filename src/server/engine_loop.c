@@ -613,9 +613,14 @@ static void do_add(pl_srv_loop *l, pl_srv_job *j, int stopping) {
     pl_sampling_params sp = j->sp;
     sp.max_tokens = j->max_tokens[p];
     uint64_t id = 0;
+    long failures0 = pl_alloc_thread_failures();
     rc = pl_engine_add_request(l->e, NULL, j->ids[p], j->lens[p], &sp, &id);
     if (rc < 0) {
-      snprintf(msg, sizeof msg, "%s", pl_last_error());
+      /* e.g. the grammar compiler may report a failed allocation as a bad grammar: that
+       * would be a 400 for our failure */
+      if (pl_alloc_thread_failures() != failures0)
+        rc = PL_ENOMEM;
+      snprintf(msg, sizeof msg, "%s", rc == PL_ENOMEM ? "out of memory" : pl_last_error());
       break;
     }
     if (map_put(l, id, j, p) < 0) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "grammar/grammar.h"
+#include "server/json_guard.h"
 #include "server/strbuf.h"
 #include "util/alloc.h"
 
@@ -574,8 +575,12 @@ static int set_grammar(pl_oai_request *r, const char *param, const char *kind, j
     json_t *schema = v;
     if (json_is_string(v)) { /* vLLM accepts the schema as a JSON string */
       json_error_t je;
-      schema = json_loads(json_string_value(v), 0, &je);
-      if (!schema)
+      int jrc = pl_json_loadb(json_string_value(v), json_string_length(v), 0, &schema, &je);
+      if (jrc == PL_ENOMEM) {
+        pl_oai_errorf(err, 500, NULL, "out of memory");
+        return PL_ENOMEM;
+      }
+      if (jrc < 0)
         return pl_oai_errorf(err, 400, param, "'%s' is not valid JSON: %s", param, je.text);
     } else if (!json_is_object(v) && !json_is_boolean(v)) {
       return pl_oai_errorf(err, 400, param, "'%s' must be a JSON schema object", param);
@@ -854,14 +859,12 @@ int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request 
   /* jansson rejects invalid UTF-8, lone surrogates and \u0000, so every string below is valid
    * NUL-free UTF-8. Duplicate keys are refused, as the OpenAI API does. */
   long failures0 = pl_alloc_thread_failures();
-  req->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (!req->root) {
-    /* jansson's lexer reports a failed allocation as a syntax error at times */
-    if (json_error_code(&jerr) == json_error_out_of_memory ||
-        pl_alloc_thread_failures() != failures0) {
-      pl_oai_errorf(err, 500, NULL, "out of memory");
-      return PL_ENOMEM; /* our failure, never the client's */
-    }
+  int prc = pl_json_loadb(body, len, JSON_REJECT_DUPLICATES, &req->root, &jerr);
+  if (prc == PL_ENOMEM) {
+    pl_oai_errorf(err, 500, NULL, "out of memory");
+    return PL_ENOMEM; /* our failure, never the client's */
+  }
+  if (prc < 0) {
     pl_oai_errorf(err, 400, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text,
                   jerr.line, jerr.column);
     return PL_EINVAL;

@@ -210,16 +210,15 @@ static json_t *token_string(pl_oai_resp *r, int32_t id, json_t **bytes_out) {
   return pl_oai_lossy_string(b, len);
 }
 
-/* Chat: one {"token","logprob","bytes","top_logprobs"} per token, appended to arr. */
+/* Chat: one {"token","logprob","bytes","top_logprobs"} per token, appended to arr. A failed
+ * allocation leaves a partial entry (json_object_set_new fails silently); the caller's
+ * failure count voids it. Every value is owned by exactly one place at a time: set_new and
+ * append_new take theirs even when they fail. */
 static int chat_lp_append(pl_oai_resp *r, const pl_srv_event *ev, json_t *arr) {
   for (int t = 0; t < ev->n_tokens; t++) {
-    json_t *bytes = NULL, *e = json_object(), *tops = json_array();
-    json_t *tok = token_string(r, ev->tokens[t], &bytes);
-    if (!e || !tops || !tok || !bytes)
-      goto oom;
-    json_object_set_new(e, "token", tok);
-    json_object_set_new(e, "logprob", lp_real(ev->logprobs ? ev->logprobs[t] : 0.0f));
-    json_object_set_new(e, "bytes", bytes);
+    json_t *tops = json_array();
+    if (!tops)
+      return PL_ENOMEM;
     for (int k = 0; ev->top && k < ev->n_top && k < r->req->logprobs; k++) {
       const pl_top_logprob *tp = &ev->top[(size_t)t * ev->n_top + k];
       json_t *tb = NULL, *te = json_object();
@@ -228,22 +227,32 @@ static int chat_lp_append(pl_oai_resp *r, const pl_srv_event *ev, json_t *arr) {
         json_decref(te);
         json_decref(ts);
         json_decref(tb);
-        goto oom;
+        json_decref(tops);
+        return PL_ENOMEM;
       }
       json_object_set_new(te, "token", ts);
       json_object_set_new(te, "logprob", lp_real(tp->logprob));
       json_object_set_new(te, "bytes", tb);
-      json_array_append_new(tops, te);
+      if (json_array_append_new(tops, te) < 0) {
+        json_decref(tops);
+        return PL_ENOMEM;
+      }
     }
+    json_t *bytes = NULL, *e = json_object();
+    json_t *tok = token_string(r, ev->tokens[t], &bytes);
+    if (!e || !tok || !bytes) {
+      json_decref(e);
+      json_decref(tok);
+      json_decref(bytes);
+      json_decref(tops);
+      return PL_ENOMEM;
+    }
+    json_object_set_new(e, "token", tok);
+    json_object_set_new(e, "logprob", lp_real(ev->logprobs ? ev->logprobs[t] : 0.0f));
+    json_object_set_new(e, "bytes", bytes);
     json_object_set_new(e, "top_logprobs", tops);
-    json_array_append_new(arr, e);
-    continue;
-  oom:
-    json_decref(e);
-    json_decref(tops);
-    json_decref(tok);
-    json_decref(bytes);
-    return PL_ENOMEM;
+    if (json_array_append_new(arr, e) < 0)
+      return PL_ENOMEM;
   }
   return 0;
 }
@@ -377,10 +386,19 @@ static int resp_add_(pl_oai_resp *r, const pl_srv_event *ev) {
   return 0;
 }
 
+int pl_oai_resp_complete(const pl_oai_resp *r) {
+  for (int c = 0; c < r->n_choices; c++)
+    if (!r->ch[c].done)
+      return 0;
+  return 1;
+}
+
 int pl_oai_resp_failed(const pl_oai_resp *r, pl_oai_error *err) {
   for (int c = 0; c < r->n_choices; c++)
     if (r->ch[c].done && r->ch[c].finish == PL_FINISH_ERROR)
       return pl_oai_errorf(err, 500, NULL, "%s", r->ch[c].error ? r->ch[c].error : "engine error");
+  if (!pl_oai_resp_complete(r))
+    return pl_oai_errorf(err, 500, NULL, "out of memory: the end of a choice was lost");
   for (int c = 0; c < r->n_choices; c++)
     if (r->ch[c].done && r->ch[c].finish == PL_FINISH_ABORT)
       return pl_oai_errorf(err, 503, NULL, "the request was aborted because the server is "
@@ -558,14 +576,17 @@ static int resp_sse_event_(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *ou
   if (ev->choice < 0 || ev->choice >= r->n_choices)
     return 0;
   pl_oai_choice_acc *ch = &r->ch[ev->choice];
-  if (ch->done)
+  if (ch->done || r->failed)
     return 0;
   track(r, ev);
   if (ev->finish == PL_FINISH_ERROR) {
     pl_oai_error e;
     pl_oai_errorf(&e, 500, NULL, "choice %d failed: %s", ev->choice,
                   ev->error ? ev->error : "engine error");
-    return pl_oai_error_sse(&e, out);
+    int rc = pl_oai_error_sse(&e, out);
+    if (rc == 0)
+      r->failed = 1;
+    return rc;
   }
   json_t *lp = event_lp(r, ev, ch);
   if (ev->text_len == 0 && !lp && ev->finish == PL_FINISH_NONE)

@@ -36,6 +36,7 @@ typedef struct pl_oai_resp {
   pl_oai_token_bytes_fn token_bytes;
   void *token_ctx;
   int tool_format;           /* pl_tool_format of the model, used when req->tool_choice != none */
+  int failed;                /* streaming: the error frame went out; nothing more but [DONE] */
 } pl_oai_resp;
 
 int pl_oai_resp_init(pl_oai_resp *r, const pl_oai_request *req, const char *model, int n_prompts,
@@ -46,12 +47,18 @@ void pl_oai_resp_set_echo(pl_oai_resp *r, int p, const char *text, size_t len);
 
 /* Non-streaming. */
 int pl_oai_resp_add(pl_oai_resp *r, const pl_srv_event *ev);
-/* The first choice that ended with PL_FINISH_ERROR, as a 500 error; 0 when none. */
+/* The first choice that ended with PL_FINISH_ERROR, or that never got its final event (the
+ * engine loop lost it for want of memory), as a 500 error; 0 when none. */
 int pl_oai_resp_failed(const pl_oai_resp *r, pl_oai_error *err);
+/* 1 when every choice had its final event. */
+int pl_oai_resp_complete(const pl_oai_resp *r);
 int pl_oai_resp_json(pl_oai_resp *r, pl_strbuf *out);
 
 /* Streaming. */
 int pl_oai_resp_sse_begin(pl_oai_resp *r, pl_strbuf *out);
+/* A choice that failed (PL_FINISH_ERROR) writes the stream's one error frame and sets
+ * r->failed; every event after it writes nothing. The caller then ends the stream with
+ * "data: [DONE]" alone (one error frame per stream, whatever n is). */
 int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out);
 int pl_oai_resp_sse_end(pl_oai_resp *r, pl_strbuf *out);
 

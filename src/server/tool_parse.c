@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/json_guard.h"
 #include "server/strbuf.h"
 #include "server/tool_calls.h"
 #include "util/alloc.h"
@@ -264,12 +265,10 @@ static void args_close(pl_tool_parser *p) {
 
 static void feed_bytes(pl_tool_parser *p, const char *s, size_t n);
 
-/* jansson's parser reports running out of memory as bad input: told apart here, so that an
- * allocation failure is PL_ENOMEM and never turns a call into content. */
+/* Out of memory is PL_ENOMEM (json_guard.h), never a call turned into content. */
 static json_t *load(pl_tool_parser *p, const char *s, size_t n, size_t flags) {
-  long f0 = pl_alloc_thread_failures();
-  json_t *v = json_loadb(s, n, flags, NULL);
-  if (!v && pl_alloc_thread_failures() != f0)
+  json_t *v = NULL;
+  if (pl_json_loadb(s, n, flags, &v, NULL) == PL_ENOMEM)
     p->oom = 1;
   return v;
 }

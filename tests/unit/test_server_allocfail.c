@@ -14,111 +14,14 @@
  * After each: the engine drains to 0 running, 0 waiting, 0 KV blocks in use, and the live
  * allocation count returns to its value before the request (no leak; ASan checks the rest
  * at exit). The reference is the same server with no failure injected. */
-#include <arpa/inet.h>
 #include <jansson.h>
-#include <netinet/in.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "check.h"
 #include "pagellm.h"
 #include "server/server.h"
+#include "server_sweep.h"
 #include "util/alloc.h"
-
-/* ---- a minimal HTTP/1.1 client (Connection: close; reads to EOF) ------------------------ */
-
-typedef struct {
-  int status;     /* 0 = no status line (connection dropped) */
-  int chunked;    /* Transfer-Encoding: chunked */
-  int complete;   /* chunked: the terminal chunk arrived; otherwise: the body is whole */
-  char *body;     /* decoded body (malloc, NUL-terminated) */
-  size_t body_len;
-} http_resp;
-
-static int port;
-
-static char *read_all(int fd, size_t *len) {
-  size_t cap = 1 << 16, n = 0;
-  char *b = malloc(cap);
-  for (;;) {
-    if (n + 4096 + 1 > cap)
-      b = realloc(b, cap *= 2);
-    ssize_t r = read(fd, b + n, cap - n - 1);
-    if (r <= 0)
-      break;
-    n += (size_t)r;
-  }
-  b[n] = 0;
-  *len = n;
-  return b;
-}
-
-static http_resp http(const char *method, const char *path, const char *body) {
-  http_resp r = {0};
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {.tv_sec = 120};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return r;
-  }
-  char head[512];
-  int hn = snprintf(head, sizeof head,
-                    "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                    method, path, body ? strlen(body) : 0);
-  if (write(fd, head, (size_t)hn) != hn || (body && write(fd, body, strlen(body)) < 0)) {
-    close(fd);
-    return r;
-  }
-  size_t n;
-  char *raw = read_all(fd, &n);
-  close(fd);
-  char *eoh = strstr(raw, "\r\n\r\n");
-  if (strncmp(raw, "HTTP/1.1 ", 9) != 0 || !eoh) {
-    free(raw);
-    return r;
-  }
-  r.status = atoi(raw + 9);
-  *eoh = 0;
-  for (char *p = raw; *p; p++)
-    *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
-  r.chunked = strstr(raw, "\r\ntransfer-encoding: chunked") != NULL;
-  const char *p = eoh + 4, *end = raw + n;
-  r.body = malloc(n + 1);
-  if (!r.chunked) {
-    r.body_len = (size_t)(end - p);
-    memcpy(r.body, p, r.body_len);
-    r.complete = 1;
-  } else {
-    for (;;) { /* size CRLF data CRLF ... 0 CRLF CRLF */
-      char *e;
-      unsigned long sz = strtoul(p, &e, 16);
-      if (e == p || e + 2 > end || e[0] != '\r' || e[1] != '\n')
-        break;
-      p = e + 2;
-      if (sz == 0) {
-        r.complete = 1;
-        break;
-      }
-      if ((size_t)(end - p) < sz + 2)
-        break;
-      memcpy(r.body + r.body_len, p, sz);
-      r.body_len += sz;
-      p += sz + 2;
-    }
-  }
-  r.body[r.body_len] = 0;
-  free(raw);
-  return r;
-}
 
 /* ---- checks ----------------------------------------------------------------------------- */
 
@@ -207,31 +110,6 @@ static int parse_stream(const http_resp *h, answer *a) {
   return done ? 0 : -1;
 }
 
-static double metric(const char *text, const char *name) {
-  char key[128];
-  snprintf(key, sizeof key, "\npagellm:%s{", name);
-  const char *p = strstr(text, key);
-  if (!p)
-    return -1;
-  p = strchr(p, '}');
-  return p ? atof(p + 1) : -1;
-}
-
-/* Wait until the engine holds nothing for any request. */
-static int wait_idle(void) {
-  for (int i = 0; i < 2000; i++) {
-    http_resp m = http("GET", "/metrics", NULL);
-    int idle = m.status == 200 && metric(m.body, "num_requests_running") == 0 &&
-               metric(m.body, "num_requests_waiting") == 0 &&
-               metric(m.body, "kv_blocks_used") == 0;
-    free(m.body);
-    if (idle)
-      return 1;
-    usleep(5000);
-  }
-  return 0;
-}
-
 /* jansson through the counting allocator, so that its allocations fail too. */
 static void *j_malloc(size_t n) { return pl_malloc(n); }
 static void j_free(void *p) { pl_free(p); }
@@ -241,53 +119,38 @@ static const char *const CHAT =
     "{\"role\":\"user\",\"content\":\"Once upon a time there was a little dog\"}],"
     "\"max_tokens\":6,\"temperature\":0,\"stream\":%s}";
 
-/* Run the request with failure injection at k = 0, 1, ...; returns the number of runs. */
-static int sweep(int stream, const answer *ref, int *oom_answers, int *ok_answers) {
-  char body[512];
-  snprintf(body, sizeof body, CHAT, stream ? "true" : "false");
-  /* the baseline: what the server holds between requests once the last one is cleaned up */
-  wait_idle();
-  usleep(100000);
-  size_t live0 = pl_alloc_live_count();
-  int k;
-  for (k = 0; k < 100000; k++) {
-    long n0 = pl_alloc_count();
-    pl_alloc_fail_after(k);
-    http_resp h = http("POST", "/v1/chat/completions", body);
-    int reached = pl_alloc_count() - n0 > k;
-    pl_alloc_fail_after(-1);
-    answer a;
-    int well_formed = h.status && h.complete &&
-                      (stream && h.status == 200 ? parse_stream(&h, &a) : parse_whole(&h, &a)) == 0;
-    CHECK(well_formed, "%s k=%d: status %d, %s, body: %.300s", stream ? "stream" : "whole", k,
-          h.status, h.complete ? "complete" : "cut", h.body ? h.body : "(none)");
-    if (well_formed && a.error) {
-      ++*oom_answers;
-      CHECK(h.status == 200 || h.status == 500 || h.status == 503, "k=%d: status %d", k,
-            h.status);
-      CHECK(strstr(a.error_msg, "out of memory") != NULL, "%s k=%d: status %d, error '%s'",
-            stream ? "stream" : "whole", k, h.status, a.error_msg);
-      CHECK(!strncmp(ref->text, a.text, strlen(a.text)), "k=%d: text before the error '%s' is "
-            "not a prefix of '%s'", k, a.text, ref->text);
-    } else if (well_formed) {
-      ++*ok_answers;
-      CHECK(h.status == 200 && !strcmp(a.text, ref->text) && !strcmp(a.finish, ref->finish),
-            "%s k=%d: status %d, '%s' (%s) instead of '%s' (%s)", stream ? "stream" : "whole", k,
-            h.status, a.text, a.finish, ref->text, ref->finish);
-    }
-    free(h.body);
-    CHECK(wait_idle(), "k=%d: the engine did not drain", k);
-    /* Events and responses are freed by the connection thread after the client saw EOF:
-     * give it a moment before counting. */
-    size_t live = 0;
-    for (int i = 0; i < 400 && (live = pl_alloc_live_count()) != live0; i++)
-      usleep(5000);
-    CHECK(live == live0, "%s k=%d: %zu blocks live after the request, %zu before",
-          stream ? "stream" : "whole", k, live, live0);
-    if (!reached)
-      break; /* the request made fewer than k + 1 allocations: every point was tried */
+typedef struct {
+  int stream;
+  answer ref;
+} chat_case;
+
+/* A clean out-of-memory report, or the reference answer (see the top of the file). */
+static int judge(void *ctx, const http_resp *hr, char *why, size_t cap) {
+  const chat_case *cc = ctx;
+  http_resp h = *hr; /* parse_stream tokenizes the body in place */
+  answer a;
+  if ((cc->stream && h.status == 200 ? parse_stream(&h, &a) : parse_whole(&h, &a)) != 0) {
+    snprintf(why, cap, "not a well-formed answer");
+    return SW_BAD;
   }
-  return k + 1;
+  if (a.error) {
+    if (h.status != 200 && h.status != 500 && h.status != 503)
+      snprintf(why, cap, "an error with status %d", h.status);
+    else if (!strstr(a.error_msg, "out of memory"))
+      snprintf(why, cap, "error '%s' does not say out of memory", a.error_msg);
+    else if (strncmp(cc->ref.text, a.text, strlen(a.text)) != 0)
+      snprintf(why, cap, "text before the error '%s' is not a prefix of '%s'", a.text,
+               cc->ref.text);
+    else
+      return SW_OOM;
+    return SW_BAD;
+  }
+  if (h.status != 200 || strcmp(a.text, cc->ref.text) || strcmp(a.finish, cc->ref.finish)) {
+    snprintf(why, cap, "'%s' (%s) instead of '%s' (%s)", a.text, a.finish, cc->ref.text,
+             cc->ref.finish);
+    return SW_BAD;
+  }
+  return SW_FULL;
 }
 
 int main(void) {
@@ -315,7 +178,7 @@ int main(void) {
   pl_server *s = NULL;
   CHECK(pl_server_start(&cfg, &s) == 0, "start: %s", pl_last_error());
   CHECK(pl_server_attach_engine(s, e) == 0, "attach: %s", pl_last_error());
-  port = pl_server_port(s);
+  sw_port = pl_server_port(s);
 
   int total_runs = 0;
   for (int stream = 0; stream <= 1; stream++) {
@@ -328,12 +191,14 @@ int main(void) {
     free(h.body);
     if (!ok)
       break;
-    int ooms = 0, oks = 0;
-    int runs = sweep(stream, &ref, &ooms, &oks);
+    chat_case cc = {.stream = stream, .ref = ref};
+    sw_result r = sw_sweep(stream ? "stream" : "whole", "/v1/chat/completions", body, 1 << 30,
+                           judge, &cc);
+    int runs = r.runs;
     printf("%s: %d allocation points tried: %d answered out of memory, %d answered in full\n",
-           stream ? "stream" : "whole", runs, ooms, oks);
+           stream ? "stream" : "whole", runs, r.oom, r.full);
     CHECK(runs > 50, "only %d allocations in a whole request?", runs);
-    CHECK(ooms > runs / 2, "only %d of %d injected failures were reported", ooms, runs);
+    CHECK(r.oom > runs / 2, "only %d of %d injected failures were reported", r.oom, runs);
     total_runs += runs;
   }
   /* the server still serves after all of it */
