@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/strbuf.h"
 #include "server/tool_calls.h"
 #include "util/alloc.h"
 
@@ -28,34 +29,11 @@ struct pl_oai_choice_acc {
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid/truncated. */
-static int utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  if (c < 0x80)
-    return 1;
-  int len;
-  unsigned min;
-  if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
-  else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
-  else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
-  else return 0;
-  if ((size_t)len > n)
-    return 0;
-  for (int i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    c = (c << 6) | (s[i] & 0x3F);
-  }
-  if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-    return 0;
-  return len;
-}
-
 json_t *pl_oai_lossy_string(const char *s, size_t len) {
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0;
   while (i < len) {
-    int k = utf8_seq(u + i, len - i);
+    int k = pl_utf8_seq(u + i, len - i);
     if (!k || u[i] == 0)
       break;
     i += (size_t)k;
@@ -64,7 +42,7 @@ json_t *pl_oai_lossy_string(const char *s, size_t len) {
     return json_stringn(s, len);
   pl_strbuf b = {0};
   for (i = 0; i < len;) {
-    int k = utf8_seq(u + i, len - i);
+    int k = pl_utf8_seq(u + i, len - i);
     if (!k || u[i] == 0) {
       if (pl_strbuf_append(&b, "\xEF\xBF\xBD", 3) < 0)
         goto oom;

@@ -81,3 +81,25 @@ void pl_strbuf_free(pl_strbuf *b) {
   b->data = NULL;
   b->len = b->cap = 0;
 }
+
+int pl_utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  if (c < 0x80)
+    return 1;
+  int len;
+  unsigned min;
+  if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
+  else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
+  else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
+  else return 0;
+  if ((size_t)len > n)
+    return 0;
+  for (int i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+    c = (c << 6) | (s[i] & 0x3F);
+  }
+  if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+    return 0;
+  return len;
+}

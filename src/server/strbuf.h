@@ -21,4 +21,8 @@ void pl_strbuf_consume(pl_strbuf *b, size_t n);
  * an empty buffer yields "". Returns NULL only on allocation failure. */
 char *pl_strbuf_take(pl_strbuf *b);
 void pl_strbuf_free(pl_strbuf *b);
+
+/* Length of the valid UTF-8 sequence at s (1..4; n >= 1 bytes there), or 0 when it is
+ * invalid or cut short (overlong, surrogate, > U+10FFFF). */
+int pl_utf8_seq(const unsigned char *s, size_t n);
 #endif

@@ -100,26 +100,6 @@ static void content(pl_tool_parser *p, const char *s, size_t n) {
 
 /* ---- UTF-8 of the streamed arguments ------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid or cut short. */
-static int utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0], min;
-  int len;
-  if (c < 0x80)
-    return c ? 1 : 0;
-  if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
-  else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
-  else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
-  else return 0;
-  if ((size_t)len > n)
-    return 0;
-  for (int i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    c = (c << 6) | (s[i] & 0x3F);
-  }
-  return c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF) ? 0 : len;
-}
-
 /* How many of s's n bytes can be cleaned now: all but a last lead byte still waiting for
  * its continuation bytes. Cutting there, cleaning the pieces equals cleaning the whole. */
 static size_t utf8_ready(const unsigned char *s, size_t n) {
@@ -140,7 +120,7 @@ static void utf8_clean(pl_tool_parser *p, pl_strbuf *b, const char *s, size_t n)
   while (i < n) {
     size_t j = i;
     int k;
-    while (j < n && (k = utf8_seq(u + j, n - j)) > 0)
+    while (j < n && u[j] && (k = pl_utf8_seq(u + j, n - j)) > 0)
       j += (size_t)k;
     put(p, b, s + i, j - i);
     if (j < n) {

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "pagellm.h"
+#include "server/server.h"
 #include "util/alloc.h"
 
 /* ---- a minimal HTTP/1.1 client (Connection: close; reads to EOF) ------------------------ */
@@ -192,4 +194,37 @@ static sw_result sw_sweep(const char *name, const char *path, const char *body, 
   }
   return res;
 }
+/* The sweeps' engine (TinyStories 280K, ChatML template, 4 MiB of KV, 1 thread) and a server
+ * on a free port serving it as "tiny"; sets sw_port. 0, or -1 after a failed CHECK. */
+static int sw_start(pl_engine **e, pl_server **s) {
+  static char tmpl[65536];
+  *e = NULL;
+  *s = NULL;
+  FILE *f = fopen(data_path("chat-templates/chatml-openhermes-2.5.jinja"), "rb");
+  CHECK(f != NULL, "template");
+  if (!f)
+    return -1;
+  tmpl[fread(tmpl, 1, sizeof tmpl - 1, f)] = 0;
+  fclose(f);
+  pl_engine_params ep;
+  pl_engine_params_default(&ep);
+  ep.model_path = data_path("models/tinystories-280K.gguf");
+  ep.chat_template = tmpl;
+  ep.n_threads = 1;
+  ep.kv_cache_bytes = 4u << 20;
+  CHECK(pl_engine_create(&ep, e) == 0, "engine: %s", pl_last_error());
+  if (!*e)
+    return -1;
+  pl_server_config cfg;
+  pl_server_config_default(&cfg);
+  cfg.port = 0;
+  cfg.served_model_name = "tiny";
+  CHECK(pl_server_start(&cfg, s) == 0, "start: %s", pl_last_error()); /* jansson: counted */
+  CHECK(*s && pl_server_attach_engine(*s, *e) == 0, "attach: %s", pl_last_error());
+  if (!*s)
+    return -1;
+  sw_port = pl_server_port(*s);
+  return 0;
+}
+
 #endif

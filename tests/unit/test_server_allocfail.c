@@ -155,30 +155,13 @@ static int judge(void *ctx, const http_resp *hr, char *why, size_t cap) {
 
 int main(void) {
   json_set_alloc_funcs(j_malloc, j_free);
-  static char tmpl[65536];
-  FILE *f = fopen(data_path("chat-templates/chatml-openhermes-2.5.jinja"), "rb");
-  CHECK(f != NULL, "template");
-  if (!f)
-    return check_summary("test_server_allocfail");
-  tmpl[fread(tmpl, 1, sizeof tmpl - 1, f)] = 0;
-  fclose(f);
-
-  pl_engine_params ep;
-  pl_engine_params_default(&ep);
-  ep.model_path = data_path("models/tinystories-280K.gguf");
-  ep.chat_template = tmpl;
-  ep.n_threads = 1;
-  ep.kv_cache_bytes = 4u << 20;
   pl_engine *e = NULL;
-  CHECK(pl_engine_create(&ep, &e) == 0, "engine: %s", pl_last_error());
-  pl_server_config cfg;
-  pl_server_config_default(&cfg);
-  cfg.port = 0;
-  cfg.served_model_name = "tiny";
   pl_server *s = NULL;
-  CHECK(pl_server_start(&cfg, &s) == 0, "start: %s", pl_last_error());
-  CHECK(pl_server_attach_engine(s, e) == 0, "attach: %s", pl_last_error());
-  sw_port = pl_server_port(s);
+  if (sw_start(&e, &s) < 0) {
+    pl_server_destroy(s);
+    pl_engine_destroy(e);
+    return check_summary("test_server_allocfail");
+  }
 
   int total_runs = 0;
   for (int stream = 0; stream <= 1; stream++) {
