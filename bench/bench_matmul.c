@@ -4,7 +4,8 @@
  * are cycled that every call streams its weights from DRAM, not from cache.
  * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N] [--no-dotext]
  *                     [--gemm]   (time pl_cpu_matmul, i.e. the OpenBLAS prefill path too,
- *                                 for n up to 512, to locate the crossover) */
+ *                                 for n up to 512, to locate the crossover)
+ *                     [--peak]   (first: the f32 FMA and bf16 dot-product instruction peaks) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,78 @@ static void free_set(wset *s) {
     pl_free(s->mem[c]);
 }
 
+/* ---- instruction peaks (--peak): what a register-resident loop of one instruction reaches,
+ * the ceiling to put the kernels' GFLOP/s against. 24 independent accumulators cover the
+ * latency of both FMA pipes. x86 with AVX-512 only. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define PEAK_ITERS 20000000L
+#define PEAK_ACC 24
+typedef struct {
+  int bf16;
+  float sink[8];
+} peak_job;
+
+__attribute__((target("avx512f"))) static float peak_fma_loop(void) {
+  __m512 a[PEAK_ACC], x = _mm512_set1_ps(1.0001f), y = _mm512_set1_ps(0.9999f);
+  for (int k = 0; k < PEAK_ACC; k++)
+    a[k] = _mm512_set1_ps((float)k);
+  for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 24
+    for (int k = 0; k < PEAK_ACC; k++)
+      a[k] = _mm512_fmadd_ps(x, y, a[k]);
+  for (int k = 1; k < PEAK_ACC; k++)
+    a[0] = _mm512_add_ps(a[0], a[k]);
+  return _mm512_reduce_add_ps(a[0]);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static float peak_bf16_loop(void) {
+  __m512 a[PEAK_ACC];
+  __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3f7f);
+  for (int k = 0; k < PEAK_ACC; k++)
+    a[k] = _mm512_set1_ps((float)k);
+  for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 24
+    for (int k = 0; k < PEAK_ACC; k++)
+      a[k] = _mm512_dpbf16_ps(a[k], x, y);
+  for (int k = 1; k < PEAK_ACC; k++)
+    a[0] = _mm512_add_ps(a[0], a[k]);
+  return _mm512_reduce_add_ps(a[0]);
+}
+
+static void peak_task(void *ctx, int ith, int nth) {
+  (void)nth;
+  peak_job *j = ctx;
+  j->sink[ith & 7] = j->bf16 ? peak_bf16_loop() : peak_fma_loop();
+}
+
+static void print_peaks(pl_threadpool **tps, int max_threads) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f")) {
+    printf("peak: no AVX-512 here\n");
+    return;
+  }
+  int has_bf16 = !!__builtin_cpu_supports("avx512bf16");
+  for (int b = 0; b <= has_bf16; b++)
+    for (int t = 1; t <= max_threads && t <= 8; t++) {
+      peak_job j = {.bf16 = b};
+      double t0 = now();
+      pl_threadpool_run(tps[t - 1], peak_task, &j);
+      double sec = now() - t0;
+      /* per instruction: 16 lanes x 2 flops (fma), 16 lanes x 2 bf16 pairs x 2 (dpbf16) */
+      double flops = (double)PEAK_ITERS * PEAK_ACC * (b ? 64 : 32) * t;
+      printf("peak %-22s %d thread%s: %7.1f GFLOP/s\n", b ? "vdpbf16ps zmm" : "vfmadd231ps zmm (f32)",
+             t, t > 1 ? "s" : "", flops / sec / 1e9);
+    }
+}
+#else
+static void print_peaks(pl_threadpool **tps, int max_threads) {
+  (void)tps;
+  (void)max_threads;
+  printf("peak: x86 AVX-512 only\n");
+}
+#endif
+
 /* Seconds per call, best of a few ~0.25 s runs. */
 static double time_mm(pl_threadpool *tp, wset *s, int n, const float *x, float *y, void *work, int gemm) {
   int copy = 0;
@@ -129,7 +202,7 @@ static double time_mm(pl_threadpool *tp, wset *s, int n, const float *x, float *
 
 int main(int argc, char **argv) {
   const char *only = NULL;
-  int max_threads = 2, gemm = 0;
+  int max_threads = 2, gemm = 0, peak = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
       const char *names[] = {"scalar", "neon", "avx2", "avx512"};
@@ -145,8 +218,10 @@ int main(int argc, char **argv) {
       pl_kern_set_dotext(0);
     } else if (!strcmp(argv[i], "--gemm")) {
       gemm = 1;
+    } else if (!strcmp(argv[i], "--peak")) {
+      peak = 1;
     } else {
-      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--no-dotext] [--gemm]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--no-dotext] [--gemm] [--peak]\n", argv[0]);
       return 2;
     }
   }
@@ -158,6 +233,8 @@ int main(int argc, char **argv) {
       return 1;
     printf("read bandwidth, %d thread%s: %.1f GB/s\n", t, t > 1 ? "s" : "", pl_cpu_read_bandwidth(tps[t - 1], 0));
   }
+  if (peak)
+    print_peaks(tps, max_threads);
   static const int NS[] = {1, 4, 16, 64};
   static const int NS_GEMM[] = {1, 4, 16, 32, 64, 96, 128, 192, 256, 512};
   const int *ns = gemm ? NS_GEMM : NS;
