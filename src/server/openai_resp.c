@@ -89,14 +89,23 @@ int pl_oai_dump(const json_t *v, pl_strbuf *out) {
   return 0;
 }
 
+/* OpenAI's values only: an aborted or failed choice is answered with an error instead
+ * (pl_oai_resp_failed, resp_sse_event_), so "abort" and "error" never reach a client. */
 static const char *finish_str(pl_finish_reason f) {
   switch (f) {
   case PL_FINISH_STOP: return "stop";
   case PL_FINISH_LENGTH: return "length";
-  case PL_FINISH_ABORT: return "abort";
-  case PL_FINISH_ERROR: return "error";
   default: return NULL;
   }
+}
+
+/* What a client that is still there hears of an abort: the engine aborts a request whose
+ * client is connected only when the server shuts down (a gone client hears nothing). */
+static int abort_error(pl_oai_error *err) {
+  int rc = pl_oai_errorf(err, 503, NULL, "the request was aborted because the server is "
+                         "shutting down");
+  err->code = "server_shutdown";
+  return rc;
 }
 
 static json_t *finish_json(pl_finish_reason f) {
@@ -379,8 +388,7 @@ int pl_oai_resp_failed(const pl_oai_resp *r, pl_oai_error *err) {
     return pl_oai_errorf(err, 500, NULL, "out of memory: the end of a choice was lost");
   for (int c = 0; c < r->n_choices; c++)
     if (r->ch[c].done && r->ch[c].finish == PL_FINISH_ABORT)
-      return pl_oai_errorf(err, 503, NULL, "the request was aborted because the server is "
-                           "shutting down");
+      return abort_error(err);
   return 0;
 }
 
@@ -557,10 +565,13 @@ static int resp_sse_event_(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *ou
   if (ch->done || r->failed)
     return 0;
   track(r, ev);
-  if (ev->finish == PL_FINISH_ERROR) {
+  if (ev->finish == PL_FINISH_ERROR || ev->finish == PL_FINISH_ABORT) {
     pl_oai_error e;
-    pl_oai_errorf(&e, 500, NULL, "choice %d failed: %s", ev->choice,
-                  ev->error ? ev->error : "engine error");
+    if (ev->finish == PL_FINISH_ABORT)
+      abort_error(&e);
+    else
+      pl_oai_errorf(&e, 500, NULL, "choice %d failed: %s", ev->choice,
+                    ev->error ? ev->error : "engine error");
     int rc = pl_oai_error_sse(&e, out);
     if (rc == 0)
       r->failed = 1;
