@@ -14,7 +14,15 @@
 #include <jansson.h>
 #include <stddef.h>
 
-typedef enum { PL_TOOLS_HERMES = 0, PL_TOOLS_LLAMA3, PL_TOOLS_MISTRAL } pl_tool_format;
+/* MISTRAL: [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...] (v3 templates);
+ * MISTRAL_V11: [TOOL_CALLS]name[ARGS]{...} per call (v11+ templates: Mistral Small 3.x,
+ * Devstral). The parsers read both forms for either; the forcing grammar writes the template's. */
+typedef enum {
+  PL_TOOLS_HERMES = 0,
+  PL_TOOLS_LLAMA3,
+  PL_TOOLS_MISTRAL,
+  PL_TOOLS_MISTRAL_V11
+} pl_tool_format;
 
 /* The format a chat template's text implies (Hermes when it says nothing we know). */
 pl_tool_format pl_tool_format_detect(const char *template_text);

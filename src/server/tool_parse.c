@@ -699,7 +699,7 @@ int pl_tool_parser_create(pl_tool_format f, const char *id_seed, const json_t *t
     pl_free(p);
     return pl_fail(PL_ENOMEM, "out of memory");
   }
-  p->f = f;
+  p->f = f == PL_TOOLS_MISTRAL_V11 ? PL_TOOLS_MISTRAL : f; /* one parser reads both forms */
   p->tools = json_is_array(tools) ? json_incref((json_t *)tools) : NULL;
   snprintf(p->seed, sizeof p->seed, "%s", id_seed ? id_seed : "");
   p->state = S_TEXT;

@@ -476,18 +476,45 @@ int main(void) {
   expect(PL_TOOLS_MISTRAL, "[TOOL_CALLS][{\"name\": \"f\"", 0, NULL, NULL, NULL);
   CHECK(pl_tool_format_detect("{% if tools %}<tool_call>{% endif %}") == PL_TOOLS_HERMES);
   CHECK(pl_tool_format_detect("[TOOL_CALLS] {{ x }}") == PL_TOOLS_MISTRAL);
+  CHECK(pl_tool_format_detect("[TOOL_CALLS]{{ n }}[ARGS]{{ a }}") == PL_TOOLS_MISTRAL_V11);
+  /* either Mistral format reads both forms */
+  expect_all(PL_TOOLS_MISTRAL_V11, "[TOOL_CALLS]f[ARGS]{\"q\": 1}", 1, NAMES("f"),
+             NAMES("{\"q\": 1}"), NULL);
+  expect_all(PL_TOOLS_MISTRAL_V11, "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}}]", 1,
+             NAMES("f"), NAMES("{}"), NULL);
   CHECK(pl_tool_format_detect("<|python_tag|>") == PL_TOOLS_LLAMA3);
 
-  /* the forcing grammars accept what the parsers read */
+  /* the forcing grammars accept what the parsers read, for every tool, and nothing else */
   json_t *tools = json_loads("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
                              "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"}},"
-                             "\"required\":[\"q\"]}}}]", 0, NULL);
-  const char *texts[3] = {"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"q\": \"x\"}}\n</tool_call>",
-                          "{\"name\": \"f\", \"parameters\": {\"q\": \"x\"}}",
-                          "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"q\": \"x\"}}]"};
-  for (int f = 0; f < 3; f++) {
+                             "\"required\":[\"q\"]}}},{\"type\":\"function\",\"function\":{\"name\":"
+                             "\"get_2\",\"parameters\":{\"type\":\"object\",\"properties\":{\"n\":"
+                             "{\"type\":\"integer\"}}}}}]", 0, NULL);
+  static const struct {
+    pl_tool_format f;
+    const char *name; /* the forced tool, NULL: any */
+    int parallel, calls; /* calls: what the parser reads; 0: the grammar must reject it */
+    const char *text;
+  } forced[] = {
+      {PL_TOOLS_HERMES, NULL, 0, 1, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"q\": \"x\"}}\n</tool_call>"},
+      {PL_TOOLS_HERMES, NULL, 0, 1, "<tool_call>\n{\"name\": \"get_2\", \"arguments\": {\"n\": 3}}\n</tool_call>"},
+      {PL_TOOLS_HERMES, "f", 0, 0, "<tool_call>\n{\"name\": \"get_2\", \"arguments\": {\"n\": 3}}\n</tool_call>"},
+      {PL_TOOLS_LLAMA3, NULL, 0, 1, "{\"name\": \"f\", \"parameters\": {\"q\": \"x\"}}"},
+      {PL_TOOLS_MISTRAL, NULL, 0, 1, "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"q\": \"x\"}}]"},
+      {PL_TOOLS_MISTRAL, NULL, 1, 2, "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"q\": \"x\"}}, "
+                                     "{\"name\": \"get_2\", \"arguments\": {}}]"},
+      {PL_TOOLS_MISTRAL_V11, NULL, 0, 1, "[TOOL_CALLS]f[ARGS]{\"q\": \"x\"}"},
+      {PL_TOOLS_MISTRAL_V11, NULL, 0, 1, "[TOOL_CALLS]get_2[ARGS]{\"n\": 3}"},
+      {PL_TOOLS_MISTRAL_V11, NULL, 1, 2, "[TOOL_CALLS]get_2[ARGS]{}[TOOL_CALLS]f[ARGS]{\"q\": \"\"}"},
+      {PL_TOOLS_MISTRAL_V11, NULL, 0, 0, "[TOOL_CALLS]get_2[ARGS]{}[TOOL_CALLS]f[ARGS]{\"q\": \"\"}"},
+      {PL_TOOLS_MISTRAL_V11, NULL, 0, 0, "[TOOL_CALLS]get_2[ARGS]{\"q\": \"x\"}"}, /* f's arguments */
+      {PL_TOOLS_MISTRAL_V11, NULL, 0, 0, "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"q\": \"x\"}}]"},
+      {PL_TOOLS_MISTRAL_V11, "get_2", 0, 0, "[TOOL_CALLS]f[ARGS]{\"q\": \"x\"}"},
+      {PL_TOOLS_MISTRAL_V11, "get_2", 0, 1, "[TOOL_CALLS]get_2[ARGS]{\"n\": -1}"},
+  };
+  for (size_t i = 0; i < sizeof forced / sizeof *forced; i++) {
     pl_gconv_error ce;
-    char *g = pl_tool_grammar((pl_tool_format)f, tools, NULL, 0, &ce);
+    char *g = pl_tool_grammar(forced[i].f, tools, forced[i].name, forced[i].parallel, &ce);
     CHECK(g != NULL, "%s", ce.message);
     pl_grammar *gr = NULL;
     CHECK(g && pl_grammar_compile(g, strlen(g), &gr) == 0, "%s", g ? g : "");
@@ -497,8 +524,19 @@ int main(void) {
     pl_vocab_create_raw(1, p, l, NULL, 0, &v);
     pl_gmatch *m;
     CHECK(gr && pl_gmatch_create(gr, v, &m) == 0);
-    CHECK(pl_gmatch_accept_bytes(m, texts[f], strlen(texts[f])) == 0 && pl_gmatch_can_end(m),
-          "format %d", f);
+    const char *t = forced[i].text;
+    int accepted = gr && pl_gmatch_accept_bytes(m, t, strlen(t)) == 0 && pl_gmatch_can_end(m);
+    CHECK(accepted == (forced[i].calls > 0), "forced grammar %zu (format %d): %s %s", i,
+          forced[i].f, accepted ? "accepts" : "rejects", t);
+    if (forced[i].calls) { /* and the parser reads every call the grammar let through */
+      json_t *calls = NULL;
+      char *content = NULL;
+      int n = pl_tool_parse(forced[i].f, t, strlen(t), "seed", tools, &calls, &content);
+      CHECK(n == forced[i].calls && !content, "forced grammar %zu: the parser read %d calls",
+            i, n);
+      json_decref(calls);
+      pl_free(content);
+    }
     pl_gmatch_free(m);
     pl_vocab_free(v);
     pl_grammar_free(gr);
