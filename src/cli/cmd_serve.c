@@ -44,6 +44,9 @@ static void usage(FILE *f) {
           "                              for this long (default 60; 0 = never)\n"
           "  --max-inflight-body SIZE    all request bodies held at once (default 256MiB; 503\n"
           "                              above)\n"
+          "  --queue-timeout SECS        a request that finds the queue full (--max-waiting)\n"
+          "                              waits this long for room, in arrival order, before\n"
+          "                              its 503 (default 30; 0 = 503 at once)\n"
           "  --shutdown-timeout SECS     how long in-flight requests may finish on SIGTERM\n"
           "                              (default 30)\n"
           "  --seed N                    base seed for requests without one (and of\n"
@@ -159,7 +162,8 @@ static int parse_server_opt(pl_server_config *c, int argc, char **argv, int *i, 
                                       "--max-body-size", "--timeout", "--sse-keepalive",
                                       "--max-connections", "--shutdown-timeout", "--seed",
                                       "--max-connections-per-ip", "--request-timeout",
-                                      "--stall-timeout", "--max-inflight-body", NULL};
+                                      "--stall-timeout", "--max-inflight-body",
+                                      "--queue-timeout", NULL};
   int k = 0;
   while (known[k] && strcmp(known[k], name) != 0)
     k++;
@@ -201,6 +205,7 @@ static int parse_server_opt(pl_server_config *c, int argc, char **argv, int *i, 
     c->max_inflight_body_bytes = (size_t)b;
     return 1;
   }
+  case 14: return pl_cli_float(name, v, 0, 86400, &c->queue_timeout_s) < 0 ? -1 : 1;
   default: {
     char *end;
     errno = 0;

@@ -65,6 +65,7 @@ struct pl_srv_job {
   unsigned char *choice_done;     /* [n_choices] */
   int live_prompts;
   double t_arrival; /* set by pl_srv_submit before the ADD is queued */
+  pl_srv_job *room_next; /* in the waiting room (engine thread only) */
 
   cmd add_cmd, abort_cmd; /* intrusive: a job is in the queue at most once per kind */
 };
@@ -91,6 +92,10 @@ struct pl_srv_loop {
   atomic_int healthy;
   pl_srv_kvmap *kvmap;    /* KV map snapshots (ticked by the engine thread) */
   int routed_abort;       /* engine thread: route() aborted a request (stats went stale) */
+  /* engine thread only: the waiting room, adds that found the engine's queue full, in
+   * arrival order; each waits there at most queue_timeout seconds for room */
+  pl_srv_job *room_head, *room_tail;
+  double queue_timeout;
   /* engine thread only: open addressing, linear probing, backward-shift deletion */
   slot *map;
   size_t map_cap, map_n;
@@ -597,7 +602,10 @@ static void set_submit(pl_srv_job *j, int state, int status, const char *msg) {
   wake(j);
 }
 
-static void do_add(pl_srv_loop *l, pl_srv_job *j, int stopping) {
+/* Hand j to the engine. Returns 1, having done nothing, when the engine's waiting queue has
+ * no room for j's first prompt and `may_wait` (the caller parks j in the waiting room);
+ * else 0: j was accepted or rejected. */
+static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
   pthread_mutex_lock(&j->mu);
   int cancelled = j->cancelled;
   pthread_mutex_unlock(&j->mu);
@@ -605,7 +613,7 @@ static void do_add(pl_srv_loop *l, pl_srv_job *j, int stopping) {
     set_submit(j, PL_SRV_SUBMIT_REJECTED, stopping ? PL_EBUSY : PL_ESTATE,
                stopping ? "the server is shutting down" : "cancelled by the client");
     engine_release(l, j);
-    return;
+    return 0;
   }
   int rc = 0;
   char msg[512] = "";
@@ -615,6 +623,8 @@ static void do_add(pl_srv_loop *l, pl_srv_job *j, int stopping) {
     uint64_t id = 0;
     long failures0 = pl_alloc_thread_failures();
     rc = pl_engine_add_request(l->e, NULL, j->ids[p], j->lens[p], &sp, &id);
+    if (rc == PL_EBUSY && p == 0 && may_wait)
+      return 1;
     if (rc < 0) {
       /* e.g. the grammar compiler may report a failed allocation as a bad grammar: that
        * would be a 400 for our failure */
@@ -635,7 +645,7 @@ static void do_add(pl_srv_loop *l, pl_srv_job *j, int stopping) {
   }
   if (rc == 0) {
     set_submit(j, PL_SRV_SUBMIT_ACCEPTED, 0, NULL);
-    return;
+    return 0;
   }
   /* Undo the prompts already added; their abort events finish them (and release the job). */
   for (int p = 0; p < j->n_prompts; p++) {
@@ -646,6 +656,63 @@ static void do_add(pl_srv_loop *l, pl_srv_job *j, int stopping) {
   set_submit(j, PL_SRV_SUBMIT_REJECTED, rc, msg);
   if (j->live_prompts == 0)
     engine_release(l, j);
+  return 0;
+}
+
+/* ---- the waiting room: fair admission when the engine's queue is full -------------------
+ * Without it a full queue answers 503 at once, and under a flood of immediate retries the
+ * clients that happen to retry just after a slot frees win, over and over, while others
+ * starve. In the room a request keeps its place: the room empties in arrival order as the
+ * engine's queue makes room, and a request leaves it with a 503 only after queue_timeout. */
+
+static void room_push(pl_srv_loop *l, pl_srv_job *j) {
+  j->room_next = NULL;
+  if (l->room_tail)
+    l->room_tail->room_next = j;
+  else
+    l->room_head = j;
+  l->room_tail = j;
+}
+
+/* A command's add: behind everyone already waiting, else straight to the engine. */
+static void admit(pl_srv_loop *l, pl_srv_job *j, int stopping) {
+  int may_wait = l->queue_timeout > 0 && !stopping;
+  if ((may_wait && l->room_head) || do_add(l, j, stopping, may_wait))
+    room_push(l, j);
+}
+
+/* Move waiting requests to the engine while it has room, oldest first; answer those that
+ * waited too long, were cancelled, or meet a shutdown. */
+static void room_drain(pl_srv_loop *l, int stopping) {
+  double now = now_s();
+  pl_srv_job **pp = &l->room_head, *last = NULL;
+  int full = 0;
+  while (*pp) {
+    pl_srv_job *j = *pp;
+    int leave = 1;
+    pthread_mutex_lock(&j->mu);
+    int cancelled = j->cancelled;
+    pthread_mutex_unlock(&j->mu);
+    if (stopping || cancelled) {
+      do_add(l, j, stopping, 0); /* rejects it */
+    } else if (now - j->t_arrival >= l->queue_timeout) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "no room in the queue after waiting %.1f s (--queue-timeout); "
+               "retry later", now - j->t_arrival);
+      set_submit(j, PL_SRV_SUBMIT_REJECTED, PL_EBUSY, msg);
+      engine_release(l, j);
+    } else if (full || do_add(l, j, 0, 1)) {
+      full = 1; /* in order: nobody passes the oldest */
+      leave = 0;
+    }
+    if (leave) {
+      *pp = j->room_next;
+    } else {
+      last = j;
+      pp = &j->room_next;
+    }
+  }
+  l->room_tail = last;
 }
 
 static void do_abort(pl_srv_loop *l, pl_srv_job *j) {
@@ -708,7 +775,7 @@ static void route_all(pl_srv_loop *l) {
 static void *loop_main(void *arg) {
   pl_srv_loop *l = arg;
   for (;;) {
-    int busy = pl_engine_has_unfinished(l->e);
+    int busy = pl_engine_has_unfinished(l->e) || l->room_head;
     int kv_wait_ms = pl_srv_kvmap_tick(l->kvmap, l->e); /* >= 0: wake then, even if idle */
     pthread_mutex_lock(&l->mu);
     if (kv_wait_ms >= 0 && !l->head && !l->stopping && !busy) {
@@ -727,12 +794,13 @@ static void *loop_main(void *arg) {
     int stopping = l->stopping;
     pthread_mutex_unlock(&l->mu);
 
+    room_drain(l, stopping); /* the room goes first: it arrived first */
     while (c) {
       cmd *next = c->next;
       c->next = NULL;
       pl_srv_job *j = c->job;
       if (c->type == CMD_ADD) {
-        do_add(l, j, stopping);
+        admit(l, j, stopping);
       } else {
         do_abort(l, j);
         job_unref(j); /* the queued ABORT's reference */
@@ -793,7 +861,8 @@ static void *loop_main(void *arg) {
 
 /* ---- public loop API ------------------------------------------------------------------- */
 
-int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, pl_srv_loop **out) {
+int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, double queue_timeout_s,
+                      pl_srv_loop **out) {
   *out = NULL;
   pl_srv_loop *l = pl_calloc(1, sizeof *l);
   if (!l)
@@ -801,6 +870,7 @@ int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, pl_srv_l
   l->e = e;
   l->m = m;
   l->max_pending = max_pending > 0 ? max_pending : 1024;
+  l->queue_timeout = queue_timeout_s > 0 ? queue_timeout_s : 0;
   l->accepting = 1;
   atomic_init(&l->healthy, 1);
   if (pl_srv_kvmap_create(&l->kvmap) < 0) {
@@ -830,7 +900,9 @@ int pl_srv_submit(pl_srv_loop *l, pl_srv_job *j) {
     pthread_mutex_unlock(&l->mu);
     return pl_fail(PL_EBUSY, "the server is shutting down");
   }
-  if (l->n_pending_adds >= l->max_pending) {
+  /* with the waiting room on, the commands wait there (each holds a connection, and the
+   * connection and in-flight body limits bound them) */
+  if (l->queue_timeout <= 0 && l->n_pending_adds >= l->max_pending) {
     int n = l->n_pending_adds;
     pthread_mutex_unlock(&l->mu);
     return pl_fail(PL_EBUSY, "the server is overloaded: %d requests are already queued; retry "

@@ -51,8 +51,11 @@ void pl_srv_event_free_list(pl_srv_event *ev);
 /* ---- the loop --------------------------------------------------------------------------- */
 
 /* Start the engine thread. max_pending bounds ADD commands not yet taken by the engine (the
- * engine's own --max-waiting bounds the rest). The loop does not own e or m. */
-int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, pl_srv_loop **out);
+ * engine's own --max-waiting bounds the rest). A submission that finds the engine's queue
+ * full waits, in arrival order, up to queue_timeout_s for room before it is rejected with
+ * PL_EBUSY (0: rejected at once). The loop does not own e or m. */
+int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, double queue_timeout_s,
+                      pl_srv_loop **out);
 /* Stop accepting submissions (they fail with PL_EBUSY "shutting down") and wait until every
  * submitted job finished, at most timeout_ms or until *force becomes non-zero. Returns the
  * number of jobs still running. */

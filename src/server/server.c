@@ -47,6 +47,7 @@ void pl_server_config_default(pl_server_config *c) {
   c->keepalive_s = 5;
   c->max_connections = 2048; /* default waiting (1024) + running (256) requests, with room */
   c->max_pending = 1024;
+  c->queue_timeout_s = 30;
   c->max_connections_per_ip = 256;
   c->request_timeout_s = 30;
   c->stall_timeout_s = 60;
@@ -606,7 +607,7 @@ int pl_server_attach_engine(pl_server *s, pl_engine *e) {
   if (atomic_load(&s->state) != PL_SRV_LOADING)
     return pl_fail(PL_ESTATE, "the server already has an engine");
   int max_pending = s->cfg.max_pending > 0 ? s->cfg.max_pending : 1024;
-  PL_TRY(pl_srv_loop_start(e, s->metrics, max_pending, &s->loop));
+  PL_TRY(pl_srv_loop_start(e, s->metrics, max_pending, s->cfg.queue_timeout_s, &s->loop));
   pl_srv_loop_set_stall(s->loop, s->cfg.stall_timeout_s > 0 ? s->cfg.stall_timeout_s * 1000 : 0);
   s->engine = e;
   atomic_store(&s->state, PL_SRV_READY); /* publishes engine and loop to HTTP threads */

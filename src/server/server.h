@@ -35,6 +35,7 @@ typedef struct pl_server_config {
   int keepalive_s;               /* SSE ": keep-alive" interval while no data; default 5 */
   int max_connections;           /* default 2048 (also bounded by the fd limit) */
   int max_pending;               /* requests queued for the engine thread; default 1024 */
+  float queue_timeout_s;         /* wait for room in a full queue, in order; default 30; 0 = 503 at once */
   int max_connections_per_ip;    /* default 256; 0 = no per-address limit */
   int request_timeout_s;         /* head + body deadline per request; default 30; 0 = none */
   int stall_timeout_s;           /* abort when output is unread this long; default 60; 0 = never */

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { spawnSync } from "node:child_process";
 import { startServer, post, curl, waitMetrics } from "./lib/server.mjs";
-import { makeTempDir, runPl, spawnPl } from "./lib/util.mjs";
+import { makeTempDir, runPl, sourcePath, spawnPl } from "./lib/util.mjs";
 
 const MODEL = "tinystories-280K";
 let srv;
@@ -201,8 +201,8 @@ test("API key: missing or wrong is 401 everywhere but /health", async () => {
   }
 });
 
-test("a full waiting queue answers 503 (overloaded), never a crash", async () => {
-  const s = await startServer({ args: ["--max-num-seqs", "1", "--max-waiting", "2"] });
+test("a full waiting queue with --queue-timeout 0 answers 503 (overloaded) at once, never a crash", async () => {
+  const s = await startServer({ args: ["--max-num-seqs", "1", "--max-waiting", "2", "--queue-timeout", "0"] });
   try {
     const body = { model: MODEL, prompt: "Once", max_tokens: 200, ignore_eos: true };
     const rs = await Promise.all(Array.from({ length: 24 }, () => post(s.url + "/v1/completions", body)));
@@ -225,6 +225,54 @@ test("a full waiting queue answers 503 (overloaded), never a crash", async () =>
     assert.equal(m["pagellm:kv_blocks_used"], 0);
   } finally {
     assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("a full queue is a fair line: arrivals wait in order for room, the rest get 503 after --queue-timeout", async () => {
+  // One running, two waiting in the engine (--max-waiting 2); everyone after that waits in the
+  // server's waiting room. Requests sent 30 ms apart must finish in the order they were sent
+  // (a race for freed slots would reorder them, or turn them into 503s). The bundled model
+  // takes ~60 ms a request here, so the line grows to several in the room.
+  const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
+                                args: ["--max-num-seqs", "1", "--max-waiting", "2"] });
+  try {
+    const body = { model: "pagellm-default", prompt: "Once", max_tokens: 48, ignore_eos: true };
+    const done = [];
+    const rs = await Promise.all(Array.from({ length: 12 }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, 30 * i));
+      const r = await post(s.url + "/v1/completions", body);
+      done.push(i);
+      return r;
+    }));
+    for (const r of rs) {
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.usage.completion_tokens, 48);
+    }
+    assert.deepEqual(done, [...done].sort((a, b) => a - b), `finish order ${done}`);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+  // A line that does not move within --queue-timeout: the wait ends with 503 + Retry-After.
+  // The bundled model takes ~0.5 s for 400 tokens, so the running request holds the line far
+  // longer than the 0.15 s timeout.
+  const t = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
+                                args: ["--max-num-seqs", "1", "--max-waiting", "1", "--queue-timeout", "0.15",
+                                       "--shutdown-timeout", "0"] });
+  try {
+    const long = { model: "pagellm-default", prompt: "Once", max_tokens: 400, ignore_eos: true };
+    const first = [post(t.url + "/v1/completions", long), post(t.url + "/v1/completions", long)];
+    await waitMetrics(t.url, (m) => m["pagellm:num_requests_running"] === 1 && m["pagellm:num_requests_waiting"] === 1);
+    const t0 = Date.now();
+    const late = await post(t.url + "/v1/completions", long);
+    const waited = Date.now() - t0;
+    assertError(late, 503);
+    assert.equal(late.headers.get("retry-after"), "1");
+    assert.match(late.json.error.message, /no room in the queue after waiting/);
+    assert.ok(waited >= 140, `answered after ${waited} ms, before the 0.15 s --queue-timeout`);
+    assert.equal((await t.stop("SIGTERM")).code, 0);
+    await Promise.allSettled(first);
+  } finally {
+    await t.stop();
   }
 });
 
