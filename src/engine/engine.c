@@ -238,6 +238,7 @@ void pl_engine_destroy(pl_engine *e) {
     pl_engine_group_free(e, e->groups);
   pl_engine_events_clear(e);
   pl_free(e->events);
+  pl_free(e->ev_arena);
   pl_spec_destroy(e);
   pl_sched_destroy(e->sched);
   pl_runner_free(e->runner);

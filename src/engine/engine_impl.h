@@ -82,10 +82,14 @@ typedef struct pl_group {
   int grammar_owned;
 } pl_group;
 
-/* An event as stored by the engine (text owned). */
+/* An event as stored by the engine: ev's pointers are set when it is polled; its payload
+ * (text, token, logprobs, error) lies at `off` in the engine's event arena, which may move as
+ * it grows while the event waits. */
 typedef struct pl_event_store {
   pl_output_event ev;
-  char *text;
+  size_t off;   /* the payload, in the arena */
+  size_t elen;  /* error text bytes with its NUL (0: none) */
+  int logprobs; /* the request asked for logprobs (else the token goes out alone) */
 } pl_event_store;
 
 struct pl_engine {
@@ -113,6 +117,8 @@ struct pl_engine {
   pl_group *groups;          /* live requests */
   int n_groups;
   pl_event_store *events;    /* pending output events, read by poll */
+  char *ev_arena;            /* their payloads: reused from the start once all are read, so a */
+  size_t ev_len, ev_cap;     /* steady step loop allocates nothing for events */
   int n_events, cap_events, ev_read;
   int64_t prompt_tokens_total, generation_tokens_total;
   struct pl_spec *spec;      /* speculative decoding state, NULL when off */

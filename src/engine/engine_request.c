@@ -239,10 +239,28 @@ int pl_engine_abort(pl_engine *e, uint64_t id) {
 
 /* ---- events ---------------------------------------------------------------------------- */
 
-void pl_engine_events_clear(pl_engine *e) {
-  for (int i = 0; i < e->n_events; i++)
-    pl_free(e->events[i].text);
-  e->n_events = e->ev_read = 0;
+void pl_engine_events_clear(pl_engine *e) { e->n_events = e->ev_read = e->ev_len = 0; }
+
+/* An event's payload from its 8-byte aligned start: text and its NUL, then (with a token) the
+ * token, its logprob and the top logprobs, then the error text. Returns the payload's size;
+ * *tok and *err get the offsets of those parts. */
+static size_t event_offsets(const pl_output_event *ev, size_t elen, size_t *tok, size_t *err) {
+  *tok = (ev->text_len + 1 + 7) & ~(size_t)7;
+  *err = *tok + (ev->n_tokens ? 8 + (size_t)ev->n_top * sizeof(pl_top_logprob) : 0);
+  return *err + elen;
+}
+
+/* Point ev into its payload at base. */
+static void event_point(pl_output_event *ev, char *base, size_t elen) {
+  size_t tok, err;
+  event_offsets(ev, elen, &tok, &err);
+  ev->text = base;
+  if (ev->n_tokens) {
+    ev->tokens = (const int32_t *)(base + tok);
+    ev->logprobs = (const float *)(base + tok + 4);
+    ev->top = (const pl_top_logprob *)(base + tok + 8);
+  }
+  ev->error = elen ? base + err : NULL;
 }
 
 /* Queue an event for sample s carrying `text` and the token of this step (if any). */
@@ -251,51 +269,31 @@ int pl_engine_emit(pl_engine *e, pl_group *g, pl_sample_state *s, const char *te
     pl_engine_events_clear(e);
   if (pl_array_grow(&e->events, &e->cap_events, (size_t)e->n_events + 1, sizeof *e->events, 64))
     return pl_fail(PL_ENOMEM, "out of memory for events");
-  /* token payload lives after the text in one allocation */
-  size_t ntok = s->has_event ? 1 : 0, ntop = s->has_event ? (size_t)s->ev_ntop : 0;
   /* every failure sets g->error; only a failed strdup of it leaves NULL */
   const char *err = s->finish != PL_FINISH_ERROR ? NULL : g->error ? g->error : "out of memory";
   size_t elen = err ? strlen(err) + 1 : 0;
-  size_t bytes = len + 1 + 8 + ntok * (sizeof(int32_t) + sizeof(float)) +
-                 ntop * sizeof(pl_top_logprob) + 16 + elen;
-  char *buf = pl_malloc(bytes);
-  if (!buf)
+  int want_lp = g->sp.logprobs >= 0;
+  pl_output_event ev = {.request_id = g->id, .index = s->index, .text_len = len,
+                        .n_tokens = s->has_event ? 1 : 0,
+                        .n_top = s->has_event && want_lp ? s->ev_ntop : 0, .finish = s->finish,
+                        .prompt_tokens = g->n_prompt, .completion_tokens = s->n_out,
+                        .cached_tokens = g->cached_tokens};
+  size_t tok, eoff, off = e->ev_len, bytes = event_offsets(&ev, elen, &tok, &eoff);
+  if (pl_array_grow(&e->ev_arena, &e->ev_cap, off + bytes, 1, 4096))
     return pl_fail(PL_ENOMEM, "out of memory for events");
-  memcpy(buf, text, len);
-  buf[len] = 0;
-  char *p = buf + ((len + 1 + 7) & ~(size_t)7);
-  pl_event_store *es = &e->events[e->n_events++];
-  memset(es, 0, sizeof *es);
-  es->text = buf;
-  pl_output_event *ev = &es->ev;
-  ev->request_id = g->id;
-  ev->index = s->index;
-  ev->text = buf;
-  ev->text_len = len;
-  if (ntok) {
-    int32_t *tk = (int32_t *)p;
-    float *lp = (float *)(tk + 1);
-    pl_top_logprob *top = (pl_top_logprob *)(((uintptr_t)(lp + 1) + 7) & ~(uintptr_t)7);
-    *tk = s->ev_tok;
-    *lp = s->ev_lp;
-    memcpy(top, s->ev_top, ntop * sizeof *top);
-    ev->tokens = tk;
-    ev->n_tokens = 1;
-    if (g->sp.logprobs >= 0) {
-      ev->logprobs = lp;
-      ev->top = top;
-      ev->n_top = (int)ntop;
-    }
+  e->ev_len = (off + bytes + 7) & ~(size_t)7;
+  char *base = e->ev_arena + off;
+  event_point(&ev, base, elen);
+  memcpy(base, text, len);
+  base[len] = 0;
+  if (ev.n_tokens) {
+    memcpy((void *)ev.tokens, &s->ev_tok, sizeof s->ev_tok);
+    memcpy((void *)ev.logprobs, &s->ev_lp, sizeof s->ev_lp);
+    memcpy((void *)ev.top, s->ev_top, (size_t)ev.n_top * sizeof *ev.top);
   }
-  ev->finish = s->finish;
-  if (err) {
-    char *ecopy = buf + bytes - elen; /* the tail of the same allocation */
-    memcpy(ecopy, err, elen);
-    ev->error = ecopy;
-  }
-  ev->prompt_tokens = g->n_prompt;
-  ev->completion_tokens = s->n_out;
-  ev->cached_tokens = g->cached_tokens;
+  if (elen)
+    memcpy((void *)ev.error, err, elen);
+  e->events[e->n_events++] = (pl_event_store){ev, off, elen, want_lp};
   return 0;
 }
 
@@ -325,11 +323,23 @@ int pl_engine_poll(pl_engine *e, pl_output_event *ev) {
   if (e->ev_read >= e->n_events)
     pl_engine_retry_unsent(e);
   if (e->ev_read >= e->n_events) {
-    /* All taken, and the last one's pointers expire with this call: free the buffers now,
-     * not at the next emit (an idle engine would hold them indefinitely). */
+    /* All taken, and the last one's pointers expire with this call. A busy engine keeps the
+     * arena for the next step; an idle one gives it back (it would hold it indefinitely). */
     pl_engine_events_clear(e);
+    if (!e->groups) {
+      pl_free(e->ev_arena);
+      e->ev_arena = NULL;
+      e->ev_cap = 0;
+    }
     return 0;
   }
-  *ev = e->events[e->ev_read++].ev;
+  pl_event_store *es = &e->events[e->ev_read++];
+  *ev = es->ev;
+  /* the arena may have moved since the event was queued: point into it now */
+  event_point(ev, e->ev_arena + es->off, es->elen);
+  if (!es->logprobs) {
+    ev->logprobs = NULL;
+    ev->top = NULL;
+  }
   return 1;
 }

@@ -300,7 +300,9 @@ static void bad_requests(void) {
 
 /* Out of memory while a sample's last output event is queued: the sample fails with a message
  * and its finish event still arrives (at a later poll), exactly once, for every injected
- * failure point of that decode step; the engine then serves the next request normally. */
+ * failure point of that step; the engine then serves the next request normally. Events live
+ * in an arena that a busy engine keeps and an idle one frees, so a request's first step is
+ * the one whose event allocates: max_tokens 1 makes that the finish event. */
 static void emit_oom(void) {
   pl_engine_params ep;
   pl_engine_params_default(&ep);
@@ -315,19 +317,16 @@ static void emit_oom(void) {
   }
   int32_t prompt[] = {1, 403, 407, 261, 378};
   int failed_at_emit = 0;
-  for (long k = 0; k < 8; k++) {
+  for (long k = 0; k < 40; k++) {
     pl_sampling_params sp;
     pl_sampling_params_default(&sp);
-    sp.max_tokens = 2; /* the failing step is the last one: its event is the finish event */
+    sp.max_tokens = 1; /* the failing step is the only one: its event is the finish event */
     sp.ignore_eos = 1;
     uint64_t id;
     CHECK(pl_engine_add_request(e, NULL, prompt, 5, &sp, &id) == 0, "%s", pl_last_error());
     pl_output_event ev;
     int finishes = 0, steps = 0, errors = 0;
-    pl_engine_step(e); /* prefill + first token */
-    while (pl_engine_poll(e, &ev))
-      finishes += ev.finish != PL_FINISH_NONE;
-    pl_alloc_fail_after(k); /* the k-th allocation of the next step fails */
+    pl_alloc_fail_after(k); /* the k-th allocation of the step fails */
     pl_engine_step(e);
     pl_alloc_fail_after(-1);
     while (pl_engine_has_unfinished(e) && steps++ < 50) {
@@ -350,8 +349,53 @@ static void emit_oom(void) {
   pl_engine_destroy(e);
 }
 
+/* The steady decode loop allocates nothing: once a batch is running (greedy and sampled
+ * requests, with logprobs), a step and the polls of its events make no allocation. */
+static void steady_state_no_alloc(void) {
+  pl_engine_params ep;
+  pl_engine_params_default(&ep);
+  ep.model_path = model_path();
+  ep.n_threads = 1;
+  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
+  pl_engine *e;
+  if (pl_engine_create(&ep, &e) != 0) {
+    CHECK(0, "engine create: %s", pl_last_error());
+    return;
+  }
+  int32_t prompt[] = {1, 403, 407, 261, 378};
+  for (int r = 0; r < 4; r++) {
+    pl_sampling_params sp;
+    pl_sampling_params_default(&sp);
+    sp.max_tokens = 40;
+    sp.ignore_eos = 1;
+    if (r & 1) {
+      sp.temperature = 0.8f;
+      sp.top_p = 0.9f;
+      sp.logprobs = 3;
+      sp.seed = 7 + r;
+    }
+    uint64_t id;
+    CHECK(pl_engine_add_request(e, NULL, prompt, 5, &sp, &id) == 0, "%s", pl_last_error());
+  }
+  pl_output_event ev;
+  long allocs = 0;
+  int events = 0;
+  for (int step = 0; step < 30; step++) {
+    long a0 = pl_alloc_count();
+    CHECK(pl_engine_step(e) > 0, "step %d: %s", step, pl_last_error());
+    while (pl_engine_poll(e, &ev))
+      events++;
+    if (step >= 5) /* warmed up: buffers at their high-water marks */
+      allocs += pl_alloc_count() - a0;
+  }
+  CHECK(events >= 4 * 30, "events %d", events);
+  CHECK(allocs == 0, "%ld allocations in 25 steady decode steps", allocs);
+  pl_engine_destroy(e);
+}
+
 int main(void) {
   size_t live0 = pl_alloc_live_bytes();
+  steady_state_no_alloc();
   emit_oom();
   batch_invariance(0.0f);
   batch_invariance(0.9f);
