@@ -109,18 +109,36 @@ static int same(const req *a, const req *b) {
   return a->n_out == b->n_out && !memcmp(a->out, b->out, sizeof(int32_t) * (size_t)a->n_out);
 }
 
-static void batch_invariance(float temp) {
-  static req ref[NREQ], got[NREQ];
-  make_reqs(ref, NREQ, temp);
+/* params for an engine over the test model on the test device (PAGELLM_TEST_DEVICE, check.h),
+ * one thread, kv_bytes of KV cache (0: the default) */
+static pl_engine_params test_params(size_t kv_bytes) {
   pl_engine_params ep;
   pl_engine_params_default(&ep);
   ep.model_path = model_path();
-  ep.n_threads = 1; /* thread-count independence is covered by the paged-forward test */
-  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
+  ep.n_threads = 1;
+  ep.device = test_device();
+  ep.kv_cache_bytes = kv_bytes;
+  return ep;
+}
+
+/* an engine with params ep, or NULL after a failed check */
+static pl_engine *test_engine(const pl_engine_params *ep) {
+  pl_engine *e = NULL;
+  if (pl_engine_create(ep, &e) != 0) {
+    CHECK(0, "engine create: %s", pl_last_error());
+    return NULL;
+  }
+  return e;
+}
+
+static void batch_invariance(float temp) {
+  static req ref[NREQ], got[NREQ];
+  make_reqs(ref, NREQ, temp);
+  /* one thread: thread-count independence is the paged-forward test's */
+  pl_engine_params ep = test_params(64 << 20);
   /* the CPU is batch-invariant as it is; on CUDA this takes the invariant matmul instead of
    * cuBLAS, whose algorithm (and so the rounding of a row) depends on the batch size */
   ep.batch_invariant = 1;
-  ep.kv_cache_bytes = 64 << 20;
   /* alone, one at a time (one engine: its prefix cache does not change results either) */
   pl_engine *alone;
   int rc = pl_engine_create(&ep, &alone);
@@ -179,18 +197,12 @@ static void batch_invariance(float temp) {
 }
 
 static void parallel_samples(void) {
-  pl_engine_params ep;
-  pl_engine_params_default(&ep);
-  ep.model_path = model_path();
+  pl_engine_params ep = test_params(16 << 20);
   ep.n_threads = 2;
-  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
-  ep.kv_cache_bytes = 16 << 20;
   ep.enable_prefix_caching = 0;
-  pl_engine *e;
-  if (pl_engine_create(&ep, &e) != 0) {
-    CHECK(0, "engine create: %s", pl_last_error());
+  pl_engine *e = test_engine(&ep);
+  if (!e)
     return;
-  }
   int32_t prompt[200];
   prompt[0] = 1;
   for (int i = 1; i < 200; i++)
@@ -241,17 +253,10 @@ static void parallel_samples(void) {
 }
 
 static void bad_requests(void) {
-  pl_engine_params ep;
-  pl_engine_params_default(&ep);
-  ep.model_path = model_path();
-  ep.n_threads = 1;
-  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
-  ep.kv_cache_bytes = 8 << 20;
-  pl_engine *e;
-  if (pl_engine_create(&ep, &e) != 0) {
-    CHECK(0, "engine create: %s", pl_last_error());
+  pl_engine_params ep = test_params(8 << 20);
+  pl_engine *e = test_engine(&ep);
+  if (!e)
     return;
-  }
   pl_sampling_params sp;
   pl_sampling_params_default(&sp);
   int32_t p[300];
@@ -304,17 +309,10 @@ static void bad_requests(void) {
  * in an arena that a busy engine keeps and an idle one frees, so a request's first step is
  * the one whose event allocates: max_tokens 1 makes that the finish event. */
 static void emit_oom(void) {
-  pl_engine_params ep;
-  pl_engine_params_default(&ep);
-  ep.model_path = model_path();
-  ep.n_threads = 1;
-  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
-  ep.kv_cache_bytes = 8 << 20;
-  pl_engine *e;
-  if (pl_engine_create(&ep, &e) != 0) {
-    CHECK(0, "engine create: %s", pl_last_error());
+  pl_engine_params ep = test_params(8 << 20);
+  pl_engine *e = test_engine(&ep);
+  if (!e)
     return;
-  }
   int32_t prompt[] = {1, 403, 407, 261, 378};
   int failed_at_emit = 0;
   for (long k = 0; k < 40; k++) {
@@ -352,16 +350,10 @@ static void emit_oom(void) {
 /* The steady decode loop allocates nothing: once a batch is running (greedy and sampled
  * requests, with logprobs), a step and the polls of its events make no allocation. */
 static void steady_state_no_alloc(void) {
-  pl_engine_params ep;
-  pl_engine_params_default(&ep);
-  ep.model_path = model_path();
-  ep.n_threads = 1;
-  ep.device = test_device(); /* PAGELLM_TEST_DEVICE (check.h) */
-  pl_engine *e;
-  if (pl_engine_create(&ep, &e) != 0) {
-    CHECK(0, "engine create: %s", pl_last_error());
+  pl_engine_params ep = test_params(0);
+  pl_engine *e = test_engine(&ep);
+  if (!e)
     return;
-  }
   int32_t prompt[] = {1, 403, 407, 261, 378};
   for (int r = 0; r < 4; r++) {
     pl_sampling_params sp;
