@@ -4,7 +4,7 @@
 # cmocka), no node and no network. This script:
 #   1. builds $BUILD (default build-gpu/, Release, -DCMAKE_CUDA_ARCHITECTURES=90);
 #   2. packs into .devcarry/ (ignored through .git/info/exclude):
-#        core.tar.xz  pl/bin/pagellm, pl/tests/<the test binaries scripts/test-gpu.sh runs>,
+#        core.tar.xz  pl/bin/pagellm (and bench_cuda_*), pl/tests/<the test binaries scripts/test-gpu.sh runs>,
 #                     pl/lib/<every shared library they need per ldd, except glibc, libstdc++,
 #                     libgcc and the CUDA/driver libraries that the machine has>,
 #                     pl/testdata/chat-templates, pl/node_modules/openai, pl/COMMIT
@@ -74,6 +74,9 @@ mkdir -p "$P/bin" "$P/tests" "$P/lib" "$P/testdata" "$P/node_modules"
 
 # ---- binaries (debug info stripped: Release builds carry -g) --------------------------------
 cp "$BUILD/pagellm" "$P/bin/"
+for b in "$BUILD"/bench/bench_cuda_*; do # kernel benchmarks (bench/bench_cuda_*.c)
+  [ -x "$b" ] && [ -f "$b" ] && cp "$b" "$P/bin/"
+done
 n_cuda=0
 for d in "$BUILD/tests" "$BUILD/tests/cuda"; do
   for t in "$d"/test_cuda_*; do

@@ -133,7 +133,7 @@ static double rel_rms(const float *got, const float *ref, size_t n) {
 /* A plan of sequences, each with `cached` tokens already in the cache and `n_new` new ones,
  * over physical blocks taken from a shuffled free list (so block tables are not in order). */
 #define MAXS 8
-#define MAXB 16
+#define MAXB 48
 typedef struct {
   int n_seqs, block_size;
   int cached[MAXS], n_new[MAXS];
@@ -709,15 +709,31 @@ static void attn_step(const attn_cfg *c, plan_buf *pb, const char *step) {
   }
 }
 
-static void test_attention(const attn_cfg *c) {
-  const int bs = 16, n_blocks = 48;
+/* Both backends get a 2-layer pool of n_blocks blocks of 16 (the CPU's f32, the GPU's in
+ * c's type); free_list gets physical blocks 1..n_blocks-1 in a shuffled order. */
+static pl_kv_spec attn_pools(const attn_cfg *c, int n_blocks, int32_t *free_list) {
   pl_kv_spec ks = {.n_layer = 2, .n_kv_head = c->n_kv, .head_dim = c->head_dim,
-                   .n_head = c->n_kv * c->gqa, .block_size = bs, .n_blocks = n_blocks,
+                   .n_head = c->n_kv * c->gqa, .block_size = 16, .n_blocks = n_blocks,
                    .dtype = PL_DT_F32};
   CHECK(cpu->ops->kv_init(cpu, &ks) == 0, "cpu kv_init: %s", pl_last_error());
   ks.dtype = c->kv_dtype;
   CHECK(gpu->ops->kv_init(gpu, &ks) == 0, "cuda kv_init %s: %s", pl_dtype_name(c->kv_dtype),
         pl_last_error());
+  for (int b = 1; b < n_blocks; b++)
+    free_list[b - 1] = b;
+  for (int i = n_blocks - 2; i > 0; i--) {
+    int j = (int)(urand() * (i + 1));
+    int32_t t = free_list[i];
+    free_list[i] = free_list[j];
+    free_list[j] = t;
+  }
+  return ks;
+}
+
+static void test_attention(const attn_cfg *c) {
+  const int bs = 16;
+  int32_t free_list[64];
+  pl_kv_spec ks = attn_pools(c, 48, free_list);
   pl_dtype want = c->kv_dtype == PL_DT_AUTO ? PL_DT_BF16 : c->kv_dtype;
   if (self_check)
     want = PL_DT_F32;
@@ -726,18 +742,6 @@ static void test_attention(const attn_cfg *c) {
   CHECK(gpu->ops->kv_bytes_per_token(gpu, &ks) ==
             (size_t)2 * 2 * c->n_kv * c->head_dim * (want == PL_DT_F32 ? 4 : 2),
         "cuda KV bytes per token");
-
-  /* physical blocks 1..n_blocks-1 in a shuffled order */
-  int32_t free_list[64];
-  int nf = 0;
-  for (int b = 1; b < n_blocks; b++)
-    free_list[nf++] = b;
-  for (int i = nf - 1; i > 0; i--) {
-    int j = (int)(urand() * (i + 1));
-    int32_t t = free_list[i];
-    free_list[i] = free_list[j];
-    free_list[j] = t;
-  }
   int fi = 0;
   /* s0: 37 cached then a decode; s1: 20 cached then a prefill chunk of 19; s2: a fresh prefill
    * of 33; s3: exactly one full block cached then a decode */
@@ -770,6 +774,35 @@ static void test_attention(const attn_cfg *c) {
   pb.csrc[0] = blk[1][2];
   pb.cdst[0] = cow;
   attn_step(c, &pb, "C (copy-on-write, fork reads the copy)");
+}
+
+/* Contexts long enough for the split-KV path: a 400-token and a 100-token prefill, a chunk of
+ * 300 more with a decode, then two decodes (a few query tokens over 700 keys: the kernel splits
+ * each context into chunks and reduces them), and the same decodes with the batch-invariant
+ * cut (chunks of fixed length, 3 of them for 702 keys). */
+static void test_attention_long(const attn_cfg *c) {
+  const int bs = 16;
+  int32_t order[64];
+  attn_pools(c, 64, order);
+  seqs L = {.n_seqs = 2, .block_size = bs, .cached = {0, 0}, .n_new = {400, 100}};
+  for (int j = 0; j < 45; j++)
+    L.blocks[0][j] = order[j];
+  for (int j = 0; j < 7; j++)
+    L.blocks[1][j] = order[45 + j];
+  plan_buf pb;
+  make_plan(&pb, &L, 10);
+  attn_step(c, &pb, "L1 (long prefills)");
+  L.cached[0] = 400, L.cached[1] = 100, L.n_new[0] = 300, L.n_new[1] = 1;
+  make_plan(&pb, &L, 10);
+  attn_step(c, &pb, "L2 (a 300-token chunk after 400 cached, a decode)");
+  L.cached[0] = 700, L.cached[1] = 101, L.n_new[0] = 1;
+  make_plan(&pb, &L, 10);
+  attn_step(c, &pb, "L3 (decodes at 701 and 102 keys: split KV)");
+  gpu->batch_invariant = 1;
+  L.cached[0] = 701, L.cached[1] = 102;
+  make_plan(&pb, &L, 10);
+  attn_step(c, &pb, "L4 (the same, batch-invariant fixed splits)");
+  gpu->batch_invariant = 0;
 }
 
 /* ---- errors ------------------------------------------------------------------------------ */
@@ -839,6 +872,9 @@ int main(void) {
   for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++)
     if (!self_check || cfgs[i].kv_dtype == PL_DT_AUTO || cfgs[i].kv_dtype == PL_DT_F32)
       test_attention(&cfgs[i]);
+  for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++)
+    if (!self_check || cfgs[i].kv_dtype == PL_DT_AUTO || cfgs[i].kv_dtype == PL_DT_F32)
+      test_attention_long(&cfgs[i]);
   if (!self_check) {
     test_errors_recoverable();
     test_error_fault();

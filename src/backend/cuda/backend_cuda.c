@@ -60,6 +60,10 @@ typedef struct {
   size_t wdeq_bytes;
   void *d_rows; /* per-row results: argmax ids, sampling reductions */
   size_t d_rows_bytes;
+  float *attn_ws; /* split-KV attention partials */
+  size_t attn_ws_bytes;
+  int max_ctx;    /* the staged step's longest context */
+  int n_sm;       /* multiprocessors: the attention grid fills them */
   pl_cu_prof *prof; /* NULL unless PAGELLM_PROFILE is set */
 } cu_backend;
 
@@ -134,6 +138,7 @@ static void cu_destroy(pl_backend *be) {
   cu_free(be, c->xcast);
   cu_free(be, c->wdeq);
   cu_free(be, c->d_rows);
+  cu_free(be, c->attn_ws);
   if (c->h_stage)
     cudaFreeHost(c->h_stage);
   if (c->blas)
@@ -244,9 +249,9 @@ static int cu_kv_init(pl_backend *be, const pl_kv_spec *s) {
   if (!esz)
     return pl_fail(PL_EUNSUPPORTED, "the CUDA backend has no %s KV cache (bf16, f16 or f32)",
                    pl_dtype_name(s->dtype));
-  if (s->head_dim > 256)
-    return pl_fail(PL_EUNSUPPORTED, "CUDA attention supports head_dim up to 256, not %d",
-                   s->head_dim);
+  if (!pl_cu_attention_supported(s->head_dim, kv_resolve(s->dtype)))
+    return pl_fail(PL_EUNSUPPORTED, "CUDA attention needs head_dim a multiple of %d up to 256, "
+                   "not %d", kv_resolve(s->dtype) == PL_DT_F32 ? 4 : 8, s->head_dim);
   cu_free(be, c->kv.k);
   cu_free(be, c->kv.v);
   memset(&c->kv, 0, sizeof c->kv);
@@ -330,6 +335,11 @@ static int cu_step_begin(pl_backend *be, const pl_step_plan *p) {
     *parts[i].dst = parts[i].n ? c->d_stage + off : NULL;
     off += (parts[i].n + 3) & ~(size_t)3;
   }
+  /* the longest context sizes the attention's split-KV grid; without seq_lens, the block
+   * tables' bound */
+  c->max_ctx = p->seq_lens ? 0 : p->max_blocks_per_seq * p->block_size;
+  for (size_t i = 0; p->seq_lens && i < ns; i++)
+    c->max_ctx = p->seq_lens[i] > c->max_ctx ? p->seq_lens[i] : c->max_ctx;
   pl_cu_prof_op_begin(c->prof, c->st);
   CU_TRY(cudaMemcpyAsync(c->d_stage, c->h_stage, off * sizeof(int32_t), cudaMemcpyHostToDevice,
                          c->st), "staging the step plan");
@@ -443,7 +453,11 @@ static int run_attention(pl_backend *be, int layer, float *out, const float *q, 
   cu_backend *c = CU(be);
   const pl_step_plan *p = c->plan;
   pl_cu_attn a = {&c->kv, layer, n_head, p->n_tokens, p->n_seqs, p->max_blocks_per_seq, scale,
-                  c->d_positions, c->d_qsl, c->d_block_tables, q, out};
+                  c->d_positions, c->d_qsl, c->d_block_tables, q, out, c->max_ctx, c->n_sm,
+                  be->batch_invariant, NULL};
+  PL_TRY(grow((void **)&c->attn_ws, &c->attn_ws_bytes, pl_cu_attention_ws(&a),
+              "attention split-KV partials"));
+  a.ws = c->attn_ws;
   K_TRY(pl_cu_attention(&a, c->st), "attention");
   return 0;
 }
@@ -660,6 +674,7 @@ int pl_backend_cuda_create(int ordinal, pl_backend **out) {
     return pl_fail(PL_ENOMEM, "out of memory");
   c->base.ops = &cuda_ops;
   c->dev = ordinal;
+  c->n_sm = prop.multiProcessorCount;
   e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
   if (e != cudaSuccess) {
     cu_destroy(&c->base);

@@ -1,19 +1,27 @@
 // Causal paged attention on the GPU, prefill chunks and decodes in one launch (cu_kernels.h).
 //
-// One CTA per (query token, KV head, chunk of up to G_MAX query heads of that KV head's GQA
-// group): the CTA walks the token's sequence through its block table, so every K/V row it
-// loads serves all the group's query heads (GQA: one pass over a KV head's blocks).
+// Split-KV (flash-decoding): one CTA per (query token, KV head, group of up to GC of that KV
+// head's query heads, split of the context). The CTA walks its split of the token's keys
+// through the block table, so every K/V row it loads serves all the group's query heads (GQA:
+// one pass over a KV head's blocks).
 //
 //   block table row of the sequence:  [ b7 | b2 | b9 | 0 ... ]   (logical -> physical)
 //   key at position p:                K[layer][b_{p / bs}][h][p % bs][0..head_dim)
 //
-// Each of the CTA's WARPS warps takes every WARPS-th key; a key's head_dim elements are spread
-// over the 32 lanes (E = head_dim/32 consecutive elements per lane, so a warp reads a key row as
-// one contiguous segment), the q·k dot is a warp reduction, and each warp keeps an online
-// softmax (running max m, sum l, accumulator acc) per query head in registers. The warps'
-// partial results are merged through shared memory at the end. Math is f32; K/V are read in
-// their stored type. This is the simple, correct kernel; the bandwidth-bound version with
-// split-KV and tensor-core prefill is issue 12's work.
+// A key row is read by TPK lanes with one 16-byte load each (TPK = head_dim / 8 for bf16/f16,
+// rounded up to a power of two), so a warp reads 32/TPK rows at once and each lane keeps
+// UNROLL keys' K and V loads in flight before it computes: decode is a stream of HBM reads,
+// and what matters is bytes in flight. The q.k dot is a reduction over the TPK lanes; every
+// lane group keeps an online softmax (running max m, sum l, accumulator acc) per query head,
+// in the log2 domain (q is pre-scaled by scale * log2 e, so exp2f serves). Lane groups merge
+// through shuffles, warps through shared memory. With one split the CTA writes the output;
+// with several it writes (o, log-sum-exp) per split, and attn_reduce_k combines them.
+//
+// The split count follows from the step's shape: enough CTAs to fill the device (a decode of
+// one sequence at 4096 keys has 8 KV heads of work, far too few for 132 SMs), and never fewer
+// than MIN_CHUNK keys a split. With `fixed_split` (batch-invariant mode) a context is instead
+// always cut at multiples of FIXED_CHUNK keys, so a token's result does not depend on what
+// else is in the step. Math is f32; K/V are read in their stored type.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -21,23 +29,43 @@
 
 #include "backend/cuda/cu_kernels.h"
 
+extern "C" int pl_cu_attention_supported(int head_dim, pl_dtype type);
+
 namespace {
 
-constexpr int WARPS = 4;
-constexpr int G_MAX = 8;    // query heads per CTA (grid.z covers larger GQA groups)
-constexpr int HD_MAX = 256; // head_dim limit: E <= 8
+constexpr int WARPS = 4, THREADS = WARPS * 32;
+constexpr int UNROLL = 4;         // keys a lane group has in flight
+constexpr int MIN_CHUNK = 64;     // fewest keys a split takes
+constexpr int FIXED_CHUNK = 256;  // the batch-invariant split length
+constexpr int CTAS_PER_SM = 8;    // the split count aims at this many CTAs per SM
+constexpr size_t WS_CAP = (size_t)64 << 20; // split partials per launch; more tokens: more launches
+constexpr float LOG2E = 1.4426950408889634f;
 
-template <typename T> __device__ __forceinline__ float to_f32(T v);
-template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
+// 16 bytes of T as floats
+template <typename T> __device__ __forceinline__ void unpack(const uint4 &u, float *f);
+template <> __device__ __forceinline__ void unpack<float>(const uint4 &u, float *f) {
+  f[0] = __uint_as_float(u.x);
+  f[1] = __uint_as_float(u.y);
+  f[2] = __uint_as_float(u.z);
+  f[3] = __uint_as_float(u.w);
 }
-template <> __device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+template <> __device__ __forceinline__ void unpack<__nv_bfloat16>(const uint4 &u, float *f) {
+  const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    float2 t = __bfloat1622float2(p[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+template <> __device__ __forceinline__ void unpack<__half>(const uint4 &u, float *f) {
+  const __half2 *p = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    float2 t = __half22float2(p[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
 }
 
 __device__ int seq_of_token(const int32_t *qsl, int n_seqs, int t) {
@@ -52,141 +80,290 @@ __device__ int seq_of_token(const int32_t *qsl, int n_seqs, int t) {
   return lo;
 }
 
-template <typename T, int E>
-__global__ void __launch_bounds__(WARPS * 32)
-    attn_k(const T *__restrict__ Kc, const T *__restrict__ Vc, const float *__restrict__ q,
-           float *__restrict__ out, const int32_t *__restrict__ positions,
-           const int32_t *__restrict__ qsl, const int32_t *__restrict__ block_tables, int n_seqs,
-           int max_blocks_per_seq, int n_head, int n_kv_head, int block_size, int head_dim,
-           float scale) {
-  const int t = blockIdx.x, h = blockIdx.y;
-  const int g = n_head / n_kv_head;
-  const int g0 = blockIdx.z * G_MAX, ng = min(G_MAX, g - g0);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int seq = seq_of_token(qsl, n_seqs, t);
-  const int n_ctx = positions[t] + 1;
-  const int32_t *bt = block_tables + (size_t)seq * max_blocks_per_seq;
-  const int d0 = lane * E; // this lane's first element of a row
+struct split_args {
+  const void *k, *v; // this layer's K and V
+  const float *q;
+  float *out, *ws_o, *ws_lse;
+  const int32_t *positions, *qsl, *block_tables;
+  int t0; // first token of this launch; blockIdx.x counts from it
+  int n_seqs, max_blocks, n_head, n_kv, n_gc, block_size, head_dim, tpk, chunk, splits;
+  float qscale; // scale * log2 e
+};
 
-  float qr[G_MAX][E], acc[G_MAX][E], m[G_MAX], l[G_MAX];
+// NV 16-byte vectors of head_dim per lane (2 only for f32 rows longer than 128); GC query heads
+template <typename T, int NV, int GC>
+__global__ void __launch_bounds__(THREADS) attn_split_k(split_args a) {
+  constexpr int VEC = 16 / sizeof(T), E = NV * VEC;
+  extern __shared__ float sm[]; // [WARPS][GC][head_dim] accumulators, then [WARPS][GC] m and l
+  const int tl = blockIdx.x, t = a.t0 + tl;
+  const int h = blockIdx.y / a.n_gc, g = a.n_head / a.n_kv, g0 = (blockIdx.y % a.n_gc) * GC;
+  const int ng = min(GC, g - g0), qh0 = h * g + g0, split = blockIdx.z;
+  const int n_ctx = a.positions[t] + 1;
+  const int kb = split * a.chunk, ke = min(n_ctx, kb + a.chunk);
+  if (kb >= n_ctx)
+    return; // no key of this token in this split (attn_reduce_k reads only the filled ones)
+  const int hd = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int kpw = 32 / a.tpk, sub = lane / a.tpk, d0 = (lane % a.tpk) * E;
+  const int32_t *bt = a.block_tables + (size_t)seq_of_token(a.qsl, a.n_seqs, t) * a.max_blocks;
+  const T *K = (const T *)a.k, *V = (const T *)a.v;
+
+  float qr[GC][E], acc[GC][E], m[GC], l[GC];
 #pragma unroll
-  for (int k = 0; k < G_MAX; k++) {
+  for (int k = 0; k < GC; k++) {
     m[k] = -FLT_MAX;
     l[k] = 0.f;
 #pragma unroll
     for (int e = 0; e < E; e++) {
-      int qh = h * g + g0 + k, d = d0 + e;
-      qr[k][e] = (k < ng && d < head_dim)
-                     ? q[((size_t)t * n_head + qh) * head_dim + d] * scale
+      qr[k][e] = k < ng && d0 + e < hd
+                     ? a.q[((size_t)t * a.n_head + qh0 + k) * hd + d0 + e] * a.qscale
                      : 0.f;
       acc[k][e] = 0.f;
     }
   }
 
-  for (int j = warp; j < n_ctx; j += WARPS) {
-    size_t row = (((size_t)bt[j / block_size] * n_kv_head + h) * block_size + j % block_size) *
-                 head_dim;
-    float kv[E];
+  // Keys jw + sub + u*stride: the loop bound is the same for the whole warp (the shuffles below
+  // need every lane), a key past the split's end is masked.
+  const int stride = WARPS * kpw;
+  for (int jw = kb + warp * kpw; jw < ke; jw += stride * UNROLL) {
+    uint4 kraw[UNROLL][NV], vraw[UNROLL][NV];
+    bool ok[UNROLL];
 #pragma unroll
-    for (int e = 0; e < E; e++)
-      kv[e] = d0 + e < head_dim ? to_f32(Kc[row + d0 + e]) : 0.f;
-    float p[G_MAX];
+    for (int u = 0; u < UNROLL; u++) {
+      int j = jw + sub + u * stride;
+      ok[u] = j < ke;
+      size_t row = 0;
+      if (ok[u])
+        row = (((size_t)bt[j / a.block_size] * a.n_kv + h) * a.block_size + j % a.block_size) *
+                  hd + d0;
 #pragma unroll
-    for (int k = 0; k < G_MAX; k++) {
-      float s = 0.f;
+      for (int n = 0; n < NV; n++) {
+        bool in = ok[u] && d0 + n * VEC < hd;
+        kraw[u][n] = in ? __ldg((const uint4 *)(K + row + n * VEC)) : make_uint4(0, 0, 0, 0);
+        vraw[u][n] = in ? __ldg((const uint4 *)(V + row + n * VEC)) : make_uint4(0, 0, 0, 0);
+      }
+    }
+    float s[UNROLL][GC];
 #pragma unroll
-      for (int e = 0; e < E; e++)
-        s += qr[k][e] * kv[e];
-      p[k] = k < ng ? warp_sum(s) : 0.f;
+    for (int u = 0; u < UNROLL; u++) {
+      float kf[E];
+#pragma unroll
+      for (int n = 0; n < NV; n++)
+        unpack<T>(kraw[u][n], kf + n * VEC);
+#pragma unroll
+      for (int k = 0; k < GC; k++) {
+        float d = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; e++)
+          d = fmaf(qr[k][e], kf[e], d);
+        for (int o = a.tpk / 2; o > 0; o >>= 1)
+          d += __shfl_xor_sync(0xffffffffu, d, o);
+        s[u][k] = ok[u] ? d : -INFINITY;
+      }
     }
 #pragma unroll
-    for (int e = 0; e < E; e++)
-      kv[e] = d0 + e < head_dim ? to_f32(Vc[row + d0 + e]) : 0.f;
+    for (int k = 0; k < GC; k++) {
+      float mx = m[k];
 #pragma unroll
-    for (int k = 0; k < G_MAX; k++) {
-      if (k >= ng)
-        continue;
-      float mn = fmaxf(m[k], p[k]);
-      float corr = __expf(m[k] - mn), w = __expf(p[k] - mn);
-      l[k] = l[k] * corr + w;
+      for (int u = 0; u < UNROLL; u++)
+        mx = fmaxf(mx, s[u][k]);
+      float corr = exp2f(m[k] - mx);
+      m[k] = mx;
+      l[k] *= corr;
 #pragma unroll
       for (int e = 0; e < E; e++)
-        acc[k][e] = acc[k][e] * corr + w * kv[e];
-      m[k] = mn;
+        acc[k][e] *= corr;
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+      float vf[E];
+#pragma unroll
+      for (int n = 0; n < NV; n++)
+        unpack<T>(vraw[u][n], vf + n * VEC);
+#pragma unroll
+      for (int k = 0; k < GC; k++) {
+        float p = exp2f(s[u][k] - m[k]); // 0 for a masked key
+        l[k] += p;
+#pragma unroll
+        for (int e = 0; e < E; e++)
+          acc[k][e] = fmaf(p, vf[e], acc[k][e]);
+      }
     }
   }
 
-  // Merge the warps: each warp's (m, l, acc) rescaled to the CTA-wide max.
-  __shared__ float sm_m[WARPS][G_MAX], sm_l[WARPS][G_MAX];
-  __shared__ float sm_acc[WARPS][G_MAX][HD_MAX];
-  if (lane == 0)
+  // The warp's lane groups hold the same dims of different keys: merge them.
+  for (int o = a.tpk; o < 32; o <<= 1)
 #pragma unroll
-    for (int k = 0; k < G_MAX; k++) {
-      sm_m[warp][k] = m[k];
-      sm_l[warp][k] = l[k];
+    for (int k = 0; k < GC; k++) {
+      float mo = __shfl_xor_sync(0xffffffffu, m[k], o), lo = __shfl_xor_sync(0xffffffffu, l[k], o);
+      float mx = fmaxf(m[k], mo), c1 = exp2f(m[k] - mx), c2 = exp2f(mo - mx);
+      l[k] = l[k] * c1 + lo * c2;
+#pragma unroll
+      for (int e = 0; e < E; e++)
+        acc[k][e] = acc[k][e] * c1 + __shfl_xor_sync(0xffffffffu, acc[k][e], o) * c2;
+      m[k] = mx;
     }
+  float *sm_acc = sm, *sm_m = sm + WARPS * GC * hd, *sm_l = sm_m + WARPS * GC;
+  if (sub == 0)
 #pragma unroll
-  for (int k = 0; k < G_MAX; k++)
+    for (int k = 0; k < GC; k++) {
 #pragma unroll
-    for (int e = 0; e < E; e++)
-      if (d0 + e < head_dim)
-        sm_acc[warp][k][d0 + e] = acc[k][e];
+      for (int e = 0; e < E; e++)
+        if (d0 + e < hd)
+          sm_acc[(warp * GC + k) * hd + d0 + e] = acc[k][e];
+      if (lane == 0) {
+        sm_m[warp * GC + k] = m[k];
+        sm_l[warp * GC + k] = l[k];
+      }
+    }
   __syncthreads();
-  for (int i = threadIdx.x; i < ng * head_dim; i += WARPS * 32) {
-    int k = i / head_dim, d = i % head_dim;
+  // Then the warps (a warp that saw no key has l = 0 and m = -FLT_MAX: weight 0).
+  for (int i = threadIdx.x; i < ng * hd; i += THREADS) {
+    int k = i / hd, d = i % hd;
     float mx = -FLT_MAX;
+#pragma unroll
     for (int w = 0; w < WARPS; w++)
-      mx = fmaxf(mx, sm_m[w][k]);
+      mx = fmaxf(mx, sm_m[w * GC + k]);
     float num = 0.f, den = 0.f;
+#pragma unroll
     for (int w = 0; w < WARPS; w++) {
-      if (sm_l[w][k] == 0.f)
-        continue; // this warp saw no key (short context)
-      float c = __expf(sm_m[w][k] - mx);
-      num += sm_acc[w][k][d] * c;
-      den += sm_l[w][k] * c;
+      float c = exp2f(sm_m[w * GC + k] - mx);
+      num += sm_acc[(w * GC + k) * hd + d] * c;
+      den += sm_l[w * GC + k] * c;
     }
-    int qh = h * g + g0 + k;
-    out[((size_t)t * n_head + qh) * head_dim + d] = num / den;
+    if (a.splits == 1) {
+      a.out[((size_t)t * a.n_head + qh0 + k) * hd + d] = num / den;
+    } else {
+      size_t part = ((size_t)tl * a.n_head + qh0 + k) * a.splits + split;
+      a.ws_o[part * hd + d] = num / den;
+      if (d == 0)
+        a.ws_lse[part] = mx + log2f(den);
+    }
   }
 }
 
-template <typename T, int E> int launch_e(const pl_cu_attn *a, cudaStream_t s) {
+// out = the splits' outputs weighted by their share of the softmax mass; a fixed order, so a
+// token's result depends on its own splits only.
+__global__ void attn_reduce_k(split_args a) {
+  const int tl = blockIdx.x, t = a.t0 + tl, qh = blockIdx.y, hd = a.head_dim;
+  const int ns = min(a.splits, (a.positions[t] + a.chunk) / a.chunk); // splits with keys
+  const size_t part = ((size_t)tl * a.n_head + qh) * a.splits;
+  float mx = -FLT_MAX;
+  for (int s = 0; s < ns; s++)
+    mx = fmaxf(mx, a.ws_lse[part + s]);
+  float den = 0.f;
+  for (int s = 0; s < ns; s++)
+    den += exp2f(a.ws_lse[part + s] - mx);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float num = 0.f;
+    for (int s = 0; s < ns; s++)
+      num += exp2f(a.ws_lse[part + s] - mx) * a.ws_o[(part + s) * hd + d];
+    a.out[((size_t)t * a.n_head + qh) * hd + d] = num / den;
+  }
+}
+
+int pow2_at_least(int x) {
+  int p = 1;
+  while (p < x)
+    p *= 2;
+  return p;
+}
+
+// How a step's attention is cut: splits of `chunk` keys, `tokens` tokens per launch.
+struct split_plan {
+  int gc, n_gc, nv, tpk, chunk, splits, tokens;
+};
+
+// 0 when the shape is supported (head_dim a multiple of the 16-byte vector, at most 256)
+int plan_split(const pl_cu_attn *a, split_plan *sp) {
   const pl_cu_kv *kv = a->kv;
-  int g = a->n_head / kv->n_kv_head;
-  dim3 grid((unsigned)a->n_tokens, (unsigned)kv->n_kv_head, (unsigned)((g + G_MAX - 1) / G_MAX));
+  int vec = kv->type == PL_DT_F32 ? 4 : 8, hd = kv->head_dim;
+  if (!pl_cu_attention_supported(hd, kv->type) || a->n_head % kv->n_kv_head)
+    return -1;
+  int g = a->n_head / kv->n_kv_head, vecs = hd / vec;
+  sp->gc = g >= 8 ? 8 : pow2_at_least(g);
+  sp->n_gc = (g + sp->gc - 1) / sp->gc;
+  sp->nv = vecs > 32 ? 2 : 1;
+  sp->tpk = pow2_at_least((vecs + sp->nv - 1) / sp->nv);
+  int ctx = a->max_ctx > 0 ? a->max_ctx : 1;
+  if (a->fixed_split) {
+    sp->chunk = FIXED_CHUNK;
+  } else {
+    long work = (long)a->n_tokens * kv->n_kv_head * sp->n_gc;
+    long want = (long)CTAS_PER_SM * (a->n_sm > 0 ? a->n_sm : 1);
+    long splits = (want + work - 1) / work, most = (ctx + MIN_CHUNK - 1) / MIN_CHUNK;
+    splits = splits < most ? splits : most;
+    splits = splits > 1 ? splits : 1;
+    int chunk = (int)((ctx + splits - 1) / splits);
+    sp->chunk = (chunk + 31) / 32 * 32;
+  }
+  sp->splits = (ctx + sp->chunk - 1) / sp->chunk;
+  if (sp->splits == 1)
+    sp->chunk = 1 << 30; // one split takes every key, however long (max_ctx is a hint here)
+  sp->tokens = a->n_tokens;
+  if (sp->splits > 1) {
+    size_t per_token = (size_t)a->n_head * sp->splits * (hd + 1) * sizeof(float);
+    size_t fit = WS_CAP / per_token;
+    sp->tokens = fit < 1 ? 1 : fit < (size_t)a->n_tokens ? (int)fit : a->n_tokens;
+  }
+  return 0;
+}
+
+template <typename T, int NV, int GC> int launch(const pl_cu_attn *a, const split_plan &sp,
+                                                 cudaStream_t s) {
+  const pl_cu_kv *kv = a->kv;
   size_t lo = (size_t)a->layer * kv->layer_elems;
-  attn_k<T, E><<<grid, WARPS * 32, 0, s>>>(
-      (const T *)kv->k + lo, (const T *)kv->v + lo, a->q, a->out, a->positions,
-      a->query_start_loc, a->block_tables, a->n_seqs, a->max_blocks_per_seq, a->n_head,
-      kv->n_kv_head, kv->block_size, kv->head_dim, a->scale);
+  split_args x = {(const T *)kv->k + lo, (const T *)kv->v + lo, a->q, a->out, a->ws,
+                  a->ws + (size_t)sp.tokens * a->n_head * sp.splits * kv->head_dim,
+                  a->positions, a->query_start_loc, a->block_tables, 0, a->n_seqs,
+                  a->max_blocks_per_seq, a->n_head, kv->n_kv_head, sp.n_gc, kv->block_size,
+                  kv->head_dim, sp.tpk, sp.chunk, sp.splits, a->scale * LOG2E};
+  size_t smem = (size_t)WARPS * GC * (kv->head_dim + 2) * sizeof(float);
+  int rthreads = kv->head_dim < 128 ? (kv->head_dim + 31) / 32 * 32 : 128;
+  for (int t0 = 0; t0 < a->n_tokens; t0 += sp.tokens) {
+    int nt = a->n_tokens - t0 < sp.tokens ? a->n_tokens - t0 : sp.tokens;
+    x.t0 = t0;
+    dim3 grid((unsigned)nt, (unsigned)(kv->n_kv_head * sp.n_gc), (unsigned)sp.splits);
+    attn_split_k<T, NV, GC><<<grid, THREADS, smem, s>>>(x);
+    if (sp.splits > 1)
+      attn_reduce_k<<<dim3((unsigned)nt, (unsigned)a->n_head), rthreads, 0, s>>>(x);
+  }
   return (int)cudaGetLastError();
 }
 
-template <typename T> int launch_t(const pl_cu_attn *a, cudaStream_t s) {
-  switch ((a->kv->head_dim + 31) / 32) {
-  case 1: return launch_e<T, 1>(a, s);
-  case 2: return launch_e<T, 2>(a, s);
-  case 3: return launch_e<T, 3>(a, s);
-  case 4: return launch_e<T, 4>(a, s);
-  case 5: return launch_e<T, 5>(a, s);
-  case 6: return launch_e<T, 6>(a, s);
-  case 7: return launch_e<T, 7>(a, s);
-  case 8: return launch_e<T, 8>(a, s);
-  default: return (int)cudaErrorInvalidValue;
+template <typename T, int NV> int launch_g(const pl_cu_attn *a, const split_plan &sp,
+                                           cudaStream_t s) {
+  switch (sp.gc) {
+  case 1: return launch<T, NV, 1>(a, sp, s);
+  case 2: return launch<T, NV, 2>(a, sp, s);
+  case 4: return launch<T, NV, 4>(a, sp, s);
+  default: return launch<T, NV, 8>(a, sp, s);
   }
 }
 
 } // namespace
 
+extern "C" int pl_cu_attention_supported(int head_dim, pl_dtype type) {
+  int vec = type == PL_DT_F32 ? 4 : 8;
+  return head_dim > 0 && head_dim <= 256 && head_dim % vec == 0;
+}
+
+extern "C" size_t pl_cu_attention_ws(const pl_cu_attn *a) {
+  split_plan sp;
+  if (a->n_tokens <= 0 || plan_split(a, &sp) || sp.splits == 1)
+    return 0;
+  return (size_t)sp.tokens * a->n_head * sp.splits * (a->kv->head_dim + 1) * sizeof(float);
+}
+
 extern "C" int pl_cu_attention(const pl_cu_attn *a, pl_cu_stream s) {
+  split_plan sp;
   if (a->n_tokens <= 0)
     return 0;
-  if (a->kv->head_dim > HD_MAX || a->n_head % a->kv->n_kv_head)
+  if (plan_split(a, &sp) || (sp.splits > 1 && !a->ws))
     return (int)cudaErrorInvalidValue;
   switch (a->kv->type) {
-  case PL_DT_BF16: return launch_t<__nv_bfloat16>(a, s);
-  case PL_DT_F16: return launch_t<__half>(a, s);
-  case PL_DT_F32: return launch_t<float>(a, s);
+  case PL_DT_BF16: return launch_g<__nv_bfloat16, 1>(a, sp, s);
+  case PL_DT_F16: return launch_g<__half, 1>(a, sp, s);
+  case PL_DT_F32: return sp.nv == 2 ? launch_g<float, 2>(a, sp, s) : launch_g<float, 1>(a, sp, s);
   default: return (int)cudaErrorInvalidValue;
   }
 }

@@ -66,9 +66,18 @@ typedef struct pl_cu_attn {
   const int32_t *positions, *query_start_loc, *block_tables;
   const float *q;       /* [n_tokens][n_head*head_dim] */
   float *out;           /* [n_tokens][n_head*head_dim] */
+  int max_ctx;          /* keys of the step's longest context (its largest seq_len) */
+  int n_sm;             /* the device's multiprocessors: the split-KV grid fills them */
+  int fixed_split;      /* batch-invariant: every context split at the same key offsets */
+  float *ws;            /* split-KV partials, pl_cu_attention_ws() bytes (NULL when 0) */
 } pl_cu_attn;
-/* PL_EUNSUPPORTED-like failure (returns -1) for head_dim > 256 */
+/* Bytes of `ws` the launch needs for this shape (0: the step runs unsplit). */
+size_t pl_cu_attention_ws(const pl_cu_attn *a);
+/* cudaErrorInvalidValue for a head_dim that is not a multiple of 8 (16-bit KV) or 4 (f32 KV)
+ * up to 256 (pl_cu_attention_supported says so first), or a missing ws */
 int pl_cu_attention(const pl_cu_attn *a, pl_cu_stream s);
+/* 1 when pl_cu_attention takes head_dim for KV elements of `type` */
+int pl_cu_attention_supported(int head_dim, pl_dtype type);
 
 #ifdef __cplusplus
 }
