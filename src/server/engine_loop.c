@@ -95,6 +95,7 @@ struct pl_srv_loop {
   /* engine thread only: the waiting room, adds that found the engine's queue full, in
    * arrival order; each waits there at most queue_timeout seconds for room */
   pl_srv_job *room_head, *room_tail;
+  int n_room;
   double queue_timeout;
   /* engine thread only: open addressing, linear probing, backward-shift deletion */
   slot *map;
@@ -672,6 +673,7 @@ static void room_push(pl_srv_loop *l, pl_srv_job *j) {
   else
     l->room_head = j;
   l->room_tail = j;
+  l->n_room++;
 }
 
 /* A command's add: behind everyone already waiting, else straight to the engine. */
@@ -707,6 +709,7 @@ static void room_drain(pl_srv_loop *l, int stopping) {
     }
     if (leave) {
       *pp = j->room_next;
+      l->n_room--;
     } else {
       last = j;
       pp = &j->room_next;
@@ -754,7 +757,8 @@ static void publish_stats(pl_srv_loop *l) {
   pthread_mutex_lock(&l->mu);
   int pending = l->n_pending_adds;
   pthread_mutex_unlock(&l->mu);
-  pl_srv_metrics_set_engine(l->m, &st, pending);
+  /* the waiting room's requests wait too: num_requests_waiting counts them */
+  pl_srv_metrics_set_engine(l->m, &st, pending + l->n_room);
 }
 
 /* Route every queued event. An abort made while routing may free the request's blocks at

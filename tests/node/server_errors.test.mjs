@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { spawnSync } from "node:child_process";
-import { startServer, post, curl, waitMetrics } from "./lib/server.mjs";
+import { startServer, post, curl, metrics, waitMetrics } from "./lib/server.mjs";
 import { makeTempDir, runPl, sourcePath, spawnPl } from "./lib/util.mjs";
 
 const MODEL = "tinystories-280K";
@@ -232,23 +232,34 @@ test("a full queue is a fair line: arrivals wait in order for room, the rest get
   // One running, two waiting in the engine (--max-waiting 2); everyone after that waits in the
   // server's waiting room. Requests sent 30 ms apart must finish in the order they were sent
   // (a race for freed slots would reorder them, or turn them into 503s). The bundled model
-  // takes ~60 ms a request here, so the line grows to several in the room.
+  // takes ~0.2 s a request here, so the line grows to several in the room, which
+  // num_requests_waiting counts beside the engine's own queue.
   const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
                                 args: ["--max-num-seqs", "1", "--max-waiting", "2"] });
   try {
-    const body = { model: "pagellm-default", prompt: "Once", max_tokens: 48, ignore_eos: true };
+    const body = { model: "pagellm-default", prompt: "Once", max_tokens: 150, ignore_eos: true };
     const done = [];
+    let maxWaiting = 0, running = true;
+    const watch = (async () => {
+      while (running) {
+        maxWaiting = Math.max(maxWaiting, (await metrics(s.url))["pagellm:num_requests_waiting"]);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
     const rs = await Promise.all(Array.from({ length: 12 }, async (_, i) => {
       await new Promise((r) => setTimeout(r, 30 * i));
       const r = await post(s.url + "/v1/completions", body);
       done.push(i);
       return r;
     }));
+    running = false;
+    await watch;
     for (const r of rs) {
       assert.equal(r.status, 200, r.text);
-      assert.equal(r.json.usage.completion_tokens, 48);
+      assert.equal(r.json.usage.completion_tokens, 150);
     }
     assert.deepEqual(done, [...done].sort((a, b) => a - b), `finish order ${done}`);
+    assert.ok(maxWaiting > 2, `at most ${maxWaiting} waiting: the room never held anyone`);
   } finally {
     assert.equal((await s.stop()).code, 0);
   }
