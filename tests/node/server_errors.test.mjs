@@ -232,12 +232,13 @@ test("a full queue is a fair line: arrivals wait in order for room, the rest get
   // One running, two waiting in the engine (--max-waiting 2); everyone after that waits in the
   // server's waiting room. Requests sent 30 ms apart must finish in the order they were sent
   // (a race for freed slots would reorder them, or turn them into 503s). The bundled model
-  // takes ~0.2 s a request here, so the line grows to several in the room, which
-  // num_requests_waiting counts beside the engine's own queue.
+  // takes ~0.12 s a request here (seconds under ASan: hence the long --queue-timeout), so
+  // the line grows to several in the room, which num_requests_waiting counts beside the
+  // engine's own queue.
   const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
-                                args: ["--max-num-seqs", "1", "--max-waiting", "2"] });
+                                args: ["--max-num-seqs", "1", "--max-waiting", "2", "--queue-timeout", "600"] });
   try {
-    const body = { model: "pagellm-default", prompt: "Once", max_tokens: 150, ignore_eos: true };
+    const body = { model: "pagellm-default", prompt: "Once", max_tokens: 96, ignore_eos: true };
     const done = [];
     let maxWaiting = 0, running = true;
     const watch = (async () => {
@@ -256,7 +257,7 @@ test("a full queue is a fair line: arrivals wait in order for room, the rest get
     await watch;
     for (const r of rs) {
       assert.equal(r.status, 200, r.text);
-      assert.equal(r.json.usage.completion_tokens, 150);
+      assert.equal(r.json.usage.completion_tokens, 96);
     }
     assert.deepEqual(done, [...done].sort((a, b) => a - b), `finish order ${done}`);
     assert.ok(maxWaiting > 2, `at most ${maxWaiting} waiting: the room never held anyone`);
