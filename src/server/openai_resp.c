@@ -201,6 +201,22 @@ static json_t *token_string(pl_oai_resp *r, int32_t id, json_t **bytes_out) {
  * allocation leaves a partial entry (json_object_set_new fails silently); the caller's
  * failure count voids it. Every value is owned by exactly one place at a time: set_new and
  * append_new take theirs even when they fail. */
+/* {"token", "logprob", "bytes"} of one token, or NULL (nothing left allocated) */
+static json_t *chat_lp_entry(pl_oai_resp *r, int32_t token, float logprob) {
+  json_t *bytes = NULL, *e = json_object();
+  json_t *tok = token_string(r, token, &bytes);
+  if (!e || !tok || !bytes) {
+    json_decref(e);
+    json_decref(tok);
+    json_decref(bytes);
+    return NULL;
+  }
+  json_object_set_new(e, "token", tok);
+  json_object_set_new(e, "logprob", lp_real(logprob));
+  json_object_set_new(e, "bytes", bytes);
+  return e;
+}
+
 static int chat_lp_append(pl_oai_resp *r, const pl_srv_event *ev, json_t *arr) {
   for (int t = 0; t < ev->n_tokens; t++) {
     json_t *tops = json_array();
@@ -208,35 +224,17 @@ static int chat_lp_append(pl_oai_resp *r, const pl_srv_event *ev, json_t *arr) {
       return PL_ENOMEM;
     for (int k = 0; ev->top && k < ev->n_top && k < r->req->logprobs; k++) {
       const pl_top_logprob *tp = &ev->top[(size_t)t * ev->n_top + k];
-      json_t *tb = NULL, *te = json_object();
-      json_t *ts = token_string(r, tp->token, &tb);
-      if (!te || !ts || !tb) {
-        json_decref(te);
-        json_decref(ts);
-        json_decref(tb);
-        json_decref(tops);
-        return PL_ENOMEM;
-      }
-      json_object_set_new(te, "token", ts);
-      json_object_set_new(te, "logprob", lp_real(tp->logprob));
-      json_object_set_new(te, "bytes", tb);
-      if (json_array_append_new(tops, te) < 0) {
+      json_t *te = chat_lp_entry(r, tp->token, tp->logprob);
+      if (!te || json_array_append_new(tops, te) < 0) {
         json_decref(tops);
         return PL_ENOMEM;
       }
     }
-    json_t *bytes = NULL, *e = json_object();
-    json_t *tok = token_string(r, ev->tokens[t], &bytes);
-    if (!e || !tok || !bytes) {
-      json_decref(e);
-      json_decref(tok);
-      json_decref(bytes);
+    json_t *e = chat_lp_entry(r, ev->tokens[t], ev->logprobs ? ev->logprobs[t] : 0.0f);
+    if (!e) {
       json_decref(tops);
       return PL_ENOMEM;
     }
-    json_object_set_new(e, "token", tok);
-    json_object_set_new(e, "logprob", lp_real(ev->logprobs ? ev->logprobs[t] : 0.0f));
-    json_object_set_new(e, "bytes", bytes);
     json_object_set_new(e, "top_logprobs", tops);
     if (json_array_append_new(arr, e) < 0)
       return PL_ENOMEM;
