@@ -5,8 +5,9 @@
  *             read bandwidth: decode at batch 1 is bound by that roofline.
  * throughput  offline, in-process (like `vllm bench throughput`): N requests of a named
  *             workload all queued at once, ignore_eos; requests/s, output and total tok/s,
- *             peak concurrency, peak KV blocks, preemptions and the KV memory utilisation
- *             (live tokens / allocated tokens, averaged over steps).
+ *             peak concurrency, peak KV blocks, preemptions, the KV memory utilisation
+ *             (live tokens / allocated tokens, averaged over steps) and the time to first
+ *             token from the common start (p50/p90/p99: how long requests wait to be admitted).
  * serve       HTTP load generator for any OpenAI-compatible server (cmd_bench_serve.c). */
 #include <jansson.h>
 #include <stdio.h>
@@ -83,7 +84,31 @@ typedef struct {
    * output tokens, the decode speed whatever the arrival pattern */
   double dec_steps_s;
   int64_t dec_steps_tokens;
+  /* throughput: ids[n_requests] in the order added (increasing), ttft[] of each */
+  const uint64_t *ids;
+  double *ttft;
 } run_stats;
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* the time to first token of request `id`, from the run's start */
+static void note_ttft(run_stats *rs, uint64_t id, double t) {
+  int lo = 0, hi = rs->n_requests - 1;
+  while (rs->ids && lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (rs->ids[mid] == id) {
+      rs->ttft[mid] = t;
+      return;
+    }
+    if (rs->ids[mid] < id)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
+  }
+}
 
 static uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -115,8 +140,11 @@ static int drain(pl_engine *e, run_stats *rs, double t0) {
     while (pl_engine_poll(e, &ev)) {
       if (!rs->ttft_first && ev.n_tokens)
         rs->ttft_first = now_s() - t0;
-      if (ev.n_tokens && ev.completion_tokens == ev.n_tokens && ++rs->n_started == rs->n_requests)
-        rs->all_started = now_s() - t0;
+      if (ev.n_tokens && ev.completion_tokens == ev.n_tokens) {
+        note_ttft(rs, ev.request_id, now_s() - t0);
+        if (++rs->n_started == rs->n_requests)
+          rs->all_started = now_s() - t0;
+      }
       rs->out_tokens += ev.n_tokens;
       if (decode_step)
         rs->dec_steps_tokens += ev.n_tokens;
@@ -236,6 +264,18 @@ static int bench_throughput(int argc, char **argv) {
   }
   run_stats rs = {0};
   rs.n_requests = o.n;
+  uint64_t *ids = calloc((size_t)o.n, sizeof *ids);
+  double *ttft = calloc((size_t)o.n, sizeof *ttft);
+  if (!ids || !ttft) {
+    fprintf(stderr, "pagellm bench: out of memory\n");
+    free(ids);
+    free(ttft);
+    pl_workload_free(w, o.n);
+    pl_engine_destroy(e);
+    return 1;
+  }
+  rs.ids = ids;
+  rs.ttft = ttft;
   double t0 = now_s();
   for (int i = 0; i < o.n; i++) {
     pl_sampling_params sp;
@@ -246,9 +286,10 @@ static int bench_throughput(int argc, char **argv) {
     sp.seed = (int64_t)i;
     sp.ignore_eos = 1;
     sp.max_tokens = w[i].max_tokens;
-    uint64_t id;
-    if (pl_engine_add_request(e, NULL, w[i].prompt, w[i].n_prompt, &sp, &id) < 0) {
+    if (pl_engine_add_request(e, NULL, w[i].prompt, w[i].n_prompt, &sp, &ids[i]) < 0) {
       fprintf(stderr, "pagellm bench: request %d: %s\n", i, pl_last_error());
+      free(ids);
+      free(ttft);
       pl_workload_free(w, o.n);
       pl_engine_destroy(e);
       return 1;
@@ -281,6 +322,11 @@ static int bench_throughput(int argc, char **argv) {
     json_object_set_new(j, "decode_steps_tok_s", json_real(dsteps_tok_s));
     json_object_set_new(j, "decode_steps_s", json_real(rs.dec_steps_s));
     json_object_set_new(j, "threads", json_integer(o.ep.n_threads));
+    qsort(ttft, (size_t)o.n, sizeof *ttft, cmp_double);
+    double p50 = ttft[o.n / 2], p90 = ttft[(int)(o.n * 0.9)], p99 = ttft[(int)(o.n * 0.99)];
+    json_object_set_new(j, "ttft_p50_s", json_real(p50));
+    json_object_set_new(j, "ttft_p90_s", json_real(p90));
+    json_object_set_new(j, "ttft_p99_s", json_real(p99));
     char dig[24];
     snprintf(dig, sizeof dig, "%016llx", (unsigned long long)rs.out_digest);
     json_object_set_new(j, "output_digest", json_string(dig));
@@ -322,6 +368,8 @@ static int bench_throughput(int argc, char **argv) {
       printf("kv utilisation   %.1f%% of allocated KV holds live tokens (mean over steps)\n",
              100 * util);
       printf("preemptions      %lld\n", (long long)st->num_preemptions);
+      printf("ttft             p50 %.2f s, p90 %.2f s, p99 %.2f s (from the common start)\n", p50,
+             p90, p99);
       printf("prefix cache     %lld of %lld prompt tokens hit\n",
              (long long)st->prefix_hits_tokens, (long long)st->prefix_queries_tokens);
       if (o.ep.spec_method)
@@ -331,6 +379,8 @@ static int bench_throughput(int argc, char **argv) {
     }
     json_decref(j);
   }
+  free(ids);
+  free(ttft);
   pl_workload_free(w, o.n);
   pl_engine_destroy(e);
   return rc ? 1 : 0;
