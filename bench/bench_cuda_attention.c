@@ -6,9 +6,13 @@
  * time (CUDA events), the bytes of K and V read per second, and that as a fraction of the
  * device-to-device copy bandwidth measured in the same run. tools/bench/sdpa_decode.py runs
  * torch's SDPA at the same shapes, the same way, and joins the two.
+ * With --prefill every sequence instead attends all its C tokens at once (a fresh causal
+ * prefill of C tokens, B sequences in one step); the time is then set against the FLOPs
+ * (4 * head_dim per query-key pair kept by the causal mask). The kernel column says which
+ * kernel ran: "mma" (tensor cores) or "simt" (PAGELLM_CUDA_ATTN=simt, f32 KV, odd head sizes).
  *   bench_cuda_attention [--kv bf16|f16|f32] [--heads 32] [--kv-heads 8] [--head-dim 128]
  *                        [--block-size 16] [--batches 1,4,16,64] [--contexts 1024,4096]
- *                        [--iters 30] [--fixed-split] */
+ *                        [--iters 30] [--fixed-split] [--prefill] */
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,13 +57,13 @@ static uint32_t next_u32(void) {
 }
 
 int main(int argc, char **argv) {
-  int n_head = 32, n_kv = 8, hd = 128, bs = 16, iters = 30, fixed = 0;
+  int n_head = 32, n_kv = 8, hd = 128, bs = 16, iters = 30, fixed = 0, prefill = 0;
   int batches[16] = {1, 4, 16, 64}, contexts[16] = {1024, 4096}, nb = 4, nc = 2;
   pl_dtype type = PL_DT_BF16;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
-    if (!strcmp(a, "--fixed-split")) {
-      fixed = 1;
+    if (!strcmp(a, "--fixed-split") || !strcmp(a, "--prefill")) {
+      *(a[2] == 'f' ? &fixed : &prefill) = 1;
       continue;
     }
     i++;
@@ -101,6 +105,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < nc; i++)
     max_c = contexts[i] > max_c ? contexts[i] : max_c;
   int mbps = (max_c + bs - 1) / bs, n_blocks = max_b * mbps + 1;
+  int max_t = prefill ? max_b * max_c : max_b; /* query tokens of the largest step */
   size_t layer = (size_t)n_blocks * n_kv * bs * hd;
   void *K, *V, *flush;
   float *q, *out, *ws = NULL;
@@ -109,19 +114,19 @@ int main(int argc, char **argv) {
   TRY(cudaMalloc(&K, layer * esz));
   TRY(cudaMalloc(&V, layer * esz));
   TRY(cudaMalloc(&flush, flush_bytes));
-  TRY(cudaMalloc((void **)&q, (size_t)max_b * n_head * hd * sizeof(float)));
-  TRY(cudaMalloc((void **)&out, (size_t)max_b * n_head * hd * sizeof(float)));
-  TRY(cudaMalloc((void **)&d_pos, (size_t)max_b * sizeof(int32_t)));
+  TRY(cudaMalloc((void **)&q, (size_t)max_t * n_head * hd * sizeof(float)));
+  TRY(cudaMalloc((void **)&out, (size_t)max_t * n_head * hd * sizeof(float)));
+  TRY(cudaMalloc((void **)&d_pos, (size_t)max_t * sizeof(int32_t)));
   TRY(cudaMalloc((void **)&d_qsl, (size_t)(max_b + 1) * sizeof(int32_t)));
   TRY(cudaMalloc((void **)&d_bt, (size_t)max_b * mbps * sizeof(int32_t)));
   TRY(pl_cu_fill_random(K, (int)type, layer, 1, 1.0f, 0));
   TRY(pl_cu_fill_random(V, (int)type, layer, 2, 1.0f, 0));
-  TRY(pl_cu_fill_random(q, PL_DT_F32, (uint64_t)max_b * n_head * hd, 3, 1.0f, 0));
+  TRY(pl_cu_fill_random(q, PL_DT_F32, (uint64_t)max_t * n_head * hd, 3, 1.0f, 0));
 
   /* blocks 1..n_blocks-1 in a random order, handed out sequence by sequence */
   int32_t *perm = malloc((size_t)n_blocks * sizeof *perm);
   int32_t *bt = malloc((size_t)max_b * mbps * sizeof *bt);
-  int32_t *pos = malloc((size_t)max_b * sizeof *pos), *qsl = malloc((size_t)(max_b + 1) * 4);
+  int32_t *pos = malloc((size_t)max_t * sizeof *pos), *qsl = malloc((size_t)(max_b + 1) * 4);
   for (int i = 0; i < n_blocks - 1; i++)
     perm[i] = i + 1;
   for (int i = n_blocks - 2; i > 0; i--) {
@@ -132,10 +137,7 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < max_b * mbps; i++)
     bt[i] = perm[i];
-  for (int i = 0; i <= max_b; i++)
-    qsl[i] = i;
   TRY(cudaMemcpy(d_bt, bt, (size_t)max_b * mbps * 4, cudaMemcpyHostToDevice));
-  TRY(cudaMemcpy(d_qsl, qsl, (size_t)(max_b + 1) * 4, cudaMemcpyHostToDevice));
 
   /* the copy bandwidth: read + write of a 1 GiB device-to-device copy */
   size_t cb = (size_t)1 << 30;
@@ -159,21 +161,30 @@ int main(int argc, char **argv) {
   cudaFree(cbuf);
   printf("device: %s, %d SMs; copy bandwidth %.0f GB/s (1 GiB device-to-device, median of %d)\n",
          prop.name, n_sm, copy_gbs, iters);
-  printf("shape: %d query heads, %d KV heads, head_dim %d, KV %s, block size %d, shuffled block "
-         "tables, %s splits\n",
-         n_head, n_kv, hd, pl_dtype_name(type), bs, fixed ? "fixed (batch-invariant)" : "sized");
-  printf("%-8s %6s %8s %10s %10s %8s\n", "kernel", "batch", "context", "time_us", "GB/s",
-         "of_copy");
+  printf("shape: %s, %d query heads, %d KV heads, head_dim %d, KV %s, block size %d, shuffled "
+         "block tables, %s splits\n",
+         prefill ? "causal prefill of the whole context" : "decode", n_head, n_kv, hd,
+         pl_dtype_name(type), bs, fixed ? "fixed (batch-invariant)" : "sized");
+  const char *e = getenv("PAGELLM_CUDA_ATTN");
+  const char *kname = (e && !strcmp(e, "simt")) || !pl_cu_attn_mma_supported(hd, type, NULL)
+                          ? "simt"
+                          : "mma";
+  printf("%-8s %6s %8s %10s %10s %8s\n", "kernel", "batch", "context", "time_us",
+         prefill ? "TFLOP/s" : "GB/s", prefill ? "" : "of_copy");
 
   pl_cu_kv kv = {K, V, type, layer, 1, n_blocks, n_kv, bs, hd};
   size_t ws_cap = 0;
   for (int bi = 0; bi < nb; bi++)
     for (int ci = 0; ci < nc; ci++) {
       int B = batches[bi], C = contexts[ci];
-      for (int i = 0; i < B; i++)
-        pos[i] = C - 1;
-      TRY(cudaMemcpy(d_pos, pos, (size_t)B * 4, cudaMemcpyHostToDevice));
-      pl_cu_attn a = {.kv = &kv, .layer = 0, .n_head = n_head, .n_tokens = B, .n_seqs = B,
+      int T = prefill ? B * C : B; /* query tokens */
+      for (int i = 0; i < T; i++)
+        pos[i] = prefill ? i % C : C - 1;
+      for (int i = 0; i <= B; i++)
+        qsl[i] = prefill ? i * C : i;
+      TRY(cudaMemcpy(d_pos, pos, (size_t)T * 4, cudaMemcpyHostToDevice));
+      TRY(cudaMemcpy(d_qsl, qsl, (size_t)(B + 1) * 4, cudaMemcpyHostToDevice));
+      pl_cu_attn a = {.kv = &kv, .layer = 0, .n_head = n_head, .n_tokens = T, .n_seqs = B,
                       .max_blocks_per_seq = mbps, .scale = 0.08838834764831845f,
                       .positions = d_pos, .query_start_loc = d_qsl, .block_tables = d_bt,
                       .q = q, .out = out, .max_ctx = C, .n_sm = n_sm, .fixed_split = fixed};
@@ -198,8 +209,12 @@ int main(int argc, char **argv) {
       qsort(t, (size_t)iters, sizeof *t, cmp_float);
       double us = t[iters / 2] * 1e3;
       double bytes = 2.0 * B * C * n_kv * hd * esz;
-      printf("%-8s %6d %8d %10.1f %10.0f %7.1f%%\n", "paged", B, C, us, bytes / us * 1e-3,
-             100.0 * bytes / us * 1e-3 / copy_gbs);
+      double flops = 4.0 * hd * n_head * B * ((double)C * (C + 1) / 2);
+      if (prefill)
+        printf("%-8s %6d %8d %10.1f %10.1f\n", kname, B, C, us, flops / us * 1e-6);
+      else
+        printf("%-8s %6d %8d %10.1f %10.0f %7.1f%%\n", kname, B, C, us, bytes / us * 1e-3,
+               100.0 * bytes / us * 1e-3 / copy_gbs);
       fflush(stdout);
     }
   free(t);

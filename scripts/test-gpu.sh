@@ -131,6 +131,10 @@ for stage in $STAGES; do
         [ -x "$t" ] || continue
         found=1
         run "cuda/$(basename "$t")" "$t"
+        # the SIMT attention kernel (f32 KV, odd head sizes) on every shape too
+        case $(basename "$t") in test_cuda_ops)
+          run "cuda/test_cuda_ops (PAGELLM_CUDA_ATTN=simt)" env PAGELLM_CUDA_ATTN=simt "$t" ;;
+        esac
       done
     done
     if [ $found = 0 ]; then

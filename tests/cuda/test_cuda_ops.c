@@ -864,10 +864,15 @@ int main(void) {
   test_embed();
   test_elementwise();
   test_rope();
+  /* bf16/f16 KV at head_dim 64, 80, 96, 128, 256 run the tensor-core kernel (any GQA group:
+   * 3 and 7 leave rows of a CTA empty, 80 query heads on one KV head take two CTAs of 64
+   * rows); f32 KV and head_dim 112 run the SIMT kernel, which PAGELLM_CUDA_ATTN=simt picks
+   * for every shape (scripts/test-gpu.sh runs this binary both ways) */
   const attn_cfg cfgs[] = {
       {64, 4, 1, PL_DT_AUTO},  {128, 2, 4, PL_DT_AUTO}, {128, 1, 8, PL_DT_AUTO},
       {64, 2, 8, PL_DT_AUTO},  {128, 2, 4, PL_DT_F16},  {64, 4, 1, PL_DT_F32},
-      {128, 1, 8, PL_DT_F32},
+      {128, 1, 8, PL_DT_F32},  {80, 2, 3, PL_DT_AUTO},  {96, 1, 7, PL_DT_F16},
+      {256, 2, 2, PL_DT_AUTO}, {64, 1, 80, PL_DT_AUTO}, {112, 2, 2, PL_DT_AUTO},
   };
   for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++)
     if (!self_check || cfgs[i].kv_dtype == PL_DT_AUTO || cfgs[i].kv_dtype == PL_DT_F32)

@@ -22,12 +22,19 @@
 // than MIN_CHUNK keys a split. With `fixed_split` (batch-invariant mode) a context is instead
 // always cut at multiples of FIXED_CHUNK keys, so a token's result does not depend on what
 // else is in the step. Math is f32; K/V are read in their stored type.
+//
+// This file plans every launch and merges splits; bf16/f16 KV at the common head sizes goes to
+// the tensor-core kernel (cu_attention_mma.cu), which shares the split plan and the partials'
+// layout. The kernel here serves f32 KV and other head sizes, and PAGELLM_CUDA_ATTN=simt
+// selects it for every shape (a baseline for bench_cuda_attention).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <float.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "backend/cuda/cu_kernels.h"
+#include "backend/cuda/cu_attention_split.h"
 
 extern "C" int pl_cu_attention_supported(int head_dim, pl_dtype type);
 
@@ -36,6 +43,8 @@ namespace {
 constexpr int WARPS = 4, THREADS = WARPS * 32;
 constexpr int UNROLL = 4;         // keys a lane group has in flight
 constexpr int MIN_CHUNK = 64;     // fewest keys a split takes
+constexpr int MMA_MIN_CHUNK = 128; // the same for the tensor-core kernel: two of its key tiles
+constexpr int MMA_WAVES = 2;      // its split count aims at this many CTAs per resident slot
 constexpr int FIXED_CHUNK = 256;  // the batch-invariant split length
 constexpr int CTAS_PER_SM = 8;    // the split count aims at this many CTAs per SM
 constexpr size_t WS_CAP = (size_t)64 << 20; // split partials per launch; more tokens: more launches
@@ -68,27 +77,7 @@ template <> __device__ __forceinline__ void unpack<__half>(const uint4 &u, float
   }
 }
 
-__device__ int seq_of_token(const int32_t *qsl, int n_seqs, int t) {
-  int lo = 0, hi = n_seqs - 1; // query_start_loc is sorted
-  while (lo < hi) {
-    int mid = (lo + hi + 1) / 2;
-    if (qsl[mid] <= t)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
-}
-
-struct split_args {
-  const void *k, *v; // this layer's K and V
-  const float *q;
-  float *out, *ws_o, *ws_lse;
-  const int32_t *positions, *qsl, *block_tables;
-  int t0; // first token of this launch; blockIdx.x counts from it
-  int n_seqs, max_blocks, n_head, n_kv, n_gc, block_size, head_dim, tpk, chunk, splits;
-  float qscale; // scale * log2 e
-};
+using split_args = pl_cu_split_args;
 
 // NV 16-byte vectors of head_dim per lane (2 only for f32 rows longer than 128); GC query heads
 template <typename T, int NV, int GC>
@@ -104,7 +93,7 @@ __global__ void __launch_bounds__(THREADS) attn_split_k(split_args a) {
     return; // no key of this token in this split (attn_reduce_k reads only the filled ones)
   const int hd = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kpw = 32 / a.tpk, sub = lane / a.tpk, d0 = (lane % a.tpk) * E;
-  const int32_t *bt = a.block_tables + (size_t)seq_of_token(a.qsl, a.n_seqs, t) * a.max_blocks;
+  const int32_t *bt = a.block_tables + (size_t)pl_cu_seq_of_token(a.qsl, a.n_seqs, t) * a.max_blocks;
   const T *K = (const T *)a.k, *V = (const T *)a.v;
 
   float qr[GC][E], acc[GC][E], m[GC], l[GC];
@@ -268,10 +257,20 @@ int pow2_at_least(int x) {
   return p;
 }
 
-// How a step's attention is cut: splits of `chunk` keys, `tokens` tokens per launch.
+// How a step's attention is cut: splits of `chunk` keys, `tokens` tokens per launch, and which
+// kernel runs it.
 struct split_plan {
+  int mma; // the tensor-core kernel
   int gc, n_gc, nv, tpk, chunk, splits, tokens;
 };
+
+bool simt_forced() {
+  static const bool forced = [] {
+    const char *e = getenv("PAGELLM_CUDA_ATTN");
+    return e && !strcmp(e, "simt");
+  }();
+  return forced;
+}
 
 // 0 when the shape is supported (head_dim a multiple of the 16-byte vector, at most 256)
 int plan_split(const pl_cu_attn *a, split_plan *sp) {
@@ -279,8 +278,12 @@ int plan_split(const pl_cu_attn *a, split_plan *sp) {
   int vec = kv->type == PL_DT_F32 ? 4 : 8, hd = kv->head_dim;
   if (!pl_cu_attention_supported(hd, kv->type) || a->n_head % kv->n_kv_head)
     return -1;
-  int g = a->n_head / kv->n_kv_head, vecs = hd / vec;
-  sp->gc = g >= 8 ? 8 : pow2_at_least(g);
+  int g = a->n_head / kv->n_kv_head, vecs = hd / vec, ctas_per_sm = CTAS_PER_SM;
+  sp->mma = !simt_forced() && pl_cu_attn_mma_supported(hd, kv->type, &ctas_per_sm);
+  int align = sp->mma ? 64 : 32, min_chunk = sp->mma ? MMA_MIN_CHUNK : MIN_CHUNK;
+  if (sp->mma)
+    ctas_per_sm *= MMA_WAVES;
+  sp->gc = sp->mma ? pl_cu_attn_mma_group(g) : g >= 8 ? 8 : pow2_at_least(g);
   sp->n_gc = (g + sp->gc - 1) / sp->gc;
   sp->nv = vecs > 32 ? 2 : 1;
   sp->tpk = pow2_at_least((vecs + sp->nv - 1) / sp->nv);
@@ -288,13 +291,15 @@ int plan_split(const pl_cu_attn *a, split_plan *sp) {
   if (a->fixed_split) {
     sp->chunk = FIXED_CHUNK;
   } else {
+    // decode-sized work: a prefill's tokens share CTAs, so this overestimates it (and it
+    // splits less, which long prefills do not need)
     long work = (long)a->n_tokens * kv->n_kv_head * sp->n_gc;
-    long want = (long)CTAS_PER_SM * (a->n_sm > 0 ? a->n_sm : 1);
-    long splits = (want + work - 1) / work, most = (ctx + MIN_CHUNK - 1) / MIN_CHUNK;
+    long want = (long)ctas_per_sm * (a->n_sm > 0 ? a->n_sm : 1);
+    long splits = (want + work - 1) / work, most = (ctx + min_chunk - 1) / min_chunk;
     splits = splits < most ? splits : most;
     splits = splits > 1 ? splits : 1;
     int chunk = (int)((ctx + splits - 1) / splits);
-    sp->chunk = (chunk + 31) / 32 * 32;
+    sp->chunk = (chunk + align - 1) / align * align;
   }
   sp->splits = (ctx + sp->chunk - 1) / sp->chunk;
   if (sp->splits == 1)
@@ -308,35 +313,19 @@ int plan_split(const pl_cu_attn *a, split_plan *sp) {
   return 0;
 }
 
-template <typename T, int NV, int GC> int launch(const pl_cu_attn *a, const split_plan &sp,
-                                                 cudaStream_t s) {
-  const pl_cu_kv *kv = a->kv;
-  size_t lo = (size_t)a->layer * kv->layer_elems;
-  split_args x = {(const T *)kv->k + lo, (const T *)kv->v + lo, a->q, a->out, a->ws,
-                  a->ws + (size_t)sp.tokens * a->n_head * sp.splits * kv->head_dim,
-                  a->positions, a->query_start_loc, a->block_tables, 0, a->n_seqs,
-                  a->max_blocks_per_seq, a->n_head, kv->n_kv_head, sp.n_gc, kv->block_size,
-                  kv->head_dim, sp.tpk, sp.chunk, sp.splits, a->scale * LOG2E};
-  size_t smem = (size_t)WARPS * GC * (kv->head_dim + 2) * sizeof(float);
-  int rthreads = kv->head_dim < 128 ? (kv->head_dim + 31) / 32 * 32 : 128;
-  for (int t0 = 0; t0 < a->n_tokens; t0 += sp.tokens) {
-    int nt = a->n_tokens - t0 < sp.tokens ? a->n_tokens - t0 : sp.tokens;
-    x.t0 = t0;
-    dim3 grid((unsigned)nt, (unsigned)(kv->n_kv_head * sp.n_gc), (unsigned)sp.splits);
-    attn_split_k<T, NV, GC><<<grid, THREADS, smem, s>>>(x);
-    if (sp.splits > 1)
-      attn_reduce_k<<<dim3((unsigned)nt, (unsigned)a->n_head), rthreads, 0, s>>>(x);
-  }
-  return (int)cudaGetLastError();
+// SIMT kernel instance for (T, NV, GC); the tensor-core kernel picks its own
+template <typename T, int NV, int GC> void launch_simt(const split_args &x, dim3 grid,
+                                                       cudaStream_t s) {
+  size_t smem = (size_t)WARPS * GC * (x.head_dim + 2) * sizeof(float);
+  attn_split_k<T, NV, GC><<<grid, THREADS, smem, s>>>(x);
 }
 
-template <typename T, int NV> int launch_g(const pl_cu_attn *a, const split_plan &sp,
-                                           cudaStream_t s) {
-  switch (sp.gc) {
-  case 1: return launch<T, NV, 1>(a, sp, s);
-  case 2: return launch<T, NV, 2>(a, sp, s);
-  case 4: return launch<T, NV, 4>(a, sp, s);
-  default: return launch<T, NV, 8>(a, sp, s);
+template <typename T, int NV> void launch_simt_g(const split_args &x, dim3 grid, cudaStream_t s) {
+  switch (x.gc) {
+  case 1: return launch_simt<T, NV, 1>(x, grid, s);
+  case 2: return launch_simt<T, NV, 2>(x, grid, s);
+  case 4: return launch_simt<T, NV, 4>(x, grid, s);
+  default: return launch_simt<T, NV, 8>(x, grid, s);
   }
 }
 
@@ -360,10 +349,36 @@ extern "C" int pl_cu_attention(const pl_cu_attn *a, pl_cu_stream s) {
     return 0;
   if (plan_split(a, &sp) || (sp.splits > 1 && !a->ws))
     return (int)cudaErrorInvalidValue;
-  switch (a->kv->type) {
-  case PL_DT_BF16: return launch_g<__nv_bfloat16, 1>(a, sp, s);
-  case PL_DT_F16: return launch_g<__half, 1>(a, sp, s);
-  case PL_DT_F32: return sp.nv == 2 ? launch_g<float, 2>(a, sp, s) : launch_g<float, 1>(a, sp, s);
-  default: return (int)cudaErrorInvalidValue;
+  const pl_cu_kv *kv = a->kv;
+  size_t lo = (size_t)a->layer * kv->layer_elems, esz = kv->type == PL_DT_F32 ? 4 : 2;
+  split_args x = {(const char *)kv->k + lo * esz, (const char *)kv->v + lo * esz, a->q, a->out,
+                  a->ws, a->ws + (size_t)sp.tokens * a->n_head * sp.splits * kv->head_dim,
+                  a->positions, a->query_start_loc, a->block_tables, 0, a->n_seqs,
+                  a->max_blocks_per_seq, a->n_head, kv->n_kv_head, kv->block_size,
+                  kv->head_dim, sp.chunk, sp.splits, sp.n_gc, sp.gc, sp.tpk, a->scale * LOG2E};
+  int rthreads = kv->head_dim < 128 ? (kv->head_dim + 31) / 32 * 32 : 128;
+  for (int t0 = 0; t0 < a->n_tokens; t0 += sp.tokens) {
+    int nt = a->n_tokens - t0 < sp.tokens ? a->n_tokens - t0 : sp.tokens;
+    x.t0 = t0;
+    dim3 grid((unsigned)nt, (unsigned)(kv->n_kv_head * sp.n_gc), (unsigned)sp.splits);
+    if (sp.mma) {
+      int rc = pl_cu_attn_mma_launch(x, nt, kv->type, s);
+      if (rc)
+        return rc;
+    } else if (kv->type == PL_DT_BF16) {
+      launch_simt_g<__nv_bfloat16, 1>(x, grid, s);
+    } else if (kv->type == PL_DT_F16) {
+      launch_simt_g<__half, 1>(x, grid, s);
+    } else if (kv->type == PL_DT_F32) {
+      if (sp.nv == 2)
+        launch_simt_g<float, 2>(x, grid, s);
+      else
+        launch_simt_g<float, 1>(x, grid, s);
+    } else {
+      return (int)cudaErrorInvalidValue;
+    }
+    if (sp.splits > 1)
+      attn_reduce_k<<<dim3((unsigned)nt, (unsigned)a->n_head), rthreads, 0, s>>>(x);
   }
+  return (int)cudaGetLastError();
 }

@@ -78,6 +78,10 @@ size_t pl_cu_attention_ws(const pl_cu_attn *a);
 int pl_cu_attention(const pl_cu_attn *a, pl_cu_stream s);
 /* 1 when pl_cu_attention takes head_dim for KV elements of `type` */
 int pl_cu_attention_supported(int head_dim, pl_dtype type);
+/* 1 when the shape runs on the tensor-core kernel (bf16/f16 KV, head_dim 64, 80, 96, 128 or
+ * 256, and the device runs it); then *ctas_per_sm (if not NULL) is how many of its CTAs an SM
+ * holds. Other shapes, and every shape with PAGELLM_CUDA_ATTN=simt, take the SIMT kernel. */
+int pl_cu_attn_mma_supported(int head_dim, pl_dtype type, int *ctas_per_sm);
 
 #ifdef __cplusplus
 }

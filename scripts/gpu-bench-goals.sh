@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The serving goals of issue 12 on a GPU machine, with random-weight models of real shapes
+# (--load-format dummy: no files). Run after scripts/gpu-unpack.sh has unpacked the binaries.
+#   serve8b   goal 2: Llama-3-8B shape, sharegpt-like x 1000, greedy; the tensor-core attention
+#             and the SIMT one (PAGELLM_CUDA_ATTN=simt) back to back
+#   static7b  goal 3: Llama-2-7B shape (MHA), max_model_len 4096, paged vs static KV, on
+#             sharegpt-like and long-context (NUM prompts each, default 500)
+#   prefix    goal 4: shared-prefix workload, prefix caching on vs off (Llama-3-8B shape)
+#   profile   PAGELLM_PROFILE=1 on the goal-2 workload (400 prompts): GPU time per op
+# Each run's output goes to $OUT/goal-*.txt (default /tmp) and its summary lines to stdout.
+# Usage: scripts/gpu-bench-goals.sh [serve8b] [static7b] [prefix] [profile]   (default: all)
+set -u
+cd "$(dirname "$0")/.."
+DEST=${PL_GPU_ROOT:-/tmp/pl-gpu}
+O=${OUT:-/tmp}
+P=$DEST/pl/bin/pagellm
+NUM=${NUM:-500}
+export LD_LIBRARY_PATH=$DEST/pl/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+D="bench throughput --load-format dummy --dtype bf16 --device cuda"
+run() { # name, timeout, env, args...
+  local name=$1 tmo=$2 envs=$3
+  shift 3
+  echo "=== $envs pagellm $*"
+  env $envs timeout "$tmo" "$P" "$@" >"$O/goal-$name.txt" 2>&1
+  echo "(exit $?)"
+  grep -E "throughput |decode steps|concurrency|kv utilisation|preemptions|ttft|prefix cache" \
+    "$O/goal-$name.txt"
+}
+for s in ${*:-serve8b static7b prefix profile}; do
+  case $s in
+  serve8b)
+    run 8b-mma 150 "" $D --model-config llama-3-8b --workload sharegpt-like --num-prompts 1000
+    run 8b-simt 150 PAGELLM_CUDA_ATTN=simt $D --model-config llama-3-8b --workload sharegpt-like \
+      --num-prompts 1000 ;;
+  static7b)
+    for w in sharegpt-like long-context; do
+      for k in paged static; do
+        run "7b-$w-$k" 150 "" $D --model-config llama-2-7b --max-model-len 4096 --workload "$w" \
+          --num-prompts "$NUM" --kv-alloc "$k"
+      done
+    done ;;
+  prefix)
+    run prefix-on 120 "" $D --model-config llama-3-8b --workload shared-prefix --num-prompts "$NUM"
+    run prefix-off 120 "" $D --model-config llama-3-8b --workload shared-prefix \
+      --num-prompts "$NUM" --no-prefix-caching ;;
+  profile)
+    run profile 150 PAGELLM_PROFILE=1 $D --model-config llama-3-8b --workload sharegpt-like \
+      --num-prompts 400
+    sed -n '/PAGELLM_PROFILE/,/wall/p' "$O/goal-profile.txt" ;;
+  *) echo "unknown section $s" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,355 @@
+// Paged attention on tensor cores (mma.sync m16n8k16), for decodes, prefill chunks and mixed
+// steps alike, with KV in bf16 or f16.
+//
+// A CTA takes up to ROWS = 64 query rows that share their keys: consecutive tokens of one
+// sequence times the query heads of one KV head (row r = token r / gc, head r % gc; a decode
+// of a GQA-4 model fills 4 rows, a prefill chunk 16 tokens x 4 heads). Each of the 4 warps owns
+// 16 rows. The CTA walks the keys of its split in tiles of KT = 64: all 128 threads copy a
+// tile's K and V rows through the block table into shared memory with cp.async (two stages:
+// tile i+1 is in flight while tile i is used), then each warp
+//   S = Q K^T        (ldmatrix, mma into f32; causal and split limits masked per row)
+//   online softmax   (log2 domain: running max m, sum l per row)
+//   O += P V         (ldmatrix.trans for V)
+// so every K/V byte is read from HBM once per CTA, and decode stays a stream of loads.
+//
+// Precision: Q and P are split into a bf16/f16 "hi" part and the rounding error "lo" part, and
+// both go through the mma (twice the tensor work, which decode has to spare: it waits on
+// memory). Products of 16-bit values are exact in f32, so scores and outputs match an f32
+// computation to ~2^-16 relative, not the ~2^-8 of a plain bf16 Q and P.
+//
+// Shared memory rows are padded by 16 bytes, so the 8 row addresses of an ldmatrix phase fall
+// in 8 different bank groups.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <float.h>
+
+#include "backend/cuda/cu_attention_split.h"
+
+namespace {
+
+constexpr int WARPS = 4, THREADS = WARPS * 32;
+constexpr int ROWS = WARPS * 16; // query rows of a CTA
+constexpr int KT = 64;           // keys of a tile
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+// 16 bytes global -> shared without registers; zero-filled when !valid (src is not read then)
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait1() {
+  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void ldsm4(uint32_t addr, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4_trans(uint32_t addr, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+template <typename T> struct mma16;
+template <> struct mma16<__nv_bfloat16> {
+  // (x, y) rounded to a bf16 pair, x in the low half; lo gets the rounding errors, rounded
+  static __device__ __forceinline__ uint32_t split(float x, float y, uint32_t &lo) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    float2 b = __bfloat1622float2(h);
+    __nv_bfloat162 l = __floats2bfloat162_rn(x - b.x, y - b.y);
+    lo = *reinterpret_cast<uint32_t *>(&l);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+  // c[16x8] += a[16x16] b[16x8]
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <> struct mma16<__half> {
+  static __device__ __forceinline__ uint32_t split(float x, float y, uint32_t &lo) {
+    __half2 h = __floats2half2_rn(x, y);
+    float2 b = __half22float2(h);
+    __half2 l = __floats2half2_rn(x - b.x, y - b.y);
+    lo = *reinterpret_cast<uint32_t *>(&l);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                             uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+template <int HD> constexpr size_t smem_bytes() {
+  return (size_t)(2 * ROWS + 4 * KT) * (HD + 8) * 2; // Q hi, Q lo, 2 stages of K and of V
+}
+
+// Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4 * gid + tig; a thread holds
+//   A (16x16): rows gid, gid+8; cols 2*tig, +1, +8, +9      C (16x8): rows gid, gid+8; cols 2*tig, +1
+//   B (16x8):  rows (k) 2*tig, +1, +8, +9; col (n) gid
+template <typename T, int HD>
+__global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
+  constexpr int LD = HD + 8, CH = HD / 8, NT = KT / 8, DT = HD / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T *q_hi = reinterpret_cast<T *>(smem_raw), *q_lo = q_hi + ROWS * LD;
+  T *k_s = q_lo + ROWS * LD, *v_s = k_s + 2 * KT * LD;
+
+  // which rows: a CTA starts at every tq-th token of a sequence (counted from the launch's
+  // first token); the CTAs of the tokens in between have nothing to do
+  const int t = a.t0 + blockIdx.x, s = pl_cu_seq_of_token(a.qsl, a.n_seqs, t);
+  const int gc = a.gc, tq = ROWS / gc, first = max(a.qsl[s], a.t0);
+  if ((t - first) % tq)
+    return;
+  const int nt = min(tq, min(a.qsl[s + 1], a.t0 + (int)gridDim.x) - t);
+  const int g = a.n_head / a.n_kv, h = blockIdx.y / a.n_gc, g0 = (blockIdx.y % a.n_gc) * gc;
+  const int ng = min(gc, g - g0), split = blockIdx.z;
+  const int n_ctx = a.positions[t + nt - 1] + 1, kb = split * a.chunk;
+  if (kb >= n_ctx)
+    return;
+  const int ke = min(n_ctx - kb, a.chunk) + kb;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, tig = lane & 3;
+  const int32_t *bt = a.block_tables + (size_t)s * a.max_blocks;
+  const T *K = static_cast<const T *>(a.k), *V = static_cast<const T *>(a.v);
+
+  for (int i = tid; i < ROWS * (HD / 4); i += THREADS) {
+    int r = i / (HD / 4), c = i % (HD / 4) * 4, tok = r / gc, hh = r % gc;
+    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (tok < nt && hh < ng)
+      x = *reinterpret_cast<const float4 *>(
+          a.q + ((size_t)(t + tok) * a.n_head + h * g + g0 + hh) * HD + c);
+    uint2 hi, lo;
+    hi.x = mma16<T>::split(x.x, x.y, lo.x);
+    hi.y = mma16<T>::split(x.z, x.w, lo.y);
+    *reinterpret_cast<uint2 *>(q_hi + r * LD + c) = hi;
+    *reinterpret_cast<uint2 *>(q_lo + r * LD + c) = lo;
+  }
+
+  auto load_tile = [&](int stage, int k0) {
+    T *ks = k_s + stage * KT * LD, *vs = v_s + stage * KT * LD;
+    for (int i = tid; i < KT * CH; i += THREADS) {
+      int j = i / CH, c = i % CH * 8, key = k0 + j;
+      bool ok = key < ke;
+      size_t off = 0;
+      if (ok)
+        off = (((size_t)bt[key / a.block_size] * a.n_kv + h) * a.block_size +
+               key % a.block_size) * HD + c;
+      cp_async16(smem_addr(ks + j * LD + c), K + off, ok);
+      cp_async16(smem_addr(vs + j * LD + c), V + off, ok);
+    }
+  };
+
+  // this thread's two rows and their positions (-1: no such row)
+  const int r0 = warp * 16 + gid, r1 = r0 + 8;
+  auto row_pos = [&](int r) {
+    return r / gc < nt && r % gc < ng ? a.positions[t + r / gc] : -1;
+  };
+  const int p0 = row_pos(r0), p1 = row_pos(r1);
+  const bool active = warp * 16 < nt * gc;
+
+  float o[DT][4], m0 = -FLT_MAX, m1 = -FLT_MAX, l0 = 0.f, l1 = 0.f;
+#pragma unroll
+  for (int n = 0; n < DT; n++)
+    o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+
+  const int n_tiles = (ke - kb + KT - 1) / KT;
+  load_tile(0, kb);
+  cp_async_commit();
+  if (n_tiles > 1)
+    load_tile(1, kb + KT);
+  cp_async_commit();
+  for (int it = 0; it < n_tiles; it++) {
+    cp_async_wait1(); // tile it has landed (tile it+1 may still fly)
+    __syncthreads();
+    if (active) {
+      const T *ks = k_s + (it & 1) * KT * LD, *vs = v_s + (it & 1) * KT * LD;
+      const int k0 = kb + it * KT;
+      float sc[NT][4];
+#pragma unroll
+      for (int n = 0; n < NT; n++)
+        sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; kk++) {
+        uint32_t ah[4], al[4];
+        const int qoff = (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8;
+        ldsm4(smem_addr(q_hi + qoff), ah);
+        ldsm4(smem_addr(q_lo + qoff), al);
+#pragma unroll
+        for (int np = 0; np < KT / 16; np++) {
+          uint32_t b[4]; // K rows np*16 + 0..15, dims kk*16 + 0..15: B of two key tiles
+          ldsm4(smem_addr(ks + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * LD + kk * 16 +
+                          ((lane >> 3) & 1) * 8),
+                b);
+          mma16<T>::mma(sc[2 * np], ah, b[0], b[1]);
+          mma16<T>::mma(sc[2 * np], al, b[0], b[1]);
+          mma16<T>::mma(sc[2 * np + 1], ah, b[2], b[3]);
+          mma16<T>::mma(sc[2 * np + 1], al, b[2], b[3]);
+        }
+      }
+      float mx0 = m0, mx1 = m1;
+#pragma unroll
+      for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int key = k0 + n * 8 + 2 * tig + (e & 1);
+          float x = key < ke && key <= (e < 2 ? p0 : p1) ? sc[n][e] * a.qscale : -INFINITY;
+          sc[n][e] = x;
+          if (e < 2)
+            mx0 = fmaxf(mx0, x);
+          else
+            mx1 = fmaxf(mx1, x);
+        }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); // the 4 lanes of a row
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      const float c0 = exp2f(m0 - mx0), c1 = exp2f(m1 - mx1);
+      m0 = mx0;
+      m1 = mx1;
+      l0 *= c0;
+      l1 *= c1;
+#pragma unroll
+      for (int n = 0; n < DT; n++) {
+        o[n][0] *= c0;
+        o[n][1] *= c0;
+        o[n][2] *= c1;
+        o[n][3] *= c1;
+      }
+#pragma unroll
+      for (int kk = 0; kk < KT / 16; kk++) {
+        // P of keys kk*16 + 0..15 as an A fragment: score tiles 2kk and 2kk+1
+        float p[2][4];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+          p[j][0] = exp2f(sc[2 * kk + j][0] - m0); // a masked key gives exp2(-inf) = 0
+          p[j][1] = exp2f(sc[2 * kk + j][1] - m0);
+          p[j][2] = exp2f(sc[2 * kk + j][2] - m1);
+          p[j][3] = exp2f(sc[2 * kk + j][3] - m1);
+          l0 += p[j][0] + p[j][1];
+          l1 += p[j][2] + p[j][3];
+        }
+        uint32_t ph[4], pl[4];
+        ph[0] = mma16<T>::split(p[0][0], p[0][1], pl[0]);
+        ph[1] = mma16<T>::split(p[0][2], p[0][3], pl[1]);
+        ph[2] = mma16<T>::split(p[1][0], p[1][1], pl[2]);
+        ph[3] = mma16<T>::split(p[1][2], p[1][3], pl[3]);
+#pragma unroll
+        for (int dp = 0; dp < HD / 16; dp++) {
+          uint32_t b[4]; // V rows kk*16 + 0..15, dims dp*16 + 0..15: B of two dim tiles
+          ldsm4_trans(smem_addr(vs + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD +
+                                dp * 16 + (lane >> 4) * 8),
+                      b);
+          mma16<T>::mma(o[2 * dp], ph, b[0], b[1]);
+          mma16<T>::mma(o[2 * dp], pl, b[0], b[1]);
+          mma16<T>::mma(o[2 * dp + 1], ph, b[2], b[3]);
+          mma16<T>::mma(o[2 * dp + 1], pl, b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads(); // every warp is done with this stage before it is refilled
+    if (it + 2 < n_tiles)
+      load_tile(it & 1, kb + (it + 2) * KT);
+    cp_async_commit();
+  }
+  if (!active)
+    return;
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int r = half ? r1 : r0, pos = half ? p1 : p0;
+    const float m = half ? m1 : m0, l = half ? l1 : l0;
+    if (pos < kb)
+      continue; // no such row, or it has no key in this split (the reduce skips the split)
+    const int tt = t + r / gc, qh = h * g + g0 + r % gc;
+    const float inv = 1.f / l;
+    float *dst;
+    if (a.splits == 1) {
+      dst = a.out + ((size_t)tt * a.n_head + qh) * HD;
+    } else {
+      size_t part = ((size_t)(tt - a.t0) * a.n_head + qh) * a.splits + split;
+      dst = a.ws_o + part * HD;
+      if (tig == 0)
+        a.ws_lse[part] = m + log2f(l);
+    }
+#pragma unroll
+    for (int n = 0; n < DT; n++)
+      *reinterpret_cast<float2 *>(dst + n * 8 + 2 * tig) =
+          make_float2(o[n][2 * half] * inv, o[n][2 * half + 1] * inv);
+  }
+}
+
+// A kernel instance with its shared memory, set up once: above 48 KiB of dynamic shared memory
+// a kernel must opt in, and the occupancy query is a driver call too costly for every layer.
+struct mma_kernel {
+  void (*fn)(pl_cu_split_args);
+  size_t smem;
+  int ctas_per_sm; // 0: the device cannot run it
+};
+
+template <typename T, int HD> const mma_kernel &instance() {
+  static const mma_kernel k = [] {
+    mma_kernel r = {attn_mma_k<T, HD>, smem_bytes<HD>(), 0};
+    if (cudaFuncSetAttribute(r.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)r.smem) !=
+            cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r.ctas_per_sm, r.fn, THREADS, r.smem) !=
+            cudaSuccess)
+      r.ctas_per_sm = 0;
+    cudaGetLastError(); // a refusal here is an answer, not a sticky launch error
+    return r;
+  }();
+  return k;
+}
+
+template <typename T> const mma_kernel *pick(int hd) {
+  switch (hd) {
+  case 64: return &instance<T, 64>();
+  case 80: return &instance<T, 80>();
+  case 96: return &instance<T, 96>();
+  case 128: return &instance<T, 128>();
+  case 256: return &instance<T, 256>();
+  default: return nullptr;
+  }
+}
+
+const mma_kernel *pick_type(pl_dtype type, int hd) {
+  const mma_kernel *k = type == PL_DT_BF16  ? pick<__nv_bfloat16>(hd)
+                        : type == PL_DT_F16 ? pick<__half>(hd)
+                                            : nullptr;
+  return k && k->ctas_per_sm > 0 ? k : nullptr;
+}
+
+} // namespace
+
+extern "C" int pl_cu_attn_mma_supported(int head_dim, pl_dtype type, int *ctas_per_sm) {
+  const mma_kernel *k = pick_type(type, head_dim);
+  if (k && ctas_per_sm)
+    *ctas_per_sm = k->ctas_per_sm;
+  return k != nullptr;
+}
+
+int pl_cu_attn_mma_group(int g) { return g < ROWS ? g : ROWS; }
+
+int pl_cu_attn_mma_launch(const pl_cu_split_args &x, int n_tokens, pl_dtype type,
+                          cudaStream_t s) {
+  const mma_kernel *k = pick_type(type, x.head_dim);
+  if (!k)
+    return (int)cudaErrorInvalidValue;
+  dim3 grid((unsigned)n_tokens, (unsigned)(x.n_kv * x.n_gc), (unsigned)x.splits);
+  k->fn<<<grid, THREADS, k->smem, s>>>(x);
+  return (int)cudaGetLastError();
+}
