@@ -349,7 +349,7 @@ static enum MHD_Result dispatch(pl_server *s, struct MHD_Connection *c, pl_http_
   case R_CHAT: return pl_api_generate(s, c, h, PL_OAI_CHAT);
   case R_TOKENIZE: return pl_api_tokenize(s, c, h);
   case R_DETOKENIZE: return pl_api_detokenize(s, c, h);
-  case R_KV_SNAPSHOT: return pl_ui_serve_kv(s, c);
+  case R_KV_SNAPSHOT: return pl_ui_serve_kv(s, c, h);
   default: return errorf(s, c, 500, NULL, "unrouted request");
   }
 }
@@ -382,6 +382,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       *con_cls = &no_memory;
       return oom_response(s, c);
     }
+    h->wait.ev_fd = h->wait.sock_fd = -1;
     *con_cls = h;
     h->route = route_of(method, url);
     const char *why = NULL;
@@ -469,6 +470,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   }
   if (!h)
     return;
+  pl_conn_waiter_forget(s->waiter, &h->wait);
   pl_api_generate_free(h->gen); /* not yet taken by a stream */
   h->gen = NULL;
   if (h->job) {

@@ -55,6 +55,8 @@ typedef struct pl_http_req {
   size_t body_held;  /* bytes counted in pl_server.inflight_body */
   pl_srv_job *job; /* our reference while a generation runs (cancelled on completion) */
   pl_gen *gen;     /* a generation request until its stream's response takes it */
+  pl_conn_wait wait; /* GET /kv/snapshot waiting for a fresh frame (suspended) */
+  int polls;
 } pl_http_req;
 
 /* Free the request body and give its bytes back to the in-flight budget. */
