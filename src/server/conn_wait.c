@@ -171,6 +171,11 @@ int pl_conn_waiter_start(pl_conn_waiter **out) {
 
 void pl_conn_waiter_suspend(pl_conn_waiter *w, pl_conn_wait *r, struct MHD_Connection *c,
                             int ev_fd, int sock_fd, int timeout_ms) {
+  pthread_mutex_lock(&w->mu);
+  int again = r->armed; /* MHD asked again before the suspension took: still waiting */
+  pthread_mutex_unlock(&w->mu);
+  if (again)
+    return;
   MHD_suspend_connection(c);
   r->c = c;
   r->ev_fd = ev_fd;
