@@ -38,6 +38,8 @@ static void usage(FILE *f) {
           "  --sse-keepalive SECS        ': keep-alive' interval on quiet streams (default 5)\n"
           "  --max-connections N         concurrent connections (default 2048)\n"
           "  --max-connections-per-ip N  connections per client address (default 256; 0 = any)\n"
+          "  --http-threads N            HTTP threads serving every connection (epoll; default\n"
+          "                              one per core, 2..8)\n"
           "  --request-timeout SECS      deadline for a request's head and body (default 30;\n"
           "                              0 = none)\n"
           "  --stall-timeout SECS        abort a request whose client does not read its output\n"
@@ -163,7 +165,7 @@ static int parse_server_opt(pl_server_config *c, int argc, char **argv, int *i, 
                                       "--max-connections", "--shutdown-timeout", "--seed",
                                       "--max-connections-per-ip", "--request-timeout",
                                       "--stall-timeout", "--max-inflight-body",
-                                      "--queue-timeout", NULL};
+                                      "--queue-timeout", "--http-threads", NULL};
   int k = 0;
   while (known[k] && strcmp(known[k], name) != 0)
     k++;
@@ -206,6 +208,7 @@ static int parse_server_opt(pl_server_config *c, int argc, char **argv, int *i, 
     return 1;
   }
   case 14: return pl_cli_float(name, v, 0, 86400, &c->queue_timeout_s) < 0 ? -1 : 1;
+  case 15: return parse_int(name, v, 1, 256, &c->http_threads) < 0 ? -1 : 1;
   default: {
     char *end;
     errno = 0;

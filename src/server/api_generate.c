@@ -1,18 +1,20 @@
 /* POST /v1/completions and /v1/chat/completions.
  *
- * On the connection's own thread: parse and validate the body, render the chat template,
- * tokenize, check the context budget, then queue a job for the engine thread and sleep until
- * the engine accepted or refused it (so a refusal is still a proper 4xx/503 and not a broken
- * stream). Non-streaming requests then sleep until every choice finished and answer one JSON
- * body; streaming requests answer 200 with a content-reader callback that turns engine events
- * into SSE frames, sleeping between them. Both watch the client socket while they sleep, so a
- * client that hangs up aborts its request (and frees its KV blocks) immediately; streams also
- * send ": keep-alive" comments when no data flowed for keepalive_s. */
+ * On an MHD thread: parse and validate the body, render the chat template, tokenize, check
+ * the context budget, then queue a job for the engine thread. From then on no thread waits:
+ * whenever the request has nothing to do it suspends its connection (conn_wait.h) and MHD
+ * calls back once the engine signalled the job. First comes the engine's verdict (so a refusal
+ * is still a proper 4xx/503 and not a broken stream). Non-streaming requests then collect
+ * every choice and answer one JSON body; streaming requests answer 200 with a content-reader
+ * callback that turns engine events into SSE frames. While suspended the client socket is
+ * watched, so a client that hangs up aborts its request (and frees its KV blocks) at once;
+ * streams also send ": keep-alive" comments when no data flowed for keepalive_s. */
 #include <microhttpd.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "engine/engine_access.h"
+#include "server/conn_wait.h"
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
 #include "server/srv_text.h"
@@ -161,25 +163,68 @@ static int conn_fd(struct MHD_Connection *c) {
   return ci ? (int)ci->connect_fd : -1;
 }
 
-/* Our waits may be longer than MHD's inactivity timeout; restart its clock when done. */
+/* A wait may be longer than MHD's inactivity timeout; restart its clock when done. */
 static void touch(pl_server *s, struct MHD_Connection *c) {
   MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
                             (unsigned)(s->cfg.timeout_s > 0 ? s->cfg.timeout_s : 0));
 }
 
-/* ---- streaming --------------------------------------------------------------------------- */
+/* ---- the request's state across suspensions ------------------------------------------- */
 
-typedef struct sse_state {
+/* One generation request from its submission to its end. The request record owns it
+ * (pl_http_req.gen) until a stream's response takes it (gen_free_cb is the response's free
+ * callback). */
+struct pl_gen {
   pl_server *s;
+  struct MHD_Connection *c;
   pl_srv_job *job;      /* own reference */
   pl_oai_request *req;  /* owned (resp borrows it) */
   gen_input in;         /* owned (echo strings) */
-  pl_oai_resp resp;
+  pl_oai_resp resp;     /* once the engine accepted the job (resp_live) */
+  int resp_live, accepted;
+  pl_conn_wait wait;    /* while the connection is suspended */
+  int sock;
+  /* streams */
   pl_strbuf out;        /* SSE bytes not yet handed to MHD, from offset `off` */
   size_t off;
   const char *tail;     /* static bytes sent after out (the out-of-memory frame), or NULL */
-  int sock, ended, keepalive_ms;
-} sse_state;
+  int ended, keepalive_ms;
+};
+
+void pl_api_generate_free(pl_gen *g) {
+  if (!g)
+    return;
+  pl_conn_waiter_forget(g->s->waiter, &g->wait);
+  pl_srv_cancel(g->s->loop, g->job); /* no-op when finished */
+  pl_srv_job_release(g->job);
+  if (g->resp_live)
+    pl_oai_resp_free(&g->resp);
+  gen_input_free(&g->in);
+  if (g->req) {
+    pl_oai_request_free(g->req);
+    pl_free(g->req);
+  }
+  pl_strbuf_free(&g->out);
+  pl_free(g);
+}
+
+static void gen_free_cb(void *cls) { pl_api_generate_free(cls); }
+
+/* Nothing to send yet: give the thread back until the engine signals the job, the client
+ * hangs up or timeout_ms passes (-1: no timeout). The caller returns at once. */
+static void gen_suspend(pl_gen *g, int timeout_ms) {
+  pl_conn_waiter_suspend(g->s->waiter, &g->wait, g->c, pl_srv_job_fd(g->job), g->sock,
+                         timeout_ms);
+}
+
+/* Why the last suspension ended (PL_CONN_NONE when there was none since). */
+static int gen_woken(pl_gen *g) {
+  int why = g->wait.reason;
+  g->wait.reason = PL_CONN_NONE;
+  return why;
+}
+
+/* ---- streaming --------------------------------------------------------------------------- */
 
 /* What a stream that cannot go on for want of memory ends with: built without allocating. */
 static const char sse_oom[] = "data: {\"error\":{\"message\":\"out of memory\",\"type\":"
@@ -188,21 +233,22 @@ static const char sse_oom[] = "data: {\"error\":{\"message\":\"out of memory\",\
 /* What follows the error frame of a failed choice (the stream's only one). */
 static const char sse_done[] = "data: [DONE]\n\n";
 
-static void sse_free(void *cls) {
-  sse_state *st = cls;
-  pl_srv_cancel(st->s->loop, st->job); /* no-op when finished */
-  pl_srv_job_release(st->job);
-  pl_oai_resp_free(&st->resp);
-  gen_input_free(&st->in);
-  pl_oai_request_free(st->req);
-  pl_free(st->req);
-  pl_strbuf_free(&st->out);
-  pl_free(st);
-}
-
+/* MHD asks for bytes when the socket can take them. With none ready the connection is
+ * suspended (return 0) until the engine signals the job, the client leaves, or a keep-alive
+ * is due. */
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
-  sse_state *st = cls;
+  pl_gen *st = cls;
+  int why = gen_woken(st);
+  if (why == PL_CONN_PEER_GONE || why == PL_CONN_CLOSED) {
+    pl_srv_cancel(st->s->loop, st->job);
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+  }
+  if (why == PL_CONN_TIMEOUT && !st->ended && pl_strbuf_puts(&st->out, ": keep-alive\n\n") < 0) {
+    pl_srv_cancel(st->s->loop, st->job);
+    st->tail = sse_oom;
+    st->ended = 1;
+  }
   for (;;) {
     if (st->out.len > st->off) {
       size_t n = st->out.len - st->off;
@@ -262,16 +308,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     }
     if (st->out.len || st->ended)
       continue;
-    int w = pl_srv_job_wait(st->job, st->sock, st->keepalive_ms);
-    if (w == PL_SRV_WAIT_PEER_GONE) {
-      pl_srv_cancel(st->s->loop, st->job);
-      return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
-    if (w == PL_SRV_WAIT_TIMEOUT && pl_strbuf_puts(&st->out, ": keep-alive\n\n") < 0) {
-      pl_srv_cancel(st->s->loop, st->job);
-      st->tail = sse_oom;
-      st->ended = 1;
-    }
+    gen_suspend(st, st->keepalive_ms);
+    return 0;
   }
 }
 
@@ -280,55 +318,28 @@ static int tool_format(pl_server *s) {
   return (int)pl_tool_format_detect(pl_tokenizer_chat_template(pl_engine_tokenizer(s->engine)));
 }
 
-
-static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_srv_job *job,
-                                    pl_oai_request *req, gen_input *in, int sock) {
+/* Answer 200 with an SSE body; the response takes g from h. */
+static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_http_req *h,
+                                    pl_gen *g) {
   pl_oai_error err;
-  sse_state *st = pl_calloc(1, sizeof *st); /* takes req and in, even on failure */
-  if (!st) {
-    pl_oai_request_free(req);
-    pl_free(req);
-    pl_srv_cancel(s->loop, job);
-    oom(&err);
-    return pl_http_error(s, c, &err);
-  }
-  st->s = s;
-  st->job = job;
-  pl_srv_job_retain(job);
-  st->req = req;
-  st->in = *in;
-  memset(in, 0, sizeof *in);
-  st->sock = sock;
-  st->keepalive_ms = (s->cfg.keepalive_s > 0 ? s->cfg.keepalive_s : 5) * 1000;
-  if (pl_oai_resp_init(&st->resp, req, pl_server_model_name(s), st->in.n, pl_srv_token_bytes,
-                       s->engine) < 0) {
-    sse_free(st);
-    oom(&err);
-    return pl_http_error(s, c, &err);
-  }
-  st->resp.tool_format = tool_format(s);
-  for (int i = 0; req->echo && i < st->in.n; i++) {
-    if (st->in.echo[i])
-      pl_oai_resp_set_echo(&st->resp, i, st->in.echo[i], strlen(st->in.echo[i]));
-    else if (req->prompts[i].text)
-      pl_oai_resp_set_echo(&st->resp, i, req->prompts[i].text, req->prompts[i].text_len);
-  }
-  if (pl_oai_resp_sse_begin(&st->resp, &st->out) < 0) {
-    sse_free(st);
+  g->keepalive_ms = (s->cfg.keepalive_s > 0 ? s->cfg.keepalive_s : 5) * 1000;
+  if (pl_oai_resp_sse_begin(&g->resp, &g->out) < 0) {
+    pl_srv_cancel(s->loop, g->job);
     oom(&err);
     return pl_http_error(s, c, &err);
   }
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
-                                                             sse_read, st, sse_free);
+                                                             sse_read, g, gen_free_cb);
   if (!r) {
-    sse_free(st);
-    return MHD_NO;
+    pl_srv_cancel(s->loop, g->job);
+    return MHD_NO; /* g stays with h: freed when MHD completes the request */
   }
+  h->gen = NULL; /* the response owns it now */
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
   MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
   MHD_add_response_header(r, "X-Accel-Buffering", "no"); /* proxies: do not buffer SSE */
   enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
-  MHD_destroy_response(r); /* MHD keeps its own reference; sse_free runs when it is done */
+  MHD_destroy_response(r); /* MHD keeps its own reference; gen_free_cb runs when it is done */
   pl_srv_metrics_http(s->metrics, 200);
   return ok;
 }
@@ -359,53 +370,74 @@ static int set_tool_grammar(pl_server *s, pl_oai_request *req, pl_oai_error *err
   return 0;
 }
 
-/* ---- non-streaming ----------------------------------------------------------------------- */
+/* ---- waiting for the engine ------------------------------------------------------------- */
 
-static enum MHD_Result finish_whole(pl_server *s, struct MHD_Connection *c, pl_srv_job *job,
-                                    const pl_oai_request *req, const gen_input *in, int sock) {
-  pl_oai_resp resp;
+/* The access handler's part once the job is submitted, called again after every suspension:
+ * wait for the engine's verdict before committing to a status code; then a stream answers
+ * at once, a whole response collects every choice first. */
+enum MHD_Result pl_api_generate_continue(pl_server *s, struct MHD_Connection *c,
+                                         pl_http_req *h) {
+  pl_gen *g = h->gen;
   pl_oai_error err;
-  if (pl_oai_resp_init(&resp, req, pl_server_model_name(s), in->n, pl_srv_token_bytes,
-                       s->engine) < 0) {
-    pl_srv_cancel(s->loop, job);
-    oom(&err);
-    return pl_http_error(s, c, &err);
+  int why = gen_woken(g);
+  if (why == PL_CONN_PEER_GONE || why == PL_CONN_CLOSED) {
+    pl_srv_cancel(s->loop, g->job); /* the client left: free its blocks now */
+    return MHD_NO;                   /* MHD closes the connection */
   }
-  resp.tool_format = tool_format(s);
-  for (int i = 0; req->echo && i < in->n; i++) {
-    if (in->echo[i])
-      pl_oai_resp_set_echo(&resp, i, in->echo[i], strlen(in->echo[i]));
-    else if (req->prompts[i].text)
-      pl_oai_resp_set_echo(&resp, i, req->prompts[i].text, req->prompts[i].text_len);
-  }
-  int rc = 0;
-  for (;;) {
-    int done = 0;
-    pl_srv_event *evs = pl_srv_job_take(job, &done);
-    for (pl_srv_event *ev = evs; ev && rc == 0; ev = ev->next)
-      rc = pl_oai_resp_add(&resp, ev);
-    pl_srv_event_free_list(evs);
-    if (rc < 0) {
-      pl_srv_cancel(s->loop, job);
-      pl_oai_resp_free(&resp);
+  if (!g->accepted) {
+    int status = 0;
+    char msg[512];
+    int state = pl_srv_job_submit_state(g->job, &status, msg, sizeof msg);
+    if (state == PL_SRV_SUBMIT_PENDING) {
+      gen_suspend(g, -1);
+      return MHD_YES;
+    }
+    touch(s, c);
+    if (state == PL_SRV_SUBMIT_REJECTED) {
+      reject_error(status, msg, &err);
+      return pl_http_error(s, c, &err);
+    }
+    g->accepted = 1;
+    const pl_oai_request *req = g->req;
+    if (pl_oai_resp_init(&g->resp, req, pl_server_model_name(s), g->in.n, pl_srv_token_bytes,
+                         s->engine) < 0) {
+      pl_srv_cancel(s->loop, g->job);
       oom(&err);
       return pl_http_error(s, c, &err);
     }
-    if (done)
-      break;
-    if (pl_srv_job_wait(job, sock, -1) == PL_SRV_WAIT_PEER_GONE) {
-      pl_srv_cancel(s->loop, job); /* the client left: free its blocks now */
-      pl_oai_resp_free(&resp);
-      return MHD_NO;                /* MHD closes the connection */
+    g->resp_live = 1;
+    g->resp.tool_format = tool_format(s);
+    for (int i = 0; req->echo && i < g->in.n; i++) {
+      if (g->in.echo[i])
+        pl_oai_resp_set_echo(&g->resp, i, g->in.echo[i], strlen(g->in.echo[i]));
+      else if (req->prompts[i].text)
+        pl_oai_resp_set_echo(&g->resp, i, req->prompts[i].text, req->prompts[i].text_len);
     }
+    if (req->stream)
+      return start_stream(s, c, h, g);
+  }
+  /* not streaming: collect the events until every choice finished, then answer once */
+  int done = 0, rc = 0;
+  pl_srv_event *evs = pl_srv_job_take(g->job, &done);
+  for (pl_srv_event *ev = evs; ev && rc == 0; ev = ev->next)
+    rc = pl_oai_resp_add(&g->resp, ev);
+  pl_srv_event_free_list(evs);
+  if (rc < 0) {
+    pl_srv_cancel(s->loop, g->job);
+    oom(&err);
+    return pl_http_error(s, c, &err);
+  }
+  if (!done) {
+    gen_suspend(g, -1);
+    return MHD_YES;
   }
   touch(s, c);
   enum MHD_Result r;
-  if (pl_oai_resp_failed(&resp, &err)) {
+  if (pl_oai_resp_failed(&g->resp, &err)) {
     r = pl_http_error(s, c, &err);
   } else {
     pl_strbuf body = {0};
-    if (pl_oai_resp_json(&resp, &body) < 0) {
+    if (pl_oai_resp_json(&g->resp, &body) < 0) {
       oom(&err);
       r = pl_http_error(s, c, &err);
     } else {
@@ -413,7 +445,6 @@ static enum MHD_Result finish_whole(pl_server *s, struct MHD_Connection *c, pl_s
     }
     pl_strbuf_free(&body);
   }
-  pl_oai_resp_free(&resp);
   return r;
 }
 
@@ -462,33 +493,25 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
   }
   h->job = job; /* on_completed cancels it if the client goes away */
   pl_server_active_add(s, 1);
-  int sock = conn_fd(c);
-
-  /* Wait for the engine's verdict before committing to a status code. */
-  int status = 0;
-  char msg[512];
-  int state;
-  while ((state = pl_srv_job_submit_state(job, &status, msg, sizeof msg)) ==
-         PL_SRV_SUBMIT_PENDING) {
-    if (pl_srv_job_wait(job, sock, -1) == PL_SRV_WAIT_PEER_GONE) {
-      pl_srv_cancel(s->loop, job);
-      result = MHD_NO;
-      goto out;
-    }
-  }
-  if (state == PL_SRV_SUBMIT_REJECTED) {
-    reject_error(status, msg, &err);
-    touch(s, c);
+  pl_gen *g = pl_calloc(1, sizeof *g);
+  if (!g) {
+    pl_srv_cancel(s->loop, job);
+    oom(&err);
     result = pl_http_error(s, c, &err);
     goto out;
   }
-  touch(s, c);
-  if (req->stream) {
-    result = start_stream(s, c, job, req, &in, sock);
-    req = NULL; /* owned by the stream now */
-  } else {
-    result = finish_whole(s, c, job, req, &in, sock);
-  }
+  g->s = s;
+  g->c = c;
+  g->job = job;
+  pl_srv_job_retain(job);
+  g->req = req;
+  req = NULL;
+  g->in = in;
+  memset(&in, 0, sizeof in);
+  g->sock = conn_fd(c);
+  g->wait.ev_fd = g->wait.sock_fd = -1;
+  h->gen = g;
+  result = pl_api_generate_continue(s, c, h);
   goto out;
 
 fail:

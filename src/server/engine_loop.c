@@ -9,12 +9,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -37,7 +35,6 @@ struct pl_srv_job {
   atomic_int refs;
   pthread_mutex_t mu;
   int wake_rd, wake_wr; /* eventfd (the same fd twice) or a pipe */
-  int peer_watch;       /* 0 once a non-Linux peek saw pipelined bytes on the socket */
 
   /* inputs: immutable after create */
   int n_prompts, n, n_choices;
@@ -139,12 +136,6 @@ static void wake(pl_srv_job *j) {
   ssize_t r = write(j->wake_wr, &one, 1); /* a full pipe is already readable: fine */
 #endif
   (void)r;
-}
-
-static void wake_drain(pl_srv_job *j) {
-  char buf[64];
-  while (read(j->wake_rd, buf, sizeof buf) > 0) {
-  }
 }
 
 /* ---- events ---------------------------------------------------------------------------- */
@@ -262,7 +253,6 @@ int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
   atomic_init(&j->refs, 1);
   pthread_mutex_init(&j->mu, NULL);
   j->wake_rd = j->wake_wr = -1;
-  j->peer_watch = 1;
   j->n_prompts = p->n_prompts;
   j->n = p->sp->n;
   j->n_choices = j->n_prompts * j->n;
@@ -336,47 +326,7 @@ int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
   return 0;
 }
 
-int pl_srv_job_wait(pl_srv_job *j, int sock_fd, int timeout_ms) {
-  struct pollfd fds[2];
-  int n = 1;
-  fds[0].fd = j->wake_rd;
-  fds[0].events = POLLIN;
-  fds[0].revents = 0;
-  if (sock_fd >= 0 && j->peer_watch) {
-    fds[1].fd = sock_fd;
-#ifdef POLLRDHUP
-    fds[1].events = POLLRDHUP; /* the peer's FIN; never set by pipelined request bytes */
-#else
-    fds[1].events = POLLIN;
-#endif
-    fds[1].revents = 0;
-    n = 2;
-  }
-  int rc;
-  do {
-    rc = poll(fds, (nfds_t)n, timeout_ms);
-  } while (rc < 0 && errno == EINTR);
-  if (rc <= 0)
-    return PL_SRV_WAIT_TIMEOUT;
-  if (n == 2 && fds[1].revents) {
-#ifdef POLLRDHUP
-    if (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-      return PL_SRV_WAIT_PEER_GONE;
-#else
-    if (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL))
-      return PL_SRV_WAIT_PEER_GONE;
-    char b;
-    ssize_t r = recv(sock_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-      return PL_SRV_WAIT_PEER_GONE;
-    if (r > 0)
-      j->peer_watch = 0; /* pipelined bytes: we cannot see a hang-up behind them */
-#endif
-  }
-  if (fds[0].revents)
-    wake_drain(j);
-  return PL_SRV_WAIT_WOKEN;
-}
+int pl_srv_job_fd(const pl_srv_job *j) { return j->wake_rd; }
 
 int pl_srv_job_stalled(pl_srv_job *j) {
   pthread_mutex_lock(&j->mu);

@@ -4,16 +4,18 @@
  *   -----------                         -------------
  *   pl_srv_job_create (tokenized)
  *   pl_srv_submit  ── ADD cmd ──▶       drain commands: pl_engine_add_request per prompt
- *   pl_srv_job_wait (poll on the job's  pl_engine_step while there is work
- *     eventfd + the client socket)  ◀── route each pl_output_event (copied) to its job's
- *   pl_srv_job_take (events)            queue, then write the job's eventfd
+ *   suspend the connection; the waiter  pl_engine_step while there is work
+ *     (conn_wait.h) watches the job's   route each pl_output_event (copied) to its job's
+ *     eventfd + the client socket   ◀── queue, then write the job's eventfd
+ *   pl_srv_job_take (events)
  *   pl_srv_cancel ── ABORT cmd ──▶      pl_engine_abort (blocks freed now)
  *
  * A job is one HTTP request: n_prompts engine requests (a batched /v1/completions prompt), each
  * with n samples; choice index = prompt_index * n + sample index. Nothing busy-waits: the
- * engine thread sleeps on a condition variable when it has neither commands nor work, and an
- * HTTP thread sleeps in poll() on its job's eventfd and its client socket, so a client that
- * hangs up is noticed at once (POLLRDHUP) even while its request is still queued.
+ * engine thread sleeps on a condition variable when it has neither commands nor work, and a
+ * waiting request holds no thread: its connection is suspended while the waiter thread
+ * watches its job's eventfd and its client socket, so a client that hangs up is noticed at
+ * once (EPOLLRDHUP) even while its request is still queued.
  *
  * Lifetime: a job is reference counted (the HTTP side, the engine side from submit until all
  * its engine requests finished, and a queued ABORT command). The engine loop never touches a
@@ -100,11 +102,10 @@ int pl_srv_submit(pl_srv_loop *l, pl_srv_job *j);
  * safe before submit, after finish, and from any thread. */
 void pl_srv_cancel(pl_srv_loop *l, pl_srv_job *j);
 
-enum { PL_SRV_WAIT_TIMEOUT = 0, PL_SRV_WAIT_WOKEN = 1, PL_SRV_WAIT_PEER_GONE = -1 };
-/* Sleep until the engine signals the job, the peer hangs up on sock_fd (-1 = do not watch a
- * socket), or timeout_ms passes (-1 = no timeout). Spurious wake-ups are possible: re-check
- * the job state after every return. */
-int pl_srv_job_wait(pl_srv_job *j, int sock_fd, int timeout_ms);
+/* The job's wake-up fd: readable once the engine signalled the job (a verdict, events, the
+ * end) since it was last drained. Whoever waits drains it (read until EAGAIN) before looking
+ * at the job, so a later signal is never lost. Valid until the last reference goes. */
+int pl_srv_job_fd(const pl_srv_job *j);
 
 /* 1 once the loop aborted this job because its output was not read for the stall bound
  * (pl_srv_loop_set_stall); the HTTP side then closes the connection. */

@@ -14,7 +14,6 @@
 #define CAPTURE_EVERY_S 0.1   /* at most 10 captures a second */
 #define WATCH_S 10.0          /* a reader keeps busy-time captures on this long */
 #define STALE_S 0.2           /* a reader waits for a fresher frame past this age */
-#define READER_WAIT_MS 300    /* ... but at most this long */
 #define HISTORY_EVERY_S 1.0
 #define HISTORY_CAP 512       /* > 5 minutes at one sample a second, plus idle transitions */
 #define MAX_WAITING_LISTED 512
@@ -44,7 +43,6 @@ typedef struct frame {
 
 struct pl_srv_kvmap {
   pthread_mutex_t mu;      /* guards front and seq */
-  pthread_cond_t cv;       /* a new frame was published */
   frame frames[2];
   int front;               /* index of the published frame; the other is the engine's */
   uint64_t seq;            /* frames published; 0 = none yet */
@@ -79,7 +77,6 @@ int pl_srv_kvmap_create(pl_srv_kvmap **out) {
   if (!m)
     return pl_fail(PL_ENOMEM, "out of memory");
   pthread_mutex_init(&m->mu, NULL);
-  pthread_cond_init(&m->cv, NULL);
   atomic_init(&m->watch_until_ms, 0);
   atomic_init(&m->front_current, 0);
   m->dirty = 1;
@@ -94,7 +91,6 @@ void pl_srv_kvmap_destroy(pl_srv_kvmap *m) {
     return;
   pl_kv_snapshot_free(&m->frames[0].snap);
   pl_kv_snapshot_free(&m->frames[1].snap);
-  pthread_cond_destroy(&m->cv);
   pthread_mutex_destroy(&m->mu);
   pl_free(m);
 }
@@ -127,7 +123,6 @@ static void try_publish(pl_srv_kvmap *m, int idle) {
   m->frames[m->front].seq = ++m->seq;
   m->pending = 0;
   atomic_store(&m->front_current, idle);
-  pthread_cond_broadcast(&m->cv);
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -342,23 +337,19 @@ static int render_frame(pl_strbuf *b, const frame *f, const pl_srv_kvmap_opts *o
   return pl_strbuf_puts(b, "}");
 }
 
-int pl_srv_kvmap_render(pl_srv_kvmap *m, const pl_srv_kvmap_opts *o, pl_strbuf *b) {
+int pl_srv_kvmap_fresh(pl_srv_kvmap *m) {
   double now = mono_s();
   atomic_store(&m->watch_until_ms, (long long)((now + WATCH_S) * 1e3));
   pthread_mutex_lock(&m->mu);
-  uint64_t seq0 = m->seq;
-  int stale = seq0 == 0 || (!atomic_load(&m->front_current) &&
-                            now - m->frames[m->front].t_mono > STALE_S);
-  if (stale) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)READER_WAIT_MS * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    while (m->seq == seq0)
-      if (pthread_cond_timedwait(&m->cv, &m->mu, &ts) != 0)
-        break;
-  }
+  int fresh = m->seq != 0 && (atomic_load(&m->front_current) ||
+                              now - m->frames[m->front].t_mono <= STALE_S);
+  pthread_mutex_unlock(&m->mu);
+  return fresh;
+}
+
+int pl_srv_kvmap_render(pl_srv_kvmap *m, const pl_srv_kvmap_opts *o, pl_strbuf *b) {
+  atomic_store(&m->watch_until_ms, (long long)((mono_s() + WATCH_S) * 1e3));
+  pthread_mutex_lock(&m->mu);
   int rc;
   if (m->seq == 0)
     rc = pl_fail(PL_ENOTFOUND, "no KV snapshot has been taken yet");

@@ -3,10 +3,11 @@
  *
  *   engine thread                                  HTTP thread (GET /kv/snapshot)
  *   -------------                                  ------------------------------
- *   pl_srv_kvmap_tick, once per loop iteration:    pl_srv_kvmap_render:
- *     history sample (counters) every second         marks the map watched for 10 s;
- *     capture into the back frame when due  ──▶      waits (<= 300 ms) when the published
- *     publish: swap frames if the lock is free       frame is stale; renders it under the lock
+ *   pl_srv_kvmap_tick, once per loop iteration:    pl_srv_kvmap_fresh: marks the map watched
+ *     history sample (counters) every second         for 10 s; is the published frame fresh?
+ *     capture into the back frame when due  ──▶      (if not, the server suspends the request
+ *     publish: swap frames if the lock is free       a while, <= 300 ms, and asks again)
+ *                                                    pl_srv_kvmap_render: under the lock
  *
  * A capture is due at most every 100 ms: while the engine works, only if someone watched the
  * map in the last 10 s; once more when it falls idle (so an idle map is exact). The engine
@@ -34,7 +35,10 @@ typedef struct pl_srv_kvmap_opts {
   int history; /* include the counters' history */
 } pl_srv_kvmap_opts;
 
+/* Any thread: mark the map watched (captures resume while the engine works) and say whether
+ * the published frame is fresh (younger than 200 ms, or the engine idle since). Never waits. */
+int pl_srv_kvmap_fresh(pl_srv_kvmap *m);
 /* Any thread: append the latest snapshot as JSON (format in the README) to b. Returns 0,
- * PL_ENOMEM, or PL_ENOTFOUND when no snapshot was taken yet. */
+ * PL_ENOMEM, or PL_ENOTFOUND when no snapshot was taken yet. Never waits. */
 int pl_srv_kvmap_render(pl_srv_kvmap *m, const pl_srv_kvmap_opts *o, pl_strbuf *b);
 #endif

@@ -1,11 +1,14 @@
 /* HTTP plumbing of `pagellm serve`: the libmicrohttpd daemon, routing, authentication, body
  * and header limits, the small GET endpoints, and shutdown.
  *
- * Threading: MHD runs one thread per connection, so an endpoint may block its own thread
- * while the engine works (it sleeps in poll() on the job's eventfd and the client socket;
- * see engine_loop.h). The access handler is called first with the headers (auth, route,
- * Content-Type and Content-Length are checked there so a bad request never uploads its
- * body), then with the body in pieces, then once more with *upload_data_size == 0 to answer.
+ * Threading: MHD serves every connection from a small pool of epoll threads (http_threads),
+ * so an idle or slow connection costs a socket and a small record, never a thread, and no
+ * handler may block. A generation request that waits for the engine suspends its connection;
+ * the waiter thread (conn_wait.h) resumes it when the engine signals its job or the client
+ * hangs up. The access handler is called first with the headers (auth, route, Content-Type
+ * and Content-Length are checked there so a bad request never uploads its body), then with
+ * the body in pieces, then once more with *upload_data_size == 0 to answer (again after each
+ * resume, until a response is queued).
  *
  * Hostile clients (see server.h): the connection guard (conn_guard.h) holds every connection
  * to a deadline for its request head and body; MHD limits connections per address; bodies
@@ -52,6 +55,14 @@ void pl_server_config_default(pl_server_config *c) {
   c->request_timeout_s = 30;
   c->stall_timeout_s = 60;
   c->max_inflight_body_bytes = (size_t)256 << 20;
+  c->http_threads = 0;
+}
+
+/* The default pool: one thread per core, at least 2 (one slow tokenization must not stall
+ * every connection), at most 8 (they only parse, render and copy bytes). */
+static int default_http_threads(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 2 ? 2 : n > 8 ? 8 : (int)n;
 }
 
 const char *pl_server_model_name(const pl_server *s) {
@@ -338,7 +349,7 @@ static enum MHD_Result dispatch(pl_server *s, struct MHD_Connection *c, pl_http_
   case R_CHAT: return pl_api_generate(s, c, h, PL_OAI_CHAT);
   case R_TOKENIZE: return pl_api_tokenize(s, c, h);
   case R_DETOKENIZE: return pl_api_detokenize(s, c, h);
-  case R_KV_SNAPSHOT: return pl_ui_serve_kv(s, c);
+  case R_KV_SNAPSHOT: return pl_ui_serve_kv(s, c, h);
   default: return errorf(s, c, 500, NULL, "unrouted request");
   }
 }
@@ -371,6 +382,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       *con_cls = &no_memory;
       return oom_response(s, c);
     }
+    h->wait.ev_fd = h->wait.sock_fd = -1;
     *con_cls = h;
     h->route = route_of(method, url);
     const char *why = NULL;
@@ -430,6 +442,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   if (s->guard && ci)
     pl_conn_guard_disarm(s->guard, ci->socket_context);
+  if (h->gen) /* resumed: its generation goes on */
+    return pl_api_generate_continue(s, c, h);
   if (h->too_big)
     return errorf(s, c, 413, "request_too_large", "The request body exceeds the limit of %zu "
                   "bytes.", s->cfg.max_body_bytes);
@@ -456,6 +470,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   }
   if (!h)
     return;
+  pl_conn_waiter_forget(s->waiter, &h->wait);
+  pl_api_generate_free(h->gen); /* not yet taken by a stream */
+  h->gen = NULL;
   if (h->job) {
     /* Finished, or the client went away (disconnect, timeout): free its blocks now. */
     pl_srv_cancel(s->loop, h->job);
@@ -526,6 +543,11 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
     pl_server_destroy(s);
     return pl_fail(PL_ENOMEM, "out of memory");
   }
+  int wrc = pl_conn_waiter_start(&s->waiter);
+  if (wrc < 0) {
+    pl_server_destroy(s);
+    return wrc;
+  }
   if (cfg->request_timeout_s > 0) {
     int rc = pl_conn_guard_start(cfg->request_timeout_s * 1000, &s->guard);
     if (rc < 0) {
@@ -574,13 +596,15 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
       max_conn = fit > 1 ? (int)fit : 1;
     }
   }
-  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                   MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+  int threads = cfg->http_threads > 0 ? cfg->http_threads : default_http_threads();
+  s->cfg.http_threads = threads;
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   if (v6)
     flags |= MHD_USE_IPv6;
   s->d = MHD_start_daemon(
       flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+      (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s > 0 ? cfg->timeout_s : 0),
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
       (unsigned)(cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 0),
@@ -631,12 +655,16 @@ int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force) {
     pl_srv_loop_stop(s->loop); /* aborts the rest; their connections finish their responses */
     wait_responses(s, 5000);   /* let them write their last frames (bounded: slow readers) */
   }
+  /* MHD_stop_daemon must find no suspended connection: resume the rest (they are dropped). */
+  pl_conn_waiter_close(s->waiter);
   if (s->d) {
-    MHD_stop_daemon(s->d); /* joins every connection thread */
+    MHD_stop_daemon(s->d); /* joins its threads; every request's state is freed */
     s->d = NULL;
   }
   pl_srv_loop_free(s->loop); /* no HTTP thread can touch it any more */
   s->loop = NULL;
+  pl_conn_waiter_free(s->waiter);
+  s->waiter = NULL;
   pl_conn_guard_stop(s->guard); /* after MHD: every connection's record is gone */
   s->guard = NULL;
   return left;

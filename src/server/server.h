@@ -1,4 +1,5 @@
-/* `pagellm serve`: the OpenAI-compatible HTTP server (libmicrohttpd, thread per connection).
+/* `pagellm serve`: the OpenAI-compatible HTTP server (libmicrohttpd: a pool of epoll threads;
+ * a request waiting for the engine holds no thread).
  *
  * Life cycle: pl_server_start binds and listens at once (so /health answers 503 while the
  * model loads), pl_server_attach_engine makes it ready, pl_server_shutdown stops accepting,
@@ -41,6 +42,7 @@ typedef struct pl_server_config {
   int stall_timeout_s;           /* abort when output is unread this long; default 60; 0 = never */
   size_t max_inflight_body_bytes; /* all request bodies in memory together; default 256 MiB */
   int metrics_no_auth;           /* 1: /metrics needs no API key */
+  int http_threads;              /* MHD's epoll threads; 0 = one per core, 2..8 */
 } pl_server_config;
 
 typedef struct pl_server pl_server;

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "server/conn_guard.h"
+#include "server/conn_wait.h"
 #include "server/engine_loop.h"
 #include "server/metrics.h"
 #include "server/openai_req.h"
@@ -33,11 +34,15 @@ struct pl_server {
   pthread_cond_t active_cv;
   int active;
   pl_conn_guard *guard;       /* request deadlines; NULL when request_timeout_s is 0 */
+  pl_conn_waiter *waiter;     /* resumes connections suspended while their request waits */
   atomic_size_t inflight_body; /* bytes of request bodies held now (max_inflight_body_bytes) */
 };
 
 /* Count a generation response in / out (see pl_server.active). */
 void pl_server_active_add(pl_server *s, int delta);
+
+/* A generation request's state while it waits for the engine (api_generate.c). */
+typedef struct pl_gen pl_gen;
 
 /* One HTTP request (MHD's con_cls): lives from the first access-handler call until MHD's
  * request-completed callback. */
@@ -49,6 +54,9 @@ typedef struct pl_http_req {
   int no_memory;     /* storing the body failed: answer 500 "out of memory" */
   size_t body_held;  /* bytes counted in pl_server.inflight_body */
   pl_srv_job *job; /* our reference while a generation runs (cancelled on completion) */
+  pl_gen *gen;     /* a generation request until its stream's response takes it */
+  pl_conn_wait wait; /* GET /kv/snapshot waiting for a fresh frame (suspended) */
+  int polls;
 } pl_http_req;
 
 /* Free the request body and give its bytes back to the in-flight budget. */
@@ -67,6 +75,10 @@ enum MHD_Result pl_http_error(pl_server *s, struct MHD_Connection *c, const pl_o
 /* Endpoints (api_generate.c, api_tokenize.c). Called once the body is complete. */
 enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_req *h,
                                 pl_oai_kind kind);
+/* Called again for a request with h->gen once its suspended connection is resumed. */
+enum MHD_Result pl_api_generate_continue(pl_server *s, struct MHD_Connection *c,
+                                         pl_http_req *h);
+void pl_api_generate_free(pl_gen *g); /* NULL ok */
 enum MHD_Result pl_api_tokenize(pl_server *s, struct MHD_Connection *c, pl_http_req *h);
 enum MHD_Result pl_api_detokenize(pl_server *s, struct MHD_Connection *c, pl_http_req *h);
 

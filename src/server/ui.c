@@ -52,11 +52,25 @@ static int flag(struct MHD_Connection *c, const char *name) {
   return !(v && (!strcmp(v, "0") || !strcmp(v, "false")));
 }
 
-enum MHD_Result pl_ui_serve_kv(pl_server *s, struct MHD_Connection *c) {
+/* A stale frame is renewed by the engine thread within ~100 ms of being watched: ask again
+ * that often, at most 3 times, with the connection suspended (no thread waits). */
+enum { KV_POLL_MS = 100, KV_POLLS = 3 };
+
+enum MHD_Result pl_ui_serve_kv(pl_server *s, struct MHD_Connection *c, pl_http_req *h) {
+  int why = h->wait.reason;
+  h->wait.reason = PL_CONN_NONE;
+  if (why == PL_CONN_CLOSED)
+    return MHD_NO;
+  pl_srv_kvmap *m = pl_srv_loop_kvmap(s->loop);
+  if (!pl_srv_kvmap_fresh(m) && h->polls < KV_POLLS) {
+    h->polls++;
+    pl_conn_waiter_suspend(s->waiter, &h->wait, c, -1, -1, KV_POLL_MS);
+    return MHD_YES;
+  }
   pl_srv_kvmap_opts o = {.blocks = flag(c, "blocks"), .tables = flag(c, "tables"),
                          .history = flag(c, "history")};
   pl_strbuf b = {0};
-  int rc = pl_srv_kvmap_render(pl_srv_loop_kvmap(s->loop), &o, &b);
+  int rc = pl_srv_kvmap_render(m, &o, &b);
   if (rc < 0) {
     pl_strbuf_free(&b);
     pl_oai_error e;

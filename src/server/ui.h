@@ -13,5 +13,6 @@
 /* 1 when url is one of the page's paths ("/", "/index.html", "/ui/NAME"). */
 int pl_ui_is_page_path(const char *url);
 enum MHD_Result pl_ui_serve_page(pl_server *s, struct MHD_Connection *c, const char *url);
-enum MHD_Result pl_ui_serve_kv(pl_server *s, struct MHD_Connection *c);
+/* Called again after each suspension while the published frame is stale (h->wait). */
+enum MHD_Result pl_ui_serve_kv(pl_server *s, struct MHD_Connection *c, pl_http_req *h);
 #endif
