@@ -5,7 +5,9 @@
  * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N] [--no-dotext]
  *                     [--gemm]   (time pl_cpu_matmul, i.e. the OpenBLAS prefill path too,
  *                                 for n up to 512, to locate the crossover)
- *                     [--peak]   (first: the f32 FMA and bf16 dot-product instruction peaks) */
+ *                     [--peak]   (first: the f32 FMA, bf16 and int8 (vpdpbusd) dot-product
+ *                                 instruction peaks)
+ *                     [--ns 1,16,64,512]  (the activation-row counts to time) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +117,7 @@ static void free_set(wset *s) {
 #define PEAK_ITERS 20000000L
 #define PEAK_ACC 24
 typedef struct {
-  int bf16;
+  int bf16; /* 0: vfmadd231ps, 1: vdpbf16ps, 2: vpdpbusd */
   float sink[8];
 } peak_job;
 
@@ -146,10 +148,23 @@ __attribute__((target("avx512f,avx512bf16"))) static float peak_bf16_loop(void) 
   return _mm512_reduce_add_ps(a[0]);
 }
 
+__attribute__((target("avx512f,avx512vnni"))) static float peak_vnni_loop(void) {
+  __m512i a[PEAK_ACC], x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(-1);
+  for (int k = 0; k < PEAK_ACC; k++)
+    a[k] = _mm512_set1_epi32(k);
+  for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 24
+    for (int k = 0; k < PEAK_ACC; k++)
+      a[k] = _mm512_dpbusd_epi32(a[k], x, y);
+  for (int k = 1; k < PEAK_ACC; k++)
+    a[0] = _mm512_add_epi32(a[0], a[k]);
+  return (float)_mm512_reduce_add_epi32(a[0]);
+}
+
 static void peak_task(void *ctx, int ith, int nth) {
   (void)nth;
   peak_job *j = ctx;
-  j->sink[ith & 7] = j->bf16 ? peak_bf16_loop() : peak_fma_loop();
+  j->sink[ith & 7] = j->bf16 == 2 ? peak_vnni_loop() : j->bf16 ? peak_bf16_loop() : peak_fma_loop();
 }
 
 static void print_peaks(pl_threadpool **tps, int max_threads) {
@@ -158,16 +173,20 @@ static void print_peaks(pl_threadpool **tps, int max_threads) {
     printf("peak: no AVX-512 here\n");
     return;
   }
-  int has_bf16 = !!__builtin_cpu_supports("avx512bf16");
-  for (int b = 0; b <= has_bf16; b++)
+  int has_bf16 = !!__builtin_cpu_supports("avx512bf16"), has_vnni = !!__builtin_cpu_supports("avx512vnni");
+  for (int b = 0; b <= 2; b++)
     for (int t = 1; t <= max_threads && t <= 8; t++) {
+      if ((b == 1 && !has_bf16) || (b == 2 && !has_vnni))
+        continue;
       peak_job j = {.bf16 = b};
       double t0 = now();
       pl_threadpool_run(tps[t - 1], peak_task, &j);
       double sec = now() - t0;
-      /* per instruction: 16 lanes x 2 flops (fma), 16 lanes x 2 bf16 pairs x 2 (dpbf16) */
-      double flops = (double)PEAK_ITERS * PEAK_ACC * (b ? 64 : 32) * t;
-      printf("peak %-22s %d thread%s: %7.1f GFLOP/s\n", b ? "vdpbf16ps zmm" : "vfmadd231ps zmm (f32)",
+      /* per instruction: 16 lanes x 2 flops (fma), 16 lanes x 2 bf16 pairs x 2 (dpbf16),
+       * 16 lanes x 4 byte products x 2 (dpbusd; "flops" = multiply-adds x 2, as elsewhere) */
+      double flops = (double)PEAK_ITERS * PEAK_ACC * (b == 2 ? 128 : b ? 64 : 32) * t;
+      printf("peak %-22s %d thread%s: %7.1f GFLOP/s\n",
+             b == 2 ? "vpdpbusd zmm (int8)" : b ? "vdpbf16ps zmm" : "vfmadd231ps zmm (f32)",
              t, t > 1 ? "s" : "", flops / sec / 1e9);
     }
 }
@@ -203,6 +222,7 @@ static double time_mm(pl_threadpool *tp, wset *s, int n, const float *x, float *
 int main(int argc, char **argv) {
   const char *only = NULL;
   int max_threads = 2, gemm = 0, peak = 0;
+  int user_ns[16], nuser = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
       const char *names[] = {"scalar", "neon", "avx2", "avx512"};
@@ -220,8 +240,18 @@ int main(int argc, char **argv) {
       gemm = 1;
     } else if (!strcmp(argv[i], "--peak")) {
       peak = 1;
+    } else if (!strcmp(argv[i], "--ns") && i + 1 < argc) {
+      for (char *p = argv[++i]; *p && nuser < 16;) {
+        int v = (int)strtol(p, &p, 10);
+        if (v > 0)
+          user_ns[nuser++] = v;
+        if (*p == ',')
+          p++;
+        else
+          break;
+      }
     } else {
-      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--no-dotext] [--gemm] [--peak]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--no-dotext] [--gemm] [--peak] [--ns N,N,..]\n", argv[0]);
       return 2;
     }
   }
@@ -237,9 +267,11 @@ int main(int argc, char **argv) {
     print_peaks(tps, max_threads);
   static const int NS[] = {1, 4, 16, 64};
   static const int NS_GEMM[] = {1, 4, 16, 32, 64, 96, 128, 192, 256, 512};
-  const int *ns = gemm ? NS_GEMM : NS;
-  int nns = gemm ? 10 : 4;
-  int nmax = ns[nns - 1];
+  const int *ns = nuser ? user_ns : gemm ? NS_GEMM : NS;
+  int nns = nuser ? nuser : gemm ? 10 : 4;
+  int nmax = 1;
+  for (int k = 0; k < nns; k++)
+    nmax = ns[k] > nmax ? ns[k] : nmax;
   float *x = pl_malloc(sizeof(float) * (size_t)nmax * COLS);
   float *y = pl_malloc(sizeof(float) * (size_t)nmax * ROWS);
   for (size_t i = 0; i < (size_t)nmax * COLS; i++)

@@ -77,6 +77,9 @@ typedef void (*pl_dequant_fn)(const void *row, float *y, int64_t n);
 typedef struct {
   pl_mm_rows_fn mm[PL_MMT_COUNT];
   int qx_z[PL_MMT_COUNT];      /* zero point the mm kernel wants in zs (0 = none) */
+  /* 1: after quantizing, zs[b] holds the sum of the block's 8 entries (-z * sum(q) of block
+   * b), for kernels that keep one block per int32 lane */
+  int qx_bsum[PL_MMT_COUNT];
   int mm_rows_align[PL_MMT_COUNT]; /* preferred row-chunk multiple for thread splits */
   pl_quant_x_fn quant_x;
   /* Set where mm[t] multiplies bf16 pairs (AVX512-BF16): the driver first rounds x to bf16
