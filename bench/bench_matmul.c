@@ -2,7 +2,7 @@
  * rows, per weight type, on a TinyLlama FFN-shaped matrix (ne0 = 2048 in, ne1 = 5632 out),
  * with 1 and 2 threads, next to a measured DRAM read bandwidth. Enough copies of the matrix
  * are cycled that every call streams its weights from DRAM, not from cache.
- * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N] [--no-dotext]
+ * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N | --only-threads N] [--no-dotext]
  *                     [--gemm]   (time pl_cpu_matmul, i.e. the OpenBLAS prefill path too,
  *                                 for n up to 512, to locate the crossover)
  *                     [--peak]   (first: the f32 FMA, bf16 and int8 (vpdpbusd) dot-product
@@ -148,18 +148,24 @@ __attribute__((target("avx512f,avx512bf16"))) static float peak_bf16_loop(void) 
   return _mm512_reduce_add_ps(a[0]);
 }
 
+/* In asm: through the intrinsic, gcc 12 copies or spills the accumulators every iteration. */
+#define DPB(r) "vpdpbusd %%zmm1, %%zmm0, %%zmm" #r "\n\t"
 __attribute__((target("avx512f,avx512vnni"))) static float peak_vnni_loop(void) {
-  __m512i a[PEAK_ACC], x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(-1);
-  for (int k = 0; k < PEAK_ACC; k++)
-    a[k] = _mm512_set1_epi32(k);
-  for (long i = 0; i < PEAK_ITERS; i++)
-#pragma GCC unroll 24
-    for (int k = 0; k < PEAK_ACC; k++)
-      a[k] = _mm512_dpbusd_epi32(a[k], x, y);
-  for (int k = 1; k < PEAK_ACC; k++)
-    a[0] = _mm512_add_epi32(a[0], a[k]);
-  return (float)_mm512_reduce_add_epi32(a[0]);
+  long n = PEAK_ITERS;
+  __asm__ volatile("vpternlogd $0xff, %%zmm0, %%zmm0, %%zmm0\n\t"
+                   "vpxord %%zmm1, %%zmm1, %%zmm1\n\t"
+                   "1:\n\t" DPB(8) DPB(9) DPB(10) DPB(11) DPB(12) DPB(13) DPB(14) DPB(15) DPB(16) DPB(17)
+                       DPB(18) DPB(19) DPB(20) DPB(21) DPB(22) DPB(23) DPB(24) DPB(25) DPB(26) DPB(27) DPB(28)
+                           DPB(29) DPB(30) DPB(31) "dec %0\n\t"
+                   "jnz 1b\n\t"
+                   : "+r"(n)
+                   :
+                   : "xmm0", "xmm1", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15",
+                     "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25",
+                     "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "cc");
+  return (float)n;
 }
+#undef DPB
 
 static void peak_task(void *ctx, int ith, int nth) {
   (void)nth;
@@ -221,7 +227,7 @@ static double time_mm(pl_threadpool *tp, wset *s, int n, const float *x, float *
 
 int main(int argc, char **argv) {
   const char *only = NULL;
-  int max_threads = 2, gemm = 0, peak = 0;
+  int max_threads = 2, min_threads = 1, gemm = 0, peak = 0;
   int user_ns[16], nuser = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
@@ -234,6 +240,8 @@ int main(int argc, char **argv) {
       only = argv[++i];
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
       max_threads = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--only-threads") && i + 1 < argc) { /* time N threads only */
+      max_threads = min_threads = atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--no-dotext")) { /* VNNI / AVX512-BF16 / dotprod off */
       pl_kern_set_dotext(0);
     } else if (!strcmp(argv[i], "--gemm")) {
@@ -251,7 +259,7 @@ int main(int argc, char **argv) {
           break;
       }
     } else {
-      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--no-dotext] [--gemm] [--peak] [--ns N,N,..]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N | --only-threads N] [--no-dotext] [--gemm] [--peak] [--ns N,N,..]\n", argv[0]);
       return 2;
     }
   }
@@ -287,7 +295,7 @@ int main(int argc, char **argv) {
     }
     size_t wsz = gemm ? pl_cpu_matmul_work_size(&s->W[0], nmax) : pl_kern_matmul_work_size(&s->W[0], nmax);
     void *work = pl_malloc(wsz + 64);
-    for (int t = 1; t <= max_threads && t <= 8; t++)
+    for (int t = min_threads; t <= max_threads && t <= 8; t++)
       for (int k = 0; k < nns; k++) {
         int n = ns[k];
         double sec = time_mm(tps[t - 1], s, n, x, y, work, gemm);
