@@ -276,6 +276,12 @@ int main(void) {
     const int ns[] = {1, 4, 64};
     run_case(isas, nisa, tps, &WT[w], 203, 2048, ns, 3, &rng);
   }
+  /* wide rows and a batch larger than one activation block of the tiled loops (~384 KiB of
+   * activations: 42 rows at 4096 columns), so the batch is walked in several x blocks */
+  for (size_t w = 0; w < sizeof WT / sizeof WT[0]; w++) {
+    const int ns[] = {1, 5, 100};
+    run_case(isas, nisa, tps, &WT[w], 45, 4096, ns, 3, &rng);
+  }
   for (int t = 0; t < 3; t++)
     pl_threadpool_destroy(tps[t]);
   return check_summary("test_matmul");
