@@ -8,7 +8,8 @@
  *   qs [cols]     int8   q = nearbyint(x * 127/amax), |q| <= 127 (never -128)
  *   d  [nb]       f32    amax/127 of each block of 32      (x ~= d * q)
  *   s  [nb]       f32    d * sum(q) of each block           (for bias/min terms)
- *   zs [cols/4]   int32  -z * (q[4k]+q[4k+1]+q[4k+2]+q[4k+3])  (only when z != 0)
+ *   zs [cols/4]   int32  -z * (q[4k]+q[4k+1]+q[4k+2]+q[4k+3])  (only when z != 0);
+ *                 with qx_bsum set, compacted afterwards to zs[b] = -z * sum(q) of block b
  *                 For MLX weights (z = 0) the same space instead holds f32 per-group sums
  *                 of s (one per group_size elements), for the bias term of every row.
  *
