@@ -2,10 +2,12 @@
  * rows, per weight type, on a TinyLlama FFN-shaped matrix (ne0 = 2048 in, ne1 = 5632 out),
  * with 1 and 2 threads, next to a measured DRAM read bandwidth. Enough copies of the matrix
  * are cycled that every call streams its weights from DRAM, not from cache.
- * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N] [--no-dotext]
+ * Usage: bench_matmul [--isa scalar|avx2|avx512|neon] [--type NAME] [--threads N | --only-threads N] [--no-dotext]
  *                     [--gemm]   (time pl_cpu_matmul, i.e. the OpenBLAS prefill path too,
  *                                 for n up to 512, to locate the crossover)
- *                     [--peak]   (first: the f32 FMA and bf16 dot-product instruction peaks) */
+ *                     [--peak]   (first: the f32 FMA, bf16 and int8 (vpdpbusd) dot-product
+ *                                 instruction peaks)
+ *                     [--ns 1,16,64,512]  (the activation-row counts to time) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +117,7 @@ static void free_set(wset *s) {
 #define PEAK_ITERS 20000000L
 #define PEAK_ACC 24
 typedef struct {
-  int bf16;
+  int bf16; /* 0: vfmadd231ps, 1: vdpbf16ps, 2: vpdpbusd */
   float sink[8];
 } peak_job;
 
@@ -146,10 +148,29 @@ __attribute__((target("avx512f,avx512bf16"))) static float peak_bf16_loop(void) 
   return _mm512_reduce_add_ps(a[0]);
 }
 
+/* In asm: through the intrinsic, gcc 12 copies or spills the accumulators every iteration. */
+#define DPB(r) "vpdpbusd %%zmm1, %%zmm0, %%zmm" #r "\n\t"
+__attribute__((target("avx512f,avx512vnni"))) static float peak_vnni_loop(void) {
+  long n = PEAK_ITERS;
+  __asm__ volatile("vpternlogd $0xff, %%zmm0, %%zmm0, %%zmm0\n\t"
+                   "vpxord %%zmm1, %%zmm1, %%zmm1\n\t"
+                   "1:\n\t" DPB(8) DPB(9) DPB(10) DPB(11) DPB(12) DPB(13) DPB(14) DPB(15) DPB(16) DPB(17)
+                       DPB(18) DPB(19) DPB(20) DPB(21) DPB(22) DPB(23) DPB(24) DPB(25) DPB(26) DPB(27) DPB(28)
+                           DPB(29) DPB(30) DPB(31) "dec %0\n\t"
+                   "jnz 1b\n\t"
+                   : "+r"(n)
+                   :
+                   : "xmm0", "xmm1", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15",
+                     "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25",
+                     "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "cc");
+  return (float)n;
+}
+#undef DPB
+
 static void peak_task(void *ctx, int ith, int nth) {
   (void)nth;
   peak_job *j = ctx;
-  j->sink[ith & 7] = j->bf16 ? peak_bf16_loop() : peak_fma_loop();
+  j->sink[ith & 7] = j->bf16 == 2 ? peak_vnni_loop() : j->bf16 ? peak_bf16_loop() : peak_fma_loop();
 }
 
 static void print_peaks(pl_threadpool **tps, int max_threads) {
@@ -158,16 +179,20 @@ static void print_peaks(pl_threadpool **tps, int max_threads) {
     printf("peak: no AVX-512 here\n");
     return;
   }
-  int has_bf16 = !!__builtin_cpu_supports("avx512bf16");
-  for (int b = 0; b <= has_bf16; b++)
+  int has_bf16 = !!__builtin_cpu_supports("avx512bf16"), has_vnni = !!__builtin_cpu_supports("avx512vnni");
+  for (int b = 0; b <= 2; b++)
     for (int t = 1; t <= max_threads && t <= 8; t++) {
+      if ((b == 1 && !has_bf16) || (b == 2 && !has_vnni))
+        continue;
       peak_job j = {.bf16 = b};
       double t0 = now();
       pl_threadpool_run(tps[t - 1], peak_task, &j);
       double sec = now() - t0;
-      /* per instruction: 16 lanes x 2 flops (fma), 16 lanes x 2 bf16 pairs x 2 (dpbf16) */
-      double flops = (double)PEAK_ITERS * PEAK_ACC * (b ? 64 : 32) * t;
-      printf("peak %-22s %d thread%s: %7.1f GFLOP/s\n", b ? "vdpbf16ps zmm" : "vfmadd231ps zmm (f32)",
+      /* per instruction: 16 lanes x 2 flops (fma), 16 lanes x 2 bf16 pairs x 2 (dpbf16),
+       * 16 lanes x 4 byte products x 2 (dpbusd; "flops" = multiply-adds x 2, as elsewhere) */
+      double flops = (double)PEAK_ITERS * PEAK_ACC * (b == 2 ? 128 : b ? 64 : 32) * t;
+      printf("peak %-22s %d thread%s: %7.1f GFLOP/s\n",
+             b == 2 ? "vpdpbusd zmm (int8)" : b ? "vdpbf16ps zmm" : "vfmadd231ps zmm (f32)",
              t, t > 1 ? "s" : "", flops / sec / 1e9);
     }
 }
@@ -202,7 +227,8 @@ static double time_mm(pl_threadpool *tp, wset *s, int n, const float *x, float *
 
 int main(int argc, char **argv) {
   const char *only = NULL;
-  int max_threads = 2, gemm = 0, peak = 0;
+  int max_threads = 2, min_threads = 1, gemm = 0, peak = 0;
+  int user_ns[16], nuser = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
       const char *names[] = {"scalar", "neon", "avx2", "avx512"};
@@ -214,14 +240,26 @@ int main(int argc, char **argv) {
       only = argv[++i];
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
       max_threads = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--only-threads") && i + 1 < argc) { /* time N threads only */
+      max_threads = min_threads = atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--no-dotext")) { /* VNNI / AVX512-BF16 / dotprod off */
       pl_kern_set_dotext(0);
     } else if (!strcmp(argv[i], "--gemm")) {
       gemm = 1;
     } else if (!strcmp(argv[i], "--peak")) {
       peak = 1;
+    } else if (!strcmp(argv[i], "--ns") && i + 1 < argc) {
+      for (char *p = argv[++i]; *p && nuser < 16;) {
+        int v = (int)strtol(p, &p, 10);
+        if (v > 0)
+          user_ns[nuser++] = v;
+        if (*p == ',')
+          p++;
+        else
+          break;
+      }
     } else {
-      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N] [--no-dotext] [--gemm] [--peak]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--isa NAME] [--type NAME] [--threads N | --only-threads N] [--no-dotext] [--gemm] [--peak] [--ns N,N,..]\n", argv[0]);
       return 2;
     }
   }
@@ -237,9 +275,11 @@ int main(int argc, char **argv) {
     print_peaks(tps, max_threads);
   static const int NS[] = {1, 4, 16, 64};
   static const int NS_GEMM[] = {1, 4, 16, 32, 64, 96, 128, 192, 256, 512};
-  const int *ns = gemm ? NS_GEMM : NS;
-  int nns = gemm ? 10 : 4;
-  int nmax = ns[nns - 1];
+  const int *ns = nuser ? user_ns : gemm ? NS_GEMM : NS;
+  int nns = nuser ? nuser : gemm ? 10 : 4;
+  int nmax = 1;
+  for (int k = 0; k < nns; k++)
+    nmax = ns[k] > nmax ? ns[k] : nmax;
   float *x = pl_malloc(sizeof(float) * (size_t)nmax * COLS);
   float *y = pl_malloc(sizeof(float) * (size_t)nmax * ROWS);
   for (size_t i = 0; i < (size_t)nmax * COLS; i++)
@@ -255,7 +295,7 @@ int main(int argc, char **argv) {
     }
     size_t wsz = gemm ? pl_cpu_matmul_work_size(&s->W[0], nmax) : pl_kern_matmul_work_size(&s->W[0], nmax);
     void *work = pl_malloc(wsz + 64);
-    for (int t = 1; t <= max_threads && t <= 8; t++)
+    for (int t = min_threads; t <= max_threads && t <= 8; t++)
       for (int k = 0; k < nns; k++) {
         int n = ns[k];
         double sec = time_mm(tps[t - 1], s, n, x, y, work, gemm);

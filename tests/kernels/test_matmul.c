@@ -11,7 +11,9 @@
  * float32 epsilon per term, growing with the number of accumulated blocks. A wrong code, scale,
  * nibble order or dropped block moves y by at least one term, far above this.
  * Also checked: results are bit-identical for 1, 2 and 3 threads (the row split must not
- * change any row's arithmetic). */
+ * change any row's arithmetic), and batch-invariant: each activation row's result in a batch
+ * is bit-identical to that row multiplied alone (n = 1 takes the decode tiles, a batch the
+ * batched ones: they must do the same arithmetic per row). */
 #include <stdio.h>
 
 #include "../check.h"
@@ -140,6 +142,7 @@ static int run_case(const kt_isa *isas, int nisa, pl_threadpool **tps, const wty
   double *xd = pl_malloc(sizeof(double) * (size_t)(nmax * cols));
   float *y = pl_malloc(sizeof(float) * (size_t)(nmax * rows));
   float *y1 = pl_malloc(sizeof(float) * (size_t)(nmax * rows));
+  float *yone = pl_malloc(sizeof(float) * (size_t)(nmax * rows)); /* each row alone */
   /* [0]: the activations as given (or quantized); [1]: rounded to bf16 */
   double *refs[2] = {pl_malloc(sizeof(double) * (size_t)(nmax * rows)),
                      pl_malloc(sizeof(double) * (size_t)(nmax * rows))};
@@ -170,6 +173,8 @@ static int run_case(const kt_isa *isas, int nisa, pl_threadpool **tps, const wty
     kt_use(&isas[ii]);
     int xb = pl_kern_matmul_x_bf16(wt->t);
     const double *ref = refs[xb], *mag = mags[xb];
+    for (int j = 0; j < nmax; j++)
+      pl_kern_matmul(tps[0], yone + (size_t)j * rows, x + (size_t)j * cols, 1, &m.W, work);
     for (int k = 0; k < nns; k++) {
       int n = ns[k];
       /* activations at the tail of the buffer so the zero row is included when n is large */
@@ -200,6 +205,9 @@ static int run_case(const kt_isa *isas, int nisa, pl_threadpool **tps, const wty
           CHECK(bad == 0, "%s %s rows=%lld cols=%lld n=%d", isas[ii].name, pl_dtype_name(wt->t),
                 (long long)rows, (long long)cols, n);
           bad_total += bad;
+          CHECK(memcmp(y1, yone + (size_t)off * rows, sizeof(float) * (size_t)(n * rows)) == 0,
+                "%s %s rows=%lld cols=%lld: a row in a batch of %d differs from the row alone", isas[ii].name,
+                pl_dtype_name(wt->t), (long long)rows, (long long)cols, n);
         } else {
           CHECK(memcmp(y, y1, sizeof(float) * (size_t)(n * rows)) == 0,
                 "%s %s: %d threads differ from 1 (n=%d)", isas[ii].name, pl_dtype_name(wt->t), t + 1, n);
@@ -211,6 +219,7 @@ static int run_case(const kt_isa *isas, int nisa, pl_threadpool **tps, const wty
   pl_free(xd);
   pl_free(y);
   pl_free(y1);
+  pl_free(yone);
   for (int v = 0; v < 2; v++) {
     pl_free(refs[v]);
     pl_free(mags[v]);
@@ -266,6 +275,12 @@ int main(void) {
   for (size_t w = 0; w < sizeof WT / sizeof WT[0]; w++) {
     const int ns[] = {1, 4, 64};
     run_case(isas, nisa, tps, &WT[w], 203, 2048, ns, 3, &rng);
+  }
+  /* wide rows and a batch larger than one activation block of the tiled loops (~384 KiB of
+   * activations: 42 rows at 4096 columns), so the batch is walked in several x blocks */
+  for (size_t w = 0; w < sizeof WT / sizeof WT[0]; w++) {
+    const int ns[] = {1, 5, 100};
+    run_case(isas, nisa, tps, &WT[w], 45, 4096, ns, 3, &rng);
   }
   for (int t = 0; t < 3; t++)
     pl_threadpool_destroy(tps[t]);

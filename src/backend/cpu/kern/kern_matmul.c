@@ -28,6 +28,7 @@ typedef struct {
   pl_mm_rows_fn fn;
   pl_quant_x_fn qfn;
   int z;
+  int bsum; /* compact zs to per-block sums (pl_kern_ops.qx_bsum) */
   int64_t chunk; /* rows per thread */
 } mm_job;
 
@@ -39,6 +40,15 @@ static void quant_task(void *p, int ith, int nth) {
   for (int j = ith; j < c->n; j += nth) {
     uint8_t *row = (uint8_t *)c->qx + (size_t)j * c->ql.stride;
     jb->qfn(c->x + (size_t)j * c->cols, c->cols, jb->z, row, &c->ql);
+    if (jb->bsum) { /* in place: zs[b] is written after zs[8b .. 8b+7] were read */
+      int32_t *zs = (int32_t *)(row + c->ql.off_zs);
+      for (int64_t b = 0; b < c->ql.nb; b++) {
+        int32_t t = 0;
+        for (int k = 0; k < 8; k++)
+          t += zs[8 * b + k];
+        zs[b] = t;
+      }
+    }
     if (mlx) { /* per-group activation sums for the bias term (kern_impl.h) */
       const float *s = (const float *)(row + c->ql.off_s);
       float *gs = (float *)(row + c->ql.off_zs);
@@ -105,6 +115,7 @@ void pl_kern_matmul(pl_threadpool *tp, float *y, const float *x, int n, const pl
   jb.fn = o->mm[t];
   jb.qfn = o->quant_x;
   jb.z = o->qx_z[t];
+  jb.bsum = o->qx_bsum[t];
   int xb = o->x_is_bf16[t];
   if (xb) { /* the bf16-pair kernel reads activations rounded to bf16 rows */
     jb.qfn = o->x_bf16;
