@@ -355,7 +355,8 @@ extern "C" int pl_cu_attention(const pl_cu_attn *a, pl_cu_stream s) {
                   a->ws, a->ws + (size_t)sp.tokens * a->n_head * sp.splits * kv->head_dim,
                   a->positions, a->query_start_loc, a->block_tables, 0, a->n_seqs,
                   a->max_blocks_per_seq, a->n_head, kv->n_kv_head, kv->block_size,
-                  kv->head_dim, sp.chunk, sp.splits, sp.n_gc, sp.gc, sp.tpk, a->scale * LOG2E};
+                  kv->head_dim, sp.chunk, sp.splits, sp.n_gc, sp.gc, sp.tpk, a->scale * LOG2E,
+                  a->fixed_split};
   int rthreads = kv->head_dim < 128 ? (kv->head_dim + 31) / 32 * 32 : 128;
   for (int t0 = 0; t0 < a->n_tokens; t0 += sp.tokens) {
     int nt = a->n_tokens - t0 < sp.tokens ? a->n_tokens - t0 : sp.tokens;

@@ -4,7 +4,8 @@
 // A CTA takes up to ROWS = 64 query rows that share their keys: consecutive tokens of one
 // sequence times the query heads of one KV head (row r = token r / gc, head r % gc; a decode
 // of a GQA-4 model fills 4 rows, a prefill chunk 16 tokens x 4 heads). Each of the 4 warps owns
-// 16 rows. The CTA walks the keys of its split in tiles of KT = 64: all 128 threads copy a
+// 16 rows; a CTA of at most 16 rows (a decode) instead gives each warp a quarter of every
+// tile's keys and merges the 4 softmax states at the end. The CTA walks the keys of its split in tiles of KT = 64: all 128 threads copy a
 // tile's K and V rows through the block table into shared memory with cp.async (two stages:
 // tile i+1 is in flight while tile i is used), then each warp
 //   S = Q K^T        (ldmatrix, mma into f32; causal and split limits masked per row)
@@ -96,6 +97,99 @@ template <int HD> constexpr size_t smem_bytes() {
   return (size_t)(2 * ROWS + 4 * KT) * (HD + 8) * 2; // Q hi, Q lo, 2 stages of K and of V
 }
 
+// One warp's part of a key tile: its 16 query rows (from row0) against NTW*8 keys of the stage
+// (from key n0*8), folded into the warp's online softmax state. Rows past the causal limit
+// (p0, p1: the positions of the thread's rows gid and gid+8) or past the split (ke) see -inf.
+template <typename T, int HD, int NTW>
+__device__ __forceinline__ void warp_tile(const T *q_hi, const T *q_lo, const T *ks, const T *vs,
+                                          int row0, int n0, int k0, int ke, int p0, int p1,
+                                          float qscale, float (&o)[HD / 8][4], float &m0,
+                                          float &m1, float &l0, float &l1) {
+  constexpr int LD = HD + 8, DT = HD / 8;
+  const int lane = threadIdx.x & 31, tig = lane & 3;
+  float sc[NTW][4];
+#pragma unroll
+  for (int n = 0; n < NTW; n++)
+    sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; kk++) {
+    uint32_t ah[4], al[4];
+    const int qoff = (row0 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8;
+    ldsm4(smem_addr(q_hi + qoff), ah);
+    ldsm4(smem_addr(q_lo + qoff), al);
+#pragma unroll
+    for (int np = 0; np < NTW / 2; np++) {
+      uint32_t b[4]; // K rows (n0 + 2np)*8 + 0..15, dims kk*16 + 0..15: B of two key tiles
+      ldsm4(smem_addr(ks + ((n0 + 2 * np) * 8 + (lane >> 4) * 8 + (lane & 7)) * LD + kk * 16 +
+                      ((lane >> 3) & 1) * 8),
+            b);
+      mma16<T>::mma(sc[2 * np], ah, b[0], b[1]);
+      mma16<T>::mma(sc[2 * np], al, b[0], b[1]);
+      mma16<T>::mma(sc[2 * np + 1], ah, b[2], b[3]);
+      mma16<T>::mma(sc[2 * np + 1], al, b[2], b[3]);
+    }
+  }
+  float mx0 = m0, mx1 = m1;
+#pragma unroll
+  for (int n = 0; n < NTW; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int key = k0 + (n0 + n) * 8 + 2 * tig + (e & 1);
+      float x = key < ke && key <= (e < 2 ? p0 : p1) ? sc[n][e] * qscale : -INFINITY;
+      sc[n][e] = x;
+      if (e < 2)
+        mx0 = fmaxf(mx0, x);
+      else
+        mx1 = fmaxf(mx1, x);
+    }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); // the 4 lanes of a row
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float c0 = exp2f(m0 - mx0), c1 = exp2f(m1 - mx1);
+  m0 = mx0;
+  m1 = mx1;
+  l0 *= c0;
+  l1 *= c1;
+#pragma unroll
+  for (int n = 0; n < DT; n++) {
+    o[n][0] *= c0;
+    o[n][1] *= c0;
+    o[n][2] *= c1;
+    o[n][3] *= c1;
+  }
+#pragma unroll
+  for (int kk = 0; kk < NTW / 2; kk++) {
+    // P of keys (n0 + 2kk)*8 + 0..15 as an A fragment: score tiles 2kk and 2kk+1
+    float p[2][4];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      p[j][0] = exp2f(sc[2 * kk + j][0] - m0); // a masked key gives exp2(-inf) = 0
+      p[j][1] = exp2f(sc[2 * kk + j][1] - m0);
+      p[j][2] = exp2f(sc[2 * kk + j][2] - m1);
+      p[j][3] = exp2f(sc[2 * kk + j][3] - m1);
+      l0 += p[j][0] + p[j][1];
+      l1 += p[j][2] + p[j][3];
+    }
+    uint32_t ph[4], pl[4];
+    ph[0] = mma16<T>::split(p[0][0], p[0][1], pl[0]);
+    ph[1] = mma16<T>::split(p[0][2], p[0][3], pl[1]);
+    ph[2] = mma16<T>::split(p[1][0], p[1][1], pl[2]);
+    ph[3] = mma16<T>::split(p[1][2], p[1][3], pl[3]);
+#pragma unroll
+    for (int dp = 0; dp < HD / 16; dp++) {
+      uint32_t b[4]; // V rows of those 16 keys, dims dp*16 + 0..15: B of two dim tiles
+      ldsm4_trans(smem_addr(vs + ((n0 + 2 * kk) * 8 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD +
+                            dp * 16 + (lane >> 4) * 8),
+                  b);
+      mma16<T>::mma(o[2 * dp], ph, b[0], b[1]);
+      mma16<T>::mma(o[2 * dp], pl, b[0], b[1]);
+      mma16<T>::mma(o[2 * dp + 1], ph, b[2], b[3]);
+      mma16<T>::mma(o[2 * dp + 1], pl, b[2], b[3]);
+    }
+  }
+}
+
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4 * gid + tig; a thread holds
 //   A (16x16): rows gid, gid+8; cols 2*tig, +1, +8, +9      C (16x8): rows gid, gid+8; cols 2*tig, +1
 //   B (16x8):  rows (k) 2*tig, +1, +8, +9; col (n) gid
@@ -150,13 +244,19 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
     }
   };
 
+  // A CTA of at most 16 rows (a decode) would leave three warps idle: then every warp takes
+  // the same rows and a quarter of each tile's keys, and the warps' softmax states are merged
+  // at the end. Batch-invariant mode never does this: a prefill token's rows must add up the
+  // same way whichever chunk it came in.
+  const bool kslice = !a.fixed_split && nt * gc <= 16;
+  const int row0 = kslice ? 0 : warp * 16;
   // this thread's two rows and their positions (-1: no such row)
-  const int r0 = warp * 16 + gid, r1 = r0 + 8;
+  const int r0 = row0 + gid, r1 = r0 + 8;
   auto row_pos = [&](int r) {
     return r / gc < nt && r % gc < ng ? a.positions[t + r / gc] : -1;
   };
   const int p0 = row_pos(r0), p1 = row_pos(r1);
-  const bool active = warp * 16 < nt * gc;
+  const bool active = row0 < nt * gc;
 
   float o[DT][4], m0 = -FLT_MAX, m1 = -FLT_MAX, l0 = 0.f, l1 = 0.f;
 #pragma unroll
@@ -174,88 +274,12 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
     __syncthreads();
     if (active) {
       const T *ks = k_s + (it & 1) * KT * LD, *vs = v_s + (it & 1) * KT * LD;
-      const int k0 = kb + it * KT;
-      float sc[NT][4];
-#pragma unroll
-      for (int n = 0; n < NT; n++)
-        sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < HD / 16; kk++) {
-        uint32_t ah[4], al[4];
-        const int qoff = (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8;
-        ldsm4(smem_addr(q_hi + qoff), ah);
-        ldsm4(smem_addr(q_lo + qoff), al);
-#pragma unroll
-        for (int np = 0; np < KT / 16; np++) {
-          uint32_t b[4]; // K rows np*16 + 0..15, dims kk*16 + 0..15: B of two key tiles
-          ldsm4(smem_addr(ks + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * LD + kk * 16 +
-                          ((lane >> 3) & 1) * 8),
-                b);
-          mma16<T>::mma(sc[2 * np], ah, b[0], b[1]);
-          mma16<T>::mma(sc[2 * np], al, b[0], b[1]);
-          mma16<T>::mma(sc[2 * np + 1], ah, b[2], b[3]);
-          mma16<T>::mma(sc[2 * np + 1], al, b[2], b[3]);
-        }
-      }
-      float mx0 = m0, mx1 = m1;
-#pragma unroll
-      for (int n = 0; n < NT; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int key = k0 + n * 8 + 2 * tig + (e & 1);
-          float x = key < ke && key <= (e < 2 ? p0 : p1) ? sc[n][e] * a.qscale : -INFINITY;
-          sc[n][e] = x;
-          if (e < 2)
-            mx0 = fmaxf(mx0, x);
-          else
-            mx1 = fmaxf(mx1, x);
-        }
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); // the 4 lanes of a row
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      const float c0 = exp2f(m0 - mx0), c1 = exp2f(m1 - mx1);
-      m0 = mx0;
-      m1 = mx1;
-      l0 *= c0;
-      l1 *= c1;
-#pragma unroll
-      for (int n = 0; n < DT; n++) {
-        o[n][0] *= c0;
-        o[n][1] *= c0;
-        o[n][2] *= c1;
-        o[n][3] *= c1;
-      }
-#pragma unroll
-      for (int kk = 0; kk < KT / 16; kk++) {
-        // P of keys kk*16 + 0..15 as an A fragment: score tiles 2kk and 2kk+1
-        float p[2][4];
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-          p[j][0] = exp2f(sc[2 * kk + j][0] - m0); // a masked key gives exp2(-inf) = 0
-          p[j][1] = exp2f(sc[2 * kk + j][1] - m0);
-          p[j][2] = exp2f(sc[2 * kk + j][2] - m1);
-          p[j][3] = exp2f(sc[2 * kk + j][3] - m1);
-          l0 += p[j][0] + p[j][1];
-          l1 += p[j][2] + p[j][3];
-        }
-        uint32_t ph[4], pl[4];
-        ph[0] = mma16<T>::split(p[0][0], p[0][1], pl[0]);
-        ph[1] = mma16<T>::split(p[0][2], p[0][3], pl[1]);
-        ph[2] = mma16<T>::split(p[1][0], p[1][1], pl[2]);
-        ph[3] = mma16<T>::split(p[1][2], p[1][3], pl[3]);
-#pragma unroll
-        for (int dp = 0; dp < HD / 16; dp++) {
-          uint32_t b[4]; // V rows kk*16 + 0..15, dims dp*16 + 0..15: B of two dim tiles
-          ldsm4_trans(smem_addr(vs + (kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD +
-                                dp * 16 + (lane >> 4) * 8),
-                      b);
-          mma16<T>::mma(o[2 * dp], ph, b[0], b[1]);
-          mma16<T>::mma(o[2 * dp], pl, b[0], b[1]);
-          mma16<T>::mma(o[2 * dp + 1], ph, b[2], b[3]);
-          mma16<T>::mma(o[2 * dp + 1], pl, b[2], b[3]);
-        }
-      }
+      if (kslice)
+        warp_tile<T, HD, NT / WARPS>(q_hi, q_lo, ks, vs, 0, warp * (NT / WARPS), kb + it * KT,
+                                     ke, p0, p1, a.qscale, o, m0, m1, l0, l1);
+      else
+        warp_tile<T, HD, NT>(q_hi, q_lo, ks, vs, row0, 0, kb + it * KT, ke, p0, p1, a.qscale, o,
+                             m0, m1, l0, l1);
     }
     __syncthreads(); // every warp is done with this stage before it is refilled
     if (it + 2 < n_tiles)
@@ -269,6 +293,51 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  if (kslice) { // merge the warps' states through the (now idle) stage buffers; warp 0 writes
+    float *xo = reinterpret_cast<float *>(k_s), *xm = reinterpret_cast<float *>(v_s);
+    float *xl = xm + WARPS * 64;
+#pragma unroll
+    for (int n = 0; n < DT; n++)
+      *reinterpret_cast<float4 *>(xo + ((warp * DT + n) * 32 + lane) * 4) =
+          make_float4(o[n][0], o[n][1], o[n][2], o[n][3]);
+    xm[warp * 64 + lane * 2] = m0;
+    xm[warp * 64 + lane * 2 + 1] = m1;
+    xl[warp * 64 + lane * 2] = l0;
+    xl[warp * 64 + lane * 2 + 1] = l1;
+    __syncthreads();
+    if (warp)
+      return;
+    float M0 = m0, M1 = m1;
+    for (int w = 1; w < WARPS; w++) {
+      M0 = fmaxf(M0, xm[w * 64 + lane * 2]);
+      M1 = fmaxf(M1, xm[w * 64 + lane * 2 + 1]);
+    }
+    float c0 = exp2f(m0 - M0), c1 = exp2f(m1 - M1);
+    l0 *= c0;
+    l1 *= c1;
+#pragma unroll
+    for (int n = 0; n < DT; n++) {
+      o[n][0] *= c0;
+      o[n][1] *= c0;
+      o[n][2] *= c1;
+      o[n][3] *= c1;
+    }
+    for (int w = 1; w < WARPS; w++) {
+      float d0 = exp2f(xm[w * 64 + lane * 2] - M0), d1 = exp2f(xm[w * 64 + lane * 2 + 1] - M1);
+      l0 += xl[w * 64 + lane * 2] * d0;
+      l1 += xl[w * 64 + lane * 2 + 1] * d1;
+#pragma unroll
+      for (int n = 0; n < DT; n++) {
+        float4 x = *reinterpret_cast<const float4 *>(xo + ((w * DT + n) * 32 + lane) * 4);
+        o[n][0] += x.x * d0;
+        o[n][1] += x.y * d0;
+        o[n][2] += x.z * d1;
+        o[n][3] += x.w * d1;
+      }
+    }
+    m0 = M0;
+    m1 = M1;
+  }
 #pragma unroll
   for (int half = 0; half < 2; half++) {
     const int r = half ? r1 : r0, pos = half ? p1 : p0;

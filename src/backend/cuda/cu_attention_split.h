@@ -21,6 +21,7 @@ struct pl_cu_split_args {
   int n_gc, gc; // the query heads of a KV head go in n_gc groups of (at most) gc
   int tpk;      // SIMT kernel: lanes per key row
   float qscale; // scale * log2 e: scores are in the log2 domain
+  int fixed_split; // batch-invariant: a token's sums never depend on what shares its CTA
 };
 
 // the sequence of token t (query_start_loc is sorted)
