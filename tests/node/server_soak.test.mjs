@@ -21,8 +21,9 @@ const SECONDS = Number(process.env.PL_SOAK_SECONDS || 60);
 const CLIENTS = Number(process.env.PL_SOAK_CLIENTS || 200);
 // RSS growth allowed. Alone on this shared machine it measured +2.3% and +7.7%, amid the
 // parallel suite +12.7%, each time with the live heap flat: thread stacks
-// (a thread per connection, cached by glibc) and arena pages follow how many connections happen
-// to be open. So CI catches gross leaks outside our heap at 25%, the live-heap check below
+// (a thread per connection then, cached by glibc) and arena pages followed how many connections
+// happened to be open; with the epoll pool a 120 s run of 500 clients grew 0.5% (the 30-minute
+// form fails intermittently: docs/RELIABILITY.md, "Long soak"). So CI catches gross leaks outside our heap at 25%, the live-heap check below
 // catches ours to the byte, and PL_SOAK_RSS_LIMIT=0.05 is the strict form.
 const RSS_LIMIT = Number(process.env.PL_SOAK_RSS_LIMIT || 0.25);
 const MODEL = "tinystories-280K";
