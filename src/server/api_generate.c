@@ -9,7 +9,9 @@
  * callback that turns engine events into SSE frames. While suspended the client socket is
  * watched, so a client that hangs up aborts its request (and frees its KV blocks) at once;
  * streams also send ": keep-alive" comments when no data flowed for keepalive_s. */
+#include <arpa/inet.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -158,6 +160,19 @@ static void reject_error(int status, const char *msg, pl_oai_error *err) {
   }
 }
 
+/* The client's port, for debug lines that a client's log can be matched with. */
+static int conn_port(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (!ci || !ci->client_addr)
+    return -1;
+  const struct sockaddr *a = ci->client_addr;
+  if (a->sa_family == AF_INET)
+    return ntohs(((const struct sockaddr_in *)a)->sin_port);
+  if (a->sa_family == AF_INET6)
+    return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+  return -1;
+}
+
 static int conn_fd(struct MHD_Connection *c) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   return ci ? (int)ci->connect_fd : -1;
@@ -241,6 +256,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
   pl_gen *st = cls;
   int why = gen_woken(st);
   if (why == PL_CONN_PEER_GONE || why == PL_CONN_CLOSED) {
+    PL_DEBUG("http: client port %d: %s while streaming; dropping it", conn_port(st->c),
+             why == PL_CONN_CLOSED ? "server stopping" : "client gone");
     pl_srv_cancel(st->s->loop, st->job);
     return MHD_CONTENT_READER_END_WITH_ERROR;
   }
@@ -295,8 +312,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
       rc = pl_oai_resp_sse_end(&st->resp, &st->out);
       st->ended = 1;
     }
-    if (pl_srv_job_stalled(st->job))
-      return MHD_CONTENT_READER_END_WITH_ERROR; /* aborted: the client stopped reading */
+    if (pl_srv_job_stalled(st->job)) {
+      PL_DEBUG("http: client port %d stopped reading; ending its stream", conn_port(st->c));
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    } /* aborted: the client stopped reading */
     if (rc < 0) {
       /* The frames before the failed one went out whole (a failed call takes back what it
        * wrote); end with an error frame that needs no memory. */
@@ -381,6 +400,8 @@ enum MHD_Result pl_api_generate_continue(pl_server *s, struct MHD_Connection *c,
   pl_oai_error err;
   int why = gen_woken(g);
   if (why == PL_CONN_PEER_GONE || why == PL_CONN_CLOSED) {
+    PL_DEBUG("http: client port %d: %s before the answer; dropping it", conn_port(c),
+             why == PL_CONN_CLOSED ? "server stopping" : "client gone");
     pl_srv_cancel(s->loop, g->job); /* the client left: free its blocks now */
     return MHD_NO;                   /* MHD closes the connection */
   }

@@ -3,6 +3,8 @@
  * thousand connections the server allows. */
 #include "server/conn_guard.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -44,7 +46,13 @@ static void *guard_main(void *arg) {
       if (r->armed && now > r->deadline) {
         r->armed = 0;
         g->expired++;
-        PL_DEBUG("http: connection fd %d missed its request deadline; closing it", r->fd);
+        if (pl_log_enabled(PL_LOG_DEBUG)) {
+          struct sockaddr_in6 a; /* large enough for either family; the port sits alike */
+          socklen_t len = sizeof a;
+          int port = getpeername(r->fd, (struct sockaddr *)&a, &len) == 0 ? ntohs(a.sin6_port) : -1;
+          PL_DEBUG("http: client port %d (fd %d) missed its request deadline; closing it", port,
+                   r->fd);
+        }
         shutdown(r->fd, SHUT_RDWR); /* MHD sees EOF and closes it */
       }
     }
