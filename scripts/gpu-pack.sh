@@ -7,7 +7,7 @@
 #        core.tar.xz  pl/bin/pagellm (and bench_cuda_*), pl/tests/<the test binaries scripts/test-gpu.sh runs>,
 #                     pl/lib/<every shared library they need per ldd, except glibc, libstdc++,
 #                     libgcc and the CUDA/driver libraries that the machine has>,
-#                     pl/testdata/chat-templates, pl/node_modules/openai, pl/COMMIT
+#                     pl/testdata/chat-templates, pl/node_modules (openai, ajv, zod), pl/COMMIT
 #        node.tar.xz  node/bin/node (this machine's node, stripped); node needs only glibc,
 #                     libstdc++ and libgcc
 #   3. checks the library closure: unpacks into a temporary folder and runs the binaries with a
@@ -132,15 +132,20 @@ if [ ! -d "$BUILD/testdata/chat-templates" ]; then
   fi
 fi
 cp -r "$BUILD/testdata/chat-templates" "$P/testdata/"
-if [ ! -d tests/node/node_modules/openai ]; then
-  echo "gpu-pack: tests/node/node_modules/openai is missing: run scripts/node-deps.sh" >&2
-  exit 1
-fi
-cp -r tests/node/node_modules/openai "$P/node_modules/"
+# the npm packages the GPU's node tests import (scripts/test-gpu.sh NODE_TESTS), with their
+# dependencies: the openai client; ajv, ajv-formats and zod for structured outputs
+NODE_PKGS="openai ajv ajv-formats zod fast-deep-equal fast-uri json-schema-traverse require-from-string"
+for pkg in $NODE_PKGS; do
+  if [ ! -d "tests/node/node_modules/$pkg" ]; then
+    echo "gpu-pack: tests/node/node_modules/$pkg is missing: run scripts/node-deps.sh" >&2
+    exit 1
+  fi
+  cp -r "tests/node/node_modules/$pkg" "$P/node_modules/"
+done
 # TypeScript sources, declarations and source maps: not needed to run
-find "$P/node_modules/openai" \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' \
-  -o -name '*.d.cts' \) -delete
-rm -rf "$P/node_modules/openai/src"
+find "$P/node_modules" \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' \
+  -o -name '*.d.cts' -o -name '*.ts' \) -delete
+rm -rf "$P/node_modules/openai/src" "$P/node_modules/zod/src" "$P/node_modules/ajv/lib"
 COMMIT=$(git rev-parse --short=12 HEAD)
 git diff --quiet HEAD -- src include CMakeLists.txt cmake tests scripts || COMMIT="$COMMIT-dirty"
 echo "$COMMIT" >"$P/COMMIT"

@@ -66,11 +66,11 @@ done
 export PL_BIN="$DEST/pl/bin/pagellm" PL_TEST_BIN_DIR="$DEST/pl/tests" \
   PL_TEST_DATA="$DEST/pl/testdata" PL_COMMIT="$(cat "$DEST/pl/COMMIT")" \
   PL_BUILD_NOTE="$(cat "$DEST/pl/CHECKS" 2>/dev/null || echo "engine tests without PL_CHECKS")"
-# node resolves "openai" from tests/node/node_modules (ESM ignores NODE_PATH)
-if [ ! -e tests/node/node_modules/openai ]; then
-  mkdir -p tests/node/node_modules
-  ln -sfn "$DEST/pl/node_modules/openai" tests/node/node_modules/openai
-fi
+# node resolves packages from tests/node/node_modules (ESM ignores NODE_PATH)
+mkdir -p tests/node/node_modules
+for pkg in "$DEST"/pl/node_modules/*; do
+  [ -e "tests/node/node_modules/${pkg##*/}" ] || ln -sfn "$pkg" "tests/node/node_modules/${pkg##*/}"
+done
 if [ "${1:-}" = "--env" ]; then
   env | grep -E '^(LD_LIBRARY_PATH|PATH|NODE|PL_)='
   exit 0

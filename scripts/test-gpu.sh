@@ -34,7 +34,7 @@ ROOT=$PWD
 
 CUDA_TESTS_GLOB="test_cuda_*"
 ENGINE_TESTS="test_hf_golden test_engine test_forward_paged test_default_model test_spec_decode test_model_dummy"
-NODE_TESTS="server_api server_errors server_sse server_load spec_decode_server"
+NODE_TESTS="server_api server_errors server_sse server_load spec_decode_server structured load_dummy"
 
 if [ "${1:-}" = "--list-tests" ]; then
   echo "$ENGINE_TESTS"
