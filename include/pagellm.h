@@ -213,7 +213,8 @@ typedef struct pl_engine_stats {
   int64_t prompt_tokens_total, generation_tokens_total;
   int block_size, max_model_len;
   int64_t kv_tokens_capacity;
-  int64_t kv_live_tokens;          /* tokens whose K/V running requests hold */
+  int64_t kv_live_tokens;          /* tokens whose K/V running requests hold (a shared block's
+                                      * tokens once per request holding it) */
   int64_t kv_allocated_tokens;     /* blocks_used * block_size (incl. static reservations) */
   int peak_running;                /* most requests running at once so far */
   int64_t peak_blocks_used;

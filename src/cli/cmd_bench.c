@@ -365,8 +365,10 @@ static int bench_throughput(int argc, char **argv) {
              "the time)\n", dsteps_tok_s, rs.seconds > 0 ? 100 * rs.dec_steps_s / rs.seconds : 0);
       printf("concurrency      peak %d running, peak %lld blocks used\n", st->peak_running,
              (long long)st->peak_blocks_used);
-      printf("kv utilisation   %.1f%% of allocated KV holds live tokens (mean over steps)\n",
-             100 * util);
+      /* a shared prefix's tokens count once per request that holds them: above 100% with
+       * prefix sharing, by how much sharing saved */
+      printf("kv utilisation   %.1f%%: tokens the running requests hold per allocated KV token "
+             "(mean over steps; shared prefixes count once per request)\n", 100 * util);
       printf("preemptions      %lld\n", (long long)st->num_preemptions);
       printf("ttft             p50 %.2f s, p90 %.2f s, p99 %.2f s (from the common start)\n", p50,
              p90, p99);
