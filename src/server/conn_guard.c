@@ -1,6 +1,7 @@
-/* Request deadlines (see conn_guard.h). Records form a doubly linked list under one mutex;
- * the scan is O(connections) every 250 ms, which stays far below a millisecond for the few
- * thousand connections the server allows. */
+/* Request deadlines and the connection limit (see conn_guard.h). Records form a doubly linked
+ * list under one mutex; the deadline scan is O(connections) every 250 ms, and so is the search
+ * for the connection to evict (only when a new one finds the limit reached): both stay far
+ * below a millisecond for the few thousand connections the server allows. */
 #include "server/conn_guard.h"
 
 #include <arpa/inet.h>
@@ -18,7 +19,8 @@ struct pl_conn_rec {
   pl_conn_rec *prev, *next;
   int fd;
   int armed;
-  double deadline; /* CLOCK_MONOTONIC seconds, while armed */
+  int cut;         /* shut down by the guard; MHD closes it soon (not counted as live) */
+  double since;    /* CLOCK_MONOTONIC seconds when armed: who waited longest is evicted */
 };
 
 struct pl_conn_guard {
@@ -26,9 +28,11 @@ struct pl_conn_guard {
   pthread_cond_t cv; /* stop */
   pthread_t thr;
   pl_conn_rec *head;
-  double timeout_s;
+  double timeout_s; /* 0 = no deadline (and no thread) */
+  int max_conns;    /* 0 = no limit */
+  int live;         /* records not cut */
   int stop;
-  unsigned long long expired;
+  unsigned long long expired, evicted;
 };
 
 static double mono_s(void) {
@@ -37,23 +41,29 @@ static double mono_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Shut r's socket down (g->mu held). MHD sees the end of the stream and closes it. */
+static void cut(pl_conn_guard *g, pl_conn_rec *r, const char *why) {
+  r->armed = 0;
+  r->cut = 1;
+  g->live--;
+  if (pl_log_enabled(PL_LOG_DEBUG)) {
+    struct sockaddr_in6 a; /* large enough for either family; the port sits alike */
+    socklen_t len = sizeof a;
+    int port = getpeername(r->fd, (struct sockaddr *)&a, &len) == 0 ? ntohs(a.sin6_port) : -1;
+    PL_DEBUG("http: client port %d (fd %d) %s; closing it", port, r->fd, why);
+  }
+  shutdown(r->fd, SHUT_RDWR);
+}
+
 static void *guard_main(void *arg) {
   pl_conn_guard *g = arg;
   pthread_mutex_lock(&g->mu);
   while (!g->stop) {
     double now = mono_s();
     for (pl_conn_rec *r = g->head; r; r = r->next) {
-      if (r->armed && now > r->deadline) {
-        r->armed = 0;
+      if (r->armed && now > r->since + g->timeout_s) {
         g->expired++;
-        if (pl_log_enabled(PL_LOG_DEBUG)) {
-          struct sockaddr_in6 a; /* large enough for either family; the port sits alike */
-          socklen_t len = sizeof a;
-          int port = getpeername(r->fd, (struct sockaddr *)&a, &len) == 0 ? ntohs(a.sin6_port) : -1;
-          PL_DEBUG("http: client port %d (fd %d) missed its request deadline; closing it", port,
-                   r->fd);
-        }
-        shutdown(r->fd, SHUT_RDWR); /* MHD sees EOF and closes it */
+        cut(g, r, "missed its request deadline");
       }
     }
     struct timespec ts;
@@ -69,15 +79,16 @@ static void *guard_main(void *arg) {
   return NULL;
 }
 
-int pl_conn_guard_start(int timeout_ms, pl_conn_guard **out) {
+int pl_conn_guard_start(int timeout_ms, int max_conns, pl_conn_guard **out) {
   *out = NULL;
   pl_conn_guard *g = pl_calloc(1, sizeof *g);
   if (!g)
     return pl_fail(PL_ENOMEM, "out of memory");
-  g->timeout_s = timeout_ms / 1000.0;
+  g->timeout_s = timeout_ms > 0 ? timeout_ms / 1000.0 : 0;
+  g->max_conns = max_conns > 0 ? max_conns : 0;
   pthread_mutex_init(&g->mu, NULL);
   pthread_cond_init(&g->cv, NULL);
-  int rc = pthread_create(&g->thr, NULL, guard_main, g);
+  int rc = g->timeout_s > 0 ? pthread_create(&g->thr, NULL, guard_main, g) : 0;
   if (rc != 0) {
     pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
@@ -95,7 +106,8 @@ void pl_conn_guard_stop(pl_conn_guard *g) {
   g->stop = 1;
   pthread_cond_signal(&g->cv);
   pthread_mutex_unlock(&g->mu);
-  pthread_join(g->thr, NULL);
+  if (g->timeout_s > 0)
+    pthread_join(g->thr, NULL);
   while (g->head) {
     pl_conn_rec *r = g->head;
     g->head = r->next;
@@ -112,12 +124,24 @@ pl_conn_rec *pl_conn_guard_add(pl_conn_guard *g, int fd) {
     return NULL;
   r->fd = fd;
   r->armed = 1;
-  r->deadline = mono_s() + g->timeout_s;
+  r->since = mono_s();
   pthread_mutex_lock(&g->mu);
   r->next = g->head;
   if (g->head)
     g->head->prev = r;
   g->head = r;
+  if (++g->live > g->max_conns && g->max_conns) {
+    /* Over the limit: evict the connection that has waited longest for a request. The list is
+     * newest first, so on equal times the older one wins; the new record (armed now) is
+     * chosen only when no other connection is armed, i.e. every other one is busy. */
+    pl_conn_rec *oldest = NULL;
+    for (pl_conn_rec *q = g->head; q; q = q->next)
+      if (q->armed && (!oldest || q->since <= oldest->since))
+        oldest = q;
+    g->evicted++;
+    cut(g, oldest, oldest == r ? "found the connection limit reached by busy connections"
+                               : "was the oldest idle connection at the connection limit");
+  }
   pthread_mutex_unlock(&g->mu);
   return r;
 }
@@ -125,10 +149,12 @@ pl_conn_rec *pl_conn_guard_add(pl_conn_guard *g, int fd) {
 void pl_conn_guard_arm(pl_conn_guard *g, pl_conn_rec *r) {
   if (!r)
     return;
-  double d = mono_s() + g->timeout_s;
+  double now = mono_s();
   pthread_mutex_lock(&g->mu);
-  r->armed = 1;
-  r->deadline = d;
+  if (!r->cut) {
+    r->armed = 1;
+    r->since = now;
+  }
   pthread_mutex_unlock(&g->mu);
 }
 
@@ -150,6 +176,8 @@ void pl_conn_guard_remove(pl_conn_guard *g, pl_conn_rec *r) {
     g->head = r->next;
   if (r->next)
     r->next->prev = r->prev;
+  if (!r->cut)
+    g->live--;
   pthread_mutex_unlock(&g->mu);
   pl_free(r);
 }
@@ -157,6 +185,13 @@ void pl_conn_guard_remove(pl_conn_guard *g, pl_conn_rec *r) {
 unsigned long long pl_conn_guard_expired(pl_conn_guard *g) {
   pthread_mutex_lock(&g->mu);
   unsigned long long n = g->expired;
+  pthread_mutex_unlock(&g->mu);
+  return n;
+}
+
+unsigned long long pl_conn_guard_evicted(pl_conn_guard *g) {
+  pthread_mutex_lock(&g->mu);
+  unsigned long long n = g->evicted;
   pthread_mutex_unlock(&g->mu);
   return n;
 }

@@ -1,32 +1,46 @@
-/* The request deadline: a request's head and body must arrive within a fixed time, however
- * slowly the bytes trickle in (MHD's own timeout is an idle timeout, which a client sending one
- * byte every few seconds resets forever).
+/* The request deadline and the connection limit.
  *
- * One record per connection, armed while the server waits for a request's head and body.
- * A thread looks at the armed records four times a second and shuts down (shutdown(2), not
- * close: the descriptor stays MHD's) the socket of each one past its deadline; MHD then sees
- * the end of the stream and closes the connection itself. A record must be removed before its
- * socket is closed (MHD's CLOSED notification comes first), so the guard never touches a
- * reused descriptor. Thread-safe. */
+ * Deadline: a request's head and body must arrive within a fixed time, however slowly the
+ * bytes trickle in (MHD's own timeout is an idle timeout, which a client sending one byte
+ * every few seconds resets forever).
+ *
+ * Limit: libmicrohttpd refuses every new connection once its limit is reached, so connections
+ * that send nothing, from as many addresses as the per-address limit needs, would lock normal
+ * clients out until the deadline cuts them. The guard holds the server's limit instead (MHD is
+ * given some slack above it): a connection beyond the limit evicts the armed connection that
+ * has waited longest, which is the new one itself when every other connection is busy.
+ *
+ * One record per connection, armed while the server waits for a request's head and body
+ * (a fresh connection, a kept-alive one between requests); a connection whose request is being
+ * processed or streamed is disarmed and is never cut. A cut is shutdown(2), not close: the
+ * descriptor stays MHD's, MHD sees the end of the stream and closes the connection itself. A
+ * record must be removed before its socket is closed (MHD's CLOSED notification comes first),
+ * so the guard never touches a reused descriptor. A thread looks at the armed records four
+ * times a second for missed deadlines. Thread-safe. */
 #ifndef PL_SERVER_CONN_GUARD_H
 #define PL_SERVER_CONN_GUARD_H
 
 typedef struct pl_conn_guard pl_conn_guard;
 typedef struct pl_conn_rec pl_conn_rec;
 
-/* Start the guard thread; timeout_ms is the deadline. PL_ENOMEM, PL_EINTERNAL. */
-int pl_conn_guard_start(int timeout_ms, pl_conn_guard **out);
+/* Start the guard; timeout_ms is the deadline (0 = none, and no thread), max_conns the
+ * connection limit (0 = none). PL_ENOMEM, PL_EINTERNAL. */
+int pl_conn_guard_start(int timeout_ms, int max_conns, pl_conn_guard **out);
 /* Join the thread and free every record. NULL ok. */
 void pl_conn_guard_stop(pl_conn_guard *g);
 
-/* A new connection on socket fd, armed from now. NULL when out of memory (not guarded). */
+/* A new connection on socket fd, armed from now. Over the limit, the armed connection armed
+ * longest ago is shut down (it may be this one). NULL when out of memory (not guarded nor
+ * counted). */
 pl_conn_rec *pl_conn_guard_add(pl_conn_guard *g, int fd);
 /* Start the clock again (the next request on a kept-alive connection) / stop it (the head
- * and body are in). NULL rec ok. */
+ * and body are in; from then on the connection is not evicted). No effect on a connection
+ * already cut. NULL rec ok. */
 void pl_conn_guard_arm(pl_conn_guard *g, pl_conn_rec *r);
 void pl_conn_guard_disarm(pl_conn_guard *g, pl_conn_rec *r);
 /* Forget the record (before its socket is closed). NULL rec ok. */
 void pl_conn_guard_remove(pl_conn_guard *g, pl_conn_rec *r);
-/* Connections cut so far for missing their deadline. */
+/* Connections cut so far for missing their deadline / evicted at the connection limit. */
 unsigned long long pl_conn_guard_expired(pl_conn_guard *g);
+unsigned long long pl_conn_guard_evicted(pl_conn_guard *g);
 #endif

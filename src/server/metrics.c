@@ -40,6 +40,7 @@ struct pl_srv_metrics {
   unsigned long long finished[N_REASONS];
   unsigned long long http[N_STATUS];
   unsigned long long stalled; /* requests aborted because the client stopped reading */
+  unsigned long long deadline_cuts, evictions; /* the connection guard's (set at render) */
   pl_engine_stats st;
   int pending;
   int draining; /* 1 once shutdown began (see pl_srv_metrics_set_draining) */
@@ -123,6 +124,14 @@ void pl_srv_metrics_http(pl_srv_metrics *m, int status) {
 void pl_srv_metrics_stalled(pl_srv_metrics *m) {
   pthread_mutex_lock(&m->mu);
   m->stalled++;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void pl_srv_metrics_set_conn_cuts(pl_srv_metrics *m, unsigned long long deadline,
+                                  unsigned long long evicted) {
+  pthread_mutex_lock(&m->mu);
+  m->deadline_cuts = deadline;
+  m->evictions = evicted;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -259,6 +268,12 @@ int pl_srv_metrics_render(pl_srv_metrics *m, const char *model, pl_strbuf *o) {
   rc |= metric(o, "stalled_client_aborts_total", "counter",
                "Requests aborted because the client stopped reading the output.", model,
                (double)m->stalled);
+  rc |= metric(o, "request_deadline_closes_total", "counter", "Connections shut down because "
+               "their request head and body missed the request deadline.", model,
+               (double)m->deadline_cuts);
+  rc |= metric(o, "idle_connection_evictions_total", "counter", "Idle connections (waiting for "
+               "a request) shut down to admit a new one at the connection limit.", model,
+               (double)m->evictions);
   rc |= render_hist(o, &m->ttft, model);
   rc |= render_hist(o, &m->itl, model);
   rc |= render_hist(o, &m->e2e, model);

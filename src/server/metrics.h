@@ -30,6 +30,11 @@ void pl_srv_metrics_http(pl_srv_metrics *m, int status);
 /* A request was aborted because its client stopped reading (send queue full too long). */
 void pl_srv_metrics_stalled(pl_srv_metrics *m);
 
+/* The connection guard's counters now (conn_guard.h): connections cut at the request
+ * deadline, idle connections evicted at the connection limit. */
+void pl_srv_metrics_set_conn_cuts(pl_srv_metrics *m, unsigned long long deadline,
+                                  unsigned long long evicted);
+
 /* Append the Prometheus text exposition (format 0.0.4). model_name labels every series. */
 int pl_srv_metrics_render(pl_srv_metrics *m, const char *model_name, pl_strbuf *out);
 #endif

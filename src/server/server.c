@@ -11,8 +11,9 @@
  * resume, until a response is queued).
  *
  * Hostile clients (see server.h): the connection guard (conn_guard.h) holds every connection
- * to a deadline for its request head and body; MHD limits connections per address; bodies
- * count against a server-wide byte budget while they are held. */
+ * to a deadline for its request head and body, and holds the connection limit by evicting the
+ * oldest idle connection; MHD limits connections per address; bodies count against a
+ * server-wide byte budget while they are held. */
 #include "server/server.h"
 
 #include <jansson.h>
@@ -277,6 +278,8 @@ static enum MHD_Result handle_health(pl_server *s, struct MHD_Connection *c) {
 
 static enum MHD_Result handle_metrics(pl_server *s, struct MHD_Connection *c) {
   pl_strbuf b = {0};
+  pl_srv_metrics_set_conn_cuts(s->metrics, pl_conn_guard_expired(s->guard),
+                               pl_conn_guard_evicted(s->guard));
   if (pl_srv_metrics_render(s->metrics, pl_server_model_name(s), &b) < 0) {
     pl_strbuf_free(&b);
     return errorf(s, c, 500, NULL, "out of memory");
@@ -484,7 +487,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   *con_cls = NULL;
 }
 
-/* Connection start/end: the request deadline's record lives in MHD's socket context. */
+/* Connection start/end: the guard's record (deadline, connection limit) lives in MHD's
+ * socket context. */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
   pl_server *s = cls;
@@ -515,6 +519,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 /* ---- life cycle -------------------------------------------------------------------------- */
 
 static char *dup_or_null(const char *s) { return s && *s ? pl_strdup(s) : NULL; }
+
+/* Connections MHD accepts above max_connections: room for the ones the guard has shut down
+ * and MHD has not closed yet, so a burst of new connections is never refused by MHD. */
+static int conn_slack(int max_conn) { return max_conn / 16 > 16 ? max_conn / 16 : 16; }
 
 int pl_server_start(const pl_server_config *cfg, pl_server **out) {
   *out = NULL;
@@ -548,14 +556,6 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
     pl_server_destroy(s);
     return wrc;
   }
-  if (cfg->request_timeout_s > 0) {
-    int rc = pl_conn_guard_start(cfg->request_timeout_s * 1000, &s->guard);
-    if (rc < 0) {
-      pl_server_destroy(s);
-      return rc;
-    }
-  }
-
   /* Resolve the bind address (numeric or a name such as "localhost"). */
   struct addrinfo hints = {0}, *ai = NULL;
   hints.ai_family = AF_UNSPEC;
@@ -578,7 +578,7 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
     ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)cfg->port);
 
   /* Each connection needs its socket and (while generating) an eventfd: keep within the
-   * process's file descriptor limit. */
+   * process's file descriptor limit, MHD's slack included. */
   int max_conn = cfg->max_connections > 0 ? cfg->max_connections : 2048;
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -590,11 +590,25 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
   }
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     long fit = ((long)rl.rlim_cur - 64) / 2;
-    if (fit < max_conn) {
+    if (fit < (long)max_conn + conn_slack(max_conn)) {
+      long n = fit * 16 / 17; /* n + n/16 <= fit */
+      if (n + conn_slack((int)n) > fit)
+        n = fit - 16;
+      if (n < 1)
+        n = 1;
       PL_WARN("file descriptor limit %ld allows only %ld connections (asked %d)",
-              (long)rl.rlim_cur, fit > 1 ? fit : 1, max_conn);
-      max_conn = fit > 1 ? (int)fit : 1;
+              (long)rl.rlim_cur, n, max_conn);
+      max_conn = (int)n;
     }
+  }
+  /* The guard holds the limit (it evicts the oldest idle connection to admit a new one); MHD,
+   * which would refuse every new connection at its limit, gets the slack above it for the
+   * connections shut down but not yet closed. */
+  int grc = pl_conn_guard_start(cfg->request_timeout_s > 0 ? cfg->request_timeout_s * 1000 : 0,
+                                max_conn, &s->guard);
+  if (grc < 0) {
+    pl_server_destroy(s);
+    return grc;
   }
   int threads = cfg->http_threads > 0 ? cfg->http_threads : default_http_threads();
   s->cfg.http_threads = threads;
@@ -606,7 +620,8 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
       (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s > 0 ? cfg->timeout_s : 0),
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)(max_conn + conn_slack(max_conn)),
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT,
       (unsigned)(cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 0),
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)(cfg->max_header_bytes ? cfg->max_header_bytes : 32u << 10),

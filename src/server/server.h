@@ -15,7 +15,10 @@
  * Hostile clients: a request's head and body must arrive within request_timeout_s of the
  * connection's start (or of the previous response on a kept-alive connection), whatever
  * the pace (a trickling client cannot reset it); each address may hold at most
- * max_connections_per_ip connections; bodies being received or parsed may hold at most
+ * max_connections_per_ip connections; at max_connections a new connection evicts the one
+ * that has waited longest for its request's head or body (never one whose request is being
+ * processed or streamed; the new one itself when every other is busy), so connections that
+ * send nothing cannot lock normal clients out; bodies being received or parsed may hold at most
  * max_inflight_body_bytes together (503 with Retry-After above); a client that does not read
  * its output for stall_timeout_s has its request aborted. Every 503 carries Retry-After. */
 #ifndef PL_SERVER_SERVER_H
@@ -34,7 +37,8 @@ typedef struct pl_server_config {
   size_t max_header_bytes;       /* per-connection header memory; default 32 KiB */
   int timeout_s;                 /* idle/slow client timeout; default 60 */
   int keepalive_s;               /* SSE ": keep-alive" interval while no data; default 5 */
-  int max_connections;           /* default 2048 (also bounded by the fd limit) */
+  int max_connections;           /* default 2048 (also bounded by the fd limit); beyond it the
+                                    oldest idle connection is evicted */
   int max_pending;               /* requests queued for the engine thread; default 1024 */
   float queue_timeout_s;         /* wait for room in a full queue, in order; default 30; 0 = 503 at once */
   int max_connections_per_ip;    /* default 256; 0 = no per-address limit */

@@ -33,7 +33,7 @@ struct pl_server {
   pthread_mutex_t active_mu;
   pthread_cond_t active_cv;
   int active;
-  pl_conn_guard *guard;       /* request deadlines; NULL when request_timeout_s is 0 */
+  pl_conn_guard *guard;       /* request deadlines and the connection limit */
   pl_conn_waiter *waiter;     /* resumes connections suspended while their request waits */
   atomic_size_t inflight_body; /* bytes of request bodies held now (max_inflight_body_bytes) */
 };

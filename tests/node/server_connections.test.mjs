@@ -2,12 +2,19 @@
 // Thousands of connections that send nothing or half a request head are held open while the
 // server's thread count stays where it was, and normal requests (whole, and streamed with
 // n = 2) are still answered promptly. A thread-per-connection server fails the thread count.
+// At --max-connections, idle connections from many addresses do not lock normal clients out:
+// a new connection evicts the one idle longest, never one whose request is being served (the
+// new one is refused when every other is busy).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import http from "node:http";
 import { readFileSync, readdirSync } from "node:fs";
 import { execFileSync } from "node:child_process";
-import { startServer, post, parseSSE } from "./lib/server.mjs";
+import OpenAI from "openai";
+import { startServer, post, parseSSE, metrics, waitMetrics } from "./lib/server.mjs";
+
+const MODEL = "tinystories-280K";
 
 /** Threads and resident memory (KiB) of a process, from /proc. */
 function procStatus(pid) {
@@ -25,14 +32,17 @@ function connectionBudget(want) {
     const out = execFileSync("sh", ["-c", "ulimit -Hn"], { encoding: "utf8" }).trim();
     if (out !== "unlimited") hard = Number(out);
   } catch {}
-  // the server keeps (limit - 64) / 2 connections (a socket and an eventfd each)
-  return Math.max(100, Math.min(want, Math.floor((hard - 64) / 2) - 64));
+  // the server keeps (limit - 64) / 2 connections (a socket and an eventfd each), less the
+  // slack it leaves libmicrohttpd above its own limit (1/17 of that)
+  return Math.max(100, Math.min(want, Math.floor(((hard - 64) / 2) * 16 / 17) - 64));
 }
 
-function open(url) {
+/** Connect to url's host and port, from localAddress when given (127.0.0.2, ...: on Linux all
+ * of 127/8 is the loopback, so each is a distinct client address to the server). */
+function open(url, localAddress) {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: hostname, port: Number(port) }, () => resolve(sock));
+    const sock = net.connect({ host: hostname, port: Number(port), localAddress }, () => resolve(sock));
     sock.once("error", reject);
   });
 }
@@ -109,5 +119,206 @@ test("thousands of idle and slowloris connections hold no threads; requests are 
     const exit = await s.stop();
     for (const k of socks) k.destroy();
     assert.equal(exit.code, 0);
+  }
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const slowLimitMs = process.env.PL_SANITIZE === "ON" ? 30_000 : 5_000;
+
+/** n idle connections opened one after another from 127.0.0.<first>, <first + 1>, ...: odd ones
+ * send half a request head. Each gets .cut, set once the server has closed it. */
+async function idleFlood(url, n, first, gapMs = 0) {
+  const socks = [];
+  for (let i = 0; i < n; i++) {
+    const sock = await open(url, `127.0.0.${first + i}`);
+    sock.cut = false;
+    sock.on("error", () => {});
+    sock.on("close", () => (sock.cut = true));
+    if (i % 2) sock.write("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Le");
+    socks.push(sock);
+    if (gapMs) await sleep(gapMs); // let the server take them in this order
+  }
+  return socks;
+}
+
+/** POST JSON to /v1/completions on a connection of its own; {status, text}, or throws after ms. */
+function freshPost(url, body, ms) {
+  const u = new URL(url + "/v1/completions");
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: "POST", agent: false,
+                               headers: { "content-type": "application/json" } }, (res) => {
+      const chunks = [];
+      res.on("data", (d) => chunks.push(d));
+      res.on("end", () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.setTimeout(ms, () => req.destroy(new Error(`no answer in ${ms} ms`)));
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+test("at --max-connections idle connections from many addresses are evicted, oldest first", async () => {
+  const LIMIT = 40;
+  // a long request deadline: what frees room here is eviction, not the deadline
+  const s = await startServer({
+    args: ["--max-connections", String(LIMIT), "--max-connections-per-ip", "8",
+           "--request-timeout", "600", "--timeout", "600"],
+  });
+  const pid = s.proc.pid;
+  const fds0 = fdCount(pid);
+  let socks = [];
+  try {
+    // LIMIT + 4 connections that send nothing or half a head, one per address (8 per address
+    // would not stop them): the limit is full. (Before eviction, libmicrohttpd left the ones
+    // over its limit in the listen backlog, ahead of any normal client.)
+    socks = await idleFlood(s.url, LIMIT + 4, 2, 5);
+    await settle(() => fdCount(pid), (n) => n - fds0 >= LIMIT - 1, 10_000);
+
+    // a normal client on a new connection still gets its answer (before: it waited in the
+    // listen backlog until the request deadline cut the idle ones) ...
+    let t0 = Date.now();
+    const own = await freshPost(s.url, { prompt: "Once upon a time", max_tokens: 16 }, 30_000);
+    const ownMs = Date.now() - t0;
+    assert.equal(own.status, 200, own.text);
+    // ... and so do the openai client and fetch (their pooled connections, or new ones)
+    const client = new OpenAI({ baseURL: s.baseURL, apiKey: "x", maxRetries: 0, timeout: 30_000 });
+    t0 = Date.now();
+    const r = await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 16 });
+    const wholeMs = Date.now() - t0;
+    assert.ok(r.choices[0].text.length > 0);
+    t0 = Date.now();
+    const st = await post(s.url + "/v1/completions", { prompt: "Once upon a time", max_tokens: 8, stream: true },
+                          { signal: AbortSignal.timeout(30_000) });
+    const streamMs = Date.now() - t0;
+    assert.equal(st.status, 200, st.text);
+    assert.equal(parseSSE(st.text).at(-1).data, "[DONE]");
+    console.log(`${LIMIT} idle connections at the limit: a 16-token completion took ${ownMs} ms on a new ` +
+                `connection, ${wholeMs} ms with openai, a streamed one ${streamMs} ms with fetch`);
+    assert.ok(ownMs < slowLimitMs && wholeMs < slowLimitMs && streamMs < slowLimitMs,
+              `too slow: ${ownMs} / ${wholeMs} / ${streamMs} ms`);
+
+    const m = await metrics(s.url);
+    assert.ok(m["pagellm:idle_connection_evictions_total"] >= 1, JSON.stringify(m));
+    // the ones evicted are the ones idle longest
+    const closed = await settle(() => socks.map((k, i) => (k.cut ? i : -1)).filter((i) => i >= 0),
+                                (c) => c.length >= 1, 5_000);
+    assert.ok(closed.length >= 1, "no idle connection was closed");
+    assert.ok(closed.every((i) => i < 10), `evicted: ${closed}`);
+  } finally {
+    for (const k of socks) k.destroy();
+  }
+  try {
+    // nothing left behind: no request, no KV block, no descriptor beyond the clients' pooled ones
+    const m = await waitMetrics(s.url, (x) => x["pagellm:num_requests_running"] === 0 &&
+                                x["pagellm:num_requests_waiting"] === 0 && x["pagellm:kv_blocks_used"] === 0);
+    assert.equal(m["pagellm:num_requests_running"], 0);
+    assert.equal(m["pagellm:num_requests_waiting"], 0);
+    assert.equal(m["pagellm:kv_blocks_used"], 0);
+    assert.equal(m['pagellm:request_success_total{finished_reason="error"}'], 0);
+    const fds = await settle(() => fdCount(pid), (n) => n <= fds0 + 3, 10_000);
+    assert.ok(fds <= fds0 + 3, `the server holds ${fds} descriptors, ${fds0} before the connections`);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+/** Start a streamed completion on its own connection and read nothing yet. Resolves once the
+ * response head is in (the request is being served) to {read(): Promise<{status, text}>}. */
+function pausedStream(url, body) {
+  const u = new URL(url + "/v1/completions");
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: "POST", agent: false,
+                               headers: { "content-type": "application/json" } }, (res) => {
+      res.pause();
+      resolve({
+        read: () => new Promise((done, fail) => {
+          const chunks = [];
+          res.on("data", (d) => chunks.push(d));
+          res.on("end", () => done({ status: res.statusCode, text: Buffer.concat(chunks).toString("utf8") }));
+          res.on("error", fail);
+          res.resume();
+        }),
+      });
+    });
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** A stream's SSE text is whole: [DONE] last, every choice 0..n-1 finished. */
+function assertWholeStream(r, n) {
+  assert.equal(r.status, 200, r.text.slice(0, 500));
+  const events = parseSSE(r.text);
+  assert.equal(events.at(-1).data, "[DONE]");
+  const finished = new Set();
+  for (const e of events.slice(0, -1)) {
+    if (!e.data) continue;
+    const j = JSON.parse(e.data);
+    assert.ok(!j.error, e.data);
+    for (const c of j.choices) if (c.finish_reason) finished.add(c.index);
+  }
+  assert.equal(finished.size, n, `finished choices: ${[...finished]}`);
+}
+
+// Output far larger than the sockets' buffers (32 choices x 200 tokens with 20 top logprobs:
+// megabytes), so while the client reads nothing the server is still writing it.
+const BIG = { prompt: "Once upon a time", max_tokens: 200, n: 32, logprobs: 20, temperature: 0, stream: true };
+
+test("a connection whose request is being streamed is never evicted", async () => {
+  const LIMIT = 8;
+  const s = await startServer({
+    args: ["--max-connections", String(LIMIT), "--max-connections-per-ip", "0",
+           "--request-timeout", "600", "--timeout", "600"],
+  });
+  let socks = [];
+  try {
+    // the two oldest connections are busy ...
+    const streams = [await pausedStream(s.url, BIG), await pausedStream(s.url, BIG)];
+    await sleep(300);
+    // ... then the limit fills with idle ones (6), and 4 more come
+    socks = await idleFlood(s.url, LIMIT + 2, 2, 50);
+    const closed = await settle(() => socks.map((k, i) => (k.cut ? i : -1)).filter((i) => i >= 0),
+                                (c) => c.length >= 4, 5_000);
+    // the idle ones went, oldest first (the startup health check's pooled connection, if node
+    // still held it, went before them); the busy streams stayed
+    assert.deepEqual(closed, [0, 1, 2, 3]);
+    for (const st of streams) assertWholeStream(await st.read(), BIG.n);
+  } finally {
+    for (const k of socks) k.destroy();
+  }
+  try {
+    const m = await waitMetrics(s.url, (x) => x["pagellm:num_requests_running"] === 0 &&
+                                x["pagellm:num_requests_waiting"] === 0 && x["pagellm:kv_blocks_used"] === 0);
+    assert.ok(m["pagellm:idle_connection_evictions_total"] >= 4);
+    assert.equal(m["pagellm:num_requests_running"], 0);
+    assert.equal(m["pagellm:num_requests_waiting"], 0);
+    assert.equal(m["pagellm:kv_blocks_used"], 0);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("when every connection is busy the new one is refused, and the busy ones finish", async () => {
+  const s = await startServer({ args: ["--max-connections", "2", "--request-timeout", "600", "--timeout", "600"] });
+  let extra;
+  try {
+    const streams = [await pausedStream(s.url, BIG), await pausedStream(s.url, BIG)];
+    await sleep(300);
+    extra = (await idleFlood(s.url, 1, 2))[0];
+    const t0 = Date.now();
+    await settle(() => extra.cut, (c) => c, 5_000);
+    assert.ok(extra.cut, "a connection beyond the limit was held while every other was busy");
+    console.log(`refused in ${Date.now() - t0} ms`);
+    for (const st of streams) assertWholeStream(await st.read(), BIG.n);
+  } finally {
+    if (extra) extra.destroy();
+  }
+  try {
+    const m = await waitMetrics(s.url, (x) => x["pagellm:num_requests_running"] === 0 && x["pagellm:kv_blocks_used"] === 0);
+    assert.ok(m["pagellm:idle_connection_evictions_total"] >= 1);
+    assert.equal(m["pagellm:kv_blocks_used"], 0);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
   }
 });

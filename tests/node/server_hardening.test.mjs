@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startServer, post } from "./lib/server.mjs";
+import { startServer, post, metrics } from "./lib/server.mjs";
 
 function assertError(r, status) {
   assert.equal(r.status, status, r.text);
@@ -117,6 +117,7 @@ test("a trickled request head is cut at the request deadline", async () => {
       try { health = await fetch(s.url + "/health"); } catch {}
     }
     assert.equal(health && health.status, 200);
+    assert.ok((await metrics(s.url))["pagellm:request_deadline_closes_total"] >= 1);
   } finally {
     assert.equal((await s.stop()).code, 0);
   }
