@@ -3,8 +3,9 @@
  * the extension).
  * Float weights: tiles of 4 weight rows x up to 4 activation rows (16 accumulators), masked
  * loads for the column tail. Quantized weights: kern_avx512_q.h, 2 weight rows x up to 4
- * activation rows, 64 codes per vector; except Q8_0 with VNNI, which puts one weight row in
- * each int32 lane (q8_0_vnni16 below, 16-32 rows per tile). Vector helpers and the
+ * activation rows, 64 codes per vector; except Q8_0, Q4_0, Q4_K and Q6_K with VNNI, which put
+ * one weight row in each int32 lane (q8_0_vnni16 and the kq_* kernels below, 16-32 rows per
+ * tile; PAGELLM_VNNI_OLD_TILES=1 brings the tiles back for benchmarks). Vector helpers and the
  * activation quantizer come from the AVX2 file (they are not the bottleneck). */
 #include <immintrin.h>
 #include <stdlib.h>
