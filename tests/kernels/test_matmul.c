@@ -282,6 +282,17 @@ int main(void) {
     const int ns[] = {1, 5, 100};
     run_case(isas, nisa, tps, &WT[w], 45, 4096, ns, 3, &rng);
   }
+  /* the row-per-lane kernels (AVX-512 VNNI) take 16-row groups, 32-row tiles and K chunks
+   * of 1024 weights: row counts at and past those edges, a ragged last chunk (1280 columns
+   * of 32- and 256-blocks), decode and batched n */
+  for (size_t w = 0; w < sizeof WT / sizeof WT[0]; w++) {
+    if (WT[w].t != PL_DT_Q8_0 && WT[w].t != PL_DT_Q4_0 && WT[w].t != PL_DT_Q4_K && WT[w].t != PL_DT_Q6_K)
+      continue;
+    const int ns[] = {1, 2, 3, 4, 5, 6, 7, 13, 31};
+    const int64_t rows_list[] = {16, 48, 81};
+    for (size_t k = 0; k < 3; k++)
+      run_case(isas, nisa, tps, &WT[w], rows_list[k], 1280, ns, 9, &rng);
+  }
   for (int t = 0; t < 3; t++)
     pl_threadpool_destroy(tps[t]);
   return check_summary("test_matmul");

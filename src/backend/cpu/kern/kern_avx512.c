@@ -3,10 +3,12 @@
  * the extension).
  * Float weights: tiles of 4 weight rows x up to 4 activation rows (16 accumulators), masked
  * loads for the column tail. Quantized weights: kern_avx512_q.h, 2 weight rows x up to 4
- * activation rows, 64 codes per vector; except Q8_0 with VNNI, which puts one weight row in
- * each int32 lane (q8_0_vnni16 below, 16-32 rows per tile). Vector helpers and the
+ * activation rows, 64 codes per vector; except Q8_0, Q4_0, Q4_K and Q6_K with VNNI, which put
+ * one weight row in each int32 lane (q8_0_vnni16 and the kq_* kernels below, 16-32 rows per
+ * tile; PAGELLM_VNNI_OLD_TILES=1 brings the tiles back for benchmarks). Vector helpers and the
  * activation quantizer come from the AVX2 file (they are not the bottleneck). */
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/kern/kern_impl.h"
@@ -451,6 +453,349 @@ static void q8_0_vnni16(const pl_mm_ctx *c, int64_t r0, int64_t r1) {
     }
   }
 }
+
+/* ---- Q4_0, Q4_K, Q6_K x VNNI: the same row-per-lane scheme ---------------------------------
+ * A "sub-block" is 32 weights that meet one activation block; per sub-block, lane r ends
+ * with the exact integer dot I of row r's sub-block with the activation block, and then
+ *     y = fma(float(I) * sw, dx, y)                       (sw: per-lane float scale)
+ *     Q4_K also:  y = fnmadd(mn, sx, y)                   (mn = dmin*m, sx = the block's s)
+ * sub-blocks in order. Codes are unsigned already (Q4_0 and Q4_K nibbles, Q6_K 6 bits):
+ *   Q4_0  sw = d,        I starts at -8 * sum(q)       (zs compacted per block)
+ *   Q4_K  sw = d*sc,     I starts at 0                  (mins in the float stage, 6-bit unpacked)
+ *   Q6_K  sw = d,        I = sc_a * I_a + sc_b * I_b    (int8 scale per 16 weights; each half
+ *                        starts at -32 * its activation sum: zs compacted per 16)
+ * The codes of a sub-block for 16 rows come from kq_codes as z[p] = [row p | row p+8], the
+ * shape pk_dec reduces and pk_repack transposes, so the decode and batched paths share it
+ * and do the same arithmetic per row (batch-invariant, like Q8_0). Decode gathers the
+ * per-row scales of a super-block for 16 rows at once; the batched path does that once per
+ * repack and keeps them beside the codes. */
+enum { KQ_Q4_0, KQ_Q4_K, KQ_Q6_K };
+#define KQ_NS(T) ((T) == KQ_Q4_0 ? 1 : 8)                     /* sub-blocks per weight block */
+#define KQ_BB(T) ((T) == KQ_Q4_0 ? 18 : (T) == KQ_Q4_K ? 144 : 210) /* bytes per weight block */
+#define KQ_NX(T) ((T) == KQ_Q6_K ? 4 : 6) /* activation rows per batched tile (Q6_K: 2 int sums) */
+#define KQ_KC 32                           /* sub-blocks per repacked chunk (4 Q4_K/Q6_K blocks) */
+
+typedef struct {
+  __m512i q[KQ_KC][8]; /* u8 codes: vector k of sub-block s = bytes 4k..4k+3 of the 16 rows */
+  __m512 sw[KQ_KC];    /* per-lane float scale */
+  __m512i aux[KQ_KC][2]; /* Q4_K: [0] = mn (floats); Q6_K: the two int scales as int32 */
+} kq_grp;
+
+/* z[p] = [row p | row p+8] codes of sub-block s of block sb; w[i]: row i (rows past the
+ * live ones repeat a live row; their lanes are dropped). */
+AI void kq_codes(const int T, const uint8_t *const *w, int64_t sb, const int s, __m512i *z) {
+  const __m512i m4 = _mm512_set1_epi8(15);
+  PL_UNROLL for (int p = 0; p < 8; p++) {
+    const uint8_t *a = w[p] + KQ_BB(T) * sb, *b = w[p + 8] + KQ_BB(T) * sb;
+    if (T == KQ_Q4_0) { /* 16 bytes: low nibbles = weights 0-15, high = 16-31 */
+      __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a + 2))),
+                                          _mm_loadu_si128((const __m128i *)(b + 2)), 1);
+      __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+      /* [lo p | lo p+8 | hi p | hi p+8] -> [lo p | hi p | lo p+8 | hi p+8] */
+      z[p] = _mm512_and_si512(_mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)), m4);
+    } else if (T == KQ_Q4_K) { /* 32 bytes per 64 weights: low nibbles = sub-block 2q, high = 2q+1 */
+      const int o = 16 + 32 * (s / 2);
+      __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + o))),
+                                     _mm256_loadu_si256((const __m256i *)(b + o)), 1);
+      z[p] = _mm512_and_si512(s & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
+    } else { /* Q6_K: half h = s/4; t = s%4 picks the ql half, its nibble and 2 qh bits */
+      const int h = s / 4, t = s % 4, ol = 64 * h + 32 * (t & 1), oh = 128 + 32 * h;
+      __m512i l = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + ol))),
+                                     _mm256_loadu_si256((const __m256i *)(b + ol)), 1);
+      __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + oh))),
+                                      _mm256_loadu_si256((const __m256i *)(b + oh)), 1);
+      l = _mm512_and_si512(t >= 2 ? _mm512_srli_epi16(l, 4) : l, m4);
+      hb = t == 0 ? _mm512_slli_epi16(hb, 4) : t == 1 ? _mm512_slli_epi16(hb, 2) : t == 2 ? hb : _mm512_srli_epi16(hb, 2);
+      z[p] = _mm512_or_si512(l, _mm512_and_si512(hb, _mm512_set1_epi8(0x30)));
+    }
+  }
+}
+
+/* Scales of block sb for the rows of p0 + roff (live lanes): sw[s], and aux as in kq_grp. */
+AI void kq_scales(const int T, const uint8_t *p0, int64_t sb, __m512i roff, __mmask16 live, __m512 *sw,
+                  __m512i (*aux)[2]) {
+  const uint8_t *p = p0 + KQ_BB(T) * sb;
+#define KQ_G(o) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, roff, (const void *)(p + (o)), 1)
+  if (T == KQ_Q4_0) {
+    sw[0] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(KQ_G(0)));
+  } else if (T == KQ_Q4_K) {
+    const __m512i dd = KQ_G(0), A = KQ_G(4), B = KQ_G(8), C = KQ_G(12);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
+    const __m512 dm = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    PL_UNROLL for (int k = 0; k < 8; k++) { /* the bytes of pl_q4k_unpack, one lane per row */
+      __m512i sc, mn;
+      if (k < 4) {
+        sc = _mm512_and_si512(_mm512_srli_epi32(A, 8 * k), m6);
+        mn = _mm512_and_si512(_mm512_srli_epi32(B, 8 * k), m6);
+      } else {
+        const int e = 8 * (k - 4);
+        sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(C, e), m4),
+                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(A, e + 6), m2), 4));
+        mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(C, e + 4), m4),
+                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(B, e + 6), m2), 4));
+      }
+      sw[k] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+      aux[k][0] = _mm512_castps_si512(_mm512_mul_ps(dm, _mm512_cvtepi32_ps(mn)));
+    }
+  } else { /* Q6_K: scales at 192 (int8 x16), d at 208 (the top half of the dword at 206) */
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(KQ_G(206), 16)));
+    PL_UNROLL for (int q = 0; q < 4; q++) {
+      const __m512i v = KQ_G(192 + 4 * q);
+      PL_UNROLL for (int e = 0; e < 2; e++) { /* sub-block 2q+e: bytes 2e, 2e+1 */
+        sw[2 * q + e] = d;
+        aux[2 * q + e][0] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 16 * e), 24);
+        aux[2 * q + e][1] = _mm512_srai_epi32(_mm512_slli_epi32(v, 16 - 16 * e), 24);
+      }
+    }
+  }
+#undef KQ_G
+}
+
+/* Row pointers of a group: rows past nr repeat row r. */
+AI void kq_rows(const pl_mm_ctx *c, int64_t r, int nr, const uint8_t **w) {
+  PL_UNROLL for (int i = 0; i < 16; i++) w[i] = PL_WROW(c, r + (i < nr ? i : 0));
+}
+AI __m512i kq_roff(const pl_mm_ctx *c, __mmask16 live) {
+  return _mm512_maskz_mov_epi32(live, _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                                                            14, 15),
+                                                         _mm512_set1_epi32((int)c->wrb)));
+}
+
+/* The float stage of one sub-block for one activation row (identical in both paths). */
+AI __m512 kq_fstage(const int T, __m512i I, __m512 sw, __m512i aux0, float dx, float sx, __m512 acc) {
+  acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(I), sw), _mm512_set1_ps(dx), acc);
+  if (T == KQ_Q4_K)
+    acc = _mm512_fnmadd_ps(_mm512_castsi512_ps(aux0), _mm512_set1_ps(sx), acc);
+  return acc;
+}
+
+/* Batched: repack rows r .. r+nr-1, weight blocks sb0 .. sb0+kb-1, into g; prefetch into L2
+ * the same blocks of the pnr rows from pr (the chunk repacked next). */
+AI void kq_repack(const int T, const pl_mm_ctx *c, int64_t r, int nr, int64_t sb0, int kb, kq_grp *g, int64_t pr,
+                  int pnr, int64_t psb0) {
+  const uint8_t *w[16];
+  kq_rows(c, r, nr, w);
+  const uint8_t *pw = pnr > 0 ? PL_WROW(c, pr) + KQ_BB(T) * psb0 : NULL;
+  const __mmask16 live = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+  const __m512i roff = kq_roff(c, live);
+  const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  for (int b = 0; b < kb; b++) {
+    const int s0 = KQ_NS(T) * b;
+    kq_scales(T, w[0], sb0 + b, roff, live, g->sw + s0, g->aux + s0);
+    PL_UNROLL for (int s = 0; s < 8; s++) if (s < KQ_NS(T)) { /* KQ_NS <= 8 */
+      __m512i z[8], t[8], u[8];
+      kq_codes(T, w, sb0 + b, s, z);
+      PL_UNROLL for (int p = 0; p < 8; p += 2) { /* 8x8 dword transpose in each half, as pk_repack */
+        t[p] = _mm512_unpacklo_epi32(z[p], z[p + 1]);
+        t[p + 1] = _mm512_unpackhi_epi32(z[p], z[p + 1]);
+      }
+      PL_UNROLL for (int q = 0; q < 8; q += 4) {
+        u[q + 0] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
+        u[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
+        u[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
+        u[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
+      }
+      PL_UNROLL for (int k = 0; k < 4; k++) {
+        _mm512_store_si512(&g->q[s0 + s][k], _mm512_permutex2var_epi64(u[k], lo, u[k + 4]));
+        _mm512_store_si512(&g->q[s0 + s][k + 4], _mm512_permutex2var_epi64(u[k], hi, u[k + 4]));
+      }
+    }
+    if (pw)
+      PL_UNROLL for (int i = 0; i < 16; i++)
+        if (i < pnr)
+          for (int o = 0; o < KQ_BB(T) + 63; o += 64) /* every line of the block, the last too */
+            _mm_prefetch((const char *)pw + (size_t)i * c->wrb + KQ_BB(T) * b + (o < KQ_BB(T) ? o : KQ_BB(T) - 1),
+                         _MM_HINT_T1);
+  }
+}
+
+/* ng (1 or 2) repacked groups from row r x nx activation rows from j0, sub-blocks b0 ..
+ * b0+kn-1 (global indices) in g; y is accumulated in place after the first chunk. */
+AI void kq_tile(const int T, const pl_mm_ctx *c, const kq_grp *const *g, int64_t b0, int kn, int64_t r, const int ng,
+                const __mmask16 *ym, int j0, const int nx, int first) {
+  const int8_t *xq[6];
+  const float *xd[6], *xs[6];
+  const int32_t *xc[6];
+  __m512 acc[2][6];
+  PL_UNROLL for (int j = 0; j < nx; j++) {
+    xq[j] = PL_QX_QS(c, j0 + j) + 32 * b0;
+    xd[j] = PL_QX_D(c, j0 + j) + b0;
+    xs[j] = PL_QX_S(c, j0 + j) + b0;
+    xc[j] = PL_QX_ZS(c, j0 + j) + (T == KQ_Q6_K ? 2 : 1) * b0;
+    PL_UNROLL for (int e = 0; e < ng; e++)
+      acc[e][j] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(ym[e], &PL_Y(c, j0 + j, r + 16 * e));
+  }
+  for (int b = 0; b < kn; b++) {
+    __m512i I[2][6], J[2][6]; /* Q6_K: I over weights 0-15, J over 16-31 */
+    PL_UNROLL for (int j = 0; j < nx; j++) PL_UNROLL for (int e = 0; e < ng; e++) {
+        I[e][j] = T == KQ_Q4_K ? _mm512_setzero_si512() : _mm512_set1_epi32(xc[j][T == KQ_Q6_K ? 2 * b : b]);
+        if (T == KQ_Q6_K)
+          J[e][j] = _mm512_set1_epi32(xc[j][2 * b + 1]);
+      }
+    PL_UNROLL for (int k = 0; k < 8; k++) {
+      __m512i wk[2];
+      PL_UNROLL for (int e = 0; e < ng; e++) wk[e] = _mm512_load_si512(&g[e]->q[b][k]);
+      PL_UNROLL for (int j = 0; j < nx; j++) {
+        int32_t xv;
+        memcpy(&xv, xq[j] + 32 * b + 4 * k, 4);
+        const __m512i xb = _mm512_set1_epi32(xv);
+        PL_UNROLL for (int e = 0; e < ng; e++) {
+          if (T == KQ_Q6_K && k >= 4)
+            J[e][j] = _mm512_dpbusd_epi32(J[e][j], wk[e], xb);
+          else
+            I[e][j] = _mm512_dpbusd_epi32(I[e][j], wk[e], xb);
+        }
+      }
+    }
+    PL_UNROLL for (int j = 0; j < nx; j++) PL_UNROLL for (int e = 0; e < ng; e++) {
+        __m512i Iv = I[e][j];
+        if (T == KQ_Q6_K)
+          Iv = _mm512_add_epi32(_mm512_mullo_epi32(Iv, g[e]->aux[b][0]), _mm512_mullo_epi32(J[e][j], g[e]->aux[b][1]));
+        acc[e][j] = kq_fstage(T, Iv, g[e]->sw[b], g[e]->aux[b][0], xd[j][b], xs[j][b], acc[e][j]);
+      }
+  }
+  PL_UNROLL for (int j = 0; j < nx; j++) PL_UNROLL for (int e = 0; e < ng; e++)
+      _mm512_mask_storeu_ps(&PL_Y(c, j0 + j, r + 16 * e), ym[e], acc[e][j]);
+}
+
+#define KQ_TILE_NX(NG)                                                                        \
+  switch (nx) {                                                                               \
+  case 6: kq_tile(T, c, gp, b0, kn, r, NG, ym, j0, 6, f); break;                             \
+  case 5: kq_tile(T, c, gp, b0, kn, r, NG, ym, j0, 5, f); break;                             \
+  case 4: kq_tile(T, c, gp, b0, kn, r, NG, ym, j0, 4, f); break;                             \
+  case 3: kq_tile(T, c, gp, b0, kn, r, NG, ym, j0, 3, f); break;                             \
+  case 2: kq_tile(T, c, gp, b0, kn, r, NG, ym, j0, 2, f); break;                             \
+  default: kq_tile(T, c, gp, b0, kn, r, NG, ym, j0, 1, f); break;                            \
+  }
+
+AI void kq_batched(const int T, const pl_mm_ctx *c, int64_t r0, int64_t r1) {
+  _Alignas(64) kq_grp grp[2];
+  const kq_grp *const gp[2] = {&grp[0], &grp[1]};
+  const int64_t nsb = c->ql.nb / KQ_NS(T), kcb = KQ_KC / KQ_NS(T); /* weight blocks: all, per chunk */
+  const int nxt = KQ_NX(T);
+  int xbn = (int)(393216 / (c->xrb ? c->xrb : 1)); /* x block: activation rows kept in L2 */
+  xbn = xbn < nxt ? nxt : xbn / nxt * nxt;
+  for (int xs = 0; xs < c->n; xs += xbn) {
+    const int xe = c->n - xs < xbn ? c->n : xs + xbn;
+    for (int64_t r = r0; r < r1; r += 32) {
+      const int nr = r1 - r < 32 ? (int)(r1 - r) : 32;
+      const int n0 = nr < 16 ? nr : 16, n1 = nr - n0;
+      const __mmask16 ym[2] = {(__mmask16)(n0 >= 16 ? 0xffff : (1u << n0) - 1),
+                               (__mmask16)(n1 >= 16 ? 0xffff : (1u << n1) - 1)};
+      for (int64_t sb0 = 0; sb0 < nsb; sb0 += kcb) {
+        const int kb = nsb - sb0 < kcb ? (int)(nsb - sb0) : (int)kcb;
+        int64_t pr = r, psb0 = sb0 + kcb; /* prefetch as pk_batched */
+        if (psb0 >= nsb) {
+          pr = r + 32;
+          psb0 = 0;
+        }
+        const int pnr = r1 - pr < 16 ? (int)(r1 - pr) : 16;
+        kq_repack(T, c, r, n0, sb0, kb, &grp[0], r + 16, n1, sb0);
+        if (n1 > 0)
+          kq_repack(T, c, r + 16, n1, sb0, kb, &grp[1], pr, pnr, psb0);
+        const int64_t b0 = sb0 * KQ_NS(T);
+        const int kn = kb * KQ_NS(T);
+        for (int j0 = xs; j0 < xe; j0 += nxt) {
+          const int f = sb0 == 0, nx = xe - j0 < nxt ? xe - j0 : nxt;
+          if (n1 > 0) {
+            KQ_TILE_NX(2)
+          } else {
+            KQ_TILE_NX(1)
+          }
+        }
+      }
+    }
+  }
+}
+#undef KQ_TILE_NX
+
+/* Sums of lanes 0-3 and 4-7 of each 256-bit half of P[0..7], separately: lane m of *A / *B
+ * = the first / second four lanes of half 0 of P[m], lane 8+m = those of half 1 (pk_hsum16
+ * without its last add: its two partials are the two 128-bit quarters). */
+AI void kq_hsum_halves(const __m512i *P, __m512i *A, __m512i *B) {
+  __m512i Q[4], R[2];
+  PL_UNROLL for (int m = 0; m < 4; m++)
+    Q[m] = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2 * m], P[2 * m + 1]), _mm512_unpackhi_epi32(P[2 * m], P[2 * m + 1]));
+  PL_UNROLL for (int m = 0; m < 2; m++)
+    R[m] = _mm512_add_epi32(_mm512_unpacklo_epi64(Q[2 * m], Q[2 * m + 1]), _mm512_unpackhi_epi64(Q[2 * m], Q[2 * m + 1]));
+  *A = _mm512_permutex2var_epi64(R[0], _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), R[1]);
+  *B = _mm512_permutex2var_epi64(R[0], _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15), R[1]);
+}
+
+/* Decode: rows r .. r+nr-1 (nr <= 16) x nx <= PK_ND activation rows, no repack; prefetches
+ * the pnr rows from pr (the next group), a block's share per block. */
+AI void kq_dec(const int T, const pl_mm_ctx *c, int64_t r, int nr, const int nx, int64_t pr, int pnr) {
+  const uint8_t *w[16];
+  kq_rows(c, r, nr, w);
+  const char *pw = pnr > 0 ? (const char *)PL_WROW(c, pr) : NULL;
+  const size_t pstep = (size_t)pnr * KQ_BB(T);
+  const __mmask16 live = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+  const __m512i roff = kq_roff(c, live);
+  const int64_t nsb = c->ql.nb / KQ_NS(T);
+  const int8_t *xq[PK_ND];
+  const float *xd[PK_ND], *xs[PK_ND];
+  const int32_t *xc[PK_ND];
+  __m512 acc[PK_ND];
+  PL_UNROLL for (int j = 0; j < nx; j++) {
+    xq[j] = PL_QX_QS(c, j);
+    xd[j] = PL_QX_D(c, j);
+    xs[j] = PL_QX_S(c, j);
+    xc[j] = PL_QX_ZS(c, j);
+    acc[j] = _mm512_setzero_ps();
+  }
+  for (int64_t sb = 0; sb < nsb; sb++) {
+    if (pw)
+      for (size_t o = (size_t)sb * pstep; o < (size_t)(sb + 1) * pstep; o += 64)
+        _mm_prefetch(pw + o, _MM_HINT_T0);
+    __m512 sw[8];
+    __m512i aux[8][2];
+    kq_scales(T, w[0], sb, roff, live, sw, aux);
+    PL_UNROLL for (int s = 0; s < 8; s++) if (s < KQ_NS(T)) { /* KQ_NS <= 8 */
+      const int64_t b = KQ_NS(T) * sb + s;
+      __m512i z[8];
+      kq_codes(T, w, sb, s, z);
+      PL_UNROLL for (int j = 0; j < nx; j++) {
+        const __m512i x = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(xq[j] + 32 * b)));
+        __m512i P[8], I;
+        PL_UNROLL for (int m = 0; m < 8; m++) P[m] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[m], x);
+        if (T == KQ_Q6_K) {
+          __m512i A, B;
+          kq_hsum_halves(P, &A, &B);
+          A = _mm512_add_epi32(A, _mm512_set1_epi32(xc[j][2 * b]));
+          B = _mm512_add_epi32(B, _mm512_set1_epi32(xc[j][2 * b + 1]));
+          I = _mm512_add_epi32(_mm512_mullo_epi32(A, aux[s][0]), _mm512_mullo_epi32(B, aux[s][1]));
+        } else {
+          I = pk_hsum16(P);
+          if (T == KQ_Q4_0)
+            I = _mm512_add_epi32(I, _mm512_set1_epi32(xc[j][b]));
+        }
+        acc[j] = kq_fstage(T, I, sw[s], aux[s][0], xd[j][b], xs[j][b], acc[j]);
+      }
+    }
+  }
+  PL_UNROLL for (int j = 0; j < nx; j++) _mm512_mask_storeu_ps(&PL_Y(c, j, r), live, acc[j]);
+}
+
+AI void kq_run(const int T, const pl_mm_ctx *c, int64_t r0, int64_t r1) {
+  if (c->n > PK_ND) {
+    kq_batched(T, c, r0, r1);
+    return;
+  }
+  for (int64_t r = r0; r < r1; r += 16) {
+    const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+    const int pnr = r1 - (r + 16) < 16 ? (int)(r1 - (r + 16)) : 16;
+    switch (c->n) {
+    case 4: kq_dec(T, c, r, nr, 4, r + 16, pnr); break;
+    case 3: kq_dec(T, c, r, nr, 3, r + 16, pnr); break;
+    case 2: kq_dec(T, c, r, nr, 2, r + 16, pnr); break;
+    default: kq_dec(T, c, r, nr, 1, r + 16, pnr); break;
+    }
+  }
+}
+static void q4_0_vnni16(const pl_mm_ctx *c, int64_t r0, int64_t r1) { kq_run(KQ_Q4_0, c, r0, r1); }
+static void q4_k_vnni16(const pl_mm_ctx *c, int64_t r0, int64_t r1) { kq_run(KQ_Q4_K, c, r0, r1); }
+static void q6_k_vnni16(const pl_mm_ctx *c, int64_t r0, int64_t r1) { kq_run(KQ_Q6_K, c, r0, r1); }
 #pragma GCC pop_options
 
 /* ---- dequantization for the prefill path ------------------------------------------------ */
@@ -475,13 +820,28 @@ void pl_kern_fill_avx512(pl_kern_ops *o, int vnni, int bf16) {
   for (int t = PL_MMT_Q8_0; t < PL_MMT_COUNT; t++)
     o->mm_rows_align[t] = RWQ;
   o->dequant[PL_MMT_F16] = deq_f16;
-  if (vnni) {
-    o->mm[PL_MMT_Q8_0] = q8_0_vnni16; /* q8_0_vnni (kern_avx512_q.h) is left unused */
-    o->qx_bsum[PL_MMT_Q8_0] = 1;
-    o->mm_rows_align[PL_MMT_Q8_0] = 32;
+  o->qx_z[PL_MMT_Q4_0] = 8;
+  o->qx_z[PL_MMT_Q6_K] = 32;
+  if (vnni && getenv("PAGELLM_VNNI_OLD_TILES")) {
+    /* benchmarks only: the 2-row tiles of kern_avx512_q.h for Q8_0/Q4_0/Q4_K/Q6_K, to time
+     * them beside the row-per-lane kernels in one build */
+    o->mm[PL_MMT_Q8_0] = q8_0_vnni;
     o->mm[PL_MMT_Q4_0] = q4_0_vnni;
     o->mm[PL_MMT_Q4_K] = q4_k_vnni;
     o->mm[PL_MMT_Q6_K] = q6_k_vnni;
+    o->mm[PL_MMT_MLX4] = mlx4_vnni;
+    o->mm[PL_MMT_MLX8] = mlx8_vnni;
+    o->qx_z[PL_MMT_Q8_0] = 128;
+  } else if (vnni) {
+    /* a weight row per lane; zs compacted per block (Q6_K: per 16, one int8 scale each) */
+    o->mm[PL_MMT_Q8_0] = q8_0_vnni16;
+    o->mm[PL_MMT_Q4_0] = q4_0_vnni16;
+    o->mm[PL_MMT_Q4_K] = q4_k_vnni16;
+    o->mm[PL_MMT_Q6_K] = q6_k_vnni16;
+    o->qx_bsum[PL_MMT_Q8_0] = o->qx_bsum[PL_MMT_Q4_0] = 32;
+    o->qx_bsum[PL_MMT_Q6_K] = 16;
+    o->mm_rows_align[PL_MMT_Q8_0] = o->mm_rows_align[PL_MMT_Q4_0] = 32;
+    o->mm_rows_align[PL_MMT_Q4_K] = o->mm_rows_align[PL_MMT_Q6_K] = 32;
     o->mm[PL_MMT_MLX4] = mlx4_vnni;
     o->mm[PL_MMT_MLX8] = mlx8_vnni;
     o->qx_z[PL_MMT_Q8_0] = 128;
@@ -493,9 +853,6 @@ void pl_kern_fill_avx512(pl_kern_ops *o, int vnni, int bf16) {
     o->mm[PL_MMT_MLX4] = mlx4_bw;
     o->mm[PL_MMT_MLX8] = mlx8_bw;
     o->qx_z[PL_MMT_Q8_0] = 0;
-    o->qx_bsum[PL_MMT_Q8_0] = 0;
   }
-  o->qx_z[PL_MMT_Q4_0] = 8;
-  o->qx_z[PL_MMT_Q6_K] = 32;
   o->attn_tile = pl_attn_tile_avx512;
 }

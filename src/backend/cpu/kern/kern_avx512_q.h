@@ -337,9 +337,9 @@ AI void FN(mlx8_body)(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, i
     PL_MM_LOOP(c, r0, r1, RWQ, NXQ, FN(T##_tile));                                          \
   }
 
-#if !VNNI /* Q8_0 on VNNI: q8_0_vnni16 in kern_avx512.c (a weight row per lane) */
+/* On VNNI, Q8_0/Q4_0/Q4_K/Q6_K use the row-per-lane kernels of kern_avx512.c; these tiles
+ * stay for PAGELLM_VNNI_OLD_TILES (benchmarks) */
 QTILE(q8_0)
-#endif
 QTILE(q4_0)
 QTILE(q4_k)
 QTILE(q6_k)

@@ -9,7 +9,8 @@
  *   d  [nb]       f32    amax/127 of each block of 32      (x ~= d * q)
  *   s  [nb]       f32    d * sum(q) of each block           (for bias/min terms)
  *   zs [cols/4]   int32  -z * (q[4k]+q[4k+1]+q[4k+2]+q[4k+3])  (only when z != 0);
- *                 with qx_bsum set, compacted afterwards to zs[b] = -z * sum(q) of block b
+ *                 with qx_bsum = 32 (16) set, compacted afterwards to zs[i] = -z * sum(q)
+ *                 of block i (of the i-th 16 elements)
  *                 For MLX weights (z = 0) the same space instead holds f32 per-group sums
  *                 of s (one per group_size elements), for the bias term of every row.
  *
@@ -78,8 +79,8 @@ typedef void (*pl_dequant_fn)(const void *row, float *y, int64_t n);
 typedef struct {
   pl_mm_rows_fn mm[PL_MMT_COUNT];
   int qx_z[PL_MMT_COUNT];      /* zero point the mm kernel wants in zs (0 = none) */
-  /* 1: after quantizing, zs[b] holds the sum of the block's 8 entries (-z * sum(q) of block
-   * b), for kernels that keep one block per int32 lane */
+  /* 32 or 16: after quantizing, zs[i] holds the sum of the entries of the i-th 32 (16)
+   * elements (-z * sum(q) over them), for kernels that keep a weight row per int32 lane */
   int qx_bsum[PL_MMT_COUNT];
   int mm_rows_align[PL_MMT_COUNT]; /* preferred row-chunk multiple for thread splits */
   pl_quant_x_fn quant_x;

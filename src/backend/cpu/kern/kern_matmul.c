@@ -28,7 +28,7 @@ typedef struct {
   pl_mm_rows_fn fn;
   pl_quant_x_fn qfn;
   int z;
-  int bsum; /* compact zs to per-block sums (pl_kern_ops.qx_bsum) */
+  int bsum; /* compact zs to sums per this many elements (pl_kern_ops.qx_bsum); 0: no */
   int64_t chunk; /* rows per thread */
 } mm_job;
 
@@ -40,13 +40,14 @@ static void quant_task(void *p, int ith, int nth) {
   for (int j = ith; j < c->n; j += nth) {
     uint8_t *row = (uint8_t *)c->qx + (size_t)j * c->ql.stride;
     jb->qfn(c->x + (size_t)j * c->cols, c->cols, jb->z, row, &c->ql);
-    if (jb->bsum) { /* in place: zs[b] is written after zs[8b .. 8b+7] were read */
+    if (jb->bsum) { /* in place: zs[i] is written after zs[g*i .. g*i+g-1] were read */
       int32_t *zs = (int32_t *)(row + c->ql.off_zs);
-      for (int64_t b = 0; b < c->ql.nb; b++) {
+      const int g = jb->bsum / 4;
+      for (int64_t i = 0; i < c->cols / jb->bsum; i++) {
         int32_t t = 0;
-        for (int k = 0; k < 8; k++)
-          t += zs[8 * b + k];
-        zs[b] = t;
+        for (int k = 0; k < g; k++)
+          t += zs[g * i + k];
+        zs[i] = t;
       }
     }
     if (mlx) { /* per-group activation sums for the bias term (kern_impl.h) */
