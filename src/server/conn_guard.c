@@ -18,6 +18,7 @@
 struct pl_conn_rec {
   pl_conn_rec *prev, *next;
   int fd;
+  unsigned char addr[17]; /* the client's address: family byte + 4 (IPv4) or 16 (IPv6) bytes */
   int armed;
   int cut;         /* shut down by the guard; MHD closes it soon (not counted as live) */
   double since;    /* CLOCK_MONOTONIC seconds when armed: who waited longest is evicted */
@@ -30,6 +31,7 @@ struct pl_conn_guard {
   pl_conn_rec *head;
   double timeout_s; /* 0 = no deadline (and no thread) */
   int max_conns;    /* 0 = no limit */
+  int max_per_addr; /* 0 = no limit */
   int live;         /* records not cut */
   int stop;
   unsigned long long expired, evicted;
@@ -79,13 +81,14 @@ static void *guard_main(void *arg) {
   return NULL;
 }
 
-int pl_conn_guard_start(int timeout_ms, int max_conns, pl_conn_guard **out) {
+int pl_conn_guard_start(int timeout_ms, int max_conns, int max_per_addr, pl_conn_guard **out) {
   *out = NULL;
   pl_conn_guard *g = pl_calloc(1, sizeof *g);
   if (!g)
     return pl_fail(PL_ENOMEM, "out of memory");
   g->timeout_s = timeout_ms > 0 ? timeout_ms / 1000.0 : 0;
   g->max_conns = max_conns > 0 ? max_conns : 0;
+  g->max_per_addr = max_per_addr > 0 ? max_per_addr : 0;
   pthread_mutex_init(&g->mu, NULL);
   pthread_cond_init(&g->cv, NULL);
   int rc = g->timeout_s > 0 ? pthread_create(&g->thr, NULL, guard_main, g) : 0;
@@ -118,29 +121,63 @@ void pl_conn_guard_stop(pl_conn_guard *g) {
   pl_free(g);
 }
 
-pl_conn_rec *pl_conn_guard_add(pl_conn_guard *g, int fd) {
+/* The record's address key from a socket address (zeroed for an unknown family). */
+static void addr_key(unsigned char key[17], const struct sockaddr *sa) {
+  memset(key, 0, 17);
+  if (sa && sa->sa_family == AF_INET) {
+    key[0] = 4;
+    memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+  } else if (sa && sa->sa_family == AF_INET6) {
+    key[0] = 6;
+    memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+  }
+}
+
+/* The armed record that has waited longest, among those from r's address when same_addr
+ * (g->mu held). The list is newest first, so on equal times the older one wins; r itself
+ * (armed just now) is chosen only when no other candidate is armed, i.e. all are busy. */
+static pl_conn_rec *oldest_armed(pl_conn_guard *g, const pl_conn_rec *r, int same_addr) {
+  pl_conn_rec *oldest = NULL;
+  for (pl_conn_rec *q = g->head; q; q = q->next)
+    if (q->armed && (!same_addr || !memcmp(q->addr, r->addr, sizeof r->addr)) &&
+        (!oldest || q->since <= oldest->since))
+      oldest = q;
+  return oldest;
+}
+
+pl_conn_rec *pl_conn_guard_add(pl_conn_guard *g, int fd, const struct sockaddr *addr) {
   pl_conn_rec *r = pl_calloc(1, sizeof *r);
   if (!r)
     return NULL;
   r->fd = fd;
   r->armed = 1;
   r->since = mono_s();
+  addr_key(r->addr, addr);
   pthread_mutex_lock(&g->mu);
   r->next = g->head;
   if (g->head)
     g->head->prev = r;
   g->head = r;
-  if (++g->live > g->max_conns && g->max_conns) {
-    /* Over the limit: evict the connection that has waited longest for a request. The list is
-     * newest first, so on equal times the older one wins; the new record (armed now) is
-     * chosen only when no other connection is armed, i.e. every other one is busy. */
-    pl_conn_rec *oldest = NULL;
+  g->live++;
+  /* Over a limit: evict the connection that has waited longest for a request, from the same
+   * address at the per-address limit (one client's idle keep-alive pool, or one attacker,
+   * pays for its own new connection). One cut brings both counts back within their limits. */
+  int from_addr = 0;
+  if (g->max_per_addr && r->addr[0]) {
     for (pl_conn_rec *q = g->head; q; q = q->next)
-      if (q->armed && (!oldest || q->since <= oldest->since))
-        oldest = q;
+      from_addr += !q->cut && !memcmp(q->addr, r->addr, sizeof r->addr);
+  }
+  pl_conn_rec *victim = NULL;
+  const char *why = "was the oldest idle connection at the connection limit";
+  if (g->max_per_addr && from_addr > g->max_per_addr) {
+    victim = oldest_armed(g, r, 1);
+    why = "was its address's oldest idle connection at the per-address limit";
+  } else if (g->max_conns && g->live > g->max_conns) {
+    victim = oldest_armed(g, r, 0);
+  }
+  if (victim) {
     g->evicted++;
-    cut(g, oldest, oldest == r ? "found the connection limit reached by busy connections"
-                               : "was the oldest idle connection at the connection limit");
+    cut(g, victim, victim == r ? "found the limit reached by busy connections" : why);
   }
   pthread_mutex_unlock(&g->mu);
   return r;

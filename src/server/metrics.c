@@ -41,6 +41,7 @@ struct pl_srv_metrics {
   unsigned long long http[N_STATUS];
   unsigned long long stalled; /* requests aborted because the client stopped reading */
   unsigned long long deadline_cuts, evictions; /* the connection guard's (set at render) */
+  unsigned long long refused; /* closed unanswered at libmicrohttpd's own limit (set at render) */
   pl_engine_stats st;
   int pending;
   int draining; /* 1 once shutdown began (see pl_srv_metrics_set_draining) */
@@ -128,10 +129,11 @@ void pl_srv_metrics_stalled(pl_srv_metrics *m) {
 }
 
 void pl_srv_metrics_set_conn_cuts(pl_srv_metrics *m, unsigned long long deadline,
-                                  unsigned long long evicted) {
+                                  unsigned long long evicted, unsigned long long refused) {
   pthread_mutex_lock(&m->mu);
   m->deadline_cuts = deadline;
   m->evictions = evicted;
+  m->refused = refused;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -272,8 +274,11 @@ int pl_srv_metrics_render(pl_srv_metrics *m, const char *model, pl_strbuf *o) {
                "their request head and body missed the request deadline.", model,
                (double)m->deadline_cuts);
   rc |= metric(o, "idle_connection_evictions_total", "counter", "Idle connections (waiting for "
-               "a request) shut down to admit a new one at the connection limit.", model,
-               (double)m->evictions);
+               "a request) shut down to admit a new one at a connection limit (total or per "
+               "address).", model, (double)m->evictions);
+  rc |= metric(o, "http_connections_refused_total", "counter", "New connections closed "
+               "unanswered at libmicrohttpd's own connection limit (beyond the evicting one).",
+               model, (double)m->refused);
   rc |= render_hist(o, &m->ttft, model);
   rc |= render_hist(o, &m->itl, model);
   rc |= render_hist(o, &m->e2e, model);

@@ -30,10 +30,11 @@ void pl_srv_metrics_http(pl_srv_metrics *m, int status);
 /* A request was aborted because its client stopped reading (send queue full too long). */
 void pl_srv_metrics_stalled(pl_srv_metrics *m);
 
-/* The connection guard's counters now (conn_guard.h): connections cut at the request
- * deadline, idle connections evicted at the connection limit. */
+/* The connection counters now: connections the guard (conn_guard.h) cut at the request
+ * deadline, idle connections it evicted at a connection limit, new connections libmicrohttpd
+ * closed unanswered at its own limit. */
 void pl_srv_metrics_set_conn_cuts(pl_srv_metrics *m, unsigned long long deadline,
-                                  unsigned long long evicted);
+                                  unsigned long long evicted, unsigned long long refused);
 
 /* Append the Prometheus text exposition (format 0.0.4). model_name labels every series. */
 int pl_srv_metrics_render(pl_srv_metrics *m, const char *model_name, pl_strbuf *out);

@@ -279,7 +279,7 @@ static enum MHD_Result handle_health(pl_server *s, struct MHD_Connection *c) {
 static enum MHD_Result handle_metrics(pl_server *s, struct MHD_Connection *c) {
   pl_strbuf b = {0};
   pl_srv_metrics_set_conn_cuts(s->metrics, pl_conn_guard_expired(s->guard),
-                               pl_conn_guard_evicted(s->guard));
+                               pl_conn_guard_evicted(s->guard), atomic_load(&s->conn_refused));
   if (pl_srv_metrics_render(s->metrics, pl_server_model_name(s), &b) < 0) {
     pl_strbuf_free(&b);
     return errorf(s, c, 500, NULL, "out of memory");
@@ -497,7 +497,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    *socket_context = ci ? pl_conn_guard_add(s->guard, (int)ci->connect_fd) : NULL;
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context =
+        ci ? pl_conn_guard_add(s->guard, (int)ci->connect_fd, ai ? ai->client_addr : NULL) : NULL;
   } else { /* CLOSED: comes before MHD closes the socket */
     pl_conn_guard_remove(s->guard, *socket_context);
     *socket_context = NULL;
@@ -505,7 +508,20 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-  (void)cls;
+  pl_server *s = cls;
+  if (strstr(fmt, "connection limit")) {
+    /* MHD closed a new connection unanswered: the guard's slack was not enough (MHD splits
+     * its limit over its threads). Rare by design, so say it, at most every 10 s. */
+    unsigned long long n = atomic_fetch_add(&s->conn_refused, 1) + 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long last = atomic_load(&s->refused_warned);
+    if ((n == 1 || ts.tv_sec - last >= 10) &&
+        atomic_compare_exchange_strong(&s->refused_warned, &last, (long long)ts.tv_sec)) {
+      PL_WARN("http: a new connection was closed unanswered at libmicrohttpd's connection "
+              "limit (%llu so far; raise --max-connections?)", n);
+    }
+  }
   if (!pl_log_enabled(PL_LOG_DEBUG))
     return;
   char line[512];
@@ -605,7 +621,7 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
    * which would refuse every new connection at its limit, gets the slack above it for the
    * connections shut down but not yet closed. */
   int grc = pl_conn_guard_start(cfg->request_timeout_s > 0 ? cfg->request_timeout_s * 1000 : 0,
-                                max_conn, &s->guard);
+                                max_conn, cfg->max_connections_per_ip, &s->guard);
   if (grc < 0) {
     pl_server_destroy(s);
     return grc;
@@ -616,16 +632,14 @@ int pl_server_start(const pl_server_config *cfg, pl_server **out) {
   if (v6)
     flags |= MHD_USE_IPv6;
   s->d = MHD_start_daemon(
-      flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+      flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first: MHD logs to stderr until it is set */
+      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s > 0 ? cfg->timeout_s : 0),
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)(max_conn + conn_slack(max_conn)),
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-      (unsigned)(cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 0),
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)(cfg->max_header_bytes ? cfg->max_header_bytes : 32u << 10),
-      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, MHD_OPTION_END);
+      (size_t)(cfg->max_header_bytes ? cfg->max_header_bytes : 32u << 10), MHD_OPTION_END);
   if (!s->d) {
     int rc = pl_fail(PL_EIO, "cannot listen on %s:%d (address in use, or not an address of "
                      "this machine?)", s->host, cfg->port);

@@ -36,6 +36,8 @@ struct pl_server {
   pl_conn_guard *guard;       /* request deadlines and the connection limit */
   pl_conn_waiter *waiter;     /* resumes connections suspended while their request waits */
   atomic_size_t inflight_body; /* bytes of request bodies held now (max_inflight_body_bytes) */
+  atomic_ullong conn_refused;  /* new connections MHD closed unanswered at its own limit */
+  atomic_llong refused_warned; /* CLOCK_MONOTONIC second of the last warning about them */
 };
 
 /* Count a generation response in / out (see pl_server.active). */

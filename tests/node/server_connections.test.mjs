@@ -4,7 +4,8 @@
 // n = 2) are still answered promptly. A thread-per-connection server fails the thread count.
 // At --max-connections, idle connections from many addresses do not lock normal clients out:
 // a new connection evicts the one idle longest, never one whose request is being served (the
-// new one is refused when every other is busy).
+// new one is refused when every other is busy). At --max-connections-per-ip likewise, within
+// the address: a client whose keep-alive pool fills its share still gets its next request in.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -319,6 +320,50 @@ test("when every connection is busy the new one is refused, and the busy ones fi
     assert.ok(m["pagellm:idle_connection_evictions_total"] >= 1);
     assert.equal(m["pagellm:kv_blocks_used"], 0);
   } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("at --max-connections-per-ip a client's own oldest idle connection makes room; other addresses keep theirs", async () => {
+  const PER_IP = 6;
+  const s = await startServer({
+    args: ["--max-connections-per-ip", String(PER_IP), "--request-timeout", "600", "--timeout", "600"],
+  });
+  const socks = [];
+  try {
+    // a client (127.0.0.1) whose pool holds PER_IP idle connections, and another address's few
+    const watch = (sock) => {
+      sock.cut = false;
+      sock.on("error", () => {});
+      sock.on("close", () => (sock.cut = true));
+      socks.push(sock);
+      return sock;
+    };
+    const own = [];
+    for (let i = 0; i < PER_IP; i++) {
+      own.push(watch(await open(s.url)));
+      await sleep(5); // let the server take them in this order
+    }
+    const other = [];
+    for (let i = 0; i < 3; i++) other.push(watch(await open(s.url, "127.0.0.9")));
+    await sleep(200);
+    assert.ok(socks.every((k) => !k.cut), "a connection was closed below the limits");
+
+    // its next request, on a new connection, is answered (before: libmicrohttpd closed the new
+    // connection unanswered at the per-address limit: "socket hang up")
+    const t0 = Date.now();
+    const r = await freshPost(s.url, { prompt: "Once upon a time", max_tokens: 16 }, 30_000);
+    assert.equal(r.status, 200, r.text);
+    assert.ok(Date.now() - t0 < slowLimitMs, `took ${Date.now() - t0} ms`);
+    // the room came from its own oldest idle connection, not from the other address
+    await settle(() => own[0].cut, (c) => c, 5_000);
+    assert.ok(own[0].cut, "the client's oldest idle connection was not evicted");
+    assert.ok(other.every((k) => !k.cut), "another address's connection was evicted");
+    const m = await metrics(s.url);
+    assert.ok(m["pagellm:idle_connection_evictions_total"] >= 1, JSON.stringify(m));
+    assert.equal(m["pagellm:http_connections_refused_total"], 0);
+  } finally {
+    for (const k of socks) k.destroy();
     assert.equal((await s.stop()).code, 0);
   }
 });
