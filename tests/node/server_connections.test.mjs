@@ -142,11 +142,12 @@ async function idleFlood(url, n, first, gapMs = 0) {
   return socks;
 }
 
-/** POST JSON to /v1/completions on a connection of its own; {status, text}, or throws after ms. */
-function freshPost(url, body, ms) {
+/** POST JSON to /v1/completions on a connection of its own (from localAddress when given);
+ * {status, text}, or throws after ms. */
+function freshPost(url, body, ms, localAddress) {
   const u = new URL(url + "/v1/completions");
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: "POST", agent: false,
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: "POST", agent: false, localAddress,
                                headers: { "content-type": "application/json" } }, (res) => {
       const chunks = [];
       res.on("data", (d) => chunks.push(d));
@@ -331,7 +332,8 @@ test("at --max-connections-per-ip a client's own oldest idle connection makes ro
   });
   const socks = [];
   try {
-    // a client (127.0.0.1) whose pool holds PER_IP idle connections, and another address's few
+    // a client (127.0.0.5) whose pool holds PER_IP idle connections, and another address's few
+    // (not 127.0.0.1: the test's own fetch pool is there, and may still be busy)
     const watch = (sock) => {
       sock.cut = false;
       sock.on("error", () => {});
@@ -341,7 +343,7 @@ test("at --max-connections-per-ip a client's own oldest idle connection makes ro
     };
     const own = [];
     for (let i = 0; i < PER_IP; i++) {
-      own.push(watch(await open(s.url)));
+      own.push(watch(await open(s.url, "127.0.0.5")));
       await sleep(5); // let the server take them in this order
     }
     const other = [];
@@ -352,7 +354,7 @@ test("at --max-connections-per-ip a client's own oldest idle connection makes ro
     // its next request, on a new connection, is answered (before: libmicrohttpd closed the new
     // connection unanswered at the per-address limit: "socket hang up")
     const t0 = Date.now();
-    const r = await freshPost(s.url, { prompt: "Once upon a time", max_tokens: 16 }, 30_000);
+    const r = await freshPost(s.url, { prompt: "Once upon a time", max_tokens: 16 }, 30_000, "127.0.0.5");
     assert.equal(r.status, 200, r.text);
     assert.ok(Date.now() - t0 < slowLimitMs, `took ${Date.now() - t0} ms`);
     // the room came from its own oldest idle connection, not from the other address
