@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "engine/engine_access.h"
 #include "server/conn_wait.h"
@@ -26,6 +27,10 @@
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
+
+/* A stream's socket send buffer (the kernel doubles it): ~0.5 MiB of unread output, a few
+ * seconds of the fastest stream, before its stall clock can start. */
+#define PL_STREAM_SNDBUF (256 * 1024)
 
 /* Token ids and budgets of every prompt of one request. */
 typedef struct gen_input {
@@ -354,6 +359,12 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_h
     return MHD_NO; /* g stays with h: freed when MHD completes the request */
   }
   h->gen = NULL; /* the response owns it now */
+  /* Linux grows a socket's send buffer up to tcp_wmem's maximum (4 MiB by default) even
+   * while the peer's window is closed: a client that stops reading would absorb megabytes of
+   * output before the stall timeout can see it, per connection. A stream needs little. */
+  int fd = conn_fd(c), sndbuf = PL_STREAM_SNDBUF;
+  if (fd >= 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
   MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
   MHD_add_response_header(r, "X-Accel-Buffering", "no"); /* proxies: do not buffer SSE */

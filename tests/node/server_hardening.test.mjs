@@ -7,7 +7,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startServer, post, metrics } from "./lib/server.mjs";
+import http from "node:http";
+import { startServer, post, metrics, waitMetrics, parseSSE } from "./lib/server.mjs";
+import { sourcePath } from "./lib/util.mjs";
 
 function assertError(r, status) {
   assert.equal(r.status, status, r.text);
@@ -153,6 +155,56 @@ test("connections per address are limited: a new one evicts the address's oldest
     assert.ok((await metrics(s.url))["pagellm:idle_connection_evictions_total"] >= 1);
   } finally {
     for (const k of socks) k.destroy();
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("a stream whose client stops reading is aborted at --stall-timeout; readers are not", async () => {
+  // The bundled model (a few seconds for this request, more under ASan), 16 choices with
+  // logprobs: ~1.5 MB of SSE, more than the stream's capped socket buffers hold. Without the
+  // cap, Linux lets the server's send buffer grow to 4 MiB and the whole output fits unread.
+  const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
+                                args: ["--stall-timeout", "1"] });
+  const body = JSON.stringify({ prompt: "Once upon a time", max_tokens: 240, n: 16, logprobs: 5,
+                                stream: true, ignore_eos: true });
+  let req;
+  try {
+    // a reader with the same request gets all of it, and nothing counts as stalled
+    const whole = await post(s.url + "/v1/completions", body);
+    assert.equal(whole.status, 200);
+    const frames = parseSSE(whole.text);
+    assert.equal(frames.at(-1).data, "[DONE]");
+    const tokens = frames.slice(0, -1).reduce((a, f) => a + JSON.parse(f.data).choices.length, 0);
+    assert.equal(tokens, 16 * 240);
+    assert.equal((await metrics(s.url))["pagellm:stalled_client_aborts_total"], 0);
+
+    // a client that reads the response head and then nothing more
+    const { hostname, port } = new URL(s.url);
+    let closed = false, stalledRes;
+    req = http.request({ host: hostname, port, path: "/v1/completions", method: "POST",
+                         headers: { "content-type": "application/json" } }, (res) => {
+      assert.equal(res.statusCode, 200);
+      stalledRes = res;
+      res.pause();
+      res.on("error", () => {});
+      res.on("close", () => (closed = true));
+    });
+    req.on("error", () => {});
+    req.end(body);
+    const m = await waitMetrics(s.url, (m) => m["pagellm:stalled_client_aborts_total"] === 1 &&
+                                m["pagellm:num_requests_running"] === 0, 120_000);
+    assert.equal(m["pagellm:stalled_client_aborts_total"], 1);
+    assert.equal(m["pagellm:num_requests_running"], 0);
+    assert.equal(m["pagellm:num_requests_waiting"], 0);
+    assert.equal(m["pagellm:kv_blocks_used"], 0);
+    // the server ended that response: its connection closes once the client reads again
+    const r = await post(s.url + "/v1/completions", { prompt: "Once", max_tokens: 4 });
+    assert.equal(r.status, 200, r.text);
+    stalledRes.resume();
+    for (let i = 0; i < 200 && !closed; i++) await new Promise((res) => setTimeout(res, 50));
+    assert.ok(closed, "the stalled stream's connection was not closed");
+  } finally {
+    req?.destroy();
     assert.equal((await s.stop()).code, 0);
   }
 });
