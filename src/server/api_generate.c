@@ -60,6 +60,24 @@ static int oom(pl_oai_error *err) {
   return PL_ENOMEM;
 }
 
+/* A text of more than 2 x max_model_len x (the longest token's bytes) cannot fit the context
+ * whatever its tokens: refuse it before tokenizing, which takes memory a few times the text's
+ * size (measured: a chat of 8 MB held 49 MB at its peak, 1 MB of it before rendering). The
+ * factor 2 leaves room for normalizers that shrink text (NFC composition). */
+static int surely_too_long(const pl_engine *e, const pl_oai_request *req, size_t bytes,
+                           pl_oai_error *err) {
+  size_t per = 2 * pl_tokenizer_max_piece_len(pl_engine_tokenizer(e));
+  int max_len = pl_engine_max_model_len(e);
+  if (per == 0 || bytes / per < (size_t)max_len)
+    return 0;
+  const char *what = req->kind == PL_OAI_CHAT ? "messages" : "prompt";
+  pl_oai_errorf(err, 400, what, "This model's maximum context length is %d tokens. However, "
+                "your %s is at least %zu tokens long (%zu bytes), which leaves no room for a "
+                "completion.", max_len, what, bytes / per, bytes);
+  err->code = "context_length_exceeded";
+  return PL_ETOOLONG;
+}
+
 static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
                         pl_oai_error *err) {
   pl_engine *e = s->engine;
@@ -90,6 +108,10 @@ static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
                     pl_last_error());
       return PL_EINVAL;
     }
+    if ((rc = surely_too_long(e, req, len, err)) < 0) {
+      pl_free(text);
+      return rc;
+    }
     /* vLLM tokenizes the rendered chat with add_special_tokens=False: the template already
      * wrote BOS when the model wants one. */
     rc = pl_srv_tokenize(e, text, len, req->add_special_tokens == 1, &in->ids[0], &in->lens[0]);
@@ -101,6 +123,9 @@ static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
     for (int i = 0; i < in->n; i++) {
       const pl_oai_prompt *p = &req->prompts[i];
       if (p->text) {
+        int rc = surely_too_long(e, req, p->text_len, err);
+        if (rc < 0)
+          return rc;
         if (pl_srv_tokenize(e, p->text, p->text_len, req->add_special_tokens != 0, &in->ids[i],
                             &in->lens[i]) < 0)
           return oom(err);

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import http from "node:http";
-import { startServer, post, metrics, waitMetrics, parseSSE } from "./lib/server.mjs";
+import { startServer, post, metrics, waitMetrics, parseSSE, CHATML_TEMPLATE } from "./lib/server.mjs";
 import { sourcePath } from "./lib/util.mjs";
 
 function assertError(r, status) {
@@ -205,6 +205,34 @@ test("a stream whose client stops reading is aborted at --stall-timeout; readers
     assert.ok(closed, "the stalled stream's connection was not closed");
   } finally {
     req?.destroy();
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("a prompt far over the context is refused before tokenizing, with a true lower bound", async () => {
+  const s = await startServer({ args: ["--chat-template", CHATML_TEMPLATE] });
+  try {
+    // ~4 MB: its tokens, counted by /tokenize, are many times the context
+    const prompt = "Once upon a time, a little dog ran to the park. ".repeat(80_000);
+    const tok = await post(s.url + "/tokenize", { prompt });
+    assert.equal(tok.status, 200, tok.text.slice(0, 300));
+    for (const [url, body] of [["/v1/completions", { prompt, max_tokens: 4 }],
+                               ["/v1/chat/completions", { messages: [{ role: "user", content: prompt }], max_tokens: 4 }]]) {
+      const r = await post(s.url + url, body);
+      assertError(r, 400);
+      assert.equal(r.json.error.code, "context_length_exceeded");
+      const m = /maximum context length is (\d+) tokens\. However, your (prompt|messages) is at least (\d+) tokens long/.exec(r.json.error.message);
+      assert.ok(m, r.json.error.message);
+      const [maxLen, atLeast] = [Number(m[1]), Number(m[3])];
+      assert.ok(atLeast >= maxLen, r.json.error.message);
+      assert.ok(atLeast <= tok.json.count, `claimed at least ${atLeast}, /tokenize counts ${tok.json.count}`);
+    }
+    // just over the context still gets the exact count
+    const near = await post(s.url + "/v1/completions", { prompt: prompt.slice(0, 1500), max_tokens: 4 });
+    assertError(near, 400);
+    assert.match(near.json.error.message, /your prompt is \d+ tokens long/);
+    assert.equal((await post(s.url + "/v1/completions", { prompt: "Once", max_tokens: 2 })).status, 200);
+  } finally {
     assert.equal((await s.stop()).code, 0);
   }
 });
