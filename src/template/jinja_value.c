@@ -449,8 +449,10 @@ static int from_json(pl_jarena *a, const json_t *j, pl_jv *out, int depth) {
   case JSON_REAL:
     *out = pl_jv_float(json_real_value(j));
     return PL_OK;
-  case JSON_STRING:
-    return pl_jv_str_dup(a, json_string_value(j), json_string_length(j), out);
+  case JSON_STRING: /* borrowed, not copied: the input outlives the render (a chat's
+                      * messages would otherwise be held twice while it renders) */
+    *out = pl_jv_str(json_string_value(j), json_string_length(j));
+    return PL_OK;
   case JSON_ARRAY: {
     size_t n = json_array_size(j);
     pl_jlist *l = pl_jlist_new(a, n);

@@ -147,7 +147,8 @@ void pl_jv_fmt_float(double f, char out[40]);
 /* str(v) as a value: strings come back as is, others are formatted into the arena. */
 int pl_jv_to_str(pl_jarena *a, pl_jv v, size_t limit, pl_jv *out);
 
-/* JSON (jansson) -> value, deep copy into the arena. Integers stay ints, reals floats. */
+/* JSON (jansson) -> value: lists and dicts are built in the arena, strings point into j
+ * (j must outlive every use of the value). Integers stay ints, reals floats. */
 int pl_jv_from_json(pl_jarena *a, const json_t *j, pl_jv *out);
 
 static inline int pl_jv_is_str(pl_jv v, const char *s) {
