@@ -1,7 +1,7 @@
 #!/bin/bash
 # Reproduces the numbers of docs/BENCHMARKS.md: every experiment side by side in one run, on
 # this machine, with JSON results and SVG plots in $OUT (default docs/bench).
-#   tools/bench/experiments.sh [all|decode|paged|concurrency|prefix|attention|plots]
+#   tools/bench/experiments.sh [all|decode|paged|concurrency|prefix|attention|plots|again]
 # Needs: build/pagellm (make), tests/node/node_modules (scripts/node-deps.sh) for llama.cpp.
 # Random-weight models are generated under $MODELS (default /tmp/pagellm-bench, ~3.5 GB).
 set -euo pipefail
@@ -111,6 +111,44 @@ run_attention() { # 4 (kernel): paged vs contiguous decode attention
   } > "$OUT/attention.txt"
 }
 
+run_again() { # issue 13 "measure again": paged vs static, 3 models x 3 workloads, binding budgets
+  local TS=tests/data/models/tinystories-280K.gguf
+  one() { # label, model, budget, max_model_len, prompts, workload args...
+    local label=$1 m=$2 kv=$3 mml=$4 n=$5
+    shift 5
+    for mode in paged static; do
+      $B bench throughput -m "$m" -t "$T" --max-model-len "$mml" --kv-cache-memory "$kv" \
+        --num-prompts "$n" --kv-alloc $mode --seed 1 --json "$@" > "$OUT/again-$label-$mode.json"
+    done
+  }
+  # TinyStories-280K: 1 MiB = 816 tokens, 3 static slots of 256 (the issue's check)
+  one ts-fixed $TS 1MiB 256 64 --workload fixed --input-len 32 --output-len 96
+  one ts-sharegpt $TS 1MiB 256 64 --workload sharegpt-like
+  one ts-prefix $TS 1MiB 256 64 --workload shared-prefix --prefix-len 96
+  # the 56M model: 64 MiB = 4096 tokens, 2 static slots of 2048
+  one small-fixed "$MODELS/small-q8_0.gguf" 64MiB 2048 64 --workload fixed --input-len 128 --output-len 384
+  one small-sharegpt "$MODELS/small-q8_0.gguf" 64MiB 2048 64 --workload sharegpt-like
+  one small-prefix "$MODELS/small-q8_0.gguf" 64MiB 2048 64 --workload shared-prefix --prefix-len 512
+  # TinyLlama shape: 320 MiB = 7280 tokens, 3 static slots of 2048
+  one tinyllama-sharegpt "$MODELS/tinyllama-q8_0.gguf" 320MiB 2048 16 --workload sharegpt-like
+  # online: 64 concurrent clients against the server, the 56M model on the same 64 MiB
+  for mode in paged static; do
+    $B serve -m "$MODELS/small-q8_0.gguf" -t "$T" --port 0 --max-model-len 2048 \
+      --kv-cache-memory 64MiB --kv-alloc $mode --served-model-name small > "$OUT/.serve.log" 2>&1 &
+    SERVER=$!
+    PORT=
+    for _ in $(seq 100); do
+      PORT=$(grep -o 'http://127.0.0.1:[0-9]*' "$OUT/.serve.log" | head -1 | sed 's/.*://') || true
+      [ -n "$PORT" ] && curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break
+      sleep 0.3
+    done
+    $B bench serve --base-url "http://127.0.0.1:$PORT" --workload sharegpt-like --num-prompts 128 \
+      --max-concurrency 64 --n-vocab 32000 --seed 1 --label "$mode" \
+      --json "$OUT/again-small-serve64-$mode.json" > /dev/null
+    serve_stop
+  done
+}
+
 run_plots() {
   node tools/bench/plot.mjs --out "$OUT" "$OUT"/concurrency-*.json "$OUT"/paged-vs-static-*.json
 }
@@ -123,6 +161,7 @@ case $WHAT in
   prefix) run_prefix ;;
   attention) run_attention ;;
   plots) run_plots ;;
+  again) run_again ;;
   *) echo "unknown experiment $WHAT" >&2; exit 2 ;;
 esac
 git rev-parse --short HEAD > "$OUT/commit.txt"
