@@ -95,6 +95,7 @@ typedef struct pl_engine_params {
   int batch_invariant;        /* 1: a request's logits do not depend on what else is in the
                                  batch, bit for bit (vLLM's VLLM_BATCH_INVARIANT). Always true
                                  on the CPU; on CUDA it trades speed for it (docs/BENCHMARKS.md) */
+  int enforce_eager;          /* 1: issue every op of every step (no CUDA graphs); vLLM's name */
   const char *chat_template;  /* Jinja text overriding the model's; NULL = model's own */
   int n_threads;              /* compute threads; 0 = number of cores */
   size_t kv_cache_bytes;      /* KV pool size; 0 = auto: a share of free host memory on the

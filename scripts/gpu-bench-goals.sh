@@ -7,8 +7,12 @@
 #             sharegpt-like and long-context (NUM prompts each, default 500)
 #   prefix    goal 4: shared-prefix workload, prefix caching on vs off (Llama-3-8B shape)
 #   profile   PAGELLM_PROFILE=1 on the goal-2 workload (400 prompts): GPU time per op
+#   graphs    decode steps replayed from CUDA graphs vs --enforce-eager, Llama-3-8B shape: one
+#             stream (also with PAGELLM_CUDA_GEMV=1), 64 streams (and their profile: host
+#             overhead per step), and goal 2's workload
 # Each run's output goes to $OUT/goal-*.txt (default /tmp) and its summary lines to stdout.
-# Usage: scripts/gpu-bench-goals.sh [serve8b] [static7b] [prefix] [profile]   (default: all)
+# Usage: scripts/gpu-bench-goals.sh [serve8b] [static7b] [prefix] [profile] [graphs]
+#        (default: the first four)
 set -u
 cd "$(dirname "$0")/.."
 DEST=${PL_GPU_ROOT:-/tmp/pl-gpu}
@@ -23,7 +27,7 @@ run() { # name, timeout, env, args...
   echo "=== $envs pagellm $*"
   env $envs timeout "$tmo" "$P" "$@" >"$O/goal-$name.txt" 2>&1
   echo "(exit $?)"
-  grep -E "throughput |decode steps|concurrency|kv utilisation|preemptions|ttft|prefix cache" \
+  grep -E "throughput |decode steps|^decode  |concurrency|kv utilisation|preemptions|ttft|prefix cache" \
     "$O/goal-$name.txt"
 }
 for s in ${*:-serve8b static7b prefix profile}; do
@@ -33,7 +37,7 @@ for s in ${*:-serve8b static7b prefix profile}; do
     run 8b-simt 150 PAGELLM_CUDA_ATTN=simt $D --model-config llama-3-8b --workload sharegpt-like \
       --num-prompts 1000 ;;
   static7b)
-    for w in sharegpt-like long-context; do
+    for w in ${STATIC_WORKLOADS:-sharegpt-like long-context}; do
       for k in paged static; do
         run "7b-$w-$k" 150 "" $D --model-config llama-2-7b --max-model-len 4096 --workload "$w" \
           --num-prompts "$NUM" --kv-alloc "$k"
@@ -43,6 +47,24 @@ for s in ${*:-serve8b static7b prefix profile}; do
     run prefix-on 120 "" $D --model-config llama-3-8b --workload shared-prefix --num-prompts "$NUM"
     run prefix-off 120 "" $D --model-config llama-3-8b --workload shared-prefix \
       --num-prompts "$NUM" --no-prefix-caching ;;
+  graphs)
+    for m in "--enforce-eager" ""; do
+      run "decode1${m:+-eager}" 120 "" bench decode --load-format dummy --dtype bf16 --device cuda \
+        --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2 $m
+    done
+    run decode1-gemv 120 PAGELLM_CUDA_GEMV=1 bench decode --load-format dummy --dtype bf16 \
+      --device cuda --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2
+    for m in "--enforce-eager" ""; do
+      run "b64${m:+-eager}" 120 "" $D --model-config llama-3-8b --workload fixed --input-len 512 \
+        --output-len 256 --num-prompts 64 $m
+      run "b64${m:+-eager}-profile" 120 PAGELLM_PROFILE=1 $D --model-config llama-3-8b \
+        --workload fixed --input-len 512 --output-len 256 --num-prompts 64 $m
+      sed -n '/PAGELLM_PROFILE/,/wall/p' "$O/goal-b64${m:+-eager}-profile.txt"
+    done
+    for m in "--enforce-eager" "" "--max-num-seqs 512"; do
+      run "8b$(echo $m | tr -d ' -')" 180 "" $D --model-config llama-3-8b --workload sharegpt-like \
+        --num-prompts 1000 $m
+    done ;;
   profile)
     run profile 150 PAGELLM_PROFILE=1 $D --model-config llama-3-8b --workload sharegpt-like \
       --num-prompts 400

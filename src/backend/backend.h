@@ -140,6 +140,19 @@ typedef struct pl_backend_ops {
   /* host <-> backend memory (memcpy on the CPU backend; ordered with the step's ops) */
   int (*download)(pl_backend *be, void *host, const void *dev, size_t bytes);
   int (*upload)(pl_backend *be, void *dev, const void *host, size_t bytes);
+
+  /* Optional (NULL on the CPU): decode steps replayed from recordings (CUDA graphs, padded
+   * to a few batch sizes like vLLM's). graph_bucket(n) = the batch size a decode step of n
+   * sequences should be padded to (>= n), or 0 for no recording. In a step staged with that
+   * many sequences, the runner brackets the layers' ops:
+   *   graph_begin(tag) = 1: they were replayed from a recording (the runner skips them);
+   *                      0: the runner issues them (the backend may record them);
+   *   graph_end(rc)    = rc of those ops, or 1 when recording failed: they did not run and
+   *                      must be issued again.
+   * tag tells apart the callers (a runner each) whose buffers a recording holds. */
+  int (*graph_bucket)(pl_backend *be, int n);
+  int (*graph_begin)(pl_backend *be, const void *tag);
+  int (*graph_end)(pl_backend *be, int rc);
 } pl_backend_ops;
 
 struct pl_backend {
@@ -147,6 +160,7 @@ struct pl_backend {
   char desc[192];     /* one line for logs: device name, memory, capability */
   int batch_invariant; /* set by the owner before the first step: every op must give a row the
                           same bits whatever the other rows are (the CPU ops always do) */
+  int eager;           /* set by the owner: never replay recorded steps (--enforce-eager) */
 };
 
 /* Device selection: "auto" (CUDA when built in and a GPU is usable, else the CPU), "cpu",

@@ -212,6 +212,10 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
     ep->batch_invariant = 1;
     return 1;
   }
+  if (!strcmp(a, "--enforce-eager")) {
+    ep->enforce_eager = 1;
+    return 1;
+  }
   if (!strcmp(a, "--enable-prefix-caching")) {
     ep->enable_prefix_caching = 1;
     return 1;
@@ -297,6 +301,7 @@ const char *pl_engine_opts_help(void) {
          "  --gpu-memory-utilization F  GPU memory share for weights+activations+KV (0.9)\n"
          "  --kv-cache-dtype T          auto|f32|f16|bf16|q8_0 (auto: bf16 on GPU, f32 on CPU)\n"
          "  --batch-invariant           GPU: outputs independent of batch composition (slower)\n"
+         "  --enforce-eager             GPU: launch every op of every step (no CUDA graphs)\n"
          "  --max-waiting N             waiting-queue bound; beyond it requests get 503\n"
          "  --speculative ngram|draft   speculative decoding: prompt lookup or a draft model\n"
          "  --num-speculative-tokens K  proposals per step (default 4, at most 16)\n"

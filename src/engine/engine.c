@@ -156,6 +156,7 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   if ((rc = pl_backend_create(p->device, p->n_threads, &e->be)) < 0)
     goto fail;
   e->be->batch_invariant = p->batch_invariant;
+  e->be->eager = p->enforce_eager;
   if ((rc = upload_weights(e)) < 0)
     goto fail;
   /* activations first, so that the KV pool gets what they leave */

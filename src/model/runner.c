@@ -35,6 +35,8 @@ struct pl_runner {
   float *hl;     /* [L][n_embd] hidden states of the logits rows */
   float *logits; /* [L][n_vocab] */
   float *cs_host;/* [T][rope_dim] host staging */
+  int32_t *pad;  /* host: a decode plan padded to the backend's graph bucket (pad_plan) */
+  size_t pad_cap;/* int32 elements */
   size_t act_bytes, bytes; /* activations; activations + KV pool */
 };
 
@@ -54,6 +56,7 @@ void pl_runner_free(pl_runner *r) {
     if (bufs[i])
       r->be->ops->free(r->be, bufs[i]);
   pl_free(r->cs_host);
+  pl_free(r->pad);
   pl_free(r);
 }
 
@@ -159,13 +162,63 @@ static int check_plan(const pl_runner *r, const pl_step_plan *pl) {
   return 0;
 }
 
-/* The forward pass proper, between step_begin and step_end. */
-static int forward_ops(pl_runner *r, const pl_step_plan *pl) {
+/* The batch size a decode step (one token and one logits row per sequence) is padded to so
+ * that the backend can replay it from a recording; 0: issue the step as it is. */
+static int graph_size(const pl_runner *r, const pl_step_plan *pl) {
+  const pl_backend_ops *o = r->be->ops;
+  if (!o->graph_bucket || pl->n_tokens != pl->n_seqs || pl->n_logits != pl->n_tokens)
+    return 0;
+  int b = o->graph_bucket(r->be, pl->n_tokens);
+  return b >= pl->n_tokens && b <= r->p.max_tokens && b <= r->p.max_logits ? b : 0;
+}
+
+/* out = pl followed by b - n dummy sequences: one token (id 0) at position 0 whose K/V go to
+ * slot 0 of the null block, which no real sequence reads; their logits rows are computed and
+ * never looked at. */
+static int pad_plan(pl_runner *r, const pl_step_plan *pl, int b, pl_step_plan *out) {
+  int n = pl->n_tokens, mb = pl->max_blocks_per_seq;
+  size_t need = (size_t)b * (6 + (size_t)mb) + 1;
+  if (need > r->pad_cap) {
+    int32_t *p = pl_realloc(r->pad, need * sizeof(int32_t));
+    if (!p)
+      return pl_fail(PL_ENOMEM, "out of memory padding a step of %d sequences", b);
+    r->pad = p;
+    r->pad_cap = need;
+  }
+  *out = *pl;
+  out->n_tokens = out->n_seqs = out->n_logits = b;
+  int32_t *p = r->pad;
+  int32_t **arr[] = {&out->token_ids, &out->positions, &out->slot_mapping, &out->seq_lens,
+                     &out->logits_rows};
+  int32_t *const src[] = {pl->token_ids, pl->positions, pl->slot_mapping, pl->seq_lens,
+                          pl->logits_rows};
+  int32_t fill[] = {0, 0, 0, 1, -1};
+  for (int a = 0; a < 5; a++, p += b) {
+    memcpy(p, src[a], (size_t)n * sizeof(int32_t));
+    for (int i = n; i < b; i++)
+      p[i] = fill[a] < 0 ? i : fill[a];
+    *arr[a] = p;
+  }
+  out->query_start_loc = p;
+  for (int i = 0; i <= b; i++)
+    p[i] = i;
+  p += b + 1;
+  out->block_tables = p;
+  memcpy(p, pl->block_tables, (size_t)n * mb * sizeof(int32_t));
+  memset(p + (size_t)n * mb, 0, (size_t)(b - n) * mb * sizeof(int32_t));
+  return 0;
+}
+
+static int layers_ops(pl_runner *r, const pl_step_plan *pl);
+
+/* The forward pass proper, between step_begin and step_end; `graph`: the layers may be
+ * replayed from (or recorded into) the backend's recording of this padded decode step. */
+static int forward_ops(pl_runner *r, const pl_step_plan *pl, int graph) {
   const pl_model *m = r->m;
   const pl_hparams *hp = &m->hp;
   const pl_backend_ops *o = r->be->ops;
   pl_backend *be = r->be;
-  int n = pl->n_tokens, E = hp->n_embd, hd = hp->head_dim;
+  int n = pl->n_tokens;
 
   if (pl->n_copies)
     PL_TRY(o->copy_blocks(be));
@@ -182,7 +235,25 @@ static int forward_ops(pl_runner *r, const pl_step_plan *pl) {
     }
   }
   PL_TRY(o->upload(be, r->cs, r->cs_host, (size_t)n * hp->rope_dim * sizeof(float)));
+  if (graph) {
+    int g = o->graph_begin(be, r);
+    if (g != 0)
+      return g < 0 ? g : 0; /* replayed */
+    g = o->graph_end(be, layers_ops(r, pl));
+    if (g != 1)
+      return g;
+    /* the recording failed and nothing ran: issue the ops */
+  }
+  return layers_ops(r, pl);
+}
 
+/* Every layer, then the logits rows: the same ops for every step of a given size. */
+static int layers_ops(pl_runner *r, const pl_step_plan *pl) {
+  const pl_model *m = r->m;
+  const pl_hparams *hp = &m->hp;
+  const pl_backend_ops *o = r->be->ops;
+  pl_backend *be = r->be;
+  int n = pl->n_tokens, E = hp->n_embd, hd = hp->head_dim;
   float scale = 1.0f / sqrtf((float)hd);
   for (int l = 0; l < hp->n_layer; l++) {
     const pl_layer *L = &m->layers[l];
@@ -217,8 +288,15 @@ static int forward_ops(pl_runner *r, const pl_step_plan *pl) {
 int pl_runner_forward(pl_runner *r, const pl_step_plan *pl, float *logits_out) {
   PL_TRY(check_plan(r, pl));
   pl_backend *be = r->be;
-  PL_TRY(be->ops->step_begin(be, pl));
-  int rc = forward_ops(r, pl);
+  pl_step_plan padded;
+  const pl_step_plan *run = pl;
+  int b = graph_size(r, pl);
+  if (b > pl->n_tokens) {
+    PL_TRY(pad_plan(r, pl, b, &padded));
+    run = &padded;
+  }
+  PL_TRY(be->ops->step_begin(be, run));
+  int rc = forward_ops(r, run, b > 0);
   if (rc == 0 && pl->n_logits > 0 && logits_out)
     rc = be->ops->download(be, logits_out, r->logits,
                            (size_t)pl->n_logits * r->m->hp.n_vocab * sizeof(float));

@@ -14,14 +14,19 @@
  * The KV cache is bf16 by default (f16 and f32 on request).
  *
  * Weights: weight_upload copies each tensor's bytes as they are (quantized blocks included) and
- * hangs a cu_weight (device pointers + geometry) on t->dev. */
+ * hangs a cu_weight (device pointers + geometry) on t->dev.
+ *
+ * Decode steps are padded to a few batch sizes and their layers replayed from CUDA graphs
+ * (cu_graph.h) unless be->eager or profiling. */
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
 #include "backend/cuda/cu_fill.h"
+#include "backend/cuda/cu_graph.h"
 #include "backend/cuda/cu_kernels.h"
 #include "backend/cuda/cu_profile.h"
 #include "backend/cuda/cu_quant.h"
@@ -30,6 +35,7 @@
 #include "util/log.h"
 
 #define DEQ_CHUNK_ELEMS ((size_t)32 << 20) /* bf16 scratch for a quantized GEMM: 64 MiB */
+#define BLAS_WS_BYTES ((size_t)32 << 20)   /* cuBLAS workspace, fixed so graphs can hold it */
 
 typedef struct cu_weight {
   pl_cu_weight w;   /* device pointers + geometry, for cu_quant.h */
@@ -56,6 +62,10 @@ typedef struct {
   /* scratch, grown on demand */
   void *xcast;  /* a matmul input cast to bf16/f16 */
   size_t xcast_bytes;
+  const float *xcast_src; /* xcast holds xcast_n elements of this input as xcast_type; NULL
+                             after any op other than a matmul (q, k and v cast h once) */
+  size_t xcast_n;
+  pl_dtype xcast_type;
   void *wdeq;   /* a dequantized weight chunk, bf16 */
   size_t wdeq_bytes;
   void *d_rows; /* per-row results: argmax ids, sampling reductions */
@@ -65,6 +75,11 @@ typedef struct {
   int max_ctx;    /* the staged step's longest context */
   int n_sm;       /* multiprocessors: the attention grid fills them */
   pl_cu_prof *prof; /* NULL unless PAGELLM_PROFILE is set */
+  void *blas_ws;
+  pl_cu_graphs *graphs;
+  unsigned gen;   /* bumped when device memory a recording may hold moves (cu_graph.h) */
+  int graph_ctx;  /* the staged step is a padded decode step: its key's ctx; -1: not one */
+  int gemv_half;  /* PAGELLM_CUDA_GEMV=1: f16/bf16 matmuls of <= 8 rows take our GEMV */
 } cu_backend;
 
 #define CU(be) ((cu_backend *)(be))
@@ -96,15 +111,21 @@ static void *cu_alloc(pl_backend *be, size_t bytes) {
 }
 
 static void cu_free(pl_backend *be, void *p) {
-  if (p)
+  if (p) {
     cudaFree(p);
+    CU(be)->gen++; /* a recording may have held it */
+  }
 }
 
 /* Grow a scratch buffer to at least `bytes` (only when a step is larger than every earlier
- * one; cudaFree waits for the work that may still read the old buffer). */
-static int grow(void **buf, size_t *cap, size_t bytes, const char *what) {
+ * one; cudaFree waits for the work that may still read the old buffer). Not while recording:
+ * the step is then issued again without recording. */
+static int grow(cu_backend *c, void **buf, size_t *cap, size_t bytes, const char *what) {
   if (bytes <= *cap)
     return 0;
+  if (pl_cu_graphs_recording(c->graphs))
+    return pl_fail(PL_EDEVICE, "%s grows while recording a step", what);
+  c->gen++;
   if (*buf)
     cudaFree(*buf);
   *buf = NULL;
@@ -126,6 +147,7 @@ static void cu_destroy(pl_backend *be) {
   if (c->st)
     cudaStreamSynchronize(c->st);
   pl_cu_prof_destroy(c->prof);
+  pl_cu_graphs_destroy(c->graphs);
   for (cu_weight *w = c->weights, *nx; w; w = nx) {
     nx = w->next;
     for (int i = 0; i < 3; i++)
@@ -139,6 +161,7 @@ static void cu_destroy(pl_backend *be) {
   cu_free(be, c->wdeq);
   cu_free(be, c->d_rows);
   cu_free(be, c->attn_ws);
+  cu_free(be, c->blas_ws);
   if (c->h_stage)
     cudaFreeHost(c->h_stage);
   if (c->blas)
@@ -290,6 +313,27 @@ static void cu_mem_info(pl_backend *be, size_t *free_bytes, size_t *total_bytes)
 
 /* ---- the step ---- */
 
+static int cu_graph_bucket(pl_backend *be, int n) {
+  return be->eager ? 0 : pl_cu_graph_bucket(n);
+}
+
+/* For a decode step staged at a graph bucket's size: its recording's ctx key, after rounding
+ * max_ctx up to a power of two (a recording's attention grid is cut for that many keys, and
+ * serves every shorter context); 0 when that grid is one split, which serves any context.
+ * -1 for any other step. */
+static int graph_key_ctx(cu_backend *c, const pl_step_plan *p) {
+  int n = p->n_tokens;
+  if (n != p->n_seqs || n != p->n_logits || cu_graph_bucket(&c->base, n) != n || !c->kv.k)
+    return -1;
+  int ctx = 1, most = p->max_blocks_per_seq * p->block_size;
+  while (ctx < c->max_ctx)
+    ctx *= 2;
+  c->max_ctx = ctx < most ? ctx : most;
+  pl_cu_attn a = {&c->kv, 0, c->spec.n_head, n, n, p->max_blocks_per_seq, 1.f, NULL, NULL,
+                  NULL, NULL, NULL, c->max_ctx, c->n_sm, c->base.batch_invariant, NULL};
+  return pl_cu_attention_ws(&a) ? c->max_ctx : 0;
+}
+
 static int cu_step_begin(pl_backend *be, const pl_step_plan *p) {
   cu_backend *c = CU(be);
   cudaSetDevice(c->dev);
@@ -340,12 +384,43 @@ static int cu_step_begin(pl_backend *be, const pl_step_plan *p) {
   c->max_ctx = p->seq_lens ? 0 : p->max_blocks_per_seq * p->block_size;
   for (size_t i = 0; p->seq_lens && i < ns; i++)
     c->max_ctx = p->seq_lens[i] > c->max_ctx ? p->seq_lens[i] : c->max_ctx;
+  c->graph_ctx = graph_key_ctx(c, p);
+  c->xcast_src = NULL;
   pl_cu_prof_op_begin(c->prof, c->st);
   CU_TRY(cudaMemcpyAsync(c->d_stage, c->h_stage, off * sizeof(int32_t), cudaMemcpyHostToDevice,
                          c->st), "staging the step plan");
   pl_cu_prof_op_end(c->prof, c->st, "stage plan");
   c->plan = p;
   return 0;
+}
+
+static int cu_graph_begin(pl_backend *be, const void *tag) {
+  cu_backend *c = CU(be);
+  if (c->graph_ctx < 0 || !c->plan)
+    return 0;
+  pl_cu_graph_key k = {tag, c->plan->n_tokens, c->graph_ctx, c->plan->max_blocks_per_seq};
+  c->xcast_src = NULL;
+  /* timed as one op; a recording starting here times nothing until its launch in graph_end */
+  pl_cu_prof_op_begin(c->prof, c->st);
+  int rc = pl_cu_graphs_begin(c->graphs, &k, c->gen, c->st);
+  if (rc == 1)
+    pl_cu_prof_op_end(c->prof, c->st, "graph replay");
+  else
+    pl_cu_prof_op_drop(c->prof);
+  return rc;
+}
+
+static int cu_graph_end(pl_backend *be, int rc) {
+  cu_backend *c = CU(be);
+  c->xcast_src = NULL;
+  int recording = pl_cu_graphs_recording(c->graphs);
+  rc = pl_cu_graphs_end(c->graphs, rc, c->gen, c->st);
+  if (recording && rc == 0) {
+    pl_cu_prof_op_begin(c->prof, c->st);
+    rc = pl_cu_graphs_launch_recorded(c->graphs, c->st);
+    pl_cu_prof_op_end(c->prof, c->st, "graph replay");
+  }
+  return rc;
 }
 
 static int cu_step_end(pl_backend *be) {
@@ -381,9 +456,16 @@ static int gemm(cu_backend *c, float *y, int ldy, const void *W, cudaDataType wt
   return s == CUBLAS_STATUS_SUCCESS ? 0 : blas_fail(s, "GEMM");
 }
 
+/* xcast = x[n] as type, unless it holds that already (the matmuls of one input in a row) */
 static int cast_input(cu_backend *c, const float *x, size_t n, pl_dtype type) {
-  PL_TRY(grow(&c->xcast, &c->xcast_bytes, n * 2, "matmul input"));
+  if (c->xcast_src == x && c->xcast_n == n && c->xcast_type == type)
+    return 0;
+  c->xcast_src = NULL;
+  PL_TRY(grow(c, &c->xcast, &c->xcast_bytes, n * 2, "matmul input"));
   K_TRY(pl_cu_cast(c->xcast, type, x, n, c->st), "cast");
+  c->xcast_src = x;
+  c->xcast_n = n;
+  c->xcast_type = type;
   return 0;
 }
 
@@ -408,6 +490,10 @@ static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_
     break;
   case PL_DT_F16:
   case PL_DT_BF16:
+    if (c->gemv_half && n <= PL_CU_GEMV_MAX_N) {
+      PL_TRY(pl_cu_qgemv(w, x, n, y, c->st));
+      break;
+    }
     PL_TRY(cast_input(c, x, (size_t)n * C, w->type));
     PL_TRY(gemm(c, y, R, w->data, w->type == PL_DT_F16 ? CUDA_R_16F : CUDA_R_16BF, c->xcast, R,
                 n, C, CUBLAS_COMPUTE_32F));
@@ -424,7 +510,7 @@ static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_
       chunk = R;
     if (chunk < 1)
       chunk = 1;
-    PL_TRY(grow(&c->wdeq, &c->wdeq_bytes, (size_t)chunk * C * 2, "dequantized weights"));
+    PL_TRY(grow(c, &c->wdeq, &c->wdeq_bytes, (size_t)chunk * C * 2, "dequantized weights"));
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
       int rows = (int)(R - r0 < chunk ? R - r0 : chunk);
       PL_TRY(pl_cu_dequant(w, r0, rows, c->wdeq, c->st));
@@ -433,6 +519,8 @@ static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_
   }
   if (bias)
     K_TRY(pl_cu_add_bias(y, wt(bias)->data, n, R, c->st), "bias");
+  if (c->xcast_src && c->xcast_src < y + (size_t)n * R && y < c->xcast_src + c->xcast_n)
+    c->xcast_src = NULL; /* the cast's source was overwritten */
   return 0;
 }
 
@@ -455,7 +543,7 @@ static int run_attention(pl_backend *be, int layer, float *out, const float *q, 
   pl_cu_attn a = {&c->kv, layer, n_head, p->n_tokens, p->n_seqs, p->max_blocks_per_seq, scale,
                   c->d_positions, c->d_qsl, c->d_block_tables, q, out, c->max_ctx, c->n_sm,
                   be->batch_invariant, NULL};
-  PL_TRY(grow((void **)&c->attn_ws, &c->attn_ws_bytes, pl_cu_attention_ws(&a),
+  PL_TRY(grow(c, (void **)&c->attn_ws, &c->attn_ws_bytes, pl_cu_attention_ws(&a),
               "attention split-KV partials"));
   a.ws = c->attn_ws;
   K_TRY(pl_cu_attention(&a, c->st), "attention");
@@ -494,7 +582,7 @@ static int cu_download(pl_backend *be, void *host, const void *dev, size_t bytes
 
 static int run_argmax(pl_backend *be, int32_t *ids, const float *src, int n, int d) {
   cu_backend *c = CU(be);
-  PL_TRY(grow(&c->d_rows, &c->d_rows_bytes, (size_t)n * sizeof(int32_t), "argmax ids"));
+  PL_TRY(grow(c, &c->d_rows, &c->d_rows_bytes, (size_t)n * sizeof(int32_t), "argmax ids"));
   K_TRY(pl_cu_argmax((int32_t *)c->d_rows, src, n, d, c->st), "argmax");
   return cu_download(be, ids, c->d_rows, (size_t)n * sizeof(int32_t));
 }
@@ -506,7 +594,7 @@ static int run_sample_reduce(pl_backend *be, pl_row_reduce *rows, const float *s
   /* one buffer: the rows' results, then the edits, then the edited rows */
   size_t off_e = (bytes + 255) & ~(size_t)255, off_x = (off_e + eb + 255) & ~(size_t)255;
   size_t need = n_edits > 0 ? off_x + (size_t)n * d * sizeof(float) : bytes;
-  PL_TRY(grow(&c->d_rows, &c->d_rows_bytes, need, "sampling reductions"));
+  PL_TRY(grow(c, &c->d_rows, &c->d_rows_bytes, need, "sampling reductions"));
   char *base = c->d_rows;
   CU_TRY(cudaMemcpyAsync(base, rows, bytes, cudaMemcpyHostToDevice, c->st), "sampling inputs");
   if (n_edits > 0)
@@ -560,12 +648,15 @@ static int cu_upload(pl_backend *be, void *dev, const void *host, size_t bytes) 
 
 /* ---- the op table: each op timed when PAGELLM_PROFILE is set (cu_profile.h) ---- */
 
-#define PROFILED(label, call)                                                                  \
+#define PROFILED(label, call) PROFILED_(label, call, c_->xcast_src = NULL)
+#define PROFILED_(label, call, before)                                                         \
   do {                                                                                         \
     cu_backend *c_ = CU(be);                                                                   \
-    pl_cu_prof_op_begin(c_->prof, c_->st);                                                     \
+    pl_cu_prof *p_ = pl_cu_graphs_recording(c_->graphs) ? NULL : c_->prof;                     \
+    before;                                                                                    \
+    pl_cu_prof_op_begin(p_, c_->st);                                                           \
     int rc_ = (call);                                                                          \
-    pl_cu_prof_op_end(c_->prof, c_->st, label);                                                \
+    pl_cu_prof_op_end(p_, c_->st, label);                                                      \
     return rc_;                                                                                \
   } while (0)
 
@@ -578,7 +669,8 @@ static int cu_rmsnorm(pl_backend *be, float *y, const float *x, const pl_tensor 
 }
 static int cu_matmul(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
                      const pl_tensor *bias) {
-  PROFILED(n <= PL_CU_GEMV_MAX_N ? "matmul n<=8" : "matmul", run_matmul(be, y, x, n, W, bias));
+  PROFILED_(n <= PL_CU_GEMV_MAX_N ? "matmul n<=8" : "matmul", run_matmul(be, y, x, n, W, bias),
+            (void)0);
 }
 static int cu_rope(pl_backend *be, float *x, const float *cs, int n, int n_heads,
                    const pl_rope_spec *rs) {
@@ -640,6 +732,9 @@ static const pl_backend_ops cuda_ops = {
     .mem_bandwidth = cu_mem_bandwidth,
     .download = cu_download,
     .upload = cu_upload,
+    .graph_bucket = cu_graph_bucket,
+    .graph_begin = cu_graph_begin,
+    .graph_end = cu_graph_end,
 };
 
 int pl_backend_cuda_built(void) { return 1; }
@@ -687,6 +782,15 @@ int pl_backend_cuda_create(int ordinal, pl_backend **out) {
     return blas_fail(bs, "init");
   }
   cublasSetStream(c->blas, c->st);
+  c->blas_ws = cu_alloc(&c->base, BLAS_WS_BYTES);
+  c->graphs = pl_cu_graphs_create();
+  if (!c->blas_ws || !c->graphs ||
+      cublasSetWorkspace(c->blas, c->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
+    cu_destroy(&c->base);
+    return pl_fail(PL_ENOMEM, "out of memory for the cuBLAS workspace");
+  }
+  const char *gv = getenv("PAGELLM_CUDA_GEMV");
+  c->gemv_half = gv && !strcmp(gv, "1");
   c->prof = pl_cu_prof_create();
   size_t fr = 0, tot = 0;
   cudaMemGetInfo(&fr, &tot);

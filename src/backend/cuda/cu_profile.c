@@ -94,6 +94,10 @@ void pl_cu_prof_op_begin(pl_cu_prof *p, cudaStream_t s) { record(p, s, NULL); }
 void pl_cu_prof_op_end(pl_cu_prof *p, cudaStream_t s, const char *label) {
   record(p, s, label);
 }
+void pl_cu_prof_op_drop(pl_cu_prof *p) {
+  if (p && p->in_step && !p->broken && p->n_ev > 0 && !p->ev_label[p->n_ev - 1])
+    p->n_ev--;
+}
 
 static prof_row *row_of(pl_cu_prof *p, const char *label) {
   for (int i = 0; i < p->n_rows; i++)

@@ -26,5 +26,7 @@ void pl_cu_prof_step_end(pl_cu_prof *p);
 void pl_cu_prof_op_begin(pl_cu_prof *p, cudaStream_t s);
 /* `label` must be a string literal (kept by pointer) */
 void pl_cu_prof_op_end(pl_cu_prof *p, cudaStream_t s, const char *label);
+/* forget the op_begin just recorded (the op turned out to enqueue nothing to time) */
+void pl_cu_prof_op_drop(pl_cu_prof *p);
 
 #endif
