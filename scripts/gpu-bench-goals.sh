@@ -7,12 +7,16 @@
 #             sharegpt-like and long-context (NUM prompts each, default 500)
 #   prefix    goal 4: shared-prefix workload, prefix caching on vs off (Llama-3-8B shape)
 #   profile   PAGELLM_PROFILE=1 on the goal-2 workload (400 prompts): GPU time per op
-#   graphs    decode steps replayed from CUDA graphs vs --enforce-eager, Llama-3-8B shape: one
-#             stream (also with PAGELLM_CUDA_GEMV=1), 64 streams (and their profile: host
-#             overhead per step), and goal 2's workload
+#   profile7b the same for goal 3's paged run (Llama-2-7B shape, NUM prompts)
+#   graphs    decode steps replayed from CUDA graphs vs --enforce-eager, Llama-3-8B shape:
+#             decode1, b64, then goal 2's workload eager, with graphs, and with 512 sequences
+#   decode1   one stream, eager vs graphs (and graphs with PAGELLM_CUDA_GEMV=1)
+#   b64       64 streams, eager vs graphs, each also profiled (host overhead per step)
+#   mha       decode attention at the Llama-2-7B heads (MHA) against torch's SDPA
+#   matmul    bench_cuda_matmul: the matmul op per weight type, shape and batch size against
+#             the copy bandwidth and cuBLAS's peak
 # Each run's output goes to $OUT/goal-*.txt (default /tmp) and its summary lines to stdout.
-# Usage: scripts/gpu-bench-goals.sh [serve8b] [static7b] [prefix] [profile] [graphs]
-#        (default: the first four)
+# Usage: scripts/gpu-bench-goals.sh [SECTION...]   (default: serve8b static7b prefix profile)
 set -u
 cd "$(dirname "$0")/.."
 DEST=${PL_GPU_ROOT:-/tmp/pl-gpu}
@@ -27,7 +31,7 @@ run() { # name, timeout, env, args...
   echo "=== $envs pagellm $*"
   env $envs timeout "$tmo" "$P" "$@" >"$O/goal-$name.txt" 2>&1
   echo "(exit $?)"
-  grep -E "throughput |decode steps|^decode  |concurrency|kv utilisation|preemptions|ttft|prefix cache" \
+  grep -E "throughput |decode steps|^decode  |^tail  |concurrency|kv utilisation|preemptions|ttft|prefix cache" \
     "$O/goal-$name.txt"
 }
 for s in ${*:-serve8b static7b prefix profile}; do
@@ -48,27 +52,43 @@ for s in ${*:-serve8b static7b prefix profile}; do
     run prefix-off 120 "" $D --model-config llama-3-8b --workload shared-prefix \
       --num-prompts "$NUM" --no-prefix-caching ;;
   graphs)
+    "$0" decode1 b64
+    for m in "--enforce-eager" "" "--max-num-seqs 512"; do
+      run "8b$(echo $m | tr -d ' -')" 180 "" $D --model-config llama-3-8b --workload sharegpt-like \
+        --num-prompts 1000 $m
+    done ;;
+  decode1)
     for m in "--enforce-eager" ""; do
       run "decode1${m:+-eager}" 120 "" bench decode --load-format dummy --dtype bf16 --device cuda \
         --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2 $m
     done
     run decode1-gemv 120 PAGELLM_CUDA_GEMV=1 bench decode --load-format dummy --dtype bf16 \
-      --device cuda --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2
+      --device cuda --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2 ;;
+  b64)
     for m in "--enforce-eager" ""; do
       run "b64${m:+-eager}" 120 "" $D --model-config llama-3-8b --workload fixed --input-len 512 \
         --output-len 256 --num-prompts 64 $m
       run "b64${m:+-eager}-profile" 120 PAGELLM_PROFILE=1 $D --model-config llama-3-8b \
         --workload fixed --input-len 512 --output-len 256 --num-prompts 64 $m
-      sed -n '/PAGELLM_PROFILE/,/wall/p' "$O/goal-b64${m:+-eager}-profile.txt"
-    done
-    for m in "--enforce-eager" "" "--max-num-seqs 512"; do
-      run "8b$(echo $m | tr -d ' -')" 180 "" $D --model-config llama-3-8b --workload sharegpt-like \
-        --num-prompts 1000 $m
+      sed -n '/PAGELLM_PROFILE/,$p' "$O/goal-b64${m:+-eager}-profile.txt"
     done ;;
+  matmul)
+    echo "=== bench_cuda_matmul"
+    "$DEST/pl/bin/bench_cuda_matmul" --iters 10 | tee "$O/goal-matmul.txt" ;;
+  mha)  # goal 3's attention: Llama-2-7B heads (MHA, 32 / 32), against torch's SDPA
+    A="--heads 32 --kv-heads 32 --batches 1,16,64,128 --contexts 1024,4096 --iters 20"
+    echo "=== bench_cuda_attention $A"
+    "$DEST/pl/bin/bench_cuda_attention" $A >"$O/attn-mha.txt"
+    python3 tools/bench/sdpa_decode.py $A --pagellm "$O/attn-mha.txt" 2>/dev/null |
+      tee "$O/attn-mha-joined.txt" ;;
+  profile7b)
+    run profile7b 150 PAGELLM_PROFILE=1 $D --model-config llama-2-7b --max-model-len 4096 \
+      --workload sharegpt-like --num-prompts "$NUM"
+    sed -n '/PAGELLM_PROFILE/,$p' "$O/goal-profile7b.txt" ;;
   profile)
     run profile 150 PAGELLM_PROFILE=1 $D --model-config llama-3-8b --workload sharegpt-like \
       --num-prompts 400
-    sed -n '/PAGELLM_PROFILE/,/wall/p' "$O/goal-profile.txt" ;;
+    sed -n '/PAGELLM_PROFILE/,$p' "$O/goal-profile.txt" ;;
   *) echo "unknown section $s" >&2; exit 2 ;;
   esac
 done

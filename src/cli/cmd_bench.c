@@ -84,6 +84,10 @@ typedef struct {
    * output tokens, the decode speed whatever the arrival pattern */
   double dec_steps_s;
   int64_t dec_steps_tokens;
+  /* the tail: steps with nothing waiting and fewer than TAIL_RUNNING requests running, where
+   * a step costs nearly what a full one does (the weights are read all the same) */
+  double tail_s;
+  int64_t tail_tokens;
   /* throughput: ids[n_requests] in the order added (increasing), ttft[] of each */
   const uint64_t *ids;
   double *ttft;
@@ -116,11 +120,14 @@ static uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+#define TAIL_RUNNING 8
+
 static int drain(pl_engine *e, run_stats *rs, double t0) {
   pl_engine_stats st;
   pl_engine_get_stats(e, &st);
   while (pl_engine_has_unfinished(e)) {
     int64_t prompt0 = st.prompt_tokens_computed;
+    int tail = st.num_waiting == 0 && st.num_running > 0 && st.num_running < TAIL_RUNNING;
     double ts = now_s();
     int n = pl_engine_step(e);
     if (n < 0) {
@@ -132,6 +139,8 @@ static int drain(pl_engine *e, run_stats *rs, double t0) {
     int decode_step = st.prompt_tokens_computed == prompt0;
     if (decode_step)
       rs->dec_steps_s += ts;
+    if (tail)
+      rs->tail_s += ts;
     if (st.kv_allocated_tokens > 0) {
       rs->util_sum += (double)st.kv_live_tokens / (double)st.kv_allocated_tokens;
       rs->util_steps++;
@@ -148,6 +157,8 @@ static int drain(pl_engine *e, run_stats *rs, double t0) {
       rs->out_tokens += ev.n_tokens;
       if (decode_step)
         rs->dec_steps_tokens += ev.n_tokens;
+      if (tail)
+        rs->tail_tokens += ev.n_tokens;
       for (int k = 0; k < ev.n_tokens; k++) /* same text with and without speculation? */
         rs->out_digest += mix64(mix64(ev.request_id * 0x9E3779B97F4A7C15ull +
                                       (uint64_t)(ev.completion_tokens - ev.n_tokens + k)) ^
@@ -321,6 +332,8 @@ static int bench_throughput(int argc, char **argv) {
     double dsteps_tok_s = rs.dec_steps_s > 0 ? rs.dec_steps_tokens / rs.dec_steps_s : 0;
     json_object_set_new(j, "decode_steps_tok_s", json_real(dsteps_tok_s));
     json_object_set_new(j, "decode_steps_s", json_real(rs.dec_steps_s));
+    json_object_set_new(j, "tail_s", json_real(rs.tail_s));
+    json_object_set_new(j, "tail_tokens", json_integer(rs.tail_tokens));
     json_object_set_new(j, "threads", json_integer(o.ep.n_threads));
     qsort(ttft, (size_t)o.n, sizeof *ttft, cmp_double);
     double p50 = ttft[o.n / 2], p90 = ttft[(int)(o.n * 0.9)], p99 = ttft[(int)(o.n * 0.99)];
@@ -363,6 +376,10 @@ static int bench_throughput(int argc, char **argv) {
              (rs.out_tokens + rs.in_tokens) / rs.seconds);
       printf("decode steps     %.1f output tok/s in the steps without prompt tokens (%.0f%% of "
              "the time)\n", dsteps_tok_s, rs.seconds > 0 ? 100 * rs.dec_steps_s / rs.seconds : 0);
+      printf("tail             %.2f s (%.0f%% of the time) with fewer than %d running and none "
+             "waiting: %lld output tokens, %.1f tok/s\n", rs.tail_s,
+             rs.seconds > 0 ? 100 * rs.tail_s / rs.seconds : 0, TAIL_RUNNING,
+             (long long)rs.tail_tokens, rs.tail_s > 0 ? rs.tail_tokens / rs.tail_s : 0);
       printf("concurrency      peak %d running, peak %lld blocks used\n", st->peak_running,
              (long long)st->peak_blocks_used);
       /* a shared prefix's tokens count once per request that holds them: above 100% with

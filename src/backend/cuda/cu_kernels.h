@@ -16,15 +16,17 @@
 extern "C" {
 #endif
 
-/* y[n][d] = x / rms(x) * w, rows of d; y may alias x */
+/* y[n][d] = x / rms(x) * w, rows of d; y may alias x. y16 (NULL: none) gets y rounded to t16
+ * (PL_DT_BF16 or PL_DT_F16) too, as pl_cu_cast would. */
 int pl_cu_rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps,
-                  pl_cu_stream s);
+                  void *y16, pl_dtype t16, pl_cu_stream s);
 /* rotate the first rope_dim dims of every head of x[n][n_heads*head_dim]; cs[n][rope_dim] holds
  * cos of the rope_dim/2 angles then their sin; neox pairs (i, i+half), else (2i, 2i+1) */
 int pl_cu_rope(float *x, const float *cs, int n, int n_heads, int head_dim, int rope_dim,
                int neox, pl_cu_stream s);
-/* y[i] = silu(g[i]) * u[i] */
-int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, pl_cu_stream s);
+/* y[i] = silu(g[i]) * u[i]; y16 as for pl_cu_rmsnorm */
+int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, void *y16, pl_dtype t16,
+                 pl_cu_stream s);
 /* y[i] += x[i] */
 int pl_cu_add(float *y, const float *x, size_t n, pl_cu_stream s);
 /* y[r][d] += b[d] for r < n */
@@ -82,6 +84,11 @@ int pl_cu_attention_supported(int head_dim, pl_dtype type);
  * 256, and the device runs it); then *ctas_per_sm (if not NULL) is how many of its CTAs an SM
  * holds. Other shapes, and every shape with PAGELLM_CUDA_ATTN=simt, take the SIMT kernel. */
 int pl_cu_attn_mma_supported(int head_dim, pl_dtype type, int *ctas_per_sm);
+
+/* The CUDA backend's stream (a cudaStream_t), on which its ops run: for benchmarks that time
+ * the ops with events. */
+struct pl_backend;
+void *pl_backend_cuda_stream(struct pl_backend *be);
 
 #ifdef __cplusplus
 }

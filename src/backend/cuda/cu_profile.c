@@ -25,6 +25,10 @@ struct pl_cu_prof {
   double t_step0, t_last_end; /* host clock (s): this step's begin, the last step's end */
   double wall_s, between_s, busy_ms, idle_ms;
   long steps;
+  double before_s; /* host time before this step (since the last one ended) */
+  /* the steps replayed from a recording ("graph replay"), with the host time before each */
+  long rp_steps;
+  double rp_wall_s, rp_between_s, rp_busy_ms, rp_idle_ms;
 };
 
 static double now_s(void) {
@@ -81,8 +85,8 @@ void pl_cu_prof_step_begin(pl_cu_prof *p, cudaStream_t s) {
   if (!p)
     return;
   double t = now_s();
-  if (p->t_last_end > 0)
-    p->between_s += t - p->t_last_end;
+  p->before_s = p->t_last_end > 0 ? t - p->t_last_end : 0;
+  p->between_s += p->before_s;
   p->t_step0 = t;
   p->n_ev = 0;
   p->in_step = 1;
@@ -120,6 +124,8 @@ void pl_cu_prof_step_end(pl_cu_prof *p) {
   p->wall_s += t - p->t_step0;
   p->steps++;
   int prev_end = 0; /* the step's start event */
+  int replay = 0;
+  double busy_ms = 0, idle_ms = 0;
   for (int i = 1; i + 1 < p->n_ev; i++) {
     if (p->ev_label[i] || !p->ev_label[i + 1])
       continue; /* not a (begin, end) pair: an op that failed between them */
@@ -130,13 +136,23 @@ void pl_cu_prof_step_end(pl_cu_prof *p) {
       continue;
     }
     prev_end = ++i;
-    p->idle_ms += gap;
-    p->busy_ms += busy;
+    idle_ms += gap;
+    busy_ms += busy;
+    replay |= !strcmp(p->ev_label[i], "graph replay");
     prof_row *r = row_of(p, p->ev_label[i]);
     if (r) {
       r->gpu_ms += busy;
       r->calls++;
     }
+  }
+  p->idle_ms += idle_ms;
+  p->busy_ms += busy_ms;
+  if (replay) {
+    p->rp_steps++;
+    p->rp_wall_s += t - p->t_step0 + p->before_s;
+    p->rp_between_s += p->before_s;
+    p->rp_busy_ms += busy_ms;
+    p->rp_idle_ms += idle_ms;
   }
 }
 
@@ -164,6 +180,13 @@ void pl_cu_prof_destroy(pl_cu_prof *p) {
             p->busy_ms, wall_ms > 0 ? 100.0 * p->busy_ms / wall_ms : 0.0, p->idle_ms,
             wall_ms > 0 ? 100.0 * p->idle_ms / wall_ms : 0.0, 1000.0 * p->between_s,
             wall_ms > 0 ? 100000.0 * p->between_s / wall_ms : 0.0);
+    if (p->rp_steps > 0) {
+      double w = 1000.0 * p->rp_wall_s;
+      fprintf(stderr, "  replayed steps %ld, %.3f ms each with the host time before it: GPU busy "
+              "%.1f%%, GPU idle inside %.1f%%, host before %.1f%%\n", p->rp_steps,
+              w / p->rp_steps, 100.0 * p->rp_busy_ms / w, 100.0 * p->rp_idle_ms / w,
+              100000.0 * p->rp_between_s / w);
+    }
   }
   for (int i = 0; i < p->cap; i++)
     cudaEventDestroy(p->ev[i]);

@@ -1,0 +1,208 @@
+/* The CUDA backend's matmul op against both rooflines (issue 12): for each weight type and
+ * Llama-3-8B projection shape, y[n][R] = x[n][C] · W^T at several batch sizes n. Each timed
+ * call starts with L2 flushed (a 256 MiB memset), so the weights come from HBM as they do in a
+ * model whose 15 GiB of weights do not fit the 50 MB L2. Prints the median GPU time (CUDA
+ * events on the backend's stream) of the op as the engine calls it (the f32 -> bf16 input cast
+ * included), the weight bytes read per second against the device-to-device copy bandwidth,
+ * and the FLOPs against a cuBLAS bf16 GEMM of 8192^3 measured in the same run.
+ *   bench_cuda_matmul [--types bf16,q8_0,q4_0] [--batches 1,8,64,256,2048] [--iters 20] */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cu_kernels.h"
+#include "util/error.h"
+
+#define TRY(call)                                                                              \
+  do {                                                                                         \
+    if ((call) != 0) {                                                                         \
+      fprintf(stderr, "%s:%d: %s failed (%s)\n", __FILE__, __LINE__, #call, pl_last_error());  \
+      exit(1);                                                                                 \
+    }                                                                                          \
+  } while (0)
+
+static const struct { const char *name; int rows, cols; } shapes[] = {
+    {"q/o 4096x4096", 4096, 4096},       {"k/v 1024x4096", 1024, 4096},
+    {"gate/up 14336x4096", 14336, 4096}, {"down 4096x14336", 4096, 14336},
+    {"lm_head 128256x4096", 128256, 4096},
+};
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next_u32(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (uint32_t)(rng >> 11);
+}
+
+/* a weight of `type`: bf16 generated on the device; q8_0 / q4_0 blocks of random quants with
+ * the scale 2^-7 (f16 0x2000), uploaded */
+static void make_weight(pl_backend *be, pl_tensor *t, pl_dtype type, int rows, int cols,
+                        void **host) {
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "w");
+  t->type = type;
+  t->n_dims = 2;
+  t->ne[0] = cols;
+  t->ne[1] = rows;
+  t->ne[2] = t->ne[3] = 1;
+  t->nbytes = pl_dtype_row_bytes(type, cols) * (size_t)rows;
+  *host = NULL;
+  if (type == PL_DT_BF16) {
+    t->random = 1;
+    t->rand_stream = 7;
+    t->rand_scale = 0.02f;
+    TRY(be->ops->weight_fill_random(be, t));
+    return;
+  }
+  uint8_t *b = malloc(t->nbytes);
+  size_t bb = pl_dtype_block_bytes(type);
+  for (size_t i = 0; i < t->nbytes; i++)
+    b[i] = (uint8_t)next_u32();
+  for (size_t i = 0; i < t->nbytes; i += bb) {
+    b[i] = 0x00;
+    b[i + 1] = 0x20;
+  }
+  t->data = b;
+  *host = b;
+  TRY(be->ops->weight_upload(be, t));
+}
+
+static int parse_list(const char *s, int *out, int max) {
+  int n = 0;
+  while (*s && n < max) {
+    out[n++] = atoi(s);
+    if (!(s = strchr(s, ',')))
+      break;
+    s++;
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  int batches[16] = {1, 8, 64, 256, 2048}, nb = 5, iters = 20;
+  const char *types = "bf16,q8_0,q4_0";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--types"))
+      types = argv[i + 1];
+    else if (!strcmp(argv[i], "--batches"))
+      nb = parse_list(argv[i + 1], batches, 16);
+    else if (!strcmp(argv[i], "--iters"))
+      iters = atoi(argv[i + 1]);
+    else {
+      fprintf(stderr, "usage: bench_cuda_matmul [--types bf16,q8_0,q4_0] [--batches 1,8,64] "
+                      "[--iters 20]\n");
+      return 2;
+    }
+  }
+  if (iters < 1 || iters > 1000)
+    iters = 20;
+  pl_backend *be;
+  TRY(pl_backend_cuda_create(0, &be));
+  cudaStream_t st = (cudaStream_t)pl_backend_cuda_stream(be);
+  double copy_gbs = be->ops->mem_bandwidth(be);
+
+  /* the compute roofline: cuBLAS bf16 8192^3, f32 accumulation, median of 10 */
+  const int P = 8192;
+  void *A, *B, *Cm, *flush;
+  size_t flush_bytes = (size_t)256 << 20;
+  if (cudaMalloc(&A, (size_t)P * P * 2) || cudaMalloc(&B, (size_t)P * P * 2) ||
+      cudaMalloc(&Cm, (size_t)P * P * 2) || cudaMalloc(&flush, flush_bytes)) {
+    fprintf(stderr, "out of GPU memory\n");
+    return 1;
+  }
+  cudaMemsetAsync(A, 0x3c, (size_t)P * P * 2, st);
+  cudaMemsetAsync(B, 0x3c, (size_t)P * P * 2, st);
+  cublasHandle_t h;
+  cublasCreate(&h);
+  cublasSetStream(h, st);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  float t[1000];
+  const float one = 1.f, zero = 0.f;
+  for (int i = 0; i < 11; i++) {
+    cudaEventRecord(e0, st);
+    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, P, P, P, &one, A, CUDA_R_16BF, P, B, CUDA_R_16BF, P,
+                 &zero, Cm, CUDA_R_16BF, P, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cudaEventRecord(e1, st);
+    cudaEventSynchronize(e1);
+    cudaEventElapsedTime(&t[i > 0 ? i - 1 : 0], e0, e1);
+  }
+  qsort(t, 10, sizeof *t, cmp_float);
+  double peak_tf = 2.0 * P * P * (double)P / (t[5] * 1e-3) / 1e12;
+  cublasDestroy(h);
+  cudaFree(A);
+  cudaFree(B);
+  cudaFree(Cm);
+  printf("%s\ncopy bandwidth %.0f GB/s; cuBLAS bf16 GEMM %d^3: %.0f TFLOP/s (the compute "
+         "roofline here)\n", be->desc, copy_gbs, P, peak_tf);
+  printf("%-6s %-20s %5s %10s %8s %8s %9s %8s\n", "type", "shape", "n", "us", "GB/s", "of_copy",
+         "TFLOP/s", "of_peak");
+
+  int maxn = 0;
+  for (int i = 0; i < nb; i++)
+    maxn = batches[i] > maxn ? batches[i] : maxn;
+  size_t xn = (size_t)maxn * 14336, yn = (size_t)maxn * 128256;
+  float *x = be->ops->alloc(be, xn * sizeof(float)), *y = be->ops->alloc(be, yn * sizeof(float));
+  float *hx = malloc(xn * sizeof(float));
+  if (!x || !y || !hx) {
+    fprintf(stderr, "out of memory for n = %d\n", maxn);
+    return 1;
+  }
+  for (size_t i = 0; i < xn; i++)
+    hx[i] = (float)((int)(next_u32() % 2001) - 1000) * 1e-3f;
+  TRY(be->ops->upload(be, x, hx, xn * sizeof(float)));
+
+  char tl[128];
+  snprintf(tl, sizeof tl, "%s", types);
+  for (char *tn = strtok(tl, ","); tn; tn = strtok(NULL, ",")) {
+    pl_dtype type = !strcmp(tn, "bf16")   ? PL_DT_BF16
+                    : !strcmp(tn, "q8_0") ? PL_DT_Q8_0
+                    : !strcmp(tn, "q4_0") ? PL_DT_Q4_0
+                                          : PL_DT_AUTO;
+    if (type == PL_DT_AUTO) {
+      fprintf(stderr, "unknown type %s (bf16, q8_0, q4_0)\n", tn);
+      return 2;
+    }
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+      pl_tensor w;
+      void *host;
+      make_weight(be, &w, type, shapes[s].rows, shapes[s].cols, &host);
+      for (int bi = 0; bi < nb; bi++) {
+        int n = batches[bi];
+        TRY(be->ops->matmul(be, y, x, n, &w, NULL)); /* warm-up: scratch grown, algorithm picked */
+        for (int i = 0; i < iters; i++) {
+          cudaMemsetAsync(flush, i & 0xff, flush_bytes, st);
+          cudaEventRecord(e0, st);
+          TRY(be->ops->matmul(be, y, x, n, &w, NULL));
+          cudaEventRecord(e1, st);
+          cudaEventSynchronize(e1);
+          cudaEventElapsedTime(&t[i], e0, e1);
+        }
+        qsort(t, (size_t)iters, sizeof *t, cmp_float);
+        double us = t[iters / 2] * 1e3, gbs = (double)w.nbytes / (us * 1e-6) / 1e9;
+        double tf = 2.0 * n * (double)shapes[s].rows * shapes[s].cols / (us * 1e-6) / 1e12;
+        printf("%-6s %-20s %5d %10.1f %8.0f %7.0f%% %9.1f %7.0f%%\n", tn, shapes[s].name, n, us,
+               gbs, 100 * gbs / copy_gbs, tf, 100 * tf / peak_tf);
+        fflush(stdout);
+      }
+      free(host);
+    }
+  }
+  be->ops->free(be, x);
+  be->ops->free(be, y);
+  free(hx);
+  cudaFree(flush);
+  be->ops->destroy(be);
+  return 0;
+}
