@@ -31,7 +31,7 @@ run() { # name, timeout, env, args...
   echo "=== $envs pagellm $*"
   env $envs timeout "$tmo" "$P" "$@" >"$O/goal-$name.txt" 2>&1
   echo "(exit $?)"
-  grep -E "throughput |decode steps|^decode  |^tail  |concurrency|kv utilisation|preemptions|ttft|prefix cache" \
+  grep -E "^workload|^elapsed|throughput |decode steps|^decode  |^tail  |concurrency|kv utilisation|preemptions|ttft|prefix cache" \
     "$O/goal-$name.txt"
 }
 for s in ${*:-serve8b static7b prefix profile}; do

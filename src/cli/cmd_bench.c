@@ -88,6 +88,7 @@ typedef struct {
    * a step costs nearly what a full one does (the weights are read all the same) */
   double tail_s;
   int64_t tail_tokens;
+  int64_t steps;
   /* throughput: ids[n_requests] in the order added (increasing), ttft[] of each */
   const uint64_t *ids;
   double *ttft;
@@ -135,6 +136,7 @@ static int drain(pl_engine *e, run_stats *rs, double t0) {
       return -1;
     }
     ts = now_s() - ts;
+    rs->steps++;
     pl_engine_get_stats(e, &st);
     int decode_step = st.prompt_tokens_computed == prompt0;
     if (decode_step)
@@ -288,6 +290,7 @@ static int bench_throughput(int argc, char **argv) {
   rs.ids = ids;
   rs.ttft = ttft;
   double t0 = now_s();
+  int longest = 0; /* output tokens of the longest request: that many steps at least */
   for (int i = 0; i < o.n; i++) {
     pl_sampling_params sp;
     pl_sampling_params_default(&sp);
@@ -306,6 +309,7 @@ static int bench_throughput(int argc, char **argv) {
       return 1;
     }
     rs.in_tokens += w[i].n_prompt;
+    longest = w[i].max_tokens > longest ? w[i].max_tokens : longest;
   }
   rc = drain(e, &rs, t0);
   pl_engine_stats *st = &rs.end;
@@ -333,6 +337,8 @@ static int bench_throughput(int argc, char **argv) {
     json_object_set_new(j, "decode_steps_tok_s", json_real(dsteps_tok_s));
     json_object_set_new(j, "decode_steps_s", json_real(rs.dec_steps_s));
     json_object_set_new(j, "tail_s", json_real(rs.tail_s));
+    json_object_set_new(j, "longest_output_tokens", json_integer(longest));
+    json_object_set_new(j, "steps", json_integer(rs.steps));
     json_object_set_new(j, "tail_tokens", json_integer(rs.tail_tokens));
     json_object_set_new(j, "threads", json_integer(o.ep.n_threads));
     qsort(ttft, (size_t)o.n, sizeof *ttft, cmp_double);
@@ -365,12 +371,13 @@ static int bench_throughput(int argc, char **argv) {
       printf("%s\n", s);
       free(s);
     } else {
-      printf("workload         %s, %d requests (%lld in / %lld out tokens)\n", o.workload, o.n,
-             (long long)rs.in_tokens, (long long)rs.out_tokens);
+      printf("workload         %s, %d requests (%lld in / %lld out tokens, the longest %d)\n",
+             o.workload, o.n, (long long)rs.in_tokens, (long long)rs.out_tokens, longest);
       printf("kv               %s, %lld blocks x %d tokens\n",
              o.ep.kv_alloc == PL_KV_STATIC ? "static" : "paged", (long long)st->blocks_total,
              st->block_size);
-      printf("elapsed          %.2f s\n", rs.seconds);
+      printf("elapsed          %.2f s, %lld steps (%.2f ms each)\n", rs.seconds,
+             (long long)rs.steps, rs.steps ? 1e3 * rs.seconds / rs.steps : 0);
       printf("throughput       %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
              o.n / rs.seconds, rs.out_tokens / rs.seconds,
              (rs.out_tokens + rs.in_tokens) / rs.seconds);
