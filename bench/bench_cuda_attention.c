@@ -21,6 +21,7 @@
 
 #include "backend/cuda/cu_fill.h"
 #include "backend/cuda/cu_kernels.h"
+#include "bench_util.h"
 
 #define TRY(call)                                                                              \
   do {                                                                                         \
@@ -31,30 +32,7 @@
     }                                                                                          \
   } while (0)
 
-static int parse_list(const char *s, int *out, int max) {
-  int n = 0;
-  while (*s && n < max) {
-    out[n++] = atoi(s);
-    s = strchr(s, ',');
-    if (!s)
-      break;
-    s++;
-  }
-  return n;
-}
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (uint32_t)(rng >> 11);
-}
 
 int main(int argc, char **argv) {
   int n_head = 32, n_kv = 8, hd = 128, bs = 16, iters = 30, fixed = 0, prefill = 0;
@@ -78,9 +56,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--block-size"))
       bs = atoi(v);
     else if (!strcmp(a, "--batches"))
-      nb = parse_list(v, batches, 16);
+      nb = bench_parse_list(v, batches, 16);
     else if (!strcmp(a, "--contexts"))
-      nc = parse_list(v, contexts, 16);
+      nc = bench_parse_list(v, contexts, 16);
     else if (!strcmp(a, "--iters"))
       iters = atoi(v);
     else {
@@ -130,7 +108,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n_blocks - 1; i++)
     perm[i] = i + 1;
   for (int i = n_blocks - 2; i > 0; i--) {
-    int j = (int)(next_u32() % (uint32_t)(i + 1));
+    int j = (int)(bench_next_u32(&rng) % (uint32_t)(i + 1));
     int32_t t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;
@@ -155,7 +133,7 @@ int main(int argc, char **argv) {
     TRY(cudaEventSynchronize(e1));
     TRY(cudaEventElapsedTime(&t[i], e0, e1));
   }
-  qsort(t, (size_t)iters, sizeof *t, cmp_float);
+  qsort(t, (size_t)iters, sizeof *t, bench_cmp_float);
   double copy_gbs = 2.0 * cb / (t[iters / 2] * 1e-3) / 1e9;
   cudaFree(ca);
   cudaFree(cbuf);
@@ -206,7 +184,7 @@ int main(int argc, char **argv) {
         TRY(cudaEventElapsedTime(&t[i], e0, e1));
       }
       TRY(cudaDeviceSynchronize());
-      qsort(t, (size_t)iters, sizeof *t, cmp_float);
+      qsort(t, (size_t)iters, sizeof *t, bench_cmp_float);
       double us = t[iters / 2] * 1e3;
       double bytes = 2.0 * B * C * n_kv * hd * esz;
       double flops = 4.0 * hd * n_head * B * ((double)C * (C + 1) / 2);

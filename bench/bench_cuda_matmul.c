@@ -15,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cu_kernels.h"
+#include "bench_util.h"
 #include "util/error.h"
 
 #define TRY(call)                                                                              \
@@ -31,18 +32,7 @@ static const struct { const char *name; int rows, cols; } shapes[] = {
     {"lm_head 128256x4096", 128256, 4096},
 };
 
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t next_u32(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (uint32_t)(rng >> 11);
-}
 
 /* a weight of `type`: bf16 generated on the device; q8_0 / q4_0 blocks of random quants with
  * the scale 2^-7 (f16 0x2000), uploaded */
@@ -67,7 +57,7 @@ static void make_weight(pl_backend *be, pl_tensor *t, pl_dtype type, int rows, i
   uint8_t *b = malloc(t->nbytes);
   size_t bb = pl_dtype_block_bytes(type);
   for (size_t i = 0; i < t->nbytes; i++)
-    b[i] = (uint8_t)next_u32();
+    b[i] = (uint8_t)bench_next_u32(&rng);
   for (size_t i = 0; i < t->nbytes; i += bb) {
     b[i] = 0x00;
     b[i + 1] = 0x20;
@@ -77,17 +67,6 @@ static void make_weight(pl_backend *be, pl_tensor *t, pl_dtype type, int rows, i
   TRY(be->ops->weight_upload(be, t));
 }
 
-static int parse_list(const char *s, int *out, int max) {
-  int n = 0;
-  while (*s && n < max) {
-    out[n++] = atoi(s);
-    if (!(s = strchr(s, ',')))
-      break;
-    s++;
-  }
-  return n;
-}
-
 int main(int argc, char **argv) {
   int batches[16] = {1, 8, 64, 256, 2048}, nb = 5, iters = 20;
   const char *types = "bf16,q8_0,q4_0";
@@ -95,7 +74,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "--types"))
       types = argv[i + 1];
     else if (!strcmp(argv[i], "--batches"))
-      nb = parse_list(argv[i + 1], batches, 16);
+      nb = bench_parse_list(argv[i + 1], batches, 16);
     else if (!strcmp(argv[i], "--iters"))
       iters = atoi(argv[i + 1]);
     else {
@@ -138,7 +117,7 @@ int main(int argc, char **argv) {
     cudaEventSynchronize(e1);
     cudaEventElapsedTime(&t[i > 0 ? i - 1 : 0], e0, e1);
   }
-  qsort(t, 10, sizeof *t, cmp_float);
+  qsort(t, 10, sizeof *t, bench_cmp_float);
   double peak_tf = 2.0 * P * P * (double)P / (t[5] * 1e-3) / 1e12;
   cublasDestroy(h);
   cudaFree(A);
@@ -160,7 +139,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   for (size_t i = 0; i < xn; i++)
-    hx[i] = (float)((int)(next_u32() % 2001) - 1000) * 1e-3f;
+    hx[i] = (float)((int)(bench_next_u32(&rng) % 2001) - 1000) * 1e-3f;
   TRY(be->ops->upload(be, x, hx, xn * sizeof(float)));
 
   char tl[128];
@@ -189,7 +168,7 @@ int main(int argc, char **argv) {
           cudaEventSynchronize(e1);
           cudaEventElapsedTime(&t[i], e0, e1);
         }
-        qsort(t, (size_t)iters, sizeof *t, cmp_float);
+        qsort(t, (size_t)iters, sizeof *t, bench_cmp_float);
         double us = t[iters / 2] * 1e3, gbs = (double)w.nbytes / (us * 1e-6) / 1e9;
         double tf = 2.0 * n * (double)shapes[s].rows * shapes[s].cols / (us * 1e-6) / 1e12;
         printf("%-6s %-20s %5d %10.1f %8.0f %7.0f%% %9.1f %7.0f%%\n", tn, shapes[s].name, n, us,
