@@ -10,7 +10,7 @@
 #   profile7b the same for goal 3's paged run (Llama-2-7B shape, NUM prompts)
 #   graphs    decode steps replayed from CUDA graphs vs --enforce-eager, Llama-3-8B shape:
 #             decode1, b64, then goal 2's workload eager, with graphs, and with 512 sequences
-#   decode1   one stream, eager vs graphs (and graphs with PAGELLM_CUDA_GEMV=1)
+#   decode1   one stream, eager vs graphs
 #   b64       64 streams, eager vs graphs, each also profiled (host overhead per step)
 #   mha       decode attention at the Llama-2-7B heads (MHA) against torch's SDPA
 #   matmul    bench_cuda_matmul: the matmul op per weight type, shape and batch size against
@@ -61,9 +61,7 @@ for s in ${*:-serve8b static7b prefix profile}; do
     for m in "--enforce-eager" ""; do
       run "decode1${m:+-eager}" 120 "" bench decode --load-format dummy --dtype bf16 --device cuda \
         --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2 $m
-    done
-    run decode1-gemv 120 PAGELLM_CUDA_GEMV=1 bench decode --load-format dummy --dtype bf16 \
-      --device cuda --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2 ;;
+    done ;;
   b64)
     for m in "--enforce-eager" ""; do
       run "b64${m:+-eager}" 120 "" $D --model-config llama-3-8b --workload fixed --input-len 512 \

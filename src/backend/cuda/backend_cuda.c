@@ -21,7 +21,6 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -81,7 +80,6 @@ typedef struct {
   pl_cu_graphs *graphs;
   unsigned gen;   /* bumped when device memory a recording may hold moves (cu_graph.h) */
   int graph_ctx;  /* the staged step is a padded decode step: its key's ctx; -1: not one */
-  int gemv_half;  /* PAGELLM_CUDA_GEMV=1: f16/bf16 matmuls of <= 8 rows take our GEMV */
 } cu_backend;
 
 #define CU(be) ((cu_backend *)(be))
@@ -512,10 +510,6 @@ static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_
     break;
   case PL_DT_F16:
   case PL_DT_BF16:
-    if (c->gemv_half && n <= PL_CU_GEMV_MAX_N) {
-      PL_TRY(pl_cu_qgemv(w, x, n, y, c->st));
-      break;
-    }
     c->half_type = w->type;
     PL_TRY(cast_input(c, x, (size_t)n * C, w->type));
     PL_TRY(gemm(c, y, R, w->data, w->type == PL_DT_F16 ? CUDA_R_16F : CUDA_R_16BF, c->xcast, R,
@@ -817,8 +811,6 @@ int pl_backend_cuda_create(int ordinal, pl_backend **out) {
     cu_destroy(&c->base);
     return pl_fail(PL_ENOMEM, "out of memory for the cuBLAS workspace");
   }
-  const char *gv = getenv("PAGELLM_CUDA_GEMV");
-  c->gemv_half = gv && !strcmp(gv, "1");
   c->prof = pl_cu_prof_create();
   size_t fr = 0, tot = 0;
   cudaMemGetInfo(&fr, &tot);
