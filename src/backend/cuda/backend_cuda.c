@@ -65,8 +65,6 @@ typedef struct {
                              after any op other than a matmul (q, k and v cast h once) */
   size_t xcast_n;
   pl_dtype xcast_type;
-  pl_dtype half_type; /* the f16/bf16 weights' type once a matmul has cast for them: rmsnorm
-                         and swiglu then write their output so rounded into xcast too */
   void *wdeq;   /* a dequantized weight chunk, bf16 */
   size_t wdeq_bytes;
   void *d_rows; /* per-row results: argmax ids, sampling reductions */
@@ -439,29 +437,9 @@ static int run_embed(pl_backend *be, float *x, const pl_tensor *table) {
   return pl_cu_get_rows(wt(table), c->d_tokens, c->plan->n_tokens, x, c->st);
 }
 
-/* Where an op's output y[n] goes next to a f16/bf16 matmul: xcast, to take it rounded (the
- * matmul's cast, done by the op); NULL when there is none to do. */
-static void *half_out(cu_backend *c, size_t n) {
-  if ((c->half_type != PL_DT_BF16 && c->half_type != PL_DT_F16) ||
-      grow(c, &c->xcast, &c->xcast_bytes, n * 2, "matmul input") < 0)
-    return NULL;
-  return c->xcast;
-}
-
-static void half_done(cu_backend *c, const float *y, void *y16, size_t n) {
-  if (y16) {
-    c->xcast_src = y;
-    c->xcast_n = n;
-    c->xcast_type = c->half_type;
-  }
-}
-
 static int run_rmsnorm(pl_backend *be, float *y, const float *x, const pl_tensor *w, int n, int d,
                       float eps) {
-  cu_backend *c = CU(be);
-  void *y16 = half_out(c, (size_t)n * d);
-  K_TRY(pl_cu_rmsnorm(y, x, wt(w)->data, n, d, eps, y16, c->half_type, c->st), "rmsnorm");
-  half_done(c, y, y16, (size_t)n * d);
+  K_TRY(pl_cu_rmsnorm(y, x, wt(w)->data, n, d, eps, CU(be)->st), "rmsnorm");
   return 0;
 }
 
@@ -510,7 +488,6 @@ static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_
     break;
   case PL_DT_F16:
   case PL_DT_BF16:
-    c->half_type = w->type;
     PL_TRY(cast_input(c, x, (size_t)n * C, w->type));
     PL_TRY(gemm(c, y, R, w->data, w->type == PL_DT_F16 ? CUDA_R_16F : CUDA_R_16BF, c->xcast, R,
                 n, C, CUBLAS_COMPUTE_32F));
@@ -568,10 +545,7 @@ static int run_attention(pl_backend *be, int layer, float *out, const float *q, 
 }
 
 static int run_swiglu(pl_backend *be, float *y, const float *g, const float *u, size_t n) {
-  cu_backend *c = CU(be);
-  void *y16 = half_out(c, n);
-  K_TRY(pl_cu_swiglu(y, g, u, n, y16, c->half_type, c->st), "swiglu");
-  half_done(c, y, y16, n);
+  K_TRY(pl_cu_swiglu(y, g, u, n, CU(be)->st), "swiglu");
   return 0;
 }
 

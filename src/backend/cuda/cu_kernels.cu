@@ -24,19 +24,8 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-template <typename T> __device__ __forceinline__ T from_f32(float v);
-template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <> __device__ __forceinline__ __half from_f32<__half>(float v) {
-  return __float2half_rn(v);
-}
-
-// One CTA per row; f32 sum of squares reduced across the CTA. y16 (when not null) gets y
-// rounded to T as well: the input of the matmul that follows, without a cast kernel.
-template <typename T>
-__global__ void rmsnorm_k(float *y, T *y16, const float *x, const float *w, int d, float eps) {
+// One CTA per row; f32 sum of squares reduced across the CTA.
+__global__ void rmsnorm_k(float *y, const float *x, const float *w, int d, float eps) {
   const float *xr = x + (size_t)blockIdx.x * d;
   float *yr = y + (size_t)blockIdx.x * d;
   float ss = 0.f;
@@ -55,13 +44,8 @@ __global__ void rmsnorm_k(float *y, T *y16, const float *x, const float *w, int 
   }
   __syncthreads();
   float r = rsqrtf(part[0] / (float)d + eps);
-  T *hr = y16 ? y16 + (size_t)blockIdx.x * d : nullptr;
-  for (int i = threadIdx.x; i < d; i += blockDim.x) {
-    float v = xr[i] * r * w[i];
-    yr[i] = v;
-    if (hr)
-      hr[i] = from_f32<T>(v);
-  }
+  for (int i = threadIdx.x; i < d; i += blockDim.x)
+    yr[i] = xr[i] * r * w[i];
 }
 
 // One thread per rotated pair.
@@ -83,14 +67,11 @@ __global__ void rope_k(float *x, const float *cs, int n, int n_heads, int head_d
   }
 }
 
-template <typename T>
-__global__ void swiglu_k(float *y, T *y16, const float *g, const float *u, size_t n) {
+__global__ void swiglu_k(float *y, const float *g, const float *u, size_t n) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
        i += (size_t)gridDim.x * blockDim.x) {
-    float a = g[i], v = a / (1.f + __expf(-a)) * u[i];
-    y[i] = v;
-    if (y16)
-      y16[i] = from_f32<T>(v);
+    float a = g[i];
+    y[i] = a / (1.f + __expf(-a)) * u[i];
   }
 }
 
@@ -111,6 +92,15 @@ __global__ void gather_k(float *dst, const float *src, const int32_t *rows, int 
   float *o = dst + (size_t)blockIdx.x * d;
   for (int i = threadIdx.x; i < d; i += blockDim.x)
     o[i] = s[i];
+}
+
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ __half from_f32<__half>(float v) {
+  return __float2half_rn(v);
 }
 
 template <typename T> __global__ void cast_k(T *dst, const float *src, size_t n) {
@@ -191,18 +181,9 @@ __global__ void argmax_k(int32_t *ids, const float *src, int d) {
 extern "C" {
 
 int pl_cu_rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps,
-                  void *y16, pl_dtype t16, pl_cu_stream s) {
-  if (n <= 0)
-    return 0;
-  unsigned th = d >= 1024 ? 1024 : ((d + 31) / 32) * 32;
-  if (y16 && t16 == PL_DT_F16)
-    rmsnorm_k<<<n, th, 0, s>>>(y, (__half *)y16, x, w, d, eps);
-  else if (y16 && t16 == PL_DT_BF16)
-    rmsnorm_k<<<n, th, 0, s>>>(y, (__nv_bfloat16 *)y16, x, w, d, eps);
-  else if (!y16)
-    rmsnorm_k<<<n, th, 0, s>>>(y, (__nv_bfloat16 *)nullptr, x, w, d, eps);
-  else
-    return (int)cudaErrorInvalidValue;
+                  pl_cu_stream s) {
+  if (n > 0)
+    rmsnorm_k<<<n, d >= 1024 ? 1024 : ((d + 31) / 32) * 32, 0, s>>>(y, x, w, d, eps);
   return launched();
 }
 
@@ -214,19 +195,9 @@ int pl_cu_rope(float *x, const float *cs, int n, int n_heads, int head_dim, int 
   return launched();
 }
 
-int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, void *y16, pl_dtype t16,
-                 pl_cu_stream s) {
-  if (!n)
-    return 0;
-  unsigned b = blocks_for(n, 256);
-  if (y16 && t16 == PL_DT_F16)
-    swiglu_k<<<b, 256, 0, s>>>(y, (__half *)y16, g, u, n);
-  else if (y16 && t16 == PL_DT_BF16)
-    swiglu_k<<<b, 256, 0, s>>>(y, (__nv_bfloat16 *)y16, g, u, n);
-  else if (!y16)
-    swiglu_k<<<b, 256, 0, s>>>(y, (__nv_bfloat16 *)nullptr, g, u, n);
-  else
-    return (int)cudaErrorInvalidValue;
+int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, pl_cu_stream s) {
+  if (n)
+    swiglu_k<<<blocks_for(n, 256), 256, 0, s>>>(y, g, u, n);
   return launched();
 }
 

@@ -16,17 +16,15 @@
 extern "C" {
 #endif
 
-/* y[n][d] = x / rms(x) * w, rows of d; y may alias x. y16 (NULL: none) gets y rounded to t16
- * (PL_DT_BF16 or PL_DT_F16) too, as pl_cu_cast would. */
+/* y[n][d] = x / rms(x) * w, rows of d; y may alias x */
 int pl_cu_rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps,
-                  void *y16, pl_dtype t16, pl_cu_stream s);
+                  pl_cu_stream s);
 /* rotate the first rope_dim dims of every head of x[n][n_heads*head_dim]; cs[n][rope_dim] holds
  * cos of the rope_dim/2 angles then their sin; neox pairs (i, i+half), else (2i, 2i+1) */
 int pl_cu_rope(float *x, const float *cs, int n, int n_heads, int head_dim, int rope_dim,
                int neox, pl_cu_stream s);
-/* y[i] = silu(g[i]) * u[i]; y16 as for pl_cu_rmsnorm */
-int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, void *y16, pl_dtype t16,
-                 pl_cu_stream s);
+/* y[i] = silu(g[i]) * u[i] */
+int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, pl_cu_stream s);
 /* y[i] += x[i] */
 int pl_cu_add(float *y, const float *x, size_t n, pl_cu_stream s);
 /* y[r][d] += b[d] for r < n */
