@@ -11,7 +11,9 @@
  *               x += (silu(h·Wgate) * (h·Wup)) · Wdown
  *   logits = rmsnorm(x[logits_rows])·output_norm · Wout
  *
- * Every op goes through the backend table; this file owns only the activation buffers. */
+ * Every op goes through the backend table; this file owns only the activation buffers. A
+ * backend that replays decode steps (graph_* in backend.h) gets them padded to its batch
+ * buckets, and the layers bracketed. */
 #include <math.h>
 #include <string.h>
 

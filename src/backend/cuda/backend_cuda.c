@@ -17,7 +17,7 @@
  * hangs a cu_weight (device pointers + geometry) on t->dev.
  *
  * Decode steps are padded to a few batch sizes and their layers replayed from CUDA graphs
- * (cu_graph.h) unless be->eager or profiling. */
+ * (cu_graph.h) unless be->eager (--enforce-eager). */
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
