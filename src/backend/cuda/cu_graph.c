@@ -51,28 +51,24 @@ static int launch(entry *e, cudaStream_t s) {
 }
 
 static entry *find(pl_cu_graphs *g, const pl_cu_graph_key *k) {
-  for (int i = 0; i < g->n; i++)
-    if (!memcmp(&g->e[i].key, k, sizeof *k))
+  for (int i = 0; i < g->n; i++) {
+    const pl_cu_graph_key *e = &g->e[i].key;
+    if (e->tag == k->tag && e->n == k->n && e->ctx == k->ctx && e->max_blocks == k->max_blocks)
       return &g->e[i];
+  }
   return NULL;
 }
 
 int pl_cu_graphs_recording(const pl_cu_graphs *g) { return g && g->recording; }
 
 int pl_cu_graphs_begin(pl_cu_graphs *g, const pl_cu_graph_key *key, unsigned gen, cudaStream_t s) {
-  pl_cu_graph_key k;
-  memset(&k, 0, sizeof k); /* padding bytes compared too */
-  k.tag = key->tag;
-  k.n = key->n;
-  k.ctx = key->ctx;
-  k.max_blocks = key->max_blocks;
-  entry *e = find(g, &k);
+  entry *e = find(g, key);
   if (!e) {
     if (g->n == MAX_GRAPHS)
       return 0;
     e = &g->e[g->n++];
     memset(e, 0, sizeof *e);
-    e->key = k;
+    e->key = *key;
     e->state = SEEN; /* this time eagerly: the ops grow what they need first */
     return 0;
   }
