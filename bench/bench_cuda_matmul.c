@@ -5,7 +5,11 @@
  * events on the backend's stream) of the op as the engine calls it (the f32 -> bf16 input cast
  * included), the weight bytes read per second against the device-to-device copy bandwidth,
  * and the FLOPs against a cuBLAS bf16 GEMM of 8192^3 measured in the same run.
- *   bench_cuda_matmul [--types bf16,q8_0,q4_0] [--batches 1,8,64,256,2048] [--iters 20] */
+ * --groups instead times the matmuls of one input (q/k/v, gate/up; bf16) both ways:
+ * `apart`, one matmul per weight, and `group`, matmul_group over weights that weight_join
+ * placed together (one GEMM, then the split of its output), with the ratio apart/group.
+ *   bench_cuda_matmul [--types bf16,q8_0,q4_0] [--batches 1,8,64,256,2048] [--iters 20]
+ *                     [--groups] */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -29,7 +33,13 @@
 static const struct { const char *name; int rows, cols; } shapes[] = {
     {"q/o 4096x4096", 4096, 4096},       {"k/v 1024x4096", 1024, 4096},
     {"gate/up 14336x4096", 14336, 4096}, {"down 4096x14336", 4096, 14336},
-    {"lm_head 128256x4096", 128256, 4096},
+    {"lm_head 128256x4096", 128256, 4096}, {"qkv 6144x4096", 6144, 4096},
+    {"gate+up 28672x4096", 28672, 4096},
+};
+
+static const struct { const char *name; int rows[3], count; } groups[] = {
+    {"q+k+v 4096+1024+1024 x4096", {4096, 1024, 1024}, 3},
+    {"gate+up 2x14336 x4096", {14336, 14336, 0}, 2},
 };
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -67,19 +77,84 @@ static void make_weight(pl_backend *be, pl_tensor *t, pl_dtype type, int rows, i
   TRY(be->ops->weight_upload(be, t));
 }
 
+static void *flush;
+static const size_t flush_bytes = (size_t)256 << 20;
+static cudaEvent_t e0, e1;
+
+/* median GPU time (us) of `iters` calls, each after an L2 flush */
+#define TIME_US(iters, call)                                                                   \
+  ({                                                                                           \
+    float t_[1000];                                                                            \
+    TRY(call); /* warm-up: scratch grown, algorithm picked */                                  \
+    for (int i_ = 0; i_ < (iters); i_++) {                                                     \
+      cudaMemsetAsync(flush, i_ & 0xff, flush_bytes, st);                                      \
+      cudaEventRecord(e0, st);                                                                 \
+      TRY(call);                                                                               \
+      cudaEventRecord(e1, st);                                                                 \
+      cudaEventSynchronize(e1);                                                                \
+      cudaEventElapsedTime(&t_[i_], e0, e1);                                                   \
+    }                                                                                          \
+    qsort(t_, (size_t)(iters), sizeof *t_, bench_cmp_float);                                   \
+    t_[(iters) / 2] * 1e3;                                                                     \
+  })
+
+/* the --groups table: every group of `groups` at every n, apart and joined */
+static void bench_groups(pl_backend *be, cudaStream_t st, const int *batches, int nb, int iters,
+                         const float *x, float *y, double copy_gbs) {
+  printf("%-28s %5s %10s %10s %7s %9s\n", "group (bf16)", "n", "apart_us", "group_us", "ratio",
+         "group_of_copy");
+  for (size_t g = 0; g < sizeof groups / sizeof *groups; g++) {
+    pl_tensor w[3], *wp[3];
+    const pl_tensor *wc[3], *none[3] = {NULL, NULL, NULL};
+    void *host;
+    size_t bytes = 0;
+    int cnt = groups[g].count;
+    for (int i = 0; i < cnt; i++) {
+      make_weight(be, &w[i], PL_DT_BF16, groups[g].rows[i], 4096, &host);
+      wp[i] = &w[i];
+      wc[i] = &w[i];
+      bytes += w[i].nbytes;
+    }
+    TRY(be->ops->weight_join(be, wp, cnt));
+    for (int bi = 0; bi < nb; bi++) {
+      int n = batches[bi];
+      float *ys[3];
+      size_t off = 0;
+      for (int i = 0; i < cnt; i++) {
+        ys[i] = y + off;
+        off += (size_t)n * groups[g].rows[i];
+      }
+      double apart = TIME_US(iters, ({
+        int rc_ = 0;
+        for (int i = 0; i < cnt && !rc_; i++)
+          rc_ = be->ops->matmul(be, ys[i], x, n, wc[i], NULL);
+        rc_;
+      }));
+      double group = TIME_US(iters, be->ops->matmul_group(be, ys, x, n, wc, none, cnt));
+      double gbs = (double)bytes / (group * 1e-6) / 1e9;
+      printf("%-28s %5d %10.1f %10.1f %6.2fx %12.0f%%\n", groups[g].name, n, apart, group,
+             apart / group, 100 * gbs / copy_gbs);
+      fflush(stdout);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
-  int batches[16] = {1, 8, 64, 256, 2048}, nb = 5, iters = 20;
+  int batches[16] = {1, 8, 64, 256, 2048}, nb = 5, iters = 20, by_group = 0;
   const char *types = "bf16,q8_0,q4_0";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--types"))
-      types = argv[i + 1];
-    else if (!strcmp(argv[i], "--batches"))
-      nb = bench_parse_list(argv[i + 1], batches, 16);
-    else if (!strcmp(argv[i], "--iters"))
-      iters = atoi(argv[i + 1]);
+  for (int i = 1; i < argc; i++) {
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(argv[i], "--groups"))
+      by_group = 1;
+    else if (v && !strcmp(argv[i], "--types"))
+      types = argv[++i];
+    else if (v && !strcmp(argv[i], "--batches"))
+      nb = bench_parse_list(argv[++i], batches, 16);
+    else if (v && !strcmp(argv[i], "--iters"))
+      iters = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: bench_cuda_matmul [--types bf16,q8_0,q4_0] [--batches 1,8,64] "
-                      "[--iters 20]\n");
+                      "[--iters 20] [--groups]\n");
       return 2;
     }
   }
@@ -92,8 +167,7 @@ int main(int argc, char **argv) {
 
   /* the compute roofline: cuBLAS bf16 8192^3, f32 accumulation, median of 10 */
   const int P = 8192;
-  void *A, *B, *Cm, *flush;
-  size_t flush_bytes = (size_t)256 << 20;
+  void *A, *B, *Cm;
   if (cudaMalloc(&A, (size_t)P * P * 2) || cudaMalloc(&B, (size_t)P * P * 2) ||
       cudaMalloc(&Cm, (size_t)P * P * 2) || cudaMalloc(&flush, flush_bytes)) {
     fprintf(stderr, "out of GPU memory\n");
@@ -104,7 +178,6 @@ int main(int argc, char **argv) {
   cublasHandle_t h;
   cublasCreate(&h);
   cublasSetStream(h, st);
-  cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   float t[1000];
@@ -125,9 +198,6 @@ int main(int argc, char **argv) {
   cudaFree(Cm);
   printf("%s\ncopy bandwidth %.0f GB/s; cuBLAS bf16 GEMM %d^3: %.0f TFLOP/s (the compute "
          "roofline here)\n", be->desc, copy_gbs, P, peak_tf);
-  printf("%-6s %-20s %5s %10s %8s %8s %9s %8s\n", "type", "shape", "n", "us", "GB/s", "of_copy",
-         "TFLOP/s", "of_peak");
-
   int maxn = 0;
   for (int i = 0; i < nb; i++)
     maxn = batches[i] > maxn ? batches[i] : maxn;
@@ -142,6 +212,13 @@ int main(int argc, char **argv) {
     hx[i] = (float)((int)(bench_next_u32(&rng) % 2001) - 1000) * 1e-3f;
   TRY(be->ops->upload(be, x, hx, xn * sizeof(float)));
 
+  if (by_group) {
+    bench_groups(be, st, batches, nb, iters, x, y, copy_gbs);
+    types = "";
+  } else {
+    printf("%-6s %-20s %5s %10s %8s %8s %9s %8s\n", "type", "shape", "n", "us", "GB/s",
+           "of_copy", "TFLOP/s", "of_peak");
+  }
   char tl[128];
   snprintf(tl, sizeof tl, "%s", types);
   for (char *tn = strtok(tl, ","); tn; tn = strtok(NULL, ",")) {
@@ -159,17 +236,8 @@ int main(int argc, char **argv) {
       make_weight(be, &w, type, shapes[s].rows, shapes[s].cols, &host);
       for (int bi = 0; bi < nb; bi++) {
         int n = batches[bi];
-        TRY(be->ops->matmul(be, y, x, n, &w, NULL)); /* warm-up: scratch grown, algorithm picked */
-        for (int i = 0; i < iters; i++) {
-          cudaMemsetAsync(flush, i & 0xff, flush_bytes, st);
-          cudaEventRecord(e0, st);
-          TRY(be->ops->matmul(be, y, x, n, &w, NULL));
-          cudaEventRecord(e1, st);
-          cudaEventSynchronize(e1);
-          cudaEventElapsedTime(&t[i], e0, e1);
-        }
-        qsort(t, (size_t)iters, sizeof *t, bench_cmp_float);
-        double us = t[iters / 2] * 1e3, gbs = (double)w.nbytes / (us * 1e-6) / 1e9;
+        double us = TIME_US(iters, be->ops->matmul(be, y, x, n, &w, NULL));
+        double gbs = (double)w.nbytes / (us * 1e-6) / 1e9;
         double tf = 2.0 * n * (double)shapes[s].rows * shapes[s].cols / (us * 1e-6) / 1e12;
         printf("%-6s %-20s %5d %10.1f %8.0f %7.0f%% %9.1f %7.0f%%\n", tn, shapes[s].name, n, us,
                gbs, 100 * gbs / copy_gbs, tf, 100 * tf / peak_tf);

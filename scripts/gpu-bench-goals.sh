@@ -12,6 +12,8 @@
 #             decode1, b64, then goal 2's workload eager, with graphs, and with 512 sequences
 #   decode1   one stream, eager vs graphs
 #   b64       64 streams, eager vs graphs, each also profiled (host overhead per step)
+#   join      q/k/v and gate/up run as one GEMM each (weight_join) against apart
+#             (PAGELLM_CUDA_JOIN=0), Llama-3-8B shape: one stream, 64 streams, goal 2's workload
 #   mha       decode attention at the Llama-2-7B heads (MHA) against torch's SDPA
 #   matmul    bench_cuda_matmul: the matmul op per weight type, shape and batch size against
 #             the copy bandwidth and cuBLAS's peak
@@ -31,7 +33,7 @@ run() { # name, timeout, env, args...
   echo "=== $envs pagellm $*"
   env $envs timeout "$tmo" "$P" "$@" >"$O/goal-$name.txt" 2>&1
   echo "(exit $?)"
-  grep -E "^workload|^elapsed|throughput |decode steps|^decode  |^tail  |concurrency|kv utilisation|preemptions|ttft|prefix cache" \
+  grep -E "^workload|^elapsed|throughput |decode steps|^decode  |^tail  |concurrency|kv utilisation|preemptions|ttft|prefix cache|^effective|^bandwidth" \
     "$O/goal-$name.txt"
 }
 for s in ${*:-serve8b static7b prefix profile}; do
@@ -69,6 +71,15 @@ for s in ${*:-serve8b static7b prefix profile}; do
       run "b64${m:+-eager}-profile" 120 PAGELLM_PROFILE=1 $D --model-config llama-3-8b \
         --workload fixed --input-len 512 --output-len 256 --num-prompts 64 $m
       sed -n '/PAGELLM_PROFILE/,$p' "$O/goal-b64${m:+-eager}-profile.txt"
+    done ;;
+  join)
+    for j in 0 1; do
+      run "decode1-join$j" 120 PAGELLM_CUDA_JOIN=$j bench decode --load-format dummy --dtype bf16 \
+        --device cuda --model-config llama-3-8b --prompt-len 128 --gen-len 256 --repeats 2
+      run "b64-join$j" 120 PAGELLM_CUDA_JOIN=$j $D --model-config llama-3-8b --workload fixed \
+        --input-len 512 --output-len 256 --num-prompts 64
+      run "8b-join$j" 180 PAGELLM_CUDA_JOIN=$j $D --model-config llama-3-8b \
+        --workload sharegpt-like --num-prompts 1000
     done ;;
   matmul)
     echo "=== bench_cuda_matmul"

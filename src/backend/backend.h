@@ -28,6 +28,8 @@
 
 typedef struct pl_backend pl_backend;
 
+#define PL_MATMUL_GROUP_MAX 4 /* matmuls of one input that matmul_group takes at once */
+
 typedef struct pl_kv_spec {
   int n_layer, n_kv_head, head_dim;
   int n_head;       /* query heads (sizes the attention scratch) */
@@ -85,6 +87,11 @@ typedef struct pl_backend_ops {
    * no host buffer of the tensor's size. Bit-identical across backends. Sets t->dev; the CPU
    * backend also sets t->data (it owns that memory until destroy). */
   int (*weight_fill_random)(pl_backend *be, pl_tensor *t);
+  /* After upload: place ts[0..count) (count <= PL_MATMUL_GROUP_MAX; one type, one ne0), the
+   * weights of one matmul_group, in one allocation, rows in order. The backend may decline
+   * (types it does not join, no memory for the move): 0 either way, and the tensors stay
+   * usable; < 0 only for a device error. NULL: nothing to do. */
+  int (*weight_join)(pl_backend *be, pl_tensor *const *ts, int count);
 
   /* KV: bytes one token of context takes in every layer's K and V for spec (n_blocks and
    * block_size ignored; spec->dtype AUTO resolved as kv_init would); 0 if the dtype is not
@@ -108,6 +115,12 @@ typedef struct pl_backend_ops {
   /* y[n][W.ne1] = x[n][W.ne0] · W^T (+ bias[W.ne1] if bias != NULL) */
   int (*matmul)(pl_backend *be, float *y, const float *x, int n, const pl_tensor *W,
                 const pl_tensor *bias);
+  /* ys[i][n][Ws[i].ne1] = x[n][ne0] · Ws[i]^T (+ biases[i] unless NULL), i < count <=
+   * PL_MATMUL_GROUP_MAX: the matmuls of one input (q/k/v, gate/up), as count matmul calls. A
+   * backend may run them as one (CUDA: one GEMM over weights that weight_join placed together).
+   * NULL: the runner makes the matmul calls. */
+  int (*matmul_group)(pl_backend *be, float *const *ys, const float *x, int n,
+                      const pl_tensor *const *Ws, const pl_tensor *const *biases, int count);
   /* rotate each head of x[n][n_heads*head_dim]; cs[n][rope_dim] (backend memory) holds, per
    * token, cos of its rope_dim/2 angles then their sin (computed once per step) */
   int (*rope)(pl_backend *be, float *x, const float *cs, int n, int n_heads,

@@ -144,12 +144,27 @@ static int upload_one(void *ctx, pl_tensor *t) {
   return 0;
 }
 
+/* Each layer's q/k/v weights placed together where the backend joins them: one GEMM instead
+ * of three, two of them small (k and v of a GQA model). Gate and up stay apart: each is
+ * already large enough for the GEMM to run near the memory bandwidth, and the split of the
+ * joint output would cost more than joining gains (BENCHMARKS 13f). */
+static int join_groups(pl_model *m, pl_backend *be) {
+  if (!be->ops->weight_join)
+    return 0;
+  for (int l = 0; l < m->hp.n_layer; l++) {
+    pl_layer *L = &m->layers[l];
+    pl_tensor *qkv[] = {&L->wq, &L->wk, &L->wv};
+    PL_TRY(be->ops->weight_join(be, qkv, 3));
+  }
+  return 0;
+}
+
 int pl_model_upload(pl_model *m, pl_backend *be, int progress) {
   upload_ctx u = {be, 0, m->weight_bytes, progress, -1};
   int rc = each_tensor(m, upload_one, &u);
   if (u.shown >= 0)
     fputc('\n', stderr);
-  return rc;
+  return rc < 0 ? rc : join_groups(m, be);
 }
 
 size_t pl_model_kv_bytes_per_token(const pl_model *m) {

@@ -249,6 +249,16 @@ static int forward_ops(pl_runner *r, const pl_step_plan *pl, int graph) {
   return layers_ops(r, pl);
 }
 
+/* The matmuls of one input: one matmul_group where the backend has it. */
+static int matmuls(pl_backend *be, float *const *ys, const float *x, int n,
+                   const pl_tensor *const *Ws, const pl_tensor *const *bs, int count) {
+  if (be->ops->matmul_group)
+    return be->ops->matmul_group(be, ys, x, n, Ws, bs, count);
+  for (int i = 0; i < count; i++)
+    PL_TRY(be->ops->matmul(be, ys[i], x, n, Ws[i], bs[i]));
+  return 0;
+}
+
 /* Every layer, then the logits rows: the same ops for every step of a given size. */
 static int layers_ops(pl_runner *r, const pl_step_plan *pl) {
   const pl_model *m = r->m;
@@ -260,9 +270,11 @@ static int layers_ops(pl_runner *r, const pl_step_plan *pl) {
   for (int l = 0; l < hp->n_layer; l++) {
     const pl_layer *L = &m->layers[l];
     PL_TRY(o->rmsnorm(be, r->h, r->x, &L->attn_norm, n, E, hp->rms_eps));
-    PL_TRY(o->matmul(be, r->q, r->h, n, &L->wq, L->bq.data ? &L->bq : NULL));
-    PL_TRY(o->matmul(be, r->k, r->h, n, &L->wk, L->bk.data ? &L->bk : NULL));
-    PL_TRY(o->matmul(be, r->v, r->h, n, &L->wv, L->bv.data ? &L->bv : NULL));
+    float *qkv[] = {r->q, r->k, r->v};
+    const pl_tensor *wqkv[] = {&L->wq, &L->wk, &L->wv};
+    const pl_tensor *bqkv[] = {L->bq.data ? &L->bq : NULL, L->bk.data ? &L->bk : NULL,
+                               L->bv.data ? &L->bv : NULL};
+    PL_TRY(matmuls(be, qkv, r->h, n, wqkv, bqkv, 3));
     if (L->q_norm.data) {
       PL_TRY(o->rmsnorm(be, r->q, r->q, &L->q_norm, n * hp->n_head, hd, hp->rms_eps));
       PL_TRY(o->rmsnorm(be, r->k, r->k, &L->k_norm, n * hp->n_head_kv, hd, hp->rms_eps));
@@ -274,8 +286,9 @@ static int layers_ops(pl_runner *r, const pl_step_plan *pl) {
     PL_TRY(o->matmul(be, r->h, r->attn, n, &L->wo, NULL));
     PL_TRY(o->add(be, r->x, r->h, (size_t)n * E));
     PL_TRY(o->rmsnorm(be, r->h, r->x, &L->ffn_norm, n, E, hp->rms_eps));
-    PL_TRY(o->matmul(be, r->g, r->h, n, &L->w_gate, NULL));
-    PL_TRY(o->matmul(be, r->u, r->h, n, &L->w_up, NULL));
+    float *gu[] = {r->g, r->u};
+    const pl_tensor *wgu[] = {&L->w_gate, &L->w_up}, *none[] = {NULL, NULL};
+    PL_TRY(matmuls(be, gu, r->h, n, wgu, none, 2));
     PL_TRY(o->swiglu(be, r->g, r->g, r->u, (size_t)n * hp->n_ff));
     PL_TRY(o->matmul(be, r->h, r->g, n, &L->w_down, NULL));
     PL_TRY(o->add(be, r->x, r->h, (size_t)n * E));

@@ -22,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/kern/kern.h"
+#include "backend/cuda/cu_quant.h"
 #include "check.h"
 #include "engine/sampler.h"
 #include "util/error.h"
@@ -288,6 +289,40 @@ static void free_weight(weight *w) { /* backend copies go with the backends */
   free(w->biases);
 }
 
+/* Per-element bounds on |GPU - CPU| for y[n][R] = x[n][C] · W^T (+ bias[R]). */
+static double *matmul_tol(const weight *W, const float *bias, const float *x, int n, int R,
+                          int C, pl_dtype t) {
+  double *tol = malloc((size_t)n * R * sizeof *tol);
+  for (int i = 0; i < n; i++) {
+    double amax = 0;
+    for (int c = 0; c < C; c++)
+      amax = fmax(amax, fabs(x[(size_t)i * C + c]));
+    for (int r = 0; r < R; r++) {
+      double sabs = 0, swabs = 0; /* sum |w x|, sum |w| */
+      for (int c = 0; c < C; c++) {
+        double wv = W->deq[(size_t)r * C + c];
+        sabs += fabs(wv * x[(size_t)i * C + c]);
+        swabs += fabs(wv);
+      }
+      double tl;
+      if (is_float_type(t))
+        /* x and W are exact in bf16/f16/TF32 (and their products exact in f32), so both
+         * sides sum the same exact products in f32, in different orders: each partial sum
+         * rounds by <= 2^-24 relative, at most C of them (+ the bias add); x8 for tensor
+         * cores that truncate partial sums instead of rounding and for split-K levels */
+        tl = 8.0 * C * 0x1p-24 * (sabs + (bias ? fabs(bias[r]) : 0)) + 1e-6;
+      else
+        /* the CPU quantizes x to 8 bits per block (error <= amax/254 per element, on each
+         * of C products: sum|w| * amax / 254); the GPU may do the same on its GEMV path and
+         * casts x and dequantized W to bf16 (2^-9 relative each) on its GEMM path: twice
+         * the 8-bit bound + 2^-8 * sum|w x|, plus f32 summation */
+        tl = 2 * swabs * amax / 254.0 + 0x1p-8 * sabs + (double)C * 0x1p-23 * sabs + 1e-6;
+      tol[(size_t)i * R + r] = tl;
+    }
+  }
+  return tol;
+}
+
 /* ---- matmul ------------------------------------------------------------------------------ */
 static void test_matmul(void) {
   const int R = 80, C = 512; /* C: a multiple of Q4_K/Q6_K's 256 and MLX's groups of 64 */
@@ -307,34 +342,7 @@ static void test_matmul(void) {
             "cuda matmul %s n=%d: %s", tname(t), n, pl_last_error());
       end2("matmul");
       float *yc = get(cpu, Y.c, (size_t)n * R), *yg = get(gpu, Y.g, (size_t)n * R);
-      double *tol = malloc((size_t)n * R * sizeof *tol);
-      for (int i = 0; i < n; i++) {
-        double amax = 0;
-        for (int c = 0; c < C; c++)
-          amax = fmax(amax, fabs(x[(size_t)i * C + c]));
-        for (int r = 0; r < R; r++) {
-          double sabs = 0, swabs = 0; /* sum |w x|, sum |w| */
-          for (int c = 0; c < C; c++) {
-            double wv = W.deq[(size_t)r * C + c];
-            sabs += fabs(wv * x[(size_t)i * C + c]);
-            swabs += fabs(wv);
-          }
-          double tl;
-          if (is_float_type(t))
-            /* x and W are exact in bf16/f16/TF32 (and their products exact in f32), so both
-             * sides sum the same exact products in f32, in different orders: each partial sum
-             * rounds by <= 2^-24 relative, at most C of them (+ the bias add); x8 for tensor
-             * cores that truncate partial sums instead of rounding and for split-K levels */
-            tl = 8.0 * C * 0x1p-24 * (sabs + fabs(B.deq[r])) + 1e-6;
-          else
-            /* the CPU quantizes x to 8 bits per block (error <= amax/254 per element, on each
-             * of C products: sum|w| * amax / 254); the GPU may do the same on its GEMV path and
-             * casts x and dequantized W to bf16 (2^-9 relative each) on its GEMM path: twice
-             * the 8-bit bound + 2^-8 * sum|w x|, plus f32 summation */
-            tl = 2 * swabs * amax / 254.0 + 0x1p-8 * sabs + (double)C * 0x1p-23 * sabs + 1e-6;
-          tol[(size_t)i * R + r] = tl;
-        }
-      }
+      double *tol = matmul_tol(&W, with_bias ? B.deq : NULL, x, n, R, C, t);
       char what[96];
       snprintf(what, sizeof what, "matmul %s n=%d%s", tname(t), n, with_bias ? " +bias" : "");
       cmp_bound(what, yg, yc, tol, (size_t)n * R);
@@ -353,6 +361,84 @@ static void test_matmul(void) {
     }
     free_weight(&W);
     free_weight(&B);
+  }
+}
+
+/* matmul_group: q/k/v-like and gate/up-like groups against the CPU's matmul of each weight.
+ * The 16-bit groups must have been joined (one allocation, rows in order: the GPU runs them as
+ * one GEMM and splits its output, adding biases); the others take the per-weight path. Row
+ * counts not a multiple of 4 take the split's scalar path. */
+static void test_matmul_group(void) {
+  const int C = 256;
+  const int shapes[][3] = {{64, 16, 16}, {40, 6, 10}, {48, 48, 0}};
+  const pl_dtype types[] = {PL_DT_BF16, PL_DT_F16, PL_DT_Q8_0, PL_DT_F32};
+  const int ns[] = {1, 9, 64};
+  if (!gpu->ops->matmul_group || !gpu->ops->weight_join)
+    return; /* the CPU compared with itself: it has neither op */
+  for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+    pl_dtype t = types[ti];
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+      int count = shapes[si][2] ? 3 : 2;
+      weight W[3], B[3];
+      pl_tensor *wg[3];
+      const pl_tensor *wc[3], *wgc[3], *bc[3], *bg[3];
+      for (int i = 0; i < count; i++) {
+        W[i] = make_weight(t, shapes[si][i], C, "wgrp");
+        B[i] = make_vec(shapes[si][i], "bgrp", -1, 1);
+        wg[i] = &W[i].g;
+        wc[i] = &W[i].c;
+        wgc[i] = &W[i].g;
+        int with_bias = count == 3 && i != 1; /* q and v with a bias, k without */
+        bc[i] = with_bias ? &B[i].c : NULL;
+        bg[i] = with_bias ? &B[i].g : NULL;
+      }
+      CHECK(gpu->ops->weight_join(gpu, wg, count) == 0, "weight_join: %s", pl_last_error());
+      if (t == PL_DT_BF16 || t == PL_DT_F16) { /* pl_cu_weight leads the backend's record */
+        const char *d0 = ((const pl_cu_weight *)W[0].g.dev)->data;
+        size_t off = 0;
+        for (int i = 0; i < count; i++) {
+          CHECK((const char *)((const pl_cu_weight *)W[i].g.dev)->data == d0 + off, "%s group %d: weight %d not "
+                "joined", tname(t), (int)si, i);
+          off += W[i].g.nbytes;
+        }
+      }
+      for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        int n = ns[k];
+        float *x = rvec((size_t)n * C, 1.0f, 1);
+        pair X = put2(x, (size_t)n * C), Y[3];
+        float *yc[3], *yg[3];
+        for (int i = 0; i < count; i++) {
+          Y[i] = put2(NULL, (size_t)n * shapes[si][i]);
+          yc[i] = Y[i].c;
+          yg[i] = Y[i].g;
+        }
+        begin_trivial(n);
+        for (int i = 0; i < count; i++)
+          CHECK(cpu->ops->matmul(cpu, yc[i], X.c, n, wc[i], bc[i]) == 0, "cpu matmul");
+        CHECK(gpu->ops->matmul_group(gpu, yg, X.g, n, wgc, bg, count) == 0,
+              "cuda matmul_group %s n=%d: %s", tname(t), n, pl_last_error());
+        end2("matmul_group");
+        for (int i = 0; i < count; i++) {
+          int R = shapes[si][i];
+          float *hc = get(cpu, Y[i].c, (size_t)n * R), *hg = get(gpu, Y[i].g, (size_t)n * R);
+          double *tol = matmul_tol(&W[i], bc[i] ? B[i].deq : NULL, x, n, R, C, t);
+          char what[96];
+          snprintf(what, sizeof what, "matmul_group %s %dx%d n=%d, output %d", tname(t),
+                   R, C, n, i);
+          cmp_bound(what, hg, hc, tol, (size_t)n * R);
+          free(tol);
+          free(hc);
+          free(hg);
+          free2(Y[i]);
+        }
+        free(x);
+        free2(X);
+      }
+      for (int i = 0; i < count; i++) {
+        free_weight(&W[i]);
+        free_weight(&B[i]);
+      }
+    }
   }
 }
 
@@ -858,6 +944,7 @@ int main(void) {
     printf("self-check: the %s backend in the GPU's place\n", gpu->ops->name);
 
   test_matmul();
+  test_matmul_group();
   test_matmul_invariant();
   if (!self_check)
     test_sample_reduce();

@@ -217,19 +217,6 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   const int32_t *bt = a.block_tables + (size_t)s * a.max_blocks;
   const T *K = static_cast<const T *>(a.k), *V = static_cast<const T *>(a.v);
 
-  for (int i = tid; i < ROWS * (HD / 4); i += THREADS) {
-    int r = i / (HD / 4), c = i % (HD / 4) * 4, tok = r / gc, hh = r % gc;
-    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (tok < nt && hh < ng)
-      x = *reinterpret_cast<const float4 *>(
-          a.q + ((size_t)(t + tok) * a.n_head + h * g + g0 + hh) * HD + c);
-    uint2 hi, lo;
-    hi.x = mma16<T>::split(x.x, x.y, lo.x);
-    hi.y = mma16<T>::split(x.z, x.w, lo.y);
-    *reinterpret_cast<uint2 *>(q_hi + r * LD + c) = hi;
-    *reinterpret_cast<uint2 *>(q_lo + r * LD + c) = lo;
-  }
-
   auto load_tile = [&](int stage, int k0) {
     T *ks = k_s + stage * KT * LD, *vs = v_s + stage * KT * LD;
     for (int i = tid; i < KT * CH; i += THREADS) {
@@ -257,6 +244,7 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   };
   const int p0 = row_pos(r0), p1 = row_pos(r1);
   const bool active = row0 < nt * gc;
+  const int q_rows = min(ROWS, (nt * gc + 15) / 16 * 16);
 
   float o[DT][4], m0 = -FLT_MAX, m1 = -FLT_MAX, l0 = 0.f, l1 = 0.f;
 #pragma unroll
@@ -269,6 +257,21 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   if (n_tiles > 1)
     load_tile(1, kb + KT);
   cp_async_commit();
+
+  // Q while the first tiles fly; only the rows an active warp reads (a decode CTA's 16 of 64)
+  for (int i = tid; i < q_rows * (HD / 4); i += THREADS) {
+    int r = i / (HD / 4), c = i % (HD / 4) * 4, tok = r / gc, hh = r % gc;
+    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (tok < nt && hh < ng)
+      x = *reinterpret_cast<const float4 *>(
+          a.q + ((size_t)(t + tok) * a.n_head + h * g + g0 + hh) * HD + c);
+    uint2 hi, lo;
+    hi.x = mma16<T>::split(x.x, x.y, lo.x);
+    hi.y = mma16<T>::split(x.z, x.w, lo.y);
+    *reinterpret_cast<uint2 *>(q_hi + r * LD + c) = hi;
+    *reinterpret_cast<uint2 *>(q_lo + r * LD + c) = lo;
+  }
+
   for (int it = 0; it < n_tiles; it++) {
     cp_async_wait1(); // tile it has landed (tile it+1 may still fly)
     __syncthreads();

@@ -176,9 +176,54 @@ __global__ void argmax_k(int32_t *ids, const float *src, int d) {
   }
 }
 
+// One thread per V-float vector of a source row: which output it belongs to is found by
+// walking the (at most PL_CU_SPLIT_MAX) column offsets.
+template <int V> __global__ void split_k(pl_cu_split sp, const float *src, int ld, size_t nv) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < nv;
+       i += (size_t)gridDim.x * blockDim.x) {
+    size_t r = i / (ld / V);
+    int c = (int)(i % (ld / V)) * V, k = 0;
+    while (c >= sp.cols[k]) {
+      c -= sp.cols[k];
+      k++;
+    }
+    const float *x = src + r * ld + (size_t)(i % (ld / V)) * V;
+    float *y = sp.dst[k] + r * sp.cols[k] + c;
+    const float *b = sp.bias[k];
+    if (V == 4) {
+      float4 v = *reinterpret_cast<const float4 *>(x);
+      if (b) {
+        v.x += b[c];
+        v.y += b[c + 1];
+        v.z += b[c + 2];
+        v.w += b[c + 3];
+      }
+      *reinterpret_cast<float4 *>(y) = v;
+    } else {
+      y[0] = x[0] + (b ? b[c] : 0.f);
+    }
+  }
+}
+
 } // namespace
 
 extern "C" {
+
+int pl_cu_split_cols(const pl_cu_split *sp, const float *src, int n, pl_cu_stream s) {
+  int ld = 0, vec4 = 1;
+  for (int k = 0; k < sp->count; k++) {
+    ld += sp->cols[k];
+    vec4 &= sp->cols[k] % 4 == 0;
+  }
+  if (n <= 0 || ld <= 0)
+    return 0;
+  size_t nv = (size_t)n * ld / (vec4 ? 4 : 1);
+  if (vec4)
+    split_k<4><<<blocks_for(nv, 256), 256, 0, s>>>(*sp, src, ld, nv);
+  else
+    split_k<1><<<blocks_for(nv, 256), 256, 0, s>>>(*sp, src, ld, nv);
+  return launched();
+}
 
 int pl_cu_rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps,
                   pl_cu_stream s) {

@@ -29,6 +29,17 @@ int pl_cu_swiglu(float *y, const float *g, const float *u, size_t n, pl_cu_strea
 int pl_cu_add(float *y, const float *x, size_t n, pl_cu_stream s);
 /* y[r][d] += b[d] for r < n */
 int pl_cu_add_bias(float *y, const float *b, int n, int d, pl_cu_stream s);
+/* The outputs of one GEMM over weights stacked by rows (backend.h's matmul_group). */
+#define PL_CU_SPLIT_MAX 4
+typedef struct pl_cu_split {
+  float *dst[PL_CU_SPLIT_MAX];        /* [n][cols[i]] */
+  const float *bias[PL_CU_SPLIT_MAX]; /* [cols[i]] or NULL */
+  int cols[PL_CU_SPLIT_MAX];
+  int count;
+} pl_cu_split;
+/* dst[i][r][c] = src[r][off_i + c] (+ bias[i][c]), r < n, where src rows are ld = sum of cols
+ * and off_i the sum of the cols before i */
+int pl_cu_split_cols(const pl_cu_split *sp, const float *src, int n, pl_cu_stream s);
 /* dst[i][d] = src[rows[i]][d], i < n (rows in device memory) */
 int pl_cu_gather_rows(float *dst, const float *src, const int32_t *rows, int n, int d,
                       pl_cu_stream s);
