@@ -1,7 +1,11 @@
 /* Counting, failure-injecting allocator. Layout of a block:
- *   [64-byte header: size][user bytes ...]   (user pointer is 64-byte aligned) */
+ *   [64-byte header][user bytes ...]   (user pointer is 64-byte aligned)
+ * The header holds the size, and while tracing is on (pl_alloc_trace) the block's allocation
+ * index, its caller and its links in the list of traced blocks. */
 #include "util/alloc.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,15 +13,30 @@
 
 #define PL_HDR 64
 
+typedef struct hdr {
+  size_t size;
+  long index;                /* allocation index (pl_alloc_count at the time); traced only */
+  void *caller;              /* traced only */
+  struct hdr *prev, *next;   /* the traced list; traced = 1 when linked */
+  int traced;
+} hdr;
+_Static_assert(sizeof(hdr) <= PL_HDR, "the header fits its 64 bytes");
+
 static atomic_size_t live_bytes, live_count, peak_bytes;
 static atomic_long n_allocs;
 static atomic_long fail_at = -1; /* allocation index that fails, -1 = never */
+static atomic_int tracing;
+static pthread_mutex_t trace_mu = PTHREAD_MUTEX_INITIALIZER;
+static hdr *traced; /* newest first */
 
 static _Thread_local long thread_failures;
 
-static int should_fail(void) {
+/* The index this allocation takes, and whether it is the one made to fail. */
+static int should_fail(long *index) {
   long idx = atomic_fetch_add(&n_allocs, 1);
   long f = atomic_load(&fail_at);
+  if (index)
+    *index = idx;
   if (f >= 0 && idx == f) {
     thread_failures++;
     return 1;
@@ -33,23 +52,39 @@ static void account(long delta_bytes, long delta_count) {
   }
 }
 
-void *pl_malloc(size_t n) {
-  if (n > SIZE_MAX - PL_HDR || should_fail())
+static void *alloc_block(size_t n, void *caller) {
+  long index;
+  if (n > SIZE_MAX - PL_HDR || should_fail(&index))
     return NULL;
   void *p = NULL;
   if (posix_memalign(&p, PL_HDR, n + PL_HDR) != 0) {
     thread_failures++;
     return NULL;
   }
-  *(size_t *)p = n;
+  hdr *h = p;
+  memset(h, 0, sizeof *h);
+  h->size = n;
+  if (atomic_load(&tracing)) {
+    h->index = index;
+    h->caller = caller;
+    pthread_mutex_lock(&trace_mu);
+    h->next = traced;
+    if (traced)
+      traced->prev = h;
+    traced = h;
+    h->traced = 1;
+    pthread_mutex_unlock(&trace_mu);
+  }
   account((long)n, 1);
   return (char *)p + PL_HDR;
 }
 
+void *pl_malloc(size_t n) { return alloc_block(n, __builtin_return_address(0)); }
+
 void *pl_calloc(size_t count, size_t size) {
   if (size && count > SIZE_MAX / size)
     return NULL;
-  void *p = pl_malloc(count * size);
+  void *p = alloc_block(count * size, __builtin_return_address(0));
   if (p)
     memset(p, 0, count * size);
   return p;
@@ -58,17 +93,26 @@ void *pl_calloc(size_t count, size_t size) {
 void pl_free(void *p) {
   if (!p)
     return;
-  char *base = (char *)p - PL_HDR;
-  size_t n = *(size_t *)base;
-  account(-(long)n, -1);
-  free(base);
+  hdr *h = (hdr *)((char *)p - PL_HDR);
+  if (h->traced) {
+    pthread_mutex_lock(&trace_mu);
+    if (h->prev)
+      h->prev->next = h->next;
+    else
+      traced = h->next;
+    if (h->next)
+      h->next->prev = h->prev;
+    pthread_mutex_unlock(&trace_mu);
+  }
+  account(-(long)h->size, -1);
+  free(h);
 }
 
 void *pl_realloc(void *p, size_t n) {
   if (!p)
     return pl_malloc(n);
-  size_t old = *(size_t *)((char *)p - PL_HDR);
-  void *q = pl_malloc(n);
+  size_t old = ((const hdr *)((char *)p - PL_HDR))->size;
+  void *q = alloc_block(n, __builtin_return_address(0));
   if (!q)
     return NULL;
   memcpy(q, p, old < n ? old : n);
@@ -77,7 +121,7 @@ void *pl_realloc(void *p, size_t n) {
 }
 
 char *pl_strndup(const char *s, size_t n) {
-  char *d = pl_malloc(n + 1);
+  char *d = alloc_block(n + 1, __builtin_return_address(0));
   if (!d)
     return NULL;
   memcpy(d, s, n);
@@ -88,7 +132,7 @@ char *pl_strndup(const char *s, size_t n) {
 char *pl_strdup(const char *s) { return pl_strndup(s, strlen(s)); }
 
 void *pl_malloc_raw(size_t n) {
-  if (should_fail())
+  if (should_fail(NULL))
     return NULL;
   void *p = malloc(n);
   if (!p)
@@ -107,4 +151,20 @@ long pl_alloc_count(void) { return atomic_load(&n_allocs); }
 
 void pl_alloc_fail_after(long n) {
   atomic_store(&fail_at, n < 0 ? -1 : atomic_load(&n_allocs) + n);
+}
+
+void pl_alloc_trace(int on) { atomic_store(&tracing, on != 0); }
+
+void pl_alloc_trace_dump(FILE *f, long since) {
+  pthread_mutex_lock(&trace_mu);
+  for (const hdr *h = traced; h; h = h->next) {
+    if (h->index < since)
+      continue;
+    Dl_info di;
+    int known = dladdr(h->caller, &di) && di.dli_fname && di.dli_fbase;
+    fprintf(f, "  live: %zu bytes, allocation %ld, called from %s+0x%lx\n", h->size, h->index,
+            known ? di.dli_fname : "?",
+            (unsigned long)((char *)h->caller - (known ? (char *)di.dli_fbase : (char *)0)));
+  }
+  pthread_mutex_unlock(&trace_mu);
 }

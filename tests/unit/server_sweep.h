@@ -1,7 +1,8 @@
 /* Test support for the allocation-failure sweeps through the in-process server
  * (test_server_allocfail*.c): a minimal HTTP/1.1 client, waiting for the engine to drain
  * (/metrics), and the sweep driver that fails the k-th allocation of one request for every k
- * until the request no longer reaches k, checking after each that nothing leaked. */
+ * until the request no longer reaches k, checking after each that nothing leaked (and, if
+ * something did, printing the leaked blocks' callers and stopping the sweep). */
 #ifndef PL_TEST_SERVER_SWEEP_H
 #define PL_TEST_SERVER_SWEEP_H
 #include <arpa/inet.h>
@@ -160,6 +161,7 @@ static sw_result sw_sweep(const char *name, const char *path, const char *body, 
   sw_wait_idle();
   usleep(100000);
   size_t live0 = pl_alloc_live_count();
+  pl_alloc_trace(1); /* a leak below is reported with its blocks' callers */
   for (int k = 0; k < 100000; k += k < every_from ? 1 : 5) {
     long n0 = pl_alloc_count();
     pl_alloc_fail_after(k);
@@ -186,12 +188,18 @@ static sw_result sw_sweep(const char *name, const char *path, const char *body, 
       usleep(1000);
     CHECK(live == live0, "%s k=%d: %zu blocks live after the request, %zu before", name, k,
           live, live0);
+    if (live != live0) { /* what this request left, then stop: every later k would fail too */
+      printf("%s k=%d: blocks allocated by this request and still live:\n", name, k);
+      pl_alloc_trace_dump(stdout, n0);
+      break;
+    }
     if (!reached) { /* no failure was injected: this one must be the full answer */
       CHECK(v == SW_FULL, "%s k=%d: no allocation failed, yet the answer was not in full", name,
             k);
       break;
     }
   }
+  pl_alloc_trace(0);
   return res;
 }
 /* The sweeps' engine (TinyStories 280K, ChatML template, 4 MiB of KV, 1 thread) and a server
