@@ -14,10 +14,11 @@
  * The KV cache is bf16 by default (f16 and f32 on request).
  *
  * Weights: weight_upload copies each tensor's bytes as they are (quantized blocks included) and
- * hangs a cu_weight (device pointers + geometry) on t->dev. weight_join then moves the 16-bit
- * q/k/v and gate/up weights of a layer into one allocation each, and matmul_group runs each
- * group as one GEMM: cuBLAS reaches a larger share of the memory bandwidth on one large
- * weight than on several small ones (bench_cuda_matmul: 26% on a 1024x4096 k/v weight alone).
+ * hangs a cu_weight (device pointers + geometry) on t->dev. weight_join then moves a group of
+ * 16-bit weights (the model joins each layer's q/k/v) into one allocation, and matmul_group
+ * runs the group as one GEMM up to join_max_n rows: cuBLAS reaches a larger share of the
+ * memory bandwidth on one large weight than on several small ones (bench_cuda_matmul: 26% on
+ * a 1024x4096 k/v weight alone).
  *
  * Decode steps are padded to a few batch sizes and their layers replayed from CUDA graphs
  * (cu_graph.h) unless be->eager (--enforce-eager). */
@@ -275,14 +276,19 @@ static int cu_weight_join(pl_backend *be, pl_tensor *const *ts, int count) {
     return 0;
   }
   size_t off = 0;
-  for (int i = 0; i < count; i++) {
+  cudaError_t e = cudaSuccess;
+  for (int i = 0; i < count && e == cudaSuccess; i++) {
     cu_weight *w = ts[i]->dev;
     size_t n = (size_t)w->w.rows * w->w.cols * 2;
-    CU_TRY(cudaMemcpyAsync(joint + off, w->w.data, n, cudaMemcpyDeviceToDevice, c->st),
-           "weight join");
+    e = cudaMemcpyAsync(joint + off, w->w.data, n, cudaMemcpyDeviceToDevice, c->st);
     off += n;
   }
-  CU_TRY(cudaStreamSynchronize(c->st), "weight join");
+  if (e == cudaSuccess)
+    e = cudaStreamSynchronize(c->st);
+  if (e != cudaSuccess) {
+    cu_free(be, joint);
+    return cuda_fail(e, "weight join");
+  }
   off = 0;
   for (int i = 0; i < count; i++) {
     cu_weight *w = ts[i]->dev;
