@@ -84,8 +84,8 @@ typedef struct pl_engine_params {
   pl_load_format load_format; /* AUTO: read model_path; DUMMY: random weights generated where
                                  they live (no file read), shape from model_config */
   const char *model_config;   /* DUMMY: a preset (tinyllama-1.1b, llama-2-7b, llama-3-8b,
-                                 qwen2.5-7b) or an HF config.json / its directory; NULL:
-                                 model_path is that config */
+                                 qwen2.5-7b, llama-3.2-1b) or an HF config.json / its
+                                 directory; NULL: model_path is that config */
   pl_weight_dtype dtype;      /* DUMMY: weight type (AUTO = bf16); must be AUTO otherwise */
   uint64_t load_seed;         /* DUMMY: the weights' seed (the commands' --seed; default 0) */
   const char *device;         /* "auto" (NULL: CUDA when usable, else CPU), "cpu", "cuda[:N]" */
@@ -116,7 +116,8 @@ typedef struct pl_engine_params {
   pl_spec_method spec_method;  /* PL_SPEC_NONE (default), PL_SPEC_NGRAM, PL_SPEC_DRAFT */
   int num_speculative_tokens;  /* proposals per step, 1..PL_SPEC_MAX_TOKENS; 0 = 4 */
   int ngram_min, ngram_max;    /* n-gram lengths tried, longest first; 0 = 2 and 4 */
-  const char *draft_model_path; /* PL_SPEC_DRAFT: same vocabulary as the model */
+  const char *draft_model_path; /* PL_SPEC_DRAFT: same vocabulary as the model; with DUMMY
+                                   a preset or config.json, random weights like the model's */
   int spec_max_batch;          /* no proposals while more requests than this decode; 0 = 8 */
 } pl_engine_params;
 

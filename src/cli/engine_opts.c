@@ -284,7 +284,8 @@ const char *pl_engine_opts_help(void) {
          "  --load-format auto|dummy    dummy: random weights generated on the device, no file\n"
          "                              (from --seed, default 0; same as model-gen's)\n"
          "  --model-config C            dummy: the shape, a preset (tinyllama-1.1b,\n"
-         "                              llama-2-7b, llama-3-8b, qwen2.5-7b) or an HF config.json\n"
+         "                              llama-2-7b, llama-3-8b, qwen2.5-7b, llama-3.2-1b) or an\n"
+         "                              HF config.json\n"
          "  --dtype auto|bf16|f16|f32   dummy: weight type (auto = bf16)\n"
          "  --chat-template FILE        Jinja chat template overriding the model's\n"
          "  --kv-cache-memory SIZE      KV cache pool, e.g. 2GiB, 512MiB (default: auto)\n"
@@ -306,6 +307,7 @@ const char *pl_engine_opts_help(void) {
          "  --speculative ngram|draft   speculative decoding: prompt lookup or a draft model\n"
          "  --num-speculative-tokens K  proposals per step (default 4, at most 16)\n"
          "  --ngram-min N, --ngram-max M  n-gram lengths for lookup (default 2..4)\n"
-         "  --draft-model PATH          draft model with the same vocabulary\n"
+         "  --draft-model PATH          draft model with the same vocabulary (dummy: its\n"
+         "                              shape, as --model-config; random weights too)\n"
          "  --spec-max-batch N          no proposals above N decoding requests (default 8)\n";
 }

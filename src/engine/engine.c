@@ -111,11 +111,15 @@ static int load_model(const pl_engine_params *p, pl_model **out) {
                      "their stored types)");
     return pl_model_load(p->model_path, out);
   }
-  static const pl_dtype types[] = {PL_DT_BF16, PL_DT_F32, PL_DT_F16, PL_DT_BF16};
-  pl_dummy_spec ds = {.config = p->model_config ? p->model_config : p->model_path,
-                      .dtype = (unsigned)p->dtype < 4 ? types[p->dtype] : PL_DT_AUTO,
-                      .seed = p->load_seed};
+  pl_dummy_spec ds = pl_engine_dummy_spec(p, p->model_config ? p->model_config : p->model_path);
   return pl_model_load_dummy(&ds, out);
+}
+
+pl_dummy_spec pl_engine_dummy_spec(const pl_engine_params *p, const char *config) {
+  static const pl_dtype types[] = {PL_DT_BF16, PL_DT_F32, PL_DT_F16, PL_DT_BF16};
+  return (pl_dummy_spec){.config = config,
+                         .dtype = (unsigned)p->dtype < 4 ? types[p->dtype] : PL_DT_AUTO,
+                         .seed = p->load_seed};
 }
 
 int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {

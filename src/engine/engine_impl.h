@@ -128,6 +128,10 @@ struct pl_engine {
   uint64_t gcache_clock;
 };
 
+/* engine.c: the random-weight model (--load-format dummy) of shape `config` (a preset or an
+ * HF config.json) with p's weight type and seed; the draft model takes it too. */
+pl_dummy_spec pl_engine_dummy_spec(const pl_engine_params *p, const char *config);
+
 /* spec_decode.c: speculative decoding. pl_spec_extra_logits: logits rows beyond
  * max_num_seqs the scheduler and runner must hold. */
 int pl_spec_extra_logits(const pl_engine_params *p);

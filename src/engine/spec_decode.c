@@ -84,13 +84,17 @@ int pl_spec_create(pl_engine *e) {
     if (!sp->q || !sp->dreq || !sp->dss)
       return pl_fail(PL_ENOMEM, "out of memory for draft distributions");
     /* as many draft blocks as target blocks: a request never needs more draft tokens */
-    pl_spec_draft_params dp = {.path = p->draft_model_path, .device = p->device,
+    pl_dummy_spec ds = pl_engine_dummy_spec(p, p->draft_model_path);
+    pl_spec_draft_params dp = {.path = p->draft_model_path,
+                               .dummy = p->load_format == PL_LOAD_DUMMY ? &ds : NULL,
+                               .device = p->device,
                                .n_threads = p->n_threads,
                                .block_size = p->block_size, .n_blocks = e->n_blocks,
                                .max_seqs = p->max_num_seqs, .max_model_len = p->max_model_len,
                                .max_tokens = p->max_num_batched_tokens, .max_k = k};
     PL_TRY(pl_spec_draft_create(&dp, e->model, e->tok, &sp->draft));
-    PL_INFO("speculative decoding: draft model %s, %d tokens per step", p->draft_model_path, k);
+    PL_INFO("speculative decoding: draft model %s%s, %d tokens per step", p->draft_model_path,
+            dp.dummy ? " (random weights)" : "", k);
   } else {
     PL_INFO("speculative decoding: n-gram lookup (n = %d..%d), %d tokens per step", nmin, nmax,
             k);

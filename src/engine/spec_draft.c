@@ -62,7 +62,7 @@ int pl_spec_draft_create(const pl_spec_draft_params *p, const pl_model *target,
   if (!d)
     return pl_fail(PL_ENOMEM, "out of memory");
   d->p = *p;
-  int rc = pl_model_load(p->path, &d->m);
+  int rc = p->dummy ? pl_model_load_dummy(p->dummy, &d->m) : pl_model_load(p->path, &d->m);
   if (rc < 0) {
     rc = pl_fail_prefix(rc, "draft model");
     goto fail;

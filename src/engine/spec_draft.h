@@ -21,6 +21,8 @@ typedef struct pl_spec_draft pl_spec_draft;
 
 typedef struct pl_spec_draft_params {
   const char *path;   /* draft model: .gguf or safetensors directory */
+  const pl_dummy_spec *dummy; /* non-NULL: random weights of this shape instead (the target's
+                                 --load-format dummy; then `path` is only its name) */
   const char *device; /* the target's device name (the draft gets its own backend there) */
   int n_threads;      /* 0 = number of cores */
   int block_size;     /* tokens per draft KV block */

@@ -11,6 +11,8 @@ static const pl_model_preset presets[] = {
     {"llama-2-7b", "llama", 4096, 32, 32, 32, 11008, 32000, 4096, 128, 10000, 1e-5, 0}, /* MHA */
     {"llama-3-8b", "llama", 4096, 32, 32, 8, 14336, 128256, 8192, 128, 500000, 1e-5, 0},
     {"qwen2.5-7b", "qwen2", 3584, 28, 28, 4, 18944, 152064, 32768, 128, 1000000, 1e-6, 0},
+    /* Llama 3's vocabulary in 1.2B parameters: the draft for a llama-3-8b target */
+    {"llama-3.2-1b", "llama", 2048, 16, 32, 8, 8192, 128256, 131072, 64, 500000, 1e-5, 1},
 };
 
 const pl_model_preset *pl_model_preset_find(const char *name) {
@@ -21,7 +23,7 @@ const pl_model_preset *pl_model_preset_find(const char *name) {
 }
 
 const char *pl_model_preset_names(void) {
-  return "tinyllama-1.1b, llama-2-7b, llama-3-8b, qwen2.5-7b";
+  return "tinyllama-1.1b, llama-2-7b, llama-3-8b, qwen2.5-7b, llama-3.2-1b";
 }
 
 uint64_t pl_weight_stream(uint64_t seed, pl_weight_role role, int layer) {

@@ -304,6 +304,7 @@ static void presets(void) {
       {"llama-2-7b", 4096, 32, 32, 32, 11008, 32000, 128, 0, PL_ARCH_LLAMA},
       {"llama-3-8b", 4096, 32, 32, 8, 14336, 128256, 128, 0, PL_ARCH_LLAMA},
       {"qwen2.5-7b", 3584, 28, 28, 4, 18944, 152064, 128, 0, PL_ARCH_QWEN2},
+      {"llama-3.2-1b", 2048, 16, 32, 8, 8192, 128256, 64, 1, PL_ARCH_LLAMA},
   };
   for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
     pl_dummy_spec ds = {want[i].name, PL_DT_BF16, 0};
@@ -322,6 +323,8 @@ static void presets(void) {
       CHECK(m->n_params == 8030261248ll &&
                 m->weight_bytes == 2 * (size_t)8030261248ll + 2 * (size_t)(32 * 8192 + 4096),
             "llama-3-8b: %lld params, %zu bytes", (long long)m->n_params, m->weight_bytes);
+    if (!strcmp(want[i].name, "llama-3.2-1b")) /* 1.24 B, the output tied to the embedding */
+      CHECK(m->n_params == 1235814400ll, "llama-3.2-1b: %lld params", (long long)m->n_params);
     if (!strcmp(want[i].name, "qwen2.5-7b")) /* 7.62 B */
       CHECK(m->n_params == 7615616512ll, "qwen2.5-7b: %lld params", (long long)m->n_params);
     CHECK(m->tok_embd.data == NULL && m->tok_embd.random, "%s: weights generated at load",

@@ -5,6 +5,7 @@
  *    alone, amid others, with preemption forced by a tiny pool and in static KV mode, with
  *    the scheduler and both KV pools checked after every step;
  *  - a draft with another vocabulary is refused with a clear error;
+ *  - with --load-format dummy the draft has random weights of the shape --draft-model names;
  *  - seeded sampling keeps the target's distribution: chi-square homogeneity tests of token
  *    frequencies with and without speculation (fixed seed sets; each test's false-alarm rate
  *    is 0.1 %, so 0.6 % for the six of them together);
@@ -411,6 +412,82 @@ static void vocab_mismatch(void) {
   unlink(other);
 }
 
+/* --load-format dummy: the draft gets random weights too, its shape from --draft-model (a
+ * preset or config.json), as the GPU benchmark's llama-3.2-1b draft of a llama-3-8b target
+ * does. The same shape and seed as the target is the target itself (every greedy proposal
+ * accepted); a smaller shape proposes mostly wrong tokens; either way the greedy output is
+ * the target's alone. Another vocabulary size is refused. */
+static void write_config(const char *path, int embd, int layers, int vocab) {
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL, "cannot write %s", path);
+  if (!f)
+    return;
+  fprintf(f, "{\"model_type\": \"llama\", \"hidden_size\": %d, \"intermediate_size\": %d, "
+          "\"num_hidden_layers\": %d, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+          "\"vocab_size\": %d, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-05, "
+          "\"rope_theta\": 10000.0, \"tie_word_embeddings\": false}", embd, 2 * embd, layers,
+          vocab);
+  fclose(f);
+}
+
+static void dummy_draft(void) {
+  static req ref[NREQ], got[NREQ];
+  char small[300], foreign[300];
+  snprintf(small, sizeof small, "%s/test_spec_small.json", build_dir);
+  snprintf(foreign, sizeof foreign, "%s/test_spec_foreign.json", build_dir);
+  write_config(small, 64, 1, 512);
+  write_config(foreign, 128, 2, 600);
+  const char *target = data_path("models/dummy-llama/config.json"); /* vocabulary 512 */
+  pl_engine_params ep;
+  pl_engine_params_default(&ep);
+  ep.load_format = PL_LOAD_DUMMY;
+  ep.model_config = target;
+  ep.dtype = PL_WEIGHT_DTYPE_F32;
+  ep.load_seed = 7;
+  ep.n_threads = 1;
+  ep.device = test_device();
+  ep.kv_cache_bytes = 8 << 20;
+  ep.max_model_len = 256;
+  run_opts go = {.temp = 0, .check_every_step = 1};
+  make_reqs(ref, NREQ);
+  run_all(&ep, ref, NREQ, &go, NULL);
+  struct {
+    const char *name, *draft;
+    double min_accept, max_accept;
+  } cfgs[] = {{"dummy self draft", target, 0.9, 1.0}, {"dummy small draft", small, 0.0, 1.0}};
+  for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++) {
+    pl_engine_params e2 = ep;
+    e2.spec_method = PL_SPEC_DRAFT;
+    e2.draft_model_path = cfgs[c].draft;
+    e2.spec_max_batch = 64;
+    make_reqs(got, NREQ);
+    pl_engine_stats st = {0};
+    run_all(&e2, got, NREQ, &go, &st);
+    int bad = 0;
+    for (int i = 0; i < NREQ; i++)
+      bad += !same(&ref[i], &got[i]) || got[i].finish != PL_FINISH_LENGTH;
+    CHECK(bad == 0, "%s: %d of %d outputs differ from no speculation", cfgs[c].name, bad, NREQ);
+    double rate = st.spec_num_draft_tokens
+                      ? (double)st.spec_num_accepted_tokens / (double)st.spec_num_draft_tokens
+                      : -1;
+    CHECK(rate >= cfgs[c].min_accept && rate <= cfgs[c].max_accept,
+          "%s: acceptance %.3f outside [%.2f, %.2f] (%lld proposals)", cfgs[c].name, rate,
+          cfgs[c].min_accept, cfgs[c].max_accept, (long long)st.spec_num_draft_tokens);
+    printf("%s: %lld proposals, %.1f%% accepted\n", cfgs[c].name,
+           (long long)st.spec_num_draft_tokens, 100 * rate);
+  }
+  pl_engine_params e3 = ep;
+  e3.spec_method = PL_SPEC_DRAFT;
+  e3.draft_model_path = foreign;
+  pl_engine *e = NULL;
+  int rc = pl_engine_create(&e3, &e);
+  CHECK(rc == PL_EINVAL && !e, "a dummy draft of another vocabulary: rc %d", rc);
+  CHECK(strstr(pl_last_error(), "must share the target's vocabulary") != NULL, "message: %s",
+        pl_last_error());
+  unlink(small);
+  unlink(foreign);
+}
+
 int main(void) {
   size_t live0 = pl_alloc_live_bytes();
   static char mpath[1024];
@@ -429,6 +506,7 @@ int main(void) {
   kv_spec_rollback();
   greedy_identical(model);
   vocab_mismatch();
+  dummy_draft();
   aborts_leak_nothing();
 #if defined(__SANITIZE_ADDRESS__)
   /* the ASan run (CI's second pass) skips the 2400-request distribution test: its code paths
