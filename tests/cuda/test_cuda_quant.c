@@ -8,7 +8,9 @@
  * 32-element unit decoders (cols % 32 == 0, 16-byte aligned data) and the per-element fallback
  * (odd float row lengths, misaligned tensor views, MLX groups smaller than 32, misaligned x),
  * partial column tiles (cols not a multiple of 1024) and row counts that are not a multiple of
- * the 16 rows a qgemv CTA owns. Without a GPU the test prints one line and exits 77 (skip). */
+ * the rows a qgemv CTA owns (4, 8 or 16: few rows and n <= 2 take the smaller CTAs). Q8_0 and
+ * Q4_0 are checked twice: in the file's blocks and in planes (pl_cu_to_planes, the layout the
+ * backend keeps them in). Without a GPU the test prints one line and exits 77 (skip). */
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,70 +53,12 @@ static float sb_host(const uint8_t *p, pl_dtype sbt, int64_t i) {
   return sbt == PL_DT_F16 ? pl_f16_to_f32(h) : pl_bf16_to_f32(h);
 }
 
-static void run_case(const tcase *tc) {
-  const pl_dtype t = tc->t;
-  const int64_t rows = tc->rows, cols = tc->cols;
-  const int mlx = is_mlx(t);
-  const size_t rb = mlx ? (size_t)(t == PL_DT_MLX_Q4 ? cols / 2 : cols) : pl_dtype_row_bytes(t, cols);
-  const int64_t ng = mlx ? cols / tc->gs : 0;
-  const size_t esz = tc->sbt == PL_DT_F32 ? 4 : 2, sbytes = (size_t)(rows * ng) * esz;
-  char what[96];
-  snprintf(what, sizeof what, "%s %lldx%lld gs %d sb %s +%zu", pl_dtype_name(t), (long long)rows,
-           (long long)cols, tc->gs, mlx ? pl_dtype_name(tc->sbt) : "-", tc->misalign);
-
-  /* host weights and the CPU reference decode */
-  uint8_t *w = malloc(rows * rb), *sc = malloc(sbytes + 4), *bi = malloc(sbytes + 4);
-  float *xr = malloc(sizeof(float) * (size_t)cols), *ref = malloc(sizeof(float) * (size_t)(rows * cols));
-  double *mag = malloc(sizeof(double) * (size_t)rows);
-  for (int64_t r = 0; r < rows; r++) {
-    if (mlx) {
-      for (size_t i = 0; i < rb; i++)
-        w[r * rb + i] = (uint8_t)kt_next(&rng);
-      for (int64_t g = 0; g < ng; g++) {
-        float s = kt_gauss(&rng) * 0.01f, b = kt_gauss(&rng) * 0.1f;
-        int64_t i = r * ng + g;
-        if (tc->sbt == PL_DT_F32) {
-          memcpy(sc + 4 * i, &s, 4);
-          memcpy(bi + 4 * i, &b, 4);
-        } else {
-          uint16_t hs = tc->sbt == PL_DT_F16 ? pl_f32_to_f16(s) : pl_f32_to_bf16(s);
-          uint16_t hb = tc->sbt == PL_DT_F16 ? pl_f32_to_f16(b) : pl_f32_to_bf16(b);
-          memcpy(sc + 2 * i, &hs, 2);
-          memcpy(bi + 2 * i, &hb, 2);
-        }
-      }
-      pl_dequant_row_mlx(t, w + r * rb, sc + (size_t)(r * ng) * esz, bi + (size_t)(r * ng) * esz,
-                         tc->sbt, tc->gs, ref + r * cols, cols);
-    } else {
-      for (int64_t c = 0; c < cols; c++) /* Gaussian with a few 8-sigma outliers */
-        xr[c] = kt_gauss(&rng) * (c % 97 == 5 ? 8.0f : 1.0f);
-      CHECK(pl_quant_row(t, xr, w + r * rb, cols) == rb, "%s: quantizer", what);
-      pl_dequant_row(t, w + r * rb, ref + r * cols, cols);
-    }
-    /* mag: the largest magnitude a term of an element's decode formula can have in this row
-     * (|d*q| and |m| of Q4_K, |s*q| and |b| of MLX are at most max|w| + max|bias|) */
-    double m = 0;
-    for (int64_t c = 0; c < cols; c++)
-      m = fmax(m, fabs(ref[r * cols + c]));
-    double mb = 0;
-    for (int64_t g = 0; g < ng; g++)
-      mb = fmax(mb, fabs(sb_host(bi, tc->sbt, r * ng + g)));
-    mag[r] = m + mb;
-  }
-
-  /* device copies (data at the requested misalignment from a cudaMalloc'd base) */
-  uint8_t *dbase = NULL, *dsc = NULL, *dbi = NULL;
-  CU_OK(cudaMalloc((void **)&dbase, rows * rb + tc->misalign + 16));
-  CU_OK(cudaMemcpy(dbase + tc->misalign, w, rows * rb, cudaMemcpyHostToDevice));
-  if (mlx) {
-    CU_OK(cudaMalloc((void **)&dsc, sbytes + 4));
-    CU_OK(cudaMalloc((void **)&dbi, sbytes + 4));
-    CU_OK(cudaMemcpy(dsc, sc, sbytes, cudaMemcpyHostToDevice));
-    CU_OK(cudaMemcpy(dbi, bi, sbytes, cudaMemcpyHostToDevice));
-  }
-  pl_cu_weight cw = {.type = t, .rows = rows, .cols = cols, .data = dbase + tc->misalign,
-                     .scales = dsc, .biases = dbi, .sb_type = tc->sbt, .group_size = tc->gs};
-
+/* get_rows, dequant and qgemv of the device weight cw against ref (the CPU's decode of every
+ * row) and mag (per row: the largest term of an element's decode formula). */
+static void check_weight(const pl_cu_weight *cw_, const char *what, const float *ref,
+                         const double *mag) {
+  const pl_cu_weight cw = *cw_;
+  const int64_t rows = cw.rows, cols = cw.cols;
   /* The GPU decodes with the same f32 operations as the CPU, except that it may fuse a
    * multiply-add (Q4_K d*q - m, MLX s*q + b) where the CPU rounds twice, or the other way round:
    * each element may differ by an ulp or two of its largest term, bounded by
@@ -218,15 +162,101 @@ static void run_case(const tcase *tc) {
     CHECK(bad == 0, "%s: qgemv n=%d x+%d: %d outputs off", what, nx, xoff, bad);
   }
 
-  cudaFree(dbase);
-  cudaFree(dsc);
-  cudaFree(dbi);
   cudaFree(dids);
   cudaFree(dout);
   cudaFree(dq);
   cudaFree(dx);
   cudaFree(dy);
-  free(w), free(sc), free(bi), free(xr), free(ref), free(mag), free(out), free(hq), free(x), free(y);
+  free(out), free(hq), free(x), free(y);
+}
+
+static void run_case(const tcase *tc) {
+  const pl_dtype t = tc->t;
+  const int64_t rows = tc->rows, cols = tc->cols;
+  const int mlx = is_mlx(t);
+  const size_t rb = mlx ? (size_t)(t == PL_DT_MLX_Q4 ? cols / 2 : cols) : pl_dtype_row_bytes(t, cols);
+  const int64_t ng = mlx ? cols / tc->gs : 0;
+  const size_t esz = tc->sbt == PL_DT_F32 ? 4 : 2, sbytes = (size_t)(rows * ng) * esz;
+  char what[96];
+  snprintf(what, sizeof what, "%s %lldx%lld gs %d sb %s +%zu", pl_dtype_name(t), (long long)rows,
+           (long long)cols, tc->gs, mlx ? pl_dtype_name(tc->sbt) : "-", tc->misalign);
+
+  /* host weights and the CPU reference decode */
+  uint8_t *w = malloc(rows * rb), *sc = malloc(sbytes + 4), *bi = malloc(sbytes + 4);
+  float *xr = malloc(sizeof(float) * (size_t)cols), *ref = malloc(sizeof(float) * (size_t)(rows * cols));
+  double *mag = malloc(sizeof(double) * (size_t)rows);
+  for (int64_t r = 0; r < rows; r++) {
+    if (mlx) {
+      for (size_t i = 0; i < rb; i++)
+        w[r * rb + i] = (uint8_t)kt_next(&rng);
+      for (int64_t g = 0; g < ng; g++) {
+        float s = kt_gauss(&rng) * 0.01f, b = kt_gauss(&rng) * 0.1f;
+        int64_t i = r * ng + g;
+        if (tc->sbt == PL_DT_F32) {
+          memcpy(sc + 4 * i, &s, 4);
+          memcpy(bi + 4 * i, &b, 4);
+        } else {
+          uint16_t hs = tc->sbt == PL_DT_F16 ? pl_f32_to_f16(s) : pl_f32_to_bf16(s);
+          uint16_t hb = tc->sbt == PL_DT_F16 ? pl_f32_to_f16(b) : pl_f32_to_bf16(b);
+          memcpy(sc + 2 * i, &hs, 2);
+          memcpy(bi + 2 * i, &hb, 2);
+        }
+      }
+      pl_dequant_row_mlx(t, w + r * rb, sc + (size_t)(r * ng) * esz, bi + (size_t)(r * ng) * esz,
+                         tc->sbt, tc->gs, ref + r * cols, cols);
+    } else {
+      for (int64_t c = 0; c < cols; c++) /* Gaussian with a few 8-sigma outliers */
+        xr[c] = kt_gauss(&rng) * (c % 97 == 5 ? 8.0f : 1.0f);
+      CHECK(pl_quant_row(t, xr, w + r * rb, cols) == rb, "%s: quantizer", what);
+      pl_dequant_row(t, w + r * rb, ref + r * cols, cols);
+    }
+    /* mag: the largest magnitude a term of an element's decode formula can have in this row
+     * (|d*q| and |m| of Q4_K, |s*q| and |b| of MLX are at most max|w| + max|bias|) */
+    double m = 0;
+    for (int64_t c = 0; c < cols; c++)
+      m = fmax(m, fabs(ref[r * cols + c]));
+    double mb = 0;
+    for (int64_t g = 0; g < ng; g++)
+      mb = fmax(mb, fabs(sb_host(bi, tc->sbt, r * ng + g)));
+    mag[r] = m + mb;
+  }
+
+  /* device copies (data at the requested misalignment from a cudaMalloc'd base) */
+  uint8_t *dbase = NULL, *dsc = NULL, *dbi = NULL;
+  CU_OK(cudaMalloc((void **)&dbase, rows * rb + tc->misalign + 16));
+  CU_OK(cudaMemcpy(dbase + tc->misalign, w, rows * rb, cudaMemcpyHostToDevice));
+  if (mlx) {
+    CU_OK(cudaMalloc((void **)&dsc, sbytes + 4));
+    CU_OK(cudaMalloc((void **)&dbi, sbytes + 4));
+    CU_OK(cudaMemcpy(dsc, sc, sbytes, cudaMemcpyHostToDevice));
+    CU_OK(cudaMemcpy(dbi, bi, sbytes, cudaMemcpyHostToDevice));
+  }
+  pl_cu_weight cw = {.type = t, .rows = rows, .cols = cols, .data = dbase + tc->misalign,
+                     .scales = dsc, .biases = dbi, .sb_type = tc->sbt, .group_size = tc->gs};
+
+  check_weight(&cw, what, ref, mag);
+  if (pl_cu_planar(t, cols)) { /* the same weight in planes, as the backend keeps it */
+    size_t cb, pb;
+    pl_cu_plane_bytes(&cw, &cb, &pb);
+    void *codes = NULL, *scales = NULL;
+    CU_OK(cudaMalloc(&codes, cb));
+    CU_OK(cudaMalloc(&scales, pb));
+    pl_cu_weight planes;
+    int rc = pl_cu_to_planes(&cw, codes, scales, &planes, NULL);
+    CHECK(rc == 1, "%s: to_planes gave %d: %s", what, rc, pl_last_error());
+    CU_OK(cudaDeviceSynchronize());
+    if (rc == 1) {
+      char pw[112];
+      snprintf(pw, sizeof pw, "%s planes", what);
+      check_weight(&planes, pw, ref, mag);
+    }
+    cudaFree(codes);
+    cudaFree(scales);
+  }
+  cudaFree(dbase);
+  cudaFree(dsc);
+  cudaFree(dbi);
+  free(w), free(sc), free(bi), free(xr), free(ref), free(mag);
 }
 
 /* Bad arguments come back as statuses with messages, before any launch. */
@@ -251,6 +281,11 @@ static void bad_args(void) {
   w.group_size = 64;
   w.sb_type = PL_DT_Q8_0;
   CHECK(pl_cu_get_rows(&w, d, 1, f, NULL) == PL_EUNSUPPORTED, "scales in Q8_0");
+  pl_cu_weight q = {.type = PL_DT_Q8_0, .rows = 4, .cols = 256, .data = d}, planes;
+  CHECK(pl_cu_to_planes(&q, (char *)d + 8, (char *)d + 8192, &planes, NULL) == PL_EINVAL,
+        "misaligned plane buffer");
+  q.type = PL_DT_Q4_K;
+  CHECK(pl_cu_to_planes(&q, d, (char *)d + 8192, &planes, NULL) == 0, "Q4_K has no planes");
   CU_OK(cudaDeviceSynchronize());
   cudaFree(d);
 }

@@ -14,7 +14,8 @@
  * The KV cache is bf16 by default (f16 and f32 on request).
  *
  * Weights: weight_upload copies each tensor's bytes as they are (quantized blocks included) and
- * hangs a cu_weight (device pointers + geometry) on t->dev. weight_join then moves a group of
+ * hangs a cu_weight (device pointers + geometry) on t->dev; Q8_0 and Q4_0 blocks are then split
+ * into planes of codes and scales (aligned loads for the GEMV). weight_join then moves a group of
  * 16-bit weights (the model joins each layer's q/k/v) into one allocation, and matmul_group
  * runs the group as one GEMM up to join_max_n rows: cuBLAS reaches a larger share of the
  * memory bandwidth on one large weight than on several small ones (bench_cuda_matmul: 26% on
@@ -195,6 +196,32 @@ static int upload_bytes(cu_backend *c, void **dst, const void *src, size_t n, co
   return 0;
 }
 
+/* Q8_0 and Q4_0 weights go into planes (cu_quant.h): their 34- and 18-byte blocks allow only
+ * 2-byte loads, which held the GEMV to 30-50% of the copy bandwidth (BENCHMARKS 13f). The
+ * blocks' buffer is then freed. With no room for both at once the weight keeps its blocks
+ * (slower, still correct); PAGELLM_CUDA_PLANES=0 keeps them always (to measure). */
+static int to_planes(cu_backend *c, cu_weight *w, const char *name) {
+  const char *env = getenv("PAGELLM_CUDA_PLANES");
+  if ((env && !strcmp(env, "0")) || !pl_cu_planar(w->w.type, w->w.cols))
+    return 0;
+  size_t cb, sb;
+  pl_cu_plane_bytes(&w->w, &cb, &sb);
+  void *codes = cu_alloc(&c->base, cb), *scales = codes ? cu_alloc(&c->base, sb) : NULL;
+  int rc = scales ? pl_cu_to_planes(&w->w, codes, scales, &w->w, (pl_cu_stream)c->st) : 0;
+  cudaError_t e = rc > 0 ? cudaStreamSynchronize(c->st) : cudaSuccess;
+  if (rc <= 0 || e != cudaSuccess) {
+    cu_free(&c->base, codes);
+    cu_free(&c->base, scales);
+    if (!scales)
+      PL_DEBUG("cuda: no memory to put '%s' into planes; it keeps its blocks", name);
+    return rc < 0 ? rc : e != cudaSuccess ? cuda_fail(e, "weight planes") : 0;
+  }
+  cu_free(&c->base, w->bufs[0]);
+  w->bufs[0] = codes;
+  w->bufs[1] = scales;
+  return 0;
+}
+
 static int cu_weight_upload(pl_backend *be, pl_tensor *t) {
   cu_backend *c = CU(be);
   cudaSetDevice(c->dev);
@@ -208,6 +235,7 @@ static int cu_weight_upload(pl_backend *be, pl_tensor *t) {
   w->w.rows = pl_tensor_nelem(t) / (t->ne[0] ? t->ne[0] : 1);
   PL_TRY(upload_bytes(c, &w->bufs[0], t->data, t->nbytes, t->name));
   w->w.data = w->bufs[0];
+  PL_TRY(to_planes(c, w, t->name));
   if (t->type == PL_DT_MLX_Q4 || t->type == PL_DT_MLX_Q8) {
     size_t sb = (size_t)w->w.rows * (size_t)(w->w.cols / t->group_size) *
                 (t->sb_type == PL_DT_F32 ? 4 : 2);

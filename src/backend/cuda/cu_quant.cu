@@ -15,19 +15,23 @@
  * shapes and misaligned views stay correct, only slower. Both decoders are __host__ __device__ so
  * they can be checked against pl_dequant_row on a machine without a GPU.
  *
- * qgemv (the decode path; memory-bound). A CTA of 4 warps owns 16 output rows (4 per warp) and
- * walks the columns in tiles of 1024: the tile of x (n rows, f32) goes to shared memory once per
- * CTA (padded 36 floats per 32 so the float4 reads below are bank-conflict free), then lane l of
- * every warp decodes unit l of the tile for its 4 rows in registers and multiplies it with the
- * n x rows, so each x value read from shared memory serves 4 weight rows. Each weight byte is
- * read once from DRAM; a warp-shuffle tree sums the 32 lanes at the end. Loads: 16 B for
- * F32/F16/BF16/MLX, 16 B header + 8 B per chunk for Q4_K; Q8_0, Q4_0 and Q6_K blocks are only
- * 2-byte aligned (34/18/210 B), so they use 2-byte loads (coalesced across the warp through L1,
- * but more load instructions per byte).
- * Expected (not yet measured; the performance issue measures and tunes it): at n = 1, about
- * 60-75% of DRAM bandwidth for the 16-byte-load types and 40-60% for Q8_0/Q4_0/Q6_K (L1
- * wavefronts per byte, not DRAM, limit them: repacking those blocks into aligned planes at upload
- * would fix it). Each x float read from shared memory serves 4 rows, so n x rows cost n bytes of
+ * Q8_0 and Q4_0 also come in planes (cu_quant.h; the backend keeps them so): codes and f16
+ * scales apart, so a unit is one or two aligned 16-byte loads plus a 2-byte scale. Their blocks
+ * (34/18 B) are only 2-byte aligned and allow only 2-byte loads.
+ *
+ * qgemv (the decode path; memory-bound). A CTA of 4 warps owns 4 x RPW output rows (RPW rows
+ * per warp) and walks the columns in tiles of 1024: the tile of x (n rows, f32) goes to shared
+ * memory once per CTA (padded 36 floats per 32 so the float4 reads below are bank-conflict
+ * free), then lane l of every warp decodes unit l of the tile for its RPW rows in registers and
+ * multiplies it with the n x rows, so each x value read from shared memory serves RPW weight
+ * rows. Each weight byte is read once from DRAM; a warp-shuffle tree sums the 32 lanes at the
+ * end. RPW is 4 for n >= 3 (shared-memory reads: n x 4 bytes of x per weight element / RPW),
+ * and for n <= 2 it drops to n where 16-row CTAs would not give each SM 4 of them: a weight of
+ * few rows (k/v: 1024) then still has enough loads in flight to reach the DRAM roofline.
+ * Loads: 16 B for F32/F16/BF16/MLX and the planes, 16 B header + 8 B per chunk for Q4_K; Q8_0,
+ * Q4_0 blocks and Q6_K use 2-byte loads (coalesced across the warp through L1, but more load
+ * instructions per byte: L1 wavefronts, not DRAM, limit them).
+ * Shared memory: each x float read serves RPW rows, so n x rows cost 4n/RPW bytes of
  * shared-memory reads per weight element: at n = 8 with 4-bit weights (0.56 B per element) that
  * is ~14x the DRAM traffic, and the kernel becomes shared-memory bound at roughly half the DRAM
  * roofline. The kernel bodies are __host__ __device__ too, so the tile logic can be emulated. */
@@ -35,6 +39,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cu_quant.h"
@@ -52,10 +57,13 @@ namespace {
 #define PLQ_UNROLL
 #endif
 
+/* Kernel types: the pl_dtype values, plus Q8_0 and Q4_0 in planes (cu_quant.h). */
+constexpr int PLQ_Q8P = 2008, PLQ_Q4P = 2002;
+
 /* What a kernel needs of a weight (by value, in the kernel's parameter space). */
 struct Wv {
   const uint8_t *data;
-  const void *scales, *biases; /* MLX */
+  const void *scales, *biases; /* MLX; planes: scales (f16 [rows][cols/32]) */
   int64_t rows, cols, row_bytes;
   int64_t ngroups; /* MLX: groups per row */
   int sb_type;     /* MLX: PL_DT_F16 / BF16 / F32 */
@@ -194,6 +202,45 @@ PLQ_UNROLL
   }
 };
 
+/* Planes: the unit's codes in one or two aligned 16-byte loads, its scale in one 2-byte load. */
+PLQ_HD float plane_scale(const Wv &w, int64_t r, int64_t u) {
+  return h2f(PLQ_LD((const unsigned short *)w.scales + r * (w.cols >> 5) + u));
+}
+
+template <> struct Unit<PLQ_Q8P> {
+  uint4 c[2];
+  float d;
+  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
+    const uint4 *q = (const uint4 *)(w.data + r * w.row_bytes + 32 * u);
+    c[0] = PLQ_LD(q);
+    c[1] = PLQ_LD(q + 1);
+    d = plane_scale(w, r, u);
+  }
+  PLQ_HD void chunk(int k, float v[8]) const {
+    const uint4 &q = c[k >> 1];
+    uint32_t lo = (k & 1) ? q.z : q.x, hi = (k & 1) ? q.w : q.y;
+PLQ_UNROLL
+    for (int i = 0; i < 8; i++)
+      v[i] = d * (float)(int8_t)byte_of(i < 4 ? lo : hi, i & 3);
+  }
+};
+
+template <> struct Unit<PLQ_Q4P> { /* chunks 0,1 = low nibbles of bytes 0-7, 8-15; 2,3 = high */
+  uint4 c;
+  float d;
+  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
+    c = PLQ_LD((const uint4 *)(w.data + r * w.row_bytes + 16 * u));
+    d = plane_scale(w, r, u);
+  }
+  PLQ_HD void chunk(int k, float v[8]) const {
+    uint32_t lo = (k & 1) ? c.z : c.x, hi = (k & 1) ? c.w : c.y;
+    int sh = (k >> 1) * 4;
+PLQ_UNROLL
+    for (int i = 0; i < 8; i++)
+      v[i] = d * (float)((int)((byte_of(i < 4 ? lo : hi, i & 3) >> sh) & 15u) - 8);
+  }
+};
+
 template <> struct Unit<PL_DT_Q4_K> { /* sub-block j = u % 8 of super-block u / 8 */
   const uint8_t *q;
   int sh;
@@ -316,6 +363,12 @@ template <int T> PLQ_HD float elem_t(const Wv &w, int64_t r, int64_t c) {
     int q = i < 16 ? (PLQ_LD(b + 2 + i) & 15) : (PLQ_LD(b + 2 + i - 16) >> 4);
     return h2f((uint16_t)ld16b(b)) * (float)(q - 8);
   }
+  if (T == PLQ_Q8P)
+    return plane_scale(w, r, c >> 5) * (float)(int8_t)PLQ_LD(row + c);
+  if (T == PLQ_Q4P) {
+    int i = (int)(c & 31), b = PLQ_LD(row + 16 * (c >> 5) + (i & 15));
+    return plane_scale(w, r, c >> 5) * (float)((i < 16 ? b & 15 : b >> 4) - 8);
+  }
   if (T == PL_DT_Q4_K) {
     const uint8_t *b = row + 144 * (c >> 8), *s = b + 4;
     int e = (int)(c & 255), j = e >> 5, l = e & 31, sc, m;
@@ -347,7 +400,7 @@ template <int T> PLQ_HD float elem_t(const Wv &w, int64_t r, int64_t c) {
 
 /* ---- qgemv pieces (host-callable, so the tile logic can be emulated without a GPU) ---------- */
 
-constexpr int GEMV_WARPS = 4, GEMV_RPW = 4, GEMV_ROWS = GEMV_WARPS * GEMV_RPW;
+constexpr int GEMV_WARPS = 4; /* a warp owns RPW rows (1, 2 or 4: see launch_gemv) */
 constexpr int TILE = 1024, XPAD = 36; /* x tile: [NX][32 units][XPAD] floats */
 
 /* Copy columns t0 .. t0+TILE of x (zero past cols) into xs; thread tid of nth.
@@ -364,31 +417,31 @@ PLQ_HD void load_x_tile(float *xs, const float *x, int64_t cols, int64_t t0, int
   }
 }
 
-/* Lane `lane` of the warp owning rows row0 .. row0+GEMV_RPW-1: unit (t0/32 + lane) of each row
+/* Lane `lane` of the warp owning rows row0 .. row0+RPW-1: unit (t0/32 + lane) of each row
  * times the x tile, added to acc. Rows past the end read the last row (results are dropped). */
-template <int T, int NX>
+template <int T, int NX, int RPW>
 PLQ_HD void lane_tile(const Wv &w, int64_t row0, int lane, const float *xs, int64_t t0,
-                      float acc[GEMV_RPW][NX]) {
+                      float acc[RPW][NX]) {
   int64_t u = (t0 >> 5) + lane;
   if (u * 32 >= w.cols)
     return;
-  Unit<T> un[GEMV_RPW];
+  Unit<T> un[RPW];
 PLQ_UNROLL
-  for (int rr = 0; rr < GEMV_RPW; rr++)
+  for (int rr = 0; rr < RPW; rr++)
     un[rr].load(w, row0 + rr < w.rows ? row0 + rr : w.rows - 1, u);
   const float *xl = xs + lane * XPAD;
 PLQ_UNROLL
   for (int k = 0; k < 4; k++) {
-    float wv[GEMV_RPW][8];
+    float wv[RPW][8];
 PLQ_UNROLL
-    for (int rr = 0; rr < GEMV_RPW; rr++)
+    for (int rr = 0; rr < RPW; rr++)
       un[rr].chunk(k, wv[rr]);
 PLQ_UNROLL
     for (int j = 0; j < NX; j++) {
       float4 a = *(const float4 *)(xl + j * 32 * XPAD + 8 * k);
       float4 b = *(const float4 *)(xl + j * 32 * XPAD + 8 * k + 4);
 PLQ_UNROLL
-      for (int rr = 0; rr < GEMV_RPW; rr++) {
+      for (int rr = 0; rr < RPW; rr++) {
         float s = acc[rr][j];
         s += wv[rr][0] * a.x;
         s += wv[rr][1] * a.y;
@@ -406,15 +459,15 @@ PLQ_UNROLL
 
 /* ---- kernels --------------------------------------------------------------------------------- */
 
-template <int T, int NX>
+template <int T, int NX, int RPW>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     k_qgemv(Wv w, const float *__restrict__ x, float *__restrict__ y) {
   __shared__ __align__(16) float xs[NX * 32 * XPAD];
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int64_t row0 = ((int64_t)blockIdx.x * GEMV_WARPS + warp) * GEMV_RPW;
-  float acc[GEMV_RPW][NX];
+  int64_t row0 = ((int64_t)blockIdx.x * GEMV_WARPS + warp) * RPW;
+  float acc[RPW][NX];
 PLQ_UNROLL
-  for (int rr = 0; rr < GEMV_RPW; rr++)
+  for (int rr = 0; rr < RPW; rr++)
 PLQ_UNROLL
     for (int j = 0; j < NX; j++)
       acc[rr][j] = 0.0f;
@@ -422,10 +475,10 @@ PLQ_UNROLL
     __syncthreads(); /* the previous tile is consumed */
     load_x_tile<NX>(xs, x, w.cols, t0, threadIdx.x, blockDim.x);
     __syncthreads();
-    lane_tile<T, NX>(w, row0, lane, xs, t0, acc);
+    lane_tile<T, NX, RPW>(w, row0, lane, xs, t0, acc);
   }
 PLQ_UNROLL
-  for (int rr = 0; rr < GEMV_RPW; rr++)
+  for (int rr = 0; rr < RPW; rr++)
 PLQ_UNROLL
     for (int j = 0; j < NX; j++) {
       float v = acc[rr][j];
@@ -434,9 +487,9 @@ PLQ_UNROLL
         v += __shfl_xor_sync(0xffffffffu, v, off);
       acc[rr][j] = v;
     }
-  /* lane rr*NX + j writes (rr, j): spreads the stores over lanes (GEMV_RPW * NX <= 32) */
+  /* lane rr*NX + j writes (rr, j): spreads the stores over lanes (RPW * NX <= 32) */
 PLQ_UNROLL
-  for (int rr = 0; rr < GEMV_RPW; rr++)
+  for (int rr = 0; rr < RPW; rr++)
 PLQ_UNROLL
     for (int j = 0; j < NX; j++)
       if (lane == rr * NX + j && row0 + rr < w.rows)
@@ -560,14 +613,48 @@ __global__ void k_dequant_elem(Wv w, int64_t row0, int64_t total, uint16_t *__re
   PLQ_GRID_STRIDE(idx, total) dequant_elem<T>(w, row0, out, idx);
 }
 
+/* Planes from blocks: one body per block, idx = r * (cols/32) + u. */
+template <int T>
+PLQ_HD void to_planes_block(const Wv &w, uint8_t *codes, uint16_t *scales, int64_t idx) {
+  const int bb = T == PL_DT_Q8_0 ? 34 : 18, nq = bb - 2;
+  int64_t upr = w.cols >> 5, r = idx / upr, u = idx - r * upr;
+  const uint8_t *b = w.data + r * w.row_bytes + bb * u;
+  scales[idx] = (uint16_t)ld16b(b); /* byte loads: any source alignment (runs once, at upload) */
+  uint32_t q[8];
+PLQ_UNROLL
+  for (int i = 0; i < 8; i++)
+    q[i] = i < nq / 4 ? ld16b(b + 2 + 4 * i) | (ld16b(b + 4 + 4 * i) << 16) : 0u;
+  uint4 *o = (uint4 *)(codes + idx * nq);
+  o[0] = make_uint4(q[0], q[1], q[2], q[3]);
+  if (nq == 32)
+    o[1] = make_uint4(q[4], q[5], q[6], q[7]);
+}
+
+template <int T>
+__global__ void k_to_planes(Wv w, int64_t total, uint8_t *__restrict__ codes,
+                            uint16_t *__restrict__ scales) {
+  PLQ_GRID_STRIDE(idx, total) to_planes_block<T>(w, codes, scales, idx);
+}
+
 /* ---- host side -------------------------------------------------------------------------------- */
+
+/* The kernel type of a weight: its dtype, or the planar variant of Q8_0/Q4_0. */
+int kernel_type(const pl_cu_weight *w) {
+  if (w->scales && w->type == PL_DT_Q8_0)
+    return PLQ_Q8P;
+  if (w->scales && w->type == PL_DT_Q4_0)
+    return PLQ_Q4P;
+  return w->type;
+}
 
 /* Validate w and fill the kernel view. Returns 0 or a PL_E* status with a message. */
 int make_view(const pl_cu_weight *w, const char *op, Wv *v) {
   if (!w || !w->data || w->rows < 0 || w->cols < 1)
     return pl_fail(PL_EINVAL, "%s: no weight data or bad shape", op);
   int64_t c = w->cols, rb;
-  switch (w->type) {
+  switch (kernel_type(w)) {
+  case PLQ_Q8P: rb = c % 32 ? -1 : c; break;
+  case PLQ_Q4P: rb = c % 32 ? -1 : c / 2; break;
   case PL_DT_F32: rb = 4 * c; break;
   case PL_DT_F16: case PL_DT_BF16: rb = 2 * c; break;
   case PL_DT_Q8_0: rb = c % 32 ? -1 : c / 32 * 34; break;
@@ -587,6 +674,11 @@ int make_view(const pl_cu_weight *w, const char *op, Wv *v) {
   v->rows = w->rows;
   v->cols = c;
   v->row_bytes = rb;
+  if (kernel_type(w) != w->type) { /* planes */
+    if ((uintptr_t)w->scales % 2)
+      return pl_fail(PL_EINVAL, "%s: plane scales not 2-byte aligned", op);
+    v->scales = w->scales;
+  }
   if (w->type == PL_DT_MLX_Q4 || w->type == PL_DT_MLX_Q8) {
     if (w->group_size < 1 || c % w->group_size)
       return pl_fail(PL_EINVAL, "%s: MLX group size %d does not divide %lld columns", op,
@@ -634,7 +726,34 @@ unsigned grid_for(int64_t total, int block) {
 
 #define PLQ_TYPES(X)                                                                          \
   X(PL_DT_F32) X(PL_DT_F16) X(PL_DT_BF16) X(PL_DT_Q8_0) X(PL_DT_Q4_0) X(PL_DT_Q4_K)          \
-  X(PL_DT_Q6_K) X(PL_DT_MLX_Q4) X(PL_DT_MLX_Q8)
+  X(PL_DT_Q6_K) X(PL_DT_MLX_Q4) X(PL_DT_MLX_Q8) X(PLQ_Q8P) X(PLQ_Q4P)
+
+/* Rows per warp. Four rows share each x value read from shared memory, which batches of 3..8
+ * rows of x need; one stream (n <= 2) is bound by DRAM alone, and there fewer rows per warp
+ * give a weight of few rows (k/v: 1024) enough CTAs to keep every SM's loads in flight.
+ * PAGELLM_CUDA_GEMV_RPW=4 keeps 4 (to measure the difference). */
+int gemv_rpw(const Wv &v, int n) {
+  static int sms = 0, forced = -1;
+  if (forced < 0) {
+    const char *e = getenv("PAGELLM_CUDA_GEMV_RPW");
+    forced = e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4")) ? atoi(e) : 0;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      sms = 0;
+  }
+  if (forced)
+    return n <= 2 || forced == 4 ? forced : 4;
+  if (n > 2 || v.rows / (GEMV_WARPS * 4) >= 4 * (int64_t)sms)
+    return 4;
+  return n;
+}
+
+template <int T, int RPW, int NX>
+void launch_rows(const Wv &v, const float *x, float *y, cudaStream_t st) {
+  unsigned grid = (unsigned)((v.rows + GEMV_WARPS * RPW - 1) / (GEMV_WARPS * RPW));
+  k_qgemv<T, NX, RPW><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y);
+}
 
 template <int T>
 void launch_gemv(const Wv &v, const float *x, int n, float *y, bool unit, cudaStream_t st) {
@@ -642,16 +761,28 @@ void launch_gemv(const Wv &v, const float *x, int n, float *y, bool unit, cudaSt
     k_qgemv_elem<T><<<(unsigned)((v.rows + 3) / 4), 128, 0, st>>>(v, x, n, y);
     return;
   }
-  unsigned grid = (unsigned)((v.rows + GEMV_ROWS - 1) / GEMV_ROWS);
+  int rpw = gemv_rpw(v, n);
   switch (n) {
-  case 1: k_qgemv<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
-  case 2: k_qgemv<T, 2><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
-  case 3: k_qgemv<T, 3><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
-  case 4: k_qgemv<T, 4><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
-  case 5: k_qgemv<T, 5><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
-  case 6: k_qgemv<T, 6><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
-  case 7: k_qgemv<T, 7><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
-  default: k_qgemv<T, 8><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y); break;
+  case 1:
+    if (rpw == 1)
+      launch_rows<T, 1, 1>(v, x, y, st);
+    else if (rpw == 2)
+      launch_rows<T, 2, 1>(v, x, y, st);
+    else
+      launch_rows<T, 4, 1>(v, x, y, st);
+    break;
+  case 2:
+    if (rpw == 2)
+      launch_rows<T, 2, 2>(v, x, y, st);
+    else
+      launch_rows<T, 4, 2>(v, x, y, st);
+    break;
+  case 3: launch_rows<T, 4, 3>(v, x, y, st); break;
+  case 4: launch_rows<T, 4, 4>(v, x, y, st); break;
+  case 5: launch_rows<T, 4, 5>(v, x, y, st); break;
+  case 6: launch_rows<T, 4, 6>(v, x, y, st); break;
+  case 7: launch_rows<T, 4, 7>(v, x, y, st); break;
+  default: launch_rows<T, 4, 8>(v, x, y, st); break;
   }
 }
 
@@ -669,7 +800,7 @@ extern "C" int pl_cu_get_rows(const pl_cu_weight *w, const int32_t *ids, int n, 
   bool unit = unit_ok(v, w->type, out, 16);
   int64_t total = (int64_t)n * (unit ? v.cols / 32 : v.cols);
   cudaStream_t st = (cudaStream_t)stream;
-  switch (w->type) {
+  switch (kernel_type(w)) {
 #define X(T)                                                                                  \
   case T:                                                                                     \
     if (unit)                                                                                 \
@@ -697,7 +828,7 @@ extern "C" int pl_cu_dequant(const pl_cu_weight *w, int64_t row0, int64_t nrows,
   bool unit = unit_ok(v, w->type, out, 16);
   int64_t total = nrows * (unit ? v.cols / 32 : v.cols);
   cudaStream_t st = (cudaStream_t)stream;
-  switch (w->type) {
+  switch (kernel_type(w)) {
 #define X(T)                                                                                  \
   case T:                                                                                     \
     if (unit)                                                                                 \
@@ -723,7 +854,7 @@ extern "C" int pl_cu_qgemv(const pl_cu_weight *w, const float *x, int n, float *
     return 0;
   bool unit = unit_ok(v, w->type, x, 16);
   cudaStream_t st = (cudaStream_t)stream;
-  switch (w->type) {
+  switch (kernel_type(w)) {
 #define X(T)                                                                                  \
   case T: launch_gemv<T>(v, x, n, y, unit, st); break;
     PLQ_TYPES(X)
@@ -731,4 +862,40 @@ extern "C" int pl_cu_qgemv(const pl_cu_weight *w, const float *x, int n, float *
   default: break;
   }
   return launch_status(op, w->type);
+}
+
+extern "C" int pl_cu_planar(pl_dtype type, int64_t cols) {
+  return (type == PL_DT_Q8_0 || type == PL_DT_Q4_0) && cols > 0 && cols % 32 == 0;
+}
+
+extern "C" void pl_cu_plane_bytes(const pl_cu_weight *src, size_t *codes, size_t *scales) {
+  size_t blocks = (size_t)src->rows * (size_t)(src->cols / 32);
+  *codes = blocks * (src->type == PL_DT_Q8_0 ? 32 : 16);
+  *scales = blocks * 2;
+}
+
+extern "C" int pl_cu_to_planes(const pl_cu_weight *src, void *codes, void *scales,
+                               pl_cu_weight *dst, pl_cu_stream stream) {
+  static const char op[] = "pl_cu_to_planes";
+  Wv v;
+  PL_TRY(make_view(src, op, &v));
+  if (src->scales || !pl_cu_planar(src->type, src->cols))
+    return 0;
+  if (!codes || !scales || (uintptr_t)codes % 16 || (uintptr_t)scales % 2)
+    return pl_fail(PL_EINVAL, "%s: plane buffers missing or misaligned", op);
+  int64_t total = v.rows * (v.cols / 32);
+  cudaStream_t st = (cudaStream_t)stream;
+  if (total > 0) {
+    if (src->type == PL_DT_Q8_0)
+      k_to_planes<PL_DT_Q8_0><<<grid_for(total, 256), 256, 0, st>>>(
+          v, total, (uint8_t *)codes, (uint16_t *)scales);
+    else
+      k_to_planes<PL_DT_Q4_0><<<grid_for(total, 256), 256, 0, st>>>(
+          v, total, (uint8_t *)codes, (uint16_t *)scales);
+    PL_TRY(launch_status(op, src->type));
+  }
+  *dst = *src;
+  dst->data = codes;
+  dst->scales = scales;
+  return 1;
 }

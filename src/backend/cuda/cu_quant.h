@@ -18,12 +18,17 @@ extern "C" {
 #include "backend/tensor.h" /* inside extern "C": tensor.h has no C++ guards of its own */
 
 /* A weight matrix in device memory: W[rows][cols] in `type` encoding, row-major, ggml order
- * (cols = ne[0] contiguous). MLX types: scales/biases [rows][cols/group_size] in sb_type. */
+ * (cols = ne[0] contiguous). MLX types: scales/biases [rows][cols/group_size] in sb_type.
+ * Q8_0 and Q4_0 come in two layouts. With scales == NULL, data holds the file's blocks (34 and
+ * 18 bytes: only 2-byte aligned). With scales != NULL the weight is in planes
+ * (pl_cu_to_planes): data = the blocks' codes [rows][cols] (Q8_0, int8) or [rows][cols/2]
+ * (Q4_0, each block's 16 bytes as in the file), scales = the blocks' f16 d [rows][cols/32], so
+ * a 32-element unit is one aligned 32- or 16-byte load. */
 typedef struct pl_cu_weight {
   pl_dtype type;
   int64_t rows, cols;
   const void *data;
-  const void *scales, *biases; /* MLX only */
+  const void *scales, *biases; /* MLX; Q8_0/Q4_0 in planes: scales only */
   pl_dtype sb_type;            /* MLX only: F16, BF16 or F32 */
   int group_size;              /* MLX only */
 } pl_cu_weight;
@@ -40,6 +45,14 @@ int pl_cu_dequant(const pl_cu_weight *w, int64_t row0, int64_t nrows, uint16_t *
  * f32 accumulation. Any weight type. */
 #define PL_CU_GEMV_MAX_N 8
 int pl_cu_qgemv(const pl_cu_weight *w, const float *x, int n, float *y, pl_cu_stream stream);
+
+/* Q8_0 and Q4_0 in the file's blocks -> planes (see pl_cu_weight): `codes` and `scales` are
+ * device buffers of pl_cu_plane_bytes(); on success *dst describes them. 1 if the type has a
+ * planar layout (and cols % 32 == 0), else 0 (dst untouched: keep the blocks). */
+int pl_cu_planar(pl_dtype type, int64_t cols);
+void pl_cu_plane_bytes(const pl_cu_weight *src, size_t *codes, size_t *scales);
+int pl_cu_to_planes(const pl_cu_weight *src, void *codes, void *scales, pl_cu_weight *dst,
+                    pl_cu_stream stream);
 
 #ifdef __cplusplus
 }
