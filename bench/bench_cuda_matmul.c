@@ -8,7 +8,7 @@
  * --groups instead times the matmuls of one input (q/k/v, gate/up; bf16) both ways:
  * `apart`, one matmul per weight, and `group`, matmul_group over weights that weight_join
  * placed together (one GEMM, then the split of its output), with the ratio apart/group.
- *   bench_cuda_matmul [--types bf16,q8_0,q4_0] [--batches 1,8,64,256,2048] [--iters 20]
+ *   bench_cuda_matmul [--types bf16,q8_0,q4_0,q4_k,q6_k] [--batches 1,8,64,256,2048] [--iters 20]
  *                     [--groups] */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -44,8 +44,8 @@ static const struct { const char *name; int rows[3], count; } groups[] = {
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-/* a weight of `type`: bf16 generated on the device; q8_0 / q4_0 blocks of random quants with
- * the scale 2^-7 (f16 0x2000), uploaded */
+/* a weight of `type`: bf16 generated on the device; quantized blocks of random bytes with the
+ * scales set to 2^-7 (f16 0x2000), uploaded */
 static void make_weight(pl_backend *be, pl_tensor *t, pl_dtype type, int rows, int cols,
                         void **host) {
   memset(t, 0, sizeof *t);
@@ -68,10 +68,12 @@ static void make_weight(pl_backend *be, pl_tensor *t, pl_dtype type, int rows, i
   size_t bb = pl_dtype_block_bytes(type);
   for (size_t i = 0; i < t->nbytes; i++)
     b[i] = (uint8_t)bench_next_u32(&rng);
-  for (size_t i = 0; i < t->nbytes; i += bb) {
-    b[i] = 0x00;
-    b[i + 1] = 0x20;
-  }
+  size_t d_at = type == PL_DT_Q6_K ? 208 : 0; /* the block's f16 scale d (Q4_K: d, dmin) */
+  for (size_t i = 0; i < t->nbytes; i += bb)
+    for (size_t k = 0; k < (type == PL_DT_Q4_K ? 4u : 2u); k += 2) {
+      b[i + d_at + k] = 0x00;
+      b[i + d_at + k + 1] = 0x20;
+    }
   t->data = b;
   *host = b;
   TRY(be->ops->weight_upload(be, t));
@@ -153,7 +155,7 @@ int main(int argc, char **argv) {
     else if (v && !strcmp(argv[i], "--iters"))
       iters = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_cuda_matmul [--types bf16,q8_0,q4_0] [--batches 1,8,64] "
+      fprintf(stderr, "usage: bench_cuda_matmul [--types bf16,q8_0,q4_0,q4_k,q6_k] [--batches 1,8,64] "
                       "[--iters 20] [--groups]\n");
       return 2;
     }
@@ -225,9 +227,11 @@ int main(int argc, char **argv) {
     pl_dtype type = !strcmp(tn, "bf16")   ? PL_DT_BF16
                     : !strcmp(tn, "q8_0") ? PL_DT_Q8_0
                     : !strcmp(tn, "q4_0") ? PL_DT_Q4_0
+                    : !strcmp(tn, "q4_k") ? PL_DT_Q4_K
+                    : !strcmp(tn, "q6_k") ? PL_DT_Q6_K
                                           : PL_DT_AUTO;
     if (type == PL_DT_AUTO) {
-      fprintf(stderr, "unknown type %s (bf16, q8_0, q4_0)\n", tn);
+      fprintf(stderr, "unknown type %s (bf16, q8_0, q4_0, q4_k, q6_k)\n", tn);
       return 2;
     }
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {

@@ -119,6 +119,8 @@ typedef struct pl_engine_params {
   const char *draft_model_path; /* PL_SPEC_DRAFT: same vocabulary as the model; with DUMMY
                                    a preset or config.json, random weights like the model's */
   int spec_max_batch;          /* no proposals while more requests than this decode; 0 = 8 */
+  int spec_no_backoff;         /* 1: propose every step whatever the acceptance (to time
+                                  speculation with a draft that never agrees) */
 } pl_engine_params;
 
 /* Fill with defaults (all 0/auto, prefix caching on). */

@@ -15,7 +15,8 @@
 #   join      q/k/v and gate/up run as one GEMM each (weight_join) against apart
 #             (PAGELLM_CUDA_JOIN=0), Llama-3-8B shape: one stream, 64 streams, goal 2's workload
 #   specdraft issue 17: one stream of the Llama-3-8B shape alone and with a llama-3.2-1b draft
-#             (random weights: acceptance is near 0, so the run gives the step costs that
+#             (random weights: acceptance is near 0, and --spec-no-backoff keeps it proposing,
+#             so the run gives the cost of a step of k drafts + one verification that
 #             acceptance-limited projections need), and the draft alone
 #   mha       decode attention at the Llama-2-7B heads (MHA) against torch's SDPA
 #   matmul    bench_cuda_matmul: the matmul op per weight type, shape and batch size against
@@ -88,7 +89,7 @@ for s in ${*:-serve8b static7b prefix profile}; do
     S="bench decode --load-format dummy --dtype bf16 --device cuda --prompt-len 128 --gen-len 256 --repeats 2"
     run spec-target 150 "" $S --model-config llama-3-8b
     run spec-draft4 150 "" $S --model-config llama-3-8b --speculative draft \
-      --draft-model llama-3.2-1b --num-speculative-tokens 4
+      --draft-model llama-3.2-1b --num-speculative-tokens 4 --spec-no-backoff
     run spec-draftalone 120 "" $S --model-config llama-3.2-1b ;;
   matmul)
     echo "=== bench_cuda_matmul"

@@ -123,6 +123,12 @@ static uint64_t mix64(uint64_t z) {
 
 #define TAIL_RUNNING 8
 
+static void print_spec(const pl_engine_stats *st) {
+  printf("speculative      %lld of %lld proposals accepted (%lld verifications)\n",
+         (long long)st->spec_num_accepted_tokens, (long long)st->spec_num_draft_tokens,
+         (long long)st->spec_num_drafts);
+}
+
 static int drain(pl_engine *e, run_stats *rs, double t0) {
   pl_engine_stats st;
   pl_engine_get_stats(e, &st);
@@ -244,6 +250,11 @@ static int bench_decode(int argc, char **argv) {
     printf("effective        %.2f GB/s of weights\n", eff);
     printf("bandwidth        %.2f GB/s measured on the device -> decode at %.0f%% of roofline\n",
            bw, bw > 0 ? 100 * eff / bw : 0);
+    if (o.ep.spec_method) { /* every repeat together */
+      pl_engine_stats st;
+      pl_engine_get_stats(e, &st);
+      print_spec(&st);
+    }
   }
   pl_engine_destroy(e);
   return 0;
@@ -399,9 +410,7 @@ static int bench_throughput(int argc, char **argv) {
       printf("prefix cache     %lld of %lld prompt tokens hit\n",
              (long long)st->prefix_hits_tokens, (long long)st->prefix_queries_tokens);
       if (o.ep.spec_method)
-        printf("speculative      %lld of %lld proposals accepted (%lld verifications)\n",
-               (long long)st->spec_num_accepted_tokens, (long long)st->spec_num_draft_tokens,
-               (long long)st->spec_num_drafts);
+        print_spec(st);
     }
     json_decref(j);
   }

@@ -216,6 +216,10 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
     ep->enforce_eager = 1;
     return 1;
   }
+  if (!strcmp(a, "--spec-no-backoff")) {
+    ep->spec_no_backoff = 1;
+    return 1;
+  }
   if (!strcmp(a, "--enable-prefix-caching")) {
     ep->enable_prefix_caching = 1;
     return 1;
@@ -309,5 +313,7 @@ const char *pl_engine_opts_help(void) {
          "  --ngram-min N, --ngram-max M  n-gram lengths for lookup (default 2..4)\n"
          "  --draft-model PATH          draft model with the same vocabulary (dummy: its\n"
          "                              shape, as --model-config; random weights too)\n"
-         "  --spec-max-batch N          no proposals above N decoding requests (default 8)\n";
+         "  --spec-max-batch N          no proposals above N decoding requests (default 8)\n"
+         "  --spec-no-backoff           propose every step even when little is accepted\n"
+         "                              (to time speculation with a random draft)\n";
 }

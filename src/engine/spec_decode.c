@@ -11,7 +11,7 @@
  * tokens. n-gram proposals are deterministic (q is a one-hot).
  *
  * Adaptive: a request whose acceptance average falls below 0.3 stops proposing for a
- * backoff that doubles (8, 16, ... 256 steps); nobody proposes while more than
+ * backoff that doubles (8, 16, ... 256 steps; not with spec_no_backoff); nobody proposes while more than
  * spec_max_batch requests are decoding (verification is no longer nearly free there). */
 #include <string.h>
 
@@ -272,7 +272,7 @@ int pl_spec_verify(pl_engine *e, pl_sample_state *s, const float *logits, int k,
   /* acceptance average; a low one backs off */
   s->spec_rate = s->spec_rate == 0 && s->spec_backoff == 0 ? (float)a / k
                                                            : 0.7f * s->spec_rate + 0.3f * a / k;
-  if (s->spec_rate < 0.3f) {
+  if (s->spec_rate < 0.3f && !e->p.spec_no_backoff) {
     s->spec_backoff = s->spec_backoff ? (s->spec_backoff < 256 ? 2 * s->spec_backoff : 256) : 8;
     s->spec_skip = s->spec_backoff;
     s->spec_rate = 0.5f; /* a fresh start after the pause */

@@ -4,6 +4,8 @@
  *   - pl_cu_get_rows must equal pl_dequant_row / pl_dequant_row_mlx of the same rows,
  *   - pl_cu_dequant must equal them rounded to bf16,
  *   - pl_cu_qgemv (n = 1..8) must equal a float64 dot product over the CPU-dequantized rows,
+ *   - pl_cu_qgemm (n = 9, 64, 130; columns in one pass or in two halves) must equal one over
+ *     those rows and x rounded to bf16,
  * each within the tolerance written beside its check. The shapes cover both GPU paths: the
  * 32-element unit decoders (cols % 32 == 0, 16-byte aligned data) and the per-element fallback
  * (odd float row lengths, misaligned tensor views, MLX groups smaller than 32, misaligned x),
@@ -53,7 +55,62 @@ static float sb_host(const uint8_t *p, pl_dtype sbt, int64_t i) {
   return sbt == PL_DT_F16 ? pl_f16_to_f32(h) : pl_bf16_to_f32(h);
 }
 
-/* get_rows, dequant and qgemv of the device weight cw against ref (the CPU's decode of every
+/* pl_cu_qgemm (the tensor-core GEMM for batches) against a float64 product of the CPU-decoded
+ * weights and x, both rounded to bf16 on the host as the GPU rounds them: n = 9 (one partial
+ * tile of x rows), 64 and 130 (three tiles, the last partial), with the columns in one pass and
+ * split in two halves. */
+static void check_qgemm(const pl_cu_weight *cw, const char *what, const float *ref) {
+  if (!pl_cu_qgemm_supported(cw))
+    return;
+  const int64_t rows = cw->rows, cols = cw->cols;
+  const int ns[] = {9, 64, 130};
+  enum { NMAX = 130 };
+  uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)(NMAX * cols)), *dx = NULL;
+  float *y = malloc(sizeof(float) * (size_t)(NMAX * rows)), *dy = NULL;
+  float *wb = malloc(sizeof(float) * (size_t)(rows * cols));
+  for (int64_t i = 0; i < rows * cols; i++)
+    wb[i] = pl_bf16_to_f32(pl_f32_to_bf16(ref[i]));
+  CU_OK(cudaMalloc((void **)&dx, sizeof(uint16_t) * (size_t)(NMAX * cols)));
+  CU_OK(cudaMalloc((void **)&dy, sizeof(float) * (size_t)(NMAX * rows)));
+  for (size_t k = 0; k < sizeof ns / sizeof *ns; k++)
+    for (int split = 1; split <= 2; split++) {
+      int n = ns[k];
+      for (int64_t i = 0; i < n * cols; i++)
+        xb[i] = pl_f32_to_bf16(kt_gauss(&rng));
+      CU_OK(cudaMemcpy(dx, xb, sizeof(uint16_t) * (size_t)(n * cols), cudaMemcpyHostToDevice));
+      CU_OK(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(n * rows)));
+      int rc = pl_cu_qgemm(cw, dx, n, dy, split, NULL);
+      CHECK(rc == 0, "%s: qgemm n=%d split %d: %s", what, n, split, pl_last_error());
+      CU_OK(cudaDeviceSynchronize());
+      CU_OK(cudaMemcpy(y, dy, sizeof(float) * (size_t)(n * rows), cudaMemcpyDeviceToHost));
+      int bad = 0;
+      for (int j = 0; j < n; j++)
+        for (int64_t r = 0; r < rows; r++) {
+          double d = 0, a = 0, big = 0;
+          for (int64_t c = 0; c < cols; c++) {
+            double p = (double)wb[r * cols + c] * (double)pl_bf16_to_f32(xb[j * cols + c]);
+            d += p;
+            a += fabs(p);
+            big = fmax(big, fabs(p));
+          }
+          /* products of bf16 values are exact in f32; the sums round at most cols times by
+           * 2^-24 of sum|p| (+ slack). The GPU rounds its own f32 decode to bf16, which is
+           * within DEC_TOL of the CPU's: where that straddles a rounding midpoint, a weight
+           * lands one bf16 step (2^-8 relative) away; allow a few such terms. */
+          double tol = (double)(cols + 8) * ldexp(1.0, -24) * a + 4 * ldexp(big, -8) + 1e-30;
+          float g = y[j * rows + r];
+          if (!(fabs(g - d) <= tol) && bad++ < 3)
+            fprintf(stderr, "  qgemm %s n=%d split %d j %d row %lld: gpu %.9g ref %.9g tol %.3g\n",
+                    what, n, split, j, (long long)r, g, d, tol);
+        }
+      CHECK(bad == 0, "%s: qgemm n=%d split %d: %d outputs off", what, n, split, bad);
+    }
+  cudaFree(dx);
+  cudaFree(dy);
+  free(xb), free(y), free(wb);
+}
+
+/* get_rows, dequant, qgemv and qgemm of the device weight cw against ref (the CPU's decode of every
  * row) and mag (per row: the largest term of an element's decode formula). */
 static void check_weight(const pl_cu_weight *cw_, const char *what, const float *ref,
                          const double *mag) {
@@ -168,6 +225,7 @@ static void check_weight(const pl_cu_weight *cw_, const char *what, const float 
   cudaFree(dx);
   cudaFree(dy);
   free(out), free(hq), free(x), free(y);
+  check_qgemm(&cw, what, ref);
 }
 
 static void run_case(const tcase *tc) {
@@ -286,6 +344,15 @@ static void bad_args(void) {
         "misaligned plane buffer");
   q.type = PL_DT_Q4_K;
   CHECK(pl_cu_to_planes(&q, d, (char *)d + 8192, &planes, NULL) == 0, "Q4_K has no planes");
+  CHECK(pl_cu_qgemm(&q, (const uint16_t *)d + 1, 9, f, 0, NULL) == PL_EUNSUPPORTED,
+        "qgemm with misaligned x");
+  CHECK(pl_cu_qgemm(&q, d, 9, f, 3, NULL) == PL_EINVAL, "qgemm split 3");
+  q.type = PL_DT_F16;
+  CHECK(!pl_cu_qgemm_supported(&q) && pl_cu_qgemm(&q, d, 9, f, 0, NULL) == PL_EUNSUPPORTED,
+        "qgemm of F16 (cuBLAS runs those)");
+  q.type = PL_DT_Q8_0;
+  q.cols = 96; /* whole blocks, but not whole 64-column steps */
+  CHECK(!pl_cu_qgemm_supported(&q), "qgemm of 96 columns");
   CU_OK(cudaDeviceSynchronize());
   cudaFree(d);
 }

@@ -208,6 +208,7 @@ static void greedy_identical(const char *path) {
     const char *draft;
     int together, kv_blocks, kv_static, k;
     double min_accept, max_accept;
+    int no_backoff;
   } cfgs[] = {
       {"ngram alone", PL_SPEC_NGRAM, NULL, 0, 0, 0, 4, 0.05, 1.0},
       {"ngram amid others", PL_SPEC_NGRAM, NULL, 1, 0, 0, 4, 0.05, 1.0},
@@ -216,6 +217,7 @@ static void greedy_identical(const char *path) {
       {"self draft amid others", PL_SPEC_DRAFT, path, 1, 0, 0, 4, 0.9, 1.0},
       {"self draft, preemption", PL_SPEC_DRAFT, path, 1, 20, 0, 5, 0.5, 1.0},
       {"bad draft amid others", PL_SPEC_DRAFT, bad_draft, 1, 0, 0, 4, 0.0, 0.5},
+      {"bad draft, no backoff", PL_SPEC_DRAFT, bad_draft, 1, 0, 0, 4, 0.0, 0.5, 1},
   };
   for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++) {
     if (cfgs[c].m == PL_SPEC_DRAFT && cfgs[c].draft == bad_draft && strcmp(path, model))
@@ -225,6 +227,7 @@ static void greedy_identical(const char *path) {
     e2.draft_model_path = cfgs[c].draft;
     e2.num_speculative_tokens = cfgs[c].k;
     e2.spec_max_batch = 64;
+    e2.spec_no_backoff = cfgs[c].no_backoff;
     e2.kv_alloc = cfgs[c].kv_static ? PL_KV_STATIC : PL_KV_PAGED;
     if (cfgs[c].kv_blocks) {
       e2.kv_cache_bytes = (size_t)cfgs[c].kv_blocks * 16 * kv_tok;
@@ -258,6 +261,17 @@ static void greedy_identical(const char *path) {
           cfgs[c].max_accept);
     if (cfgs[c].kv_blocks)
       CHECK(preempt > 0, "%s: the tiny pool forced no preemption", cfgs[c].name);
+    if (cfgs[c].no_backoff) {
+      /* every decode step of every request verifies proposals, however few are accepted
+       * (the first token comes from the prefill; the last step has no room for proposals);
+       * with backoff the bad draft mostly pauses */
+      int64_t steps = 0;
+      for (int i = 0; i < NREQ; i++)
+        steps += got[i].n_out - 2;
+      CHECK(st.spec_num_drafts + acc >= steps, "%s: %lld verifications + %lld accepted for "
+            "%lld decoded tokens: some steps did not propose", cfgs[c].name,
+            (long long)st.spec_num_drafts, (long long)acc, (long long)steps);
+    }
     printf("%s: %lld proposals, %.1f%% accepted, %lld preemptions\n", cfgs[c].name,
            (long long)drafts, 100 * rate, (long long)preempt);
   }

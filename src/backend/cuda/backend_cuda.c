@@ -9,8 +9,8 @@
  * matmul casts its input to the weight's type: bf16/f16 weights run cuBLAS bf16/f16 GEMMs with
  * f32 accumulation and f32 output; f32 weights run cuBLAS with TF32 tensor cores; quantized
  * weights run the dequantizing GEMV of cu_quant.cu for decode-sized batches (at most
- * PL_CU_GEMV_MAX_N rows), and for larger batches are dequantized to bf16 in row chunks for a
- * bf16 tensor-core GEMM. With be->batch_invariant every matmul takes the GEMV (see cu_matmul).
+ * PL_CU_GEMV_MAX_N rows), the dequantizing tensor-core GEMM of cu_qgemm.cu up to qgemm_max_n
+ * rows, and for larger batches are dequantized to bf16 in row chunks for a cuBLAS GEMM. With be->batch_invariant every matmul takes the GEMV (see cu_matmul).
  * The KV cache is bf16 by default (f16 and f32 on request).
  *
  * Weights: weight_upload copies each tensor's bytes as they are (quantized blocks included) and
@@ -42,6 +42,7 @@
 #define DEQ_CHUNK_ELEMS ((size_t)32 << 20) /* bf16 scratch for a quantized GEMM: 64 MiB */
 #define BLAS_WS_BYTES ((size_t)32 << 20)   /* cuBLAS workspace, fixed so graphs can hold it */
 #define JOIN_MAX_N 16 /* see run_matmul_group */
+#define QGEMM_MAX_N 256 /* quantized weights: pl_cu_qgemm up to this many rows (run_matmul) */
 
 typedef struct cu_weight {
   pl_cu_weight w;   /* device pointers + geometry, for cu_quant.h */
@@ -83,6 +84,7 @@ typedef struct {
   int max_ctx;    /* the staged step's longest context */
   int n_sm;       /* multiprocessors: the attention grid fills them */
   int join_max_n;   /* matmul_group runs joined weights as one GEMM up to this many rows */
+  int qgemm_max_n;  /* quantized matmuls take pl_cu_qgemm up to this many rows */
   pl_cu_prof *prof; /* NULL unless PAGELLM_PROFILE is set */
   void *blas_ws;
   pl_cu_graphs *graphs;
@@ -582,8 +584,13 @@ static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_
       PL_TRY(pl_cu_qgemv(w, x, n, y, c->st));
       break;
     }
-    /* prefill: dequantize row chunks to bf16, tensor-core GEMM into y's columns */
     PL_TRY(cast_input(c, x, (size_t)n * C, PL_DT_BF16));
+    if (n <= c->qgemm_max_n && pl_cu_qgemm_supported(w)) {
+      PL_TRY(pl_cu_qgemm(w, c->xcast, n, y, 0, c->st));
+      break;
+    }
+    /* large batches: dequantize row chunks to bf16, cuBLAS GEMM into y's columns (cuBLAS
+     * is the faster tensor-core GEMM once the weight's three trips are spread over n rows) */
     int64_t chunk = (int64_t)(DEQ_CHUNK_ELEMS / (size_t)C);
     if (chunk > R)
       chunk = R;
@@ -919,6 +926,8 @@ int pl_backend_cuda_create(int ordinal, pl_backend **out) {
   c->prof = pl_cu_prof_create();
   const char *jn = getenv("PAGELLM_CUDA_JOIN_MAX_N");
   c->join_max_n = jn ? atoi(jn) : JOIN_MAX_N;
+  const char *qn = getenv("PAGELLM_CUDA_QGEMM_MAX_N");
+  c->qgemm_max_n = qn ? atoi(qn) : QGEMM_MAX_N;
   size_t fr = 0, tot = 0;
   cudaMemGetInfo(&fr, &tot);
   snprintf(c->base.desc, sizeof c->base.desc,

@@ -28,375 +28,19 @@
  * end. RPW is 4 for n >= 3 (shared-memory reads: n x 4 bytes of x per weight element / RPW),
  * and for n <= 2 it drops to n where 16-row CTAs would not give each SM 4 of them: a weight of
  * few rows (k/v: 1024) then still has enough loads in flight to reach the DRAM roofline.
- * Loads: 16 B for F32/F16/BF16/MLX and the planes, 16 B header + 8 B per chunk for Q4_K; Q8_0,
+ * Loads: 16 B for F32/F16/BF16/MLX and the planes, 16 B header + 2 x 16 B codes for Q4_K; Q8_0,
  * Q4_0 blocks and Q6_K use 2-byte loads (coalesced across the warp through L1, but more load
- * instructions per byte: L1 wavefronts, not DRAM, limit them).
+ * instructions per byte: L1 wavefronts, not DRAM, limit them). The planes and Q4_K hold a
+ * unit's codes in registers from load(), so the next tile's loads overlap this tile's work.
+ * Codes become floats through code_f (an OR and an add), not int -> float conversions, which
+ * run at an eighth of the FMA rate.
  * Shared memory: each x float read serves RPW rows, so n x rows cost 4n/RPW bytes of
  * shared-memory reads per weight element: at n = 8 with 4-bit weights (0.56 B per element) that
  * is ~14x the DRAM traffic, and the kernel becomes shared-memory bound at roughly half the DRAM
  * roofline. The kernel bodies are __host__ __device__ too, so the tile logic can be emulated. */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "backend/cuda/cu_quant.h"
-#include "util/error.h"
+#include "backend/cuda/cu_quant_unit.cuh"
 
 namespace {
-
-#define PLQ_HD __host__ __device__ __forceinline__
-
-#ifdef __CUDA_ARCH__
-#define PLQ_LD(p) __ldg(p)
-#define PLQ_UNROLL _Pragma("unroll")
-#else
-#define PLQ_LD(p) (*(p))
-#define PLQ_UNROLL
-#endif
-
-/* Kernel types: the pl_dtype values, plus Q8_0 and Q4_0 in planes (cu_quant.h). */
-constexpr int PLQ_Q8P = 2008, PLQ_Q4P = 2002;
-
-/* What a kernel needs of a weight (by value, in the kernel's parameter space). */
-struct Wv {
-  const uint8_t *data;
-  const void *scales, *biases; /* MLX; planes: scales (f16 [rows][cols/32]) */
-  int64_t rows, cols, row_bytes;
-  int64_t ngroups; /* MLX: groups per row */
-  int sb_type;     /* MLX: PL_DT_F16 / BF16 / F32 */
-  int group_size;  /* MLX */
-};
-
-PLQ_HD float bits_f32(uint32_t u) {
-#ifdef __CUDA_ARCH__
-  return __uint_as_float(u);
-#else
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-
-/* IEEE binary16 -> f32, exact (every half is a float). */
-PLQ_HD float h2f(uint16_t h) {
-#ifdef __CUDA_ARCH__
-  return __half2float(__ushort_as_half(h));
-#else
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 31u, m = h & 1023u;
-  if (e == 0) { /* zero / subnormal: m * 2^-24 */
-    float v = (float)m * 5.9604644775390625e-8f;
-    return sign ? -v : v;
-  }
-  if (e == 31)
-    return bits_f32(sign | 0x7f800000u | (m << 13));
-  return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
-#endif
-}
-
-PLQ_HD float bf2f(uint32_t b) { return bits_f32((b & 0xffffu) << 16); }
-
-/* f32 -> bf16 bits, round to nearest even (NaN stays NaN). */
-PLQ_HD uint16_t f2bf(float f) {
-#ifdef __CUDA_ARCH__
-  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
-#else
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u)
-    return (uint16_t)((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-#endif
-}
-
-PLQ_HD uint16_t ld16(const uint8_t *p) { return PLQ_LD((const unsigned short *)p); }
-/* Two bytes at any address (the per-element path makes no alignment assumption). */
-PLQ_HD uint32_t ld16b(const uint8_t *p) {
-  return (uint32_t)PLQ_LD(p) | ((uint32_t)PLQ_LD(p + 1) << 8);
-}
-PLQ_HD uint8_t byte_of(uint32_t w, int i) { return (uint8_t)(w >> (8 * i)); }
-
-/* MLX scale or bias number i (pointer aligned to its element size). */
-PLQ_HD float sb_get(const void *p, int sb_type, int64_t i) {
-  if (sb_type == PL_DT_F32)
-    return PLQ_LD((const float *)p + i);
-  uint16_t h = PLQ_LD((const unsigned short *)p + i);
-  return sb_type == PL_DT_F16 ? h2f(h) : bf2f(h);
-}
-
-/* ---- unit decoders: elements 32u .. 32u+31 of row r ---------------------------------------- */
-
-template <int T> struct Unit;
-
-template <> struct Unit<PL_DT_F32> {
-  const float *p;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    p = (const float *)(w.data + r * w.row_bytes) + 32 * u;
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    float4 a = PLQ_LD((const float4 *)(p + 8 * k)), b = PLQ_LD((const float4 *)(p + 8 * k + 4));
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-  }
-};
-
-template <int T> struct UnitHalf { /* F16 and BF16: 8 elements per 16-byte load */
-  const uint16_t *p;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    p = (const uint16_t *)(w.data + r * w.row_bytes) + 32 * u;
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    uint4 q = PLQ_LD((const uint4 *)(p + 8 * k));
-    uint32_t wd[4] = {q.x, q.y, q.z, q.w};
-PLQ_UNROLL
-    for (int i = 0; i < 4; i++) {
-      if (T == PL_DT_F16) {
-        v[2 * i] = h2f((uint16_t)(wd[i] & 0xffffu));
-        v[2 * i + 1] = h2f((uint16_t)(wd[i] >> 16));
-      } else {
-        v[2 * i] = bf2f(wd[i]);
-        v[2 * i + 1] = bf2f(wd[i] >> 16);
-      }
-    }
-  }
-};
-template <> struct Unit<PL_DT_F16> : UnitHalf<PL_DT_F16> {};
-template <> struct Unit<PL_DT_BF16> : UnitHalf<PL_DT_BF16> {};
-
-template <> struct Unit<PL_DT_Q8_0> { /* one block; qs at +2 (2-byte aligned) */
-  const uint8_t *b;
-  float d;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    b = w.data + r * w.row_bytes + 34 * u;
-    d = h2f(ld16(b));
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-PLQ_UNROLL
-    for (int i = 0; i < 4; i++) {
-      uint32_t s = ld16(b + 2 + 8 * k + 2 * i);
-      v[2 * i] = d * (float)(int8_t)(uint8_t)(s & 0xffu);
-      v[2 * i + 1] = d * (float)(int8_t)(uint8_t)(s >> 8);
-    }
-  }
-};
-
-template <> struct Unit<PL_DT_Q4_0> { /* one block: chunks 0,1 = low nibbles, 2,3 = high */
-  const uint8_t *b;
-  float d;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    b = w.data + r * w.row_bytes + 18 * u;
-    d = h2f(ld16(b));
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    const uint8_t *q = b + 2 + 8 * (k & 1);
-    int sh = (k >> 1) * 4;
-PLQ_UNROLL
-    for (int i = 0; i < 4; i++) {
-      uint32_t s = ld16(q + 2 * i);
-      v[2 * i] = d * (float)((int)((s >> sh) & 15u) - 8);
-      v[2 * i + 1] = d * (float)((int)((s >> (8 + sh)) & 15u) - 8);
-    }
-  }
-};
-
-/* Planes: the unit's codes in one or two aligned 16-byte loads, its scale in one 2-byte load. */
-PLQ_HD float plane_scale(const Wv &w, int64_t r, int64_t u) {
-  return h2f(PLQ_LD((const unsigned short *)w.scales + r * (w.cols >> 5) + u));
-}
-
-template <> struct Unit<PLQ_Q8P> {
-  uint4 c[2];
-  float d;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    const uint4 *q = (const uint4 *)(w.data + r * w.row_bytes + 32 * u);
-    c[0] = PLQ_LD(q);
-    c[1] = PLQ_LD(q + 1);
-    d = plane_scale(w, r, u);
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    const uint4 &q = c[k >> 1];
-    uint32_t lo = (k & 1) ? q.z : q.x, hi = (k & 1) ? q.w : q.y;
-PLQ_UNROLL
-    for (int i = 0; i < 8; i++)
-      v[i] = d * (float)(int8_t)byte_of(i < 4 ? lo : hi, i & 3);
-  }
-};
-
-template <> struct Unit<PLQ_Q4P> { /* chunks 0,1 = low nibbles of bytes 0-7, 8-15; 2,3 = high */
-  uint4 c;
-  float d;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    c = PLQ_LD((const uint4 *)(w.data + r * w.row_bytes + 16 * u));
-    d = plane_scale(w, r, u);
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    uint32_t lo = (k & 1) ? c.z : c.x, hi = (k & 1) ? c.w : c.y;
-    int sh = (k >> 1) * 4;
-PLQ_UNROLL
-    for (int i = 0; i < 8; i++)
-      v[i] = d * (float)((int)((byte_of(i < 4 ? lo : hi, i & 3) >> sh) & 15u) - 8);
-  }
-};
-
-template <> struct Unit<PL_DT_Q4_K> { /* sub-block j = u % 8 of super-block u / 8 */
-  const uint8_t *q;
-  int sh;
-  float d1, m1;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    const uint8_t *b = w.data + r * w.row_bytes + 144 * (u >> 3);
-    int j = (int)(u & 7);
-    uint4 h = PLQ_LD((const uint4 *)b); /* d | dmin << 16, scales[0..3], [4..7], [8..11] */
-    float d = h2f((uint16_t)(h.x & 0xffffu)), dmin = h2f((uint16_t)(h.x >> 16));
-    uint32_t s[3] = {h.y, h.z, h.w};
-    int sc, m;
-    if (j < 4) {
-      sc = byte_of(s[0], j) & 63;
-      m = byte_of(s[1], j) & 63;
-    } else { /* low 4 bits in scales[j+4], high 2 in the top bits of scales[j-4] / [j] */
-      sc = (byte_of(s[2], j - 4) & 15) | ((byte_of(s[0], j - 4) >> 6) << 4);
-      m = (byte_of(s[2], j - 4) >> 4) | ((byte_of(s[1], j - 4) >> 6) << 4);
-    }
-    d1 = d * (float)sc;
-    m1 = dmin * (float)m;
-    q = b + 16 + 32 * (j >> 1);
-    sh = (j & 1) * 4;
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    uint2 qq = PLQ_LD((const uint2 *)(q + 8 * k));
-PLQ_UNROLL
-    for (int i = 0; i < 8; i++) {
-      uint32_t byte = byte_of(i < 4 ? qq.x : qq.y, i & 3);
-      v[i] = d1 * (float)((byte >> sh) & 15u) - m1;
-    }
-  }
-};
-
-template <> struct Unit<PL_DT_Q6_K> {
-  /* Unit ub = u % 8 of super-block u / 8 is elements 32ub.. of the block: half h = ub / 4,
-   * quarter qr = ub % 4. Element l: low 4 bits in ql[64h + 32(qr&1) + l] (high nibble when
-   * qr & 2), high 2 bits at qh[32h + l] >> 2qr, scale sc[8h + 2qr + l/16]. */
-  const uint8_t *ql, *qh;
-  int lsh, hsh;
-  float ds0, ds1;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    const uint8_t *b = w.data + r * w.row_bytes + 210 * (u >> 3);
-    int ub = (int)(u & 7), h = ub >> 2, qr = ub & 3;
-    float d = h2f(ld16(b + 208));
-    uint32_t s2 = ld16(b + 192 + 8 * h + 2 * qr);
-    ds0 = d * (float)(int8_t)(uint8_t)(s2 & 0xffu);
-    ds1 = d * (float)(int8_t)(uint8_t)(s2 >> 8);
-    ql = b + 64 * h + 32 * (qr & 1);
-    qh = b + 128 + 32 * h;
-    lsh = (qr & 2) ? 4 : 0;
-    hsh = 2 * qr;
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    float ds = k < 2 ? ds0 : ds1;
-PLQ_UNROLL
-    for (int i = 0; i < 4; i++) {
-      uint32_t lo = ld16(ql + 8 * k + 2 * i), hi = ld16(qh + 8 * k + 2 * i);
-PLQ_UNROLL
-      for (int e = 0; e < 2; e++) {
-        int code = (int)(((lo >> (8 * e + lsh)) & 15u) | (((hi >> (8 * e + hsh)) & 3u) << 4));
-        v[2 * i + e] = ds * (float)(code - 32);
-      }
-    }
-  }
-};
-
-template <> struct Unit<PL_DT_MLX_Q4> { /* 16 bytes = 4 words of 8 codes; one group */
-  uint4 c;
-  float s, bi;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    c = PLQ_LD((const uint4 *)(w.data + r * w.row_bytes + 16 * u));
-    int64_t g = r * w.ngroups + (32 * u) / w.group_size;
-    s = sb_get(w.scales, w.sb_type, g);
-    bi = sb_get(w.biases, w.sb_type, g);
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    uint32_t wd = k == 0 ? c.x : k == 1 ? c.y : k == 2 ? c.z : c.w;
-PLQ_UNROLL
-    for (int i = 0; i < 8; i++)
-      v[i] = s * (float)((wd >> (4 * i)) & 15u) + bi;
-  }
-};
-
-template <> struct Unit<PL_DT_MLX_Q8> {
-  const uint8_t *p;
-  float s, bi;
-  PLQ_HD void load(const Wv &w, int64_t r, int64_t u) {
-    p = w.data + r * w.row_bytes + 32 * u;
-    int64_t g = r * w.ngroups + (32 * u) / w.group_size;
-    s = sb_get(w.scales, w.sb_type, g);
-    bi = sb_get(w.biases, w.sb_type, g);
-  }
-  PLQ_HD void chunk(int k, float v[8]) const {
-    uint2 q = PLQ_LD((const uint2 *)(p + 8 * k));
-PLQ_UNROLL
-    for (int i = 0; i < 8; i++)
-      v[i] = s * (float)byte_of(i < 4 ? q.x : q.y, i & 3) + bi;
-  }
-};
-
-/* ---- per-element decoder (any shape, any alignment; byte loads only) ------------------------ */
-
-template <int T> PLQ_HD float elem_t(const Wv &w, int64_t r, int64_t c) {
-  const uint8_t *row = w.data + r * w.row_bytes;
-  if (T == PL_DT_F32) {
-    const uint8_t *p = row + 4 * c;
-    return bits_f32(ld16b(p) | (ld16b(p + 2) << 16));
-  }
-  if (T == PL_DT_F16)
-    return h2f((uint16_t)ld16b(row + 2 * c));
-  if (T == PL_DT_BF16)
-    return bf2f(ld16b(row + 2 * c));
-  if (T == PL_DT_Q8_0) {
-    const uint8_t *b = row + 34 * (c >> 5);
-    return h2f((uint16_t)ld16b(b)) * (float)(int8_t)PLQ_LD(b + 2 + (c & 31));
-  }
-  if (T == PL_DT_Q4_0) {
-    const uint8_t *b = row + 18 * (c >> 5);
-    int i = (int)(c & 31);
-    int q = i < 16 ? (PLQ_LD(b + 2 + i) & 15) : (PLQ_LD(b + 2 + i - 16) >> 4);
-    return h2f((uint16_t)ld16b(b)) * (float)(q - 8);
-  }
-  if (T == PLQ_Q8P)
-    return plane_scale(w, r, c >> 5) * (float)(int8_t)PLQ_LD(row + c);
-  if (T == PLQ_Q4P) {
-    int i = (int)(c & 31), b = PLQ_LD(row + 16 * (c >> 5) + (i & 15));
-    return plane_scale(w, r, c >> 5) * (float)((i < 16 ? b & 15 : b >> 4) - 8);
-  }
-  if (T == PL_DT_Q4_K) {
-    const uint8_t *b = row + 144 * (c >> 8), *s = b + 4;
-    int e = (int)(c & 255), j = e >> 5, l = e & 31, sc, m;
-    if (j < 4) {
-      sc = PLQ_LD(s + j) & 63;
-      m = PLQ_LD(s + j + 4) & 63;
-    } else {
-      sc = (PLQ_LD(s + j + 4) & 15) | ((PLQ_LD(s + j - 4) >> 6) << 4);
-      m = (PLQ_LD(s + j + 4) >> 4) | ((PLQ_LD(s + j) >> 6) << 4);
-    }
-    float d = h2f((uint16_t)ld16b(b)), dmin = h2f((uint16_t)ld16b(b + 2));
-    int q = (PLQ_LD(b + 16 + 32 * (j >> 1) + l) >> (4 * (j & 1))) & 15;
-    return (d * (float)sc) * (float)q - dmin * (float)m;
-  }
-  if (T == PL_DT_Q6_K) {
-    const uint8_t *b = row + 210 * (c >> 8);
-    int e = (int)(c & 255), h = e >> 7, qr = (e & 127) >> 5, l = e & 31;
-    int lo = PLQ_LD(b + 64 * h + 32 * (qr & 1) + l);
-    lo = (qr & 2) ? lo >> 4 : lo & 15;
-    int hi = (PLQ_LD(b + 128 + 32 * h + l) >> (2 * qr)) & 3;
-    float d = h2f((uint16_t)ld16b(b + 208));
-    return d * (float)(int8_t)PLQ_LD(b + 192 + (e >> 4)) * (float)((lo | (hi << 4)) - 32);
-  }
-  /* MLX */
-  int q = T == PL_DT_MLX_Q4 ? (PLQ_LD(row + (c >> 1)) >> (4 * (c & 1))) & 15 : PLQ_LD(row + c);
-  int64_t g = r * w.ngroups + c / w.group_size;
-  return sb_get(w.scales, w.sb_type, g) * (float)q + sb_get(w.biases, w.sb_type, g);
-}
 
 /* ---- qgemv pieces (host-callable, so the tile logic can be emulated without a GPU) ---------- */
 
@@ -417,18 +61,23 @@ PLQ_HD void load_x_tile(float *xs, const float *x, int64_t cols, int64_t t0, int
   }
 }
 
-/* Lane `lane` of the warp owning rows row0 .. row0+RPW-1: unit (t0/32 + lane) of each row
- * times the x tile, added to acc. Rows past the end read the last row (results are dropped). */
-template <int T, int NX, int RPW>
-PLQ_HD void lane_tile(const Wv &w, int64_t row0, int lane, const float *xs, int64_t t0,
-                      float acc[RPW][NX]) {
+/* Lane `lane` of the warp owning rows row0 .. row0+RPW-1: load unit (t0/32 + lane) of each row
+ * (the headers, and the codes for the types that hold them in registers). Rows past the end
+ * read the last row (results are dropped). False past the last column. */
+template <int T, int RPW>
+PLQ_HD bool lane_load(const Wv &w, int64_t row0, int lane, int64_t t0, Unit<T> (&un)[RPW]) {
   int64_t u = (t0 >> 5) + lane;
   if (u * 32 >= w.cols)
-    return;
-  Unit<T> un[RPW];
+    return false;
 PLQ_UNROLL
   for (int rr = 0; rr < RPW; rr++)
     un[rr].load(w, row0 + rr < w.rows ? row0 + rr : w.rows - 1, u);
+  return true;
+}
+
+/* The loaded units times the lane's part of the x tile, added to acc. */
+template <int T, int NX, int RPW>
+PLQ_HD void lane_fma(const Unit<T> (&un)[RPW], int lane, const float *xs, float (&acc)[RPW][NX]) {
   const float *xl = xs + lane * XPAD;
 PLQ_UNROLL
   for (int k = 0; k < 4; k++) {
@@ -459,6 +108,9 @@ PLQ_UNROLL
 
 /* ---- kernels --------------------------------------------------------------------------------- */
 
+/* The next tile's units are loaded before this tile's x is staged and used, so the weight
+ * stream stays in flight across the two barriers of a tile (without it each tile paid the x
+ * staging's latency and then the weights' in turn). */
 template <int T, int NX, int RPW>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     k_qgemv(Wv w, const float *__restrict__ x, float *__restrict__ y) {
@@ -471,11 +123,20 @@ PLQ_UNROLL
 PLQ_UNROLL
     for (int j = 0; j < NX; j++)
       acc[rr][j] = 0.0f;
+  Unit<T> nxt[RPW];
+  bool have = lane_load<T, RPW>(w, row0, lane, 0, nxt);
   for (int64_t t0 = 0; t0 < w.cols; t0 += TILE) {
+    Unit<T> cur[RPW];
+PLQ_UNROLL
+    for (int rr = 0; rr < RPW; rr++)
+      cur[rr] = nxt[rr];
+    bool use = have;
+    have = t0 + TILE < w.cols && lane_load<T, RPW>(w, row0, lane, t0 + TILE, nxt);
     __syncthreads(); /* the previous tile is consumed */
     load_x_tile<NX>(xs, x, w.cols, t0, threadIdx.x, blockDim.x);
     __syncthreads();
-    lane_tile<T, NX, RPW>(w, row0, lane, xs, t0, acc);
+    if (use)
+      lane_fma<T, NX, RPW>(cur, lane, xs, acc);
   }
 PLQ_UNROLL
   for (int rr = 0; rr < RPW; rr++)
@@ -574,12 +235,7 @@ PLQ_UNROLL
   for (int k = 0; k < 4; k++) {
     float v[8];
     un.chunk(k, v);
-    uint4 p;
-    p.x = (uint32_t)f2bf(v[0]) | ((uint32_t)f2bf(v[1]) << 16);
-    p.y = (uint32_t)f2bf(v[2]) | ((uint32_t)f2bf(v[3]) << 16);
-    p.z = (uint32_t)f2bf(v[4]) | ((uint32_t)f2bf(v[5]) << 16);
-    p.w = (uint32_t)f2bf(v[6]) | ((uint32_t)f2bf(v[7]) << 16);
-    *(uint4 *)(o + 8 * k) = p;
+    *(uint4 *)(o + 8 * k) = bf16x8(v);
   }
 }
 
@@ -636,115 +292,19 @@ __global__ void k_to_planes(Wv w, int64_t total, uint8_t *__restrict__ codes,
   PLQ_GRID_STRIDE(idx, total) to_planes_block<T>(w, codes, scales, idx);
 }
 
-/* ---- host side -------------------------------------------------------------------------------- */
-
-/* The kernel type of a weight: its dtype, or the planar variant of Q8_0/Q4_0. */
-int kernel_type(const pl_cu_weight *w) {
-  if (w->scales && w->type == PL_DT_Q8_0)
-    return PLQ_Q8P;
-  if (w->scales && w->type == PL_DT_Q4_0)
-    return PLQ_Q4P;
-  return w->type;
-}
-
-/* Validate w and fill the kernel view. Returns 0 or a PL_E* status with a message. */
-int make_view(const pl_cu_weight *w, const char *op, Wv *v) {
-  if (!w || !w->data || w->rows < 0 || w->cols < 1)
-    return pl_fail(PL_EINVAL, "%s: no weight data or bad shape", op);
-  int64_t c = w->cols, rb;
-  switch (kernel_type(w)) {
-  case PLQ_Q8P: rb = c % 32 ? -1 : c; break;
-  case PLQ_Q4P: rb = c % 32 ? -1 : c / 2; break;
-  case PL_DT_F32: rb = 4 * c; break;
-  case PL_DT_F16: case PL_DT_BF16: rb = 2 * c; break;
-  case PL_DT_Q8_0: rb = c % 32 ? -1 : c / 32 * 34; break;
-  case PL_DT_Q4_0: rb = c % 32 ? -1 : c / 32 * 18; break;
-  case PL_DT_Q4_K: rb = c % 256 ? -1 : c / 256 * 144; break;
-  case PL_DT_Q6_K: rb = c % 256 ? -1 : c / 256 * 210; break;
-  case PL_DT_MLX_Q4: rb = c % 8 ? -1 : c / 2; break;
-  case PL_DT_MLX_Q8: rb = c % 4 ? -1 : c; break;
-  default:
-    return pl_fail(PL_EUNSUPPORTED, "%s: weight type %d has no CUDA kernel", op, (int)w->type);
-  }
-  if (rb < 0)
-    return pl_fail(PL_EINVAL, "%s: %s row of %lld elements is not a whole number of blocks", op,
-                   pl_dtype_name((pl_dtype)w->type), (long long)c);
-  memset(v, 0, sizeof *v);
-  v->data = (const uint8_t *)w->data;
-  v->rows = w->rows;
-  v->cols = c;
-  v->row_bytes = rb;
-  if (kernel_type(w) != w->type) { /* planes */
-    if ((uintptr_t)w->scales % 2)
-      return pl_fail(PL_EINVAL, "%s: plane scales not 2-byte aligned", op);
-    v->scales = w->scales;
-  }
-  if (w->type == PL_DT_MLX_Q4 || w->type == PL_DT_MLX_Q8) {
-    if (w->group_size < 1 || c % w->group_size)
-      return pl_fail(PL_EINVAL, "%s: MLX group size %d does not divide %lld columns", op,
-                     w->group_size, (long long)c);
-    if (w->sb_type != PL_DT_F16 && w->sb_type != PL_DT_BF16 && w->sb_type != PL_DT_F32)
-      return pl_fail(PL_EUNSUPPORTED, "%s: MLX scales of type %d (F16, BF16 or F32 only)", op,
-                     (int)w->sb_type);
-    if (!w->scales || !w->biases)
-      return pl_fail(PL_EINVAL, "%s: MLX weight without scales/biases", op);
-    size_t sz = w->sb_type == PL_DT_F32 ? 4 : 2;
-    if ((uintptr_t)w->scales % sz || (uintptr_t)w->biases % sz)
-      return pl_fail(PL_EINVAL, "%s: MLX scales/biases not aligned to their element size", op);
-    v->scales = w->scales;
-    v->biases = w->biases;
-    v->ngroups = c / w->group_size;
-    v->sb_type = (int)w->sb_type;
-    v->group_size = w->group_size;
-  }
-  return 0;
-}
-
-/* Whether the unit decoders may run: whole 32-element units, MLX groups of whole units, and
- * the 16-byte alignment their vector loads need (rows keep it: every row length in bytes is a
- * multiple of 16 once cols % 32 == 0, except Q8_0/Q4_0/Q6_K, which use 2-byte loads). */
-bool unit_ok(const Wv &v, int type, const void *other, int other_align) {
-  if (v.cols % 32 || (uintptr_t)v.data % 16 || (other && (uintptr_t)other % other_align))
-    return false;
-  if ((type == PL_DT_MLX_Q4 || type == PL_DT_MLX_Q8) && v.group_size % 32)
-    return false;
-  return true;
-}
-
-int launch_status(const char *op, int type) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    return pl_fail(PL_EDEVICE, "%s (%s): kernel launch failed: %s", op, pl_dtype_name((pl_dtype)type),
-                   cudaGetErrorString(e));
-  return 0;
-}
-
-unsigned grid_for(int64_t total, int block) {
-  int64_t g = (total + block - 1) / block;
-  return (unsigned)(g < 1 ? 1 : g > 65536 ? 65536 : g);
-}
-
-#define PLQ_TYPES(X)                                                                          \
-  X(PL_DT_F32) X(PL_DT_F16) X(PL_DT_BF16) X(PL_DT_Q8_0) X(PL_DT_Q4_0) X(PL_DT_Q4_K)          \
-  X(PL_DT_Q6_K) X(PL_DT_MLX_Q4) X(PL_DT_MLX_Q8) X(PLQ_Q8P) X(PLQ_Q4P)
-
 /* Rows per warp. Four rows share each x value read from shared memory, which batches of 3..8
  * rows of x need; one stream (n <= 2) is bound by DRAM alone, and there fewer rows per warp
  * give a weight of few rows (k/v: 1024) enough CTAs to keep every SM's loads in flight.
  * PAGELLM_CUDA_GEMV_RPW=4 keeps 4 (to measure the difference). */
 int gemv_rpw(const Wv &v, int n) {
-  static int sms = 0, forced = -1;
+  static int forced = -1;
   if (forced < 0) {
     const char *e = getenv("PAGELLM_CUDA_GEMV_RPW");
     forced = e && (!strcmp(e, "1") || !strcmp(e, "2") || !strcmp(e, "4")) ? atoi(e) : 0;
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-      sms = 0;
   }
   if (forced)
-    return n <= 2 || forced == 4 ? forced : 4;
-  if (n > 2 || v.rows / (GEMV_WARPS * 4) >= 4 * (int64_t)sms)
+    return forced == 4 || forced <= n ? forced : 4;
+  if (n > 2 || v.rows / (GEMV_WARPS * 4) >= 4 * (int64_t)sm_count())
     return 4;
   return n;
 }
