@@ -37,80 +37,14 @@
  * Shared memory: each x float read serves RPW rows, so n x rows cost 4n/RPW bytes of
  * shared-memory reads per weight element: at n = 8 with 4-bit weights (0.56 B per element) that
  * is ~14x the DRAM traffic, and the kernel becomes shared-memory bound at roughly half the DRAM
- * roofline. The kernel bodies are __host__ __device__ too, so the tile logic can be emulated. */
+ * roofline. The kernel bodies are __host__ __device__ (cu_quant_unit.cuh), and
+ * tests/cuda/test_cuda_decode_host.cu runs them on the CPU: CI checks them without a GPU. */
 #include "backend/cuda/cu_quant_unit.cuh"
 
 namespace {
 
-/* ---- qgemv pieces (host-callable, so the tile logic can be emulated without a GPU) ---------- */
-
-constexpr int GEMV_WARPS = 4; /* a warp owns RPW rows (1, 2 or 4: see launch_gemv) */
-constexpr int TILE = 1024, XPAD = 36; /* x tile: [NX][32 units][XPAD] floats */
-
-/* Copy columns t0 .. t0+TILE of x (zero past cols) into xs; thread tid of nth.
- * Needs cols % 4 == 0 and x 16-byte aligned. */
-template <int NX>
-PLQ_HD void load_x_tile(float *xs, const float *x, int64_t cols, int64_t t0, int tid, int nth) {
-  for (int f = tid; f < NX * (TILE / 4); f += nth) {
-    int j = f / (TILE / 4), e = (f % (TILE / 4)) * 4;
-    int64_t c = t0 + e;
-    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (c < cols)
-      v = PLQ_LD((const float4 *)(x + j * cols + c));
-    *(float4 *)(xs + j * 32 * XPAD + (e >> 5) * XPAD + (e & 31)) = v;
-  }
-}
-
-/* Lane `lane` of the warp owning rows row0 .. row0+RPW-1: load unit (t0/32 + lane) of each row
- * (the headers, and the codes for the types that hold them in registers). Rows past the end
- * read the last row (results are dropped). False past the last column. */
-template <int T, int RPW>
-PLQ_HD bool lane_load(const Wv &w, int64_t row0, int lane, int64_t t0, Unit<T> (&un)[RPW]) {
-  int64_t u = (t0 >> 5) + lane;
-  if (u * 32 >= w.cols)
-    return false;
-PLQ_UNROLL
-  for (int rr = 0; rr < RPW; rr++)
-    un[rr].load(w, row0 + rr < w.rows ? row0 + rr : w.rows - 1, u);
-  return true;
-}
-
-/* The loaded units times the lane's part of the x tile, added to acc. */
-template <int T, int NX, int RPW>
-PLQ_HD void lane_fma(const Unit<T> (&un)[RPW], int lane, const float *xs, float (&acc)[RPW][NX]) {
-  const float *xl = xs + lane * XPAD;
-PLQ_UNROLL
-  for (int k = 0; k < 4; k++) {
-    float wv[RPW][8];
-PLQ_UNROLL
-    for (int rr = 0; rr < RPW; rr++)
-      un[rr].chunk(k, wv[rr]);
-PLQ_UNROLL
-    for (int j = 0; j < NX; j++) {
-      float4 a = *(const float4 *)(xl + j * 32 * XPAD + 8 * k);
-      float4 b = *(const float4 *)(xl + j * 32 * XPAD + 8 * k + 4);
-PLQ_UNROLL
-      for (int rr = 0; rr < RPW; rr++) {
-        float s = acc[rr][j];
-        s += wv[rr][0] * a.x;
-        s += wv[rr][1] * a.y;
-        s += wv[rr][2] * a.z;
-        s += wv[rr][3] * a.w;
-        s += wv[rr][4] * b.x;
-        s += wv[rr][5] * b.y;
-        s += wv[rr][6] * b.z;
-        s += wv[rr][7] * b.w;
-        acc[rr][j] = s;
-      }
-    }
-  }
-}
-
 /* ---- kernels --------------------------------------------------------------------------------- */
 
-/* The next tile's units are loaded before this tile's x is staged and used, so the weight
- * stream stays in flight across the two barriers of a tile (without it each tile paid the x
- * staging's latency and then the weights' in turn). */
 template <int T, int NX, int RPW>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     k_qgemv(Wv w, const float *__restrict__ x, float *__restrict__ y) {
@@ -123,21 +57,11 @@ PLQ_UNROLL
 PLQ_UNROLL
     for (int j = 0; j < NX; j++)
       acc[rr][j] = 0.0f;
-  Unit<T> nxt[RPW];
-  bool have = lane_load<T, RPW>(w, row0, lane, 0, nxt);
-  for (int64_t t0 = 0; t0 < w.cols; t0 += TILE) {
-    Unit<T> cur[RPW];
-PLQ_UNROLL
-    for (int rr = 0; rr < RPW; rr++)
-      cur[rr] = nxt[rr];
-    bool use = have;
-    have = t0 + TILE < w.cols && lane_load<T, RPW>(w, row0, lane, t0 + TILE, nxt);
+  lane_gemv<T, NX, RPW>(w, row0, lane, xs, [&](int64_t t0) {
     __syncthreads(); /* the previous tile is consumed */
     load_x_tile<NX>(xs, x, w.cols, t0, threadIdx.x, blockDim.x);
     __syncthreads();
-    if (use)
-      lane_fma<T, NX, RPW>(cur, lane, xs, acc);
-  }
+  }, acc);
 PLQ_UNROLL
   for (int rr = 0; rr < RPW; rr++)
 PLQ_UNROLL
@@ -267,23 +191,6 @@ __global__ void k_dequant(Wv w, int64_t row0, int64_t total, uint16_t *__restric
 template <int T>
 __global__ void k_dequant_elem(Wv w, int64_t row0, int64_t total, uint16_t *__restrict__ out) {
   PLQ_GRID_STRIDE(idx, total) dequant_elem<T>(w, row0, out, idx);
-}
-
-/* Planes from blocks: one body per block, idx = r * (cols/32) + u. */
-template <int T>
-PLQ_HD void to_planes_block(const Wv &w, uint8_t *codes, uint16_t *scales, int64_t idx) {
-  const int bb = T == PL_DT_Q8_0 ? 34 : 18, nq = bb - 2;
-  int64_t upr = w.cols >> 5, r = idx / upr, u = idx - r * upr;
-  const uint8_t *b = w.data + r * w.row_bytes + bb * u;
-  scales[idx] = (uint16_t)ld16b(b); /* byte loads: any source alignment (runs once, at upload) */
-  uint32_t q[8];
-PLQ_UNROLL
-  for (int i = 0; i < 8; i++)
-    q[i] = i < nq / 4 ? ld16b(b + 2 + 4 * i) | (ld16b(b + 4 + 4 * i) << 16) : 0u;
-  uint4 *o = (uint4 *)(codes + idx * nq);
-  o[0] = make_uint4(q[0], q[1], q[2], q[3]);
-  if (nq == 32)
-    o[1] = make_uint4(q[4], q[5], q[6], q[7]);
 }
 
 template <int T>

@@ -1,6 +1,8 @@
 /* Weight decoding shared by the CUDA kernels that read weights (cu_quant.cu: get_rows, dequant,
  * the GEMV; cu_qgemm.cu: the tensor-core GEMM): the weight view (Wv), the 32-element unit decoders
- * (Unit<T>), the per-element decoder (elem_t) and the host-side checks that pick between them.
+ * (Unit<T>), the per-element decoder (elem_t), the blocks-to-planes body, the GEMV's tile
+ * pieces, and the host-side checks that pick between them. The bodies are __host__ __device__:
+ * tests/cuda/test_cuda_decode_host.cu runs them on the CPU, without a GPU.
  * The encodings and the two decoders are described at the top of cu_quant.cu. Everything here
  * is in an anonymous namespace: each .cu file gets its own copy (templates and inline helpers).
  * Include only from .cu files. */
@@ -386,6 +388,110 @@ template <int T> PLQ_HD float elem_t(const Wv &w, int64_t r, int64_t c) {
   int q = T == PL_DT_MLX_Q4 ? (PLQ_LD(row + (c >> 1)) >> (4 * (c & 1))) & 15 : PLQ_LD(row + c);
   int64_t g = r * w.ngroups + c / w.group_size;
   return sb_get(w.scales, w.sb_type, g) * (float)q + sb_get(w.biases, w.sb_type, g);
+}
+
+/* Planes from blocks: one body per block, idx = r * (cols/32) + u. */
+template <int T>
+PLQ_HD void to_planes_block(const Wv &w, uint8_t *codes, uint16_t *scales, int64_t idx) {
+  const int bb = T == PL_DT_Q8_0 ? 34 : 18, nq = bb - 2;
+  int64_t upr = w.cols >> 5, r = idx / upr, u = idx - r * upr;
+  const uint8_t *b = w.data + r * w.row_bytes + bb * u;
+  scales[idx] = (uint16_t)ld16b(b); /* byte loads: any source alignment (runs once, at upload) */
+  uint32_t q[8];
+PLQ_UNROLL
+  for (int i = 0; i < 8; i++)
+    q[i] = i < nq / 4 ? ld16b(b + 2 + 4 * i) | (ld16b(b + 4 + 4 * i) << 16) : 0u;
+  uint4 *o = (uint4 *)(codes + idx * nq);
+  o[0] = make_uint4(q[0], q[1], q[2], q[3]);
+  if (nq == 32)
+    o[1] = make_uint4(q[4], q[5], q[6], q[7]);
+}
+
+/* ---- qgemv pieces (host-callable, so the tile logic can be emulated without a GPU) ---------- */
+
+constexpr int GEMV_WARPS = 4; /* a warp owns RPW rows (1, 2 or 4: see launch_gemv) */
+constexpr int TILE = 1024, XPAD = 36; /* x tile: [NX][32 units][XPAD] floats */
+
+/* Copy columns t0 .. t0+TILE of x (zero past cols) into xs; thread tid of nth.
+ * Needs cols % 4 == 0 and x 16-byte aligned. */
+template <int NX>
+PLQ_HD void load_x_tile(float *xs, const float *x, int64_t cols, int64_t t0, int tid, int nth) {
+  for (int f = tid; f < NX * (TILE / 4); f += nth) {
+    int j = f / (TILE / 4), e = (f % (TILE / 4)) * 4;
+    int64_t c = t0 + e;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (c < cols)
+      v = PLQ_LD((const float4 *)(x + j * cols + c));
+    *(float4 *)(xs + j * 32 * XPAD + (e >> 5) * XPAD + (e & 31)) = v;
+  }
+}
+
+/* Lane `lane` of the warp owning rows row0 .. row0+RPW-1: load unit (t0/32 + lane) of each row
+ * (the headers, and the codes for the types that hold them in registers). Rows past the end
+ * read the last row (results are dropped). False past the last column. */
+template <int T, int RPW>
+PLQ_HD bool lane_load(const Wv &w, int64_t row0, int lane, int64_t t0, Unit<T> (&un)[RPW]) {
+  int64_t u = (t0 >> 5) + lane;
+  if (u * 32 >= w.cols)
+    return false;
+PLQ_UNROLL
+  for (int rr = 0; rr < RPW; rr++)
+    un[rr].load(w, row0 + rr < w.rows ? row0 + rr : w.rows - 1, u);
+  return true;
+}
+
+/* The loaded units times the lane's part of the x tile, added to acc. */
+template <int T, int NX, int RPW>
+PLQ_HD void lane_fma(const Unit<T> (&un)[RPW], int lane, const float *xs, float (&acc)[RPW][NX]) {
+  const float *xl = xs + lane * XPAD;
+PLQ_UNROLL
+  for (int k = 0; k < 4; k++) {
+    float wv[RPW][8];
+PLQ_UNROLL
+    for (int rr = 0; rr < RPW; rr++)
+      un[rr].chunk(k, wv[rr]);
+PLQ_UNROLL
+    for (int j = 0; j < NX; j++) {
+      float4 a = *(const float4 *)(xl + j * 32 * XPAD + 8 * k);
+      float4 b = *(const float4 *)(xl + j * 32 * XPAD + 8 * k + 4);
+PLQ_UNROLL
+      for (int rr = 0; rr < RPW; rr++) {
+        float s = acc[rr][j];
+        s += wv[rr][0] * a.x;
+        s += wv[rr][1] * a.y;
+        s += wv[rr][2] * a.z;
+        s += wv[rr][3] * a.w;
+        s += wv[rr][4] * b.x;
+        s += wv[rr][5] * b.y;
+        s += wv[rr][6] * b.z;
+        s += wv[rr][7] * b.w;
+        acc[rr][j] = s;
+      }
+    }
+  }
+}
+
+/* The GEMV of one lane over every column tile of its RPW rows, into acc. stage(t0) must leave
+ * tile t0 of x in xs for every lane (the kernel: barrier, copy, barrier; the host test: copy).
+ * The next tile's units are loaded before this tile's x is staged and used, so the weight
+ * stream stays in flight across the two barriers of a tile (without it each tile paid the x
+ * staging's latency and then the weights' in turn). */
+template <int T, int NX, int RPW, typename Stage>
+PLQ_HD void lane_gemv(const Wv &w, int64_t row0, int lane, const float *xs, Stage stage,
+                      float (&acc)[RPW][NX]) {
+  Unit<T> nxt[RPW] = {}; /* zero where a lane is past the last column (never used then) */
+  bool have = lane_load<T, RPW>(w, row0, lane, 0, nxt);
+  for (int64_t t0 = 0; t0 < w.cols; t0 += TILE) {
+    Unit<T> cur[RPW];
+PLQ_UNROLL
+    for (int rr = 0; rr < RPW; rr++)
+      cur[rr] = nxt[rr];
+    bool use = have;
+    have = t0 + TILE < w.cols && lane_load<T, RPW>(w, row0, lane, t0 + TILE, nxt);
+    stage(t0);
+    if (use)
+      lane_fma<T, NX, RPW>(cur, lane, xs, acc);
+  }
 }
 
 /* ---- host side -------------------------------------------------------------------------------- */
