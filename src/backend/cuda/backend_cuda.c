@@ -42,7 +42,9 @@
 #define DEQ_CHUNK_ELEMS ((size_t)32 << 20) /* bf16 scratch for a quantized GEMM: 64 MiB */
 #define BLAS_WS_BYTES ((size_t)32 << 20)   /* cuBLAS workspace, fixed so graphs can hold it */
 #define JOIN_MAX_N 16 /* see run_matmul_group */
-#define QGEMM_MAX_N 256 /* quantized weights: pl_cu_qgemm up to this many rows (run_matmul) */
+/* quantized weights: pl_cu_qgemm up to this many rows (run_matmul). 0 = off until the kernel
+ * has been measured and tested on a GPU (written in a session without device time for it). */
+#define QGEMM_MAX_N 0
 
 typedef struct cu_weight {
   pl_cu_weight w;   /* device pointers + geometry, for cu_quant.h */
