@@ -42,9 +42,13 @@
 #define DEQ_CHUNK_ELEMS ((size_t)32 << 20) /* bf16 scratch for a quantized GEMM: 64 MiB */
 #define BLAS_WS_BYTES ((size_t)32 << 20)   /* cuBLAS workspace, fixed so graphs can hold it */
 #define JOIN_MAX_N 16 /* see run_matmul_group */
-/* quantized weights: pl_cu_qgemm up to this many rows (run_matmul). 0 = off until the kernel
- * has been measured and tested on a GPU (written in a session without device time for it). */
-#define QGEMM_MAX_N 0
+/* Quantized weights of at least QGEMM_MIN_ROWS rows take pl_cu_qgemm for batches up to
+ * QGEMM_MAX_N rows (run_matmul). Measured on an H100 (BENCHMARKS 13g): against dequantize +
+ * cuBLAS, 1.1-3.0x faster at 16 and 64 rows for weights of 4096+ rows, slower at 256 rows
+ * (cuBLAS's GEMM is the better one once the weight's three trips are spread over many rows)
+ * and on the 1024-row k/v weights (too few CTAs). */
+#define QGEMM_MAX_N 64
+#define QGEMM_MIN_ROWS 2048
 
 typedef struct cu_weight {
   pl_cu_weight w;   /* device pointers + geometry, for cu_quant.h */
@@ -587,7 +591,7 @@ static int run_matmul(pl_backend *be, float *y, const float *x, int n, const pl_
       break;
     }
     PL_TRY(cast_input(c, x, (size_t)n * C, PL_DT_BF16));
-    if (n <= c->qgemm_max_n && pl_cu_qgemm_supported(w)) {
+    if (n <= c->qgemm_max_n && R >= QGEMM_MIN_ROWS && pl_cu_qgemm_supported(w)) {
       PL_TRY(pl_cu_qgemm(w, c->xcast, n, y, 0, c->st));
       break;
     }

@@ -30,10 +30,11 @@
  * few rows (k/v: 1024) then still has enough loads in flight to reach the DRAM roofline.
  * Loads: 16 B for F32/F16/BF16/MLX and the planes, 16 B header + 2 x 16 B codes for Q4_K; Q8_0,
  * Q4_0 blocks and Q6_K use 2-byte loads (coalesced across the warp through L1, but more load
- * instructions per byte: L1 wavefronts, not DRAM, limit them). The planes and Q4_K hold a
- * unit's codes in registers from load(), so the next tile's loads overlap this tile's work.
- * Codes become floats through code_f (an OR and an add), not int -> float conversions, which
- * run at an eighth of the FMA rate.
+ * instructions per byte). The planes and Q4_K load a unit's codes in load(), so the RPW rows'
+ * loads are all issued before the first FMA.
+ * Measured (BENCHMARKS 13f, 13g): 30-50% of the copy bandwidth for most shapes at n = 1, up to
+ * 89% for lm_head; what bounds the rest is not yet known (two guesses, int -> float conversion
+ * rate and serialized tiles, were tried and made it slower).
  * Shared memory: each x float read serves RPW rows, so n x rows cost 4n/RPW bytes of
  * shared-memory reads per weight element: at n = 8 with 4-bit weights (0.56 B per element) that
  * is ~14x the DRAM traffic, and the kernel becomes shared-memory bound at roughly half the DRAM

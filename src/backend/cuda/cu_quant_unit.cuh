@@ -72,11 +72,6 @@ PLQ_HD float h2f(uint16_t h) {
 
 PLQ_HD float bf2f(uint32_t b) { return bits_f32((b & 0xffffu) << 16); }
 
-/* u - bias for a code u < 2^23, exactly, without an int -> float conversion: the float with
- * exponent 2^23 and u in its mantissa is 2^23 + u. Conversions (I2F) issue at 16 per clock per
- * SM on sm_80/sm_90, an eighth of the FMA rate; one per weight element capped the quantized
- * GEMV below half the memory bandwidth. This costs an OR and an add, both full rate. */
-PLQ_HD float code_f(uint32_t u, float bias) { return bits_f32(0x4B000000u | u) - (8388608.0f + bias); }
 
 /* f32 -> bf16 bits, round to nearest even (NaN stays NaN). */
 PLQ_HD uint16_t f2bf(float f) {
@@ -167,8 +162,8 @@ template <> struct Unit<PL_DT_Q8_0> { /* one block; qs at +2 (2-byte aligned) */
 PLQ_UNROLL
     for (int i = 0; i < 4; i++) {
       uint32_t s = ld16(b + 2 + 8 * k + 2 * i);
-      v[2 * i] = d * code_f((s & 0xffu) ^ 0x80u, 128.0f);
-      v[2 * i + 1] = d * code_f((s >> 8) ^ 0x80u, 128.0f);
+      v[2 * i] = d * (float)(int8_t)(uint8_t)(s & 0xffu);
+      v[2 * i + 1] = d * (float)(int8_t)(uint8_t)(s >> 8);
     }
   }
 };
@@ -186,8 +181,8 @@ template <> struct Unit<PL_DT_Q4_0> { /* one block: chunks 0,1 = low nibbles, 2,
 PLQ_UNROLL
     for (int i = 0; i < 4; i++) {
       uint32_t s = ld16(q + 2 * i);
-      v[2 * i] = d * code_f((s >> sh) & 15u, 8.0f);
-      v[2 * i + 1] = d * code_f((s >> (8 + sh)) & 15u, 8.0f);
+      v[2 * i] = d * (float)((int)((s >> sh) & 15u) - 8);
+      v[2 * i + 1] = d * (float)((int)((s >> (8 + sh)) & 15u) - 8);
     }
   }
 };
@@ -211,7 +206,7 @@ template <> struct Unit<PLQ_Q8P> {
     uint32_t lo = (k & 1) ? q.z : q.x, hi = (k & 1) ? q.w : q.y;
 PLQ_UNROLL
     for (int i = 0; i < 8; i++)
-      v[i] = d * code_f(byte_of(i < 4 ? lo : hi, i & 3) ^ 0x80u, 128.0f);
+      v[i] = d * (float)(int8_t)byte_of(i < 4 ? lo : hi, i & 3);
   }
 };
 
@@ -227,7 +222,7 @@ template <> struct Unit<PLQ_Q4P> { /* chunks 0,1 = low nibbles of bytes 0-7, 8-1
     int sh = (k >> 1) * 4;
 PLQ_UNROLL
     for (int i = 0; i < 8; i++)
-      v[i] = d * code_f((byte_of(i < 4 ? lo : hi, i & 3) >> sh) & 15u, 8.0f);
+      v[i] = d * (float)((int)((byte_of(i < 4 ? lo : hi, i & 3) >> sh) & 15u) - 8);
   }
 };
 
@@ -261,7 +256,7 @@ template <> struct Unit<PL_DT_Q4_K> { /* sub-block j = u % 8 of super-block u / 
 PLQ_UNROLL
     for (int i = 0; i < 8; i++) {
       uint32_t byte = byte_of(i < 4 ? lo : hi, i & 3);
-      v[i] = d1 * code_f((byte >> sh) & 15u, 0.0f) - m1;
+      v[i] = d1 * (float)((byte >> sh) & 15u) - m1;
     }
   }
 };
@@ -292,8 +287,8 @@ PLQ_UNROLL
       uint32_t lo = ld16(ql + 8 * k + 2 * i), hi = ld16(qh + 8 * k + 2 * i);
 PLQ_UNROLL
       for (int e = 0; e < 2; e++) {
-        uint32_t code = ((lo >> (8 * e + lsh)) & 15u) | (((hi >> (8 * e + hsh)) & 3u) << 4);
-        v[2 * i + e] = ds * code_f(code, 32.0f);
+        int code = (int)(((lo >> (8 * e + lsh)) & 15u) | (((hi >> (8 * e + hsh)) & 3u) << 4));
+        v[2 * i + e] = ds * (float)(code - 32);
       }
     }
   }
@@ -312,7 +307,7 @@ template <> struct Unit<PL_DT_MLX_Q4> { /* 16 bytes = 4 words of 8 codes; one gr
     uint32_t wd = k == 0 ? c.x : k == 1 ? c.y : k == 2 ? c.z : c.w;
 PLQ_UNROLL
     for (int i = 0; i < 8; i++)
-      v[i] = s * code_f((wd >> (4 * i)) & 15u, 0.0f) + bi;
+      v[i] = s * (float)((wd >> (4 * i)) & 15u) + bi;
   }
 };
 
@@ -329,7 +324,7 @@ template <> struct Unit<PL_DT_MLX_Q8> {
     uint2 q = PLQ_LD((const uint2 *)(p + 8 * k));
 PLQ_UNROLL
     for (int i = 0; i < 8; i++)
-      v[i] = s * code_f(byte_of(i < 4 ? q.x : q.y, i & 3), 0.0f) + bi;
+      v[i] = s * (float)byte_of(i < 4 ? q.x : q.y, i & 3) + bi;
   }
 };
 
@@ -473,24 +468,16 @@ PLQ_UNROLL
 
 /* The GEMV of one lane over every column tile of its RPW rows, into acc. stage(t0) must leave
  * tile t0 of x in xs for every lane (the kernel: barrier, copy, barrier; the host test: copy).
- * The next tile's units are loaded before this tile's x is staged and used, so the weight
- * stream stays in flight across the two barriers of a tile (without it each tile paid the x
- * staging's latency and then the weights' in turn). */
+ * (Loading the next tile's units before staging this tile's x was measured slower on an H100:
+ * the doubled unit registers cost more occupancy than the overlap gained; BENCHMARKS 13g.) */
 template <int T, int NX, int RPW, typename Stage>
 PLQ_HD void lane_gemv(const Wv &w, int64_t row0, int lane, const float *xs, Stage stage,
                       float (&acc)[RPW][NX]) {
-  Unit<T> nxt[RPW] = {}; /* zero where a lane is past the last column (never used then) */
-  bool have = lane_load<T, RPW>(w, row0, lane, 0, nxt);
   for (int64_t t0 = 0; t0 < w.cols; t0 += TILE) {
-    Unit<T> cur[RPW];
-PLQ_UNROLL
-    for (int rr = 0; rr < RPW; rr++)
-      cur[rr] = nxt[rr];
-    bool use = have;
-    have = t0 + TILE < w.cols && lane_load<T, RPW>(w, row0, lane, t0 + TILE, nxt);
     stage(t0);
-    if (use)
-      lane_fma<T, NX, RPW>(cur, lane, xs, acc);
+    Unit<T> un[RPW];
+    if (lane_load<T, RPW>(w, row0, lane, t0, un))
+      lane_fma<T, NX, RPW>(un, lane, xs, acc);
   }
 }
 
