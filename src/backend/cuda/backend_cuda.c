@@ -10,7 +10,8 @@
  * f32 accumulation and f32 output; f32 weights run cuBLAS with TF32 tensor cores; quantized
  * weights run the dequantizing GEMV of cu_quant.cu for decode-sized batches (at most
  * PL_CU_GEMV_MAX_N rows), the dequantizing tensor-core GEMM of cu_qgemm.cu up to qgemm_max_n
- * rows, and for larger batches are dequantized to bf16 in row chunks for a cuBLAS GEMM. With be->batch_invariant every matmul takes the GEMV (see cu_matmul).
+ * rows, and for larger batches are dequantized to bf16 in row chunks for a cuBLAS GEMM. With
+ * be->batch_invariant every matmul takes the GEMV (see cu_matmul).
  * The KV cache is bf16 by default (f16 and f32 on request).
  *
  * Weights: weight_upload copies each tensor's bytes as they are (quantized blocks included) and
