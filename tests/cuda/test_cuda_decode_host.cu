@@ -191,41 +191,27 @@ template <int T> static void check_type(HostW &h, const pl_cu_weight &w, const c
   check_gemv<T, 8, 4>(h, w, x, what);
 }
 
+/* One weight of type t, checked in its own layout (kernel type T), then, for Q8_0/Q4_0, in
+ * planes (kernel type P). 13 rows x 2560 columns: 2.5 column tiles, partial row groups. */
+template <int T, int P = 0> static void run(pl_dtype t, const char *name) {
+  HostW h(t, 13, 2560);
+  check_type<T>(h, h.view(), name);
+  if constexpr (P != 0) {
+    char pn[64];
+    snprintf(pn, sizeof pn, "%s planes", name);
+    check_type<P>(h, h.planes(), pn);
+  }
+}
+
 int main(void) {
-  const int64_t rows = 13, cols = 2560; /* 2.5 column tiles; 13 rows: partial row groups */
-  {
-    HostW h(PL_DT_Q8_0, rows, cols);
-    check_type<PL_DT_Q8_0>(h, h.view(), "Q8_0");
-    check_type<PLQ_Q8P>(h, h.planes(), "Q8_0 planes");
-  }
-  {
-    HostW h(PL_DT_Q4_0, rows, cols);
-    check_type<PL_DT_Q4_0>(h, h.view(), "Q4_0");
-    check_type<PLQ_Q4P>(h, h.planes(), "Q4_0 planes");
-  }
-  {
-    HostW h(PL_DT_Q4_K, rows, cols);
-    check_type<PL_DT_Q4_K>(h, h.view(), "Q4_K");
-  }
-  {
-    HostW h(PL_DT_Q6_K, rows, cols);
-    check_type<PL_DT_Q6_K>(h, h.view(), "Q6_K");
-  }
-  {
-    HostW h(PL_DT_MLX_Q4, rows, cols);
-    check_type<PL_DT_MLX_Q4>(h, h.view(), "MLX 4-bit");
-  }
-  {
-    HostW h(PL_DT_MLX_Q8, rows, cols);
-    check_type<PL_DT_MLX_Q8>(h, h.view(), "MLX 8-bit");
-  }
-  {
-    HostW h(PL_DT_BF16, rows, cols);
-    check_type<PL_DT_BF16>(h, h.view(), "BF16");
-  }
-  {
-    HostW h(PL_DT_F16, rows, cols);
-    check_type<PL_DT_F16>(h, h.view(), "F16");
-  }
+  run<PL_DT_Q8_0, PLQ_Q8P>(PL_DT_Q8_0, "Q8_0");
+  run<PL_DT_Q4_0, PLQ_Q4P>(PL_DT_Q4_0, "Q4_0");
+  run<PL_DT_Q4_K>(PL_DT_Q4_K, "Q4_K");
+  run<PL_DT_Q6_K>(PL_DT_Q6_K, "Q6_K");
+  run<PL_DT_MLX_Q4>(PL_DT_MLX_Q4, "MLX 4-bit");
+  run<PL_DT_MLX_Q8>(PL_DT_MLX_Q8, "MLX 8-bit");
+  run<PL_DT_BF16>(PL_DT_BF16, "BF16");
+  run<PL_DT_F16>(PL_DT_F16, "F16");
+  run<PL_DT_F32>(PL_DT_F32, "F32");
   return check_summary("test_cuda_decode_host");
 }
