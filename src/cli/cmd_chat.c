@@ -18,7 +18,7 @@
 static int reply(pl_engine *e, json_t *msgs, const pl_sampling_params *sp, int tty) {
   char *prompt = NULL;
   size_t plen = 0;
-  if (pl_engine_render_chat(e, msgs, NULL, NULL, 1, &prompt, &plen) < 0) {
+  if (pl_engine_render_chat(e, msgs, NULL, NULL, 1, 0, &prompt, &plen) < 0) {
     fprintf(stderr, "pagellm chat: %s\n", pl_last_error());
     return -1;
   }

@@ -40,10 +40,14 @@ int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, pl_kv_snapshot *s
 /* Render a chat with the engine's template (BOS/EOS text filled in, generation prompt on
  * when add_generation_prompt). messages/tools/extra are jansson values (json_t *; extra: an
  * object of template variables like enable_thinking, or NULL). *out is pl_malloc'd.
+ * max_text > 0 stops the render once the text passes that many bytes (PL_ETOOLONG): a server
+ * that refuses texts too long for the context never holds a longer one.
  * Errors: PL_ENOTFOUND (no template: the caller answers 400), PL_ETEMPLATE (the template
- * raised or cannot run; message says why), PL_ENOMEM. Thread-safe (read-only engine state). */
+ * raised or cannot run; message says why), PL_ETOOLONG, PL_ENOMEM. Thread-safe (read-only
+ * engine state). */
 struct json_t;
 int pl_engine_render_chat(const pl_engine *e, const struct json_t *messages,
                           const struct json_t *tools, const struct json_t *extra,
-                          int add_generation_prompt, char **out, size_t *out_len);
+                          int add_generation_prompt, size_t max_text, char **out,
+                          size_t *out_len);
 #endif

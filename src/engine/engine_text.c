@@ -46,8 +46,8 @@ void pl_engine_unload_text(pl_engine *e) {
 }
 
 int pl_engine_render_chat(const pl_engine *e, const json_t *messages, const json_t *tools,
-                          const json_t *extra, int add_generation_prompt, char **out,
-                          size_t *out_len) {
+                          const json_t *extra, int add_generation_prompt, size_t max_text,
+                          char **out, size_t *out_len) {
   if (!e->tmpl)
     return pl_fail(PL_ENOTFOUND,
                    "this model has no usable chat template; start the server with "
@@ -58,6 +58,7 @@ int pl_engine_render_chat(const pl_engine *e, const json_t *messages, const json
   rp.tools = tools;
   rp.extra = extra;
   rp.add_generation_prompt = add_generation_prompt;
+  rp.max_text = max_text;
   /* a vocabulary without BOS/EOS text leaves them undefined for the template */
   rp.bos_token = e->bos_text[0] ? e->bos_text : NULL;
   rp.eos_token = e->eos_text[0] ? e->eos_text : NULL;

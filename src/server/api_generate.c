@@ -63,19 +63,31 @@ static int oom(pl_oai_error *err) {
 /* A text of more than 2 x max_model_len x (the longest token's bytes) cannot fit the context
  * whatever its tokens: refuse it before tokenizing, which takes memory a few times the text's
  * size (measured: a chat of 8 MB held 49 MB at its peak, 1 MB of it before rendering). The
- * factor 2 leaves room for normalizers that shrink text (NFC composition). */
-static int surely_too_long(const pl_engine *e, const pl_oai_request *req, size_t bytes,
-                           pl_oai_error *err) {
-  size_t per = 2 * pl_tokenizer_max_piece_len(pl_engine_tokenizer(e));
-  int max_len = pl_engine_max_model_len(e);
-  if (per == 0 || bytes / per < (size_t)max_len)
-    return 0;
+ * factor 2 leaves room for normalizers that shrink text (NFC composition). A chat's render
+ * stops at the same bound, so a long chat is never held rendered either. */
+static size_t bytes_per_token_bound(const pl_engine *e) {
+  return 2 * pl_tokenizer_max_piece_len(pl_engine_tokenizer(e));
+}
+
+/* The context_length_exceeded error for a text of `bytes` (at least that many when `more`). */
+static int too_long(const pl_engine *e, const pl_oai_request *req, size_t bytes, int more,
+                    pl_oai_error *err) {
+  size_t per = bytes_per_token_bound(e);
   const char *what = req->kind == PL_OAI_CHAT ? "messages" : "prompt";
   pl_oai_errorf(err, 400, what, "This model's maximum context length is %d tokens. However, "
-                "your %s is at least %zu tokens long (%zu bytes), which leaves no room for a "
-                "completion.", max_len, what, bytes / per, bytes);
+                "your %s is at least %zu tokens long (%s%zu bytes), which leaves no room for a "
+                "completion.", pl_engine_max_model_len(e), what, bytes / per,
+                more ? "at least " : "", bytes);
   err->code = "context_length_exceeded";
   return PL_ETOOLONG;
+}
+
+static int surely_too_long(const pl_engine *e, const pl_oai_request *req, size_t bytes,
+                           pl_oai_error *err) {
+  size_t per = bytes_per_token_bound(e);
+  if (per == 0 || bytes / per < (size_t)pl_engine_max_model_len(e))
+    return 0;
+  return too_long(e, req, bytes, 0, err);
 }
 
 static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
@@ -100,10 +112,14 @@ static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
     }
     char *text = NULL;
     size_t len = 0;
-    int rc = pl_srv_render_chat(e, req, &text, &len);
+    /* texts of max_text bytes or more are surely too long (above) */
+    size_t max_text = bytes_per_token_bound(e) * (size_t)pl_engine_max_model_len(e);
+    int rc = pl_srv_render_chat(e, req, max_text ? max_text - 1 : 0, &text, &len);
     if (rc < 0) {
       if (rc == PL_ENOMEM)
         return oom(err);
+      if (rc == PL_ETOOLONG)
+        return too_long(e, req, max_text, 1, err);
       pl_oai_errorf(err, 400, "messages", "the chat template failed on these messages: %s",
                     pl_last_error());
       return PL_EINVAL;

@@ -60,7 +60,11 @@ static int tokenize_(pl_server *s, struct MHD_Connection *c, pl_http_req *h, pl_
     }
     char *text = NULL;
     size_t len = 0;
-    rc = pl_srv_render_chat(e, &req, &text, &len);
+    rc = pl_srv_render_chat(e, &req, 0, &text, &len);
+    if (rc == PL_ENOMEM) {
+      pl_oai_errorf(err, 500, NULL, "out of memory");
+      goto out;
+    }
     if (rc < 0) {
       pl_oai_errorf(err, 400, "messages", "the chat template failed on these messages: %s",
                     pl_last_error());

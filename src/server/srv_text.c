@@ -53,12 +53,14 @@ int pl_srv_vocab_size(const pl_engine *e) { return pl_tokenizer_n_vocab(pl_engin
 
 int pl_srv_has_chat_template(const pl_engine *e) { return pl_engine_chat_template(e) != NULL; }
 
-int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, char **out, size_t *len) {
+int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, size_t max_text,
+                       char **out, size_t *len) {
   if (!pl_engine_chat_template(e))
     return pl_fail(PL_EUNSUPPORTED, "the model has no chat template");
   size_t n = 0;
   PL_TRY(pl_engine_render_chat(e, req->messages, req->tools, req->template_kwargs,
-                               req->add_generation_prompt, out, &n));
+                               req->add_generation_prompt,
+                               req->continue_final_message ? 0 : max_text, out, &n));
   if (req->continue_final_message) {
     /* Like vLLM: render without a generation prompt, then cut everything after the final
      * message's content so the model continues that message. */

@@ -27,6 +27,9 @@ int pl_srv_vocab_size(const pl_engine *e);
 int pl_srv_has_chat_template(const pl_engine *e);
 /* Render req->messages (+ tools, chat_template_kwargs, add_generation_prompt,
  * continue_final_message) with the engine's chat template. *out is pl_malloc'd.
- * PL_ETEMPLATE (message set) when the template fails on these messages. */
-int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, char **out, size_t *len);
+ * max_text > 0: PL_ETOOLONG once the text would pass that many bytes (the render stops there;
+ * not applied with continue_final_message, whose text is cut after rendering).
+ * PL_ETEMPLATE (message set) when the template fails on these messages; PL_ENOMEM. */
+int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, size_t max_text,
+                       char **out, size_t *len);
 #endif

@@ -200,7 +200,8 @@ int pl_chat_template_render(const pl_chat_template *t, const pl_chat_render_para
     return pl_fail(PL_ENOMEM, "chat template: out of memory");
   int rc = build_vars(p, vars);
   if (rc == PL_OK) {
-    pl_jinja_render_opts o = {.vars = vars, .now = p->now, .max_output = p->max_output};
+    pl_jinja_render_opts o = {.vars = vars, .now = p->now, .max_output = p->max_output,
+                              .max_text = p->max_text};
     rc = pl_jinja_render(t->jt, &o, out, out_len);
   }
   json_decref(vars);

@@ -43,13 +43,15 @@ typedef struct pl_chat_render_params {
   int64_t now;               /* strftime_now(): 0 = current local time; else this Unix time,
                                 formatted as UTC (tests use 1721952000 = 2024-07-26 00:00:00) */
   size_t max_output;         /* 0 = 64 MiB */
+  size_t max_text;           /* pl_jinja_render_opts.max_text: 0 = none; over it PL_ETOOLONG */
 } pl_chat_render_params;
 
 void pl_chat_render_params_default(pl_chat_render_params *p); /* zeroes; generation prompt on */
 
 /* Render to a pl_malloc'd NUL-terminated string (*out_len may be NULL). Errors: PL_EINVAL (bad
  * params), PL_ETEMPLATE (the template failed: raise_exception gives the template's own message,
- * e.g. "System role not supported"; other errors name the line), PL_ENOMEM. */
+ * e.g. "System role not supported"; other errors name the line), PL_ETOOLONG (the text passed
+ * max_text), PL_ENOMEM. */
 int pl_chat_template_render(const pl_chat_template *t, const pl_chat_render_params *p,
                             char **out, size_t *out_len);
 #endif

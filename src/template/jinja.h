@@ -23,6 +23,9 @@ typedef struct pl_jinja_render_opts {
   const json_t *vars;  /* object: variable name -> value (NULL = none) */
   int64_t now;         /* strftime_now clock: 0 = current local time, else Unix time as UTC */
   size_t max_output;   /* bytes of output and of any one string; 0 = 64 MiB */
+  size_t max_text;     /* bytes of the rendered text alone, when below max_output (0 = none);
+                          past it the render stops with PL_ETOOLONG: a caller that refuses
+                          texts over a size never holds more than that of one */
   size_t max_memory;   /* working memory of one render; 0 = 512 MiB */
   uint64_t max_steps;  /* evaluated nodes; 0 = 20 million */
   int max_depth;       /* evaluator recursion; 0 = 1000 */
@@ -31,7 +34,8 @@ typedef struct pl_jinja_render_opts {
 
 /* Render into a pl_malloc'd, NUL-terminated string (*out_len excludes the NUL; may be NULL).
  * On error *out is NULL and the status is PL_ETEMPLATE (template error, raise_exception,
- * limits; raise_exception's message is the template's text verbatim), PL_ENOMEM or PL_EINVAL. */
+ * limits; raise_exception's message is the template's text verbatim), PL_ETOOLONG (the text
+ * passed max_text), PL_ENOMEM or PL_EINVAL. */
 int pl_jinja_render(const pl_jinja_template *t, const pl_jinja_render_opts *o, char **out,
                     size_t *out_len);
 #endif

@@ -77,6 +77,10 @@ int pl_jinja_render(const pl_jinja_template *t, const pl_jinja_render_opts *o, c
   pl_jarena_init(&c.arena, o->max_memory ? o->max_memory : (size_t)512 << 20);
   pl_jbuf buf;
   pl_jbuf_init(&buf, c.max_output);
+  if (o->max_text && o->max_text < c.max_output) {
+    buf.limit = o->max_text;
+    buf.over_rc = PL_ETOOLONG;
+  }
   c.out = &buf;
   int rc = PL_OK;
   pl_jframe *globals = pl_jframe_new(&c, NULL), *vars = NULL, *top = NULL;

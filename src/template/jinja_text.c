@@ -167,13 +167,14 @@ void pl_jbuf_init(pl_jbuf *b, size_t limit) {
   b->p = NULL;
   b->n = b->cap = 0;
   b->limit = limit;
+  b->over_rc = PL_ETEMPLATE;
 }
 
 int pl_jbuf_put(pl_jbuf *b, const char *s, size_t n) {
   if (n == 0)
     return PL_OK;
   if (b->limit && (n > b->limit || b->n > b->limit - n))
-    return pl_fail(PL_ETEMPLATE, "template output exceeds the limit of %zu bytes", b->limit);
+    return pl_fail(b->over_rc, "template output exceeds the limit of %zu bytes", b->limit);
   if (pl_array_grow(&b->p, &b->cap, b->n + n + 1, 1, 256))
     return pl_fail(PL_ENOMEM, "template output: out of memory");
   memcpy(b->p + b->n, s, n);

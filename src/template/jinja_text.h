@@ -33,6 +33,7 @@ uint32_t pl_py_title(uint32_t cp);
 typedef struct pl_jbuf {
   char *p;
   size_t n, cap, limit;
+  int over_rc; /* status when a put would pass limit: PL_ETEMPLATE (pl_jbuf_init) */
 } pl_jbuf;
 
 void pl_jbuf_init(pl_jbuf *b, size_t limit);

@@ -157,6 +157,27 @@ static void hostile(void) {
               "{% endfor %}{% endfor %}", NULL, "step limit");
   pl_jinja_render_opts out_cap = {.max_output = 1000};
   expect_fail("output cap", "{% for i in range(1000) %}xx{% endfor %}", &out_cap, "limit");
+  /* max_text caps the rendered text alone, with its own status; strings the template builds
+   * but does not write are bound by max_output only. */
+  {
+    const char *src = "{% set s = 'ab' * 1500 %}{{ s|length }}{% for i in range(n) %}xx{% endfor %}";
+    json_t *vars = json_pack("{s:i}", "n", 1000);
+    char *out = NULL;
+    pl_jinja_render_opts cap = {.max_text = 2004};
+    int rc = render_opts(src, vars, &cap, &out); /* "3000" + 2000 bytes: exactly the cap */
+    CHECK(rc == PL_OK && out && strlen(out) == 2004, "max_text at the cap: rc=%d", rc);
+    pl_free(out);
+    cap.max_text = 2003;
+    rc = render_opts(src, vars, &cap, &out);
+    CHECK(rc == PL_ETOOLONG && out == NULL && strstr(pl_last_error(), "2003"),
+          "max_text one under: rc=%d [%s]", rc, rc ? pl_last_error() : out);
+    pl_free(out);
+    cap.max_output = 2500; /* now the 3000-byte string passes max_output: a template error */
+    rc = render_opts(src, vars, &cap, &out);
+    CHECK(rc == PL_ETEMPLATE && out == NULL, "max_output still caps strings: rc=%d", rc);
+    pl_free(out);
+    json_decref(vars);
+  }
   expect_fail("exponential string", "{% set ns = namespace(s='x') %}{% for i in range(100) %}"
               "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}", NULL, "limit");
   expect_fail("string repetition", "{{ 'x' * 100000000000 }}", NULL, "limit");

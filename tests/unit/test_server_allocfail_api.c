@@ -3,10 +3,11 @@
  * and logprobs, echo of a batch of two prompts (token ids whole, text streamed),
  * /v1/chat/completions with n = 2 and top_logprobs, each whole and streamed (with usage); a
  * forced tool call (tool grammar, tool-call parser) whole and streamed; a guided_json schema
- * given as a string; then /tokenize (text and messages) and /detokenize. The in-process
- * server runs TinyStories 280K with the ChatML template, greedy, and the counting allocator
- * fails its k-th allocation for every k < 300, then every 5th k, until the request runs
- * without reaching k (server_sweep.h).
+ * given as a string; seeded sampling (n = 2) with stop strings, penalties and a logit bias,
+ * whole and streamed; then /tokenize (text and messages) and /detokenize. The in-process
+ * server runs TinyStories 280K with the ChatML template, and the counting allocator fails its
+ * k-th allocation for every k (under ASan: every k < 300, then every 5th) until the request
+ * runs without reaching k (server_sweep.h).
  *
  * Each answer must be one of:
  *  - 500/503 with an OpenAI error object ({message, type, param, code}) saying "out of
@@ -310,6 +311,19 @@ static int reference(api_case *c) {
   return c->ref ? 0 : -1;
 }
 
+/* Every allocation point; under ASan (about 10x slower) every point below 300, then every
+ * 5th, to keep CI's sanitizer run short. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SWEEP_EVERY_FROM 300
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SWEEP_EVERY_FROM 300
+#endif
+#endif
+#ifndef SWEEP_EVERY_FROM
+#define SWEEP_EVERY_FROM (1 << 30)
+#endif
+
 static const char *const MESSAGES =
     "[{\"role\":\"system\",\"content\":\"You tell stories.\"},"
     "{\"role\":\"user\",\"content\":\"Once upon a time there was a little dog\"}]";
@@ -386,6 +400,19 @@ int main(void) {
            "\"guided_json\":\"{\\\"type\\\":\\\"object\\\",\\\"properties\\\":{\\\"a\\\":"
            "{\\\"type\\\":\\\"boolean\\\"}},\\\"required\\\":[\\\"a\\\"]}\","
            "\"max_tokens\":24,\"temperature\":0}");
+  /* seeded sampling with stop strings, penalties and a logit bias (the sampler's and the stop
+   * matcher's allocations), whole and streamed */
+  for (int stream = 0; stream <= 1; stream++) {
+    c = &cases[n_cases++];
+    *c = (api_case){.name = stream ? "completions sampled, stop, penalties, stream"
+                                   : "completions sampled, stop, penalties",
+                    .path = "/v1/completions", .stream = stream};
+    snprintf(c->body, sizeof c->body, "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\","
+             "\"n\":2,\"temperature\":0.9,\"top_p\":0.9,\"seed\":7,\"max_tokens\":12,"
+             "\"stop\":[\" the\",\"\\n\"],\"presence_penalty\":0.5,\"frequency_penalty\":0.3,"
+             "\"repetition_penalty\":1.1,\"logit_bias\":{\"13\":-2}%s}",
+             stream ? ",\"stream\":true" : "");
+  }
   c = &cases[n_cases++];
   *c = (api_case){.name = "tokenize text", .path = "/tokenize"};
   snprintf(c->body, sizeof c->body, "{\"prompt\":\"Once upon a time there was a dog\","
@@ -403,7 +430,7 @@ int main(void) {
     c = &cases[i];
     if (reference(c) < 0)
       continue;
-    sw_result r = sw_sweep(c->name, c->path, c->body, 300, judge, c);
+    sw_result r = sw_sweep(c->name, c->path, c->body, SWEEP_EVERY_FROM, judge, c);
     printf("%s: %d runs: %d answered out of memory, %d in full\n", c->name, r.runs, r.oom,
            r.full);
     CHECK(r.runs > 20, "%s: only %d allocations?", c->name, r.runs);
