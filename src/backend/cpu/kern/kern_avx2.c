@@ -2,7 +2,7 @@
  * so). Quantized tiles: one weight row x up to NX=4 activation rows; each weight block is
  * loaded and decoded once and reused for every activation row of the tile (register tiling),
  * and two accumulators per row (even/odd blocks) hide FMA latency at n=1. Float tiles: two
- * weight rows x up to 4 activation rows.
+ * weight rows x up to 6 activation rows.
  * Integer dots: signed codes use the sign trick (|w| as u8 x sign(x,w) as s8 -> maddubs),
  * so pair sums stay <= 2*128*127 and never saturate; unsigned 4-bit codes go straight in. */
 #include <immintrin.h>
@@ -14,6 +14,7 @@
 
 #define AI static inline __attribute__((always_inline))
 #define PL_UNROLL _Pragma("GCC unroll 4")
+#define PL_UNROLL8 _Pragma("GCC unroll 8")
 #define NX 4
 
 AI float hsum8(__m256 v) {
@@ -48,30 +49,35 @@ AI float sc_f32(const void *w, int64_t i) { return ((const float *)w)[i]; }
 AI float sc_f16(const void *w, int64_t i) { return h2f(((const uint16_t *)w)[i]); }
 AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint16_t *)w)[i]); }
 
-/* Float tiles: RWF=2 weight rows x up to NX activation rows, 8 columns per step, one
- * accumulator per (row, activation row) pair: 8 accumulators, 2 weight vectors and one
- * activation vector fit the 16 ymm registers. At n=1 the two rows give two FMA chains. */
+/* Float tiles: RWF=2 weight rows x up to NXF=6 activation rows, 8 columns per step, one
+ * accumulator per (row, activation row) pair: 12 accumulators, 2 weight vectors and one
+ * activation vector fit the 16 ymm registers (the loops over them must unroll fully, hence
+ * unroll 8: a partly unrolled loop leaves the accumulators in memory, 2.5x slower). At n=1
+ * the two rows give two FMA chains. Six rows, not four: 5-6 rows (a speculative verify of
+ * 4 proposals, a batch of 5-6) then take one pass over the weights instead of 4 + 1-2,
+ * 1.3-1.5x faster for F16/BF16 (docs/BENCHMARKS.md section 15e). */
 #define RWF 2
+#define NXF 6
 #define FLOAT_KERNEL(NAME, LD, SC)                                                        \
   AI void NAME##_body(const pl_mm_ctx *c, int64_t r, const int nr, int64_t rs, int j0, const int nx) { \
     const int64_t cols = c->cols;                                                         \
     const void *w[RWF];                                                                   \
-    const float *x[NX];                                                                   \
-    PL_UNROLL for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i * rs);                      \
-    PL_UNROLL for (int j = 0; j < nx; j++) x[j] = c->x + (size_t)(j0 + j) * cols;         \
-    __m256 acc[RWF][NX];                                                                  \
-    PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++)         \
+    const float *x[NXF];                                                                   \
+    PL_UNROLL8 for (int i = 0; i < nr; i++) w[i] = PL_WROW(c, r + i * rs);                      \
+    PL_UNROLL8 for (int j = 0; j < nx; j++) x[j] = c->x + (size_t)(j0 + j) * cols;         \
+    __m256 acc[RWF][NXF];                                                                  \
+    PL_UNROLL8 for (int i = 0; i < nr; i++) PL_UNROLL8 for (int j = 0; j < nx; j++)         \
         acc[i][j] = _mm256_setzero_ps();                                                  \
     int64_t k = 0;                                                                        \
     for (; k + 8 <= cols; k += 8) {                                                       \
       __m256 wv[RWF];                                                                     \
-      PL_UNROLL for (int i = 0; i < nr; i++) wv[i] = LD(w[i], k);                         \
-      PL_UNROLL for (int j = 0; j < nx; j++) {                                            \
+      PL_UNROLL8 for (int i = 0; i < nr; i++) wv[i] = LD(w[i], k);                         \
+      PL_UNROLL8 for (int j = 0; j < nx; j++) {                                            \
         __m256 xv = _mm256_loadu_ps(x[j] + k);                                            \
-        PL_UNROLL for (int i = 0; i < nr; i++) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]); \
+        PL_UNROLL8 for (int i = 0; i < nr; i++) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]); \
       }                                                                                   \
     }                                                                                     \
-    PL_UNROLL for (int i = 0; i < nr; i++) PL_UNROLL for (int j = 0; j < nx; j++) {       \
+    PL_UNROLL8 for (int i = 0; i < nr; i++) PL_UNROLL8 for (int j = 0; j < nx; j++) {       \
       float t = 0;                                                                        \
       for (int64_t q = k; q < cols; q++)                                                  \
         t += SC(w[i], q) * x[j][q];                                                       \
@@ -81,6 +87,8 @@ AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint1
   static void NAME##_tile(const pl_mm_ctx *c, int64_t r, int nr, int64_t rs, int j0, int nx) {        \
     if (nr == RWF) {                                                                      \
       switch (nx) {                                                                       \
+      case 6: NAME##_body(c, r, RWF, rs, j0, 6); break;                                       \
+      case 5: NAME##_body(c, r, RWF, rs, j0, 5); break;                                       \
       case 4: NAME##_body(c, r, RWF, rs, j0, 4); break;                                       \
       case 3: NAME##_body(c, r, RWF, rs, j0, 3); break;                                       \
       case 2: NAME##_body(c, r, RWF, rs, j0, 2); break;                                       \
@@ -90,13 +98,15 @@ AI float sc_bf16(const void *w, int64_t i) { return pl_bf16_to_f32(((const uint1
     }                                                                                     \
     for (int i = 0; i < nr; i++)                                                          \
       switch (nx) {                                                                       \
+      case 6: NAME##_body(c, r + i * rs, 1, 1, j0, 6); break;                                     \
+      case 5: NAME##_body(c, r + i * rs, 1, 1, j0, 5); break;                                     \
       case 4: NAME##_body(c, r + i * rs, 1, 1, j0, 4); break;                                     \
       case 3: NAME##_body(c, r + i * rs, 1, 1, j0, 3); break;                                     \
       case 2: NAME##_body(c, r + i * rs, 1, 1, j0, 2); break;                                     \
       default: NAME##_body(c, r + i * rs, 1, 1, j0, 1); break;                                    \
       }                                                                                   \
   }                                                                                       \
-  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, RWF, NX, NAME##_tile); }
+  static void NAME(const pl_mm_ctx *c, int64_t r0, int64_t r1) { PL_MM_LOOP(c, r0, r1, RWF, NXF, NAME##_tile); }
 
 FLOAT_KERNEL(mm_f32, ld_f32, sc_f32)
 FLOAT_KERNEL(mm_f16, ld_f16, sc_f16)
