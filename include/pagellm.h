@@ -110,6 +110,9 @@ typedef struct pl_engine_params {
   int kv_admit_greedy;        /* paged: 1 = admit whatever fits now and preempt when the
                                  pool runs out (vLLM); 0 (default) = admit only while every
                                  running request can grow to its max_tokens (no thrash) */
+  int fair_share;             /* 1 (the default): among waiting requests of one priority,
+                                 admit first the client with the fewest running (clients:
+                                 pl_sampling_params.client); 0: arrival order */
   uint64_t seed;              /* base seed for requests without one */
   /* Speculative decoding: proposals verified in one batched forward with exact rejection
    * sampling (greedy output is unchanged; sampled output keeps its distribution). */
@@ -123,7 +126,7 @@ typedef struct pl_engine_params {
                                   speculation with a draft that never agrees) */
 } pl_engine_params;
 
-/* Fill with defaults (all 0/auto, prefix caching on). */
+/* Fill with defaults (all 0/auto, prefix caching and fair share on). */
 void pl_engine_params_default(pl_engine_params *p);
 
 /* Load the model and size every pool. Errors: PL_EIO/PL_EFORMAT (model file), PL_ENOMEM,
@@ -154,6 +157,9 @@ typedef struct pl_sampling_params {
   int logprobs;               /* -1 = none; k >= 0 = sampled token's logprob + top k */
   int n;                      /* parallel samples sharing the prompt's blocks; default 1 */
   int priority;               /* lower value = scheduled first (vLLM); default 0 */
+  uint64_t client;            /* who asks, for fair share (pl_engine_params.fair_share): equal
+                                 keys are one client; 0 (default) is one client too. The
+                                 server uses the OpenAI `user` field, else the peer address */
   /* Constrained decoding: GBNF text (llama.cpp's dialect, start rule `root`) that every
    * sample's output must match; NULL = free text. Tokens the grammar does not allow are masked
    * at each step; the sample stops when the grammar is complete and nothing may follow, and

@@ -115,6 +115,17 @@ int pl_engine_opts_parse(pl_engine_params *ep, int argc, char **argv, int *i) {
     }
     return 1;
   }
+  if (is_opt(a, "--scheduling-policy")) {
+    if (!(v = value(argc, argv, i, "--scheduling-policy")))
+      return -1;
+    if (!strcmp(v, "fair") || !strcmp(v, "fcfs")) {
+      ep->fair_share = !strcmp(v, "fair");
+    } else {
+      fprintf(stderr, "pagellm: --scheduling-policy expects 'fair' or 'fcfs', got '%s'\n", v);
+      return -1;
+    }
+    return 1;
+  }
   if (is_opt(a, "--speculative")) {
     if (!(v = value(argc, argv, i, "--speculative")))
       return -1;
@@ -300,6 +311,9 @@ const char *pl_engine_opts_help(void) {
          "  --kv-alloc paged|static     static reserves max-model-len per request\n"
          "  --kv-admission reserve|greedy  paged: admit while all can grow to max_tokens\n"
          "                              (default), or whatever fits now and preempt (vLLM)\n"
+         "  --scheduling-policy fair|fcfs  among requests of one priority, admit first the\n"
+         "                              client with the fewest running (default), or in\n"
+         "                              arrival order; clients: the `user` field, else address\n"
          "  --no-prefix-caching         disable automatic prefix caching\n"
          "  -t, --threads N             compute threads (default: all cores)\n"
          "  --device auto|cpu|cuda[:N]  where to compute (default auto: the GPU when usable)\n"

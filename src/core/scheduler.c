@@ -28,6 +28,12 @@ struct pl_scheduler {
   pl_sched_req **sched;      /* [max_num_seqs] requests chosen in this call, in order */
   int n_sched;
   int spec_logits_left;      /* logits rows left for proposals in this schedule() call */
+  /* fair share (start-time fair queuing): the virtual time (the largest start tag admitted)
+   * and, per client with requests tagged past it, the tag its next request starts from;
+   * open addressing, [client_cap] a power of two, at most half full */
+  uint64_t vtime;
+  uint64_t *client_key, *client_next; /* client_next 0 = empty slot */
+  int client_cap, n_clients;
   pl_sched_output out;       /* arrays below are owned here */
   uint64_t next_arrival;
   int peak_running;
@@ -65,26 +71,91 @@ static void list_insert_before(req_list *l, pl_sched_req *pos, pl_sched_req *r) 
   l->n++;
 }
 
-/* Priority order: smaller (priority, arrival) first. */
-static int before(const pl_sched_req *a, const pl_sched_req *b) {
-  if (a->priority != b->priority)
+/* Queue order: smaller (priority (PRIORITY policy), start tag (fair share; else all 0),
+ * arrival) first. */
+static int before(const pl_scheduler *s, const pl_sched_req *a, const pl_sched_req *b) {
+  if (s->prm.policy == PL_SCHED_PRIORITY && a->priority != b->priority)
     return a->priority < b->priority;
+  if (a->vstart != b->vstart)
+    return a->vstart < b->vstart;
   return a->arrival < b->arrival;
 }
 
-/* New arrivals: FCFS appends; PRIORITY inserts in order (scan from the tail: new arrivals
- * usually belong there). Preempted requests: FCFS puts them at the head (vLLM); PRIORITY
- * re-inserts them in order, which is the head among equals since they arrived earlier. */
+/* Whether the waiting list is kept in before() order (else in arrival order, FCFS). */
+static int sorted_waiting(const pl_scheduler *s) {
+  return s->prm.policy == PL_SCHED_PRIORITY || s->prm.fair_share;
+}
+
+/* New arrivals: FCFS appends; PRIORITY or fair share inserts in order (scan from the tail:
+ * new arrivals usually belong there). Preempted requests: FCFS puts them at the head (vLLM);
+ * sorted, they go back in order, the head among equals since they arrived earlier. */
 static void waiting_insert(pl_scheduler *s, pl_sched_req *r, int preempted) {
   r->status = PL_REQ_WAITING;
-  if (s->prm.policy == PL_SCHED_FCFS) {
+  if (!sorted_waiting(s)) {
     list_insert_before(&s->waiting, preempted ? s->waiting.head : NULL, r);
     return;
   }
   pl_sched_req *pos = NULL; /* insert before pos; NULL = tail */
-  for (pl_sched_req *q = s->waiting.tail; q && before(r, q); q = q->prev)
+  for (pl_sched_req *q = s->waiting.tail; q && before(s, r, q); q = q->prev)
     pos = q;
   list_insert_before(&s->waiting, pos, r);
+}
+
+/* ---- fair share: start-time fair queuing over clients --------------------------------------
+ * A request's start tag is max(virtual time, its client's next tag); the client's next tag is
+ * then that + 1, and admitting a request moves the virtual time up to its tag. So a client
+ * that queues a thousand requests tags them t, t+1, ...; a client arriving later starts at the
+ * virtual time and is admitted next, then the two alternate. Clients whose next tag is not
+ * past the virtual time have nothing to remember and are dropped when the table grows. */
+
+static int client_slot(const uint64_t *key, const uint64_t *next, int cap, uint64_t k) {
+  int i = (int)((k * 0x9E3779B97F4A7C15ull) >> 40) & (cap - 1);
+  while (next[i] && key[i] != k)
+    i = (i + 1) & (cap - 1);
+  return i;
+}
+
+/* Rebuild the table with room for one more client, keeping only the clients that matter. */
+static int clients_regrow(pl_scheduler *s) {
+  int live = 0;
+  for (int i = 0; i < s->client_cap; i++)
+    live += s->client_next[i] > s->vtime;
+  int cap = 16;
+  while (cap < 4 * (live + 1))
+    cap *= 2;
+  uint64_t *key = pl_calloc((size_t)cap, sizeof *key), *next = pl_calloc((size_t)cap, sizeof *next);
+  if (!key || !next) {
+    pl_free(key);
+    pl_free(next);
+    return pl_fail(PL_ENOMEM, "scheduler: out of memory for fair-share clients");
+  }
+  for (int i = 0; i < s->client_cap; i++)
+    if (s->client_next[i] > s->vtime) {
+      int j = client_slot(key, next, cap, s->client_key[i]);
+      key[j] = s->client_key[i];
+      next[j] = s->client_next[i];
+    }
+  pl_free(s->client_key);
+  pl_free(s->client_next);
+  s->client_key = key;
+  s->client_next = next;
+  s->client_cap = cap;
+  s->n_clients = live;
+  return PL_OK;
+}
+
+/* Give r its start tag (see above). PL_ENOMEM. */
+static int tag_request(pl_scheduler *s, pl_sched_req *r) {
+  if (2 * (s->n_clients + 1) > s->client_cap)
+    PL_TRY(clients_regrow(s));
+  int i = client_slot(s->client_key, s->client_next, s->client_cap, r->client);
+  if (!s->client_next[i]) {
+    s->client_key[i] = r->client;
+    s->n_clients++;
+  }
+  r->vstart = s->client_next[i] > s->vtime ? s->client_next[i] : s->vtime;
+  s->client_next[i] = r->vstart + 1;
+  return PL_OK;
 }
 
 static void running_remove(pl_scheduler *s, pl_sched_req *r) {
@@ -198,6 +269,8 @@ void pl_sched_destroy(pl_scheduler *s) {
   pl_free(s->running);
   pl_free(s->snap);
   pl_free(s->sched);
+  pl_free(s->client_key);
+  pl_free(s->client_next);
   pl_free(s->out.seq_reqs);
   pl_free(s->out.logits_reqs);
   pl_free(s->out.preempted);
@@ -248,8 +321,16 @@ int pl_sched_add(pl_scheduler *s, const pl_sched_req_params *rp, pl_sched_req **
   r->user = rp->user;
   r->num_prompt_tokens = rp->n_prompt;
   r->priority = rp->priority;
+  r->client = rp->client;
   r->extra_key = rp->extra_key;
   r->arrival = s->next_arrival++;
+  if (s->prm.fair_share) {
+    int rc = tag_request(s, r);
+    if (rc < 0) {
+      req_free(r);
+      return rc;
+    }
+  }
   waiting_insert(s, r, 0);
   *out = r;
   return PL_OK;
@@ -309,15 +390,15 @@ static void fail_req(pl_scheduler *s, pl_sched_req *r) {
   s->n_failed++;
 }
 
-/* The running request to preempt: lowest priority (largest value; PRIORITY policy only),
- * then latest arrival. */
+/* The running request to preempt: the last in queue order (lowest priority, PRIORITY policy
+ * only; then the latest start tag, fair share; then the latest arrival). */
 static pl_sched_req *pick_victim(const pl_scheduler *s) {
   pl_sched_req *v = NULL;
   for (int i = 0; i < s->n_running; i++) {
     pl_sched_req *r = s->running[i];
     if (!v)
       v = r;
-    else if (s->prm.policy == PL_SCHED_PRIORITY ? before(v, r) : v->arrival < r->arrival)
+    else if (before(s, v, r))
       v = r;
   }
   return v;
@@ -449,6 +530,8 @@ static int admit_waiting(pl_scheduler *s, int *budget) {
     if (r->num_cached_tokens < 0)
       r->num_cached_tokens = hit;
     running_push(s, r);
+    if (r->vstart > s->vtime)
+      s->vtime = r->vstart;
     r->n_sched = n;
     s->sched[s->n_sched++] = r;
     *budget -= n;
@@ -592,6 +675,8 @@ int pl_sched_fork(pl_scheduler *s, pl_sched_req *parent, uint64_t child_id, void
   c->num_prompt_tokens = parent->num_prompt_tokens;
   c->num_cached_tokens = parent->num_cached_tokens;
   c->priority = parent->priority;
+  c->client = parent->client;
+  c->vstart = parent->vstart; /* one request's samples: one tag */
   c->extra_key = parent->extra_key;
   c->arrival = s->next_arrival++;
   int seq = -1;
@@ -703,8 +788,7 @@ static int check_list(const pl_scheduler *s, const req_list *l, pl_req_status wa
       return pl_fail(PL_EINTERNAL, "scheduler: %s request %llu: status %d, kv seq %d, "
                      "computed %d", name, (unsigned long long)r->id, (int)r->status, r->kv_seq,
                      r->num_computed_tokens);
-    if (want == PL_REQ_WAITING && s->prm.policy == PL_SCHED_PRIORITY && prev &&
-        before(r, prev))
+    if (want == PL_REQ_WAITING && sorted_waiting(s) && prev && before(s, r, prev))
       return pl_fail(PL_EINTERNAL, "scheduler: waiting request %llu out of priority order",
                      (unsigned long long)r->id);
   }

@@ -16,7 +16,10 @@
  *      arrival), each first taking its cached prefix (hit tokens count as computed), until the
  *      budget, the sequence limit or the pool runs out (an unfit head blocks the queue); with
  *      PL_ADMIT_RESERVE (the default) the pool "runs out" when the running requests' growth
- *      to their max_tokens would no longer fit (see pl_sched_admission).
+ *      to their max_tokens would no longer fit (see pl_sched_admission). With fair_share,
+ *      requests of equal priority are ordered by a start tag (start-time fair queuing over
+ *      clients, scheduler.c) before arrival: clients take turns, so one client's thousand
+ *      queued requests do not hold back another client's one.
  * A request that alone can never fit the pool fails (status PL_REQ_FAILED, listed in the
  * output) instead of thrashing. num_computed_tokens advances inside schedule() for every
  * scheduled token, so after the runner's forward the engine samples one token for every
@@ -73,6 +76,7 @@ typedef struct pl_sched_req {
   int num_computed_tokens; /* tokens whose K/V is written or scheduled in the latest plan */
   int num_cached_tokens;   /* prompt tokens from the prefix cache at first admission; -1 before */
   int priority;            /* lower = scheduled first (PL_SCHED_PRIORITY only) */
+  uint64_t client;         /* fair-share key (pl_sched_params.fair_share); 0 is a client too */
   uint64_t arrival;        /* arrival order, assigned by the scheduler (forks are new arrivals) */
   uint64_t extra_key;      /* prefix-cache key, e.g. a hashed cache salt (0 = none) */
   int num_preemptions;     /* times this request was preempted */
@@ -83,6 +87,7 @@ typedef struct pl_sched_req {
   int n_spec;              /* in: proposals; after schedule(): how many are in the plan */
   /* ---- private to the scheduler ---- */
   int kv_seq;              /* kv-cache sequence slot, -1 while holding no blocks */
+  uint64_t vstart;         /* fair share: start tag (0 without fair share) */
   int n_sched;             /* tokens scheduled in the schedule() call in progress */
   struct pl_sched_req *prev, *next; /* waiting or failed list links */
 } pl_sched_req;
@@ -100,6 +105,7 @@ typedef struct pl_sched_params {
   int enable_prefix_caching;
   pl_sched_policy policy;
   pl_sched_admission admission; /* paged mode; static mode always reserves max_model_len */
+  int fair_share;             /* order equal priorities by client turns (above) */
 } pl_sched_params;
 
 typedef struct pl_sched_req_params {
@@ -109,6 +115,7 @@ typedef struct pl_sched_req_params {
   int n_prompt;            /* >= 1 */
   int max_tokens;          /* TOTAL capacity (not new tokens): n_prompt <= it <= max_model_len */
   int priority;
+  uint64_t client;         /* fair-share key; forks inherit it */
   uint64_t extra_key;
 } pl_sched_req_params;
 

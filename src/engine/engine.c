@@ -27,6 +27,7 @@
 void pl_engine_params_default(pl_engine_params *p) {
   memset(p, 0, sizeof *p);
   p->enable_prefix_caching = 1;
+  p->fair_share = 1;
   p->seed = 0x5EED;
 }
 
@@ -202,7 +203,8 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
                         .max_num_logits = max_logits,
                         .enable_prefix_caching = p->enable_prefix_caching,
                         .policy = PL_SCHED_PRIORITY,
-                        .admission = p->kv_admit_greedy ? PL_ADMIT_GREEDY : PL_ADMIT_RESERVE};
+                        .admission = p->kv_admit_greedy ? PL_ADMIT_GREEDY : PL_ADMIT_RESERVE,
+                        .fair_share = p->fair_share};
   if ((rc = pl_sched_create(&sp, &e->sched)) < 0)
     goto fail;
   e->logits = pl_malloc((size_t)max_logits * hp->n_vocab * sizeof(float));

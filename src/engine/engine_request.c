@@ -192,7 +192,7 @@ int pl_engine_add_request(pl_engine *e, const char *prompt, const int32_t *promp
   g->n_live = n_samples;
   pl_sched_req_params rp = {.id = g->id, .user = &g->samples[0], .prompt = g->prompt,
                             .n_prompt = n_prompt_ids, .max_tokens = n_prompt_ids + spin->max_tokens,
-                            .priority = spin->priority};
+                            .priority = spin->priority, .client = spin->client};
   rc = pl_sched_add(e->sched, &rp, &g->samples[0].sr);
   if (rc < 0) {
     pl_engine_group_free(e, g);

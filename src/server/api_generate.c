@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <xxhash.h>
 
 #include "engine/engine_access.h"
+#include "server/conn_guard.h"
 #include "server/conn_wait.h"
 #include "server/openai_resp.h"
 #include "server/server_impl.h"
@@ -217,6 +219,17 @@ static int conn_port(struct MHD_Connection *c) {
   if (a->sa_family == AF_INET6)
     return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
   return -1;
+}
+
+/* Fair share groups requests by who asks: the OpenAI `user` field when given (an end-user id,
+ * so users behind one proxy or one address stay apart), else the client's address. */
+static uint64_t client_key(struct MHD_Connection *c, const pl_oai_request *req) {
+  if (req->user)
+    return XXH3_64bits_withSeed(req->user, strlen(req->user), 1);
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  unsigned char key[17];
+  pl_conn_addr_key(key, ci ? ci->client_addr : NULL);
+  return XXH3_64bits_withSeed(key, sizeof key, 2);
 }
 
 static int conn_fd(struct MHD_Connection *c) {
@@ -549,6 +562,7 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
       build_input(s, req, &in, &err) < 0)
     goto fail;
 
+  req->sp.client = client_key(c, req);
   pl_srv_job_params jp = {.n_prompts = in.n,
                           .prompt_ids = (const int32_t *const *)in.ids,
                           .prompt_lens = in.lens,

@@ -121,8 +121,7 @@ void pl_conn_guard_stop(pl_conn_guard *g) {
   pl_free(g);
 }
 
-/* The record's address key from a socket address (zeroed for an unknown family). */
-static void addr_key(unsigned char key[17], const struct sockaddr *sa) {
+void pl_conn_addr_key(unsigned char key[17], const struct sockaddr *sa) {
   memset(key, 0, 17);
   if (sa && sa->sa_family == AF_INET) {
     key[0] = 4;
@@ -152,7 +151,7 @@ pl_conn_rec *pl_conn_guard_add(pl_conn_guard *g, int fd, const struct sockaddr *
   r->fd = fd;
   r->armed = 1;
   r->since = mono_s();
-  addr_key(r->addr, addr);
+  pl_conn_addr_key(r->addr, addr);
   pthread_mutex_lock(&g->mu);
   r->next = g->head;
   if (g->head)

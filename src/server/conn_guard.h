@@ -28,6 +28,10 @@ struct sockaddr;
 typedef struct pl_conn_guard pl_conn_guard;
 typedef struct pl_conn_rec pl_conn_rec;
 
+/* A client address as 17 bytes: family (4 or 6), then the address; all zero for another
+ * family or NULL. What the per-address limit and fair share (api_generate.c) group by. */
+void pl_conn_addr_key(unsigned char key[17], const struct sockaddr *sa);
+
 /* Start the guard; timeout_ms is the deadline (0 = none, and no thread), max_conns the
  * connection limit, max_per_addr the limit per client address (0 = none). PL_ENOMEM,
  * PL_EINTERNAL. */

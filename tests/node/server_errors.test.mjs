@@ -8,6 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { spawnSync } from "node:child_process";
+import http from "node:http";
 import { startServer, post, curl, metrics, waitMetrics } from "./lib/server.mjs";
 import { makeTempDir, runPl, sourcePath, spawnPl } from "./lib/util.mjs";
 
@@ -285,6 +286,49 @@ test("a full queue is a fair line: arrivals wait in order for room, the rest get
     await Promise.allSettled(first);
   } finally {
     await t.stop();
+  }
+});
+
+/** POST a JSON body from a given local address (127.0.0.x: on Linux all of 127/8 is local). */
+function postFrom(url, body, localAddress) {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = http.request(url, { method: "POST", localAddress, agent: false,
+                                    headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) } },
+      (res) => {
+        let text = "";
+        res.on("data", (d) => (text += d));
+        res.on("end", () => resolve({ status: res.statusCode, text }));
+      });
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
+test("fair share: one client's queued batch does not hold back another client's request", async () => {
+  // One sequence at a time; client A queues 6 requests, then client B sends one. With fair
+  // share (the default) B's request is admitted as soon as the running one ends, because B
+  // runs nothing while A runs one: it finishes second. In arrival order (--scheduling-policy
+  // fcfs) it finishes last. Clients are told apart by the `user` field, else by address.
+  const body = { model: "pagellm-default", prompt: "Once", max_tokens: 64, ignore_eos: true };
+  for (const [policy, byUser] of [["fair", true], ["fair", false], ["fcfs", true]]) {
+    const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
+                                  args: ["--max-num-seqs", "1", "--scheduling-policy", policy] });
+    try {
+      const order = [];
+      const send = (who, addr) => postFrom(s.url + "/v1/completions",
+                                           byUser ? { ...body, user: who } : body, addr)
+        .then((r) => { assert.equal(r.status, 200, r.text); order.push(who); });
+      const batch = Array.from({ length: 6 }, () => send("A", "127.0.0.1"));
+      await waitMetrics(s.url, (m) => m["pagellm:num_requests_running"] === 1 && m["pagellm:num_requests_waiting"] === 5);
+      const late = send("B", byUser ? "127.0.0.1" : "127.0.0.2");
+      await Promise.all([...batch, late]);
+      const at = order.indexOf("B");
+      if (policy === "fair") assert.ok(at <= 1, `${policy} (${byUser ? "user" : "address"}): B finished ${at + 1}th of 7: ${order}`);
+      else assert.equal(at, 6, `fcfs: B finished ${at + 1}th of 7: ${order}`);
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
   }
 });
 

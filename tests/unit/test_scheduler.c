@@ -357,6 +357,87 @@ static void test_max_num_seqs(void) {
   env_done(&e);
 }
 
+/* Fair share: equal priorities are admitted by start tag (clients take turns); without it, in
+ * arrival order. */
+static pl_sched_req *add_client(env *e, uint64_t id, uint64_t client, int prio) {
+  int32_t pr[5] = {1, 2, 3, 4, 5};
+  pr[4] = (int32_t)id + 10; /* distinct last tokens: no request is a prefix hit of another */
+  pl_sched_req_params rp = {.id = id, .prompt = pr, .n_prompt = 5, .max_tokens = 10,
+                            .priority = prio, .client = client};
+  pl_sched_req *r = NULL;
+  CHECK_EQ_INT(pl_sched_add(e->s, &rp, &r), PL_OK);
+  return r;
+}
+
+static void test_fair_share(void) {
+  for (int fair = 0; fair <= 1; fair++) {
+    pl_sched_params p = params(65, 4, 64, 2, 64);
+    p.policy = PL_SCHED_PRIORITY;
+    p.fair_share = fair;
+    env e;
+    env_init(&e, &p);
+    pl_sched_req *a[5], *b;
+    for (int i = 0; i < 5; i++)
+      a[i] = add_client(&e, (uint64_t)i, 7, 0); /* client 7 queues five */
+    b = add_client(&e, 5, 9, 0);                /* then client 9 one */
+    step(&e);
+    append_all(&e);
+    /* fair: tags a0..a4 = 0..4, b = 0: a0 and b; else a0, a1 */
+    CHECK_EQ_INT(a[0]->status, PL_REQ_RUNNING);
+    CHECK_EQ_INT(b->status, fair ? PL_REQ_RUNNING : PL_REQ_WAITING);
+    CHECK_EQ_INT(a[1]->status, fair ? PL_REQ_WAITING : PL_REQ_RUNNING);
+    pl_sched_finish(e.s, a[0]);
+    step(&e);
+    append_all(&e);
+    /* fair: a1 (tag 1) is next, beside b; fcfs: a1 runs and a2 joins */
+    CHECK_EQ_INT(a[1]->status, PL_REQ_RUNNING);
+    CHECK_EQ_INT(b->status, fair ? PL_REQ_RUNNING : PL_REQ_WAITING);
+    CHECK_EQ_INT(a[2]->status, fair ? PL_REQ_WAITING : PL_REQ_RUNNING);
+    /* a better priority goes first whatever its client runs: client 7's request at
+     * priority -1 is admitted before the priority-0 requests of every client */
+    pl_sched_req *urgent = add_client(&e, 6, 7, -1);
+    pl_sched_req *other = add_client(&e, 7, 11, 0); /* a third client, none running */
+    pl_sched_finish(e.s, a[1]);
+    step(&e);
+    append_all(&e);
+    CHECK_EQ_INT(urgent->status, PL_REQ_RUNNING);
+    CHECK_EQ_INT(other->status, PL_REQ_WAITING);
+    pl_sched_finish(e.s, urgent);
+    step(&e);
+    append_all(&e);
+    if (fair) { /* running b; tags: other 1 (it came when the virtual time was 1), a2 2 */
+      CHECK_EQ_INT(other->status, PL_REQ_RUNNING);
+      CHECK_EQ_INT(a[2]->status, PL_REQ_WAITING);
+    } else { /* arrival order: a2 runs, then a3 joins; b and other wait behind a4 */
+      CHECK_EQ_INT(a[3]->status, PL_REQ_RUNNING);
+      CHECK_EQ_INT(b->status, PL_REQ_WAITING);
+      CHECK_EQ_INT(other->status, PL_REQ_WAITING);
+    }
+    CHECK_EQ_INT(pl_sched_check(e.s), PL_OK);
+    env_done(&e);
+  }
+  /* One slot: a client that comes while another's backlog waits is served next, not last. */
+  for (int fair = 0; fair <= 1; fair++) {
+    pl_sched_params p = params(65, 4, 64, 1, 64);
+    p.policy = PL_SCHED_PRIORITY;
+    p.fair_share = fair;
+    env e;
+    env_init(&e, &p);
+    pl_sched_req *a[3];
+    for (int i = 0; i < 3; i++)
+      a[i] = add_client(&e, (uint64_t)i, 7, 0);
+    step(&e);
+    append_all(&e);
+    pl_sched_req *b = add_client(&e, 3, 9, 0);
+    pl_sched_finish(e.s, a[0]);
+    step(&e);
+    append_all(&e);
+    CHECK_EQ_INT(b->status, fair ? PL_REQ_RUNNING : PL_REQ_WAITING);
+    CHECK_EQ_INT(a[1]->status, fair ? PL_REQ_WAITING : PL_REQ_RUNNING);
+    env_done(&e);
+  }
+}
+
 static void test_preemption_fcfs(void) {
   /* 6 usable blocks of 2 tokens; three requests of 3 tokens take 2 blocks each. */
   pl_sched_params p = params(7, 2, 32, 4, 64);
@@ -815,6 +896,7 @@ static void soak(int policy, pl_kv_alloc mode, pl_sched_admission admission, int
   p.enable_prefix_caching = caching;
   p.max_prefill_chunk = chunk;
   p.admission = admission;
+  p.fair_share = (int)(seed & 1); /* odd seeds: four clients sharing fairly */
   env e;
   env_init(&e, &p);
   pl_sched_req *live[MAXR];
@@ -836,7 +918,7 @@ static void soak(int policy, pl_kv_alloc mode, pl_sched_admission admission, int
         max_tokens = 48;
       pl_sched_req_params rp = {.id = next_id++, .prompt = pr, .n_prompt = n,
                                 .max_tokens = max_tokens, .priority = (int)rnd(3),
-                                .extra_key = rnd(10) == 0};
+                                .client = rnd(4), .extra_key = rnd(10) == 0};
       pl_sched_req *r;
       if (pl_sched_add(e.s, &rp, &r) == PL_OK)
         live[n_live++] = r;
@@ -921,6 +1003,7 @@ int main(void) {
   test_chunked_prefill();
   test_decodes_not_starved();
   test_max_num_seqs();
+  test_fair_share();
   test_preemption_fcfs();
   test_preemption_priority();
   test_no_admission_after_preemption();
