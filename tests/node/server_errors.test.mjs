@@ -307,10 +307,10 @@ function postFrom(url, body, localAddress) {
 
 test("fair share: one client's queued batch does not hold back another client's request", async () => {
   // One sequence at a time; client A queues 6 requests, then client B sends one. With fair
-  // share (the default) B's request is admitted as soon as the running one ends, because B
-  // runs nothing while A runs one: it finishes second. In arrival order (--scheduling-policy
+  // share (the default) B's request takes the next turn: it finishes second (third if A's
+  // first request, ~0.3 s, ended before B's arrived). In arrival order (--scheduling-policy
   // fcfs) it finishes last. Clients are told apart by the `user` field, else by address.
-  const body = { model: "pagellm-default", prompt: "Once", max_tokens: 64, ignore_eos: true };
+  const body = { model: "pagellm-default", prompt: "Once", max_tokens: 128, ignore_eos: true };
   for (const [policy, byUser] of [["fair", true], ["fair", false], ["fcfs", true]]) {
     const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
                                   args: ["--max-num-seqs", "1", "--scheduling-policy", policy] });
@@ -324,7 +324,7 @@ test("fair share: one client's queued batch does not hold back another client's 
       const late = send("B", byUser ? "127.0.0.1" : "127.0.0.2");
       await Promise.all([...batch, late]);
       const at = order.indexOf("B");
-      if (policy === "fair") assert.ok(at <= 1, `${policy} (${byUser ? "user" : "address"}): B finished ${at + 1}th of 7: ${order}`);
+      if (policy === "fair") assert.ok(at <= 2, `${policy} (${byUser ? "user" : "address"}): B finished ${at + 1}th of 7: ${order}`);
       else assert.equal(at, 6, `fcfs: B finished ${at + 1}th of 7: ${order}`);
     } finally {
       assert.equal((await s.stop()).code, 0);
