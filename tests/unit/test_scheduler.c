@@ -369,13 +369,18 @@ static pl_sched_req *add_client(env *e, uint64_t id, uint64_t client, int prio) 
   return r;
 }
 
+/* PRIORITY policy (as the engine runs it), max_seqs sequences, fair share on or off. */
+static void fair_env(env *e, int max_seqs, int fair) {
+  pl_sched_params p = params(65, 4, 64, max_seqs, 64);
+  p.policy = PL_SCHED_PRIORITY;
+  p.fair_share = fair;
+  env_init(e, &p);
+}
+
 static void test_fair_share(void) {
   for (int fair = 0; fair <= 1; fair++) {
-    pl_sched_params p = params(65, 4, 64, 2, 64);
-    p.policy = PL_SCHED_PRIORITY;
-    p.fair_share = fair;
     env e;
-    env_init(&e, &p);
+    fair_env(&e, 2, fair);
     pl_sched_req *a[5], *b;
     for (int i = 0; i < 5; i++)
       a[i] = add_client(&e, (uint64_t)i, 7, 0); /* client 7 queues five */
@@ -418,11 +423,8 @@ static void test_fair_share(void) {
   }
   /* One slot: a client that comes while another's backlog waits is served next, not last. */
   for (int fair = 0; fair <= 1; fair++) {
-    pl_sched_params p = params(65, 4, 64, 1, 64);
-    p.policy = PL_SCHED_PRIORITY;
-    p.fair_share = fair;
     env e;
-    env_init(&e, &p);
+    fair_env(&e, 1, fair);
     pl_sched_req *a[3];
     for (int i = 0; i < 3; i++)
       a[i] = add_client(&e, (uint64_t)i, 7, 0);
