@@ -2,8 +2,8 @@
 // plus the fixed pool). Starts `pagellm serve` on the bundled model with a ChatML template,
 // then, for each count K, sends K chat bodies of ~8 MB at once and reports the server's peak
 // RSS (VmHWM, reset through /proc/PID/clear_refs) over its RSS just before, against the sum
-// of the bodies. The bodies are far longer than the context, as a
-// hostile or careless client's would be: each must be refused with context_length_exceeded.
+// of the bodies. The bodies are far longer than the context, as a hostile or careless
+// client's would be: each must be refused with context_length_exceeded. Linux only.
 //
 //   node tools/bench/body_rss.mjs [--counts 1,2,4,16] [--messages 8000] [--bytes 1000]
 //                                 [--http-threads 2] [--rounds 3] [--bin build/pagellm]
@@ -43,7 +43,7 @@ async function start() {
   const proc = spawn(opt.bin, ["serve", "-m", join(root, "models/pagellm-default.gguf"), "--port", "0",
     "--chat-template", tmpl,
     "--http-threads", opt["http-threads"], "--max-body-size", String(64 * MiB)],
-  { stdio: ["ignore", "pipe", "inherit"] });
+  { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PAGELLM_LOG: "warn" } });
   const url = await new Promise((res, rej) => {
     let out = "";
     proc.stdout.on("data", (d) => {
