@@ -42,6 +42,16 @@ typedef struct gen_input {
   char **echo;     /* [n] decoded text of id prompts for echo (owned), or NULL */
 } gen_input;
 
+/* The prompt ids, once the job holds its own copy (a long prompt's ids are megabytes). */
+static void gen_input_drop_ids(gen_input *in) {
+  for (int i = 0; i < in->n; i++) {
+    if (in->owned[i])
+      pl_free(in->ids[i]);
+    in->ids[i] = NULL;
+    in->owned[i] = 0;
+  }
+}
+
 static void gen_input_free(gen_input *in) {
   for (int i = 0; i < in->n; i++) {
     if (in->owned && in->owned[i])
@@ -573,6 +583,7 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
     pl_oai_errorf(&err, rc == PL_ENOMEM ? 500 : 503, NULL, "%s", pl_last_error());
     goto fail;
   }
+  gen_input_drop_ids(&in);
   if (pl_srv_submit(s->loop, job) < 0) {
     pl_oai_errorf(&err, 503, NULL, "%s", pl_last_error());
     err.code = "server_overloaded";

@@ -593,6 +593,8 @@ static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
     j->engine_id[p] = id;
     j->prompt_live[p] = j->n;
     j->live_prompts++;
+    pl_free(j->ids[p]); /* the engine holds its own copy */
+    j->ids[p] = NULL;
   }
   if (rc == 0) {
     set_submit(j, PL_SRV_SUBMIT_ACCEPTED, 0, NULL);

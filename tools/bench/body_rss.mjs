@@ -7,6 +7,12 @@
 //
 //   node tools/bench/body_rss.mjs [--counts 1,2,4,16] [--messages 8000] [--bytes 1000]
 //                                 [--http-threads 2] [--rounds 3] [--bin build/pagellm]
+//                                 [--model M.gguf] [--kv-cache-memory SIZE]
+// --accepted: for a model whose context holds the whole body (e.g. `pagellm model-gen
+// --vocab-from models/pagellm-default.gguf --n-ctx 4194304 --n-embd 64 --n-layer 1 ...`, with
+// --kv-cache-memory for one such sequence): the bodies are rendered, tokenized and admitted;
+// once all K run or wait, the client disconnects (the engine aborts them, 16-token prefill
+// steps meanwhile), so this is the memory of accepting a long prompt, without its prefill.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,6 +29,9 @@ const { values: opt } = parseArgs({
     "http-threads": { type: "string", default: "2" },
     rounds: { type: "string", default: "3" },
     bin: { type: "string", default: join(root, "build/pagellm") },
+    model: { type: "string", default: join(root, "models/pagellm-default.gguf") },
+    "kv-cache-memory": { type: "string", default: "" },
+    accepted: { type: "boolean", default: false },
   },
 });
 
@@ -40,7 +49,9 @@ const tmpl = join(mkdtempSync(join(tmpdir(), "pagellm-rss-")), "chatml.jinja");
 writeFileSync(tmpl, CHATML);
 
 async function start() {
-  const proc = spawn(opt.bin, ["serve", "-m", join(root, "models/pagellm-default.gguf"), "--port", "0",
+  const kv = opt["kv-cache-memory"] ? ["--kv-cache-memory", opt["kv-cache-memory"]] : [];
+  if (opt.accepted) kv.push("--max-num-batched-tokens", "16");
+  const proc = spawn(opt.bin, ["serve", "-m", opt.model, "--port", "0", ...kv,
     "--chat-template", tmpl,
     "--http-threads", opt["http-threads"], "--max-body-size", String(64 * MiB)],
   { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PAGELLM_LOG: "warn" } });
@@ -63,12 +74,33 @@ async function start() {
 const content = "a little dog ran to the park and ".repeat(64).slice(0, Number(opt.bytes));
 const messages = Array.from({ length: Number(opt.messages) }, (_, i) =>
   ({ role: i % 2 ? "assistant" : "user", content }));
-const body = JSON.stringify({ model: "pagellm-default", messages, max_tokens: 4 });
+const body = JSON.stringify({ messages, max_tokens: 4 });
 
-const post = (url, b) => fetch(url + "/v1/chat/completions",
-  { method: "POST", headers: { "content-type": "application/json" }, body: b })
-  .then(async (r) => `${r.status} ${(await r.json()).error?.code ?? "ok"}`);
-const small = JSON.stringify({ model: "pagellm-default", messages: messages.slice(0, 2).map((m) => ({ ...m, content: "hi" })), max_tokens: 4 });
+const post = (url, b, signal) => fetch(url + "/v1/chat/completions",
+  { method: "POST", headers: { "content-type": "application/json" }, body: b, signal })
+  .then(async (r) => `${r.status} ${(await r.json()).error?.code ?? "ok"}`, (e) => e.name);
+
+async function gauges(url) {
+  const t = await (await fetch(url + "/metrics")).text();
+  const g = (n) => Number(new RegExp(`^pagellm:${n}\\{[^}]*\\} (\\S+)`, "m").exec(t)?.[1] ?? NaN);
+  return { running: g("num_requests_running"), waiting: g("num_requests_waiting") };
+}
+
+/* --accepted: send, wait until all k are in the engine, then hang up and let it drain. */
+async function postAccepted(url, k) {
+  const ac = new AbortController();
+  const rs = Array.from({ length: k }, () => post(url, body, ac.signal));
+  for (;;) {
+    const m = await gauges(url);
+    if (m.running + m.waiting >= k) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  ac.abort();
+  const out = await Promise.all(rs);
+  while ((await gauges(url)).running > 0) await new Promise((r) => setTimeout(r, 20));
+  return out.map((a) => (a === "AbortError" ? "admitted, then aborted" : a));
+}
+const small = JSON.stringify({ messages: messages.slice(0, 2).map((m) => ({ ...m, content: "hi" })), max_tokens: 4 });
 
 console.log(`body ${(body.length / MiB).toFixed(2)} MiB (${opt.messages} messages of ${opt.bytes} bytes), ` +
             `${opt["http-threads"]} HTTP threads, a fresh server per round, median of ${opt.rounds} rounds`);
@@ -85,7 +117,8 @@ for (const k of opt.counts.split(",").map(Number)) {
       await post(url, small); // the first request's one-time allocations are not the bodies'
       writeFileSync(`/proc/${proc.pid}/clear_refs`, "5"); // VmHWM := VmRSS
       const before = status(proc.pid).rss;
-      const rs = await Promise.all(Array.from({ length: k }, () => post(url, body)));
+      const rs = opt.accepted ? await postAccepted(url, k)
+                              : await Promise.all(Array.from({ length: k }, () => post(url, body)));
       peaks.push(status(proc.pid).hwm - before);
       answers = [...new Set(rs)].join(", ");
     } finally {
