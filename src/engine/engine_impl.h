@@ -70,8 +70,8 @@ typedef struct pl_group {
   int32_t *stop_ids;
   int32_t *bias_ids;
   float *bias_vals;
-  int32_t *prompt;           /* [n_prompt] */
-  int n_prompt;
+  int n_prompt;              /* the prompt is the head of each sample's sr->tokens (no copy
+                                here: a long prompt's ids are megabytes) */
   int n_live;                /* samples not finished */
   int forked;                /* children created (n > 1) */
   int cached_tokens;

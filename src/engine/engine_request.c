@@ -66,7 +66,6 @@ void pl_engine_group_free(pl_engine *e, pl_group *g) {
   pl_free(g->stop_ids);
   pl_free(g->bias_ids);
   pl_free(g->bias_vals);
-  pl_free(g->prompt);
   pl_free(g->samples);
   pl_free(g->error);
   pl_free(g);
@@ -130,7 +129,6 @@ int pl_engine_add_request(pl_engine *e, const char *prompt, const int32_t *promp
   g->id = e->next_id++;
   g->sp = *spin;
   int ok = 1;
-  g->prompt = dup_arr(prompt_ids, (size_t)n_prompt_ids, sizeof(int32_t), &ok);
   g->n_prompt = n_prompt_ids;
   g->stop_ids = dup_arr(spin->stop_token_ids, (size_t)spin->n_stop_token_ids, sizeof(int32_t), &ok);
   g->bias_ids = dup_arr(spin->logit_bias_ids, (size_t)spin->n_logit_bias, sizeof(int32_t), &ok);
@@ -190,7 +188,7 @@ int pl_engine_add_request(pl_engine *e, const char *prompt, const int32_t *promp
   }
   g->sp.grammar = NULL; /* the text is not kept */
   g->n_live = n_samples;
-  pl_sched_req_params rp = {.id = g->id, .user = &g->samples[0], .prompt = g->prompt,
+  pl_sched_req_params rp = {.id = g->id, .user = &g->samples[0], .prompt = prompt_ids,
                             .n_prompt = n_prompt_ids, .max_tokens = n_prompt_ids + spin->max_tokens,
                             .priority = spin->priority, .client = spin->client};
   rc = pl_sched_add(e->sched, &rp, &g->samples[0].sr);

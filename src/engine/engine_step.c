@@ -153,7 +153,7 @@ static void verify_sample(pl_engine *e, pl_sample_state *s, const float *lg, int
 
 static pl_sample_ctx sample_ctx(const pl_engine *e, pl_sample_state *ss) {
   const pl_group *g = ss->g;
-  return (pl_sample_ctx){.sp = &g->sp, .prompt = g->prompt, .n_prompt = g->n_prompt,
+  return (pl_sample_ctx){.sp = &g->sp, .prompt = ss->sr->tokens, .n_prompt = g->n_prompt,
                          .output = ss->out, .n_output = ss->n_out, .eog_ids = e->eog_ids,
                          .n_eog = g->sp.ignore_eos ? 0 : e->n_eog, .rng = &ss->rng};
 }

@@ -138,7 +138,7 @@ static int ngram_propose(const pl_spec *sp, const int32_t *t, int n_tok, int k, 
 
 static pl_sample_ctx ctx_of(const pl_engine *e, pl_sample_state *s) {
   const pl_group *g = s->g;
-  pl_sample_ctx c = {.sp = &g->sp, .prompt = g->prompt, .n_prompt = g->n_prompt,
+  pl_sample_ctx c = {.sp = &g->sp, .prompt = s->sr->tokens, .n_prompt = g->n_prompt,
                      .output = s->out, .n_output = s->n_out, .eog_ids = e->eog_ids,
                      .n_eog = g->sp.ignore_eos ? 0 : e->n_eog, .rng = &s->rng};
   return c;
