@@ -12,13 +12,15 @@
 struct pl_jarena_chunk {
   pl_jarena_chunk *next;
   size_t cap, used;
-  /* data follows, 16-byte aligned (the header is 32 bytes on LP64, pl_malloc aligns to 64) */
+  unsigned long long seq; /* the arena's seq when made */
+  /* data follows, 16-byte aligned (the header is 48 bytes on LP64, pl_malloc aligns to 64) */
   _Alignas(16) unsigned char data[];
 };
 
 void pl_jarena_init(pl_jarena *a, size_t limit) {
   a->head = NULL;
   a->used = 0;
+  a->seq = 0;
   a->limit = limit;
   a->over_limit = 0;
 }
@@ -33,6 +35,7 @@ static pl_jarena_chunk *new_chunk(pl_jarena *a, size_t cap) {
     return NULL;
   c->cap = cap;
   c->used = 0;
+  c->seq = ++a->seq;
   a->used += cap;
   return c;
 }
@@ -100,4 +103,30 @@ void pl_jarena_free(pl_jarena *a) {
   a->head = NULL;
   a->used = 0;
   a->over_limit = 0;
+}
+
+pl_jarena_mark pl_jarena_mark_get(const pl_jarena *a) {
+  return (pl_jarena_mark){.head = a->head, .head_used = a->head ? a->head->used : 0,
+                          .used = a->used, .seq = a->seq};
+}
+
+/* Chunks made after the mark are either in front of the mark's head (newer heads, and big
+ * blocks linked behind them) or big blocks linked right behind the mark's head. */
+void pl_jarena_release(pl_jarena *a, const pl_jarena_mark *m) {
+  pl_jarena_chunk **pp = &a->head;
+  while (*pp && *pp != m->head) {
+    pl_jarena_chunk *c = *pp;
+    *pp = c->next;
+    pl_free(c);
+  }
+  if (*pp) {
+    (*pp)->used = m->head_used;
+    pp = &(*pp)->next;
+    while (*pp && (*pp)->seq > m->seq) {
+      pl_jarena_chunk *c = *pp;
+      *pp = c->next;
+      pl_free(c);
+    }
+  }
+  a->used = m->used;
 }

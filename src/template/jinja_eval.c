@@ -50,6 +50,7 @@ pl_jframe *pl_jframe_new(pl_jctx *c, pl_jframe *parent) {
 }
 
 int pl_jframe_set(pl_jctx *c, pl_jframe *f, const char *name, pl_jv v) {
+  c->stores++;
   for (size_t i = 0; i < f->n; i++)
     if (strcmp(f->names[i], name) == 0) {
       f->vals[i] = v;
@@ -1106,10 +1107,18 @@ static NOINLINE int exec_for(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
   return rc;
 }
 
+/* Values are immutable and only frames and namespaces are ever written, so when the
+ * expression stored nothing, what it made is unreachable once written: give it back. A long
+ * chat's `'<|im_start|>' + m.role + ... + m.content` copies then live one at a time. */
 static NOINLINE int ex_output(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
+  pl_jarena_mark m = pl_jarena_mark_get(&c->arena);
+  unsigned long long stores = c->stores;
   pl_jv v = {0};
   PL_TRY(eval(c, n->a, f, &v));
-  return emit(c, v);
+  int rc = emit(c, v);
+  if (rc == PL_OK && c->stores == stores)
+    pl_jarena_release(&c->arena, &m);
+  return rc;
 }
 
 static NOINLINE int ex_if(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
@@ -1132,6 +1141,7 @@ static NOINLINE int ex_set_ns(pl_jctx *c, const pl_jnode *n, pl_jframe *f) {
     return pl_jerr(c, "cannot assign attribute on non-namespace object '%s'", n->names[0]);
   pl_jv v = {0};
   PL_TRY(eval(c, n->a, f, &v));
+  c->stores++;
   return pl_jdict_set(&c->arena, ns->u.d, pl_jv_str(n->name, strlen(n->name)), v);
 }
 

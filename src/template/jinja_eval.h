@@ -37,6 +37,9 @@ typedef struct pl_jctx {
   int line;              /* line of the node being evaluated, for messages */
   int loop_depth;
   pl_jframe *globals;
+  /* Stores into frames and namespaces so far: an {{ output }} whose expression stored
+   * nothing (no macro call, no loop() call) left no reference to what it made. */
+  unsigned long long stores;
   int64_t now; /* strftime_now: 0 = current local time, else this Unix time formatted as UTC */
 } pl_jctx;
 

@@ -471,8 +471,7 @@ static int from_json(pl_jarena *a, const json_t *j, pl_jv *out, int depth) {
     json_t *val;
     /* jansson iterates in insertion order, which is the order Python's json module keeps. */
     json_object_foreach((json_t *)j, key, val) {
-      pl_jv k = {0}, v = {0};
-      PL_TRY(pl_jv_str_dup(a, key, strlen(key), &k));
+      pl_jv k = pl_jv_str(key, strlen(key)), v = {0}; /* borrowed, as strings are */
       PL_TRY(from_json(a, val, &v, depth + 1));
       d->k[d->n] = k;
       d->v[d->n] = v;

@@ -20,6 +20,7 @@
 
 #include "check.h"
 #include "template/jinja.h"
+#include "template/jinja_arena.h"
 #include "pagellm.h"
 #include "util/alloc.h"
 
@@ -449,6 +450,85 @@ static void clock_and_misc(void) {
   pl_jinja_template_free(t);
 }
 
+/* 3. What one {{ output }} makes is given back once written (issue 20): a long chat renders in
+ *    the memory of one message, and an output that stores into a namespace or a frame keeps
+ *    what it made. The expected texts are built here, independently of the interpreter. */
+static void arena_marks(void) {
+  pl_jarena a;
+  pl_jarena_init(&a, 0);
+  pl_jarena_mark m0 = pl_jarena_mark_get(&a); /* empty arena */
+  CHECK(pl_jarena_alloc(&a, 100) && pl_jarena_alloc(&a, 100000), "alloc");
+  pl_jarena_release(&a, &m0);
+  CHECK(a.head == NULL && a.used == 0, "release to an empty mark: head %p used %zu",
+        (void *)a.head, a.used);
+  char *keep = pl_jarena_strndup(&a, "kept", 4);
+  size_t used1 = a.used;
+  pl_jarena_mark m1 = pl_jarena_mark_get(&a);
+  CHECK(pl_jarena_alloc(&a, 200000) != NULL, "big block behind the mark's head");
+  pl_jarena_mark m2 = pl_jarena_mark_get(&a);
+  for (int i = 0; i < 100; i++) /* new heads and big blocks in front of m1's head */
+    CHECK(pl_jarena_alloc(&a, i % 10 ? 5000 : 40000) != NULL, "alloc %d", i);
+  pl_jarena_release(&a, &m2);
+  CHECK(a.used == m2.used, "nested release: used %zu, want %zu", a.used, m2.used);
+  pl_jarena_release(&a, &m1);
+  CHECK(a.used == used1 && !strcmp(keep, "kept"), "release: used %zu, want %zu", a.used, used1);
+  char *again = pl_jarena_alloc(&a, 16);
+  CHECK(again == keep + 16, "the head's space is handed out again");
+  pl_jarena_free(&a);
+}
+
+static void output_temporaries(void) {
+  arena_marks();
+  /* 3000 messages of 3000 bytes through ChatML: each output's concatenations make ~12 KB, 36 MB
+   * in all; the render may use 4 MiB. */
+  enum { N = 3000, LEN = 3000 };
+  json_t *msgs = json_array();
+  char *content = malloc(LEN + 1);
+  size_t exp_cap = (size_t)N * (LEN + 64), exp_n = 0;
+  char *exp = malloc(exp_cap);
+  for (int i = 0; i < N; i++) {
+    for (int k = 0; k < LEN; k++)
+      content[k] = (char)('a' + (i + k) % 26);
+    content[LEN] = 0;
+    const char *role = i % 2 ? "assistant" : "user";
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", role, "content", content));
+    exp_n += (size_t)snprintf(exp + exp_n, exp_cap - exp_n, "<|im_start|>%s\n%s<|im_end|>\n", role,
+                              content);
+  }
+  json_t *vars = json_pack("{s:o}", "messages", msgs);
+  pl_jinja_render_opts o = {.max_memory = 4 << 20};
+  char *out = NULL;
+  int rc = render_opts("{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + "
+                       "'<|im_end|>\\n' }}{% endfor %}", vars, &o, &out);
+  CHECK(rc == 0 && out && strlen(out) == exp_n && !memcmp(out, exp, exp_n),
+        "long chat in 4 MiB: rc=%d [%s]", rc, rc ? pl_last_error() : "output differs");
+  pl_free(out);
+  /* the same text made by a macro (it binds arguments: nothing is given back) needs more */
+  rc = render_opts("{% macro one(m) %}{{ '<|im_start|>' + m.role + '\\n' + m.content + "
+                   "'<|im_end|>\\n' }}{% endmacro %}{% for m in messages %}{{ one(m) }}"
+                   "{% endfor %}", vars, &o, &out);
+  CHECK(rc == PL_ETEMPLATE && strstr(pl_last_error(), "memory limit"),
+        "macro outputs keep their values: rc=%d", rc);
+  pl_free(out);
+  json_decref(vars);
+  free(content);
+  free(exp);
+
+  /* outputs that store: what they made stays readable (ASan would see a use after free) */
+  rc = render("{% set ns = namespace(s='') %}{% macro add(x) %}{% set ns.s = ns.s ~ x ~ ',' %}"
+              "{% endmacro %}{% for i in range(40) %}{{ add('v' ~ i ~ 'w' * 50) }}{% endfor %}"
+              "{{ ns.s|length }}:{{ ns.s[:9] }}{{ ns.s[-54:] }}", NULL, &out);
+  char want[256];
+  size_t total = 0;
+  for (int i = 0; i < 40; i++)
+    total += (size_t)snprintf(NULL, 0, "v%d", i) + 50 + 1;
+  snprintf(want, sizeof want, "%zu:v0wwwwwww%s", total,
+           "v39wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww,");
+  CHECK(rc == 0 && !strcmp(out, want), "namespace store in an output: rc=%d [%s] want [%s]", rc,
+        rc ? pl_last_error() : out, want);
+  pl_free(out);
+}
+
 int main(void) {
   size_t live0 = pl_alloc_live_bytes();
   semantics();
@@ -457,6 +537,7 @@ int main(void) {
   alloc_failures();
   concurrent();
   clock_and_misc();
+  output_temporaries();
   CHECK(pl_alloc_live_bytes() == live0, "leaked %zu bytes", pl_alloc_live_bytes() - live0);
   return check_summary("test_jinja");
 }
