@@ -102,7 +102,9 @@ static int surely_too_long(const pl_engine *e, const pl_oai_request *req, size_t
   return too_long(e, req, bytes, 0, err);
 }
 
-static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
+#define PL_TRIM_AFTER_BYTES ((size_t)1 << 20) /* a chat this long had a tree worth trimming */
+
+static int build_input_(pl_server *s, pl_oai_request *req, gen_input *in,
                         pl_oai_error *err) {
   pl_engine *e = s->engine;
   int chat = req->kind == PL_OAI_CHAT;
@@ -140,6 +142,11 @@ static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
       pl_free(text);
       return rc;
     }
+    /* The messages are text now: a long chat's tree is not held while it is tokenized. Its
+     * blocks are small, so freeing them keeps their pages until the heap is trimmed. */
+    pl_oai_request_drop_messages(req);
+    if (len >= PL_TRIM_AFTER_BYTES)
+      pl_alloc_trim();
     /* vLLM tokenizes the rendered chat with add_special_tokens=False: the template already
      * wrote BOS when the model wants one. */
     rc = pl_srv_tokenize(e, text, len, req->add_special_tokens == 1, &in->ids[0], &in->lens[0]);
@@ -187,7 +194,7 @@ static int build_input_(pl_server *s, const pl_oai_request *req, gen_input *in,
 
 /* A failed allocation anywhere in rendering or tokenizing (some report it as a template
  * error) makes the outcome ours, never the client's. */
-static int build_input(pl_server *s, const pl_oai_request *req, gen_input *in,
+static int build_input(pl_server *s, pl_oai_request *req, gen_input *in,
                        pl_oai_error *err) {
   long failures0 = pl_alloc_thread_failures();
   int rc = build_input_(s, req, in, err);

@@ -70,6 +70,7 @@ static int tokenize_(pl_server *s, struct MHD_Connection *c, pl_http_req *h, pl_
                     pl_last_error());
       goto out;
     }
+    pl_oai_request_drop_messages(&req); /* rendered: not held while tokenizing */
     rc = pl_srv_tokenize(e, text, len, req.add_special_tokens == 1, &ids, &n);
     pl_free(text);
     owned = 1;

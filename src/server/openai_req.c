@@ -359,6 +359,12 @@ static int parse_messages(pl_oai_request *r, pl_oai_error *err) {
     if (!in_list(roles, role))
       return pl_oai_errorf(err, 400, param, "'%s' must be one of system, developer, user, "
                            "assistant, tool; got '%s'", param, role);
+    if (json_is_string(json_object_get(msg, "content"))) {
+      /* already normal: shared, not copied (a long chat's messages are most of its tree) */
+      if (json_array_append(r->messages, msg) < 0)
+        return pl_oai_errorf(err, 500, NULL, "out of memory");
+      continue;
+    }
     json_t *copy = json_copy(msg); /* shallow: content is replaced, the rest is shared */
     if (!copy || json_array_append_new(r->messages, copy) < 0)
       return pl_oai_errorf(err, 500, NULL, "out of memory");
@@ -904,6 +910,14 @@ void pl_oai_request_free(pl_oai_request *req) {
   if (req->root)
     json_decref(req->root);
   memset(req, 0, sizeof *req);
+}
+
+void pl_oai_request_drop_messages(pl_oai_request *req) {
+  if (req->messages)
+    json_decref(req->messages);
+  req->messages = NULL;
+  if (req->root) /* frees without allocating */
+    json_object_del(req->root, "messages");
 }
 
 int pl_oai_check_token_ids(const pl_oai_request *req, int vocab_size, pl_oai_error *err) {

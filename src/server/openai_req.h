@@ -112,6 +112,10 @@ typedef struct pl_oai_request {
 int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request *req,
                  pl_oai_error *err);
 void pl_oai_request_free(pl_oai_request *req);
+/* Free the chat's messages (req->messages and the body's "messages") once the template has
+ * rendered them: nothing reads them later, and in a long chat they are most of the request's
+ * memory. Other fields stay valid. */
+void pl_oai_request_drop_messages(pl_oai_request *req);
 
 /* Check every token id the request carries (prompt ids, stop_token_ids, logit_bias keys)
  * against [0, vocab_size). 0 or PL_EINVAL with *err filled. */

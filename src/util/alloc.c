@@ -5,6 +5,9 @@
 #include "util/alloc.h"
 
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -167,4 +170,10 @@ void pl_alloc_trace_dump(FILE *f, long since) {
             (unsigned long)((char *)h->caller - (known ? (char *)di.dli_fbase : (char *)0)));
   }
   pthread_mutex_unlock(&trace_mu);
+}
+
+void pl_alloc_trim(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }

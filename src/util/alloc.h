@@ -18,6 +18,12 @@ size_t pl_alloc_live_bytes(void);  /* bytes currently allocated through the wrap
 size_t pl_alloc_live_count(void);  /* blocks currently allocated */
 size_t pl_alloc_peak_bytes(void);
 
+/* Give the free pages inside the C allocator's heaps back to the system (glibc malloc_trim;
+ * nothing elsewhere). Many small blocks freed together (a long request's JSON tree) otherwise
+ * stay resident, unusable for the large blocks that come next. Costs a walk of the free
+ * lists: call it after freeing megabytes, not per request. */
+void pl_alloc_trim(void);
+
 /* For third-party libraries that take an allocator (jansson): plain malloc/free, with no
  * header and no live accounting, but counted for failure injection and in
  * pl_alloc_thread_failures. Blocks are malloc's, so free() may free them too. */
