@@ -243,12 +243,20 @@ static void print_plan(pl_engine *e, const pl_engine_params *o) {
            "--chat-template FILE)\n");
 }
 
+#define PL_SERVE_MMAP_THRESHOLD (1 << 20)
+
 int pl_cmd_serve(int argc, char **argv) {
   /* A thread per connection gives glibc an arena per thread (up to 8 per core), and their
    * fragments kept RSS climbing ~10% under a soak; two arenas hold it flat (docs/RELIABILITY.md).
    * MALLOC_ARENA_MAX in the environment still decides. */
   if (!getenv("MALLOC_ARENA_MAX"))
     mallopt(M_ARENA_MAX, 2);
+  /* glibc raises its mmap threshold to the largest block freed (up to 32 MiB): after one long
+   * request, the next ones' megabyte buffers (body, rendered prompt, ids) come from the heap,
+   * where freeing keeps their pages resident. Fixed, big blocks stay mapped: freed at once, and
+   * reserved pages never written cost nothing (issue 20). MALLOC_MMAP_THRESHOLD_ still decides. */
+  if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+    mallopt(M_MMAP_THRESHOLD, PL_SERVE_MMAP_THRESHOLD);
   pl_server_config cfg;
   pl_server_config_default(&cfg);
   const char *env_key = getenv("PAGELLM_API_KEY");

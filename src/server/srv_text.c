@@ -7,11 +7,20 @@
 #include "engine/engine_access.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
+
+#define PL_SRV_TOKENIZE_RESERVE_MIN (256 * 1024) /* shorter texts grow their ids as usual */
 
 int pl_srv_tokenize(const pl_engine *e, const char *text, size_t len, int add_special,
                     int32_t **ids, int *n) {
   pl_token_buf b = {0};
+  /* Room for the ids up front: growing by doubling copies a long prompt's ids (old and new
+   * array at once). Text runs 3-4 bytes a token, so len / 2 is generous; a large block is
+   * mapped on demand, so pages never written cost no memory. More tokens still grow it. */
+  if (len >= PL_SRV_TOKENIZE_RESERVE_MIN &&
+      pl_array_grow(&b.ids, &b.cap, len / 2 + 16, sizeof *b.ids, 1))
+    return pl_fail(PL_ENOMEM, "out of memory");
   int rc = pl_tokenizer_encode(pl_engine_tokenizer(e), text, len, add_special, 1, &b);
   if (rc < 0) {
     pl_token_buf_free(&b);
