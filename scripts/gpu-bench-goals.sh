@@ -27,7 +27,7 @@ set -u
 cd "$(dirname "$0")/.."
 DEST=${PL_GPU_ROOT:-/tmp/pl-gpu}
 O=${OUT:-/tmp}
-P=$DEST/pl/bin/pagellm
+P=${PL_GPU_BIN:-$DEST/pl/bin/pagellm} # PL_GPU_BIN: another build, e.g. a baseline carried beside
 NUM=${NUM:-500}
 export LD_LIBRARY_PATH=$DEST/pl/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 D="bench throughput --load-format dummy --dtype bf16 --device cuda"
