@@ -27,10 +27,6 @@
 #include "backend/cuda/cu_attention_split.h"
 #include "backend/cuda/cu_mma.cuh"
 
-#ifndef PL_ATTN_PREFETCH
-#define PL_ATTN_PREFETCH 1 // 0: a build for timing without the block-table prefetch
-#endif
-
 namespace {
 
 constexpr int WARPS = 4, THREADS = WARPS * 32;
@@ -139,8 +135,7 @@ __device__ __forceinline__ void warp_tile(const T *q_hi, const T *q_lo, const T 
 //   B (16x8):  rows (k) 2*tig, +1, +8, +9; col (n) gid
 template <typename T, int HD>
 __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
-  constexpr int LD = HD + 8, CH = HD / 8, NT = KT / 8, DT = HD / 8, NL = KT * CH / THREADS;
-  static_assert(KT * CH % THREADS == 0, "a tile's 16-byte chunks split evenly over the CTA");
+  constexpr int LD = HD + 8, CH = HD / 8, NT = KT / 8, DT = HD / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T *q_hi = reinterpret_cast<T *>(smem_raw), *q_lo = q_hi + ROWS * LD;
   T *k_s = q_lo + ROWS * LD, *v_s = k_s + 2 * KT * LD;
@@ -162,33 +157,18 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   const int32_t *bt = a.block_tables + (size_t)s * a.max_blocks;
   const T *K = static_cast<const T *>(a.k), *V = static_cast<const T *>(a.v);
 
-  // The K/V rows of a tile come through the block table, and a copy cannot be issued before
-  // its row's table entry has arrived. So the entries of the next tile are loaded while the
-  // current one is used, all NL of a thread at once, and a tile's turn only issues copies
-  // (at head_dim 256 the 16 entries held across a tile spill: each is fetched just before its
-  // copy). row_of: the cache row (block * n_kv + h) * block_size + slot of the key of chunk m
-  // of the tile at k0, -1 past the split.
-  constexpr bool PREFETCH = PL_ATTN_PREFETCH && NL <= 8;
-  auto row_of = [&](int k0, int m) {
-    int key = k0 + (tid + m * THREADS) / CH, blk = key / a.block_size;
-    return key < ke ? (__ldg(bt + blk) * a.n_kv + h) * a.block_size + key - blk * a.block_size
-                    : -1;
-  };
-  auto copy = [&](int stage, int m, int row) {
-    int i = tid + m * THREADS, j = i / CH, c = i % CH * 8;
-    size_t off = row < 0 ? 0 : (size_t)row * HD + c, so = (size_t)(stage * KT + j) * LD + c;
-    cp_async16(smem_addr(k_s + so), K + off, row >= 0);
-    cp_async16(smem_addr(v_s + so), V + off, row >= 0);
-  };
-  int rows[PREFETCH ? NL : 1];
-  auto issue = [&](int stage, int k0) { // the copies of the tile at k0
-#pragma unroll
-    for (int m = 0; m < NL; m++)
-      copy(stage, m, PREFETCH ? rows[m] : row_of(k0, m));
-    if (PREFETCH)
-#pragma unroll
-      for (int m = 0; m < NL; m++)
-        rows[m] = row_of(k0 + KT, m);
+  auto load_tile = [&](int stage, int k0) {
+    T *ks = k_s + stage * KT * LD, *vs = v_s + stage * KT * LD;
+    for (int i = tid; i < KT * CH; i += THREADS) {
+      int j = i / CH, c = i % CH * 8, key = k0 + j;
+      bool ok = key < ke;
+      size_t off = 0;
+      if (ok)
+        off = (((size_t)bt[key / a.block_size] * a.n_kv + h) * a.block_size +
+               key % a.block_size) * HD + c;
+      cp_async16(smem_addr(ks + j * LD + c), K + off, ok);
+      cp_async16(smem_addr(vs + j * LD + c), V + off, ok);
+    }
   };
 
   // A CTA of at most 16 rows (a decode) would leave three warps idle: then every warp takes
@@ -212,14 +192,10 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
     o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
 
   const int n_tiles = (ke - kb + KT - 1) / KT;
-  if (PREFETCH)
-#pragma unroll
-    for (int m = 0; m < NL; m++)
-      rows[m] = row_of(kb, m);
-  issue(0, kb);
+  load_tile(0, kb);
   cp_async_commit();
   if (n_tiles > 1)
-    issue(1, kb + KT);
+    load_tile(1, kb + KT);
   cp_async_commit();
 
   // Q while the first tiles fly; only the rows an active warp reads (a decode CTA's 16 of 64)
@@ -250,7 +226,7 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
     }
     __syncthreads(); // every warp is done with this stage before it is refilled
     if (it + 2 < n_tiles)
-      issue(it & 1, kb + (it + 2) * KT);
+      load_tile(it & 1, kb + (it + 2) * KT);
     cp_async_commit();
   }
   if (!active)
