@@ -278,6 +278,7 @@ const char *pl_engine_kv_dtype(const pl_engine *e) {
   return pl_dtype_name(e->be->ops->kv_dtype(e->be));
 }
 int pl_engine_max_model_len(const pl_engine *e) { return e->p.max_model_len; }
+int pl_engine_fair_share(const pl_engine *e) { return e->p.fair_share; }
 int pl_engine_has_unfinished(const pl_engine *e) {
   return e->groups != NULL || e->n_events > e->ev_read;
 }

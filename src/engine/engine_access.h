@@ -31,6 +31,8 @@ const struct pl_model *pl_engine_model(const pl_engine *e);
 /* The model's name (file stem) for /v1/models when --served-model-name is absent. */
 const char *pl_engine_model_name(const pl_engine *e);
 int pl_engine_max_model_len(const pl_engine *e);
+/* pl_engine_params.fair_share: the server orders its waiting room the same way */
+int pl_engine_fair_share(const pl_engine *e);
 
 /* Fill snap with the KV cache and queues now, listing at most
  * max_waiting waiting requests; each request's sample index is set. Engine thread only,

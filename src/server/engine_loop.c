@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #endif
 
+#include "engine/engine_access.h"
 #include "server/kvmap.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -63,6 +64,7 @@ struct pl_srv_job {
   int live_prompts;
   double t_arrival; /* set by pl_srv_submit before the ADD is queued */
   pl_srv_job *room_next; /* in the waiting room (engine thread only) */
+  uint64_t room_tag;     /* its place there under fair share (room_push) */
 
   cmd add_cmd, abort_cmd; /* intrusive: a job is in the queue at most once per kind */
 };
@@ -90,9 +92,12 @@ struct pl_srv_loop {
   pl_srv_kvmap *kvmap;    /* KV map snapshots (ticked by the engine thread) */
   int routed_abort;       /* engine thread: route() aborted a request (stats went stale) */
   /* engine thread only: the waiting room, adds that found the engine's queue full, in
-   * arrival order; each waits there at most queue_timeout seconds for room */
+   * arrival order (fair share: in tag order); each waits there at most queue_timeout seconds
+   * for room */
   pl_srv_job *room_head, *room_tail;
   int n_room;
+  int room_fair;       /* the engine's fair_share */
+  uint64_t room_vtime; /* the tag of the last request the room passed to the engine */
   double queue_timeout;
   /* engine thread only: open addressing, linear probing, backward-shift deletion */
   slot *map;
@@ -615,16 +620,35 @@ static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
 /* ---- the waiting room: fair admission when the engine's queue is full -------------------
  * Without it a full queue answers 503 at once, and under a flood of immediate retries the
  * clients that happen to retry just after a slot frees win, over and over, while others
- * starve. In the room a request keeps its place: the room empties in arrival order as the
- * engine's queue makes room, and a request leaves it with a 503 only after queue_timeout. */
+ * starve. In the room a request keeps its place: the room empties in order as the engine's
+ * queue makes room, and a request leaves it with a 503 only after queue_timeout.
+ * The order is arrival, or with fair share (the default) start-time fair queuing over
+ * clients, as the engine's scheduler orders its own queue (core/scheduler.c): a request's tag
+ * is the room's virtual time (the tag of the last request it passed on) or one past its
+ * client's last tag in the room, whichever is later, and the room is kept in tag order, ties
+ * in arrival order. A client with many requests waiting then gets every other turn, not all
+ * of them. */
 
 static void room_push(pl_srv_loop *l, pl_srv_job *j) {
-  j->room_next = NULL;
-  if (l->room_tail)
-    l->room_tail->room_next = j;
-  else
-    l->room_head = j;
-  l->room_tail = j;
+  pl_srv_job **pp = &l->room_head, *prev = NULL;
+  if (l->room_fair) {
+    uint64_t tag = l->room_vtime;
+    for (pl_srv_job *k = l->room_head; k; k = k->room_next)
+      if (k->sp.client == j->sp.client && k->room_tag >= tag)
+        tag = k->room_tag + 1;
+    j->room_tag = tag;
+    while (*pp && (*pp)->room_tag <= tag) {
+      prev = *pp;
+      pp = &prev->room_next;
+    }
+  } else {
+    prev = l->room_tail;
+    pp = prev ? &prev->room_next : &l->room_head;
+  }
+  j->room_next = *pp;
+  *pp = j;
+  if (!j->room_next)
+    l->room_tail = j;
   l->n_room++;
 }
 
@@ -635,8 +659,8 @@ static void admit(pl_srv_loop *l, pl_srv_job *j, int stopping) {
     room_push(l, j);
 }
 
-/* Move waiting requests to the engine while it has room, oldest first; answer those that
- * waited too long, were cancelled, or meet a shutdown. */
+/* Move waiting requests to the engine while it has room, in the room's order; answer those
+ * that waited too long, were cancelled, or meet a shutdown. */
 static void room_drain(pl_srv_loop *l, int stopping) {
   double now = now_s();
   pl_srv_job **pp = &l->room_head, *last = NULL;
@@ -656,8 +680,10 @@ static void room_drain(pl_srv_loop *l, int stopping) {
       set_submit(j, PL_SRV_SUBMIT_REJECTED, PL_EBUSY, msg);
       engine_release(l, j);
     } else if (full || do_add(l, j, 0, 1)) {
-      full = 1; /* in order: nobody passes the oldest */
+      full = 1; /* in order: nobody passes the first */
       leave = 0;
+    } else if (j->room_tag > l->room_vtime) {
+      l->room_vtime = j->room_tag;
     }
     if (leave) {
       *pp = j->room_next;
@@ -827,6 +853,7 @@ int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, double q
   l->m = m;
   l->max_pending = max_pending > 0 ? max_pending : 1024;
   l->queue_timeout = queue_timeout_s > 0 ? queue_timeout_s : 0;
+  l->room_fair = pl_engine_fair_share(e);
   l->accepting = 1;
   atomic_init(&l->healthy, 1);
   if (pl_srv_kvmap_create(&l->kvmap) < 0) {

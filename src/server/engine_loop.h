@@ -54,7 +54,7 @@ void pl_srv_event_free_list(pl_srv_event *ev);
 
 /* Start the engine thread. max_pending bounds ADD commands not yet taken by the engine (the
  * engine's own --max-waiting bounds the rest). A submission that finds the engine's queue
- * full waits, in arrival order, up to queue_timeout_s for room before it is rejected with
+ * full waits, in the engine's order (fair share over clients, or arrival), up to queue_timeout_s for room before it is rejected with
  * PL_EBUSY (0: rejected at once). The loop does not own e or m. */
 int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, double queue_timeout_s,
                       pl_srv_loop **out);

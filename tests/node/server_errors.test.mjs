@@ -332,6 +332,32 @@ test("fair share: one client's queued batch does not hold back another client's 
   }
 });
 
+test("fair share orders the waiting room too (past --max-waiting)", async () => {
+  // One running, one in the engine's queue (--max-waiting 1): A's other 4 wait in the server's
+  // waiting room, then B sends one. Fair share takes B right after A's first room request (it
+  // finishes 4th of 7); in arrival order (fcfs) it finishes last.
+  const body = { model: "pagellm-default", prompt: "Once", max_tokens: 128, ignore_eos: true };
+  for (const policy of ["fair", "fcfs"]) {
+    const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
+                                  args: ["--max-num-seqs", "1", "--max-waiting", "1",
+                                         "--scheduling-policy", policy] });
+    try {
+      const order = [];
+      const send = (who) => post(s.url + "/v1/completions", { ...body, user: who })
+        .then((r) => { assert.equal(r.status, 200, r.text); order.push(who); });
+      const batch = Array.from({ length: 6 }, () => send("A"));
+      await waitMetrics(s.url, (m) => m["pagellm:num_requests_running"] === 1 && m["pagellm:num_requests_waiting"] === 5);
+      const late = send("B");
+      await Promise.all([...batch, late]);
+      const at = order.indexOf("B");
+      if (policy === "fair") assert.ok(at <= 3, `fair: B finished ${at + 1}th of 7: ${order}`);
+      else assert.equal(at, 6, `fcfs: B finished ${at + 1}th of 7: ${order}`);
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  }
+});
+
 test("binds 127.0.0.1 by default", () => {
   assert.match(srv.url, /^http:\/\/127\.0\.0\.1:\d+$/);
 });

@@ -161,11 +161,13 @@ test("connections per address are limited: a new one evicts the address's oldest
 
 test("a stream whose client stops reading is aborted at --stall-timeout; readers are not", async () => {
   // The bundled model (a few seconds for this request, more under ASan), 16 choices with
-  // logprobs: ~1.5 MB of SSE, more than the stream's capped socket buffers hold. Without the
+  // logprobs: ~3 MB of SSE, more than the stream's capped socket buffers hold. Without the
   // cap, Linux lets the server's send buffer grow to 4 MiB and the whole output fits unread.
+  // A stall is noticed when the engine hands over an event, so generation must outlast the
+  // full buffer by more than --stall-timeout: with 240 tokens a fast machine finished first.
   const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
                                 args: ["--stall-timeout", "1"] });
-  const body = JSON.stringify({ prompt: "Once upon a time", max_tokens: 240, n: 16, logprobs: 5,
+  const body = JSON.stringify({ prompt: "Once upon a time", max_tokens: 480, n: 16, logprobs: 5,
                                 stream: true, ignore_eos: true });
   let req;
   try {
@@ -175,7 +177,7 @@ test("a stream whose client stops reading is aborted at --stall-timeout; readers
     const frames = parseSSE(whole.text);
     assert.equal(frames.at(-1).data, "[DONE]");
     const tokens = frames.slice(0, -1).reduce((a, f) => a + JSON.parse(f.data).choices.length, 0);
-    assert.equal(tokens, 16 * 240);
+    assert.equal(tokens, 16 * 480);
     assert.equal((await metrics(s.url))["pagellm:stalled_client_aborts_total"], 0);
 
     // a client that reads the response head and then nothing more
