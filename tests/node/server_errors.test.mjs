@@ -340,6 +340,7 @@ test("fair share orders the waiting room too (past --max-waiting)", async () => 
   for (const policy of ["fair", "fcfs"]) {
     const s = await startServer({ model: sourcePath("models/pagellm-default.gguf"),
                                   args: ["--max-num-seqs", "1", "--max-waiting", "1",
+                                         "--queue-timeout", "600", // ASan: 7 requests in turn
                                          "--scheduling-policy", policy] });
     try {
       const order = [];
