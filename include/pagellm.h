@@ -248,6 +248,166 @@ const char *pl_engine_device(const pl_engine *e);
 double pl_engine_mem_bandwidth(pl_engine *e);
 const char *pl_engine_kv_dtype(const pl_engine *e);
 
+/* ======================================================================================
+ * Engine thread: a thread-safe front end (src/engine/engine_thread.c). One thread owns the
+ * engine and runs the step loop; any number of other threads submit jobs, read their events
+ * and cancel them. The server's HTTP threads use it; so can any program that embeds the engine.
+ *
+ *   caller threads                      engine thread
+ *   --------------                      -------------
+ *   pl_job_create (copies the input)
+ *   pl_engine_thread_submit ── add ──▶  pl_engine_add_request per prompt (or the waiting room)
+ *   pl_job_wait / poll(pl_job_fd)  ◀──  pl_engine_step while there is work; each event is
+ *   pl_job_take (events, oldest first)    copied to its job's queue and the job's fd signalled
+ *   pl_engine_thread_cancel ─ abort ─▶  pl_engine_abort (blocks freed now)
+ *
+ * A job is one submission: n_prompts engine requests, each with sp->n samples; its events are
+ * numbered by choice = prompt_index * n + sample index. Every choice of a submitted job ends
+ * with exactly one final event (finish != PL_FINISH_NONE), whatever happens: completion,
+ * cancel (PL_FINISH_ABORT), an engine failure (PL_FINISH_ERROR) or shutdown (ABORT).
+ *
+ * Ownership: the engine thread does not own the engine; stop it (pl_engine_thread_stop) before
+ * pl_engine_destroy, and while it runs no other thread may call the pl_engine_* functions above
+ * except pl_engine_device, pl_engine_kv_dtype (immutable). A job is reference counted: the
+ * creator holds one reference, the engine thread one from submit until its last final event
+ * is queued; the job is freed when the last reference goes. Taken events belong to the taker.
+ *
+ * Thread safety: every pl_engine_thread_* and pl_job_* function may be called from any thread,
+ * concurrently, except pl_engine_thread_free (once, when no other thread uses the handle).
+ * Nothing busy-waits: the engine thread sleeps while it has neither commands nor work.
+ * ==================================================================================== */
+typedef struct pl_engine_thread pl_engine_thread;
+typedef struct pl_job pl_job;
+
+/* Observers the engine thread calls (on itself, one at a time, never under a lock that another
+ * pl_engine_thread_* call takes); each may be NULL. They must not call into the engine thread's
+ * API or block for long: the step loop waits for them. The server feeds its metrics and its
+ * KV map with them. */
+typedef struct pl_engine_thread_hooks {
+  void *user; /* passed to each */
+  /* At the top of every loop iteration, between steps: the only place where another party may
+   * read the engine (e.g. pl_engine_get_stats). Returns in how many milliseconds it wants
+   * another call although the engine is idle, or -1 for none. */
+  int (*tick)(void *user, pl_engine *e);
+  /* After every step or batch of commands, before the events are handed out: the engine's
+   * counters and the submissions not yet in the engine's queue (they wait too). */
+  void (*stats)(void *user, const pl_engine_stats *st, int n_queued);
+  /* Latencies, seconds: a prompt's first token since submit; the gap before each later token
+   * of a sample (once per token); a prompt's end since submit, with its last finish reason. */
+  void (*first_token)(void *user, double s);
+  void (*token_gap)(void *user, double s);
+  void (*finished)(void *user, pl_finish_reason why, double s);
+  /* A job was aborted because its events were not taken for stall_timeout_s. */
+  void (*stalled)(void *user);
+} pl_engine_thread_hooks;
+
+typedef struct pl_engine_thread_params {
+  int max_pending;        /* submissions not yet taken by the engine thread, beyond which
+                             submit fails with PL_EBUSY (queue_timeout_s == 0 only); 0 = 1024 */
+  double queue_timeout_s; /* > 0: a job whose first prompt finds the engine's waiting queue
+                             full (pl_engine_params.max_waiting) waits in the engine thread's
+                             waiting room, in the engine's order (fair share or arrival), up
+                             to this long before it is rejected with PL_EBUSY. 0: at once.
+                             A later prompt of a batch that finds the queue full rejects the
+                             whole job (PL_EBUSY) */
+  double stall_timeout_s; /* > 0: abort a job whose oldest untaken event is older than this
+                             (a consumer that stopped reading must not hold KV blocks); 0 =
+                             never */
+  pl_engine_thread_hooks hooks;
+} pl_engine_thread_params;
+
+void pl_engine_thread_params_default(pl_engine_thread_params *p); /* all 0: no hooks */
+
+/* Start the engine thread over e (which it does not own; the caller stops using e directly).
+ * p NULL: the defaults. Returns once the thread runs (and called the stats hook once).
+ * PL_ENOMEM, PL_EINTERNAL (no thread). */
+int pl_engine_thread_start(pl_engine *e, const pl_engine_thread_params *p,
+                           pl_engine_thread **out);
+/* Drain: refuse new submissions (PL_EBUSY) and wait until every submitted job has all its final
+ * events, at most timeout_ms (< 0: no limit) or until *force (may be NULL) becomes non-zero,
+ * e.g. from a signal handler. Returns the number of jobs still running. */
+int pl_engine_thread_drain(pl_engine_thread *t, int timeout_ms, volatile int *force);
+/* Stop: abort everything still in flight (every live choice gets a final PL_FINISH_ABORT
+ * event, so waiters wake) and join the engine thread. Afterwards submit fails with PL_EBUSY
+ * and cancel does nothing, so other threads may still hold t and their jobs; the engine is
+ * the caller's again. Idempotent; NULL ok. */
+void pl_engine_thread_stop(pl_engine_thread *t);
+/* Stop if needed, then free. No other thread may use t any more (jobs may outlive it). */
+void pl_engine_thread_free(pl_engine_thread *t);
+/* 1 while steps succeed; 0 after an engine-wide failure (which fails every job in flight
+ * with PL_FINISH_ERROR) until a step succeeds again. */
+int pl_engine_thread_healthy(pl_engine_thread *t);
+
+typedef struct pl_job_params {
+  int n_prompts;                      /* >= 1 */
+  /* exactly one of: */
+  const char *const *prompts;         /* [n_prompts] UTF-8 text, tokenized by the engine
+                                         thread as pl_engine_add_request does */
+  const int32_t *const *prompt_ids;   /* [n_prompts] token ids, with prompt_lens */
+  const int *prompt_lens;             /* [n_prompts] */
+  const int *max_tokens;              /* [n_prompts] sp->max_tokens per prompt, or NULL */
+  const pl_sampling_params *sp;       /* deep-copied; sp->n samples per prompt */
+} pl_job_params;
+
+/* Copy everything into a new job (one reference, the caller's). PL_EINVAL, PL_ENOMEM, PL_EIO
+ * (no file descriptor for pl_job_fd). */
+int pl_job_create(const pl_job_params *p, pl_job **out);
+void pl_job_retain(pl_job *j);  /* another reference (e.g. a response that outlives its handler) */
+/* Drop one reference; NULL ok. A running job goes on (the engine thread holds its own
+ * reference until the end): cancel it first if nobody will read it. */
+void pl_job_release(pl_job *j);
+
+/* Queue the job for the engine thread (once per job). PL_EBUSY, message set: draining or
+ * stopped, or max_pending reached; the job is then not submitted. The engine thread's answer
+ * comes later (pl_job_submit_state). */
+int pl_engine_thread_submit(pl_engine_thread *t, pl_job *j);
+/* Abort the job's requests (their blocks are freed at once; each live choice gets a final
+ * PL_FINISH_ABORT event). Idempotent; safe before submit (the engine thread then rejects it),
+ * after the end, and after stop. t may be NULL (marks the job cancelled only). */
+void pl_engine_thread_cancel(pl_engine_thread *t, pl_job *j);
+
+enum { PL_JOB_PENDING = 0, PL_JOB_ACCEPTED = 1, PL_JOB_REJECTED = -1 };
+/* Whether the engine took the job: PENDING until the engine thread answered. On REJECTED,
+ * *status is a PL_E* code of pl_engine_add_request (PL_EINVAL, PL_ETOOLONG, PL_EBUSY:
+ * queue full or shutting down, PL_ENOMEM, PL_ESTATE: cancelled before it ran) and msg (may be
+ * NULL) the engine's message; no tokens follow (the prompts of a batch added before the one
+ * refused end with PL_FINISH_ABORT events). status may be NULL. */
+int pl_job_submit_state(pl_job *j, int *status, char *msg, size_t msg_cap);
+
+/* A copy of one pl_output_event, owned by whoever took it (one allocation each). */
+typedef struct pl_job_event {
+  struct pl_job_event *next;
+  int choice;                 /* prompt_index * n + sample index */
+  int prompt_index;
+  char *text;                 /* NUL-terminated, never NULL */
+  size_t text_len;
+  int32_t *tokens;            /* [n_tokens] */
+  int n_tokens;
+  float *logprobs;            /* [n_tokens] or NULL */
+  pl_top_logprob *top;        /* [n_tokens][n_top] or NULL */
+  int n_top;
+  pl_finish_reason finish;
+  const char *error;          /* when finish == PL_FINISH_ERROR, never NULL then */
+  int prompt_tokens, completion_tokens, cached_tokens;
+} pl_job_event;
+void pl_job_event_free_list(pl_job_event *ev); /* the whole list; NULL ok */
+
+/* Detach the queued events, oldest first (NULL when none). *all_done (may be NULL) is set to 1
+ * once no more events will come: every choice had its final event, or the job was rejected. */
+pl_job_event *pl_job_take(pl_job *j, int *all_done);
+
+/* The job's wake-up fd: readable once the engine thread signalled the job (its verdict, events,
+ * the end) since it was last drained. A waiter drains it (reads until EAGAIN) before it looks at
+ * the job, so no later signal is lost; pl_job_wait does both. For poll/epoll; never closed
+ * while a reference is held. */
+int pl_job_fd(const pl_job *j);
+/* Wait until the job was signalled since the last wait or drain, at most timeout_ms (< 0: no
+ * limit); then drain its fd. Returns 1 when signalled, 0 on timeout. Look at the job
+ * (pl_job_submit_state, pl_job_take) after it returns; a signal that came before is kept. */
+int pl_job_wait(pl_job *j, int timeout_ms);
+/* 1 once the engine thread aborted the job for stall_timeout_s (its consumer stopped reading). */
+int pl_job_stalled(pl_job *j);
+
 #ifdef __cplusplus
 }
 #endif

@@ -268,7 +268,7 @@ static void touch(pl_server *s, struct MHD_Connection *c) {
 struct pl_gen {
   pl_server *s;
   struct MHD_Connection *c;
-  pl_srv_job *job;      /* own reference */
+  pl_job *job;      /* own reference */
   pl_oai_request *req;  /* owned (resp borrows it) */
   gen_input in;         /* owned (echo strings) */
   pl_oai_resp resp;     /* once the engine accepted the job (resp_live) */
@@ -286,8 +286,8 @@ void pl_api_generate_free(pl_gen *g) {
   if (!g)
     return;
   pl_conn_waiter_forget(g->s->waiter, &g->wait);
-  pl_srv_cancel(g->s->loop, g->job); /* no-op when finished */
-  pl_srv_job_release(g->job);
+  pl_engine_thread_cancel(g->s->engine_thread, g->job); /* no-op when finished */
+  pl_job_release(g->job);
   if (g->resp_live)
     pl_oai_resp_free(&g->resp);
   gen_input_free(&g->in);
@@ -304,7 +304,7 @@ static void gen_free_cb(void *cls) { pl_api_generate_free(cls); }
 /* Nothing to send yet: give the thread back until the engine signals the job, the client
  * hangs up or timeout_ms passes (-1: no timeout). The caller returns at once. */
 static void gen_suspend(pl_gen *g, int timeout_ms) {
-  pl_conn_waiter_suspend(g->s->waiter, &g->wait, g->c, pl_srv_job_fd(g->job), g->sock,
+  pl_conn_waiter_suspend(g->s->waiter, &g->wait, g->c, pl_job_fd(g->job), g->sock,
                          timeout_ms);
 }
 
@@ -334,11 +334,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
   if (why == PL_CONN_PEER_GONE || why == PL_CONN_CLOSED) {
     PL_DEBUG("http: client port %d: %s while streaming; dropping it", conn_port(st->c),
              why == PL_CONN_CLOSED ? "server stopping" : "client gone");
-    pl_srv_cancel(st->s->loop, st->job);
+    pl_engine_thread_cancel(st->s->engine_thread, st->job);
     return MHD_CONTENT_READER_END_WITH_ERROR;
   }
   if (why == PL_CONN_TIMEOUT && !st->ended && pl_strbuf_puts(&st->out, ": keep-alive\n\n") < 0) {
-    pl_srv_cancel(st->s->loop, st->job);
+    pl_engine_thread_cancel(st->s->engine_thread, st->job);
     st->tail = sse_oom;
     st->ended = 1;
   }
@@ -366,15 +366,15 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     if (st->ended)
       return MHD_CONTENT_READER_END_OF_STREAM;
     int done = 0;
-    pl_srv_event *evs = pl_srv_job_take(st->job, &done);
+    pl_job_event *evs = pl_job_take(st->job, &done);
     int rc = 0;
-    for (pl_srv_event *ev = evs; ev && rc == 0 && !st->resp.failed; ev = ev->next)
+    for (pl_job_event *ev = evs; ev && rc == 0 && !st->resp.failed; ev = ev->next)
       rc = pl_oai_resp_sse_event(&st->resp, ev, &st->out);
-    pl_srv_event_free_list(evs);
+    pl_job_event_free_list(evs);
     if (rc == 0 && st->resp.failed) {
       /* A choice failed and its error frame is out: the other choices stop too (one error
        * frame per stream), and [DONE] follows without usage. */
-      pl_srv_cancel(st->s->loop, st->job);
+      pl_engine_thread_cancel(st->s->engine_thread, st->job);
       st->tail = sse_done;
       st->ended = 1;
       continue;
@@ -388,7 +388,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
       rc = pl_oai_resp_sse_end(&st->resp, &st->out);
       st->ended = 1;
     }
-    if (pl_srv_job_stalled(st->job)) {
+    if (pl_job_stalled(st->job)) {
       PL_DEBUG("http: client port %d stopped reading; ending its stream", conn_port(st->c));
       return MHD_CONTENT_READER_END_WITH_ERROR;
     } /* aborted: the client stopped reading */
@@ -396,7 +396,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
       /* The frames before the failed one went out whole (a failed call takes back what it
        * wrote); end with an error frame that needs no memory. */
       PL_ERROR("out of memory while streaming; ending the stream with an error");
-      pl_srv_cancel(st->s->loop, st->job);
+      pl_engine_thread_cancel(st->s->engine_thread, st->job);
       st->tail = sse_oom;
       st->ended = 1;
       continue;
@@ -419,14 +419,14 @@ static enum MHD_Result start_stream(pl_server *s, struct MHD_Connection *c, pl_h
   pl_oai_error err;
   g->keepalive_ms = (s->cfg.keepalive_s > 0 ? s->cfg.keepalive_s : 5) * 1000;
   if (pl_oai_resp_sse_begin(&g->resp, &g->out) < 0) {
-    pl_srv_cancel(s->loop, g->job);
+    pl_engine_thread_cancel(s->engine_thread, g->job);
     oom(&err);
     return pl_http_error(s, c, &err);
   }
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
                                                              sse_read, g, gen_free_cb);
   if (!r) {
-    pl_srv_cancel(s->loop, g->job);
+    pl_engine_thread_cancel(s->engine_thread, g->job);
     return MHD_NO; /* g stays with h: freed when MHD completes the request */
   }
   h->gen = NULL; /* the response owns it now */
@@ -484,19 +484,19 @@ enum MHD_Result pl_api_generate_continue(pl_server *s, struct MHD_Connection *c,
   if (why == PL_CONN_PEER_GONE || why == PL_CONN_CLOSED) {
     PL_DEBUG("http: client port %d: %s before the answer; dropping it", conn_port(c),
              why == PL_CONN_CLOSED ? "server stopping" : "client gone");
-    pl_srv_cancel(s->loop, g->job); /* the client left: free its blocks now */
+    pl_engine_thread_cancel(s->engine_thread, g->job); /* the client left: free its blocks now */
     return MHD_NO;                   /* MHD closes the connection */
   }
   if (!g->accepted) {
     int status = 0;
     char msg[512];
-    int state = pl_srv_job_submit_state(g->job, &status, msg, sizeof msg);
-    if (state == PL_SRV_SUBMIT_PENDING) {
+    int state = pl_job_submit_state(g->job, &status, msg, sizeof msg);
+    if (state == PL_JOB_PENDING) {
       gen_suspend(g, -1);
       return MHD_YES;
     }
     touch(s, c);
-    if (state == PL_SRV_SUBMIT_REJECTED) {
+    if (state == PL_JOB_REJECTED) {
       reject_error(status, msg, &err);
       return pl_http_error(s, c, &err);
     }
@@ -504,7 +504,7 @@ enum MHD_Result pl_api_generate_continue(pl_server *s, struct MHD_Connection *c,
     const pl_oai_request *req = g->req;
     if (pl_oai_resp_init(&g->resp, req, pl_server_model_name(s), g->in.n, pl_srv_token_bytes,
                          s->engine) < 0) {
-      pl_srv_cancel(s->loop, g->job);
+      pl_engine_thread_cancel(s->engine_thread, g->job);
       oom(&err);
       return pl_http_error(s, c, &err);
     }
@@ -521,12 +521,12 @@ enum MHD_Result pl_api_generate_continue(pl_server *s, struct MHD_Connection *c,
   }
   /* not streaming: collect the events until every choice finished, then answer once */
   int done = 0, rc = 0;
-  pl_srv_event *evs = pl_srv_job_take(g->job, &done);
-  for (pl_srv_event *ev = evs; ev && rc == 0; ev = ev->next)
+  pl_job_event *evs = pl_job_take(g->job, &done);
+  for (pl_job_event *ev = evs; ev && rc == 0; ev = ev->next)
     rc = pl_oai_resp_add(&g->resp, ev);
-  pl_srv_event_free_list(evs);
+  pl_job_event_free_list(evs);
   if (rc < 0) {
-    pl_srv_cancel(s->loop, g->job);
+    pl_engine_thread_cancel(s->engine_thread, g->job);
     oom(&err);
     return pl_http_error(s, c, &err);
   }
@@ -562,7 +562,7 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
     return pl_http_error(s, c, &err);
   }
   gen_input in = {0};
-  pl_srv_job *job = NULL;
+  pl_job *job = NULL;
   enum MHD_Result result;
   if (pl_oai_parse(kind, h->body.data, h->body.len, req, &err) < 0) {
     pl_free(req);
@@ -580,27 +580,26 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
     goto fail;
 
   req->sp.client = client_key(c, req);
-  pl_srv_job_params jp = {.n_prompts = in.n,
+  pl_job_params jp = {.n_prompts = in.n,
                           .prompt_ids = (const int32_t *const *)in.ids,
                           .prompt_lens = in.lens,
                           .max_tokens = in.max_tokens,
                           .sp = &req->sp};
-  int rc = pl_srv_job_create(&jp, &job);
+  int rc = pl_job_create(&jp, &job);
   if (rc < 0) {
     pl_oai_errorf(&err, rc == PL_ENOMEM ? 500 : 503, NULL, "%s", pl_last_error());
     goto fail;
   }
   gen_input_drop_ids(&in);
-  if (pl_srv_submit(s->loop, job) < 0) {
-    pl_oai_errorf(&err, 503, NULL, "%s", pl_last_error());
-    err.code = "server_overloaded";
+  if (pl_engine_thread_submit(s->engine_thread, job) < 0) { /* PL_EBUSY */
+    reject_error(PL_EBUSY, pl_last_error(), &err);
     goto fail;
   }
   h->job = job; /* on_completed cancels it if the client goes away */
   pl_server_active_add(s, 1);
   pl_gen *g = pl_calloc(1, sizeof *g);
   if (!g) {
-    pl_srv_cancel(s->loop, job);
+    pl_engine_thread_cancel(s->engine_thread, job);
     oom(&err);
     result = pl_http_error(s, c, &err);
     goto out;
@@ -608,7 +607,7 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
   g->s = s;
   g->c = c;
   g->job = job;
-  pl_srv_job_retain(job);
+  pl_job_retain(job);
   g->req = req;
   req = NULL;
   g->in = in;
@@ -628,6 +627,6 @@ out:
     pl_free(req);
   }
   if (job && h->job != job)
-    pl_srv_job_release(job);
+    pl_job_release(job);
   return result;
 }

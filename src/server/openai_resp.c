@@ -217,7 +217,7 @@ static json_t *chat_lp_entry(pl_oai_resp *r, int32_t token, float logprob) {
   return e;
 }
 
-static int chat_lp_append(pl_oai_resp *r, const pl_srv_event *ev, json_t *arr) {
+static int chat_lp_append(pl_oai_resp *r, const pl_job_event *ev, json_t *arr) {
   for (int t = 0; t < ev->n_tokens; t++) {
     json_t *tops = json_array();
     if (!tops)
@@ -254,7 +254,7 @@ static json_t *completion_lp_new(void) {
 }
 
 /* Completions: parallel arrays; top_logprobs holds the top k plus the sampled token (vLLM). */
-static int completion_lp_append(pl_oai_resp *r, const pl_srv_event *ev, json_t *o,
+static int completion_lp_append(pl_oai_resp *r, const pl_job_event *ev, json_t *o,
                                 long long *offset) {
   json_t *toks = json_object_get(o, "tokens"), *lps = json_object_get(o, "token_logprobs");
   json_t *tops = json_object_get(o, "top_logprobs"), *offs = json_object_get(o, "text_offset");
@@ -290,7 +290,7 @@ static int completion_lp_append(pl_oai_resp *r, const pl_srv_event *ev, json_t *
 }
 
 /* A fresh logprobs value for one event (streaming) or NULL when not requested. */
-static json_t *event_lp(pl_oai_resp *r, const pl_srv_event *ev, pl_oai_choice_acc *ch) {
+static json_t *event_lp(pl_oai_resp *r, const pl_job_event *ev, pl_oai_choice_acc *ch) {
   if (r->req->logprobs < 0 || ev->n_tokens == 0)
     return NULL;
   if (r->req->kind == PL_OAI_CHAT) {
@@ -313,7 +313,7 @@ static json_t *event_lp(pl_oai_resp *r, const pl_srv_event *ev, pl_oai_choice_ac
 
 /* ---- usage ------------------------------------------------------------------------------- */
 
-static void track(pl_oai_resp *r, const pl_srv_event *ev) {
+static void track(pl_oai_resp *r, const pl_job_event *ev) {
   int p = ev->prompt_index;
   if (p >= 0 && p < r->n_prompts) {
     if (ev->prompt_tokens > r->prompt_tokens[p])
@@ -349,7 +349,7 @@ static json_t *usage_json(const pl_oai_resp *r) {
 
 /* ---- non-streaming ------------------------------------------------------------------------ */
 
-static int resp_add_(pl_oai_resp *r, const pl_srv_event *ev) {
+static int resp_add_(pl_oai_resp *r, const pl_job_event *ev) {
   if (ev->choice < 0 || ev->choice >= r->n_choices)
     return 0;
   pl_oai_choice_acc *ch = &r->ch[ev->choice];
@@ -524,7 +524,7 @@ static int resp_sse_begin_(pl_oai_resp *r, pl_strbuf *out) {
 /* Chat with tools: the text goes through the choice's tool-call parser; its content and call
  * deltas become the chunk's delta ("tool_calls": OpenAI's incremental form, a call's name
  * first, then its arguments as the model writes them). */
-static int tools_event(pl_oai_resp *r, const pl_srv_event *ev, pl_oai_choice_acc *ch,
+static int tools_event(pl_oai_resp *r, const pl_job_event *ev, pl_oai_choice_acc *ch,
                        json_t *lp, pl_strbuf *out) {
   int final = ev->finish != PL_FINISH_NONE;
   if (!ch->tp) {
@@ -556,7 +556,7 @@ static int tools_event(pl_oai_resp *r, const pl_srv_event *ev, pl_oai_choice_acc
   return emit_choice(r, choice, out);
 }
 
-static int resp_sse_event_(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out) {
+static int resp_sse_event_(pl_oai_resp *r, const pl_job_event *ev, pl_strbuf *out) {
   if (ev->choice < 0 || ev->choice >= r->n_choices)
     return 0;
   pl_oai_choice_acc *ch = &r->ch[ev->choice];
@@ -623,7 +623,7 @@ static void unwrite(pl_strbuf *out, size_t len0) {
     out->data[len0] = 0;
 }
 
-int pl_oai_resp_add(pl_oai_resp *r, const pl_srv_event *ev) {
+int pl_oai_resp_add(pl_oai_resp *r, const pl_job_event *ev) {
   long f0 = pl_alloc_thread_failures();
   int rc = resp_add_(r, ev);
   return rc == 0 && pl_alloc_thread_failures() != f0 ? PL_ENOMEM : rc;
@@ -651,7 +651,7 @@ int pl_oai_resp_sse_begin(pl_oai_resp *r, pl_strbuf *out) {
   return rc;
 }
 
-int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out) {
+int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_job_event *ev, pl_strbuf *out) {
   size_t len0 = out->len;
   long f0 = pl_alloc_thread_failures();
   int rc = resp_sse_event_(r, ev, out);

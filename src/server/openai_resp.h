@@ -14,7 +14,7 @@
 #define PL_SERVER_OPENAI_RESP_H
 #include <jansson.h>
 
-#include "server/engine_loop.h"
+#include "pagellm.h"
 #include "server/openai_req.h"
 #include "server/strbuf.h"
 
@@ -46,7 +46,7 @@ void pl_oai_resp_free(pl_oai_resp *r);
 void pl_oai_resp_set_echo(pl_oai_resp *r, int p, const char *text, size_t len);
 
 /* Non-streaming. */
-int pl_oai_resp_add(pl_oai_resp *r, const pl_srv_event *ev);
+int pl_oai_resp_add(pl_oai_resp *r, const pl_job_event *ev);
 /* The first choice that ended with PL_FINISH_ERROR, or that never got its final event (the
  * engine loop lost it for want of memory), as a 500 error; 0 when none. */
 int pl_oai_resp_failed(const pl_oai_resp *r, pl_oai_error *err);
@@ -59,7 +59,7 @@ int pl_oai_resp_sse_begin(pl_oai_resp *r, pl_strbuf *out);
 /* A choice that failed (PL_FINISH_ERROR) writes the stream's one error frame and sets
  * r->failed; every event after it writes nothing. The caller then ends the stream with
  * "data: [DONE]" alone (one error frame per stream, whatever n is). */
-int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_srv_event *ev, pl_strbuf *out);
+int pl_oai_resp_sse_event(pl_oai_resp *r, const pl_job_event *ev, pl_strbuf *out);
 int pl_oai_resp_sse_end(pl_oai_resp *r, pl_strbuf *out);
 
 /* {"error": {"message", "type", "param", "code"}} */

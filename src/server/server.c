@@ -271,7 +271,7 @@ static enum MHD_Result handle_health(pl_server *s, struct MHD_Connection *c) {
   if (st == PL_SRV_STOPPING)
     return errorf(s, c, 503, NULL, "the server is draining: it finishes its running requests "
                   "and takes no new ones");
-  if (!pl_srv_loop_healthy(s->loop))
+  if (!pl_engine_thread_healthy(s->engine_thread))
     return errorf(s, c, 503, NULL, "the engine failed its last step");
   return pl_http_respond(s, c, 200, NULL, "", 0); /* vLLM: 200 with an empty body */
 }
@@ -478,8 +478,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   h->gen = NULL;
   if (h->job) {
     /* Finished, or the client went away (disconnect, timeout): free its blocks now. */
-    pl_srv_cancel(s->loop, h->job);
-    pl_srv_job_release(h->job);
+    pl_engine_thread_cancel(s->engine_thread, h->job);
+    pl_job_release(h->job);
     pl_server_active_add(s, -1);
   }
   pl_http_body_drop(s, h);
@@ -659,11 +659,16 @@ const char *pl_server_url(const pl_server *s) { return s->url; }
 int pl_server_attach_engine(pl_server *s, pl_engine *e) {
   if (atomic_load(&s->state) != PL_SRV_LOADING)
     return pl_fail(PL_ESTATE, "the server already has an engine");
-  int max_pending = s->cfg.max_pending > 0 ? s->cfg.max_pending : 1024;
-  PL_TRY(pl_srv_loop_start(e, s->metrics, max_pending, s->cfg.queue_timeout_s, &s->loop));
-  pl_srv_loop_set_stall(s->loop, s->cfg.stall_timeout_s > 0 ? s->cfg.stall_timeout_s * 1000 : 0);
+  pl_engine_thread_params tp;
+  pl_engine_thread_params_default(&tp);
+  tp.max_pending = s->cfg.max_pending > 0 ? s->cfg.max_pending : 1024;
+  tp.queue_timeout_s = s->cfg.queue_timeout_s;
+  tp.stall_timeout_s = s->cfg.stall_timeout_s > 0 ? s->cfg.stall_timeout_s : 0;
+  pl_srv_engine_hooks(s, &tp.hooks);
+  PL_TRY(pl_srv_kvmap_create(&s->kvmap));
+  PL_TRY(pl_engine_thread_start(e, &tp, &s->engine_thread));
   s->engine = e;
-  atomic_store(&s->state, PL_SRV_READY); /* publishes engine and loop to HTTP threads */
+  atomic_store(&s->state, PL_SRV_READY); /* publishes engine and its thread to HTTP threads */
   return 0;
 }
 
@@ -679,9 +684,9 @@ int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force) {
    * replica and marks this one down) instead of connection refused. The daemon stops only
    * after the drain (MHD_stop_daemon below). */
   int left = 0;
-  if (was != PL_SRV_LOADING && s->loop) {
-    left = pl_srv_loop_drain(s->loop, drain_ms, force);
-    pl_srv_loop_stop(s->loop); /* aborts the rest; their connections finish their responses */
+  if (was != PL_SRV_LOADING && s->engine_thread) {
+    left = pl_engine_thread_drain(s->engine_thread, drain_ms, force);
+    pl_engine_thread_stop(s->engine_thread); /* aborts the rest; their connections finish their responses */
     wait_responses(s, 5000);   /* let them write their last frames (bounded: slow readers) */
   }
   /* MHD_stop_daemon must find no suspended connection: resume the rest (they are dropped). */
@@ -690,8 +695,10 @@ int pl_server_shutdown(pl_server *s, int drain_ms, volatile int *force) {
     MHD_stop_daemon(s->d); /* joins its threads; every request's state is freed */
     s->d = NULL;
   }
-  pl_srv_loop_free(s->loop); /* no HTTP thread can touch it any more */
-  s->loop = NULL;
+  pl_engine_thread_free(s->engine_thread); /* no HTTP thread can touch it any more */
+  s->engine_thread = NULL;
+  pl_srv_kvmap_destroy(s->kvmap);
+  s->kvmap = NULL;
   pl_conn_waiter_free(s->waiter);
   s->waiter = NULL;
   pl_conn_guard_stop(s->guard); /* after MHD: every connection's record is gone */

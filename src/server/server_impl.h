@@ -8,7 +8,7 @@
 
 #include "server/conn_guard.h"
 #include "server/conn_wait.h"
-#include "server/engine_loop.h"
+#include "server/kvmap.h"
 #include "server/metrics.h"
 #include "server/openai_req.h"
 #include "server/server.h"
@@ -22,9 +22,10 @@ struct pl_server {
   char url[320];
   int port;
   struct MHD_Daemon *d;
-  atomic_int state;      /* PL_SRV_*; engine and loop are valid once READY is seen */
+  atomic_int state;      /* PL_SRV_*; engine, engine_thread, kvmap valid once READY seen */
   pl_engine *engine;
-  pl_srv_loop *loop;
+  pl_engine_thread *engine_thread; /* the only user of engine's step loop */
+  pl_srv_kvmap *kvmap;   /* fed by the engine thread (engine_hooks.c) */
   pl_srv_metrics *metrics;
   long long start_time;  /* Unix seconds, for /v1/models "created" */
   int shut;              /* pl_server_shutdown ran */
@@ -39,6 +40,9 @@ struct pl_server {
   atomic_ullong conn_refused;  /* new connections MHD closed unanswered at its own limit */
   atomic_llong refused_warned; /* CLOCK_MONOTONIC second of the last warning about them */
 };
+
+/* The hooks that feed s's metrics and KV map from the engine thread (engine_hooks.c). */
+void pl_srv_engine_hooks(pl_server *s, pl_engine_thread_hooks *h);
 
 /* Count a generation response in / out (see pl_server.active). */
 void pl_server_active_add(pl_server *s, int delta);
@@ -55,7 +59,7 @@ typedef struct pl_http_req {
   int over_budget;   /* the server-wide body budget was exhausted: answer 503 */
   int no_memory;     /* storing the body failed: answer 500 "out of memory" */
   size_t body_held;  /* bytes counted in pl_server.inflight_body */
-  pl_srv_job *job; /* our reference while a generation runs (cancelled on completion) */
+  pl_job *job;     /* our reference while a generation runs (cancelled on completion) */
   pl_gen *gen;     /* a generation request until its stream's response takes it */
   pl_conn_wait wait; /* GET /kv/snapshot waiting for a fresh frame (suspended) */
   int polls;

@@ -61,7 +61,7 @@ enum MHD_Result pl_ui_serve_kv(pl_server *s, struct MHD_Connection *c, pl_http_r
   h->wait.reason = PL_CONN_NONE;
   if (why == PL_CONN_CLOSED)
     return MHD_NO;
-  pl_srv_kvmap *m = pl_srv_loop_kvmap(s->loop);
+  pl_srv_kvmap *m = s->kvmap;
   if (!pl_srv_kvmap_fresh(m) && h->polls < KV_POLLS) {
     h->polls++;
     pl_conn_waiter_suspend(s->waiter, &h->wait, c, -1, -1, KV_POLL_MS);

@@ -1,14 +1,14 @@
-/* The engine thread, its command queue and the per-job output queues (see engine_loop.h).
+/* The engine thread: its command queue, its waiting room and the per-job output queues
+ * (the contract is in include/pagellm.h, "Engine thread").
  *
- * Locks: loop->mu guards the command queue, the accepting/stopping flags and n_live_jobs;
+ * Locks: thread->mu guards the command queue, the accepting/stopping flags and n_live_jobs;
  * job->mu guards a job's submit state, its event queue and its cancelled/engine_done flags.
- * Never hold loop->mu while taking job->mu in the other order (the code takes job->mu alone,
- * or loop->mu alone). The id -> (job, prompt) map and the engine are touched only by the
- * engine thread. */
-#include "server/engine_loop.h"
-
+ * The only nesting is job->mu taken under thread->mu (submit); never the other way.
+ * The id -> (job, prompt) map, the waiting room and the engine are touched only by the engine
+ * thread, and the hooks are called only there, with no lock held. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,7 +20,7 @@
 #endif
 
 #include "engine/engine_access.h"
-#include "server/kvmap.h"
+#include "pagellm.h"
 #include "util/alloc.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -29,17 +29,18 @@ enum { CMD_ADD, CMD_ABORT };
 typedef struct cmd {
   struct cmd *next;
   int type;
-  pl_srv_job *job;
+  pl_job *job;
 } cmd;
 
-struct pl_srv_job {
+struct pl_job {
   atomic_int refs;
   pthread_mutex_t mu;
   int wake_rd, wake_wr; /* eventfd (the same fd twice) or a pipe */
 
   /* inputs: immutable after create */
   int n_prompts, n, n_choices;
-  int32_t **ids;
+  char **texts;   /* [n_prompts] text prompts (freed once added), or NULL: ids */
+  int32_t **ids;  /* [n_prompts] token prompts (freed once added), or NULL: texts */
   int *lens, *max_tokens;
   pl_sampling_params sp; /* deep copy; pointers below */
   char **stop;
@@ -50,7 +51,7 @@ struct pl_srv_job {
   /* shared, under mu */
   int submit_state, submit_status;
   char submit_msg[512];
-  pl_srv_event *head, *tail;
+  pl_job_event *head, *tail;
   double t_head;  /* when the oldest undelivered event was queued (stall detection) */
   int cancelled, submitted, engine_done, stalled;
 
@@ -62,8 +63,8 @@ struct pl_srv_job {
   double *t_last;                 /* [n_choices] last token time */
   unsigned char *choice_done;     /* [n_choices] */
   int live_prompts;
-  double t_arrival; /* set by pl_srv_submit before the ADD is queued */
-  pl_srv_job *room_next; /* in the waiting room (engine thread only) */
+  double t_arrival; /* set by pl_engine_thread_submit before the ADD is queued */
+  pl_job *room_next; /* in the waiting room (engine thread only) */
   uint64_t room_tag;     /* its place there under fair share (room_push) */
 
   cmd add_cmd, abort_cmd; /* intrusive: a job is in the queue at most once per kind */
@@ -71,30 +72,30 @@ struct pl_srv_job {
 
 typedef struct slot {
   uint64_t id;
-  pl_srv_job *job;
+  pl_job *job;
   int prompt;
   int used;
 } slot;
 
-struct pl_srv_loop {
+struct pl_engine_thread {
   pl_engine *e;
-  pl_srv_metrics *m;
+  pl_engine_thread_hooks hooks;
   pthread_t thr;
   pthread_mutex_t mu;
   pthread_cond_t cv;      /* commands or stop for the engine thread */
-  pthread_cond_t idle_cv; /* n_live_jobs reached 0 (drain) */
+  pthread_cond_t idle_cv; /* n_live_jobs reached 0 (drain), or the thread started */
   cmd *head, *tail;
   int n_pending_adds, max_pending;
   int accepting, stopping, joined;
+  int started; /* the thread published its first stats (start waits for it) */
   int n_live_jobs;
   double stall_s; /* abort a job whose oldest event waited this long (0 = never) */
   atomic_int healthy;
-  pl_srv_kvmap *kvmap;    /* KV map snapshots (ticked by the engine thread) */
   int routed_abort;       /* engine thread: route() aborted a request (stats went stale) */
   /* engine thread only: the waiting room, adds that found the engine's queue full, in
    * arrival order (fair share: in tag order); each waits there at most queue_timeout seconds
    * for room */
-  pl_srv_job *room_head, *room_tail;
+  pl_job *room_head, *room_tail;
   int n_room;
   int room_fair;       /* the engine's fair_share */
   uint64_t room_vtime; /* the tag of the last request the room passed to the engine */
@@ -112,7 +113,7 @@ static double now_s(void) {
 
 /* ---- wake-up fd -------------------------------------------------------------------------- */
 
-static int wake_open(pl_srv_job *j) {
+static int wake_open(pl_job *j) {
 #ifdef __linux__
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0)
@@ -132,7 +133,7 @@ static int wake_open(pl_srv_job *j) {
   return 0;
 }
 
-static void wake(pl_srv_job *j) {
+static void wake(pl_job *j) {
 #ifdef __linux__
   uint64_t one = 1;
   ssize_t r = write(j->wake_wr, &one, sizeof one);
@@ -147,11 +148,11 @@ static void wake(pl_srv_job *j) {
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-static pl_srv_event *event_copy(const pl_output_event *ev, int choice, int prompt) {
+static pl_job_event *event_copy(const pl_output_event *ev, int choice, int prompt) {
   size_t n_tok = ev->n_tokens > 0 ? (size_t)ev->n_tokens : 0;
   size_t n_top = ev->top && ev->n_top > 0 ? (size_t)ev->n_top : 0;
   size_t err_len = ev->finish == PL_FINISH_ERROR && ev->error ? strlen(ev->error) + 1 : 0;
-  size_t off_tokens = align8(sizeof(pl_srv_event));
+  size_t off_tokens = align8(sizeof(pl_job_event));
   size_t off_lp = align8(off_tokens + n_tok * sizeof(int32_t));
   size_t off_top = align8(off_lp + (ev->logprobs ? n_tok * sizeof(float) : 0));
   size_t off_text = off_top + n_tok * n_top * sizeof(pl_top_logprob);
@@ -159,7 +160,7 @@ static pl_srv_event *event_copy(const pl_output_event *ev, int choice, int promp
   char *mem = pl_malloc(off_err + err_len);
   if (!mem)
     return NULL;
-  pl_srv_event *c = (pl_srv_event *)mem;
+  pl_job_event *c = (pl_job_event *)mem;
   memset(c, 0, sizeof *c);
   c->choice = choice;
   c->prompt_index = prompt;
@@ -194,9 +195,9 @@ static pl_srv_event *event_copy(const pl_output_event *ev, int choice, int promp
   return c;
 }
 
-void pl_srv_event_free_list(pl_srv_event *ev) {
+void pl_job_event_free_list(pl_job_event *ev) {
   while (ev) {
-    pl_srv_event *next = ev->next;
+    pl_job_event *next = ev->next;
     pl_free(ev);
     ev = next;
   }
@@ -204,16 +205,20 @@ void pl_srv_event_free_list(pl_srv_event *ev) {
 
 /* ---- jobs ------------------------------------------------------------------------------- */
 
-static void job_free(pl_srv_job *j) {
+static void job_free(pl_job *j) {
   if (j->wake_rd >= 0)
     close(j->wake_rd);
   if (j->wake_wr >= 0 && j->wake_wr != j->wake_rd)
     close(j->wake_wr);
-  pl_srv_event_free_list(j->head);
-  if (j->ids)
-    for (int p = 0; p < j->n_prompts; p++)
+  pl_job_event_free_list(j->head);
+  for (int p = 0; p < j->n_prompts; p++) {
+    if (j->ids)
       pl_free(j->ids[p]);
+    if (j->texts)
+      pl_free(j->texts[p]);
+  }
   pl_free(j->ids);
+  pl_free(j->texts);
   pl_free(j->lens);
   pl_free(j->max_tokens);
   if (j->stop)
@@ -234,25 +239,28 @@ static void job_free(pl_srv_job *j) {
   pl_free(j);
 }
 
-static void job_ref(pl_srv_job *j) { atomic_fetch_add(&j->refs, 1); }
+static void job_ref(pl_job *j) { atomic_fetch_add(&j->refs, 1); }
 
-static void job_unref(pl_srv_job *j) {
+static void job_unref(pl_job *j) {
   if (atomic_fetch_sub(&j->refs, 1) == 1)
     job_free(j);
 }
 
-void pl_srv_job_retain(pl_srv_job *j) { job_ref(j); }
+void pl_job_retain(pl_job *j) { job_ref(j); }
 
-void pl_srv_job_release(pl_srv_job *j) {
+void pl_job_release(pl_job *j) {
   if (j)
     job_unref(j);
 }
 
-int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
+int pl_job_create(const pl_job_params *p, pl_job **out) {
   *out = NULL;
   if (p->n_prompts <= 0 || !p->sp || p->sp->n <= 0)
     return pl_fail(PL_EINVAL, "job: no prompts");
-  pl_srv_job *j = pl_calloc(1, sizeof *j);
+  int text = p->prompts != NULL;
+  if (text == (p->prompt_ids != NULL) || (!text && !p->prompt_lens))
+    return pl_fail(PL_EINVAL, "job: give either prompts or prompt_ids with prompt_lens");
+  pl_job *j = pl_calloc(1, sizeof *j);
   if (!j)
     return pl_fail(PL_ENOMEM, "out of memory");
   atomic_init(&j->refs, 1);
@@ -263,7 +271,10 @@ int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
   j->n_choices = j->n_prompts * j->n;
   j->sp = *p->sp;
   size_t np = (size_t)j->n_prompts, nc = (size_t)j->n_choices;
-  j->ids = pl_calloc(np, sizeof *j->ids);
+  if (text)
+    j->texts = pl_calloc(np, sizeof *j->texts);
+  else
+    j->ids = pl_calloc(np, sizeof *j->ids);
   j->lens = pl_calloc(np, sizeof *j->lens);
   j->max_tokens = pl_calloc(np, sizeof *j->max_tokens);
   j->engine_id = pl_calloc(np, sizeof *j->engine_id);
@@ -272,11 +283,15 @@ int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
   j->t_first = pl_calloc(np, sizeof *j->t_first);
   j->t_last = pl_calloc(nc, sizeof *j->t_last);
   j->choice_done = pl_calloc(nc, 1);
-  int ok = j->ids && j->lens && j->max_tokens && j->engine_id && j->prompt_live &&
+  int ok = (j->ids || j->texts) && j->lens && j->max_tokens && j->engine_id && j->prompt_live &&
            j->last_reason && j->t_first && j->t_last && j->choice_done;
   for (size_t i = 0; ok && i < np; i++) {
+    j->max_tokens[i] = p->max_tokens ? p->max_tokens[i] : p->sp->max_tokens;
+    if (text) {
+      ok = (j->texts[i] = pl_strdup(p->prompts[i] ? p->prompts[i] : "")) != NULL;
+      continue;
+    }
     j->lens[i] = p->prompt_lens[i];
-    j->max_tokens[i] = p->max_tokens[i];
     j->ids[i] = pl_malloc((size_t)p->prompt_lens[i] * sizeof(int32_t) + 1);
     ok = j->ids[i] != NULL;
     if (ok && p->prompt_lens[i] > 0)
@@ -331,16 +346,16 @@ int pl_srv_job_create(const pl_srv_job_params *p, pl_srv_job **out) {
   return 0;
 }
 
-int pl_srv_job_fd(const pl_srv_job *j) { return j->wake_rd; }
+int pl_job_fd(const pl_job *j) { return j->wake_rd; }
 
-int pl_srv_job_stalled(pl_srv_job *j) {
+int pl_job_stalled(pl_job *j) {
   pthread_mutex_lock(&j->mu);
   int st = j->stalled;
   pthread_mutex_unlock(&j->mu);
   return st;
 }
 
-int pl_srv_job_submit_state(pl_srv_job *j, int *status, char *msg, size_t msg_cap) {
+int pl_job_submit_state(pl_job *j, int *status, char *msg, size_t msg_cap) {
   pthread_mutex_lock(&j->mu);
   int s = j->submit_state;
   if (status)
@@ -351,9 +366,9 @@ int pl_srv_job_submit_state(pl_srv_job *j, int *status, char *msg, size_t msg_ca
   return s;
 }
 
-pl_srv_event *pl_srv_job_take(pl_srv_job *j, int *all_done) {
+pl_job_event *pl_job_take(pl_job *j, int *all_done) {
   pthread_mutex_lock(&j->mu);
-  pl_srv_event *ev = j->head;
+  pl_job_event *ev = j->head;
   j->head = j->tail = NULL;
   if (all_done)
     *all_done = j->engine_done;
@@ -370,54 +385,54 @@ static size_t map_hash(uint64_t id, size_t cap) {
   return (size_t)id & (cap - 1);
 }
 
-static slot *map_get(pl_srv_loop *l, uint64_t id) {
-  if (!l->map_cap)
+static slot *map_get(pl_engine_thread *t, uint64_t id) {
+  if (!t->map_cap)
     return NULL;
-  for (size_t i = map_hash(id, l->map_cap);; i = (i + 1) & (l->map_cap - 1)) {
-    if (!l->map[i].used)
+  for (size_t i = map_hash(id, t->map_cap);; i = (i + 1) & (t->map_cap - 1)) {
+    if (!t->map[i].used)
       return NULL;
-    if (l->map[i].id == id)
-      return &l->map[i];
+    if (t->map[i].id == id)
+      return &t->map[i];
   }
 }
 
-static int map_put(pl_srv_loop *l, uint64_t id, pl_srv_job *j, int prompt) {
-  if ((l->map_n + 1) * 2 > l->map_cap) {
-    size_t cap = l->map_cap ? l->map_cap * 2 : 256;
+static int map_put(pl_engine_thread *t, uint64_t id, pl_job *j, int prompt) {
+  if ((t->map_n + 1) * 2 > t->map_cap) {
+    size_t cap = t->map_cap ? t->map_cap * 2 : 256;
     slot *m = pl_calloc(cap, sizeof *m);
     if (!m)
       return PL_ENOMEM;
-    for (size_t k = 0; k < l->map_cap; k++) {
-      if (!l->map[k].used)
+    for (size_t k = 0; k < t->map_cap; k++) {
+      if (!t->map[k].used)
         continue;
-      size_t i = map_hash(l->map[k].id, cap);
+      size_t i = map_hash(t->map[k].id, cap);
       while (m[i].used)
         i = (i + 1) & (cap - 1);
-      m[i] = l->map[k];
+      m[i] = t->map[k];
     }
-    pl_free(l->map);
-    l->map = m;
-    l->map_cap = cap;
+    pl_free(t->map);
+    t->map = m;
+    t->map_cap = cap;
   }
-  size_t i = map_hash(id, l->map_cap);
-  while (l->map[i].used)
-    i = (i + 1) & (l->map_cap - 1);
-  l->map[i] = (slot){id, j, prompt, 1};
-  l->map_n++;
+  size_t i = map_hash(id, t->map_cap);
+  while (t->map[i].used)
+    i = (i + 1) & (t->map_cap - 1);
+  t->map[i] = (slot){id, j, prompt, 1};
+  t->map_n++;
   return 0;
 }
 
-static void map_del(pl_srv_loop *l, slot *s) {
-  size_t mask = l->map_cap - 1, i = (size_t)(s - l->map);
-  l->map[i].used = 0;
-  l->map_n--;
+static void map_del(pl_engine_thread *t, slot *s) {
+  size_t mask = t->map_cap - 1, i = (size_t)(s - t->map);
+  t->map[i].used = 0;
+  t->map_n--;
   /* backward shift: pull later entries of the probe run into the hole */
-  for (size_t k = (i + 1) & mask; l->map[k].used; k = (k + 1) & mask) {
-    size_t home = map_hash(l->map[k].id, l->map_cap);
+  for (size_t k = (i + 1) & mask; t->map[k].used; k = (k + 1) & mask) {
+    size_t home = map_hash(t->map[k].id, t->map_cap);
     int movable = (i <= k) ? (home <= i || home > k) : (home <= i && home > k);
     if (movable) {
-      l->map[i] = l->map[k];
-      l->map[k].used = 0;
+      t->map[i] = t->map[k];
+      t->map[k].used = 0;
       i = k;
     }
   }
@@ -426,22 +441,22 @@ static void map_del(pl_srv_loop *l, slot *s) {
 /* ---- engine-thread side of jobs --------------------------------------------------------- */
 
 /* The engine side lets go of a job: no more events will come. */
-static void engine_release(pl_srv_loop *l, pl_srv_job *j) {
+static void engine_release(pl_engine_thread *t, pl_job *j) {
   pthread_mutex_lock(&j->mu);
   j->engine_done = 1;
   pthread_mutex_unlock(&j->mu);
   wake(j);
-  pthread_mutex_lock(&l->mu);
-  if (--l->n_live_jobs == 0)
-    pthread_cond_broadcast(&l->idle_cv);
-  pthread_mutex_unlock(&l->mu);
+  pthread_mutex_lock(&t->mu);
+  if (--t->n_live_jobs == 0)
+    pthread_cond_broadcast(&t->idle_cv);
+  pthread_mutex_unlock(&t->mu);
   job_unref(j);
 }
 
-/* Queue an event for the HTTP side. Returns 1 when the job's oldest undelivered event has
- * waited longer than stall_s: the client stopped reading (its socket's send queue is full,
- * so the connection thread is not taking events). */
-static int push_event(pl_srv_job *j, pl_srv_event *c, double stall_s) {
+/* Queue an event for the job's reader. Returns 1 when the job's oldest undelivered event has
+ * waited longer than stall_s: the reader stopped taking them (a server's client that stopped
+ * reading: its socket's send queue is full, so the connection thread takes no events). */
+static int push_event(pl_job *j, pl_job_event *c, double stall_s) {
   double now = now_s();
   pthread_mutex_lock(&j->mu);
   if (j->tail) {
@@ -459,20 +474,20 @@ static int push_event(pl_srv_job *j, pl_srv_event *c, double stall_s) {
   return stall;
 }
 
-static void prompt_finished(pl_srv_loop *l, slot *s, double now) {
-  pl_srv_job *j = s->job;
+static void prompt_finished(pl_engine_thread *t, slot *s, double now) {
+  pl_job *j = s->job;
   int p = s->prompt;
-  pl_srv_metrics_e2e(l->m, now - j->t_arrival);
-  pl_srv_metrics_finished(l->m, j->last_reason[p]);
-  map_del(l, s);
+  if (t->hooks.finished)
+    t->hooks.finished(t->hooks.user, j->last_reason[p], now - j->t_arrival);
+  map_del(t, s);
   if (--j->live_prompts == 0)
-    engine_release(l, j);
+    engine_release(t, j);
 }
 
 /* Final events for every sample of a prompt that has none yet (aborts and failures the
  * engine did not report per sample); finishes the prompt. */
-static void finish_rest(pl_srv_loop *l, slot *s, pl_finish_reason why, const char *msg) {
-  pl_srv_job *j = s->job;
+static void finish_rest(pl_engine_thread *t, slot *s, pl_finish_reason why, const char *msg) {
+  pl_job *j = s->job;
   int p = s->prompt;
   for (int k = 0; k < j->n; k++) {
     int c = p * j->n + k;
@@ -481,20 +496,20 @@ static void finish_rest(pl_srv_loop *l, slot *s, pl_finish_reason why, const cha
     j->choice_done[c] = 1;
     pl_output_event ev = {.request_id = s->id, .index = k, .text = "", .finish = why,
                           .error = msg};
-    pl_srv_event *copy = event_copy(&ev, c, p);
+    pl_job_event *copy = event_copy(&ev, c, p);
     if (copy)
       push_event(j, copy, 0);
   }
   j->prompt_live[p] = 0;
   j->last_reason[p] = why;
-  prompt_finished(l, s, now_s());
+  prompt_finished(t, s, now_s());
 }
 
-static void route(pl_srv_loop *l, const pl_output_event *ev) {
-  slot *s = map_get(l, ev->request_id);
+static void route(pl_engine_thread *t, const pl_output_event *ev) {
+  slot *s = map_get(t, ev->request_id);
   if (!s)
     return; /* a request we already finished (e.g. after a synthetic failure) */
-  pl_srv_job *j = s->job;
+  pl_job *j = s->job;
   int p = s->prompt;
   if (ev->index < 0 || ev->index >= j->n) {
     PL_WARN("engine event for request %llu has sample index %d (n = %d); ignored",
@@ -508,33 +523,36 @@ static void route(pl_srv_loop *l, const pl_output_event *ev) {
   if (ev->n_tokens > 0) {
     if (j->t_first[p] == 0) {
       j->t_first[p] = now;
-      pl_srv_metrics_ttft(l->m, now - j->t_arrival);
+      if (t->hooks.first_token)
+        t->hooks.first_token(t->hooks.user, now - j->t_arrival);
     }
-    if (j->t_last[c] > 0)
+    if (j->t_last[c] > 0 && t->hooks.token_gap)
       for (int k = 0; k < ev->n_tokens; k++)
-        pl_srv_metrics_itl(l->m, (now - j->t_last[c]) / ev->n_tokens);
+        t->hooks.token_gap(t->hooks.user, (now - j->t_last[c]) / ev->n_tokens);
     j->t_last[c] = now;
   }
-  pl_srv_event *copy = event_copy(ev, c, p);
+  pl_job_event *copy = event_copy(ev, c, p);
   if (!copy) {
     /* Cannot deliver: end the whole prompt with an error rather than lose a final event. */
     PL_ERROR("out of memory copying an output event; failing request %llu",
              (unsigned long long)ev->request_id);
-    pl_engine_abort(l->e, ev->request_id);
-    l->routed_abort = 1;
-    finish_rest(l, s, PL_FINISH_ERROR, "out of memory");
+    pl_engine_abort(t->e, ev->request_id);
+    t->routed_abort = 1;
+    finish_rest(t, s, PL_FINISH_ERROR, "out of memory");
     return;
   }
-  if (push_event(j, copy, l->stall_s) && ev->finish == PL_FINISH_NONE) {
-    /* Nobody drains this job's output: stop generating for it (aborted, not paused; the HTTP
-     * side closes the connection when it sees `stalled`). The abort events finish it. */
-    PL_WARN("request %llu: the client has not read its output for %.0f s; aborting",
-            (unsigned long long)ev->request_id, l->stall_s);
-    pl_srv_metrics_stalled(l->m);
+  if (push_event(j, copy, t->stall_s) && ev->finish == PL_FINISH_NONE) {
+    /* Nobody drains this job's output: stop generating for it (aborted, not paused; the
+     * reader sees pl_job_stalled, the server closes the connection). The abort events finish
+     * it. */
+    PL_WARN("request %llu: its output has not been read for %g s; aborting",
+            (unsigned long long)ev->request_id, t->stall_s);
+    if (t->hooks.stalled)
+      t->hooks.stalled(t->hooks.user);
     for (int q = 0; q < j->n_prompts; q++)
       if (j->prompt_live[q])
-        pl_engine_abort(l->e, j->engine_id[q]);
-    l->routed_abort = 1;
+        pl_engine_abort(t->e, j->engine_id[q]);
+    t->routed_abort = 1;
     return;
   }
   if (ev->finish == PL_FINISH_NONE)
@@ -542,14 +560,14 @@ static void route(pl_srv_loop *l, const pl_output_event *ev) {
   j->choice_done[c] = 1;
   j->last_reason[p] = ev->finish;
   if (ev->finish == PL_FINISH_ABORT) {
-    finish_rest(l, s, PL_FINISH_ABORT, NULL); /* one abort ends every sample */
+    finish_rest(t, s, PL_FINISH_ABORT, NULL); /* one abort ends every sample */
     return;
   }
   if (--j->prompt_live[p] == 0)
-    prompt_finished(l, s, now);
+    prompt_finished(t, s, now);
 }
 
-static void set_submit(pl_srv_job *j, int state, int status, const char *msg) {
+static void set_submit(pl_job *j, int state, int status, const char *msg) {
   pthread_mutex_lock(&j->mu);
   j->submit_state = state;
   j->submit_status = status;
@@ -561,14 +579,14 @@ static void set_submit(pl_srv_job *j, int state, int status, const char *msg) {
 /* Hand j to the engine. Returns 1, having done nothing, when the engine's waiting queue has
  * no room for j's first prompt and `may_wait` (the caller parks j in the waiting room);
  * else 0: j was accepted or rejected. */
-static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
+static int do_add(pl_engine_thread *t, pl_job *j, int stopping, int may_wait) {
   pthread_mutex_lock(&j->mu);
   int cancelled = j->cancelled;
   pthread_mutex_unlock(&j->mu);
   if (stopping || cancelled) {
-    set_submit(j, PL_SRV_SUBMIT_REJECTED, stopping ? PL_EBUSY : PL_ESTATE,
-               stopping ? "the server is shutting down" : "cancelled by the client");
-    engine_release(l, j);
+    set_submit(j, PL_JOB_REJECTED, stopping ? PL_EBUSY : PL_ESTATE,
+               stopping ? "the engine is shutting down" : "cancelled before it started");
+    engine_release(t, j);
     return 0;
   }
   int rc = 0;
@@ -578,7 +596,8 @@ static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
     sp.max_tokens = j->max_tokens[p];
     uint64_t id = 0;
     long failures0 = pl_alloc_thread_failures();
-    rc = pl_engine_add_request(l->e, NULL, j->ids[p], j->lens[p], &sp, &id);
+    rc = pl_engine_add_request(t->e, j->texts ? j->texts[p] : NULL, j->ids ? j->ids[p] : NULL,
+                               j->lens[p], &sp, &id);
     if (rc == PL_EBUSY && p == 0 && may_wait)
       return 1;
     if (rc < 0) {
@@ -589,8 +608,8 @@ static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
       snprintf(msg, sizeof msg, "%s", rc == PL_ENOMEM ? "out of memory" : pl_last_error());
       break;
     }
-    if (map_put(l, id, j, p) < 0) {
-      pl_engine_abort(l->e, id);
+    if (map_put(t, id, j, p) < 0) {
+      pl_engine_abort(t->e, id);
       rc = PL_ENOMEM;
       snprintf(msg, sizeof msg, "out of memory");
       break;
@@ -598,22 +617,27 @@ static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
     j->engine_id[p] = id;
     j->prompt_live[p] = j->n;
     j->live_prompts++;
-    pl_free(j->ids[p]); /* the engine holds its own copy */
-    j->ids[p] = NULL;
+    if (j->ids) { /* the engine holds its own copy */
+      pl_free(j->ids[p]);
+      j->ids[p] = NULL;
+    } else {
+      pl_free(j->texts[p]);
+      j->texts[p] = NULL;
+    }
   }
   if (rc == 0) {
-    set_submit(j, PL_SRV_SUBMIT_ACCEPTED, 0, NULL);
+    set_submit(j, PL_JOB_ACCEPTED, 0, NULL);
     return 0;
   }
   /* Undo the prompts already added; their abort events finish them (and release the job). */
   for (int p = 0; p < j->n_prompts; p++) {
-    slot *s = j->prompt_live[p] ? map_get(l, j->engine_id[p]) : NULL;
-    if (s && pl_engine_abort(l->e, j->engine_id[p]) < 0)
-      finish_rest(l, s, PL_FINISH_ABORT, NULL);
+    slot *s = j->prompt_live[p] ? map_get(t, j->engine_id[p]) : NULL;
+    if (s && pl_engine_abort(t->e, j->engine_id[p]) < 0)
+      finish_rest(t, s, PL_FINISH_ABORT, NULL);
   }
-  set_submit(j, PL_SRV_SUBMIT_REJECTED, rc, msg);
+  set_submit(j, PL_JOB_REJECTED, rc, msg);
   if (j->live_prompts == 0)
-    engine_release(l, j);
+    engine_release(t, j);
   return 0;
 }
 
@@ -629,11 +653,11 @@ static int do_add(pl_srv_loop *l, pl_srv_job *j, int stopping, int may_wait) {
  * in arrival order. A client with many requests waiting then gets every other turn, not all
  * of them. */
 
-static void room_push(pl_srv_loop *l, pl_srv_job *j) {
-  pl_srv_job **pp = &l->room_head, *prev = NULL;
-  if (l->room_fair) {
-    uint64_t tag = l->room_vtime;
-    for (pl_srv_job *k = l->room_head; k; k = k->room_next)
+static void room_push(pl_engine_thread *t, pl_job *j) {
+  pl_job **pp = &t->room_head, *prev = NULL;
+  if (t->room_fair) {
+    uint64_t tag = t->room_vtime;
+    for (pl_job *k = t->room_head; k; k = k->room_next)
       if (k->sp.client == j->sp.client && k->room_tag >= tag)
         tag = k->room_tag + 1;
     j->room_tag = tag;
@@ -642,149 +666,157 @@ static void room_push(pl_srv_loop *l, pl_srv_job *j) {
       pp = &prev->room_next;
     }
   } else {
-    prev = l->room_tail;
-    pp = prev ? &prev->room_next : &l->room_head;
+    prev = t->room_tail;
+    pp = prev ? &prev->room_next : &t->room_head;
   }
   j->room_next = *pp;
   *pp = j;
   if (!j->room_next)
-    l->room_tail = j;
-  l->n_room++;
+    t->room_tail = j;
+  t->n_room++;
 }
 
 /* A command's add: behind everyone already waiting, else straight to the engine. */
-static void admit(pl_srv_loop *l, pl_srv_job *j, int stopping) {
-  int may_wait = l->queue_timeout > 0 && !stopping;
-  if ((may_wait && l->room_head) || do_add(l, j, stopping, may_wait))
-    room_push(l, j);
+static void admit(pl_engine_thread *t, pl_job *j, int stopping) {
+  int may_wait = t->queue_timeout > 0 && !stopping;
+  if ((may_wait && t->room_head) || do_add(t, j, stopping, may_wait))
+    room_push(t, j);
 }
 
 /* Move waiting requests to the engine while it has room, in the room's order; answer those
  * that waited too long, were cancelled, or meet a shutdown. */
-static void room_drain(pl_srv_loop *l, int stopping) {
+static void room_drain(pl_engine_thread *t, int stopping) {
   double now = now_s();
-  pl_srv_job **pp = &l->room_head, *last = NULL;
+  pl_job **pp = &t->room_head, *last = NULL;
   int full = 0;
   while (*pp) {
-    pl_srv_job *j = *pp;
+    pl_job *j = *pp;
     int leave = 1;
     pthread_mutex_lock(&j->mu);
     int cancelled = j->cancelled;
     pthread_mutex_unlock(&j->mu);
     if (stopping || cancelled) {
-      do_add(l, j, stopping, 0); /* rejects it */
-    } else if (now - j->t_arrival >= l->queue_timeout) {
+      do_add(t, j, stopping, 0); /* rejects it */
+    } else if (now - j->t_arrival >= t->queue_timeout) {
       char msg[160];
       snprintf(msg, sizeof msg, "no room in the queue after waiting %.1f s (--queue-timeout); "
                "retry later", now - j->t_arrival);
-      set_submit(j, PL_SRV_SUBMIT_REJECTED, PL_EBUSY, msg);
-      engine_release(l, j);
-    } else if (full || do_add(l, j, 0, 1)) {
+      set_submit(j, PL_JOB_REJECTED, PL_EBUSY, msg);
+      engine_release(t, j);
+    } else if (full || do_add(t, j, 0, 1)) {
       full = 1; /* in order: nobody passes the first */
       leave = 0;
-    } else if (j->room_tag > l->room_vtime) {
-      l->room_vtime = j->room_tag;
+    } else if (j->room_tag > t->room_vtime) {
+      t->room_vtime = j->room_tag;
     }
     if (leave) {
       *pp = j->room_next;
-      l->n_room--;
+      t->n_room--;
     } else {
       last = j;
       pp = &j->room_next;
     }
   }
-  l->room_tail = last;
+  t->room_tail = last;
 }
 
-static void do_abort(pl_srv_loop *l, pl_srv_job *j) {
+static void do_abort(pl_engine_thread *t, pl_job *j) {
   for (int p = 0; p < j->n_prompts; p++) {
     if (!j->prompt_live[p])
       continue;
-    slot *s = map_get(l, j->engine_id[p]);
+    slot *s = map_get(t, j->engine_id[p]);
     if (!s)
       continue;
     /* PL_ENOTFOUND: the engine already forgot it without telling us; finish it here. */
-    if (pl_engine_abort(l->e, j->engine_id[p]) < 0)
-      finish_rest(l, s, PL_FINISH_ABORT, NULL);
+    if (pl_engine_abort(t->e, j->engine_id[p]) < 0)
+      finish_rest(t, s, PL_FINISH_ABORT, NULL);
   }
 }
 
-static slot *first_slot(pl_srv_loop *l) {
-  for (size_t i = 0; i < l->map_cap; i++)
-    if (l->map[i].used)
-      return &l->map[i];
+static slot *first_slot(pl_engine_thread *t) {
+  for (size_t i = 0; i < t->map_cap; i++)
+    if (t->map[i].used)
+      return &t->map[i];
   return NULL;
 }
 
 /* Every live request ends with `why` now (engine failure or shutdown). */
-static void finish_all(pl_srv_loop *l, pl_finish_reason why, const char *msg) {
+static void finish_all(pl_engine_thread *t, pl_finish_reason why, const char *msg) {
   slot *s;
-  while ((s = first_slot(l)) != NULL) {
+  while ((s = first_slot(t)) != NULL) {
     uint64_t id = s->id;
-    finish_rest(l, s, why, msg);
-    pl_engine_abort(l->e, id);
+    finish_rest(t, s, why, msg);
+    pl_engine_abort(t->e, id);
   }
   pl_output_event ev;
-  while (pl_engine_poll(l->e, &ev)) {
+  while (pl_engine_poll(t->e, &ev)) {
   } /* their abort events: nobody to route them to */
 }
 
-static void publish_stats(pl_srv_loop *l) {
+static void publish_stats(pl_engine_thread *t) {
+  if (!t->hooks.stats)
+    return;
   pl_engine_stats st;
-  pl_engine_get_stats(l->e, &st);
-  pthread_mutex_lock(&l->mu);
-  int pending = l->n_pending_adds;
-  pthread_mutex_unlock(&l->mu);
-  /* the waiting room's requests wait too: num_requests_waiting counts them */
-  pl_srv_metrics_set_engine(l->m, &st, pending + l->n_room);
+  pl_engine_get_stats(t->e, &st);
+  pthread_mutex_lock(&t->mu);
+  int pending = t->n_pending_adds;
+  pthread_mutex_unlock(&t->mu);
+  /* the waiting room's requests wait too */
+  t->hooks.stats(t->hooks.user, &st, pending + t->n_room);
 }
 
 /* Route every queued event. An abort made while routing may free the request's blocks at
- * once (no later step follows when nothing else runs): publish again, or /metrics would show
- * it running until the next request arrives. */
-static void route_all(pl_srv_loop *l) {
+ * once (no later step follows when nothing else runs): publish again, or the stats hook
+ * (the server's /metrics) would show it running until the next request arrives. */
+static void route_all(pl_engine_thread *t) {
   pl_output_event ev;
-  while (pl_engine_poll(l->e, &ev))
-    route(l, &ev);
-  if (l->routed_abort) {
-    l->routed_abort = 0;
-    while (pl_engine_poll(l->e, &ev))
-      route(l, &ev); /* the aborts' own events (already finished here: ignored) */
-    publish_stats(l);
+  while (pl_engine_poll(t->e, &ev))
+    route(t, &ev);
+  if (t->routed_abort) {
+    t->routed_abort = 0;
+    while (pl_engine_poll(t->e, &ev))
+      route(t, &ev); /* the aborts' own events (already finished here: ignored) */
+    publish_stats(t);
   }
 }
 
 static void *loop_main(void *arg) {
-  pl_srv_loop *l = arg;
+  pl_engine_thread *t = arg;
+  publish_stats(t); /* the first, before start returns: hooks run on this thread only */
+  pthread_mutex_lock(&t->mu);
+  t->started = 1;
+  pthread_cond_broadcast(&t->idle_cv);
+  pthread_mutex_unlock(&t->mu);
   for (;;) {
-    int busy = pl_engine_has_unfinished(l->e) || l->room_head;
-    int kv_wait_ms = pl_srv_kvmap_tick(l->kvmap, l->e); /* >= 0: wake then, even if idle */
-    pthread_mutex_lock(&l->mu);
-    if (kv_wait_ms >= 0 && !l->head && !l->stopping && !busy) {
+    int busy = pl_engine_has_unfinished(t->e) || t->room_head;
+    /* >= 0: wake then, even if idle */
+    int tick_ms = t->hooks.tick ? t->hooks.tick(t->hooks.user, t->e) : -1;
+    pthread_mutex_lock(&t->mu);
+    if (tick_ms >= 0 && !t->head && !t->stopping && !busy) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += (long)kv_wait_ms * 1000000L;
+      ts.tv_nsec += (long)tick_ms * 1000000L;
       ts.tv_sec += ts.tv_nsec / 1000000000L;
       ts.tv_nsec %= 1000000000L;
-      pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+      pthread_cond_timedwait(&t->cv, &t->mu, &ts);
     }
-    while (kv_wait_ms < 0 && !l->head && !l->stopping && !busy)
-      pthread_cond_wait(&l->cv, &l->mu);
-    cmd *c = l->head;
-    l->head = l->tail = NULL;
-    l->n_pending_adds = 0;
-    int stopping = l->stopping;
-    pthread_mutex_unlock(&l->mu);
+    while (tick_ms < 0 && !t->head && !t->stopping && !busy)
+      pthread_cond_wait(&t->cv, &t->mu);
+    cmd *c = t->head;
+    t->head = t->tail = NULL;
+    t->n_pending_adds = 0;
+    int stopping = t->stopping;
+    pthread_mutex_unlock(&t->mu);
 
-    room_drain(l, stopping); /* the room goes first: it arrived first */
+    room_drain(t, stopping); /* the room goes first: it arrived first */
     while (c) {
       cmd *next = c->next;
       c->next = NULL;
-      pl_srv_job *j = c->job;
+      pl_job *j = c->job;
       if (c->type == CMD_ADD) {
-        admit(l, j, stopping);
+        admit(t, j, stopping);
       } else {
-        do_abort(l, j);
+        do_abort(t, j);
         job_unref(j); /* the queued ABORT's reference */
       }
       c = next;
@@ -793,21 +825,21 @@ static void *loop_main(void *arg) {
       break;
 
     int stepped = 0;
-    if (pl_engine_has_unfinished(l->e)) {
+    if (pl_engine_has_unfinished(t->e)) {
       stepped = 1;
-      int rc = pl_engine_step(l->e);
+      int rc = pl_engine_step(t->e);
       if (rc < 0) {
         char msg[512];
         snprintf(msg, sizeof msg, "engine failure: %s", pl_last_error());
         PL_ERROR("%s; failing every request in flight", msg);
-        atomic_store(&l->healthy, 0);
-        route_all(l);
-        finish_all(l, PL_FINISH_ERROR, msg);
-        publish_stats(l);
+        atomic_store(&t->healthy, 0);
+        route_all(t);
+        finish_all(t, PL_FINISH_ERROR, msg);
+        publish_stats(t);
       } else {
-        atomic_store(&l->healthy, 1);
-        publish_stats(l); /* before waking anyone: clients then see up-to-date metrics */
-        route_all(l);
+        atomic_store(&t->healthy, 1);
+        publish_stats(t); /* before waking anyone: clients then see up-to-date metrics */
+        route_all(t);
         if (rc == 0) {
           /* Unfinished work but no progress (should not happen): back off briefly rather
            * than spin, waking early for new commands. */
@@ -818,128 +850,138 @@ static void *loop_main(void *arg) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;
           }
-          pthread_mutex_lock(&l->mu);
-          if (!l->head && !l->stopping)
-            pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-          pthread_mutex_unlock(&l->mu);
+          pthread_mutex_lock(&t->mu);
+          if (!t->head && !t->stopping)
+            pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+          pthread_mutex_unlock(&t->mu);
         }
       }
     }
     if (!stepped) { /* commands only (adds, aborts) */
-      publish_stats(l);
-      route_all(l);
+      publish_stats(t);
+      route_all(t);
     }
   }
-  /* Shutdown: abort what is left; waiting HTTP threads get abort finals. */
-  for (size_t i = 0; i < l->map_cap; i++)
-    if (l->map[i].used)
-      pl_engine_abort(l->e, l->map[i].id);
-  publish_stats(l);
-  route_all(l);
-  finish_all(l, PL_FINISH_ABORT, NULL);
-  publish_stats(l);
+  /* Shutdown: abort what is left; waiting readers get abort finals. */
+  for (size_t i = 0; i < t->map_cap; i++)
+    if (t->map[i].used)
+      pl_engine_abort(t->e, t->map[i].id);
+  publish_stats(t);
+  route_all(t);
+  finish_all(t, PL_FINISH_ABORT, NULL);
+  publish_stats(t);
   return NULL;
 }
 
-/* ---- public loop API ------------------------------------------------------------------- */
+/* ---- the thread ---------------------------------------------------------------------- */
 
-int pl_srv_loop_start(pl_engine *e, pl_srv_metrics *m, int max_pending, double queue_timeout_s,
-                      pl_srv_loop **out) {
+void pl_engine_thread_params_default(pl_engine_thread_params *p) { memset(p, 0, sizeof *p); }
+
+int pl_engine_thread_start(pl_engine *e, const pl_engine_thread_params *p,
+                           pl_engine_thread **out) {
   *out = NULL;
-  pl_srv_loop *l = pl_calloc(1, sizeof *l);
-  if (!l)
-    return pl_fail(PL_ENOMEM, "out of memory");
-  l->e = e;
-  l->m = m;
-  l->max_pending = max_pending > 0 ? max_pending : 1024;
-  l->queue_timeout = queue_timeout_s > 0 ? queue_timeout_s : 0;
-  l->room_fair = pl_engine_fair_share(e);
-  l->accepting = 1;
-  atomic_init(&l->healthy, 1);
-  if (pl_srv_kvmap_create(&l->kvmap) < 0) {
-    pl_free(l);
-    return PL_ENOMEM;
+  pl_engine_thread_params def;
+  if (!p) {
+    pl_engine_thread_params_default(&def);
+    p = &def;
   }
-  pthread_mutex_init(&l->mu, NULL);
-  pthread_cond_init(&l->cv, NULL);
-  pthread_cond_init(&l->idle_cv, NULL);
-  publish_stats(l);
-  int rc = pthread_create(&l->thr, NULL, loop_main, l);
+  pl_engine_thread *t = pl_calloc(1, sizeof *t);
+  if (!t)
+    return pl_fail(PL_ENOMEM, "out of memory");
+  t->e = e;
+  t->hooks = p->hooks;
+  t->max_pending = p->max_pending > 0 ? p->max_pending : 1024;
+  t->queue_timeout = p->queue_timeout_s > 0 ? p->queue_timeout_s : 0;
+  t->stall_s = p->stall_timeout_s > 0 ? p->stall_timeout_s : 0;
+  t->room_fair = pl_engine_fair_share(e);
+  t->accepting = 1;
+  atomic_init(&t->healthy, 1);
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  pthread_cond_init(&t->idle_cv, NULL);
+  int rc = pthread_create(&t->thr, NULL, loop_main, t);
   if (rc != 0) {
-    pthread_cond_destroy(&l->cv);
-    pthread_cond_destroy(&l->idle_cv);
-    pthread_mutex_destroy(&l->mu);
-    pl_srv_kvmap_destroy(l->kvmap);
-    pl_free(l);
+    pthread_cond_destroy(&t->cv);
+    pthread_cond_destroy(&t->idle_cv);
+    pthread_mutex_destroy(&t->mu);
+    pl_free(t);
     return pl_fail(PL_EINTERNAL, "cannot start the engine thread: %s", strerror(rc));
   }
-  *out = l;
+  pthread_mutex_lock(&t->mu);
+  while (!t->started)
+    pthread_cond_wait(&t->idle_cv, &t->mu);
+  pthread_mutex_unlock(&t->mu);
+  *out = t;
   return 0;
 }
 
-int pl_srv_submit(pl_srv_loop *l, pl_srv_job *j) {
-  pthread_mutex_lock(&l->mu);
-  if (!l->accepting || l->stopping) {
-    pthread_mutex_unlock(&l->mu);
-    return pl_fail(PL_EBUSY, "the server is shutting down");
+int pl_engine_thread_submit(pl_engine_thread *t, pl_job *j) {
+  pthread_mutex_lock(&t->mu);
+  if (!t->accepting || t->stopping) {
+    pthread_mutex_unlock(&t->mu);
+    return pl_fail(PL_EBUSY, "the engine is shutting down");
   }
-  /* with the waiting room on, the commands wait there (each holds a connection, and the
-   * connection and in-flight body limits bound them) */
-  if (l->queue_timeout <= 0 && l->n_pending_adds >= l->max_pending) {
-    int n = l->n_pending_adds;
-    pthread_mutex_unlock(&l->mu);
-    return pl_fail(PL_EBUSY, "the server is overloaded: %d requests are already queued; retry "
-                   "later", n);
+  /* with the waiting room on, submissions wait there (the caller bounds how many it makes:
+   * the server by its connection and in-flight body limits) */
+  if (t->queue_timeout <= 0 && t->n_pending_adds >= t->max_pending) {
+    int n = t->n_pending_adds;
+    pthread_mutex_unlock(&t->mu);
+    return pl_fail(PL_EBUSY, "%d requests are already queued for the engine; retry later", n);
+  }
+  pthread_mutex_lock(&j->mu);
+  int again = j->submitted;
+  j->submitted = 1;
+  pthread_mutex_unlock(&j->mu);
+  if (again) { /* its intrusive command is in use */
+    pthread_mutex_unlock(&t->mu);
+    return pl_fail(PL_ESTATE, "job submitted twice");
   }
   j->t_arrival = now_s();
   job_ref(j); /* the engine side's reference, dropped by engine_release */
-  pthread_mutex_lock(&j->mu);
-  j->submitted = 1;
-  pthread_mutex_unlock(&j->mu);
   cmd *c = &j->add_cmd;
   c->next = NULL;
-  if (l->tail)
-    l->tail->next = c;
+  if (t->tail)
+    t->tail->next = c;
   else
-    l->head = c;
-  l->tail = c;
-  l->n_pending_adds++;
-  l->n_live_jobs++;
-  pthread_cond_signal(&l->cv);
-  pthread_mutex_unlock(&l->mu);
+    t->head = c;
+  t->tail = c;
+  t->n_pending_adds++;
+  t->n_live_jobs++;
+  pthread_cond_signal(&t->cv);
+  pthread_mutex_unlock(&t->mu);
   return 0;
 }
 
-void pl_srv_cancel(pl_srv_loop *l, pl_srv_job *j) {
+void pl_engine_thread_cancel(pl_engine_thread *t, pl_job *j) {
   if (!j)
     return;
   pthread_mutex_lock(&j->mu);
   int need = !j->cancelled && j->submitted && !j->engine_done;
   j->cancelled = 1;
   pthread_mutex_unlock(&j->mu);
-  if (!need || !l)
+  if (!need || !t)
     return;
-  pthread_mutex_lock(&l->mu);
-  if (!l->stopping) { /* a stopping loop aborts everything itself */
+  pthread_mutex_lock(&t->mu);
+  if (!t->stopping) { /* a stopping thread aborts everything itself */
     job_ref(j);
     cmd *c = &j->abort_cmd;
     c->next = NULL;
-    if (l->tail)
-      l->tail->next = c;
+    if (t->tail)
+      t->tail->next = c;
     else
-      l->head = c;
-    l->tail = c;
-    pthread_cond_signal(&l->cv);
+      t->head = c;
+    t->tail = c;
+    pthread_cond_signal(&t->cv);
   }
-  pthread_mutex_unlock(&l->mu);
+  pthread_mutex_unlock(&t->mu);
 }
 
-int pl_srv_loop_drain(pl_srv_loop *l, int timeout_ms, volatile int *force) {
-  pthread_mutex_lock(&l->mu);
-  l->accepting = 0;
+int pl_engine_thread_drain(pl_engine_thread *t, int timeout_ms, volatile int *force) {
+  pthread_mutex_lock(&t->mu);
+  t->accepting = 0;
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  while (l->n_live_jobs > 0 && !(force && *force)) {
+  while (t->n_live_jobs > 0 && !(force && *force)) {
     struct timespec now, ts;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double waited = (double)(now.tv_sec - t0.tv_sec) * 1e3 + (now.tv_nsec - t0.tv_nsec) / 1e6;
@@ -952,45 +994,52 @@ int pl_srv_loop_drain(pl_srv_loop *l, int timeout_ms, volatile int *force) {
       ts.tv_sec++;
       ts.tv_nsec -= 1000000000;
     }
-    pthread_cond_timedwait(&l->idle_cv, &l->mu, &ts);
+    pthread_cond_timedwait(&t->idle_cv, &t->mu, &ts);
   }
-  int left = l->n_live_jobs;
-  pthread_mutex_unlock(&l->mu);
+  int left = t->n_live_jobs;
+  pthread_mutex_unlock(&t->mu);
   return left;
 }
 
-void pl_srv_loop_stop(pl_srv_loop *l) {
-  if (!l)
+void pl_engine_thread_stop(pl_engine_thread *t) {
+  if (!t)
     return;
-  pthread_mutex_lock(&l->mu);
-  int joined = l->joined;
-  l->accepting = 0;
-  l->stopping = 1;
-  l->joined = 1;
-  pthread_cond_signal(&l->cv);
-  pthread_mutex_unlock(&l->mu);
+  pthread_mutex_lock(&t->mu);
+  int joined = t->joined;
+  t->accepting = 0;
+  t->stopping = 1;
+  t->joined = 1;
+  pthread_cond_signal(&t->cv);
+  pthread_mutex_unlock(&t->mu);
   if (!joined)
-    pthread_join(l->thr, NULL);
+    pthread_join(t->thr, NULL);
 }
 
-void pl_srv_loop_free(pl_srv_loop *l) {
-  if (!l)
+void pl_engine_thread_free(pl_engine_thread *t) {
+  if (!t)
     return;
-  pl_srv_loop_stop(l);
-  pl_free(l->map);
-  pl_srv_kvmap_destroy(l->kvmap);
-  pthread_cond_destroy(&l->cv);
-  pthread_cond_destroy(&l->idle_cv);
-  pthread_mutex_destroy(&l->mu);
-  pl_free(l);
+  pl_engine_thread_stop(t);
+  pl_free(t->map);
+  pthread_cond_destroy(&t->cv);
+  pthread_cond_destroy(&t->idle_cv);
+  pthread_mutex_destroy(&t->mu);
+  pl_free(t);
 }
 
-int pl_srv_loop_healthy(pl_srv_loop *l) { return atomic_load(&l->healthy); }
+int pl_engine_thread_healthy(pl_engine_thread *t) { return atomic_load(&t->healthy); }
 
-pl_srv_kvmap *pl_srv_loop_kvmap(pl_srv_loop *l) { return l->kvmap; }
+/* ---- waiting on a job ------------------------------------------------------------------ */
 
-void pl_srv_loop_set_stall(pl_srv_loop *l, int stall_ms) {
-  pthread_mutex_lock(&l->mu);
-  l->stall_s = stall_ms > 0 ? stall_ms / 1000.0 : 0;
-  pthread_mutex_unlock(&l->mu);
+int pl_job_wait(pl_job *j, int timeout_ms) {
+  struct pollfd pfd = {.fd = j->wake_rd, .events = POLLIN};
+  int r;
+  do
+    r = poll(&pfd, 1, timeout_ms < 0 ? -1 : timeout_ms);
+  while (r < 0 && errno == EINTR); /* a signal restarts the whole wait: a bound, not exact */
+  if (r <= 0)
+    return 0;
+  uint64_t buf[8];
+  while (read(j->wake_rd, buf, sizeof buf) > 0) {
+  }
+  return 1;
 }
