@@ -132,8 +132,14 @@ for stage in $STAGES; do
         found=1
         run "cuda/$(basename "$t")" "$t"
         # the SIMT attention kernel (f32 KV, odd head sizes) on every shape too
-        case $(basename "$t") in test_cuda_ops)
-          run "cuda/test_cuda_ops (PAGELLM_CUDA_ATTN=simt)" env PAGELLM_CUDA_ATTN=simt "$t" ;;
+        # and the opt-in paths not yet timed on a GPU (BENCHMARKS 13i): the decode-only
+        # attention instance, the GEMV's split lanes for Q8_0 planes
+        case $(basename "$t") in
+        test_cuda_ops)
+          run "cuda/test_cuda_ops (PAGELLM_CUDA_ATTN=simt)" env PAGELLM_CUDA_ATTN=simt "$t"
+          run "cuda/test_cuda_ops (PAGELLM_CUDA_ATTN_DECODE=1)" env PAGELLM_CUDA_ATTN_DECODE=1 "$t" ;;
+        test_cuda_quant)
+          run "cuda/test_cuda_quant (PAGELLM_CUDA_GEMV_SPLIT=1)" env PAGELLM_CUDA_GEMV_SPLIT=1 "$t" ;;
         esac
       done
     done

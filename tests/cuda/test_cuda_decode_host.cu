@@ -177,8 +177,7 @@ static void check_gemv(const HostW &h, const pl_cu_weight &w, const float *x, co
         bad);
 }
 
-template <int T> static void check_type(HostW &h, const pl_cu_weight &w, const char *what) {
-  check_decode<T>(h, w, what);
+template <int T> static void check_gemvs(HostW &h, const pl_cu_weight &w, const char *what) {
   static float x[8 * 2560];
   for (int64_t i = 0; i < 8 * h.cols; i++)
     x[i] = gauss();
@@ -191,6 +190,11 @@ template <int T> static void check_type(HostW &h, const pl_cu_weight &w, const c
   check_gemv<T, 8, 4>(h, w, x, what);
 }
 
+template <int T> static void check_type(HostW &h, const pl_cu_weight &w, const char *what) {
+  check_decode<T>(h, w, what);
+  check_gemvs<T>(h, w, what);
+}
+
 /* One weight of type t, checked in its own layout (kernel type T), then, for Q8_0/Q4_0, in
  * planes (kernel type P). 13 rows x 2560 columns: 2.5 column tiles, partial row groups. */
 template <int T, int P = 0> static void run(pl_dtype t, const char *name) {
@@ -200,6 +204,10 @@ template <int T, int P = 0> static void run(pl_dtype t, const char *name) {
     char pn[64];
     snprintf(pn, sizeof pn, "%s planes", name);
     check_type<P>(h, h.planes(), pn);
+    if constexpr (P == PLQ_Q8P) { /* the GEMV's split lanes (PAGELLM_CUDA_GEMV_SPLIT=1) */
+      snprintf(pn, sizeof pn, "%s planes, split lanes", name);
+      check_gemvs<PLQ_Q8PS>(h, h.planes(), pn);
+    }
   }
 }
 

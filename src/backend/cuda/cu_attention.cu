@@ -284,7 +284,8 @@ int pow2_at_least(int x) {
 // How a step's attention is cut: splits of `chunk` keys, `tokens` tokens per launch, and which
 // kernel runs it.
 struct split_plan {
-  int mma; // the tensor-core kernel
+  int mma;    // the tensor-core kernel
+  int decode; // ... its decode instance
   int gc, n_gc, nv, tpk, chunk, splits, tokens;
 };
 
@@ -332,6 +333,9 @@ int plan_split(const pl_cu_attn *a, split_plan *sp) {
   sp->mma = !simt_forced() && pl_cu_attn_mma_supported(hd, kv->type, &ctas_per_sm);
   int align = sp->mma ? 64 : 32, min_chunk = sp->mma ? MMA_MIN_CHUNK : MIN_CHUNK;
   sp->gc = sp->mma ? pl_cu_attn_mma_group(g) : g >= 8 ? 8 : pow2_at_least(g);
+  sp->decode = sp->mma &&
+               pl_cu_attn_mma_decode(a->n_tokens, a->n_seqs, sp->gc, a->fixed_split) &&
+               pl_cu_attn_mma_plan(hd, kv->type, 1, &ctas_per_sm);
   sp->n_gc = (g + sp->gc - 1) / sp->gc;
   sp->nv = vecs > 32 ? 2 : 1;
   sp->tpk = pow2_at_least((vecs + sp->nv - 1) / sp->nv);
@@ -414,7 +418,7 @@ extern "C" int pl_cu_attention(const pl_cu_attn *a, pl_cu_stream s) {
     x.t0 = t0;
     dim3 grid((unsigned)nt, (unsigned)(kv->n_kv_head * sp.n_gc), (unsigned)sp.splits);
     if (sp.mma) {
-      int rc = pl_cu_attn_mma_launch(x, nt, kv->type, s);
+      int rc = pl_cu_attn_mma_launch(x, nt, sp.decode, kv->type, s);
       if (rc)
         return rc;
     } else if (kv->type == PL_DT_BF16) {

@@ -1,13 +1,14 @@
 // Paged attention on tensor cores (mma.sync m16n8k16), for decodes, prefill chunks and mixed
 // steps alike, with KV in bf16 or f16.
 //
-// A CTA takes up to ROWS = 64 query rows that share their keys: consecutive tokens of one
+// A CTA takes up to QR = 64 query rows that share their keys: consecutive tokens of one
 // sequence times the query heads of one KV head (row r = token r / gc, head r % gc; a decode
 // of a GQA-4 model fills 4 rows, a prefill chunk 16 tokens x 4 heads). Each of the 4 warps owns
 // 16 rows; a CTA of at most 16 rows (a decode) instead gives each warp a quarter of every
-// tile's keys and merges the 4 softmax states at the end. The CTA walks the keys of its split in tiles of KT = 64: all 128 threads copy a
-// tile's K and V rows through the block table into shared memory with cp.async (two stages:
-// tile i+1 is in flight while tile i is used), then each warp
+// tile's keys and merges the 4 softmax states at the end. The CTA walks the keys of its split
+// in tiles of KT = 64: all 128 threads copy a tile's K and V rows through the block table into
+// shared memory with cp.async (ST stages: tiles i+1 .. i+ST-1 are in flight while tile i is
+// used), then each warp
 //   S = Q K^T        (ldmatrix, mma into f32; causal and split limits masked per row)
 //   online softmax   (log2 domain: running max m, sum l per row)
 //   O += P V         (ldmatrix.trans for V)
@@ -18,11 +19,20 @@
 // memory). Products of 16-bit values are exact in f32, so scores and outputs match an f32
 // computation to ~2^-16 relative, not the ~2^-8 of a plain bf16 Q and P.
 //
+// Two instances per head size: the general one (QR = 64 rows, 2 stages) and, for launches of
+// decodes only (one token a sequence, at most 16 query heads a KV head; opt-in for now, see
+// decode_allowed), QR = 16 and 3 stages.
+// A decode never fills the 64 rows; the shared memory they took now holds a third K/V stage,
+// so more bytes are in flight at the same 2 CTAs per SM (what bounded wide batches: ncu at
+// 64 x 4096 saw DRAM at 82% of peak with most cycles waiting on the tile copies).
+//
 // Shared memory rows are padded by 16 bytes, so the 8 row addresses of an ldmatrix phase fall
 // in 8 different bank groups.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <float.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cu_attention_split.h"
 #include "backend/cuda/cu_mma.cuh"
@@ -30,11 +40,12 @@
 namespace {
 
 constexpr int WARPS = 4, THREADS = WARPS * 32;
-constexpr int ROWS = WARPS * 16; // query rows of a CTA
+constexpr int ROWS = WARPS * 16; // query rows of a general CTA
+constexpr int DEC_ROWS = 16;     // ... and of a decode CTA
 constexpr int KT = 64;           // keys of a tile
 
-template <int HD> constexpr size_t smem_bytes() {
-  return (size_t)(2 * ROWS + 4 * KT) * (HD + 8) * 2; // Q hi, Q lo, 2 stages of K and of V
+template <int HD, int QR, int ST> constexpr size_t smem_bytes() {
+  return (size_t)(2 * QR + 2 * ST * KT) * (HD + 8) * 2; // Q hi, Q lo, ST stages of K and of V
 }
 
 // One warp's part of a key tile: its 16 query rows (from row0) against NTW*8 keys of the stage
@@ -133,17 +144,17 @@ __device__ __forceinline__ void warp_tile(const T *q_hi, const T *q_lo, const T 
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4 * gid + tig; a thread holds
 //   A (16x16): rows gid, gid+8; cols 2*tig, +1, +8, +9      C (16x8): rows gid, gid+8; cols 2*tig, +1
 //   B (16x8):  rows (k) 2*tig, +1, +8, +9; col (n) gid
-template <typename T, int HD>
+template <typename T, int HD, int QR, int ST>
 __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   constexpr int LD = HD + 8, CH = HD / 8, NT = KT / 8, DT = HD / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T *q_hi = reinterpret_cast<T *>(smem_raw), *q_lo = q_hi + ROWS * LD;
-  T *k_s = q_lo + ROWS * LD, *v_s = k_s + 2 * KT * LD;
+  T *q_hi = reinterpret_cast<T *>(smem_raw), *q_lo = q_hi + QR * LD;
+  T *k_s = q_lo + QR * LD, *v_s = k_s + ST * KT * LD;
 
   // which rows: a CTA starts at every tq-th token of a sequence (counted from the launch's
   // first token); the CTAs of the tokens in between have nothing to do
   const int t = a.t0 + blockIdx.x, s = pl_cu_seq_of_token(a.qsl, a.n_seqs, t);
-  const int gc = a.gc, tq = ROWS / gc, first = max(a.qsl[s], a.t0);
+  const int gc = a.gc, tq = QR / gc, first = max(a.qsl[s], a.t0);
   if ((t - first) % tq)
     return;
   const int nt = min(tq, min(a.qsl[s + 1], a.t0 + (int)gridDim.x) - t);
@@ -175,7 +186,7 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   // the same rows and a quarter of each tile's keys, and the warps' softmax states are merged
   // at the end. Batch-invariant mode never does this: a prefill token's rows must add up the
   // same way whichever chunk it came in.
-  const bool kslice = !a.fixed_split && nt * gc <= 16;
+  const bool kslice = QR == DEC_ROWS || (!a.fixed_split && nt * gc <= 16);
   const int row0 = kslice ? 0 : warp * 16;
   // this thread's two rows and their positions (-1: no such row)
   const int r0 = row0 + gid, r1 = r0 + 8;
@@ -184,7 +195,7 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   };
   const int p0 = row_pos(r0), p1 = row_pos(r1);
   const bool active = row0 < nt * gc;
-  const int q_rows = min(ROWS, (nt * gc + 15) / 16 * 16);
+  const int q_rows = min(QR, (nt * gc + 15) / 16 * 16);
 
   float o[DT][4], m0 = -FLT_MAX, m1 = -FLT_MAX, l0 = 0.f, l1 = 0.f;
 #pragma unroll
@@ -192,11 +203,12 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
     o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
 
   const int n_tiles = (ke - kb + KT - 1) / KT;
-  load_tile(0, kb);
-  cp_async_commit();
-  if (n_tiles > 1)
-    load_tile(1, kb + KT);
-  cp_async_commit();
+#pragma unroll
+  for (int i = 0; i < ST; i++) { // one group per stage, empty or not, so waits count tiles
+    if (i < n_tiles)
+      load_tile(i, kb + i * KT);
+    cp_async_commit();
+  }
 
   // Q while the first tiles fly; only the rows an active warp reads (a decode CTA's 16 of 64)
   for (int i = tid; i < q_rows * (HD / 4); i += THREADS) {
@@ -213,10 +225,10 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
   }
 
   for (int it = 0; it < n_tiles; it++) {
-    cp_async_wait1(); // tile it has landed (tile it+1 may still fly)
+    cp_async_wait<ST - 1>(); // tile it has landed (the next ST - 1 may still fly)
     __syncthreads();
     if (active) {
-      const T *ks = k_s + (it & 1) * KT * LD, *vs = v_s + (it & 1) * KT * LD;
+      const T *ks = k_s + it % ST * KT * LD, *vs = v_s + it % ST * KT * LD;
       if (kslice)
         warp_tile<T, HD, NT / WARPS>(q_hi, q_lo, ks, vs, 0, warp * (NT / WARPS), kb + it * KT,
                                      ke, p0, p1, a.qscale, o, m0, m1, l0, l1);
@@ -225,8 +237,8 @@ __global__ void __launch_bounds__(THREADS) attn_mma_k(pl_cu_split_args a) {
                              m0, m1, l0, l1);
     }
     __syncthreads(); // every warp is done with this stage before it is refilled
-    if (it + 2 < n_tiles)
-      load_tile(it & 1, kb + (it + 2) * KT);
+    if (it + ST < n_tiles)
+      load_tile(it % ST, kb + (it + ST) * KT);
     cp_async_commit();
   }
   if (!active)
@@ -313,9 +325,9 @@ struct mma_kernel {
   int ctas_per_sm; // 0: the device cannot run it
 };
 
-template <typename T, int HD> const mma_kernel &instance() {
+template <typename T, int HD, int QR, int ST> const mma_kernel &instance() {
   static const mma_kernel k = [] {
-    mma_kernel r = {attn_mma_k<T, HD>, smem_bytes<HD>(), 0};
+    mma_kernel r = {attn_mma_k<T, HD, QR, ST>, smem_bytes<HD, QR, ST>(), 0};
     if (cudaFuncSetAttribute(r.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)r.smem) !=
             cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r.ctas_per_sm, r.fn, THREADS, r.smem) !=
@@ -327,28 +339,50 @@ template <typename T, int HD> const mma_kernel &instance() {
   return k;
 }
 
-template <typename T> const mma_kernel *pick(int hd) {
+template <typename T, int HD> const mma_kernel &instance(bool decode) {
+  return decode ? instance<T, HD, DEC_ROWS, 3>() : instance<T, HD, ROWS, 2>();
+}
+
+template <typename T> const mma_kernel *pick(int hd, bool decode) {
   switch (hd) {
-  case 64: return &instance<T, 64>();
-  case 80: return &instance<T, 80>();
-  case 96: return &instance<T, 96>();
-  case 128: return &instance<T, 128>();
-  case 256: return &instance<T, 256>();
+  case 64: return &instance<T, 64>(decode);
+  case 80: return &instance<T, 80>(decode);
+  case 96: return &instance<T, 96>(decode);
+  case 128: return &instance<T, 128>(decode);
+  case 256: return &instance<T, 256>(decode);
   default: return nullptr;
   }
 }
 
-const mma_kernel *pick_type(pl_dtype type, int hd) {
-  const mma_kernel *k = type == PL_DT_BF16  ? pick<__nv_bfloat16>(hd)
-                        : type == PL_DT_F16 ? pick<__half>(hd)
+const mma_kernel *pick_type(pl_dtype type, int hd, bool decode) {
+  const mma_kernel *k = type == PL_DT_BF16  ? pick<__nv_bfloat16>(hd, decode)
+                        : type == PL_DT_F16 ? pick<__half>(hd, decode)
                                             : nullptr;
   return k && k->ctas_per_sm > 0 ? k : nullptr;
+}
+
+// Opt-in until it has been timed on a GPU (PAGELLM_CUDA_ATTN_DECODE=1; BENCHMARKS 13i): the
+// session that wrote it had no device.
+bool decode_allowed() {
+  static const bool on = [] {
+    const char *e = getenv("PAGELLM_CUDA_ATTN_DECODE");
+    return e && !strcmp(e, "1");
+  }();
+  return on;
 }
 
 } // namespace
 
 extern "C" int pl_cu_attn_mma_supported(int head_dim, pl_dtype type, int *ctas_per_sm) {
-  const mma_kernel *k = pick_type(type, head_dim);
+  return pl_cu_attn_mma_plan(head_dim, type, 0, ctas_per_sm);
+}
+
+int pl_cu_attn_mma_decode(int n_tokens, int n_seqs, int gc, int fixed_split) {
+  return decode_allowed() && n_tokens == n_seqs && gc <= DEC_ROWS && !fixed_split;
+}
+
+int pl_cu_attn_mma_plan(int head_dim, pl_dtype type, int decode, int *ctas_per_sm) {
+  const mma_kernel *k = pick_type(type, head_dim, decode);
   if (k && ctas_per_sm)
     *ctas_per_sm = k->ctas_per_sm;
   return k != nullptr;
@@ -356,9 +390,9 @@ extern "C" int pl_cu_attn_mma_supported(int head_dim, pl_dtype type, int *ctas_p
 
 int pl_cu_attn_mma_group(int g) { return g < ROWS ? g : ROWS; }
 
-int pl_cu_attn_mma_launch(const pl_cu_split_args &x, int n_tokens, pl_dtype type,
+int pl_cu_attn_mma_launch(const pl_cu_split_args &x, int n_tokens, int decode, pl_dtype type,
                           cudaStream_t s) {
-  const mma_kernel *k = pick_type(type, x.head_dim);
+  const mma_kernel *k = pick_type(type, x.head_dim, decode);
   if (!k)
     return (int)cudaErrorInvalidValue;
   dim3 grid((unsigned)n_tokens, (unsigned)(x.n_kv * x.n_gc), (unsigned)x.splits);

@@ -40,8 +40,15 @@ __device__ __forceinline__ int pl_cu_seq_of_token(const int32_t *qsl, int n_seqs
 // Tensor-core kernel (pl_cu_attn_mma_supported in cu_kernels.h says which shapes).
 // The query heads of a KV head it puts in one CTA, given the GQA group g.
 int pl_cu_attn_mma_group(int g);
-// Enqueue one launch over tokens [x.t0, x.t0 + n_tokens), every split; 0 or a cudaError_t.
-int pl_cu_attn_mma_launch(const pl_cu_split_args &x, int n_tokens, pl_dtype type,
+// Whether a launch may take the decode instance (one token a sequence, gc <= 16 query heads
+// a CTA, not batch-invariant; only with PAGELLM_CUDA_ATTN_DECODE=1 for now).
+int pl_cu_attn_mma_decode(int n_tokens, int n_seqs, int gc, int fixed_split);
+// 1 when the device runs the general (decode = 0) or decode instance for this head size and
+// type, with its resident CTAs per SM in *ctas_per_sm; else 0.
+int pl_cu_attn_mma_plan(int head_dim, pl_dtype type, int decode, int *ctas_per_sm);
+// Enqueue one launch over tokens [x.t0, x.t0 + n_tokens), every split, on the instance the
+// plan chose; 0 or a cudaError_t.
+int pl_cu_attn_mma_launch(const pl_cu_split_args &x, int n_tokens, int decode, pl_dtype type,
                           cudaStream_t s);
 
 #endif

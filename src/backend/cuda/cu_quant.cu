@@ -223,8 +223,20 @@ void launch_rows(const Wv &v, const float *x, float *y, cudaStream_t st) {
   k_qgemv<T, NX, RPW><<<grid, GEMV_WARPS * 32, 0, st>>>(v, x, y);
 }
 
+/* Q8_0 planes in split lanes (lane_load) with PAGELLM_CUDA_GEMV_SPLIT=1: opt-in until it has
+ * been timed on a GPU (BENCHMARKS 13i; the session that wrote it had no device). */
+bool gemv_split() {
+  static const bool on = [] {
+    const char *e = getenv("PAGELLM_CUDA_GEMV_SPLIT");
+    return e && !strcmp(e, "1");
+  }();
+  return on;
+}
+
 template <int T>
 void launch_gemv(const Wv &v, const float *x, int n, float *y, bool unit, cudaStream_t st) {
+  if (T == PLQ_Q8P && unit && gemv_split())
+    return launch_gemv<PLQ_Q8PS>(v, x, n, y, unit, st);
   if (!unit) {
     k_qgemv_elem<T><<<(unsigned)((v.rows + 3) / 4), 128, 0, st>>>(v, x, n, y);
     return;

@@ -31,8 +31,9 @@ namespace {
 #define PLQ_UNROLL
 #endif
 
-/* Kernel types: the pl_dtype values, plus Q8_0 and Q4_0 in planes (cu_quant.h). */
-constexpr int PLQ_Q8P = 2008, PLQ_Q4P = 2002;
+/* Kernel types: the pl_dtype values, plus Q8_0 and Q4_0 in planes (cu_quant.h), and Q8_0
+ * planes read by the GEMV in split lanes (PLQ_Q8PS: see lane_load). */
+constexpr int PLQ_Q8P = 2008, PLQ_Q4P = 2002, PLQ_Q8PS = 2108;
 
 /* What a kernel needs of a weight (by value, in the kernel's parameter space). */
 struct Wv {
@@ -210,6 +211,32 @@ PLQ_UNROLL
   }
 };
 
+/* Two half units of Q8_0 planes (GEMV only): codes 16 bytes each, chunks 0,1 from c[0] scaled
+ * by d[0], chunks 2,3 from c[1] by d[1]. A half past the last column is zero (d = 0). */
+template <> struct Unit<PLQ_Q8PS> {
+  uint4 c[2];
+  float d[2];
+  PLQ_HD void load_halves(const Wv &w, int64_t r, int64_t ua, int64_t ub, int half) {
+    const uint8_t *row = w.data + r * w.row_bytes + 16 * half;
+    c[0] = PLQ_LD((const uint4 *)(row + 32 * ua));
+    d[0] = plane_scale(w, r, ua);
+    c[1] = make_uint4(0, 0, 0, 0);
+    d[1] = 0.f;
+    if (ub * 32 < w.cols) {
+      c[1] = PLQ_LD((const uint4 *)(row + 32 * ub));
+      d[1] = plane_scale(w, r, ub);
+    }
+  }
+  PLQ_HD void chunk(int k, float v[8]) const {
+    const uint4 &q = c[k >> 1];
+    const float s = d[k >> 1];
+    uint32_t lo = (k & 1) ? q.z : q.x, hi = (k & 1) ? q.w : q.y;
+PLQ_UNROLL
+    for (int i = 0; i < 8; i++)
+      v[i] = s * (float)(int8_t)byte_of(i < 4 ? lo : hi, i & 3);
+  }
+};
+
 template <> struct Unit<PLQ_Q4P> { /* chunks 0,1 = low nibbles of bytes 0-7, 8-15; 2,3 = high */
   uint4 c;
   float d;
@@ -350,7 +377,7 @@ template <int T> PLQ_HD float elem_t(const Wv &w, int64_t r, int64_t c) {
     int q = i < 16 ? (PLQ_LD(b + 2 + i) & 15) : (PLQ_LD(b + 2 + i - 16) >> 4);
     return h2f((uint16_t)ld16b(b)) * (float)(q - 8);
   }
-  if (T == PLQ_Q8P)
+  if (T == PLQ_Q8P || T == PLQ_Q8PS)
     return plane_scale(w, r, c >> 5) * (float)(int8_t)PLQ_LD(row + c);
   if (T == PLQ_Q4P) {
     int i = (int)(c & 31), b = PLQ_LD(row + 16 * (c >> 5) + (i & 15));
@@ -423,32 +450,49 @@ PLQ_HD void load_x_tile(float *xs, const float *x, int64_t cols, int64_t t0, int
 
 /* Lane `lane` of the warp owning rows row0 .. row0+RPW-1: load unit (t0/32 + lane) of each row
  * (the headers, and the codes for the types that hold them in registers). Rows past the end
- * read the last row (results are dropped). False past the last column. */
+ * read the last row (results are dropped). False past the last column.
+ * Split lanes (PLQ_Q8PS): a Q8_0 unit's 32 code bytes are two 16-byte loads, and with a unit
+ * per lane each load instruction of the warp touched 32 sectors at half use (ncu: 43%
+ * excessive sectors, BENCHMARKS 13h). There lane l takes columns 16l..16l+15 and
+ * 512+16l..512+16l+15 of the tile instead (halves l % 2 of units l / 2 and 16 + l / 2), so
+ * each load instruction reads 512 contiguous bytes. */
 template <int T, int RPW>
 PLQ_HD bool lane_load(const Wv &w, int64_t row0, int lane, int64_t t0, Unit<T> (&un)[RPW]) {
-  int64_t u = (t0 >> 5) + lane;
+  int64_t u = (t0 >> 5) + (T == PLQ_Q8PS ? lane >> 1 : lane);
   if (u * 32 >= w.cols)
     return false;
 PLQ_UNROLL
-  for (int rr = 0; rr < RPW; rr++)
-    un[rr].load(w, row0 + rr < w.rows ? row0 + rr : w.rows - 1, u);
+  for (int rr = 0; rr < RPW; rr++) {
+    int64_t r = row0 + rr < w.rows ? row0 + rr : w.rows - 1;
+    if constexpr (T == PLQ_Q8PS)
+      un[rr].load_halves(w, r, u, u + 16, lane & 1);
+    else
+      un[rr].load(w, r, u);
+  }
   return true;
+}
+
+/* Where chunk k (8 columns) of a lane's unit sits in the x tile (floats from xs). */
+template <int T> PLQ_HD int lane_xoff(int lane, int k) {
+  if (T == PLQ_Q8PS)
+    return ((k >> 1) * 16 + (lane >> 1)) * XPAD + (lane & 1) * 16 + 8 * (k & 1);
+  return lane * XPAD + 8 * k;
 }
 
 /* The loaded units times the lane's part of the x tile, added to acc. */
 template <int T, int NX, int RPW>
 PLQ_HD void lane_fma(const Unit<T> (&un)[RPW], int lane, const float *xs, float (&acc)[RPW][NX]) {
-  const float *xl = xs + lane * XPAD;
 PLQ_UNROLL
   for (int k = 0; k < 4; k++) {
+    const float *xk = xs + lane_xoff<T>(lane, k);
     float wv[RPW][8];
 PLQ_UNROLL
     for (int rr = 0; rr < RPW; rr++)
       un[rr].chunk(k, wv[rr]);
 PLQ_UNROLL
     for (int j = 0; j < NX; j++) {
-      float4 a = *(const float4 *)(xl + j * 32 * XPAD + 8 * k);
-      float4 b = *(const float4 *)(xl + j * 32 * XPAD + 8 * k + 4);
+      float4 a = *(const float4 *)(xk + j * 32 * XPAD);
+      float4 b = *(const float4 *)(xk + j * 32 * XPAD + 4);
 PLQ_UNROLL
       for (int rr = 0; rr < RPW; rr++) {
         float s = acc[rr][j];
