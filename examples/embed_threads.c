@@ -38,7 +38,6 @@ static void *ask(void *prompt) {
     for (pl_job_event *ev = evs; ev; ev = ev->next)
       for (size_t k = 0; k < ev->text_len && len + 1 < sizeof text; k++)
         text[len++] = ev->text[k];
-    pl_job_event_free_list(evs);
   }
   text[len] = '\0';
   printf("[%s]%s\n", (const char *)prompt, text);

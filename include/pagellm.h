@@ -258,22 +258,24 @@ const char *pl_engine_kv_dtype(const pl_engine *e);
  *   pl_job_create (copies the input)
  *   pl_engine_thread_submit ── add ──▶  pl_engine_add_request per prompt (or the waiting room)
  *   pl_job_wait / poll(pl_job_fd)  ◀──  pl_engine_step while there is work; each event is
- *   pl_job_take (events, oldest first)    copied to its job's queue and the job's fd signalled
+ *   pl_job_take (events, oldest first)    copied into its job's buffer, the job's fd signalled
  *   pl_engine_thread_cancel ─ abort ─▶  pl_engine_abort (blocks freed now)
  *
  * A job is one submission: n_prompts engine requests, each with sp->n samples; its events are
- * numbered by choice = prompt_index * n + sample index. Every choice of a submitted job ends
+ * numbered by choice = prompt_index * n + sample index. Every choice of an accepted job ends
  * with exactly one final event (finish != PL_FINISH_NONE), whatever happens: completion,
- * cancel (PL_FINISH_ABORT), an engine failure (PL_FINISH_ERROR) or shutdown (ABORT).
+ * cancel (PL_FINISH_ABORT), an engine failure (PL_FINISH_ERROR) or shutdown (ABORT); only when
+ * memory runs out copying it is an event lost (the job still comes to all_done).
  *
  * Ownership: the engine thread does not own the engine; stop it (pl_engine_thread_stop) before
  * pl_engine_destroy, and while it runs no other thread may call the pl_engine_* functions above
  * except pl_engine_device, pl_engine_kv_dtype (immutable). A job is reference counted: the
  * creator holds one reference, the engine thread one from submit until its last final event
- * is queued; the job is freed when the last reference goes. Taken events belong to the taker.
+ * is queued; the job is freed when the last reference goes. Taken events belong to the job.
  *
  * Thread safety: every pl_engine_thread_* and pl_job_* function may be called from any thread,
- * concurrently, except pl_engine_thread_free (once, when no other thread uses the handle).
+ * concurrently, except pl_engine_thread_free (once, when no other thread uses the handle) and
+ * pl_job_take (one reader per job at a time: a take ends the previous batch).
  * Nothing busy-waits: the engine thread sleeps while it has neither commands nor work.
  * ==================================================================================== */
 typedef struct pl_engine_thread pl_engine_thread;
@@ -374,7 +376,7 @@ enum { PL_JOB_PENDING = 0, PL_JOB_ACCEPTED = 1, PL_JOB_REJECTED = -1 };
  * refused end with PL_FINISH_ABORT events). status may be NULL. */
 int pl_job_submit_state(pl_job *j, int *status, char *msg, size_t msg_cap);
 
-/* A copy of one pl_output_event, owned by whoever took it (one allocation each). */
+/* A copy of one pl_output_event, in the job's own buffers (see pl_job_take). */
 typedef struct pl_job_event {
   struct pl_job_event *next;
   int choice;                 /* prompt_index * n + sample index */
@@ -390,10 +392,12 @@ typedef struct pl_job_event {
   const char *error;          /* when finish == PL_FINISH_ERROR, never NULL then */
   int prompt_tokens, completion_tokens, cached_tokens;
 } pl_job_event;
-void pl_job_event_free_list(pl_job_event *ev); /* the whole list; NULL ok */
-
-/* Detach the queued events, oldest first (NULL when none). *all_done (may be NULL) is set to 1
- * once no more events will come: every choice had its final event, or the job was rejected. */
+/* The events queued since the last take, oldest first, linked by next (NULL when none). They
+ * stay in the job's two buffers, which the engine thread and the reader swap at each take (no
+ * allocation per event once they have grown): valid until the next pl_job_take on this job or
+ * the release of its last reference; nothing to free. One reader at a time. *all_done (may be
+ * NULL) is set to 1 once no more events will come: every choice had its final event, or the
+ * job was rejected. */
 pl_job_event *pl_job_take(pl_job *j, int *all_done);
 
 /* The job's wake-up fd: readable once the engine thread signalled the job (its verdict, events,

@@ -22,10 +22,16 @@
 #include "engine/engine_access.h"
 #include "pagellm.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 #include "util/log.h"
 
 enum { CMD_ADD, CMD_ABORT };
+
+typedef struct ev_arena {
+  char *mem;
+  size_t len, cap; /* bytes of records, bytes allocated */
+} ev_arena;
 typedef struct cmd {
   struct cmd *next;
   int type;
@@ -51,7 +57,10 @@ struct pl_job {
   /* shared, under mu */
   int submit_state, submit_status;
   char submit_msg[512];
-  pl_job_event *head, *tail;
+  ev_arena arena[2]; /* events: the engine thread appends to arena[w]; pl_job_take hands it
+                       out whole and flips w, so the reader's batch stays put until its next
+                       take, and neither side allocates once both have grown */
+  int w;
   double t_head;  /* when the oldest undelivered event was queued (stall detection) */
   int cancelled, submitted, engine_done, stalled;
 
@@ -148,59 +157,78 @@ static void wake(pl_job *j) {
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-static pl_job_event *event_copy(const pl_output_event *ev, int choice, int prompt) {
+/* One queued event in a job's arena: the public event, then its arrays and strings at these
+ * offsets from the record's start (0: none). The pointers are set when the batch is taken:
+ * until then the arena may move as it grows. */
+typedef struct ev_rec {
+  size_t size; /* the whole record, 8-aligned */
+  size_t off_tokens, off_lp, off_top, off_text, off_err;
+  pl_job_event ev;
+} ev_rec;
+
+/* Append a copy of ev to j's write arena (j->mu held). PL_ENOMEM. */
+static int arena_put(pl_job *j, const pl_output_event *ev, int choice, int prompt) {
   size_t n_tok = ev->n_tokens > 0 ? (size_t)ev->n_tokens : 0;
-  size_t n_top = ev->top && ev->n_top > 0 ? (size_t)ev->n_top : 0;
+  size_t n_top = ev->top && ev->n_top > 0 && n_tok ? (size_t)ev->n_top : 0;
   size_t err_len = ev->finish == PL_FINISH_ERROR && ev->error ? strlen(ev->error) + 1 : 0;
-  size_t off_tokens = align8(sizeof(pl_job_event));
+  size_t off_tokens = align8(sizeof(ev_rec));
   size_t off_lp = align8(off_tokens + n_tok * sizeof(int32_t));
   size_t off_top = align8(off_lp + (ev->logprobs ? n_tok * sizeof(float) : 0));
   size_t off_text = off_top + n_tok * n_top * sizeof(pl_top_logprob);
   size_t off_err = off_text + ev->text_len + 1;
-  char *mem = pl_malloc(off_err + err_len);
-  if (!mem)
-    return NULL;
-  pl_job_event *c = (pl_job_event *)mem;
-  memset(c, 0, sizeof *c);
+  size_t size = align8(off_err + err_len);
+  ev_arena *a = &j->arena[j->w];
+  if (pl_array_grow(&a->mem, &a->cap, a->len + size, 1, 1024) < 0)
+    return PL_ENOMEM;
+  char *b = a->mem + a->len;
+  ev_rec *r = (ev_rec *)b;
+  *r = (ev_rec){.size = size, .off_tokens = off_tokens,
+                .off_lp = ev->logprobs && n_tok ? off_lp : 0, .off_top = n_top ? off_top : 0,
+                .off_text = off_text, .off_err = err_len ? off_err : 0};
+  pl_job_event *c = &r->ev;
   c->choice = choice;
   c->prompt_index = prompt;
-  c->tokens = (int32_t *)(mem + off_tokens);
   c->n_tokens = (int)n_tok;
-  if (n_tok)
-    memcpy(c->tokens, ev->tokens, n_tok * sizeof(int32_t));
-  if (ev->logprobs && n_tok) {
-    c->logprobs = (float *)(mem + off_lp);
-    memcpy(c->logprobs, ev->logprobs, n_tok * sizeof(float));
-  }
-  if (n_top && n_tok) {
-    c->top = (pl_top_logprob *)(mem + off_top);
-    c->n_top = (int)n_top;
-    memcpy(c->top, ev->top, n_tok * n_top * sizeof(pl_top_logprob));
-  }
-  c->text = mem + off_text;
-  if (ev->text_len)
-    memcpy(c->text, ev->text, ev->text_len);
-  c->text[ev->text_len] = '\0';
+  c->n_top = (int)n_top;
   c->text_len = ev->text_len;
   c->finish = ev->finish;
-  if (err_len) {
-    memcpy(mem + off_err, ev->error, err_len);
-    c->error = mem + off_err;
-  } else if (ev->finish == PL_FINISH_ERROR) {
-    c->error = "engine error";
-  }
   c->prompt_tokens = ev->prompt_tokens;
   c->completion_tokens = ev->completion_tokens;
   c->cached_tokens = ev->cached_tokens;
-  return c;
+  if (n_tok)
+    memcpy(b + off_tokens, ev->tokens, n_tok * sizeof(int32_t));
+  if (r->off_lp)
+    memcpy(b + off_lp, ev->logprobs, n_tok * sizeof(float));
+  if (n_top)
+    memcpy(b + off_top, ev->top, n_tok * n_top * sizeof(pl_top_logprob));
+  if (ev->text_len)
+    memcpy(b + off_text, ev->text, ev->text_len);
+  b[off_text + ev->text_len] = '\0';
+  if (err_len)
+    memcpy(b + off_err, ev->error, err_len);
+  a->len += size;
+  return 0;
 }
 
-void pl_job_event_free_list(pl_job_event *ev) {
-  while (ev) {
-    pl_job_event *next = ev->next;
-    pl_free(ev);
-    ev = next;
+/* The records of a taken arena as the public list: pointers set now, the arena no longer
+ * moves (j->mu held). */
+static pl_job_event *arena_list(ev_arena *a) {
+  pl_job_event *first = NULL, **link = &first;
+  for (size_t o = 0; o < a->len;) {
+    char *b = a->mem + o;
+    ev_rec *r = (ev_rec *)b;
+    pl_job_event *e = &r->ev;
+    e->tokens = (int32_t *)(b + r->off_tokens);
+    e->logprobs = r->off_lp ? (float *)(b + r->off_lp) : NULL;
+    e->top = r->off_top ? (pl_top_logprob *)(b + r->off_top) : NULL;
+    e->text = b + r->off_text;
+    e->error = r->off_err ? b + r->off_err : e->finish == PL_FINISH_ERROR ? "engine error" : NULL;
+    e->next = NULL;
+    *link = e;
+    link = &e->next;
+    o += r->size;
   }
+  return first;
 }
 
 /* ---- jobs ------------------------------------------------------------------------------- */
@@ -210,7 +238,8 @@ static void job_free(pl_job *j) {
     close(j->wake_rd);
   if (j->wake_wr >= 0 && j->wake_wr != j->wake_rd)
     close(j->wake_wr);
-  pl_job_event_free_list(j->head);
+  pl_free(j->arena[0].mem);
+  pl_free(j->arena[1].mem);
   for (int p = 0; p < j->n_prompts; p++) {
     if (j->ids)
       pl_free(j->ids[p]);
@@ -368,8 +397,10 @@ int pl_job_submit_state(pl_job *j, int *status, char *msg, size_t msg_cap) {
 
 pl_job_event *pl_job_take(pl_job *j, int *all_done) {
   pthread_mutex_lock(&j->mu);
-  pl_job_event *ev = j->head;
-  j->head = j->tail = NULL;
+  ev_arena *a = &j->arena[j->w];
+  j->w ^= 1;
+  j->arena[j->w].len = 0; /* the reader's previous batch: over with this take */
+  pl_job_event *ev = arena_list(a);
   if (all_done)
     *all_done = j->engine_done;
   pthread_mutex_unlock(&j->mu);
@@ -453,25 +484,27 @@ static void engine_release(pl_engine_thread *t, pl_job *j) {
   job_unref(j);
 }
 
-/* Queue an event for the job's reader. Returns 1 when the job's oldest undelivered event has
- * waited longer than stall_s: the reader stopped taking them (a server's client that stopped
- * reading: its socket's send queue is full, so the connection thread takes no events). */
-static int push_event(pl_job *j, pl_job_event *c, double stall_s) {
+/* Queue a copy of ev for the job's reader: PL_ENOMEM, or 0; then *stall is 1 when the job's
+ * oldest undelivered event has waited longer than stall_s: the reader stopped taking them (a
+ * server's client that stopped reading: its socket's send queue is full, so the connection
+ * thread takes no events). */
+static int push_event(pl_job *j, const pl_output_event *ev, int choice, int prompt,
+                      double stall_s, int *stall) {
   double now = now_s();
   pthread_mutex_lock(&j->mu);
-  if (j->tail) {
-    j->tail->next = c;
-  } else {
-    j->head = c;
+  int empty = j->arena[j->w].len == 0;
+  int rc = arena_put(j, ev, choice, prompt);
+  if (rc == 0 && empty)
     j->t_head = now;
-  }
-  j->tail = c;
-  int stall = stall_s > 0 && !j->stalled && now - j->t_head > stall_s;
-  if (stall)
+  int st = rc == 0 && stall_s > 0 && !j->stalled && now - j->t_head > stall_s;
+  if (st)
     j->stalled = 1;
   pthread_mutex_unlock(&j->mu);
-  wake(j);
-  return stall;
+  if (rc == 0)
+    wake(j);
+  if (stall)
+    *stall = st;
+  return rc;
 }
 
 static void prompt_finished(pl_engine_thread *t, slot *s, double now) {
@@ -496,9 +529,7 @@ static void finish_rest(pl_engine_thread *t, slot *s, pl_finish_reason why, cons
     j->choice_done[c] = 1;
     pl_output_event ev = {.request_id = s->id, .index = k, .text = "", .finish = why,
                           .error = msg};
-    pl_job_event *copy = event_copy(&ev, c, p);
-    if (copy)
-      push_event(j, copy, 0);
+    push_event(j, &ev, c, p, 0, NULL); /* out of memory: lost; all_done still comes */
   }
   j->prompt_live[p] = 0;
   j->last_reason[p] = why;
@@ -531,8 +562,8 @@ static void route(pl_engine_thread *t, const pl_output_event *ev) {
         t->hooks.token_gap(t->hooks.user, (now - j->t_last[c]) / ev->n_tokens);
     j->t_last[c] = now;
   }
-  pl_job_event *copy = event_copy(ev, c, p);
-  if (!copy) {
+  int stall = 0;
+  if (push_event(j, ev, c, p, t->stall_s, &stall) < 0) {
     /* Cannot deliver: end the whole prompt with an error rather than lose a final event. */
     PL_ERROR("out of memory copying an output event; failing request %llu",
              (unsigned long long)ev->request_id);
@@ -541,7 +572,7 @@ static void route(pl_engine_thread *t, const pl_output_event *ev) {
     finish_rest(t, s, PL_FINISH_ERROR, "out of memory");
     return;
   }
-  if (push_event(j, copy, t->stall_s) && ev->finish == PL_FINISH_NONE) {
+  if (stall && ev->finish == PL_FINISH_NONE) {
     /* Nobody drains this job's output: stop generating for it (aborted, not paused; the
      * reader sees pl_job_stalled, the server closes the connection). The abort events finish
      * it. */

@@ -370,7 +370,6 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     int rc = 0;
     for (pl_job_event *ev = evs; ev && rc == 0 && !st->resp.failed; ev = ev->next)
       rc = pl_oai_resp_sse_event(&st->resp, ev, &st->out);
-    pl_job_event_free_list(evs);
     if (rc == 0 && st->resp.failed) {
       /* A choice failed and its error frame is out: the other choices stop too (one error
        * frame per stream), and [DONE] follows without usage. */
@@ -524,7 +523,6 @@ enum MHD_Result pl_api_generate_continue(pl_server *s, struct MHD_Connection *c,
   pl_job_event *evs = pl_job_take(g->job, &done);
   for (pl_job_event *ev = evs; ev && rc == 0; ev = ev->next)
     rc = pl_oai_resp_add(&g->resp, ev);
-  pl_job_event_free_list(evs);
   if (rc < 0) {
     pl_engine_thread_cancel(s->engine_thread, g->job);
     oom(&err);

@@ -6,6 +6,7 @@
  *  - cancel from another thread than the reader ends every choice with one PL_FINISH_ABORT,
  *    after a prefix of the reference; cancel before submit is a rejection;
  *  - a job nobody reads is aborted by the stall bound; a bad request is rejected alone;
+ *  - a long stream costs no allocation per event once the job's event buffers have grown;
  *  - drain waits for every job, stop aborts what runs and wakes its readers; afterwards
  *    submit fails with PL_EBUSY, and the engine is the caller's again (it still gives the
  *    reference output);
@@ -217,7 +218,6 @@ static void collect(job_out *o, pl_job_event *evs) {
     o->completion[c] = ev->completion_tokens;
     o->prompt_tokens[c] = ev->prompt_tokens;
   }
-  pl_job_event_free_list(evs);
 }
 
 /* Wait for the engine's verdict; returns it. */
@@ -506,7 +506,48 @@ static void cancel_reject_stall(pl_engine *e, int max_len) {
   pthread_mutex_destroy(&h.mu);
 }
 
-/* ---- 3. drain and stop -------------------------------------------------------------------- */
+/* ---- 3. no allocation per event ---------------------------------------------------------- */
+
+/* A long decode read as it streams: once the job's two event buffers have grown, neither the
+ * engine thread nor the reader allocates per event (they would once per event with a list of
+ * copies). Counted between the 20th token and 20 before the end. */
+static void steady_no_alloc(pl_engine *e, int max_len) {
+  hook_log h;
+  pl_engine_thread *t = start(e, &h, 0);
+  if (!t)
+    return;
+  int max_tokens = max_len - refs[9].n_prompt;
+  pl_job *j = long_job(9, 1, max_tokens);
+  CHECK_EQ_INT(pl_engine_thread_submit(t, j), 0);
+  job_out o;
+  memset(&o, 0, sizeof o);
+  int done = 0, events = 0;
+  long a0 = -1, a1 = -1;
+  while (!done) {
+    pl_job_wait(j, 1000);
+    pl_job_event *evs = pl_job_take(j, &done);
+    for (pl_job_event *ev = evs; ev; ev = ev->next) {
+      if (a0 >= 0 && a1 < 0)
+        events++;
+      o.n_out[0] += ev->n_tokens;
+      o.finish[0] = ev->finish ? ev->finish : o.finish[0];
+    }
+    if (a0 < 0 && o.n_out[0] >= 20)
+      a0 = pl_alloc_count();
+    if (a1 < 0 && o.n_out[0] >= max_tokens - 20)
+      a1 = pl_alloc_count();
+  }
+  CHECK_EQ_INT(o.finish[0], PL_FINISH_LENGTH);
+  CHECK_EQ_INT(o.n_out[0], max_tokens);
+  /* a few doublings of a buffer at most, against one allocation per event */
+  CHECK(events >= 50 && a1 - a0 <= 4, "%ld allocations over %d events", a1 - a0, events);
+  printf("steady stream: %ld allocations over %d events\n", a1 - a0, events);
+  pl_job_release(j);
+  pl_engine_thread_free(t);
+  pthread_mutex_destroy(&h.mu);
+}
+
+/* ---- 4. drain and stop -------------------------------------------------------------------- */
 
 static void drain_and_stop(pl_engine *e, int max_len) {
   hook_log h;
@@ -608,6 +649,7 @@ int main(void) {
   pl_engine_get_stats(e, &st);
   CHECK_EQ_INT(st.blocks_used, 0);
   CHECK_EQ_INT(st.num_running, 0);
+  steady_no_alloc(e, max_len);
   drain_and_stop(e, max_len);
 
   pl_engine_destroy(e);
