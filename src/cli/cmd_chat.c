@@ -14,6 +14,7 @@
 #include "tokenizer/tokenizer.h"
 #include "pagellm.h"
 #include "util/alloc.h"
+#include "util/array.h"
 
 static int reply(pl_engine *e, json_t *msgs, const pl_sampling_params *sp, int tty) {
   char *prompt = NULL;
@@ -35,9 +36,9 @@ static int reply(pl_engine *e, json_t *msgs, const pl_sampling_params *sp, int t
     fprintf(stderr, "pagellm chat: %s\n", pl_last_error());
     return -1;
   }
-  size_t cap = 256, len = 0;
-  char *text = malloc(cap);
-  int done = 0;
+  size_t cap = 0, len = 0;
+  char *text = NULL;
+  int done = 0, oom = 0;
   while (!done) {
     if (pl_engine_step(e) < 0) {
       fprintf(stderr, "pagellm chat: %s\n", pl_last_error());
@@ -47,10 +48,12 @@ static int reply(pl_engine *e, json_t *msgs, const pl_sampling_params *sp, int t
     while (pl_engine_poll(e, &ev)) {
       fwrite(ev.text, 1, ev.text_len, stdout);
       fflush(stdout);
-      while (len + ev.text_len + 1 > cap)
-        text = realloc(text, cap *= 2);
-      memcpy(text + len, ev.text, ev.text_len);
-      len += ev.text_len;
+      if (!oom && pl_array_grow(&text, &cap, len + ev.text_len + 1, 1, 256) < 0)
+        oom = 1; /* shown, but not kept for the next turn */
+      if (!oom) {
+        memcpy(text + len, ev.text, ev.text_len);
+        len += ev.text_len;
+      }
       if (ev.finish) {
         done = 1;
         if (ev.finish == PL_FINISH_ERROR)
@@ -60,10 +63,15 @@ static int reply(pl_engine *e, json_t *msgs, const pl_sampling_params *sp, int t
       }
     }
   }
-  text[len] = 0;
   printf("\n");
-  json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", "assistant", "content", text, len));
-  free(text);
+  if (oom) {
+    fprintf(stderr, "pagellm chat: out of memory keeping the answer\n");
+    pl_free(text);
+    return -1;
+  }
+  json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", "assistant", "content",
+                                        text ? text : "", len));
+  pl_free(text);
   return 0;
 }
 

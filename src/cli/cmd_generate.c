@@ -10,6 +10,8 @@
 #include "cli/cli.h"
 #include "cli/engine_opts.h"
 #include "pagellm.h"
+#include "util/alloc.h"
+#include "util/array.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -18,18 +20,17 @@ static double now_s(void) {
 }
 
 static int parse_ids(const char *s, int32_t **out, int *n) {
-  int cap = 16, k = 0;
-  int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+  int cap = 0, k = 0;
+  int32_t *ids = NULL;
   const char *p = s;
   while (*p) {
     char *end;
     long v = strtol(p, &end, 10);
-    if (end == p || v < 0 || v > 0x7fffffff) {
-      free(ids);
+    if (end == p || v < 0 || v > 0x7fffffff ||
+        pl_array_grow(&ids, &cap, (size_t)k + 1, sizeof *ids, 16) < 0) {
+      pl_free(ids);
       return -1;
     }
-    if (k == cap)
-      ids = realloc(ids, sizeof(int32_t) * (size_t)(cap *= 2));
     ids[k++] = (int32_t)v;
     p = end;
     while (*p == ',' || *p == ' ')
@@ -115,7 +116,7 @@ int pl_cmd_generate(int argc, char **argv) {
   }
   if (!pl_engine_opts_model(&ep)) {
     fprintf(stderr, "pagellm generate: no model: give -m MODEL\n");
-    free(ids);
+    pl_free(ids);
     return 2;
   }
   if (!ep.max_num_seqs)
@@ -123,7 +124,7 @@ int pl_cmd_generate(int argc, char **argv) {
   pl_engine *e;
   if (pl_engine_create(&ep, &e) < 0) {
     fprintf(stderr, "pagellm generate: %s\n", pl_last_error());
-    free(ids);
+    pl_free(ids);
     return 1;
   }
   uint64_t id;
@@ -131,7 +132,7 @@ int pl_cmd_generate(int argc, char **argv) {
   if (pl_engine_add_request(e, ids ? NULL : prompt, ids, n_ids, &sp, &id) < 0) {
     fprintf(stderr, "pagellm generate: %s\n", pl_last_error());
     pl_engine_destroy(e);
-    free(ids);
+    pl_free(ids);
     return 1;
   }
   int n_out = 0, prompt_tokens = 0, rc = 0;
@@ -180,6 +181,6 @@ int pl_cmd_generate(int argc, char **argv) {
           n_out > 1 ? (n_out - 1) / (dec > 0 ? dec : 1e-9) : 0.0,
           fin == PL_FINISH_STOP ? "stop" : fin == PL_FINISH_LENGTH ? "length" : "error");
   pl_engine_destroy(e);
-  free(ids);
+  pl_free(ids);
   return rc;
 }

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
+#include "util/array.h"
+
 void pl_sse_init(pl_sse *s, pl_sse_event_fn fn, void *ud) {
   memset(s, 0, sizeof *s);
   s->max_line = 16u << 20;
@@ -12,23 +15,13 @@ void pl_sse_init(pl_sse *s, pl_sse_event_fn fn, void *ud) {
 }
 
 void pl_sse_free(pl_sse *s) {
-  free(s->line);
-  free(s->data);
+  pl_free(s->line);
+  pl_free(s->data);
   s->line = s->data = NULL;
 }
 
 static int reserve(char **buf, size_t *cap, size_t need) {
-  if (need <= *cap)
-    return 0;
-  size_t c = *cap ? *cap : 256;
-  while (c < need)
-    c *= 2;
-  char *b = realloc(*buf, c);
-  if (!b)
-    return -1;
-  *buf = b;
-  *cap = c;
-  return 0;
+  return pl_array_grow(buf, cap, need, 1, 256) < 0 ? -1 : 0;
 }
 
 /* One complete line (no terminator). */

@@ -7,6 +7,7 @@
 #include "model/runner.h"
 #include "tokenizer/tokenizer.h"
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -139,7 +140,7 @@ static void verify_sample(pl_engine *e, pl_sample_state *s, const float *lg, int
     PL_ERROR("request %llu: %s", (unsigned long long)s->g->id, pl_last_error());
     set_error(s->g, pl_last_error());
     finish_sample(e, s, PL_FINISH_ERROR);
-    pl_engine_emit(e, s->g, s, "", 0);
+    pl_engine_emit_finish(e, s->g, s); /* never lost: a later step or poll retries it */
     return;
   }
   for (int j = 0; j < a && s->finish == PL_FINISH_NONE; j++) {
@@ -180,16 +181,10 @@ static int add_edits(pl_engine *e, int i, pl_sample_state *s) {
   /* an upper bound of what pl_sample_edits writes */
   long bound = (long)sp->n_logit_bias + c.n_eog + sp->n_stop_token_ids +
                (sp->repetition_penalty != 1.0f ? (long)c.n_prompt + c.n_output : 0) + c.n_output;
-  if (e->n_edits + bound > e->edits_cap) {
-    long cap = 2 * (e->n_edits + bound) + 1024;
-    if (cap > (1L << 28))
-      return -1;
-    pl_logit_edit *ne = pl_realloc(e->edits, (size_t)cap * sizeof *ne);
-    if (!ne)
-      return -1;
-    e->edits = ne;
-    e->edits_cap = (int)cap;
-  }
+  long need = e->n_edits + bound;
+  if (need > (1L << 28) ||
+      pl_array_grow(&e->edits, &e->edits_cap, (size_t)need, sizeof *e->edits, 1024) < 0)
+    return -1;
   int n = pl_sample_edits(&e->sampler, &c, i, e->edits + e->n_edits, e->edits_cap - e->n_edits);
   if (n < 0)
     return -1;

@@ -7,21 +7,12 @@
 
 #include "pagellm.h"
 #include "util/alloc.h"
+#include "util/array.h"
 
 static int grow(pl_strbuf *b, size_t need) {
   if (need < b->len || need + 1 < need)
     return PL_ENOMEM; /* overflow */
-  if (need + 1 <= b->cap)
-    return PL_OK;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < need + 1)
-    cap *= 2;
-  char *p = pl_realloc(b->data, cap);
-  if (!p)
-    return PL_ENOMEM;
-  b->data = p;
-  b->cap = cap;
-  return PL_OK;
+  return pl_array_grow(&b->data, &b->cap, need + 1, 1, 256); /* + the NUL */
 }
 
 int pl_strbuf_append(pl_strbuf *b, const char *s, size_t n) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 int pl_stop_matcher_init(pl_stop_matcher *m, const char *const *stops, int n) {
@@ -85,14 +86,8 @@ int pl_stop_matcher_feed(pl_stop_matcher *m, const char *text, size_t len, pl_st
   size_t total = m->held + len;
   if (total == 0)
     return PL_OK;
-  if (total > m->cap) {
-    size_t nc = total * 2 > 256 ? total * 2 : 256;
-    char *p = pl_realloc(m->buf, nc);
-    if (!p)
-      return pl_fail(PL_ENOMEM, "stop matcher: out of memory");
-    m->buf = p;
-    m->cap = nc;
-  }
+  if (pl_array_grow(&m->buf, &m->cap, total, 1, 256) < 0)
+    return pl_fail(PL_ENOMEM, "stop matcher: out of memory");
   if (len)
     memcpy(m->buf + m->held, text, len);
   r->text = m->buf;

@@ -4,24 +4,21 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/array.h"
 #include "util/error.h"
 
 int pl_read_stream(FILE *f, const char *what, size_t max, char **out, size_t *len) {
   *out = NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = pl_malloc(cap);
-  if (!buf)
-    return pl_fail(PL_ENOMEM, "%s: out of memory", what);
+  size_t cap = 0, n = 0;
+  char *buf = NULL;
   for (;;) {
-    if (n + 1 == cap) {
-      char *nb = cap > max ? NULL : pl_realloc(buf, cap * 2);
-      if (!nb) {
+    if (n + 1 >= cap) { /* full (room for the NUL only): grow, unless already past max */
+      int over = cap > max;
+      if (over || pl_array_grow(&buf, &cap, n + 2, 1, 4096) < 0) {
         pl_free(buf);
-        return cap > max ? pl_fail(PL_ERANGE, "%s: larger than %zu bytes", what, max)
-                         : pl_fail(PL_ENOMEM, "%s: out of memory", what);
+        return over ? pl_fail(PL_ERANGE, "%s: larger than %zu bytes", what, max)
+                    : pl_fail(PL_ENOMEM, "%s: out of memory", what);
       }
-      buf = nb;
-      cap *= 2;
     }
     size_t k = fread(buf + n, 1, cap - n - 1, f);
     n += k;
