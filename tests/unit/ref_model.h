@@ -254,6 +254,24 @@ static void ref_rope(const pl_hparams *hp, double *v, int pos) {
   }
 }
 
+/* The KV cache's element type the reference imitates: each K and V row of a head is rounded
+ * through it (to float, pl_quant_row, pl_dequant_row) before attention reads it, as a backend
+ * storing that type does. PL_DT_F32 (0, the default) keeps K and V in double. */
+static pl_dtype ref_kv_type;
+
+static void ref_kv_round(double *v, int hd) {
+  float f[256];
+  uint8_t buf[256 * 4];
+  if (ref_kv_type == PL_DT_F32 || hd > 256)
+    return;
+  for (int d = 0; d < hd; d++)
+    f[d] = (float)v[d];
+  pl_quant_row(ref_kv_type, f, buf, hd);
+  pl_dequant_row(ref_kv_type, buf, f, hd);
+  for (int d = 0; d < hd; d++)
+    v[d] = f[d];
+}
+
 /* logits[n][n_vocab] for every position of one sequence `ids[n]`. */
 static void ref_forward(const pl_model *m, const int32_t *ids, int n, double *logits) {
   const pl_hparams *hp = &m->hp;
@@ -286,6 +304,8 @@ static void ref_forward(const pl_model *m, const int32_t *ids, int n, double *lo
         double *v = kc + (size_t)t * K + hh * hd;
         if (L->k_norm.data) ref_rmsnorm(v, v, L->k_norm.data, hd, hp->rms_eps);
         ref_rope(hp, v, t);
+        ref_kv_round(v, hd);
+        ref_kv_round(vc + (size_t)t * K + hh * hd, hd);
       }
     }
     for (int t = 0; t < n; t++) {

@@ -8,6 +8,9 @@
  * F16/BF16 2e-3 (activations may be rounded to the weight type); 8-bit and 4/6-bit types
  * 4e-2 (activations are quantized to 8 bits per block for the integer dot products).
  * With PAGELLM_TEST_DEVICE=cuda the forward runs on the GPU (bf16 KV): at least 1e-2.
+ * KV kept as F16, BF16 or Q8_0 (`--kv-cache-dtype`): the reference rounds its K and V rows
+ * through the same type (ref_kv_round), so what is left is float32 arithmetic and the odd
+ * element rounded the other way (K computed in float vs double); Q8_0 KV is CPU-only.
  *
  * The decode cases give one token per sequence after the first step: the steps a backend pads
  * to a batch bucket and replays from a recording (CUDA graphs: recorded on a key's second
@@ -40,7 +43,8 @@ static int bucket4(pl_backend *be, int n) { return (void)be, (n + 3) / 4 * 4; }
 static int record_nothing(pl_backend *be, const void *tag) { return (void)be, (void)tag, 0; }
 static int ran(pl_backend *be, int rc) { return (void)be, rc; }
 
-static double run_case(const char *label, const ref_cfg *cfg, double tol, int decode) {
+static double run_case(const char *label, const ref_cfg *cfg, double tol, int decode,
+                       pl_dtype kv) {
   pl_model *m = ref_model_build(cfg);
   CHECK(m != NULL, "%s: model build", label);
   if (!m)
@@ -62,7 +66,8 @@ static double run_case(const char *label, const ref_cfg *cfg, double tol, int de
   if (test_on_gpu() && tol < 1e-2)
     tol = 1e-2;
   pl_runner *r;
-  pl_runner_params rp = {.max_tokens = 64, .max_logits = 64, .block_size = BS, .n_blocks = NBLK};
+  pl_runner_params rp = {.max_tokens = 64, .max_logits = 64, .block_size = BS, .n_blocks = NBLK,
+                         .kv_dtype = kv};
   CHECK(pl_runner_create(m, be, &rp, &r) == 0, "%s", pl_last_error());
 
   /* shuffled physical blocks 1..NBLK-1 */
@@ -82,10 +87,12 @@ static double run_case(const char *label, const ref_cfg *cfg, double tol, int de
   /* seq1 shares seq0's first 2 blocks (8 tokens); seq2 is a fork of seq0 after 10 tokens */
   memcpy(s[1].ids, s[0].ids, 8 * sizeof(int32_t));
   memcpy(s[2].ids, s[0].ids, 10 * sizeof(int32_t));
+  ref_kv_type = kv;
   for (int k = 0; k < 3; k++) {
     s[k].ref = malloc(sizeof(double) * (size_t)s[k].len * V);
     ref_forward(m, s[k].ids, s[k].len, s[k].ref);
   }
+  ref_kv_type = PL_DT_F32;
   for (int b = 0; b < (s[0].len + BS - 1) / BS; b++) s[0].table[b] = perm[next_blk++];
   s[1].table[0] = s[0].table[0];
   s[1].table[1] = s[0].table[1];
@@ -174,7 +181,7 @@ int main(void) {
   ref_cfg base = {.arch = PL_ARCH_LLAMA, .wtype = PL_DT_F32, .n_vocab = 96, .n_embd = 64,
                   .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 16, .n_ff = 96,
                   .seed = 1};
-  struct { const char *label; ref_cfg c; double tol; int decode; } cases[] = {
+  struct { const char *label; ref_cfg c; double tol; int decode; pl_dtype kv; } cases[] = {
     {"llama f32 separate-output", base, 2e-4},
     {"llama f32 tied", base, 2e-4},
     {"mistral f32 mha", base, 2e-4},
@@ -193,6 +200,13 @@ int main(void) {
     {"llama q6_k", base, 4e-2},
     {"llama f32 decode (padded)", base, 2e-4, 1},
     {"qwen2 bf16 decode (padded)", base, 2e-3, 1},
+    /* KV cache element types (the reference rounds its K/V the same way; without that
+     * rounding these measure 3e-4 (f16) to 4e-3 (q8_0)) */
+    {"llama f32, kv f16", base, 5e-5, 0, PL_DT_F16},
+    {"llama f32, kv bf16", base, 5e-5, 0, PL_DT_BF16},
+    {"llama f32 decode, kv f16", base, 5e-5, 1, PL_DT_F16},
+    {"qwen3 f32 hd 32, kv q8_0", base, 5e-5, 0, PL_DT_Q8_0},
+    {"qwen3 q8_0 decode, kv q8_0", base, 4e-2, 1, PL_DT_Q8_0},
   };
   cases[1].c.tied = 1;
   cases[2].c.arch = PL_ARCH_MISTRAL; cases[2].c.n_head_kv = 4;
@@ -212,9 +226,16 @@ int main(void) {
     cases[i].c.wtype = i == 12 ? PL_DT_Q4_K : PL_DT_Q6_K;
     cases[i].c.n_embd = 256; cases[i].c.n_ff = 256; cases[i].c.head_dim = 64;
   }
+  for (int i = 19; i <= 20; i++) { /* Q8_0 KV: rows of whole 32-element blocks */
+    cases[i].c.arch = PL_ARCH_QWEN3; cases[i].c.qk_norm = 1; cases[i].c.neox = 1;
+    cases[i].c.head_dim = 32;
+  }
+  cases[20].c.wtype = PL_DT_Q8_0;
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    if (cases[i].kv == PL_DT_Q8_0 && test_on_gpu())
+      continue; /* the CUDA backend keeps KV in bf16, f16 or f32 */
     cases[i].c.seed = 100 + i;
-    run_case(cases[i].label, &cases[i].c, cases[i].tol, cases[i].decode);
+    run_case(cases[i].label, &cases[i].c, cases[i].tol, cases[i].decode, cases[i].kv);
   }
   CHECK_EQ_INT(pl_alloc_live_bytes(), live0);
   return check_summary("test_forward_paged");

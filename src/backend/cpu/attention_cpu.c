@@ -13,14 +13,19 @@
  * tokens in the last tiles). With g query heads per KV head an item takes 16/g tokens
  * (decode: 1; prefill with g = 8: 2), so each K/V row loaded serves up to 16 query rows.
  * Items are dealt round-robin to threads so long and short rows spread evenly. Head
- * dimensions above ATTN_MAX_HD take the per-key loop (attn_item_generic). */
+ * dimensions above ATTN_MAX_HD take the per-key loop (attn_item_generic).
+ *
+ * KV of F16, BF16 or Q8_0 (backend_cpu.h) is decoded to f32 a tile (or, per key, a row) at a
+ * time with the kernels' row decoders (pl_dequant_row), right before the tile kernel reads
+ * it: each row is read from memory once per item at its stored size, so the stream the
+ * kernel waits on shrinks with the dtype. */
 #include <float.h>
 #include <math.h>
 
 #include "backend/cpu/backend_cpu.h"
 #include "backend/cpu/kern/kern.h"
 
-#define ATTN_MAX_HD 256 /* stack scratch of the tile path: 2 x 16 x 256 floats */
+#define ATTN_MAX_HD 256 /* stack scratch of the tile path: 4 x 16 x 256 floats */
 enum { LANES = PL_ATTN_LANES };
 
 typedef struct {
@@ -45,6 +50,14 @@ static int seq_of_token(const pl_step_plan *p, int t) {
   return lo;
 }
 
+/* Row `src` of the KV cache as f32: itself for F32 KV, else decoded into buf[hd]. */
+static inline const float *kv_row(pl_dtype t, const uint8_t *src, float *buf, int hd) {
+  if (t == PL_DT_F32)
+    return (const float *)src;
+  pl_dequant_row(t, src, buf, hd);
+  return buf;
+}
+
 static void attn_item_generic(const attn_job *j, int t, int h, float *scratch) {
   const pl_cpu_backend *c = j->c;
   const float scale = j->scale;
@@ -54,26 +67,28 @@ static void attn_item_generic(const attn_job *j, int t, int h, float *scratch) {
   int seq = seq_of_token(p, t);
   int n_ctx = p->positions[t] + 1;
   const int32_t *bt = p->block_tables + (size_t)seq * p->max_blocks_per_seq;
-  const float *K = c->k_cache + (size_t)j->layer * c->layer_stride;
-  const float *V = c->v_cache + (size_t)j->layer * c->layer_stride;
+  const uint8_t *K = c->k_cache + (size_t)j->layer * c->layer_stride;
+  const uint8_t *V = c->v_cache + (size_t)j->layer * c->layer_stride;
+  const size_t rb = c->row_bytes;
   float *acc = scratch, *m = acc + (size_t)g * hd, *l = m + g, *sc = l + g;
+  float *kr = sc + bs, *vr = kr + hd; /* a decoded K and V row */
   for (int k = 0; k < g; k++) {
     m[k] = -FLT_MAX;
     l[k] = 0;
   }
   for (size_t i = 0; i < (size_t)g * hd; i++)
     acc[i] = 0;
-  size_t blk_stride = (size_t)s->n_kv_head * bs * hd;
+  size_t blk_stride = (size_t)s->n_kv_head * bs * rb;
   int n_blk = (n_ctx + bs - 1) / bs;
   for (int bi = 0; bi < n_blk; bi++) {
     int nv = n_ctx - bi * bs < bs ? n_ctx - bi * bs : bs;
-    size_t base = (size_t)bt[bi] * blk_stride + (size_t)h * bs * hd;
-    const float *kb = K + base, *vb = V + base;
+    size_t base = (size_t)bt[bi] * blk_stride + (size_t)h * bs * rb;
+    const uint8_t *kb = K + base, *vb = V + base;
     for (int k = 0; k < g; k++) {
       const float *qk = j->q + (size_t)t * j->n_head * hd + (size_t)(h * g + k) * hd;
       float mx = m[k];
       for (int o = 0; o < nv; o++) {
-        sc[o] = pl_vec_dot_f32(hd, qk, kb + (size_t)o * hd) * scale;
+        sc[o] = pl_vec_dot_f32(hd, qk, kv_row(s->dtype, kb + (size_t)o * rb, kr, hd)) * scale;
         if (sc[o] > mx)
           mx = sc[o];
       }
@@ -86,7 +101,7 @@ static void attn_item_generic(const attn_job *j, int t, int h, float *scratch) {
       for (int o = 0; o < nv; o++) {
         float pr = expf(sc[o] - mx);
         l[k] += pr;
-        pl_vec_mad_f32(hd, a, vb + (size_t)o * hd, pr);
+        pl_vec_mad_f32(hd, a, kv_row(s->dtype, vb + (size_t)o * rb, vr, hd), pr);
       }
       m[k] = mx;
     }
@@ -110,6 +125,9 @@ static void attn_item_tiles(const attn_job *j, int seq, int h, int t0, int nt, i
   const int nl = nt * nh;
   float qt[ATTN_MAX_HD * LANES] __attribute__((aligned(64)));
   float acc[ATTN_MAX_HD * LANES] __attribute__((aligned(64)));
+  /* a tile of K and V rows decoded to f32 (KV of other dtypes) */
+  float kd[ATTN_MAX_HD * PL_ATTN_TILE] __attribute__((aligned(64)));
+  float vd[ATTN_MAX_HD * PL_ATTN_TILE] __attribute__((aligned(64)));
   float m[LANES], l[LANES];
   int32_t lim[LANES];
   for (int ln = 0; ln < LANES; ln++) {
@@ -126,28 +144,38 @@ static void attn_item_tiles(const attn_job *j, int seq, int h, int t0, int nt, i
     acc[i] = 0;
   const int n_ctx = lim[nl - 1], lim_min = lim[0]; /* positions grow with the token index */
   const int32_t *bt = p->block_tables + (size_t)seq * p->max_blocks_per_seq;
-  const float *K = c->k_cache + (size_t)j->layer * c->layer_stride;
-  const float *V = c->v_cache + (size_t)j->layer * c->layer_stride;
-  const size_t blk_stride = (size_t)s->n_kv_head * bs * hd;
+  const uint8_t *K = c->k_cache + (size_t)j->layer * c->layer_stride;
+  const uint8_t *V = c->v_cache + (size_t)j->layer * c->layer_stride;
+  const size_t rb = c->row_bytes, blk_stride = (size_t)s->n_kv_head * bs * rb;
+  const pl_dtype kt = s->dtype;
   const int n_blk = (n_ctx + bs - 1) / bs;
   for (int bi = 0; bi < n_blk; bi++) {
     const int nvb = n_ctx - bi * bs < bs ? n_ctx - bi * bs : bs;
-    const size_t base = (size_t)bt[bi] * blk_stride + (size_t)h * bs * hd;
+    const size_t base = (size_t)bt[bi] * blk_stride + (size_t)h * bs * rb;
     if (bi + 1 < n_blk) {
       /* The next block is elsewhere in the pool: the hardware prefetchers cannot guess it
        * (without this, paged ran 45-60% behind contiguous K/V at the same arithmetic). */
-      const size_t nb = (size_t)bt[bi + 1] * blk_stride + (size_t)h * bs * hd;
+      const size_t nb = (size_t)bt[bi + 1] * blk_stride + (size_t)h * bs * rb;
       const char *kn = (const char *)(K + nb), *vn = (const char *)(V + nb);
-      for (size_t b = 0; b < (size_t)bs * hd * sizeof(float); b += 64) {
+      for (size_t b = 0; b < (size_t)bs * rb; b += 64) {
         __builtin_prefetch(kn + b);
         __builtin_prefetch(vn + b);
       }
     }
     for (int o = 0; o < nvb; o += PL_ATTN_TILE) {
       const int nv = nvb - o < PL_ATTN_TILE ? nvb - o : PL_ATTN_TILE, pos0 = bi * bs + o;
-      const size_t off = base + (size_t)o * hd;
-      pl_attn_tile_f32(nl, hd, nv, pos0, pos0 + nv > lim_min ? lim : NULL, qt, K + off, V + off,
-                       m, l, acc);
+      const uint8_t *ko = K + base + (size_t)o * rb, *vo = V + base + (size_t)o * rb;
+      const float *kf = (const float *)ko, *vf = (const float *)vo;
+      if (kt != PL_DT_F32) {
+        for (int r = 0; r < nv; r++) {
+          pl_dequant_row(kt, ko + (size_t)r * rb, kd + (size_t)r * hd, hd);
+          pl_dequant_row(kt, vo + (size_t)r * rb, vd + (size_t)r * hd, hd);
+        }
+        kf = kd;
+        vf = vd;
+      }
+      pl_attn_tile_f32(nl, hd, nv, pos0, pos0 + nv > lim_min ? lim : NULL, qt, kf, vf, m, l,
+                       acc);
     }
   }
   for (int ln = 0; ln < nl; ln++) {

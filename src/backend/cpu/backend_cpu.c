@@ -38,14 +38,26 @@ static void cpu_destroy(pl_backend *be) {
   pl_free(c);
 }
 
-/* The CPU keeps K and V in F32 (the only dtype it supports today). */
-static size_t cpu_kv_bytes_per_token(const pl_backend *be, const pl_kv_spec *s) {
-  if (s->dtype != PL_DT_AUTO && s->dtype != PL_DT_F32)
-    return 0;
-  return (size_t)2 * s->n_layer * s->n_kv_head * s->head_dim * sizeof(float);
+size_t pl_cpu_kv_row_bytes(pl_dtype t, int head_dim) {
+  switch (t) {
+  case PL_DT_AUTO:
+  case PL_DT_F32: return (size_t)head_dim * 4;
+  case PL_DT_F16:
+  case PL_DT_BF16: return (size_t)head_dim * 2;
+  case PL_DT_Q8_0: return head_dim % 32 ? 0 : pl_dtype_row_bytes(t, head_dim);
+  default: return 0;
+  }
 }
 
-static pl_dtype cpu_kv_dtype(const pl_backend *be) { return PL_DT_F32; }
+/* AUTO keeps F32 on the CPU: the exact goldens compare F32 KV. */
+static size_t cpu_kv_bytes_per_token(const pl_backend *be, const pl_kv_spec *s) {
+  return (size_t)2 * s->n_layer * s->n_kv_head * pl_cpu_kv_row_bytes(s->dtype, s->head_dim);
+}
+
+static pl_dtype cpu_kv_dtype(const pl_backend *be) {
+  const pl_cpu_backend *c = (const pl_cpu_backend *)be;
+  return c->k_cache ? c->kv.dtype : PL_DT_F32;
+}
 
 static void cpu_mem_info(pl_backend *be, size_t *free_bytes, size_t *total_bytes) {
   *free_bytes = *total_bytes = 0;
@@ -101,36 +113,42 @@ static int cpu_kv_init(pl_backend *be, const pl_kv_spec *s) {
   if (s->n_layer <= 0 || s->n_kv_head <= 0 || s->head_dim <= 0 || s->block_size <= 0 ||
       s->n_blocks < 2 || s->n_head < s->n_kv_head)
     return pl_fail(PL_EINVAL, "bad KV cache spec");
-  if (!cpu_kv_bytes_per_token(be, s))
-    return pl_fail(PL_EUNSUPPORTED, "the CPU backend has no %s KV cache",
-                   pl_dtype_name(s->dtype));
+  size_t row = pl_cpu_kv_row_bytes(s->dtype, s->head_dim);
+  if (!row)
+    return pl_fail(PL_EUNSUPPORTED, "the CPU backend has no %s KV cache%s",
+                   pl_dtype_name(s->dtype),
+                   s->dtype == PL_DT_Q8_0 ? " for a head size that is not a multiple of 32" : "");
   pl_free(c->k_cache);
   pl_free(c->v_cache);
   pl_free(c->attn_scratch);
   c->kv = *s;
-  c->kv.dtype = PL_DT_F32;
-  c->layer_stride = (size_t)s->n_blocks * s->n_kv_head * s->block_size * s->head_dim;
+  if (c->kv.dtype == PL_DT_AUTO)
+    c->kv.dtype = PL_DT_F32;
+  c->row_bytes = row;
+  c->layer_stride = (size_t)s->n_blocks * s->n_kv_head * s->block_size * row;
   size_t total = c->layer_stride * (size_t)s->n_layer;
-  c->k_cache = pl_calloc(total, sizeof(float));
-  c->v_cache = pl_calloc(total, sizeof(float));
+  c->k_cache = pl_calloc(total, 1);
+  c->v_cache = pl_calloc(total, 1);
   int g = s->n_head / s->n_kv_head;
-  c->scratch_per_thread = (size_t)g * s->head_dim + 2 * (size_t)g + (size_t)s->block_size + 16;
+  c->scratch_per_thread =
+      (size_t)g * s->head_dim + 2 * (size_t)g + (size_t)s->block_size + 2 * (size_t)s->head_dim + 16;
   c->scratch_per_thread = (c->scratch_per_thread + 15) & ~(size_t)15; /* keep 64-byte rows */
   c->attn_scratch = pl_malloc(c->scratch_per_thread * (size_t)c->n_threads * sizeof(float));
   if (!c->k_cache || !c->v_cache || !c->attn_scratch) {
     pl_free(c->k_cache);
     pl_free(c->v_cache);
     pl_free(c->attn_scratch);
-    c->k_cache = c->v_cache = c->attn_scratch = NULL;
+    c->k_cache = c->v_cache = NULL;
+    c->attn_scratch = NULL;
     return pl_fail(PL_ENOMEM, "cannot allocate %.1f MiB of KV cache",
-                   2.0 * (double)total * sizeof(float) / (1 << 20));
+                   2.0 * (double)total / (1 << 20));
   }
   return 0;
 }
 
 static size_t cpu_kv_bytes(const pl_backend *be) {
   const pl_cpu_backend *c = (const pl_cpu_backend *)be;
-  return 2 * c->layer_stride * (size_t)c->kv.n_layer * sizeof(float);
+  return 2 * c->layer_stride * (size_t)c->kv.n_layer;
 }
 
 static int cpu_step_begin(pl_backend *be, const pl_step_plan *plan) {
@@ -280,17 +298,24 @@ static int cpu_kv_write(pl_backend *be, int layer, const float *k, const float *
   int n = c->plan->n_tokens;
   const pl_kv_spec *s = &c->kv;
   size_t hd = (size_t)s->head_dim, row = (size_t)s->n_kv_head * hd;
-  float *K = c->k_cache + (size_t)layer * c->layer_stride;
-  float *V = c->v_cache + (size_t)layer * c->layer_stride;
+  uint8_t *K = c->k_cache + (size_t)layer * c->layer_stride;
+  uint8_t *V = c->v_cache + (size_t)layer * c->layer_stride;
   for (int t = 0; t < n; t++) {
     int32_t slot = slots[t];
     if (slot < 0)
       continue; /* padding token: nothing to store */
     size_t b = (size_t)slot / (size_t)s->block_size, off = (size_t)slot % (size_t)s->block_size;
     for (int h = 0; h < s->n_kv_head; h++) {
-      size_t dst = ((b * (size_t)s->n_kv_head + (size_t)h) * (size_t)s->block_size + off) * hd;
-      memcpy(K + dst, k + (size_t)t * row + (size_t)h * hd, hd * sizeof(float));
-      memcpy(V + dst, v + (size_t)t * row + (size_t)h * hd, hd * sizeof(float));
+      size_t dst = ((b * (size_t)s->n_kv_head + (size_t)h) * (size_t)s->block_size + off) *
+                   c->row_bytes;
+      const float *ks = k + (size_t)t * row + (size_t)h * hd, *vs = v + (size_t)t * row + (size_t)h * hd;
+      if (s->dtype == PL_DT_F32) {
+        memcpy(K + dst, ks, hd * sizeof(float));
+        memcpy(V + dst, vs, hd * sizeof(float));
+      } else { /* round to nearest even (f16, bf16); Q8_0 as ggml's reference quantizer */
+        pl_quant_row(s->dtype, ks, K + dst, (int64_t)hd);
+        pl_quant_row(s->dtype, vs, V + dst, (int64_t)hd);
+      }
     }
   }
   return 0;
@@ -308,13 +333,13 @@ static int cpu_copy_blocks(pl_backend *be) {
   const int32_t *src = c->plan->copy_src, *dst = c->plan->copy_dst;
   int n = c->plan->n_copies;
   const pl_kv_spec *s = &c->kv;
-  size_t blk = (size_t)s->n_kv_head * s->block_size * s->head_dim;
+  size_t blk = (size_t)s->n_kv_head * s->block_size * c->row_bytes;
   for (int l = 0; l < s->n_layer; l++) {
-    float *K = c->k_cache + (size_t)l * c->layer_stride;
-    float *V = c->v_cache + (size_t)l * c->layer_stride;
+    uint8_t *K = c->k_cache + (size_t)l * c->layer_stride;
+    uint8_t *V = c->v_cache + (size_t)l * c->layer_stride;
     for (int i = 0; i < n; i++) {
-      memcpy(K + (size_t)dst[i] * blk, K + (size_t)src[i] * blk, blk * sizeof(float));
-      memcpy(V + (size_t)dst[i] * blk, V + (size_t)src[i] * blk, blk * sizeof(float));
+      memcpy(K + (size_t)dst[i] * blk, K + (size_t)src[i] * blk, blk);
+      memcpy(V + (size_t)dst[i] * blk, V + (size_t)src[i] * blk, blk);
     }
   }
   return 0;
