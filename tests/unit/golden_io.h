@@ -61,18 +61,24 @@ typedef struct {
   int32_t *table;
 } seq_runner;
 
-static int seq_init(seq_runner *s, const pl_model *m, pl_backend *be, int max_tokens, int bs) {
+/* ... with K/V kept as kv (PL_DT_F32 by default, seq_init) */
+static int seq_init_kv(seq_runner *s, const pl_model *m, pl_backend *be, int max_tokens, int bs,
+                       pl_dtype kv) {
   memset(s, 0, sizeof *s);
   s->bs = bs;
   s->max_blocks = (max_tokens + bs - 1) / bs;
   s->n_vocab = m->hp.n_vocab;
   pl_runner_params rp = {.max_tokens = max_tokens, .max_logits = max_tokens, .block_size = bs,
-                         .n_blocks = s->max_blocks + 1};
+                         .n_blocks = s->max_blocks + 1, .kv_dtype = kv};
   s->table = malloc(sizeof(int32_t) * (size_t)s->max_blocks);
   /* reversed order, so block ids and logical positions never coincide */
   for (int i = 0; i < s->max_blocks; i++)
     s->table[i] = s->max_blocks - i;
   return pl_runner_create(m, be, &rp, &s->r);
+}
+
+static int seq_init(seq_runner *s, const pl_model *m, pl_backend *be, int max_tokens, int bs) {
+  return seq_init_kv(s, m, be, max_tokens, bs, PL_DT_F32);
 }
 
 static void seq_free(seq_runner *s) {
