@@ -318,7 +318,7 @@ const char *pl_engine_opts_help(void) {
          "  -t, --threads N             compute threads (default: all cores)\n"
          "  --device auto|cpu|cuda[:N]  where to compute (default auto: the GPU when usable)\n"
          "  --gpu-memory-utilization F  GPU memory share for weights+activations+KV (0.9)\n"
-         "  --kv-cache-dtype T          auto|f32|f16|bf16|q8_0 (auto: bf16 on GPU, f32 on CPU)\n"
+         "  --kv-cache-dtype T          auto|f32|f16|bf16|q8_0 (auto: bf16 on GPU, f16 on CPU; q8_0: CPU)\n"
          "  --batch-invariant           GPU: outputs independent of batch composition (slower)\n"
          "  --enforce-eager             GPU: launch every op of every step (no CUDA graphs)\n"
          "  --max-waiting N             waiting-queue bound; beyond it requests get 503\n"

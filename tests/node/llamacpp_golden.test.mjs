@@ -9,6 +9,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { runPl, dataPath, sourcePath } from "./lib/util.mjs";
 
+// the goldens' KV cache is F32, so ours is too (the CPU's default is F16)
+const KV = ["--kv-cache-dtype", "f32"];
+
 for (const kind of ["f32", "f16"]) {
   const gold = JSON.parse(readFileSync(sourcePath(`tests/golden/llamacpp/tinystories-${kind}.json`), "utf8"));
   const model = dataPath(gold.model);
@@ -22,7 +25,7 @@ for (const kind of ["f32", "f16"]) {
       for (const c of gold.cases) {
         const n = c.generated_ids.length;
         const r = runPl(["generate", "-m", model, "--prompt-ids", c.prompt_ids.join(","), "-n", String(n),
-                         "--ids", "--ignore-eos", ...cfg]);
+                         "--ids", "--ignore-eos", ...KV, ...cfg]);
         assert.equal(r.status, 0, r.stderr);
         const ids = r.stdout.trim().split(/\s+/).map(Number);
         const firstDiff = ids.findIndex((v, i) => v !== c.generated_ids[i]);
@@ -37,7 +40,7 @@ for (const kind of ["f32", "f16"]) {
   test(`tinystories ${kind} first-step top-10 probabilities == llama.cpp`, () => {
     for (const c of gold.cases) {
       const r = runPl(["generate", "-m", model, "--prompt-ids", c.prompt_ids.join(","), "-n", "1",
-                       "--ids", "--logprobs", "10"]);
+                       "--ids", "--logprobs", "10", ...KV]);
       assert.equal(r.status, 0, r.stderr);
       // --logprobs prints "id:logprob" pairs of the top alternatives on stderr's last line
       const line = r.stderr.trim().split("\n").find((l) => l.startsWith("top:"));

@@ -158,7 +158,8 @@ test("8 requests with one long shared prefix: ref count 8 on the map, then cache
 
 test("a preemption forced by a tiny pool appears in the counters", { timeout: 3 * LONG }, async () => {
   // 8 KiB of K/V per token: 5 MiB = 40 blocks of 16 tokens, for 6 requests of ~210 tokens each
-  const srv = await startServer({ model: DEFAULT_MODEL, args: ["--kv-cache-memory", "5MiB", "--kv-admission", "greedy", "--seed", "1"] });
+  // 5 MiB of F32 KV: small enough that greedy admission must preempt
+  const srv = await startServer({ model: DEFAULT_MODEL, args: ["--kv-cache-memory", "5MiB", "--kv-cache-dtype", "f32", "--kv-admission", "greedy", "--seed", "1"] });
   try {
     const { page, errors } = await openPage(srv.url + "/#kv");
     await page.waitForSelector(".kv-cell");
