@@ -128,7 +128,30 @@ typedef struct {
   int ticks, stats, first_tokens, finished, stalled;
   int bad; /* a hook got an impossible value (counted here: CHECK is not thread-safe) */
   int finished_by[PL_FINISH_ERROR + 1];
+  /* The gate: while armed, the first first_token hook holds the engine thread (in the middle
+   * of routing that step's events, before the next step) until the test opens it, so what the
+   * test does meanwhile lands at a known point of the stream, however the threads run. */
+  pthread_cond_t cv;
+  int gate_armed, gate_reached, gate_open;
 } hook_log;
+
+static void gate_arm(hook_log *h) {
+  pthread_mutex_lock(&h->mu);
+  h->gate_armed = 1;
+  pthread_mutex_unlock(&h->mu);
+}
+static void gate_wait_reached(hook_log *h) {
+  pthread_mutex_lock(&h->mu);
+  while (!h->gate_reached)
+    pthread_cond_wait(&h->cv, &h->mu);
+  pthread_mutex_unlock(&h->mu);
+}
+static void gate_open(hook_log *h) {
+  pthread_mutex_lock(&h->mu);
+  h->gate_open = 1;
+  pthread_cond_broadcast(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+}
 
 static void hook_seen(hook_log *h) {
   pthread_mutex_lock(&h->mu);
@@ -153,8 +176,17 @@ static void h_stats(void *u, const pl_engine_stats *st, int n_queued) {
 }
 static void h_first(void *u, double s) {
   hook_seen(u);
-  ((hook_log *)u)->bad += !(s >= 0);
-  ((hook_log *)u)->first_tokens++;
+  hook_log *h = u;
+  h->bad += !(s >= 0);
+  h->first_tokens++;
+  pthread_mutex_lock(&h->mu);
+  if (h->gate_armed && !h->gate_reached) {
+    h->gate_reached = 1;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->gate_open)
+      pthread_cond_wait(&h->cv, &h->mu);
+  }
+  pthread_mutex_unlock(&h->mu);
 }
 static void h_finished(void *u, pl_finish_reason why, double s) {
   hook_seen(u);
@@ -172,6 +204,7 @@ static void h_stalled(void *u) {
 static pl_engine_thread *start(pl_engine *e, hook_log *h, double stall_s) {
   memset(h, 0, sizeof *h);
   pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->cv, NULL);
   pl_engine_thread_params tp;
   pl_engine_thread_params_default(&tp);
   tp.queue_timeout_s = 600; /* never reached: waiting-room jobs get in as the queue drains */
@@ -385,6 +418,7 @@ static void concurrent_jobs(pl_engine *e) {
   CHECK(!h.other_thread, "a hook ran on a second thread");
   CHECK_EQ_INT(h.bad, 0);
   pthread_mutex_destroy(&h.mu);
+  pthread_cond_destroy(&h.cv);
 }
 
 /* ---- 2. cancel, rejection, stall ---------------------------------------------------------- */
@@ -422,26 +456,25 @@ static void cancel_reject_stall(pl_engine *e, int max_len) {
     return;
   int long_tokens = max_len - refs[5].n_prompt;
 
-  /* cancel from another thread once the first tokens came */
+  /* cancel from another thread while the engine thread is held at the job's first token:
+   * the abort is taken before the next step, so each sample has exactly its first token */
+  gate_arm(&h);
   pl_job *j = long_job(5, 2, long_tokens);
   CHECK_EQ_INT(pl_engine_thread_submit(t, j), 0);
   CHECK_EQ_INT(pl_engine_thread_submit(t, j), PL_ESTATE); /* once per job */
-  job_out o;
-  memset(&o, 0, sizeof o);
-  int done = 0;
-  while (!done && o.n_out[0] == 0) {
-    pl_job_wait(j, 1000);
-    collect(&o, pl_job_take(j, &done));
-  }
+  gate_wait_reached(&h);
   canceller cc = {t, j};
   pthread_t th;
   CHECK(pthread_create(&th, NULL, cancel_main, &cc) == 0);
   pthread_join(th, NULL);
+  gate_open(&h);
+  job_out o;
+  memset(&o, 0, sizeof o);
   stream_all(j, &o);
   for (int c = 0; c < 2; c++) {
     CHECK_EQ_INT(o.finals[c], 1);
     CHECK_EQ_INT(o.finish[c], PL_FINISH_ABORT);
-    CHECK(o.n_out[c] < long_tokens, "choice %d: %d tokens: the cancel came too late", c, o.n_out[c]);
+    CHECK_EQ_INT(o.n_out[c], 1);
   }
   /* what came before the cancel is the reference's start (greedy: refs[5] is its prefix) */
   for (int c = 0; c < 2; c++) {
@@ -484,6 +517,7 @@ static void cancel_reject_stall(pl_engine *e, int max_len) {
   pl_engine_thread_free(t);
   CHECK_EQ_INT(h.finished_by[PL_FINISH_ABORT], 1);
   pthread_mutex_destroy(&h.mu);
+  pthread_cond_destroy(&h.cv);
 
   /* nobody reads: the stall bound aborts the job (1 ms: 4 x 217 tokens take far longer) */
   t = start(e, &h, 0.001);
@@ -504,6 +538,7 @@ static void cancel_reject_stall(pl_engine *e, int max_len) {
   pl_engine_thread_free(t);
   CHECK_EQ_INT(h.stalled, 1);
   pthread_mutex_destroy(&h.mu);
+  pthread_cond_destroy(&h.cv);
 }
 
 /* ---- 3. no allocation per event ---------------------------------------------------------- */
@@ -539,15 +574,27 @@ static void steady_no_alloc(pl_engine *e, int max_len) {
   }
   CHECK_EQ_INT(o.finish[0], PL_FINISH_LENGTH);
   CHECK_EQ_INT(o.n_out[0], max_tokens);
-  /* a few doublings of a buffer at most, against one allocation per event */
-  CHECK(events >= 50 && a1 - a0 <= 4, "%ld allocations over %d events", a1 - a0, events);
+  /* against one allocation per event: only the doublings of the two buffers, as a reader that
+   * falls behind (a loaded machine) takes bigger batches; a batch of k events (< 256 bytes
+   * each here) needs at most log2(k / 4) doublings of the first 1 KiB of each buffer */
+  int doublings = 0;
+  while ((1 << doublings) < events)
+    doublings++;
+  CHECK(events >= 16 && a1 - a0 <= 2 * doublings, "%ld allocations over %d events", a1 - a0,
+        events);
   printf("steady stream: %ld allocations over %d events\n", a1 - a0, events);
   pl_job_release(j);
   pl_engine_thread_free(t);
   pthread_mutex_destroy(&h.mu);
+  pthread_cond_destroy(&h.cv);
 }
 
 /* ---- 4. drain and stop -------------------------------------------------------------------- */
+
+static void *stop_main(void *t) {
+  pl_engine_thread_stop(t);
+  return NULL;
+}
 
 static void drain_and_stop(pl_engine *e, int max_len) {
   hook_log h;
@@ -575,18 +622,28 @@ static void drain_and_stop(pl_engine *e, int max_len) {
   pl_job_release(late);
   pl_engine_thread_free(t);
   pthread_mutex_destroy(&h.mu);
+  pthread_cond_destroy(&h.cv);
 
   /* stop with work in flight: readers blocked in pl_job_wait wake with final aborts */
   t = start(e, &h, 0);
   if (!t)
     return;
+  gate_arm(&h); /* the stop comes while the engine thread is held at the first token */
   for (int i = 0; i < 6; i++) {
     jobs[i] = long_job(3 + i, 2, max_len - refs[3 + i].n_prompt);
     CHECK_EQ_INT(pl_engine_thread_submit(t, jobs[i]), 0);
   }
   int status;
   CHECK_EQ_INT(verdict(jobs[0], &status), PL_JOB_ACCEPTED);
-  pl_engine_thread_stop(t);
+  gate_wait_reached(&h);
+  pthread_t stopper;
+  CHECK(pthread_create(&stopper, NULL, stop_main, t) == 0);
+  /* submit answers PL_EBUSY once the stop began (PL_ESTATE before: jobs[0] is submitted) */
+  struct timespec ms = {0, 1000000};
+  while (pl_engine_thread_submit(t, jobs[0]) != PL_EBUSY)
+    nanosleep(&ms, NULL);
+  gate_open(&h);
+  pthread_join(stopper, NULL);
   pl_engine_thread_stop(t); /* idempotent */
   for (int i = 0; i < 6; i++) {
     job_out o;
@@ -612,6 +669,7 @@ static void drain_and_stop(pl_engine *e, int max_len) {
   CHECK_EQ_INT(h.bad, 0);
   pl_engine_thread_free(t);
   pthread_mutex_destroy(&h.mu);
+  pthread_cond_destroy(&h.cv);
 
   /* the engine is ours again, empty, and gives the same output */
   pl_engine_stats st;
