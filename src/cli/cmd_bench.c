@@ -352,6 +352,8 @@ static int bench_throughput(int argc, char **argv) {
     json_object_set_new(j, "steps", json_integer(rs.steps));
     json_object_set_new(j, "tail_tokens", json_integer(rs.tail_tokens));
     json_object_set_new(j, "threads", json_integer(o.ep.n_threads));
+    json_object_set_new(j, "kv_dtype", json_string(pl_engine_kv_dtype(e)));
+    json_object_set_new(j, "kv_bytes_per_token", json_integer(st->kv_bytes_per_token));
     qsort(ttft, (size_t)o.n, sizeof *ttft, cmp_double);
     double p50 = ttft[o.n / 2], p90 = ttft[(int)(o.n * 0.9)], p99 = ttft[(int)(o.n * 0.99)];
     json_object_set_new(j, "ttft_p50_s", json_real(p50));
@@ -384,9 +386,9 @@ static int bench_throughput(int argc, char **argv) {
     } else {
       printf("workload         %s, %d requests (%lld in / %lld out tokens, the longest %d)\n",
              o.workload, o.n, (long long)rs.in_tokens, (long long)rs.out_tokens, longest);
-      printf("kv               %s, %lld blocks x %d tokens\n",
+      printf("kv               %s, %lld blocks x %d tokens, %s (%lld bytes/token)\n",
              o.ep.kv_alloc == PL_KV_STATIC ? "static" : "paged", (long long)st->blocks_total,
-             st->block_size);
+             st->block_size, pl_engine_kv_dtype(e), (long long)st->kv_bytes_per_token);
       printf("elapsed          %.2f s, %lld steps (%.2f ms each)\n", rs.seconds,
              (long long)rs.steps, rs.steps ? 1e3 * rs.seconds / rs.steps : 0);
       printf("throughput       %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",

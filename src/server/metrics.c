@@ -204,6 +204,9 @@ int pl_srv_metrics_render(pl_srv_metrics *m, const char *model, pl_strbuf *o) {
                model, s->kv_usage);
   rc |= metric(o, "kv_blocks_total", "gauge", "KV-cache blocks in the pool (excluding the null "
                "block).", model, (double)s->blocks_total);
+  rc |= metric(o, "kv_cache_bytes_per_token", "gauge", "Bytes of K and V per token over all "
+               "layers, in the KV cache's dtype (--kv-cache-dtype).", model,
+               (double)s->kv_bytes_per_token);
   rc |= metric(o, "kv_blocks_used", "gauge", "KV-cache blocks referenced by live sequences.",
                model, (double)s->blocks_used);
   rc |= metric(o, "kv_blocks_cached", "gauge", "Free KV-cache blocks that still hold a cached "

@@ -229,6 +229,7 @@ test("/metrics: vLLM-named series move with the traffic", async () => {
     "pagellm:num_requests_waiting",
     "pagellm:kv_cache_usage_perc",
     "pagellm:kv_blocks_total",
+    "pagellm:kv_cache_bytes_per_token",
     "pagellm:kv_blocks_used",
     "pagellm:kv_blocks_cached",
     "pagellm:prefix_cache_queries_total",
@@ -243,6 +244,9 @@ test("/metrics: vLLM-named series move with the traffic", async () => {
     assert.ok(k in m, `missing ${k}`);
   assert.equal(m["pagellm:num_requests_running"], 0);
   assert.equal(m["pagellm:kv_blocks_used"], 0);
+  // TinyStories-280K: 5 layers, 4 KV heads of 8 dims (its model card); K and V in f16, the
+  // CPU's default KV dtype
+  assert.equal(m["pagellm:kv_cache_bytes_per_token"], 2 * 5 * 4 * 8 * 2);
   assert.ok(m["pagellm:generation_tokens_total"] >= before["pagellm:generation_tokens_total"] + 10);
   assert.ok(m["pagellm:prompt_tokens_total"] > before["pagellm:prompt_tokens_total"]);
   assert.equal(m["pagellm:e2e_request_latency_seconds_count"], before["pagellm:e2e_request_latency_seconds_count"] + 1);
