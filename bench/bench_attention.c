@@ -2,8 +2,10 @@
  * shuffled block tables) against the same block-level kernel (pl_attn_tile_f32) over one
  * contiguous K/V array per sequence ([kv_head][position][head_dim], no block table), same
  * threads, same math. The vLLM paper measured 20-26% overhead for its 2023 GPU kernel; we aim under 5%.
- *   build/bench/bench_attention [n_seqs=16] [ctx=1024] [threads=2] [shuffle=1]
- * Shapes are TinyLlama's (32 query heads, 4 KV heads, head_dim 64), block size 16. */
+ *   build/bench/bench_attention [n_seqs=16] [ctx=1024] [threads=2] [shuffle=1] [kv=f32]
+ * Shapes are TinyLlama's (32 query heads, 4 KV heads, head_dim 64), block size 16. With kv =
+ * f16, bf16 or q8_0 the paged cache holds that type (GB/s then counts its bytes) and the
+ * contiguous run reads f32 K/V rounded through the same type, so the outputs still agree. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -70,7 +72,12 @@ int main(int argc, char **argv) {
   pl_backend *be;
   if (pl_backend_cpu_create(threads, &be) < 0)
     return 1;
-  pl_kv_spec spec = {1, NKV, HD, NH, BS, n_blocks, PL_DT_F32};
+  const char *kvn_name = argc > 5 ? argv[5] : "f32";
+  pl_dtype kvt = !strcmp(kvn_name, "f16")    ? PL_DT_F16
+                 : !strcmp(kvn_name, "bf16") ? PL_DT_BF16
+                 : !strcmp(kvn_name, "q8_0") ? PL_DT_Q8_0
+                                             : PL_DT_F32;
+  pl_kv_spec spec = {1, NKV, HD, NH, BS, n_blocks, kvt};
   if (be->ops->kv_init(be, &spec) < 0)
     return 1;
   pl_cpu_backend *c = (pl_cpu_backend *)be;
@@ -92,15 +99,17 @@ int main(int argc, char **argv) {
     K[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     V[i] = (float)((i * 40503u) % 1000) / 1000.0f - 0.5f;
   }
-  /* the same K/V into the paged cache */
+  /* the same K/V into the paged cache (rows in its dtype; the f32 copy rounded the same way) */
   for (int s = 0; s < n_seqs; s++)
     for (int h = 0; h < NKV; h++)
       for (int p = 0; p < ctx; p++) {
         size_t b = (size_t)bt[s * nb_seq + p / BS];
-        size_t dst = ((b * NKV + h) * BS + p % BS) * HD;
+        size_t dst = ((b * NKV + h) * BS + p % BS) * c->row_bytes;
         size_t src = (((size_t)s * NKV + h) * ctx + p) * HD;
-        memcpy(c->k_cache + dst, K + src, HD * 4);
-        memcpy(c->v_cache + dst, V + src, HD * 4);
+        pl_quant_row(kvt, K + src, c->k_cache + dst, HD);
+        pl_quant_row(kvt, V + src, c->v_cache + dst, HD);
+        pl_dequant_row(kvt, c->k_cache + dst, K + src, HD);
+        pl_dequant_row(kvt, c->v_cache + dst, V + src, HD);
       }
   float *q = pl_malloc((size_t)n_seqs * NH * HD * 4), *o1 = pl_malloc((size_t)n_seqs * NH * HD * 4),
         *o2 = pl_malloc((size_t)n_seqs * NH * HD * 4);
@@ -134,11 +143,11 @@ int main(int argc, char **argv) {
   double maxd = 0;
   for (int i = 0; i < n_seqs * NH * HD; i++)
     maxd = fabs(o1[i] - o2[i]) > maxd ? fabs(o1[i] - o2[i]) : maxd;
-  double bytes = 2.0 * kvn * 4;
-  printf("decode attention, %d seqs x %d ctx, %d/%d heads, head_dim %d, block %d, %d threads\n",
-         n_seqs, ctx, NH, NKV, HD, BS, threads);
-  printf("  paged (shuffled blocks)  %.3f ms  %.1f GB/s of K/V\n", best_p * 1e3, bytes / best_p / 1e9);
-  printf("  contiguous               %.3f ms  %.1f GB/s of K/V\n", best_c * 1e3, bytes / best_c / 1e9);
+  double bytes = 2.0 * kvn * 4, pbytes = 2.0 * (double)kvn / HD * (double)c->row_bytes;
+  printf("decode attention, %d seqs x %d ctx, %d/%d heads, head_dim %d, block %d, %d threads, "
+         "%s KV\n", n_seqs, ctx, NH, NKV, HD, BS, threads, pl_dtype_name(kvt));
+  printf("  paged (shuffled blocks)  %.3f ms  %.1f GB/s of K/V\n", best_p * 1e3, pbytes / best_p / 1e9);
+  printf("  contiguous (f32)         %.3f ms  %.1f GB/s of K/V\n", best_c * 1e3, bytes / best_c / 1e9);
   printf("  paging overhead          %+.1f%%   (outputs agree to %.2g)\n",
          100 * (best_p / best_c - 1), maxd);
   /* Prefill: one 512-token causal chunk (positions 0..511) of sequence 0, same paged cache.
