@@ -173,8 +173,9 @@ int pl_engine_create(const pl_engine_params *pin, pl_engine **out) {
   pl_kv_spec ks = pl_runner_kv_spec(e->model, p->block_size, 0, kv_dtype_of(p->kv_cache_dtype));
   size_t kv_tok = e->be->ops->kv_bytes_per_token(e->be, &ks);
   if (!kv_tok) {
-    rc = pl_fail(PL_EUNSUPPORTED, "the %s backend has no %s KV cache", e->be->ops->name,
-                 pl_dtype_name(ks.dtype));
+    rc = pl_fail(PL_EUNSUPPORTED, "the %s backend has no %s KV cache for this model (head_dim "
+                 "%d%s)", e->be->ops->name, pl_dtype_name(ks.dtype), ks.head_dim,
+                 ks.dtype == PL_DT_Q8_0 ? ": Q8_0 KV needs a multiple of 32, on the CPU" : "");
     goto fail;
   }
   size_t kv_bytes = p->kv_cache_bytes;

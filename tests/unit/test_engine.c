@@ -301,6 +301,13 @@ static void bad_requests(void) {
     }
   }
   pl_engine_destroy(e);
+  /* a KV dtype the backend cannot keep for this model: a clear error, no engine (TinyStories'
+   * heads have 8 dims; Q8_0 KV is kept in blocks of 32 on the CPU, and not at all on a GPU) */
+  ep.kv_cache_dtype = PL_KV_DTYPE_Q8_0;
+  e = NULL;
+  CHECK_EQ_INT(pl_engine_create(&ep, &e), PL_EUNSUPPORTED);
+  CHECK(e == NULL && strstr(pl_last_error(), "Q8_0 KV cache") &&
+            strstr(pl_last_error(), "head_dim 8"), "%s", pl_last_error());
 }
 
 /* Out of memory while a sample's last output event is queued: the sample fails with a message
