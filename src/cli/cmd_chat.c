@@ -15,11 +15,34 @@
 #include "pagellm.h"
 #include "util/alloc.h"
 #include "util/array.h"
+#include "util/error.h"
+
+/* The history (role and content strings) as the engine's C messages, borrowing its strings. */
+static int render(pl_engine *e, json_t *msgs, char **prompt, size_t *plen) {
+  size_t n = json_array_size(msgs);
+  pl_chat_msg *m = pl_calloc(n ? n : 1, sizeof *m);
+  pl_chat_field *f = pl_calloc(n ? 2 * n : 1, sizeof *f);
+  int rc = m && f ? 0 : pl_fail(PL_ENOMEM, "out of memory");
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    json_t *msg = json_array_get(msgs, i);
+    const char *keys[2] = {"role", "content"};
+    for (int k = 0; k < 2; k++) {
+      json_t *v = json_object_get(msg, keys[k]);
+      f[2 * i + k] = (pl_chat_field){keys[k], json_string_value(v), json_string_length(v), 0};
+    }
+    m[i] = (pl_chat_msg){&f[2 * i], 2};
+  }
+  if (rc == 0)
+    rc = pl_engine_render_chat(e, m, n, NULL, NULL, 1, 0, prompt, plen);
+  pl_free(m);
+  pl_free(f);
+  return rc;
+}
 
 static int reply(pl_engine *e, json_t *msgs, const pl_sampling_params *sp, int tty) {
   char *prompt = NULL;
   size_t plen = 0;
-  if (pl_engine_render_chat(e, msgs, NULL, NULL, 1, 0, &prompt, &plen) < 0) {
+  if (render(e, msgs, &prompt, &plen) < 0) {
     fprintf(stderr, "pagellm chat: %s\n", pl_last_error());
     return -1;
   }

@@ -45,16 +45,17 @@ void pl_engine_unload_text(pl_engine *e) {
   pl_free(e->eos_text);
 }
 
-int pl_engine_render_chat(const pl_engine *e, const json_t *messages, const json_t *tools,
-                          const json_t *extra, int add_generation_prompt, size_t max_text,
-                          char **out, size_t *out_len) {
+int pl_engine_render_chat(const pl_engine *e, const pl_chat_msg *msgs, size_t n_msgs,
+                          const json_t *tools, const json_t *extra, int add_generation_prompt,
+                          size_t max_text, char **out, size_t *out_len) {
   if (!e->tmpl)
     return pl_fail(PL_ENOTFOUND,
                    "this model has no usable chat template; start the server with "
                    "--chat-template FILE (or use /v1/completions)");
   pl_chat_render_params rp;
   pl_chat_render_params_default(&rp);
-  rp.messages = messages;
+  rp.msgs = msgs;
+  rp.n_msgs = n_msgs;
   rp.tools = tools;
   rp.extra = extra;
   rp.add_generation_prompt = add_generation_prompt;

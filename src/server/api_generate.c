@@ -562,11 +562,17 @@ enum MHD_Result pl_api_generate(pl_server *s, struct MHD_Connection *c, pl_http_
   gen_input in = {0};
   pl_job *job = NULL;
   enum MHD_Result result;
-  if (pl_oai_parse(kind, h->body.data, h->body.len, req, &err) < 0) {
+  /* The request takes the body: a chat's messages are parsed in place in it. Its bytes stay
+   * counted in the in-flight budget until it is parsed. */
+  char *body = h->body.data;
+  size_t body_len = h->body.len;
+  h->body = (pl_strbuf){0};
+  int prc = pl_oai_parse_owned(kind, body, body_len, req, &err);
+  pl_http_body_drop(s, h);
+  if (prc < 0) {
     pl_free(req);
     return pl_http_error(s, c, &err);
   }
-  pl_http_body_drop(s, h);
   if (req->ignored[0])
     PL_DEBUG("ignoring unknown request fields: %s", req->ignored);
   if (kind == PL_OAI_CHAT && req->tool_choice != PL_OAI_TOOLS_NONE &&

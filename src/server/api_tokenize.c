@@ -50,7 +50,7 @@ static int tokenize_(pl_server *s, struct MHD_Connection *c, pl_http_req *h, pl_
   if ((rc = pl_api_check_model(s, &req, err)) < 0 ||
       (rc = pl_oai_check_token_ids(&req, pl_srv_vocab_size(e), err)) < 0)
     goto out;
-  if (req.messages) {
+  if (req.msgs.msgs) {
     if (!pl_srv_has_chat_template(e)) {
       pl_oai_errorf(err, 400, NULL, "This model has no chat template; start the server with "
                     "--chat-template FILE to tokenize messages.");

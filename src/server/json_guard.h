@@ -11,4 +11,9 @@
  * failed during the parse (jansson's through util/alloc.h, or its own out-of-memory code),
  * whatever jansson said. *out is NULL on failure. */
 int pl_json_loadb(const char *buf, size_t len, size_t flags, json_t **out, json_error_t *jerr);
+/* pl_json_loadb of buf with its bytes [from, to) read as `with` instead (the rest of a chat
+ * body around its messages, which are parsed elsewhere). Positions in *jerr are those of the
+ * text read. Same returns. */
+int pl_json_loadb_replacing(const char *buf, size_t len, size_t from, size_t to, const char *with,
+                            size_t flags, json_t **out, json_error_t *jerr);
 #endif

@@ -258,22 +258,13 @@ static int parse_prompt(pl_oai_request *r, const char *key, pl_oai_error *err) {
 
 /* ---- chat messages ------------------------------------------------------------------------ */
 
-static int normalize_content(json_t *msg, size_t i, const char *role, pl_oai_error *err) {
-  char param[64];
-  snprintf(param, sizeof param, "messages[%zu].content", i);
-  json_t *c = json_object_get(msg, "content");
-  int may_be_null = !strcmp(role, "assistant");
-  if (!c || json_is_null(c)) {
-    if (!may_be_null)
-      return pl_oai_errorf(err, 400, param, "'%s' is required for role '%s'", param, role);
-    return json_object_set_new(msg, "content", json_null()) ? PL_ENOMEM : 0;
-  }
-  if (json_is_string(c))
-    return 0;
+/* Content given as an array of parts, as one string: text parts are joined with "\n" (what
+ * vLLM does for templates that expect a string). */
+static int join_content(json_t *c, const char *param, char **out, size_t *out_len,
+                        pl_oai_error *err) {
   if (!json_is_array(c))
     return pl_oai_errorf(err, 400, param, "'%s' must be a string or an array of content parts, "
                          "got %s", param, type_name(c));
-  /* Text parts are joined with "\n" (what vLLM does for templates that expect a string). */
   pl_strbuf b = {0};
   for (size_t j = 0; j < json_array_size(c); j++) {
     json_t *part = json_array_get(c, j);
@@ -297,10 +288,69 @@ static int normalize_content(json_t *msg, size_t i, const char *role, pl_oai_err
       return pl_oai_errorf(err, 500, NULL, "out of memory");
     }
   }
-  json_t *s = json_stringn(b.data ? b.data : "", b.len);
-  pl_strbuf_free(&b);
-  if (!s || json_object_set_new(msg, "content", s) < 0)
+  *out_len = b.len;
+  if (!(*out = pl_strbuf_take(&b)))
     return pl_oai_errorf(err, 500, NULL, "out of memory");
+  return 0;
+}
+
+static int is_json_null(const pl_chat_field *f) {
+  return f->is_json && f->len == 4 && !memcmp(f->val, "null", 4);
+}
+
+/* A message's content made a string (or null where the role allows it). */
+static int normalize_content(pl_chat_msgs *m, size_t i, const char *role, pl_oai_error *err) {
+  char param[64];
+  snprintf(param, sizeof param, "messages[%zu].content", i);
+  pl_chat_msg *msg = &m->msgs[i];
+  pl_chat_field *c = pl_chat_msg_field(msg, "content");
+  if (!c || is_json_null(c)) {
+    if (strcmp(role, "assistant") != 0)
+      return pl_oai_errorf(err, 400, param, "'%s' is required for role '%s'", param, role);
+    if (!c) /* added as null (the field array has a spare slot per message) */
+      ((pl_chat_field *)msg->fields)[msg->n++] = (pl_chat_field){"content", "null", 4, 1};
+    return 0;
+  }
+  if (!c->is_json)
+    return 0;
+  json_t *v = NULL;
+  int rc = pl_json_loadb(c->val, c->len, JSON_DECODE_ANY, &v, NULL);
+  if (rc < 0) /* checked JSON text: only out of memory */
+    return pl_oai_errorf(err, 500, NULL, "out of memory");
+  char *text = NULL;
+  size_t len = 0;
+  rc = join_content(v, param, &text, &len, err);
+  json_decref(v);
+  if (rc < 0)
+    return rc;
+  if (pl_chat_msgs_own(m, text) < 0)
+    return pl_oai_errorf(err, 500, NULL, "out of memory");
+  *c = (pl_chat_field){c->key, text, len, 0};
+  return 0;
+}
+
+/* Message i of the JSON tree as fields: strings borrowed from the tree, other values as their
+ * JSON text. */
+static int tree_message(pl_chat_msgs *m, size_t i, json_t *msg, pl_oai_error *err) {
+  pl_chat_msgs_begin(m, i);
+  const char *key;
+  json_t *v;
+  json_object_foreach(msg, key, v) {
+    if (json_is_string(v)) {
+      pl_chat_msgs_add_field(m, key, json_string_value(v), json_string_length(v), 0);
+      continue;
+    }
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY, n = json_dumpb(v, NULL, 0, flags);
+    char *text = n ? pl_malloc(n + 1) : NULL;
+    if (!text || json_dumpb(v, text, n, flags) != n) {
+      pl_free(text);
+      return pl_oai_errorf(err, 500, NULL, "out of memory");
+    }
+    text[n] = '\0';
+    if (pl_chat_msgs_own(m, text) < 0)
+      return pl_oai_errorf(err, 500, NULL, "out of memory");
+    pl_chat_msgs_add_field(m, key, text, n, 1);
+  }
   return 0;
 }
 
@@ -330,45 +380,47 @@ static int json_depth(const char *p, size_t n) {
 static int parse_messages(pl_oai_request *r, pl_oai_error *err) {
   static const char *const roles[] = {"system", "developer", "user", "assistant", "tool",
                                       "function", NULL};
-  json_t *m = json_object_get(r->root, "messages");
-  if (!m || json_is_null(m))
-    return pl_oai_errorf(err, 400, "messages", "'messages' is required");
-  if (!json_is_array(m))
-    return pl_oai_errorf(err, 400, "messages", "'messages' must be an array, got %s",
-                         type_name(m));
-  if (json_array_size(m) == 0)
+  /* Parsed in place already (r->msgs.body), or taken from the JSON tree here. */
+  json_t *m = r->msgs.body ? NULL : json_object_get(r->root, "messages");
+  size_t n = r->msgs.body ? r->msgs.n : json_array_size(m);
+  if (!r->msgs.body) {
+    if (!m || json_is_null(m))
+      return pl_oai_errorf(err, 400, "messages", "'messages' is required");
+    if (!json_is_array(m))
+      return pl_oai_errorf(err, 400, "messages", "'messages' must be an array, got %s",
+                           type_name(m));
+  }
+  if (n == 0)
     return pl_oai_errorf(err, 400, "messages", "'messages' must not be empty");
-  if (json_array_size(m) > PL_OAI_MAX_MESSAGES)
+  if (n > PL_OAI_MAX_MESSAGES)
     return pl_oai_errorf(err, 400, "messages", "'messages' has %zu entries; the limit is %d",
-                         json_array_size(m), PL_OAI_MAX_MESSAGES);
-  r->messages = json_array();
-  if (!r->messages)
-    return pl_oai_errorf(err, 500, NULL, "out of memory");
-  for (size_t i = 0; i < json_array_size(m); i++) {
-    json_t *msg = json_array_get(m, i);
+                         n, PL_OAI_MAX_MESSAGES);
+  if (m) {
+    size_t n_fields = 0;
+    for (size_t i = 0; i < n; i++)
+      n_fields += json_object_size(json_array_get(m, i));
+    if (pl_chat_msgs_init(&r->msgs, n, n_fields) < 0)
+      return pl_oai_errorf(err, 500, NULL, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
     char param[64];
     snprintf(param, sizeof param, "messages[%zu]", i);
-    if (!json_is_object(msg))
-      return pl_oai_errorf(err, 400, param, "'%s' must be an object, got %s", param,
-                           type_name(msg));
-    json_t *role_v = json_object_get(msg, "role");
+    if (m) {
+      json_t *msg = json_array_get(m, i);
+      if (!json_is_object(msg))
+        return pl_oai_errorf(err, 400, param, "'%s' must be an object, got %s", param,
+                             type_name(msg));
+      TRY(tree_message(&r->msgs, i, msg, err));
+    }
+    pl_chat_field *role_f = pl_chat_msg_field(&r->msgs.msgs[i], "role");
     snprintf(param, sizeof param, "messages[%zu].role", i);
-    if (!json_is_string(role_v))
+    if (!role_f || role_f->is_json)
       return pl_oai_errorf(err, 400, param, "'%s' must be a string", param);
-    const char *role = json_string_value(role_v);
+    const char *role = role_f->val;
     if (!in_list(roles, role))
       return pl_oai_errorf(err, 400, param, "'%s' must be one of system, developer, user, "
                            "assistant, tool; got '%s'", param, role);
-    if (json_is_string(json_object_get(msg, "content"))) {
-      /* already normal: shared, not copied (a long chat's messages are most of its tree) */
-      if (json_array_append(r->messages, msg) < 0)
-        return pl_oai_errorf(err, 500, NULL, "out of memory");
-      continue;
-    }
-    json_t *copy = json_copy(msg); /* shallow: content is replaced, the rest is shared */
-    if (!copy || json_array_append_new(r->messages, copy) < 0)
-      return pl_oai_errorf(err, 500, NULL, "out of memory");
-    TRY(normalize_content(copy, i, role, err));
+    TRY(normalize_content(&r->msgs, i, role, err));
   }
   return 0;
 }
@@ -840,8 +892,44 @@ static int parse_body(pl_oai_request *r, pl_oai_error *err) {
   return pl_oai_errorf(err, 500, NULL, "unknown request kind");
 }
 
-int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request *req,
-                 pl_oai_error *err) {
+/* A chat's messages parsed in place (chat_msgs.h) and the rest of the body by jansson: 1 done,
+ * 0 not taken (the caller parses the whole body with jansson), PL_ENOMEM. own: body itself
+ * when the caller gives it up (the messages then point into it), else NULL (a copy of the
+ * messages' text is made). */
+static int parse_inplace(const char *body, size_t len, char *own, pl_oai_request *req,
+                         pl_oai_error *err) {
+  size_t vs, ve;
+  if (pl_chat_msgs_find(body, len, &vs, &ve) < 0)
+    return 0;
+  json_error_t jerr;
+  int rc = pl_json_loadb_replacing(body, len, vs, ve, "[]", JSON_REJECT_DUPLICATES, &req->root,
+                                   &jerr);
+  if (rc == PL_EINVAL)
+    return 0; /* jansson's own parse of the body names the error */
+  char *text = own ? own + vs : NULL;
+  if (rc == 0 && !own && (text = pl_malloc(ve - vs + 1)))
+    memcpy(text, body + vs, ve - vs);
+  if (rc == 0 && text)
+    rc = pl_chat_msgs_parse_inplace(text, ve - vs, &req->msgs);
+  else if (rc == 0)
+    rc = PL_ENOMEM;
+  if (rc == 0) {
+    req->msgs.body = own ? own : text;
+    return 1;
+  }
+  if (!own)
+    pl_free(text);
+  json_decref(req->root);
+  req->root = NULL;
+  if (rc == PL_ENOMEM) {
+    pl_oai_errorf(err, 500, NULL, "out of memory");
+    return PL_ENOMEM;
+  }
+  return 0; /* not taken: the body is untouched */
+}
+
+static int parse_(pl_oai_kind kind, const char *body, size_t len, char *own,
+                  pl_oai_request *req, pl_oai_error *err) {
   memset(req, 0, sizeof *req);
   memset(err, 0, sizeof *err);
   req->kind = kind;
@@ -852,11 +940,13 @@ int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request 
   req->logprobs = -1;
   pl_sampling_params_default(&req->sp);
   if (len == 0) {
+    pl_free(own);
     pl_oai_errorf(err, 400, NULL, "the request body is empty; a JSON object is required");
     return PL_EINVAL;
   }
   int depth = json_depth(body, len);
   if (depth > PL_OAI_MAX_JSON_DEPTH) {
+    pl_free(own);
     pl_oai_errorf(err, 400, NULL, "the JSON body nests arrays and objects %d deep; the limit is "
                   "%d", depth, PL_OAI_MAX_JSON_DEPTH);
     return PL_EINVAL;
@@ -865,8 +955,16 @@ int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request 
   /* jansson rejects invalid UTF-8, lone surrogates and \u0000, so every string below is valid
    * NUL-free UTF-8. Duplicate keys are refused, as the OpenAI API does. */
   long failures0 = pl_alloc_thread_failures();
-  int prc = pl_json_loadb(body, len, JSON_REJECT_DUPLICATES, &req->root, &jerr);
+  int prc = 0;
+  if (kind == PL_OAI_CHAT || kind == PL_OAI_TOKENIZE)
+    prc = parse_inplace(body, len, own, req, err);
+  if (prc == 1)
+    own = NULL; /* req->msgs holds it */
+  else if (prc == 0)
+    prc = pl_json_loadb(body, len, JSON_REJECT_DUPLICATES, &req->root, &jerr);
+  pl_free(own); /* parsed (or not) by jansson: nothing points into it */
   if (prc == PL_ENOMEM) {
+    pl_oai_request_free(req);
     pl_oai_errorf(err, 500, NULL, "out of memory");
     return PL_ENOMEM; /* our failure, never the client's */
   }
@@ -896,6 +994,16 @@ int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request 
   return 0;
 }
 
+int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request *req,
+                 pl_oai_error *err) {
+  return parse_(kind, body, len, NULL, req, err);
+}
+
+int pl_oai_parse_owned(pl_oai_kind kind, char *body, size_t len, pl_oai_request *req,
+                       pl_oai_error *err) {
+  return parse_(kind, body, len, body, req, err);
+}
+
 void pl_oai_request_free(pl_oai_request *req) {
   for (int i = 0; i < req->n_prompts; i++)
     pl_free(req->prompts[i].ids);
@@ -905,17 +1013,14 @@ void pl_oai_request_free(pl_oai_request *req) {
   pl_free(req->bias_ids);
   pl_free(req->bias_vals);
   pl_free(req->grammar);
-  if (req->messages)
-    json_decref(req->messages);
+  pl_chat_msgs_free(&req->msgs);
   if (req->root)
     json_decref(req->root);
   memset(req, 0, sizeof *req);
 }
 
 void pl_oai_request_drop_messages(pl_oai_request *req) {
-  if (req->messages)
-    json_decref(req->messages);
-  req->messages = NULL;
+  pl_chat_msgs_free(&req->msgs);
   if (req->root) /* frees without allocating */
     json_object_del(req->root, "messages");
 }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "pagellm.h"
+#include "server/chat_msgs.h"
 
 /* Limits that keep one request from monopolising the server. */
 #define PL_OAI_MAX_N 128         /* n (OpenAI's limit) and total choices of a batch */
@@ -70,8 +71,9 @@ typedef struct pl_oai_request {
   int n_prompts;
   int prompt_is_batch; /* prompt was an array of prompts */
 
-  /* chat / tokenize with "messages" */
-  json_t *messages;       /* normalized copy: every content is a string or null (owned) */
+  /* chat / tokenize with "messages": every content is a string or JSON null (normalized);
+   * the strings point into the body (kept here) or into root */
+  pl_chat_msgs msgs;
   json_t *tools;          /* borrowed from root, NULL when absent */
   json_t *template_kwargs; /* borrowed chat_template_kwargs object, or NULL */
   int add_generation_prompt;  /* default 1 */
@@ -108,11 +110,16 @@ typedef struct pl_oai_request {
 
 /* Parse and validate `body` (len bytes, need not be NUL-terminated). On success returns 0 and
  * the caller frees *req with pl_oai_request_free. On failure returns PL_EINVAL (or PL_ENOMEM),
- * fills *err, and *req needs no freeing. */
+ * fills *err, and *req needs no freeing. A chat's messages are parsed in place in a copy of
+ * their text (chat_msgs.h). */
 int pl_oai_parse(pl_oai_kind kind, const char *body, size_t len, pl_oai_request *req,
                  pl_oai_error *err);
+/* The same, taking body (pl_malloc'd): a chat's messages are parsed in place in it, and it is
+ * kept until they are dropped; otherwise it is freed once parsed. Freed on failure too. */
+int pl_oai_parse_owned(pl_oai_kind kind, char *body, size_t len, pl_oai_request *req,
+                       pl_oai_error *err);
 void pl_oai_request_free(pl_oai_request *req);
-/* Free the chat's messages (req->messages and the body's "messages") once the template has
+/* Free the chat's messages (req->msgs, the body they point into, root's "messages") once the template has
  * rendered them: nothing reads them later, and in a long chat they are most of the request's
  * memory. Other fields stay valid. */
 void pl_oai_request_drop_messages(pl_oai_request *req);

@@ -67,17 +67,16 @@ int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, size_t max
   if (!pl_engine_chat_template(e))
     return pl_fail(PL_EUNSUPPORTED, "the model has no chat template");
   size_t n = 0;
-  PL_TRY(pl_engine_render_chat(e, req->messages, req->tools, req->template_kwargs,
-                               req->add_generation_prompt,
+  PL_TRY(pl_engine_render_chat(e, req->msgs.msgs, req->msgs.n, req->tools,
+                               req->template_kwargs, req->add_generation_prompt,
                                req->continue_final_message ? 0 : max_text, out, &n));
   if (req->continue_final_message) {
     /* Like vLLM: render without a generation prompt, then cut everything after the final
      * message's content so the model continues that message. */
-    size_t m = json_array_size(req->messages);
-    const char *last = m ? json_string_value(json_object_get(json_array_get(req->messages, m - 1),
-                                                             "content"))
-                         : NULL;
-    size_t ll = last ? strlen(last) : 0;
+    size_t m = req->msgs.n;
+    const pl_chat_field *c = m ? pl_chat_msg_field(&req->msgs.msgs[m - 1], "content") : NULL;
+    const char *last = c && !c->is_json ? c->val : NULL;
+    size_t ll = last ? c->len : 0;
     if (ll && ll <= n) {
       for (size_t i = n - ll + 1; i-- > 0;) {
         if (!memcmp(*out + i, last, ll)) {

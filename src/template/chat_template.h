@@ -12,7 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "template/jinja.h"
+
 typedef struct pl_chat_template pl_chat_template;
+
+/* A message as C arrays (see pl_jinja_field): its fields in order, each a string or the JSON
+ * text of another value (null content, tool_calls, ...). A server can point these into the
+ * request body instead of holding a JSON tree of a long chat. */
+typedef pl_jinja_field pl_chat_field;
+typedef pl_jinja_dict pl_chat_msg;
 
 /* Parse a template (NUL-terminated Jinja text). Errors: PL_ETEMPLATE with a message naming the
  * line and the construct (e.g. "template line 3: unsupported tag 'include'"), PL_EINVAL,
@@ -28,7 +36,9 @@ const char *pl_chat_template_builtin_source(const char *name);
 void pl_chat_template_free(pl_chat_template *t); /* NULL ok */
 
 typedef struct pl_chat_render_params {
-  const json_t *messages;    /* array of message objects (required) */
+  const json_t *messages;    /* array of message objects; or NULL and msgs below */
+  const pl_chat_msg *msgs;   /* the messages as C arrays (when messages is NULL) */
+  size_t n_msgs;
   const json_t *tools;       /* array of OpenAI tool schemas, or NULL (the template sees None) */
   const json_t *documents;   /* or NULL (None) */
   int add_generation_prompt; /* append the assistant turn header */

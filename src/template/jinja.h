@@ -19,8 +19,25 @@ typedef struct pl_jinja_template pl_jinja_template;
 int pl_jinja_template_parse(const char *src, size_t len, pl_jinja_template **out);
 void pl_jinja_template_free(pl_jinja_template *t); /* NULL ok */
 
+/* A dict given as C arrays rather than JSON, for values held outside jansson (a chat's
+ * messages borrowed from the request body): each field's value is a string or JSON text.
+ * Strings are borrowed for the render (NUL-terminated at val[len]); JSON text is parsed. */
+typedef struct pl_jinja_field {
+  const char *key; /* NUL-terminated */
+  const char *val;
+  size_t len;
+  int is_json; /* 0: val is the string; 1: val is the JSON text of any value */
+} pl_jinja_field;
+typedef struct pl_jinja_dict {
+  const pl_jinja_field *fields;
+  size_t n;
+} pl_jinja_dict;
+
 typedef struct pl_jinja_render_opts {
   const json_t *vars;  /* object: variable name -> value (NULL = none) */
+  const char *list_name;     /* with list: one more variable, a list of dicts (after vars) */
+  const pl_jinja_dict *list;
+  size_t list_n;
   int64_t now;         /* strftime_now clock: 0 = current local time, else Unix time as UTC */
   size_t max_output;   /* bytes of output and of any one string; 0 = 64 MiB */
   size_t max_text;     /* bytes of the rendered text alone, when below max_output (0 = none);

@@ -30,6 +30,15 @@ void pl_alloc_trim(void);
 void *pl_malloc_raw(size_t n);
 void pl_free_raw(void *p);
 
+/* Between begin and end (nestable, per thread), an injected failure in pl_malloc_raw is
+ * counted (pl_alloc_thread_failures moves, so the caller voids its result) but the block is
+ * still given. For jansson's parser, which cannot survive a failed allocation: jansson 2.14
+ * ignores a failed growth of its lexer's text buffer (akheron/jansson#362), and when the lost
+ * byte is a string's closing quote it reads and writes past two heap blocks. A real failure
+ * there still returns NULL: that hazard is jansson's, until it checks. */
+void pl_alloc_soft_begin(void);
+void pl_alloc_soft_end(void);
+
 /* Allocations that failed on the calling thread so far (real or injected): a library that
  * reports any error the same way (jansson's parser) is told apart from bad input by whether
  * this moved. */

@@ -224,11 +224,12 @@ static void test_chat(void) {
           "\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]},"
           "{\"role\":\"assistant\",\"content\":null}],\"logprobs\":true,\"top_logprobs\":3,"
           "\"max_tokens\":9,\"max_completion_tokens\":4,\"chat_template_kwargs\":{\"x\":1}}");
-  CHECK_EQ_INT(json_array_size(req.messages), 3);
+  CHECK_EQ_INT(req.msgs.n, 3);
   /* text parts are joined with "\n" */
-  CHECK(!strcmp(json_string_value(json_object_get(json_array_get(req.messages, 1), "content")),
-                "a\nb"));
-  CHECK(json_is_null(json_object_get(json_array_get(req.messages, 2), "content")));
+  const pl_chat_field *c1 = pl_chat_msg_field(&req.msgs.msgs[1], "content");
+  CHECK(c1 && !c1->is_json && !strcmp(c1->val, "a\nb") && c1->len == 3);
+  const pl_chat_field *c2 = pl_chat_msg_field(&req.msgs.msgs[2], "content");
+  CHECK(c2 && c2->is_json && c2->len == 4 && !memcmp(c2->val, "null", 4));
   CHECK_EQ_INT(req.logprobs, 3);
   CHECK_EQ_INT(req.max_tokens, 4); /* max_completion_tokens wins */
   CHECK(req.template_kwargs != NULL);
@@ -293,7 +294,7 @@ static void test_tokenize_detokenize(void) {
   CHECK_EQ_INT(req.return_token_strs, 1);
   pl_oai_request_free(&req);
   GOOD(PL_OAI_TOKENIZE, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
-  CHECK(req.messages != NULL);
+  CHECK(req.msgs.msgs != NULL);
   pl_oai_request_free(&req);
   BAD(PL_OAI_TOKENIZE, "{}", 400, "prompt");
   BAD(PL_OAI_TOKENIZE, "{\"prompt\":\"a\",\"messages\":[]}", 400, "messages");
