@@ -10,6 +10,7 @@
 #              test_cuda_quant with the opt-ins on too)
 #   goal 2     bench throughput, Llama-3-8B shape, sharegpt-like x 1000: default, opt-ins on
 #   ncu        the decode instance at 64 x 4096 (when ncu is there)
+#   specdraft  issue 17's draft-model timing with --spec-no-backoff (gpu-bench-goals.sh)
 # The most important measurement comes first: a call can end early (10 minutes a command).
 # Here: scripts/gpu-pack.sh --no-node; device: carry [".devcarry"], command scripts/gpu-ab.sh.
 # Writes to $OUT (default /tmp/ab) and prints the key lines.
@@ -68,4 +69,6 @@ if command -v ncu >/dev/null; then
   grep -E "attn_mma_k|Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Block Limit" \
     "$O/ncu-attn.txt" | head -30
 fi
+el "specdraft"
+OUT=$O timeout 300 scripts/gpu-bench-goals.sh specdraft
 el "done"
