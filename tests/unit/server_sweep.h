@@ -150,13 +150,14 @@ typedef struct {
   int runs, oom, full; /* requests made; answered out of memory; answered in full */
 } sw_result;
 
-/* POST body to path with the k-th allocation failing, for k = 0, 1, ... every_from - 1, then
+/* Send body to path (method: "POST", or "GET" with body NULL) with the k-th allocation failing, for k = 0, 1, ... every_from - 1, then
  * every 5th k, until the request makes fewer than k + 1 allocations (every point was tried).
  * After each: the engine drains and the live allocation count returns to its value before
  * the sweep (events and responses are freed by the connection thread after the client saw
  * EOF, so it is given a moment). */
-static sw_result sw_sweep(const char *name, const char *path, const char *body, int every_from,
-                          sw_judge_fn judge, void *ctx) {
+static sw_result sw_sweep_method(const char *name, const char *method, const char *path,
+                                 const char *body, int every_from, sw_judge_fn judge,
+                                 void *ctx) {
   sw_result res = {0};
   sw_wait_idle();
   usleep(100000);
@@ -165,7 +166,7 @@ static sw_result sw_sweep(const char *name, const char *path, const char *body, 
   for (int k = 0; k < 100000; k += k < every_from ? 1 : 5) {
     long n0 = pl_alloc_count();
     pl_alloc_fail_after(k);
-    http_resp h = http("POST", path, body);
+    http_resp h = http(method, path, body);
     int reached = pl_alloc_count() - n0 > k;
     pl_alloc_fail_after(-1);
     res.runs++;
@@ -202,9 +203,15 @@ static sw_result sw_sweep(const char *name, const char *path, const char *body, 
   pl_alloc_trace(0);
   return res;
 }
-/* The sweeps' engine (TinyStories 280K, ChatML template, 4 MiB of KV, 1 thread) and a server
- * on a free port serving it as "tiny"; sets sw_port. 0, or -1 after a failed CHECK. */
-static int sw_start(pl_engine **e, pl_server **s) {
+
+static sw_result sw_sweep(const char *name, const char *path, const char *body, int every_from,
+                          sw_judge_fn judge, void *ctx) {
+  return sw_sweep_method(name, "POST", path, body, every_from, judge, ctx);
+}
+/* The sweeps' engine (TinyStories 280K, ChatML template, 4 MiB of KV, 1 thread; tune, when
+ * given, changes its parameters) and a server on a free port serving it as "tiny"; sets
+ * sw_port. 0, or -1 after a failed CHECK. */
+static int sw_start_tuned(pl_engine **e, pl_server **s, void (*tune)(pl_engine_params *)) {
   static char tmpl[65536];
   *e = NULL;
   *s = NULL;
@@ -220,6 +227,8 @@ static int sw_start(pl_engine **e, pl_server **s) {
   ep.chat_template = tmpl;
   ep.n_threads = 1;
   ep.kv_cache_bytes = 4u << 20;
+  if (tune) /* e.g. speculative decoding */
+    tune(&ep);
   CHECK(pl_engine_create(&ep, e) == 0, "engine: %s", pl_last_error());
   if (!*e)
     return -1;
@@ -234,5 +243,7 @@ static int sw_start(pl_engine **e, pl_server **s) {
   sw_port = pl_server_port(*s);
   return 0;
 }
+
+static int sw_start(pl_engine **e, pl_server **s) { return sw_start_tuned(e, s, NULL); }
 
 #endif

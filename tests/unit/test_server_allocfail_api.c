@@ -4,7 +4,9 @@
  * /v1/chat/completions with n = 2 and top_logprobs, each whole and streamed (with usage); a
  * forced tool call (tool grammar, tool-call parser) whole and streamed; a guided_json schema
  * given as a string; seeded sampling (n = 2) with stop strings, penalties and a logit bias,
- * whole and streamed; then /tokenize (text and messages) and /detokenize. The in-process
+ * whole and streamed; then /tokenize (text and messages) and /detokenize; the web UI's page,
+ * an asset and the KV snapshot; then, on engines with speculative decoding (n-gram proposals,
+ * and a draft model), completions whole and streamed and a chat with n = 2. The in-process
  * server runs TinyStories 280K with the ChatML template, and the counting allocator fails its
  * k-th allocation for every k (under ASan: every k < 300, then every 5th) until the request
  * runs without reaching k (server_sweep.h).
@@ -22,6 +24,7 @@
  * no failure injected, which ends each sweep, must be the reference answer. */
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -227,14 +230,42 @@ bad:
 
 typedef struct {
   const char *name, *path;
+  const char *method; /* NULL: POST */
   char body[1024];
   int stream, chat;
+  int page; /* a web UI GET: a 200 must be the reference body, byte for byte (1), or a
+              * snapshot with the reference's keys and types (2) */
   const char *finish; /* the reference's first finish_reason must be this (NULL: any) */
   json_t *ref;        /* the answer with no failure: the body, or the folded stream */
 } api_case;
 
 static int judge(void *ctx, const http_resp *h, char *why, size_t cap) {
   api_case *c = ctx;
+  if (c->page == 2 && h->status == 200) { /* a snapshot: the same shape, its figures move */
+    json_t *got = json_loadb(h->body, h->body_len, 0, NULL);
+    json_t *want = json_loads(json_string_value(c->ref), 0, NULL);
+    int v = SW_BAD;
+    const char *k;
+    json_t *x;
+    if (got && want && json_object_size(got) == json_object_size(want)) {
+      v = SW_FULL;
+      json_object_foreach(want, k, x)
+        if (!json_object_get(got, k) || json_typeof(json_object_get(got, k)) != json_typeof(x))
+          v = SW_BAD;
+    }
+    if (v == SW_BAD)
+      snprintf(why, cap, "a 200 that is not a whole snapshot");
+    json_decref(got);
+    json_decref(want);
+    return v;
+  }
+  if (c->page && h->status == 200) {
+    if (h->body_len == json_string_length(c->ref) &&
+        !memcmp(h->body, json_string_value(c->ref), h->body_len))
+      return SW_FULL;
+    snprintf(why, cap, "a 200 that is not the page (%zu bytes)", h->body_len);
+    return SW_BAD;
+  }
   if (c->stream && h->status == 200) {
     char error[512];
     json_t *sum = fold_stream(h->body, c->chat, error, sizeof error, why, cap);
@@ -284,7 +315,7 @@ static int judge(void *ctx, const http_resp *h, char *why, size_t cap) {
 
 /* The answer with no failure injected; 0 when it is well-formed. */
 static int reference(api_case *c) {
-  http_resp h = http("POST", c->path, c->body);
+  http_resp h = http(c->method ? c->method : "POST", c->path, c->page ? NULL : c->body);
   char why[256] = "", error[256];
   if (h.status == 200 && h.complete) {
     if (c->stream) {
@@ -293,6 +324,8 @@ static int reference(api_case *c) {
         json_decref(c->ref);
         c->ref = NULL;
       }
+    } else if (c->page) { /* the body as a JSON string, to compare bytes */
+      c->ref = json_stringn_nocheck(h.body, h.body_len);
     } else {
       c->ref = json_loadb(h.body, h.body_len, 0, NULL);
     }
@@ -328,6 +361,48 @@ static const char *const MESSAGES =
     "[{\"role\":\"system\",\"content\":\"You tell stories.\"},"
     "{\"role\":\"user\",\"content\":\"Once upon a time there was a little dog\"}]";
 
+/* Sweep each case after its reference answer. A page makes few allocations of ours (the
+ * request's record); every other case must reach many. */
+static void run_cases(api_case *cases, int n_cases) {
+  for (int i = 0; i < n_cases; i++) {
+    api_case *c = &cases[i];
+    if (reference(c) < 0)
+      continue;
+    sw_result r = sw_sweep_method(c->name, c->method ? c->method : "POST", c->path,
+                                  c->page ? NULL : c->body, SWEEP_EVERY_FROM, judge, c);
+    printf("%s: %d runs: %d answered out of memory, %d in full\n", c->name, r.runs, r.oom,
+           r.full);
+    CHECK(r.runs > (c->page ? 1 : 20), "%s: only %d allocations?", c->name, r.runs);
+    CHECK(r.oom >= r.runs / 2, "%s: only %d of %d injected failures were reported", c->name,
+          r.oom, r.runs);
+    json_decref(c->ref);
+  }
+}
+
+/* A prompt that repeats itself, so that n-gram lookup finds proposals. */
+#define SPEC_PROMPT "the dog ran and the cat ran and the dog ran and the cat ran and the dog"
+
+static void spec_ngram(pl_engine_params *p) {
+  p->spec_method = PL_SPEC_NGRAM;
+  p->num_speculative_tokens = 4;
+}
+
+static void spec_draft(pl_engine_params *p) {
+  p->spec_method = PL_SPEC_DRAFT;
+  p->num_speculative_tokens = 3;
+  p->draft_model_path = p->model_path;
+}
+
+/* pagellm:spec_decode_num_drafts_total from /metrics (-1 when absent). */
+static double spec_drafts(void) {
+  http_resp h = http("GET", "/metrics", NULL);
+  const char *k = h.body ? strstr(h.body, "pagellm:spec_decode_num_drafts_total{") : NULL;
+  const char *v = k ? strchr(k, '}') : NULL;
+  double d = v ? atof(v + 1) : -1;
+  free(h.body);
+  return d;
+}
+
 int main(void) {
   pl_engine *e = NULL;
   pl_server *s = NULL;
@@ -353,7 +428,7 @@ int main(void) {
   if (!ids || !ids2)
     return check_summary("test_server_allocfail_api");
 
-  api_case cases[16];
+  api_case cases[24];
   int n_cases = 0;
   for (int stream = 0; stream <= 1; stream++) {
     const char *so = stream ? ",\"stream\":true,\"stream_options\":{\"include_usage\":true}" : "";
@@ -426,23 +501,50 @@ int main(void) {
   free(ids);
   free(ids2);
 
-  for (int i = 0; i < n_cases; i++) {
-    c = &cases[i];
-    if (reference(c) < 0)
-      continue;
-    sw_result r = sw_sweep(c->name, c->path, c->body, SWEEP_EVERY_FROM, judge, c);
-    printf("%s: %d runs: %d answered out of memory, %d in full\n", c->name, r.runs, r.oom,
-           r.full);
-    CHECK(r.runs > 20, "%s: only %d allocations?", c->name, r.runs);
-    CHECK(r.oom > r.runs / 2, "%s: only %d of %d injected failures were reported", c->name,
-          r.oom, r.runs);
-    json_decref(c->ref);
-  }
+  /* the web UI: its page and an asset (static: a 200 or our 500, nothing in between) and
+   * the KV map's snapshot (rendered from the engine thread's frame) */
+  c = &cases[n_cases++];
+  *c = (api_case){.name = "web UI page", .method = "GET", .path = "/", .page = 1};
+  c = &cases[n_cases++];
+  *c = (api_case){.name = "web UI asset", .method = "GET", .path = "/ui/app.js", .page = 1};
+  c = &cases[n_cases++];
+  *c = (api_case){.name = "web UI KV snapshot", .method = "GET", .path = "/kv/snapshot",
+                  .page = 2};
+  run_cases(cases, n_cases);
   /* the server still serves after all of it */
   http_resp h = http("GET", "/health", NULL);
   CHECK_EQ_INT(h.status, 200);
   free(h.body);
   pl_server_destroy(s);
   pl_engine_destroy(e);
+
+  /* speculative decoding: n-gram proposals, then a draft model (the same small model, so
+   * its greedy proposals are accepted); greedy, so each answer is one reference */
+  for (int m = 0; m < 2; m++) {
+    if (sw_start_tuned(&e, &s, m ? spec_draft : spec_ngram) < 0)
+      break;
+    n_cases = 0;
+    for (int stream = 0; stream <= 1; stream++) {
+      c = &cases[n_cases++];
+      *c = (api_case){.name = m ? (stream ? "draft model completions, stream"
+                                          : "draft model completions")
+                                : (stream ? "n-gram completions, stream" : "n-gram completions"),
+                      .path = "/v1/completions", .stream = stream};
+      snprintf(c->body, sizeof c->body, "{\"model\":\"tiny\",\"prompt\":\"%s\","
+               "\"max_tokens\":24,\"temperature\":0%s}", SPEC_PROMPT,
+               stream ? ",\"stream\":true" : "");
+    }
+    c = &cases[n_cases++];
+    *c = (api_case){.name = m ? "draft model chat n=2" : "n-gram chat n=2",
+                    .path = "/v1/chat/completions", .chat = 1};
+    snprintf(c->body, sizeof c->body, "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"%s\"}],\"n\":2,\"max_tokens\":16,\"temperature\":0}",
+             SPEC_PROMPT);
+    run_cases(cases, n_cases);
+    /* the references speculated (else this tested plain decoding) */
+    CHECK(spec_drafts() > 0, "speculative decoding (%s) made no drafts", m ? "draft" : "n-gram");
+    pl_server_destroy(s);
+    pl_engine_destroy(e);
+  }
   return check_summary("test_server_allocfail_api");
 }
