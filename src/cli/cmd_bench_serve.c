@@ -38,6 +38,8 @@
 #include "cli/sse.h"
 #include "cli/workload.h"
 #include "cli/workload_conv.h"
+#include "util/alloc.h"
+#include "util/array.h"
 
 static const char USAGE[] =
     "usage: pagellm bench serve [--base-url URL | --host H --port P] [--model NAME] [options]\n"
@@ -211,7 +213,7 @@ typedef struct bs_req {
   int ok;                    /* completed successfully (valid once RQ_DONE) */
   int dep;                   /* request that must finish first (previous turn), or -1 */
   int keep_answer;           /* collect the streamed text (a later turn resends it) */
-  char *answer;              /* the streamed content so far (malloc'd) when keep_answer */
+  char *answer;              /* the streamed content so far (pl_malloc'd) when keep_answer */
   size_t answer_len, answer_cap;
   char *err;                 /* why it failed (malloc'd), or NULL */
   char errbody[2048];        /* body of a non-200 answer (truncated) */
@@ -292,15 +294,8 @@ static void on_event(void *ud, const char *data, size_t len) {
     if (text && *text) {
       content = 1;
       size_t tl = strlen(text);
-      if (r->keep_answer && r->answer_len + tl + 1 > r->answer_cap) {
-        size_t cap = (r->answer_len + tl + 1) * 2;
-        char *p = realloc(r->answer, cap);
-        if (p) {
-          r->answer = p;
-          r->answer_cap = cap;
-        }
-      }
-      if (r->keep_answer && r->answer_len + tl + 1 <= r->answer_cap) {
+      if (r->keep_answer &&
+          pl_array_grow(&r->answer, &r->answer_cap, r->answer_len + tl + 1, 1, 256) == 0) {
         memcpy(r->answer + r->answer_len, text, tl + 1);
         r->answer_len += tl;
       }
@@ -313,15 +308,7 @@ static void on_event(void *ud, const char *data, size_t len) {
     if (r->t_first == 0)
       r->t_first = t;
     else {
-      if (r->n_itl == r->cap_itl) {
-        int cap = r->cap_itl ? 2 * r->cap_itl : 64;
-        double *p = realloc(r->itl, sizeof *p * (size_t)cap);
-        if (p) {
-          r->itl = p;
-          r->cap_itl = cap;
-        }
-      }
-      if (r->n_itl < r->cap_itl)
+      if (pl_array_grow(&r->itl, &r->cap_itl, (size_t)r->n_itl + 1, sizeof *r->itl, 64) == 0)
         r->itl[r->n_itl++] = t - r->t_last;
     }
     r->t_last = t;
@@ -768,7 +755,7 @@ static int discover(const pl_http_target *t, const char *endpoint, const char *h
     rc = 0;
   }
   json_decref(j);
-  free(body);
+  pl_free(body);
   return rc;
 }
 
@@ -811,12 +798,12 @@ static int scrape_prefix(const char *url, const char *headers, bs_prefix *out) {
   if (status != 200) {
     fprintf(stderr, "pagellm bench serve: --metrics-url %s: GET /metrics: HTTP %d\n", url,
             status);
-    free(body);
+    pl_free(body);
     return -1;
   }
   out->queries = metric_sum(body, ":prefix_cache_queries_total");
   out->hits = metric_sum(body, ":prefix_cache_hits_total");
-  free(body);
+  pl_free(body);
   return 0;
 }
 
@@ -1221,9 +1208,9 @@ int pl_cmd_bench_serve(int argc, char **argv) {
     rc = 1;
 out:
   for (int i = 0; R && i < o.n; i++) {
-    free(R[i].itl);
+    pl_free(R[i].itl);
     free(R[i].err);
-    free(R[i].answer);
+    pl_free(R[i].answer);
     pl_http_conn_close(&R[i].conn);
     pl_sse_free(&R[i].sse);
   }

@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
+#include "util/array.h"
+
 /* ---- URL ---------------------------------------------------------------------------------- */
 
 int pl_http_target_parse(const char *url, pl_http_target *t, char *err, size_t err_len) {
@@ -377,17 +380,9 @@ static void fetch_body(void *ud, const char *p, size_t n) {
     b->overflow = 1;
     return;
   }
-  if (b->n + n + 1 > b->cap) {
-    size_t c = b->cap ? b->cap : 4096;
-    while (c < b->n + n + 1)
-      c *= 2;
-    char *q = realloc(b->p, c);
-    if (!q) {
-      b->overflow = 1;
-      return;
-    }
-    b->p = q;
-    b->cap = c;
+  if (pl_array_grow(&b->p, &b->cap, b->n + n + 1, 1, 4096) < 0) {
+    b->overflow = 1;
+    return;
   }
   memcpy(b->p + b->n, p, n);
   b->n += n;
@@ -436,10 +431,10 @@ int pl_http_fetch(const pl_http_target *t, const char *method, const char *path,
   if (rc < 0 || b.overflow) {
     if (b.overflow && rc >= 0)
       snprintf(err, err_len, "%s %s: response too large", method, path);
-    free(b.p);
+    pl_free(b.p);
     return -1;
   }
-  *resp_body = b.p ? b.p : calloc(1, 1);
+  *resp_body = b.p ? b.p : pl_calloc(1, 1);
   *resp_len = b.n;
   return 0;
 }

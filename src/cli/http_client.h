@@ -75,7 +75,7 @@ short pl_http_conn_events(const pl_http_conn *c);
 int pl_http_conn_io(pl_http_conn *c, short revents, char *err, size_t err_len);
 void pl_http_conn_close(pl_http_conn *c);
 
-/* Blocking exchange with a deadline: body returned malloc'd and NUL-terminated. 0 on success
+/* Blocking exchange with a deadline: body returned NUL-terminated, freed with pl_free. 0 on success
  * (any status), -1 with a message in err. */
 int pl_http_fetch(const pl_http_target *t, const char *method, const char *path,
                   const char *headers, const char *body, double timeout_s, int *status,

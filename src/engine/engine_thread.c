@@ -32,6 +32,7 @@ typedef struct ev_arena {
   char *mem;
   size_t len, cap; /* bytes of records, bytes allocated */
 } ev_arena;
+
 typedef struct cmd {
   struct cmd *next;
   int type;
@@ -43,7 +44,7 @@ struct pl_job {
   pthread_mutex_t mu;
   int wake_rd, wake_wr; /* eventfd (the same fd twice) or a pipe */
 
-  /* inputs: immutable after create */
+  /* inputs: set by create, read by the engine thread (which frees each prompt once added) */
   int n_prompts, n, n_choices;
   char **texts;   /* [n_prompts] text prompts (freed once added), or NULL: ids */
   int32_t **ids;  /* [n_prompts] token prompts (freed once added), or NULL: texts */
