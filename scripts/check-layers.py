@@ -50,7 +50,7 @@ PUBLIC = {
     "model": {"model.h", "runner.h", "gguf.h", "gguf_write.h", "model_preset.h",
               "synth_vocab.h"},
     "tokenizer": {"tokenizer.h", "detok.h", "stop_matcher.h"},
-    "template": {"chat_template.h"},
+    "template": {"chat_template.h", "chat_msg.h"},
     "grammar": {"grammar.h"},
     "engine": {"engine_access.h"},  # beside include/pagellm.h
     "server": {"server.h"},

@@ -14,8 +14,8 @@
 /* The KV map's snapshot type is part of this API (pl_engine_kv_snapshot fills it): included
  * here so that the server reaches core/ only through the engine. */
 #include "core/kv_snapshot.h"
-/* The chat message type of pl_engine_render_chat (plain C arrays, no JSON tree). */
-#include "template/chat_template.h"
+/* The chat message type of pl_engine_render_chat (plain C, no JSON library's types). */
+#include "template/chat_msg.h"
 
 struct pl_tokenizer;     /* src/tokenizer/tokenizer.h */
 struct pl_chat_template; /* src/template/chat_template.h */
@@ -42,17 +42,17 @@ int pl_engine_fair_share(const pl_engine *e);
 int pl_engine_kv_snapshot(const pl_engine *e, int max_waiting, pl_kv_snapshot *snap);
 
 /* Render a chat with the engine's template (BOS/EOS text filled in, generation prompt on
- * when add_generation_prompt). msgs: the n_msgs messages as C arrays (pl_chat_msg: each field
- * a string or JSON text; borrowed for the call). tools/extra are jansson values (json_t *;
- * extra: an object of template variables like enable_thinking, or NULL). *out is pl_malloc'd.
+ * when add_generation_prompt). msgs: the n_msgs messages as plain C (pl_chat_msg: each field a
+ * string or JSON text; borrowed for the call). tools_json: the JSON text of the tools array,
+ * or NULL; kwargs_json: the JSON text of an object of further template variables (like
+ * enable_thinking), or NULL. *out is pl_malloc'd.
  * max_text > 0 stops the render once the text passes that many bytes (PL_ETOOLONG): a server
  * that refuses texts too long for the context never holds a longer one.
  * Errors: PL_ENOTFOUND (no template: the caller answers 400), PL_ETEMPLATE (the template
- * raised or cannot run; message says why), PL_ETOOLONG, PL_ENOMEM. Thread-safe (read-only
- * engine state). */
-struct json_t;
+ * raised or cannot run; message says why), PL_EINVAL (tools_json or kwargs_json is not JSON
+ * of that kind), PL_ETOOLONG, PL_ENOMEM. Thread-safe (read-only engine state). */
 int pl_engine_render_chat(const pl_engine *e, const pl_chat_msg *msgs, size_t n_msgs,
-                          const struct json_t *tools, const struct json_t *extra,
+                          const char *tools_json, const char *kwargs_json,
                           int add_generation_prompt, size_t max_text, char **out,
                           size_t *out_len);
 #endif

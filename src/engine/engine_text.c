@@ -45,23 +45,51 @@ void pl_engine_unload_text(pl_engine *e) {
   pl_free(e->eos_text);
 }
 
+/* JSON text given through the engine's API, as a value for the template (NULL when text is
+ * NULL). */
+static int parse_arg(const char *text, const char *what, json_t **out) {
+  *out = NULL;
+  if (!text)
+    return 0;
+  json_error_t je;
+  pl_alloc_soft_begin(); /* jansson's lexer cannot survive a failed allocation (alloc.h) */
+  *out = json_loads(text, JSON_DECODE_ANY, &je);
+  pl_alloc_soft_end();
+  if (!*out)
+    return json_error_code(&je) == json_error_out_of_memory
+               ? pl_fail(PL_ENOMEM, "out of memory")
+               : pl_fail(PL_EINVAL, "%s is not valid JSON: %s", what, je.text);
+  return 0;
+}
+
 int pl_engine_render_chat(const pl_engine *e, const pl_chat_msg *msgs, size_t n_msgs,
-                          const json_t *tools, const json_t *extra, int add_generation_prompt,
-                          size_t max_text, char **out, size_t *out_len) {
+                          const char *tools_json, const char *kwargs_json,
+                          int add_generation_prompt, size_t max_text, char **out,
+                          size_t *out_len) {
+  *out = NULL;
   if (!e->tmpl)
     return pl_fail(PL_ENOTFOUND,
                    "this model has no usable chat template; start the server with "
                    "--chat-template FILE (or use /v1/completions)");
-  pl_chat_render_params rp;
-  pl_chat_render_params_default(&rp);
-  rp.msgs = msgs;
-  rp.n_msgs = n_msgs;
-  rp.tools = tools;
-  rp.extra = extra;
-  rp.add_generation_prompt = add_generation_prompt;
-  rp.max_text = max_text;
-  /* a vocabulary without BOS/EOS text leaves them undefined for the template */
-  rp.bos_token = e->bos_text[0] ? e->bos_text : NULL;
-  rp.eos_token = e->eos_text[0] ? e->eos_text : NULL;
-  return pl_chat_template_render(e->tmpl, &rp, out, out_len);
+  json_t *tools = NULL, *extra = NULL;
+  int rc = parse_arg(tools_json, "tools", &tools);
+  if (rc == 0)
+    rc = parse_arg(kwargs_json, "chat template variables", &extra);
+  if (rc == 0) {
+    pl_chat_render_params rp;
+    pl_chat_render_params_default(&rp);
+    rp.msgs = msgs;
+    rp.n_msgs = n_msgs;
+    rp.tools = tools;
+    rp.extra = extra;
+    rp.add_generation_prompt = add_generation_prompt;
+    rp.max_text = max_text;
+    /* a vocabulary without BOS/EOS text leaves them undefined for the template */
+    rp.bos_token = e->bos_text[0] ? e->bos_text : NULL;
+    rp.eos_token = e->eos_text[0] ? e->eos_text : NULL;
+    rc = pl_chat_template_render(e->tmpl, &rp, out, out_len);
+  }
+  json_decref(tools);
+  json_decref(extra);
+  return rc;
 }

@@ -62,14 +62,40 @@ int pl_srv_vocab_size(const pl_engine *e) { return pl_tokenizer_n_vocab(pl_engin
 
 int pl_srv_has_chat_template(const pl_engine *e) { return pl_engine_chat_template(e) != NULL; }
 
+/* v as compact JSON text for the engine's API (pl_malloc'd; NULL for NULL). JSON stops at the
+ * server: the engine takes text. */
+static int json_text(const json_t *v, char **out) {
+  *out = NULL;
+  if (!v)
+    return 0;
+  size_t flags = JSON_COMPACT | JSON_ENCODE_ANY, n = json_dumpb(v, NULL, 0, flags);
+  if (!n || !(*out = pl_malloc(n + 1)))
+    return pl_fail(PL_ENOMEM, "out of memory");
+  if (json_dumpb(v, *out, n, flags) != n) {
+    pl_free(*out);
+    *out = NULL;
+    return pl_fail(PL_ENOMEM, "out of memory");
+  }
+  (*out)[n] = '\0';
+  return 0;
+}
+
 int pl_srv_render_chat(const pl_engine *e, const pl_oai_request *req, size_t max_text,
                        char **out, size_t *len) {
   if (!pl_engine_chat_template(e))
     return pl_fail(PL_EUNSUPPORTED, "the model has no chat template");
   size_t n = 0;
-  PL_TRY(pl_engine_render_chat(e, req->msgs.msgs, req->msgs.n, req->tools,
-                               req->template_kwargs, req->add_generation_prompt,
-                               req->continue_final_message ? 0 : max_text, out, &n));
+  char *tools = NULL, *kwargs = NULL;
+  int rc = json_text(req->tools, &tools);
+  if (rc == 0)
+    rc = json_text(req->template_kwargs, &kwargs);
+  if (rc == 0)
+    rc = pl_engine_render_chat(e, req->msgs.msgs, req->msgs.n, tools, kwargs,
+                               req->add_generation_prompt,
+                               req->continue_final_message ? 0 : max_text, out, &n);
+  pl_free(tools);
+  pl_free(kwargs);
+  PL_TRY(rc);
   if (req->continue_final_message) {
     /* Like vLLM: render without a generation prompt, then cut everything after the final
      * message's content so the model continues that message. */

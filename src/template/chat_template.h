@@ -12,15 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "template/jinja.h"
+#include "template/chat_msg.h"
 
 typedef struct pl_chat_template pl_chat_template;
-
-/* A message as C arrays (see pl_jinja_field): its fields in order, each a string or the JSON
- * text of another value (null content, tool_calls, ...). A server can point these into the
- * request body instead of holding a JSON tree of a long chat. */
-typedef pl_jinja_field pl_chat_field;
-typedef pl_jinja_dict pl_chat_msg;
 
 /* Parse a template (NUL-terminated Jinja text). Errors: PL_ETEMPLATE with a message naming the
  * line and the construct (e.g. "template line 3: unsupported tag 'include'"), PL_EINVAL,

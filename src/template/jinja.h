@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "template/chat_msg.h"
+
 typedef struct pl_jinja_template pl_jinja_template;
 
 /* Parse `len` bytes of template text. Errors: PL_ETEMPLATE naming the line and the construct
@@ -20,18 +22,10 @@ int pl_jinja_template_parse(const char *src, size_t len, pl_jinja_template **out
 void pl_jinja_template_free(pl_jinja_template *t); /* NULL ok */
 
 /* A dict given as C arrays rather than JSON, for values held outside jansson (a chat's
- * messages borrowed from the request body): each field's value is a string or JSON text.
- * Strings are borrowed for the render (NUL-terminated at val[len]); JSON text is parsed. */
-typedef struct pl_jinja_field {
-  const char *key; /* NUL-terminated */
-  const char *val;
-  size_t len;
-  int is_json; /* 0: val is the string; 1: val is the JSON text of any value */
-} pl_jinja_field;
-typedef struct pl_jinja_dict {
-  const pl_jinja_field *fields;
-  size_t n;
-} pl_jinja_dict;
+ * messages borrowed from the request body): a chat message's shape (chat_msg.h). Strings are
+ * borrowed for the render; JSON text is parsed. */
+typedef pl_chat_field pl_jinja_field;
+typedef pl_chat_msg pl_jinja_dict;
 
 typedef struct pl_jinja_render_opts {
   const json_t *vars;  /* object: variable name -> value (NULL = none) */

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "engine/engine_access.h"
+#include "pagellm.h"
 #include "server/openai_req.h"
 #include "template/chat_template.h"
 #include "util/alloc.h"
@@ -65,10 +67,76 @@ static void same(const char *messages, int expect_inplace) {
   pl_oai_request_free(&rb);
 }
 
+/* The engine's API takes plain C and JSON text (JSON stays at the server's edge): the same
+ * render as the template given jansson values. */
+static void engine_api(void) {
+  static const char tmpl[] =
+      "{{ bos_token }}{% for m in messages %}{{ m.role }}:{{ m.content }}"
+      "{% if m.tool_calls %}{{ m.tool_calls | tojson }}{% endif %}|{% endfor %}"
+      "{{ tools | tojson }}|{{ flag }}|{{ num }}|{{ messages | length }}";
+  pl_engine_params ep;
+  pl_engine_params_default(&ep);
+  ep.model_path = data_path("models/tinystories-280K.gguf");
+  ep.chat_template = tmpl;
+  ep.n_threads = 1;
+  ep.kv_cache_bytes = 1u << 20;
+  pl_engine *e = NULL;
+  CHECK(pl_engine_create(&ep, &e) == 0, "%s", pl_last_error());
+  if (!e)
+    return;
+  const char *tools = "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+                      "{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\","
+                      "\"maximum\":0.1}}}}}]";
+  const char *kwargs = "{\"flag\":true,\"num\":1.25,\"messages\":\"not these\"}";
+  const char *calls = "[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                      "\"arguments\":\"{\\\"x\\\": 0.05}\"}}]";
+  pl_chat_field f[5] = {{"role", "user", 4, 0}, {"content", "hi", 2, 0},
+                        {"role", "assistant", 9, 0}, {"content", "null", 4, 1},
+                        {"tool_calls", calls, strlen(calls), 1}};
+  pl_chat_msg m[2] = {{f, 2}, {f + 2, 3}};
+  char *got = NULL;
+  size_t n = 0;
+  CHECK(pl_engine_render_chat(e, m, 2, tools, kwargs, 1, 0, &got, &n) == 0, "%s",
+        pl_last_error());
+  /* the same through jansson values */
+  char json_msgs[512];
+  snprintf(json_msgs, sizeof json_msgs, "[{\"role\":\"user\",\"content\":\"hi\"},"
+           "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":%s}]", calls);
+  json_t *jm = json_loads(json_msgs, 0, NULL), *jt = json_loads(tools, 0, NULL),
+         *jk = json_loads(kwargs, 0, NULL);
+  pl_chat_render_params p;
+  pl_chat_render_params_default(&p);
+  p.messages = jm;
+  p.tools = jt;
+  p.extra = jk;
+  p.bos_token = pl_engine_bos_text(e)[0] ? pl_engine_bos_text(e) : NULL;
+  p.eos_token = pl_engine_eos_text(e)[0] ? pl_engine_eos_text(e) : NULL;
+  char *want = NULL;
+  CHECK(pl_chat_template_render(pl_engine_chat_template(e), &p, &want, NULL) == 0, "%s",
+        pl_last_error());
+  CHECK(got && want && !strcmp(got, want), "engine API: %s\n  jansson: %s", got ? got : "",
+        want ? want : "");
+  CHECK(got && strstr(got, "|True|1.25|2") && strstr(got, "\"maximum\": 0.1") &&
+        strstr(got, "\"arguments\": {\"x\": 0.05}"), "%s", got ? got : "");
+  pl_free(got);
+  pl_free(want);
+  /* no tools, no variables: the template sees none */
+  CHECK(pl_engine_render_chat(e, m, 1, NULL, NULL, 1, 0, &got, &n) == 0, "%s", pl_last_error());
+  CHECK(got && strstr(got, "user:hi|null||"), "%s", got ? got : "");
+  pl_free(got);
+  CHECK(pl_engine_render_chat(e, m, 1, "[1,", NULL, 1, 0, &got, &n) == PL_EINVAL && !got);
+  json_decref(jm);
+  json_decref(jt);
+  json_decref(jk);
+  pl_engine_destroy(e);
+}
+
 int main(void) {
   CHECK(pl_chat_template_parse("{{ messages | tojson }}|{{ messages[0].content }}", &dump_t) == 0);
   CHECK(pl_chat_template_builtin("chatml", &chatml_t) == 0);
   size_t live0 = pl_alloc_live_bytes();
+
+  engine_api();
 
   /* taken in place */
   same("[{\"role\":\"user\",\"content\":\"hello\"}]", 1);
