@@ -7,6 +7,8 @@
 #include "util/array.h"
 #include "util/error.h"
 
+#define SNAP_TABLE_MIN 4096 /* block-table entries a snapshot holds from its first capture */
+
 /* Grow *p to hold n elements of size sz (capacity in *cap). */
 static int grow(void **p, int *cap, int n, size_t sz) {
   return n < 0 ? 0 : pl_array_grow(p, cap, (size_t)n, sz, 16);
@@ -98,14 +100,20 @@ int pl_kv_snapshot_capture(const pl_scheduler *s, int max_waiting, pl_kv_snapsho
       snap->lru[k++] = snap->lru[i];
   snap->n_lru = k;
 
-  /* Requests: running in admission order, then the head of the waiting queue. */
+  /* Requests: running in admission order, then the head of the waiting queue. The arrays
+   * are sized at the first capture for every request the scheduler can list, and the block
+   * tables for SNAP_TABLE_MIN entries, so that a snapshot reused frame after frame does not
+   * allocate once requests run (a server's allocation sweeps count every live block). */
   if (max_waiting < 0)
     max_waiting = 0;
   int n_run = pl_sched_num_running(s), n_wait = pl_sched_num_waiting(s);
   int want = n_run + (n_wait < max_waiting ? n_wait : max_waiting);
-  if (grow((void **)&snap->reqs, &snap->cap_reqs, want, sizeof *snap->reqs) < 0)
-    return fail_oom(snap);
-  if (grow((void **)&snap->scratch, &snap->cap_scratch, want, sizeof *snap->scratch) < 0)
+  int most = pl_sched_max_num_seqs(s) + max_waiting;
+  if (grow((void **)&snap->reqs, &snap->cap_reqs, want > most ? want : most,
+           sizeof *snap->reqs) < 0 ||
+      grow((void **)&snap->scratch, &snap->cap_scratch, want > most ? want : most,
+           sizeof *snap->scratch) < 0 ||
+      grow((void **)&snap->tables, &snap->cap_table, SNAP_TABLE_MIN, sizeof(int32_t)) < 0)
     return fail_oom(snap);
   const pl_sched_req **sc = snap->scratch;
   int got = pl_sched_list_running(s, sc, n_run);

@@ -737,6 +737,7 @@ void pl_sched_reset_prefix_cache(pl_scheduler *s) { pl_kv_cache_reset_prefix_cac
 
 int pl_sched_num_running(const pl_scheduler *s) { return s->n_running; }
 int pl_sched_num_waiting(const pl_scheduler *s) { return s->waiting.n; }
+int pl_sched_max_num_seqs(const pl_scheduler *s) { return s->prm.max_num_seqs; }
 int pl_sched_has_unfinished(const pl_scheduler *s) { return s->n_running + s->waiting.n > 0; }
 const pl_kv_cache *pl_sched_kv(const pl_scheduler *s) { return s->kv; }
 pl_kv_cache *pl_sched_kv_mut(pl_scheduler *s) { return s->kv; }

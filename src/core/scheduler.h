@@ -206,6 +206,7 @@ void pl_sched_reset_prefix_cache(pl_scheduler *s);
 
 int pl_sched_num_running(const pl_scheduler *s);
 int pl_sched_num_waiting(const pl_scheduler *s);
+int pl_sched_max_num_seqs(const pl_scheduler *s); /* the most requests that can run at once */
 int pl_sched_has_unfinished(const pl_scheduler *s); /* running or waiting requests exist */
 void pl_sched_get_stats(const pl_scheduler *s, pl_sched_stats *st);
 const pl_kv_cache *pl_sched_kv(const pl_scheduler *s);

@@ -156,6 +156,11 @@ int pl_srv_kvmap_tick(pl_srv_kvmap *m, pl_engine *e) {
     frame *f = &m->frames[m->front ^ 1];
     double t0 = mono_s();
     int rc = pl_engine_kv_snapshot(e, MAX_WAITING_LISTED, &f->snap);
+    /* The first capture sizes the other frame too (no reader looks at a frame before the first
+     * publication): later captures then reuse both frames' buffers, and nothing allocates in
+     * the middle of a request. */
+    if (m->n_captures == 0 && rc == 0)
+      rc = pl_engine_kv_snapshot(e, MAX_WAITING_LISTED, &m->frames[m->front].snap);
     f->st = st;
     for (int i = 0; i < m->ring_n; i++)
       f->hist[i] = m->ring[(m->ring_head + i) % HISTORY_CAP];
