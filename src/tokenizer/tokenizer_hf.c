@@ -179,6 +179,13 @@ static int load_model(pl_tokenizer *t, json_t *root, const char *file) {
   }
   if (maxid < 0)
     return pl_fail(PL_EFORMAT, "%s: empty vocabulary", file);
+  /* The arrays below span 0..max id: a real vocabulary is dense (a few gaps at most), so ids
+   * far past the entries are malformed, not a reason to allocate gigabytes (fuzz_tokenizer_json
+   * found one id of 255555596 in 300 entries). */
+  size_t entries = json_object_size(vocab) + json_array_size(added);
+  if ((size_t)maxid >= 2 * entries + 1024)
+    return pl_fail(PL_EFORMAT, "%s: ids go up to %lld for only %zu vocabulary entries", file,
+                   (long long)maxid, entries);
   int32_t n = (int32_t)maxid + 1;
   vocab_tmp vt = {pl_calloc((size_t)n, sizeof(char *)), pl_calloc((size_t)n, sizeof(uint32_t)),
                   pl_calloc((size_t)n, sizeof(uint16_t)), n};

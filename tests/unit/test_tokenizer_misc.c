@@ -409,6 +409,16 @@ static void synthetic_hf(void) {
   fprintf(f, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[}");
   fclose(f);
   CHECK(pl_tokenizer_load(dir, &t) == PL_EFORMAT, "broken JSON");
+  /* fuzz_tokenizer_json's first finding (tests/fuzz/corpus/fuzz_tokenizer_json/sparse-id.json):
+   * one id far past the rest made the loader allocate for 255 M entries; refused now */
+  f = fopen(p, "w");
+  fprintf(f, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"om\":255555596},"
+             "\"merges\":[]},\"added_tokens\":[]}");
+  fclose(f);
+  size_t peak0 = pl_alloc_live_bytes();
+  CHECK(pl_tokenizer_load(dir, &t) == PL_EFORMAT && t == NULL, "sparse ids refused");
+  CHECK(strstr(pl_last_error(), "255555596") != NULL, "%s", pl_last_error());
+  CHECK(pl_alloc_live_bytes() == peak0, "nothing kept");
   const char *names[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json"};
   for (int i = 0; i < 3; i++) {
     snprintf(p, sizeof p, "%s/%s", dir, names[i]);
