@@ -260,9 +260,9 @@ static void ref_rope(const pl_hparams *hp, double *v, int pos) {
 static pl_dtype ref_kv_type;
 
 static void ref_kv_round(double *v, int hd) {
-  float f[256];
-  uint8_t buf[256 * 4];
-  if (ref_kv_type == PL_DT_F32 || hd > 256)
+  float f[512];
+  uint8_t buf[512 * 4];
+  if (ref_kv_type == PL_DT_F32 || hd > 512)
     return;
   for (int d = 0; d < hd; d++)
     f[d] = (float)v[d];

@@ -207,6 +207,9 @@ int main(void) {
     {"llama f32 decode, kv f16", base, 5e-5, 1, PL_DT_F16},
     {"qwen3 f32 hd 32, kv q8_0", base, 5e-5, 0, PL_DT_Q8_0},
     {"qwen3 q8_0 decode, kv q8_0", base, 4e-2, 1, PL_DT_Q8_0},
+    /* head_dim 288 > 256: the CPU's per-key attention path */
+    {"qwen3 f32 hd 288 (per-key)", base, 2e-4, 0},
+    {"qwen3 f32 hd 288, kv f16", base, 5e-5, 1, PL_DT_F16},
   };
   cases[1].c.tied = 1;
   cases[2].c.arch = PL_ARCH_MISTRAL; cases[2].c.n_head_kv = 4;
@@ -231,9 +234,13 @@ int main(void) {
     cases[i].c.head_dim = 32;
   }
   cases[20].c.wtype = PL_DT_Q8_0;
+  for (int i = 21; i <= 22; i++) {
+    cases[i].c.arch = PL_ARCH_QWEN3; cases[i].c.qk_norm = 1; cases[i].c.neox = 1;
+    cases[i].c.head_dim = 288;
+  }
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    if (cases[i].kv == PL_DT_Q8_0 && test_on_gpu())
-      continue; /* the CUDA backend keeps KV in bf16, f16 or f32 */
+    if ((cases[i].kv == PL_DT_Q8_0 || cases[i].c.head_dim > 256) && test_on_gpu())
+      continue; /* the CUDA backend keeps KV in bf16, f16 or f32, for heads of up to 256 */
     cases[i].c.seed = 100 + i;
     run_case(cases[i].label, &cases[i].c, cases[i].tol, cases[i].decode, cases[i].kv);
   }

@@ -133,8 +133,12 @@ static int cpu_kv_init(pl_backend *be, const pl_kv_spec *s) {
   c->k_cache = pl_calloc(total, 1);
   c->v_cache = pl_calloc(total, 1);
   int g = s->n_head / s->n_kv_head;
-  c->scratch_per_thread =
-      (size_t)g * s->head_dim + 2 * (size_t)g + (size_t)s->block_size + 2 * (size_t)s->head_dim + 16;
+  /* the per-key path's acc, m, l, scores and a decoded K and V row, or the tile path's
+   * decoded K and V tiles, whichever is larger */
+  size_t per_key =
+      (size_t)g * s->head_dim + 2 * (size_t)g + (size_t)s->block_size + 2 * (size_t)s->head_dim;
+  size_t tiles = 2 * (size_t)PL_ATTN_TILE * (size_t)s->head_dim;
+  c->scratch_per_thread = (per_key > tiles ? per_key : tiles) + 16;
   c->scratch_per_thread = (c->scratch_per_thread + 15) & ~(size_t)15; /* keep 64-byte rows */
   c->attn_scratch = pl_malloc(c->scratch_per_thread * (size_t)c->n_threads * sizeof(float));
   if (!c->k_cache || !c->v_cache || !c->attn_scratch) {

@@ -21,7 +21,8 @@ typedef struct pl_cpu_backend {
   size_t row_bytes;           /* one (slot, head) row: head_dim elements of kv.dtype */
   size_t layer_stride;        /* bytes per layer = n_blocks * n_kv * bs * row_bytes */
   float *attn_scratch;       /* [n_threads][scratch_per_thread] */
-  size_t scratch_per_thread; /* floats: acc[g][hd] + m[g] + l[g] + scores[bs] + K, V rows */
+  size_t scratch_per_thread; /* floats: acc[g][hd] + m[g] + l[g] + scores[bs] + K, V rows,
+                              * or K, V tiles [PL_ATTN_TILE][hd] decoded to f32 */
   void *mm_work;             /* matmul scratch, grown only outside steady state */
   size_t mm_work_size;
   void **rand_weights;       /* weight_fill_random's buffers, freed at destroy */
