@@ -17,8 +17,9 @@
 #endif
 #endif
 
-static pl_kern_ops g_ops;
+static pl_kern_ops g_ops, g_ops_small;
 static pl_isa g_isa;
+static int g_forced; /* the ISA was named (PAGELLM_ISA, pl_kern_set_isa): use it at every n */
 static int g_dotext_allowed = 1;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
@@ -82,20 +83,39 @@ static int has_dotprod(void) {
 }
 #endif
 
-static void build(pl_isa isa) {
-  pl_kern_ops o;
-  pl_kern_fill_scalar(&o);
+static void fill(pl_isa isa, pl_kern_ops *o) {
+  pl_kern_fill_scalar(o);
 #if defined(__x86_64__) || defined(__i386__)
   if (isa >= PL_ISA_AVX2)
-    pl_kern_fill_avx2(&o);
+    pl_kern_fill_avx2(o);
   if (isa >= PL_ISA_AVX512)
-    pl_kern_fill_avx512(&o, g_dotext_allowed && has_vnni(), g_dotext_allowed && has_avx512bf16());
+    pl_kern_fill_avx512(o, g_dotext_allowed && has_vnni(), g_dotext_allowed && has_avx512bf16());
 #endif
 #if defined(__aarch64__)
   if (isa == PL_ISA_NEON)
-    pl_kern_fill_neon(&o, g_dotext_allowed && has_dotprod());
+    pl_kern_fill_neon(o, g_dotext_allowed && has_dotprod());
 #endif
+}
+
+/* Quantized matmuls of at most PL_MM_SMALL_N activation rows (decode) on an AVX-512 host take
+ * the AVX2 kernels unless an ISA was named: measured on the AMD EPYC (Zen 4) dev host, 2
+ * threads, 2048 x 5632, they were 1.5-1.95x faster at n = 1 for Q8_0, Q4_K and Q6_K, the
+ * AVX-512 row-per-lane ones faster from n = 4 (kern_matmul.c's small_type; BENCHMARKS 15f):
+ * their 32-row tiles pay off across several activation rows, and Zen 4 double-pumps 512-bit
+ * FMAs. PAGELLM_MM_SMALL_AVX2=0 keeps AVX-512 at every n. */
+static int small_avx2(pl_isa isa) {
+  const char *e = getenv("PAGELLM_MM_SMALL_AVX2");
+  return isa == PL_ISA_AVX512 && !g_forced && !(e && !strcmp(e, "0"));
+}
+
+static void build(pl_isa isa) {
+  pl_kern_ops o;
+  fill(isa, &o);
   g_ops = o;
+  if (small_avx2(isa))
+    fill(PL_ISA_AVX2, &g_ops_small);
+  else
+    g_ops_small = o;
   g_isa = isa;
 }
 
@@ -104,8 +124,10 @@ static pl_isa best_isa(void) {
   if (e && *e) {
     static const char *names[] = {"scalar", "neon", "avx2", "avx512"};
     for (int i = 0; i < 4; i++)
-      if (strcmp(e, names[i]) == 0 && cpu_has((pl_isa)i))
+      if (strcmp(e, names[i]) == 0 && cpu_has((pl_isa)i)) {
+        g_forced = 1;
         return (pl_isa)i;
+      }
     fprintf(stderr, "pagellm: PAGELLM_ISA=%s not supported here, using auto\n", e);
   }
   if (cpu_has(PL_ISA_AVX512))
@@ -124,6 +146,11 @@ static void build_best(void) { build(best_isa()); }
 const pl_kern_ops *pl_kern_ops_get(void) {
   pthread_once(&g_once, build_best);
   return &g_ops;
+}
+
+const pl_kern_ops *pl_kern_ops_small(void) {
+  pthread_once(&g_once, build_best);
+  return &g_ops_small;
 }
 
 pl_isa pl_kern_isa(void) {
@@ -145,6 +172,7 @@ int pl_kern_set_isa(pl_isa isa) {
   if (!cpu_has(isa))
     return -1;
   pl_kern_ops_get(); /* consume the once, so a later first use cannot overwrite this */
+  g_forced = 1;
   build(isa);
   return 0;
 }

@@ -102,6 +102,10 @@ typedef struct {
 
 /* The active table (after dispatch). */
 const pl_kern_ops *pl_kern_ops_get(void);
+/* The table for quantized matmuls of at most PL_MM_SMALL_N activation rows: the AVX2 one on
+ * an AVX-512 host where no ISA was named (kern_dispatch.c says why), else pl_kern_ops_get's. */
+#define PL_MM_SMALL_N 2
+const pl_kern_ops *pl_kern_ops_small(void);
 int pl_mmt_of(pl_dtype t); /* -1 if unknown */
 
 /* Tile loop shared by the SIMD row kernels. TILE(c, r, nr, rs, j0, nx) computes
