@@ -271,6 +271,16 @@ static void job_free(pl_job *j) {
 
 static void job_ref(pl_job *j) { atomic_fetch_add(&j->refs, 1); }
 
+/* Append c to the engine thread's command list (t->mu held). */
+static void push_cmd(pl_engine_thread *t, cmd *c) {
+  c->next = NULL;
+  if (t->tail)
+    t->tail->next = c;
+  else
+    t->head = c;
+  t->tail = c;
+}
+
 static void job_unref(pl_job *j) {
   if (atomic_fetch_sub(&j->refs, 1) == 1)
     job_free(j);
@@ -970,13 +980,7 @@ int pl_engine_thread_submit(pl_engine_thread *t, pl_job *j) {
   }
   j->t_arrival = now_s();
   job_ref(j); /* the engine side's reference, dropped by engine_release */
-  cmd *c = &j->add_cmd;
-  c->next = NULL;
-  if (t->tail)
-    t->tail->next = c;
-  else
-    t->head = c;
-  t->tail = c;
+  push_cmd(t, &j->add_cmd);
   t->n_pending_adds++;
   t->n_live_jobs++;
   pthread_cond_signal(&t->cv);
@@ -996,13 +1000,7 @@ void pl_engine_thread_cancel(pl_engine_thread *t, pl_job *j) {
   pthread_mutex_lock(&t->mu);
   if (!t->stopping) { /* a stopping thread aborts everything itself */
     job_ref(j);
-    cmd *c = &j->abort_cmd;
-    c->next = NULL;
-    if (t->tail)
-      t->tail->next = c;
-    else
-      t->head = c;
-    t->tail = c;
+    push_cmd(t, &j->abort_cmd);
     pthread_cond_signal(&t->cv);
   }
   pthread_mutex_unlock(&t->mu);
