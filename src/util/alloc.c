@@ -9,6 +9,9 @@
 #include <malloc.h>
 #endif
 #include <pthread.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -175,6 +178,18 @@ void pl_alloc_trace_dump(FILE *f, long since) {
             (unsigned long)((char *)h->caller - (known ? (char *)di.dli_fbase : (char *)0)));
   }
   pthread_mutex_unlock(&trace_mu);
+}
+
+void pl_alloc_advise_huge(void *p, size_t n) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
+  if (b > a)
+    (void)madvise((void *)a, b - a, MADV_HUGEPAGE); /* a hint: failure changes nothing */
+#else
+  (void)p;
+  (void)n;
+#endif
 }
 
 void pl_alloc_trim(void) {

@@ -24,6 +24,13 @@ size_t pl_alloc_peak_bytes(void);
  * lists: call it after freeing megabytes, not per request. */
 void pl_alloc_trim(void);
 
+/* Ask the kernel to back the whole 2 MiB pages inside [p, p + n) with huge pages (Linux
+ * madvise(MADV_HUGEPAGE), where transparent huge pages are in "madvise" mode, as on Debian;
+ * nothing elsewhere). For a large block read at scattered offsets, such as the paged KV pool:
+ * with 4 KiB pages every block of it the attention visits costs a TLB miss. Call it before
+ * the pages are first touched. A hint: failure changes nothing. */
+void pl_alloc_advise_huge(void *p, size_t n);
+
 /* For third-party libraries that take an allocator (jansson): plain malloc/free, with no
  * header and no live accounting, but counted for failure injection and in
  * pl_alloc_thread_failures. Blocks are malloc's, so free() may free them too. */

@@ -50,8 +50,12 @@ int main(void) {
             acc[i] = 0;
           for (int p0 = 0; p0 < ctx; p0 += tile) {
             int nv = ctx - p0 < tile ? ctx - p0 : tile;
+            /* every other tile names the next one to prefetch: no effect on the result */
+            const int pn = p0 + nv, rows = ctx - pn < tile ? ctx - pn : tile;
+            const pl_attn_next next = {k + (size_t)pn * hd, v + (size_t)pn * hd,
+                                       rows * hd * 4 / 64};
             pl_attn_tile_f32(nl, hd, nv, p0, masked ? lim : NULL, qt, k + (size_t)p0 * hd,
-                             v + (size_t)p0 * hd, m, l, acc);
+                             v + (size_t)p0 * hd, m, l, acc, pn < ctx && p0 / tile % 2 ? &next : NULL);
           }
           for (int j = 0; j < nl; j++) {
             int n = lim[j];

@@ -153,30 +153,29 @@ static void attn_item_tiles(const attn_job *j, int seq, int h, int t0, int nt, i
   for (int bi = 0; bi < n_blk; bi++) {
     const int nvb = n_ctx - bi * bs < bs ? n_ctx - bi * bs : bs;
     const size_t base = (size_t)bt[bi] * blk_stride + (size_t)h * bs * rb;
-    if (bi + 1 < n_blk) {
-      /* The next block is elsewhere in the pool: the hardware prefetchers cannot guess it
-       * (without this, paged ran 45-60% behind contiguous K/V at the same arithmetic). */
-      const size_t nb = (size_t)bt[bi + 1] * blk_stride + (size_t)h * bs * rb;
-      const char *kn = (const char *)(K + nb), *vn = (const char *)(V + nb);
-      for (size_t b = 0; b < (size_t)bs * rb; b += 64) {
-        __builtin_prefetch(kn + b);
-        __builtin_prefetch(vn + b);
-      }
-    }
     for (int o = 0; o < nvb; o += PL_ATTN_TILE) {
       const int nv = nvb - o < PL_ATTN_TILE ? nvb - o : PL_ATTN_TILE, pos0 = bi * bs + o;
       const uint8_t *ko = K + base + (size_t)o * rb, *vo = V + base + (size_t)o * rb;
       const float *kf = (const float *)ko, *vf = (const float *)vo;
+      /* The next tile's rows, which the kernel pulls in while it computes this one (kern.h,
+       * pl_attn_next). At a block's end they are elsewhere in the pool, where the hardware
+       * prefetchers cannot guess them. */
+      pl_attn_next next = {NULL, NULL, 0};
+      const int pn = pos0 + nv; /* the next tile's first position */
+      if (pn < n_ctx) {
+        const int rows = n_ctx - pn < PL_ATTN_TILE ? n_ctx - pn : PL_ATTN_TILE;
+        const size_t nb = (size_t)bt[pn / bs] * blk_stride + ((size_t)h * bs + pn % bs) * rb;
+        next = (pl_attn_next){K + nb, V + nb, (int)(((size_t)rows * rb + 63) / 64)};
+      }
       if (kt != PL_DT_F32) {
-        for (int r = 0; r < nv; r++) {
-          pl_dequant_row(kt, ko + (size_t)r * rb, kd + (size_t)r * hd, hd);
-          pl_dequant_row(kt, vo + (size_t)r * rb, vd + (size_t)r * hd, hd);
-        }
+        /* a tile's rows are consecutive in its block: one call decodes them all */
+        pl_dequant_row(kt, ko, kd, nv * hd);
+        pl_dequant_row(kt, vo, vd, nv * hd);
         kf = kd;
         vf = vd;
       }
       pl_attn_tile_f32(nl, hd, nv, pos0, pos0 + nv > lim_min ? lim : NULL, qt, kf, vf, m, l,
-                       acc);
+                       acc, &next);
     }
   }
   for (int ln = 0; ln < nl; ln++) {

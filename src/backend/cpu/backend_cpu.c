@@ -130,8 +130,14 @@ static int cpu_kv_init(pl_backend *be, const pl_kv_spec *s) {
   c->row_bytes = row;
   c->layer_stride = (size_t)s->n_blocks * s->n_kv_head * s->block_size * row;
   size_t total = c->layer_stride * (size_t)s->n_layer;
-  c->k_cache = pl_calloc(total, 1);
-  c->v_cache = pl_calloc(total, 1);
+  c->k_cache = pl_malloc(total);
+  c->v_cache = pl_malloc(total);
+  if (c->k_cache && c->v_cache) { /* huge pages before the first touch (the zeroing) */
+    pl_alloc_advise_huge(c->k_cache, total);
+    pl_alloc_advise_huge(c->v_cache, total);
+    memset(c->k_cache, 0, total);
+    memset(c->v_cache, 0, total);
+  }
   int g = s->n_head / s->n_kv_head;
   /* the per-key path's acc, m, l, scores and a decoded K and V row, or the tile path's
    * decoded K and V tiles, whichever is larger */

@@ -8,10 +8,13 @@
 #include "backend/cpu/kern/kern_impl.h"
 
 void pl_attn_tile_scalar(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                         const float *k, const float *v, float *m, float *l, float *acc) {
+                         const float *k, const float *v, float *m, float *l, float *acc,
+                         const pl_attn_next *next) {
   enum { L = PL_ATTN_LANES };
   float s[PL_ATTN_TILE][L], corr[L];
+  int pf = 0;
   for (int o = 0; o < nv; o++) {
+    pl_attn_next_step(next, &pf);
     for (int j = 0; j < nl; j++)
       s[o][j] = 0;
     for (int d = 0; d < hd; d++) {
@@ -24,6 +27,7 @@ void pl_attn_tile_scalar(int nl, int hd, int nv, int pos0, const int32_t *lim, c
         if (pos0 + o >= lim[j])
           s[o][j] = -INFINITY;
   }
+  pl_attn_next_rest(next, pf);
   for (int j = 0; j < nl; j++) {
     float mx = m[j], sum = 0;
     for (int o = 0; o < nv; o++)
@@ -50,6 +54,7 @@ void pl_attn_tile_scalar(int nl, int hd, int nv, int pos0, const int32_t *lim, c
 }
 
 void pl_attn_tile_f32(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                      const float *k, const float *v, float *m, float *l, float *acc) {
-  pl_kern_ops_get()->attn_tile(nl, hd, nv, pos0, lim, qt, k, v, m, l, acc);
+                      const float *k, const float *v, float *m, float *l, float *acc,
+                      const pl_attn_next *next) {
+  pl_kern_ops_get()->attn_tile(nl, hd, nv, pos0, lim, qt, k, v, m, l, acc, next);
 }

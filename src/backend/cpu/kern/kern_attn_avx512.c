@@ -10,25 +10,31 @@
 enum { L = PL_ATTN_LANES };
 
 void pl_attn_tile_avx512(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                         const float *k, const float *v, float *m, float *l, float *acc) {
+                         const float *k, const float *v, float *m, float *l, float *acc,
+                         const pl_attn_next *next) {
   if (nl <= 8) {
-    pl_attn_tile_avx2(nl, hd, nv, pos0, lim, qt, k, v, m, l, acc);
+    pl_attn_tile_avx2(nl, hd, nv, pos0, lim, qt, k, v, m, l, acc, next);
     return;
   }
   float p[PL_ATTN_TILE][L] __attribute__((aligned(64)));
   float cr[L] __attribute__((aligned(64)));
   __m512 s[PL_ATTN_TILE];
-  int o = 0;
+  int o = 0, pf = 0;
   for (; o + 8 <= nv; o += 8) {
     __m512 a[8];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
       a[i] = _mm512_setzero_ps();
     const float *k0 = k + (size_t)o * hd;
     for (int d = 0; d < hd; d++) {
+      pl_attn_next_step(next, &pf);
       __m512 q = _mm512_loadu_ps(qt + d * L);
+      /* unrolled: the accumulators stay in registers (see kern_attn_avx2.c) */
+#pragma GCC unroll 8
       for (int i = 0; i < 8; i++)
         a[i] = _mm512_fmadd_ps(q, _mm512_set1_ps(k0[(size_t)i * hd + d]), a[i]);
     }
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
       s[o + i] = a[i];
   }
@@ -39,6 +45,7 @@ void pl_attn_tile_avx512(int nl, int hd, int nv, int pos0, const int32_t *lim, c
       a = _mm512_fmadd_ps(_mm512_loadu_ps(qt + d * L), _mm512_set1_ps(ko[d]), a);
     s[o] = a;
   }
+  pl_attn_next_rest(next, pf);
   if (lim) {
     __m512i lv = _mm512_loadu_si512(lim);
     for (o = 0; o < nv; o++) {

@@ -33,28 +33,39 @@ AI float32x4_t exp4(float32x4_t x) {
 }
 
 AI void tile(const int NV, int nl, int hd, int nv, int pos0, const int32_t *lim,
-             const float *qt, const float *k, const float *v, float *m, float *l, float *acc) {
+             const float *qt, const float *k, const float *v, float *m, float *l, float *acc,
+             const pl_attn_next *next) {
   float p[PL_ATTN_TILE][L] __attribute__((aligned(16)));
   float cr[L] __attribute__((aligned(16)));
   float32x4_t s[PL_ATTN_TILE][4];
-  int o = 0;
+  int o = 0, pf = 0;
+  /* the loops over the accumulators are unrolled so that they stay in registers (see
+   * kern_attn_avx2.c) */
   for (; o + 4 <= nv; o += 4) {
     float32x4_t a[4][4];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
       for (int h = 0; h < NV; h++)
         a[i][h] = vdupq_n_f32(0);
     const float *k0 = k + (size_t)o * hd;
     for (int d = 0; d < hd; d++) {
+      pl_attn_next_step(next, &pf);
       float32x4_t q[4];
+#pragma GCC unroll 4
       for (int h = 0; h < NV; h++)
         q[h] = vld1q_f32(qt + d * L + 4 * h);
+#pragma GCC unroll 4
       for (int i = 0; i < 4; i++) {
         float kd = k0[(size_t)i * hd + d];
+#pragma GCC unroll 4
         for (int h = 0; h < NV; h++)
           a[i][h] = vfmaq_n_f32(a[i][h], q[h], kd);
       }
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
       for (int h = 0; h < NV; h++)
         s[o + i][h] = a[i][h];
   }
@@ -69,6 +80,7 @@ AI void tile(const int NV, int nl, int hd, int nv, int pos0, const int32_t *lim,
     for (int h = 0; h < NV; h++)
       s[o][h] = a[h];
   }
+  pl_attn_next_rest(next, pf);
   if (lim) {
     const float32x4_t ninf = vdupq_n_f32(-INFINITY);
     for (int h = 0; h < NV; h++) {
@@ -127,11 +139,12 @@ AI void tile(const int NV, int nl, int hd, int nv, int pos0, const int32_t *lim,
 }
 
 void pl_attn_tile_neon(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                       const float *k, const float *v, float *m, float *l, float *acc) {
+                       const float *k, const float *v, float *m, float *l, float *acc,
+                       const pl_attn_next *next) {
   switch ((nl + 3) / 4) {
-  case 1: tile(1, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc); break;
-  case 2: tile(2, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc); break;
-  case 3: tile(3, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc); break;
-  default: tile(4, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc); break;
+  case 1: tile(1, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc, next); break;
+  case 2: tile(2, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc, next); break;
+  case 3: tile(3, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc, next); break;
+  default: tile(4, nl, hd, nv, pos0, lim, qt, k, v, m, l, acc, next); break;
   }
 }

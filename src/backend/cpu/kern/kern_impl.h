@@ -97,7 +97,8 @@ typedef struct {
   void (*swiglu)(int n, float *y, const float *g, const float *u);
   float (*softmax)(int n, float *x);
   void (*attn_tile)(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                    const float *k, const float *v, float *m, float *l, float *acc);
+                    const float *k, const float *v, float *m, float *l, float *acc,
+                    const pl_attn_next *next);
 } pl_kern_ops;
 
 /* The active table (after dispatch). */
@@ -159,20 +160,38 @@ int pl_mmt_of(pl_dtype t); /* -1 if unknown */
 /* Fillers: each overwrites the slots its ISA implements. */
 void pl_kern_fill_scalar(pl_kern_ops *o);
 void pl_attn_tile_scalar(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                         const float *k, const float *v, float *m, float *l, float *acc);
+                         const float *k, const float *v, float *m, float *l, float *acc,
+                         const pl_attn_next *next);
 #if defined(__x86_64__) || defined(__i386__)
 void pl_kern_fill_avx2(pl_kern_ops *o);
 void pl_kern_fill_avx512(pl_kern_ops *o, int vnni, int bf16);
 void pl_attn_tile_avx2(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                       const float *k, const float *v, float *m, float *l, float *acc);
+                       const float *k, const float *v, float *m, float *l, float *acc,
+                       const pl_attn_next *next);
 void pl_attn_tile_avx512(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                         const float *k, const float *v, float *m, float *l, float *acc);
+                         const float *k, const float *v, float *m, float *l, float *acc,
+                         const pl_attn_next *next);
 #endif
 #if defined(__aarch64__)
 void pl_kern_fill_neon(pl_kern_ops *o, int dotprod);
 void pl_attn_tile_neon(int nl, int hd, int nv, int pos0, const int32_t *lim, const float *qt,
-                       const float *k, const float *v, float *m, float *l, float *acc);
+                       const float *k, const float *v, float *m, float *l, float *acc,
+                       const pl_attn_next *next);
 #endif
+
+/* The prefetches of pl_attn_next (kern.h): one line of K and of V per call while *i < lines,
+ * and all that remain. */
+static inline void pl_attn_next_step(const pl_attn_next *n, int *i) {
+  if (n && *i < n->lines) {
+    __builtin_prefetch((const char *)n->k + 64 * (size_t)*i, 0, 2);
+    __builtin_prefetch((const char *)n->v + 64 * (size_t)*i, 0, 2);
+    ++*i;
+  }
+}
+static inline void pl_attn_next_rest(const pl_attn_next *n, int i) {
+  while (n && i < n->lines)
+    pl_attn_next_step(n, &i);
+}
 
 /* Scalar helpers shared by kernels (kern_quant.c). */
 void pl_quant_x_scalar(const float *x, int64_t cols, int z, uint8_t *qxrow,
