@@ -77,12 +77,12 @@ float pl_vec_softmax_f32(int n, float *x);
  * hd >= 1. A lane must see at least one key before its output is read. `next` may be NULL. */
 #define PL_ATTN_LANES 16
 #define PL_ATTN_TILE 16
-/* What the caller reads after this tile (the next KV block's K and V rows, at their stored
- * size): the kernel pulls `lines` 64-byte lines from each of k and v toward the L2 cache, one
- * of each per step of its score loop, so that they arrive while it computes. Spread out like
- * this, paged K/V is read as fast as contiguous K/V; issued as one burst at the block's start
- * (128 lines for a 16-row f32 block), the prefetches stalled on the core's miss buffers and
- * paged attention ran 40-80% behind (docs/BENCHMARKS.md section 6). */
+/* What the caller reads after this tile (the next tile's K and V rows at their stored size,
+ * often in another KV block): the kernel pulls `lines` 64-byte lines from each of k and v
+ * toward the L2 cache, one of each per step of its score loop, so that they arrive while it
+ * computes. Spread out like this, paged K/V is read as fast as contiguous K/V; issued as one
+ * burst at the block's start (128 lines for a 16-row f32 block), the prefetches stalled on the
+ * core's miss buffers and paged attention ran 40-80% behind (docs/BENCHMARKS.md section 6). */
 typedef struct {
   const void *k, *v;
   int lines;
