@@ -117,8 +117,29 @@ static void attn_item_generic(const attn_job *j, int t, int h, float *scratch) {
 
 /* Item: sequence seq, KV head h, query tokens t0 .. t0+nt-1, query heads k0 .. k0+nh-1 of
  * the group (lane = token index * nh + head index). */
-static void attn_item_tiles(const attn_job *j, int seq, int h, int t0, int nt, int k0, int nh,
+typedef struct {
+  int seq, h, t0, nt, k0, nh;
+} attn_item;
+
+/* The K/V rows of the item's first tile: its sequence's first block, for its KV head. */
+static pl_attn_next first_tile(const attn_job *j, const attn_item *it) {
+  const pl_cpu_backend *c = j->c;
+  const pl_step_plan *p = j->plan;
+  const int bs = c->kv.block_size, n_ctx = p->positions[it->t0 + it->nt - 1] + 1;
+  int rows = n_ctx < bs ? n_ctx : bs;
+  rows = rows < PL_ATTN_TILE ? rows : PL_ATTN_TILE;
+  const size_t off = (size_t)j->layer * c->layer_stride +
+                     ((size_t)p->block_tables[(size_t)it->seq * p->max_blocks_per_seq] *
+                          c->kv.n_kv_head + (size_t)it->h) * bs * c->row_bytes;
+  return (pl_attn_next){c->k_cache + off, c->v_cache + off,
+                        (int)(((size_t)rows * c->row_bytes + 63) / 64)};
+}
+
+/* `after`: the first tile of the item the thread runs next (prefetched during this item's
+ * last tile, so that an item does not start on a cold miss); NULL for none. */
+static void attn_item_tiles(const attn_job *j, const attn_item *it, const pl_attn_next *after,
                             float *scratch) {
+  const int seq = it->seq, h = it->h, t0 = it->t0, nt = it->nt, k0 = it->k0, nh = it->nh;
   const pl_cpu_backend *c = j->c;
   const pl_kv_spec *s = &c->kv;
   const pl_step_plan *p = j->plan;
@@ -160,7 +181,7 @@ static void attn_item_tiles(const attn_job *j, int seq, int h, int t0, int nt, i
       /* The next tile's rows, which the kernel pulls in while it computes this one (kern.h,
        * pl_attn_next). At a block's end they are elsewhere in the pool, where the hardware
        * prefetchers cannot guess them. */
-      pl_attn_next next = {NULL, NULL, 0};
+      pl_attn_next next = after ? *after : (pl_attn_next){NULL, NULL, 0};
       const int pn = pos0 + nv; /* the next tile's first position */
       if (pn < n_ctx) {
         const int rows = n_ctx - pn < PL_ATTN_TILE ? n_ctx - pn : PL_ATTN_TILE;
@@ -201,7 +222,9 @@ static void attn_task(void *ctx, int ith, int nth) {
   }
   /* Lanes: T tokens x nh heads, nh = min(g, LANES); g > LANES splits the heads instead. */
   const int nh = g < LANES ? g : LANES, n_hg = (g + nh - 1) / nh, T = LANES / nh;
-  int it = 0;
+  /* each item runs once the thread's next one is known, to prefetch that one's first tile */
+  attn_item cur = {0}, nxt;
+  int it = 0, have = 0;
   for (int seq = 0; seq < p->n_seqs; seq++) {
     const int q0 = p->query_start_loc[seq], q1 = p->query_start_loc[seq + 1];
     for (int t0 = q0; t0 < q1; t0 += T)
@@ -209,10 +232,18 @@ static void attn_task(void *ctx, int ith, int nth) {
         for (int hg = 0; hg < n_hg; hg++, it++) {
           if (it % nth != ith)
             continue;
-          const int nt = q1 - t0 < T ? q1 - t0 : T, k0 = hg * nh;
-          attn_item_tiles(j, seq, h, t0, nt, k0, g - k0 < nh ? g - k0 : nh, scratch);
+          const int k0 = hg * nh;
+          nxt = (attn_item){seq, h, t0, q1 - t0 < T ? q1 - t0 : T, k0, g - k0 < nh ? g - k0 : nh};
+          if (have) {
+            const pl_attn_next first = first_tile(j, &nxt);
+            attn_item_tiles(j, &cur, &first, scratch);
+          }
+          cur = nxt;
+          have = 1;
         }
   }
+  if (have)
+    attn_item_tiles(j, &cur, NULL, scratch);
 }
 
 int pl_cpu_attention(pl_backend *be, int layer, float *out, const float *q, int n_head,
