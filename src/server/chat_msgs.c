@@ -5,7 +5,6 @@
 
 #include "server/json_guard.h"
 #include "server/strbuf.h"
-#include "template/jinja_text.h"
 #include "util/alloc.h"
 #include "util/error.h"
 
@@ -97,17 +96,50 @@ int pl_chat_msgs_find(const char *b, size_t n, size_t *vs, size_t *ve) {
   return PL_EINVAL;
 }
 
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
 static long hex4(const char *b, size_t n, size_t i) {
   if (i + 4 > n)
     return -1;
   long v = 0;
   for (int k = 0; k < 4; k++) {
-    int h = pl_hex_digit(b[i + k]);
+    int h = hexval(b[i + k]);
     if (h < 0)
       return -1;
     v = v * 16 + h;
   }
   return v;
+}
+
+static size_t put_utf8(char *o, unsigned long cp) {
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | (cp >> 18));
+  o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
 }
 
 /* The string at b[*i] == '"', checked as jansson checks it; with write, unescaped in place
@@ -166,7 +198,7 @@ static int scan_string(char *b, size_t n, size_t *i, int write, size_t *len, int
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         used = 12;
       }
-      size_t k = pl_utf8_encode((uint32_t)cp, tmp);
+      size_t k = put_utf8(tmp, (unsigned long)cp);
       if (write)
         memcpy(b + w, tmp, k); /* k < used: never past r */
       w += k;

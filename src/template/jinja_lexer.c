@@ -136,6 +136,16 @@ static size_t scan_digits(const lx *x, size_t i) {
   return i;
 }
 
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
 /* Number literal at x->pos (a digit). Jinja tries the float rule before the integer rule. */
 static int lex_number(lx *x) {
   size_t st = x->pos, j = scan_digits(x, st), end = 0;
@@ -176,7 +186,7 @@ static int lex_number(lx *x) {
       size_t q = st + 2;
       if (q < x->n && x->s[q] == '_')
         q++;
-      int d = q < x->n ? pl_hex_digit(x->s[q]) : -1;
+      int d = q < x->n ? hexval(x->s[q]) : -1;
       if (d >= 0 && d < b) {
         base = b;
         i = st + 2;
@@ -191,9 +201,9 @@ static int lex_number(lx *x) {
       i++;
   } else {
     while (i < x->n) {
-      int d = pl_hex_digit(x->s[i]);
-      if (x->s[i] == '_' && i + 1 < x->n && pl_hex_digit(x->s[i + 1]) >= 0 &&
-          pl_hex_digit(x->s[i + 1]) < base) {
+      int d = hexval(x->s[i]);
+      if (x->s[i] == '_' && i + 1 < x->n && hexval(x->s[i + 1]) >= 0 &&
+          hexval(x->s[i + 1]) < base) {
         i++;
         continue;
       }
@@ -270,7 +280,7 @@ static int lex_string(lx *x) {
       continue;
     }
     for (int k = 0; k < digits; k++) {
-      int d = i < end ? pl_hex_digit(x->s[i]) : -1;
+      int d = i < end ? hexval(x->s[i]) : -1;
       if (d < 0)
         return lex_fail(x, st, "truncated \\x/\\u escape in string literal", NULL);
       cp = cp * 16 + (uint32_t)d;

@@ -12,14 +12,10 @@
 size_t pl_utf8_next(const char *s, size_t n, size_t i, uint32_t *cp);
 /* Index of the start of the code point before s[i] (i > 0). */
 size_t pl_utf8_prev(const char *s, size_t i);
-/* UTF-8 of cp into out (1-4 bytes; above U+10FFFF writes U+FFFD); returns the length. */
 size_t pl_utf8_encode(uint32_t cp, char out[4]);
 size_t pl_utf8_count(const char *s, size_t n);
 /* Byte offset of code point number `k` (clamped to n). */
 size_t pl_utf8_offset(const char *s, size_t n, size_t k);
-
-/* Value of a hex digit (0-9, a-f, A-F), or -1. */
-int pl_hex_digit(char c);
 
 int pl_py_isspace(uint32_t cp);
 int pl_py_isalpha(uint32_t cp);
